@@ -1,0 +1,191 @@
+//! Digital FP32 layers on one image's activations (`c × h × w`, row-major).
+//! Each defines its rounding sequence exactly, so that the pure-JS reference
+//! (ts/reference/layers.ts) produces the same bits.
+
+use crate::gemm::gemm;
+use crate::graph::{BatchNorm, Conv, Linear, Shape, Slice};
+
+/// Unfolds `x` into `cols[k × p]` with `k = (c, ky, kx)` (the ONNX weight
+/// order) and `p = (oy, ox)`; padding contributes zeros.
+pub fn im2col(conv: &Conv, x: &[f32], xs: Shape, os: Shape, cols: &mut [f32]) {
+    let [kh, kw] = conv.kernel;
+    let [sh, sw] = conv.stride;
+    let (pt, pl) = (conv.pads[0] as isize, conv.pads[1] as isize);
+    let p = os.h * os.w;
+    for c in 0..xs.c {
+        let plane = &x[c * xs.h * xs.w..(c + 1) * xs.h * xs.w];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = &mut cols[((c * kh + ky) * kw + kx) * p..][..p];
+                for oy in 0..os.h {
+                    let iy = (oy * sh) as isize - pt + ky as isize;
+                    let dst = &mut row[oy * os.w..(oy + 1) * os.w];
+                    if iy < 0 || iy >= xs.h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * xs.w..(iy as usize + 1) * xs.w];
+                    for (ox, d) in dst.iter_mut().enumerate() {
+                        let ix = (ox * sw) as isize - pl + kx as isize;
+                        *d = if ix >= 0 && (ix as usize) < xs.w { src[ix as usize] } else { 0.0 };
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn conv_rows(conv: &Conv) -> usize {
+    conv.in_channels * conv.kernel[0] * conv.kernel[1]
+}
+
+/// `out = W · im2col(x) + bias`; `cols` is scratch of at least `k × p`.
+pub fn conv(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape, cols: &mut [f32]) {
+    let k = conv_rows(conv);
+    let p = os.h * os.w;
+    im2col(conv, x, xs, os, cols);
+    gemm(&conv.weight, cols, out, conv.out_channels, k, p);
+    if let Some(bias) = &conv.bias {
+        add_channel_bias(out, bias, p);
+    }
+}
+
+pub fn add_channel_bias(out: &mut [f32], bias: &[f32], p: usize) {
+    for (plane, &b) in out.chunks_exact_mut(p).zip(bias) {
+        for v in plane {
+            *v += b;
+        }
+    }
+}
+
+/// Eval-mode BatchNorm: `(x - mean) * (scale / sqrt(var + eps)) + bias`,
+/// each step rounded to f32.
+pub fn batch_norm(bn: &BatchNorm, x: &[f32], out: &mut [f32], p: usize) {
+    for c in 0..bn.scale.len() {
+        let g = bn.scale[c] / (bn.var[c] + bn.eps).sqrt();
+        let (m, b) = (bn.mean[c], bn.bias[c]);
+        for (o, &v) in out[c * p..(c + 1) * p].iter_mut().zip(&x[c * p..(c + 1) * p]) {
+            *o = (v - m) * g + b;
+        }
+    }
+}
+
+/// `x > 0 ? x : 0` (so NaN and -0 become +0, as in the reference).
+pub fn relu(x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = if v > 0.0 { v } else { 0.0 };
+    }
+}
+
+pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = x + y;
+    }
+}
+
+pub fn slice(s: &Slice, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
+    for c in 0..xs.c {
+        for oy in 0..os.h {
+            let iy = s.start[0] + oy * s.step[0];
+            for ox in 0..os.w {
+                let ix = s.start[1] + ox * s.step[1];
+                out[(c * os.h + oy) * os.w + ox] = x[(c * xs.h + iy) * xs.w + ix];
+            }
+        }
+    }
+}
+
+pub fn pad_channels(before: usize, x: &[f32], p: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    out[before * p..before * p + x.len()].copy_from_slice(x);
+}
+
+/// Mean over each channel's pixels: a sequential f32 sum divided by the count.
+pub fn global_avg_pool(x: &[f32], p: usize, out: &mut [f32]) {
+    for (o, plane) in out.iter_mut().zip(x.chunks_exact(p)) {
+        let mut acc = 0f32;
+        for &v in plane {
+            acc += v;
+        }
+        *o = acc / p as f32;
+    }
+}
+
+pub fn linear(l: &Linear, x: &[f32], out: &mut [f32]) {
+    gemm(&l.weight, x, out, l.out_features, l.in_features, 1);
+    if let Some(bias) = &l.bias {
+        add_channel_bias(out, bias, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_matches_direct_definition() {
+        // 2 in-channels, 3 out-channels, 3x3 kernel, stride 2, asymmetric pads.
+        let (ci, co, h, w) = (2, 3, 5, 6);
+        let weight: Vec<f32> = (0..co * ci * 9).map(|i| (i as f32 * 0.37).sin()).collect();
+        let bias = vec![0.5, -1.0, 0.25];
+        let cv = Conv { weight, bias: Some(bias), out_channels: co, in_channels: ci, kernel: [3, 3], stride: [2, 2], pads: [1, 0, 1, 2] };
+        let xs = Shape { c: ci, h, w };
+        let os = Shape { c: co, h: (h + 2 - 3) / 2 + 1, w: (w + 2 - 3) / 2 + 1 };
+        let x: Vec<f32> = (0..xs.len()).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut cols = vec![0f32; ci * 9 * os.h * os.w];
+        let mut out = vec![0f32; os.len()];
+        conv(&cv, &x, xs, &mut out, os, &mut cols);
+        for o in 0..co {
+            for oy in 0..os.h {
+                for ox in 0..os.w {
+                    let mut acc = 0f32;
+                    for c in 0..ci {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let iy = (oy * 2 + ky) as isize - 1;
+                                let ix = ox as isize * 2 + kx as isize;
+                                let v = if iy >= 0 && iy < h as isize && ix < w as isize { x[(c * h + iy as usize) * w + ix as usize] } else { 0.0 };
+                                acc += cv.weight[((o * ci + c) * 3 + ky) * 3 + kx] * v;
+                            }
+                        }
+                    }
+                    acc += cv.bias.as_ref().unwrap()[o];
+                    assert_eq!(out[(o * os.h + oy) * os.w + ox].to_bits(), acc.to_bits());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_layers() {
+        let mut out = vec![0f32; 4];
+        relu(&[-1.0, 2.0, f32::NAN, -0.0], &mut out);
+        assert_eq!(out.map_or_bits(), [0f32, 2.0, 0.0, 0.0].map_or_bits());
+        let mut pooled = vec![0f32; 2];
+        global_avg_pool(&[1.0, 2.0, 3.0, 4.0], 2, &mut pooled);
+        assert_eq!(pooled, vec![1.5, 3.5]);
+        let s = Slice { start: [0, 0], end: [4, 4], step: [2, 2] };
+        let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let mut sub = vec![0f32; 4];
+        slice(&s, &x, Shape { c: 1, h: 4, w: 4 }, &mut sub, Shape { c: 1, h: 2, w: 2 });
+        assert_eq!(sub, vec![0.0, 2.0, 8.0, 10.0]);
+        let mut padded = vec![9f32; 12];
+        pad_channels(1, &sub, 4, &mut padded[..]);
+        padded.truncate(8);
+        assert_eq!(padded, vec![0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 8.0, 10.0]);
+    }
+
+    trait Bits {
+        fn map_or_bits(&self) -> Vec<u32>;
+    }
+    impl Bits for Vec<f32> {
+        fn map_or_bits(&self) -> Vec<u32> {
+            self.iter().map(|v| v.to_bits()).collect()
+        }
+    }
+    impl<const N: usize> Bits for [f32; N] {
+        fn map_or_bits(&self) -> Vec<u32> {
+            self.iter().map(|v| v.to_bits()).collect()
+        }
+    }
+}

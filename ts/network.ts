@@ -1,0 +1,80 @@
+// The network IR, one to one with crates/core/src/graph.rs. Value 0 is the
+// network input; node i produces value i + 1; nodes are in topological order.
+// Weights travel to Rust as typed arrays (no JSON copies).
+
+export interface ConvNode {
+  name: string;
+  op: 'Conv';
+  inputs: [number];
+  /** [out, in, kh, kw] */
+  shape: [number, number, number, number];
+  weight: Float32Array;
+  bias?: Float32Array;
+  stride: [number, number];
+  /** top, left, bottom, right */
+  pads: [number, number, number, number];
+}
+
+export interface BatchNormNode {
+  name: string;
+  op: 'BatchNorm';
+  inputs: [number];
+  /** gamma */
+  weight: Float32Array;
+  /** beta */
+  bias: Float32Array;
+  mean: Float32Array;
+  var: Float32Array;
+  eps: number;
+}
+
+export interface SliceNode {
+  name: string;
+  op: 'Slice';
+  inputs: [number];
+  /** [h, w] each, end exclusive and clamped to the input size */
+  start: [number, number];
+  end: [number, number];
+  step: [number, number];
+}
+
+export interface PadChannelsNode {
+  name: string;
+  op: 'PadChannels';
+  inputs: [number];
+  before: number;
+  after: number;
+}
+
+export interface LinearNode {
+  name: string;
+  op: 'Linear';
+  inputs: [number];
+  /** [out, in] */
+  shape: [number, number];
+  /** row-major [out, in] */
+  weight: Float32Array;
+  bias?: Float32Array;
+}
+
+export interface SimpleNode {
+  name: string;
+  op: 'Relu' | 'GlobalAvgPool' | 'Flatten';
+  inputs: [number];
+}
+
+export interface AddNode {
+  name: string;
+  op: 'Add';
+  inputs: [number, number];
+}
+
+export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | SimpleNode | AddNode;
+
+export interface Network {
+  /** [channels, height, width] of one image */
+  input: [number, number, number];
+  nodes: IrNode[];
+  /** value index of the logits */
+  output: number;
+}
