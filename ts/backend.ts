@@ -1,7 +1,21 @@
+import type { LayerOpsJs } from './native-binding.js';
+
+export type LayerOps = LayerOpsJs;
+
+export interface BatchResult {
+  /** n × classes */
+  logits: Float32Array;
+  /** Operation counts per IR node, when the backend counts them. */
+  ops?: LayerOps[];
+}
+
 /** Something that turns a batch of normalised images into logits. */
 export interface Backend {
   readonly name: 'native' | 'ort' | 'js';
   readonly classes: number;
-  /** `images` holds n × c × h × w floats; returns n × classes logits. */
-  run(images: Float32Array): Promise<Float32Array>;
+  /**
+   * `images` holds n × c × h × w floats of test images number
+   * `first … first + n − 1` (the index keys every random draw).
+   */
+  run(images: Float32Array, first: number): Promise<BatchResult>;
 }

@@ -144,7 +144,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
-    await command.run(values, positionals);
+    await command.run(values as Record<string, string | boolean | undefined>, positionals);
     return 0;
   } catch (e) {
     const err = e as Error & { code?: string };

@@ -89,7 +89,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
     const n = Math.min(o.batch, total - start);
     const images = normalize(test.images.subarray(start * imageLen, (start + n) * imageLen), n);
     const t0 = process.hrtime.bigint();
-    const out = await backend.run(images);
+    const { logits: out } = await backend.run(images, start);
     seconds += Number(process.hrtime.bigint() - t0) / 1e9;
     logits.set(out, start * classes);
     for (let i = 0; i < n; i++) {

@@ -5,10 +5,78 @@ export declare class NativeNetwork {
   constructor(spec: NetworkSpec)
   get classes(): number
   /**
-   * Logits for a batch of images (`n × c × h × w` floats), computed on a
-   * pool of `threads` workers (0 = one per core) off the JS thread.
+   * Digital FP32 logits and op counts for a batch of images
+   * (`n × c × h × w` floats) numbered from `first`, on `threads` workers
+   * (0 = one per core), off the JS thread.
    */
-  forward(images: Float32Array, threads: number): Promise<Float32Array>
+  forward(images: Float32Array, first: number, threads: number): Promise<ForwardResult>
+  /**
+   * Programs the crossbar layers (`layers[i]` for node i, null = digital),
+   * calibrating on `calibration` images what the specs leave open.
+   */
+  simulator(layers: Array<LayerSpecJs | undefined | null>, seed: number, calibration: Float32Array, threads: number): Promise<NativeSimulator>
+}
+
+/** A network with its crossbar layers programmed. */
+export declare class NativeSimulator {
+  /** The calibrated parameters of each crossbar layer (taken once). */
+  takeResolved(): Array<ResolvedJs>
+  forward(images: Float32Array, first: number, threads: number): Promise<ForwardResult>
+}
+
+export interface ColumnParamsJs {
+  adcLo?: Float32Array
+  adcStep?: Float32Array
+  normScale?: Float32Array
+  normShift?: Float32Array
+  readoutGain?: Float32Array
+  readoutOffset?: Float32Array
+}
+
+export interface ForwardResult {
+  logits: Float32Array
+  ops: Array<LayerOpsJs>
+}
+
+/** Operation counts of one node (see crates/core/src/ops.rs). */
+export interface LayerOpsJs {
+  images: number
+  subarrayReads: number
+  cellReads: number
+  dacDrives: number
+  conversions: number
+  mtjSamples: number
+  shiftAdds: number
+  digitalMacs: number
+  digitalOps: number
+  psMin?: number
+  psMax?: number
+}
+
+/** One crossbar layer as ts/stox.ts resolves it from the user's config. */
+export interface LayerSpecJs {
+  rows: number
+  cols: number
+  split: string
+  weightBits: number
+  weightSliceBits: number
+  inputBits: number
+  inputStreamBits: number
+  weightQuant: string
+  signed: string
+  converter: string
+  adcBits?: number
+  adcRange?: string
+  transfer?: string
+  sensitivity?: number
+  samples?: number
+  inputClip?: number
+  inputSigned: boolean
+  cellNoise: number
+  readNoise: number
+  mtjOffsetSigma: number
+  mtjSlopeSigma: number
+  params?: ColumnParamsJs
 }
 
 export interface NetworkSpec {
@@ -36,4 +104,17 @@ export interface NodeSpec {
   step?: Array<number>
   before?: number
   after?: number
+}
+
+/** What calibration decided for one crossbar layer. */
+export interface ResolvedJs {
+  node: number
+  inputClip: number
+  converter: string
+  adcBits?: number
+  samples?: number
+  subarrays: number
+  physicalSubarrays: number
+  subarrayRows: Array<number>
+  params: ColumnParamsJs
 }

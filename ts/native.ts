@@ -26,12 +26,12 @@ export function native(): Binding {
 
 export type { NativeNetworkClass as NativeNetwork, NetworkSpec };
 
-/** Runs the IR in the Rust engine. */
+/** Runs the IR digitally (FP32) in the Rust engine. */
 export function nativeBackend(net: Network, threads: number): Backend {
   const engine = new (native().NativeNetwork)(net);
   return {
     name: 'native',
     classes: engine.classes,
-    run: (images) => engine.forward(images, threads),
+    run: (images, first) => engine.forward(images, first, threads),
   };
 }

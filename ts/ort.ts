@@ -19,7 +19,7 @@ export async function ortBackend(modelPath: string, threads: number, input: [num
     async run(images) {
       const n = images.length / (input[0] * input[1] * input[2]);
       const out = await session.run({ [inName]: new ort.Tensor('float32', images, [n, ...input]) });
-      return out[outName].data as Float32Array;
+      return { logits: out[outName].data as Float32Array };
     },
   };
 }

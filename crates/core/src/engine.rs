@@ -1,18 +1,32 @@
-//! Runs a network over a batch of images. Images are independent and each is
-//! computed by one thread with a fixed operation order, so the logits do not
-//! depend on the thread count or the batch size.
+//! Runs a network over a batch of images, digitally or with crossbar layers.
+//! Images are independent and each is computed by one thread with a fixed
+//! operation order, and every random draw is keyed by the image's index
+//! (rng.rs), so the logits do not depend on the thread count or the batch
+//! size.
 
 use rayon::prelude::*;
 
 use crate::bail;
+use crate::crossbar::{self, CrossbarLayer};
 use crate::error::Result;
 use crate::graph::{Network, Op};
 use crate::layers;
+use crate::ops::LayerOps;
+
+/// Crossbar layers (by node index; `None` = digital FP32) and the seed.
+pub struct Stox {
+    pub layers: Vec<Option<CrossbarLayer>>,
+    pub seed: u64,
+}
+
+/// Calibration hook: (node, column index, raw partial sums of one row).
+pub type Observer<'a, 'b> = &'a mut (dyn FnMut(usize, usize, &[f32]) + 'b);
 
 /// Per-thread buffers, sized once from the network's shapes.
 pub struct Workspace {
     values: Vec<Vec<f32>>,
     cols: Vec<f32>,
+    scratch: crossbar::Scratch,
 }
 
 impl Workspace {
@@ -27,11 +41,16 @@ impl Workspace {
             })
             .max()
             .unwrap_or(0);
-        Workspace { values: net.shapes.iter().map(|s| vec![0f32; s.len()]).collect(), cols: vec![0f32; cols] }
+        Workspace { values: net.shapes.iter().map(|s| vec![0f32; s.len()]).collect(), cols: vec![0f32; cols], scratch: crossbar::Scratch::default() }
     }
 
-    /// Forward pass of one image; returns the output value.
-    pub fn forward(&mut self, net: &Network, image: &[f32]) -> &[f32] {
+    /// A value of the last forward pass (value 0 = input, node i → i + 1).
+    pub fn value(&self, v: usize) -> &[f32] {
+        &self.values[v]
+    }
+
+    /// Forward pass of image number `index`; returns the output value.
+    pub fn forward(&mut self, net: &Network, stox: Option<&Stox>, image: &[f32], index: usize, ops: &mut [LayerOps], mut observe: Option<Observer<'_, '_>>) -> &[f32] {
         self.values[0].copy_from_slice(image);
         for (i, node) in net.nodes.iter().enumerate() {
             let (done, rest) = self.values.split_at_mut(i + 1);
@@ -39,35 +58,119 @@ impl Workspace {
             let x = &done[node.inputs[0]][..];
             let xs = net.shapes[node.inputs[0]];
             let os = net.shapes[i + 1];
-            match &node.op {
-                Op::Conv(c) => layers::conv(c, x, xs, out, os, &mut self.cols),
-                Op::BatchNorm(b) => layers::batch_norm(b, x, out, xs.h * xs.w),
-                Op::Relu => layers::relu(x, out),
-                Op::Add => layers::add(x, &done[node.inputs[1]], out),
-                Op::Slice(s) => layers::slice(s, x, xs, out, os),
-                Op::PadChannels { before, .. } => layers::pad_channels(*before, x, xs.h * xs.w, out),
-                Op::GlobalAvgPool => layers::global_avg_pool(x, xs.h * xs.w, out),
-                Op::Flatten => out.copy_from_slice(x),
-                Op::Linear(l) => layers::linear(l, x, out),
+            let crossbar = stox.and_then(|s| s.layers[i].as_ref().map(|l| (l, s.seed)));
+            match (&node.op, crossbar) {
+                (Op::Conv(c), Some((layer, seed))) => {
+                    let p = os.h * os.w;
+                    let unfold = |plane: &[f32], cols: &mut [f32]| layers::im2col(c, plane, xs, os, cols);
+                    let f = observe.as_deref_mut();
+                    run_crossbar(layer, x, p, &unfold, &mut self.scratch, index, seed, out, &mut ops[i], i, f);
+                }
+                (Op::Linear(_), Some((layer, seed))) => {
+                    let unfold = |plane: &[f32], cols: &mut [f32]| cols.copy_from_slice(plane);
+                    let f = observe.as_deref_mut();
+                    run_crossbar(layer, x, 1, &unfold, &mut self.scratch, index, seed, out, &mut ops[i], i, f);
+                }
+                (Op::Conv(c), None) => {
+                    layers::conv(c, x, xs, out, os, &mut self.cols);
+                    ops[i].digital_macs += (c.out_channels * layers::conv_rows(c) * os.h * os.w) as u64;
+                    ops[i].images += 1;
+                }
+                (Op::Linear(l), None) => {
+                    layers::linear(l, x, out);
+                    ops[i].digital_macs += (l.out_features * l.in_features) as u64;
+                    ops[i].images += 1;
+                }
+                (op, _) => {
+                    match op {
+                        Op::BatchNorm(b) => layers::batch_norm(b, x, out, xs.h * xs.w),
+                        Op::Relu => layers::relu(x, out),
+                        Op::Add => layers::add(x, &done[node.inputs[1]], out),
+                        Op::Slice(s) => layers::slice(s, x, xs, out, os),
+                        Op::PadChannels { before, .. } => layers::pad_channels(*before, x, xs.h * xs.w, out),
+                        Op::GlobalAvgPool => layers::global_avg_pool(x, xs.h * xs.w, out),
+                        Op::Flatten => out.copy_from_slice(x),
+                        Op::Conv(_) | Op::Linear(_) => unreachable!(),
+                    }
+                    ops[i].digital_ops += os.len() as u64;
+                    ops[i].images += 1;
+                }
             }
         }
         &self.values[net.output]
     }
 }
 
-/// Logits `[n × classes]` for `n` images packed in `images`.
-pub fn forward(net: &Network, images: &[f32]) -> Result<Vec<f32>> {
+#[allow(clippy::too_many_arguments)]
+fn run_crossbar(layer: &CrossbarLayer, x: &[f32], p: usize, unfold: &dyn Fn(&[f32], &mut [f32]), scratch: &mut crossbar::Scratch, index: usize, seed: u64, out: &mut [f32], ops: &mut LayerOps, node: usize, observe: Option<Observer<'_, '_>>) {
+    match observe {
+        Some(f) => {
+            let mut g = |col: usize, ps: &[f32]| f(node, col, ps);
+            layer.forward(x, p, unfold, scratch, index, seed, out, ops, Some(&mut g));
+        }
+        None => layer.forward(x, p, unfold, scratch, index, seed, out, ops, None),
+    }
+}
+
+/// Folds `images` in fixed chunks of 8 (in parallel), then reduces the
+/// chunk results in image order: deterministic for any thread count even
+/// when the accumulator is a float sum.
+pub fn ordered_fold<A: Send>(net: &Network, images: &[f32], init: impl Fn() -> A + Sync, step: impl Fn(&mut A, &mut Workspace, usize, &[f32]) + Sync, merge: impl Fn(&mut A, A)) -> A {
+    let len = net.input.len();
+    let parts: Vec<A> = images
+        .par_chunks(8 * len)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let mut ws = Workspace::new(net);
+            let mut acc = init();
+            for (i, image) in chunk.chunks(len).enumerate() {
+                step(&mut acc, &mut ws, c * 8 + i, image);
+            }
+            acc
+        })
+        .collect();
+    let mut total = init();
+    for p in parts {
+        merge(&mut total, p);
+    }
+    total
+}
+
+/// Logits `[n × classes]` and per-node operation counts for `n` images
+/// packed in `images`, numbered `first, first + 1, …` for the RNG.
+pub fn forward(net: &Network, stox: Option<&Stox>, images: &[f32], first: usize) -> Result<(Vec<f32>, Vec<LayerOps>)> {
     let len = net.input.len();
     if images.len() % len != 0 {
         bail!("image buffer has {} values, not a multiple of the input size {}", images.len(), len);
     }
+    if let Some(s) = stox {
+        if s.layers.len() != net.nodes.len() {
+            bail!("crossbar configuration covers {} nodes, the network has {}", s.layers.len(), net.nodes.len());
+        }
+    }
     let classes = net.classes();
+    let nodes = net.nodes.len();
     let mut logits = vec![0f32; images.len() / len * classes];
-    logits
+    let ops = logits
         .par_chunks_mut(classes)
         .zip(images.par_chunks(len))
-        .for_each_init(|| Workspace::new(net), |ws, (out, image)| out.copy_from_slice(ws.forward(net, image)));
-    Ok(logits)
+        .enumerate()
+        .fold(
+            || (Workspace::new(net), vec![LayerOps::default(); nodes]),
+            |(mut ws, mut ops), (i, (out, image))| {
+                out.copy_from_slice(ws.forward(net, stox, image, first + i, &mut ops, None));
+                (ws, ops)
+            },
+        )
+        .map(|(_, ops)| ops)
+        .reduce(
+            || vec![LayerOps::default(); nodes],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| x.merge(y));
+                a
+            },
+        );
+    Ok((logits, ops))
 }
 
 /// A rayon pool of exactly `threads` workers (0 = one per core).

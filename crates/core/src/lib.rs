@@ -2,10 +2,18 @@
 //! crossbar partial sums are converted by stochastic SOT-MTJs (StoX-Net).
 //! Pure Rust, no FFI; the Node binding lives in `crates/node`.
 
+pub mod calibrate;
+pub mod converter;
+pub mod crossbar;
 pub mod engine;
 pub mod error;
 pub mod gemm;
 pub mod graph;
 pub mod layers;
+pub mod mtj;
+pub mod ops;
+pub mod pmath;
+pub mod quant;
+pub mod rng;
 
 pub use error::{Error, Result};

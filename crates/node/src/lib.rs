@@ -6,7 +6,14 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use stoxnet_core::calibrate::{self, ConverterSpec, LayerSpec, Resolved};
+use stoxnet_core::converter::Converter;
+use stoxnet_core::crossbar::{ColumnParams, Mapping, Noise, SignedMapping, Split};
+use stoxnet_core::engine::{self, Stox};
 use stoxnet_core::graph::{self, Network, Node, Op, Shape};
+use stoxnet_core::mtj::Curve;
+use stoxnet_core::ops::LayerOps;
+use stoxnet_core::quant::WeightQuant;
 
 fn js_err(e: stoxnet_core::Error) -> napi::Error {
     napi::Error::new(Status::InvalidArg, e.0)
@@ -129,6 +136,189 @@ fn network(spec: &NetworkSpec) -> stoxnet_core::Result<Network> {
     Network::new(input, nodes, spec.output as usize)
 }
 
+/// One crossbar layer as ts/stox.ts resolves it from the user's config.
+#[napi(object)]
+pub struct LayerSpecJs {
+    pub rows: u32,
+    pub cols: u32,
+    pub split: String,
+    pub weight_bits: u32,
+    pub weight_slice_bits: u32,
+    pub input_bits: u32,
+    pub input_stream_bits: u32,
+    pub weight_quant: String,
+    pub signed: String,
+    pub converter: String,
+    pub adc_bits: Option<u32>,
+    pub adc_range: Option<String>,
+    pub transfer: Option<String>,
+    pub sensitivity: Option<f64>,
+    pub samples: Option<u32>,
+    pub input_clip: Option<f64>,
+    pub input_signed: bool,
+    pub cell_noise: f64,
+    pub read_noise: f64,
+    pub mtj_offset_sigma: f64,
+    pub mtj_slope_sigma: f64,
+    pub params: Option<ColumnParamsJs>,
+}
+
+#[napi(object)]
+pub struct ColumnParamsJs {
+    pub adc_lo: Option<Float32Array>,
+    pub adc_step: Option<Float32Array>,
+    pub norm_scale: Option<Float32Array>,
+    pub norm_shift: Option<Float32Array>,
+    pub readout_gain: Option<Float32Array>,
+    pub readout_offset: Option<Float32Array>,
+}
+
+/// What calibration decided for one crossbar layer.
+#[napi(object)]
+pub struct ResolvedJs {
+    pub node: u32,
+    pub input_clip: f64,
+    pub converter: String,
+    pub adc_bits: Option<u32>,
+    pub samples: Option<u32>,
+    pub subarrays: u32,
+    pub physical_subarrays: u32,
+    pub subarray_rows: Vec<u32>,
+    pub params: ColumnParamsJs,
+}
+
+/// Operation counts of one node (see crates/core/src/ops.rs).
+#[napi(object)]
+pub struct LayerOpsJs {
+    pub images: f64,
+    pub subarray_reads: f64,
+    pub cell_reads: f64,
+    pub dac_drives: f64,
+    pub conversions: f64,
+    pub mtj_samples: f64,
+    pub shift_adds: f64,
+    pub digital_macs: f64,
+    pub digital_ops: f64,
+    pub ps_min: Option<f64>,
+    pub ps_max: Option<f64>,
+}
+
+#[napi(object)]
+pub struct ForwardResult {
+    pub logits: Float32Array,
+    pub ops: Vec<LayerOpsJs>,
+}
+
+fn ops_js(o: &LayerOps) -> LayerOpsJs {
+    let finite = |v: f32| v.is_finite().then_some(v as f64);
+    LayerOpsJs {
+        images: o.images as f64,
+        subarray_reads: o.subarray_reads as f64,
+        cell_reads: o.cell_reads as f64,
+        dac_drives: o.dac_drives as f64,
+        conversions: o.conversions as f64,
+        mtj_samples: o.mtj_samples as f64,
+        shift_adds: o.shift_adds as f64,
+        digital_macs: o.digital_macs as f64,
+        digital_ops: o.digital_ops as f64,
+        ps_min: finite(o.ps_min),
+        ps_max: finite(o.ps_max),
+    }
+}
+
+fn choice<T: Copy>(at: &str, field: &str, v: &str, options: &[(&str, T)]) -> stoxnet_core::Result<T> {
+    options.iter().find(|(k, _)| *k == v).map(|(_, t)| *t).ok_or_else(|| {
+        stoxnet_core::Error::new(format!("{at}: {field} must be one of {}, got '{v}'", options.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")))
+    })
+}
+
+fn params(p: &Option<ColumnParamsJs>) -> ColumnParams {
+    let v = |a: &Option<Float32Array>| a.as_ref().map_or(Vec::new(), floats);
+    match p {
+        None => ColumnParams::default(),
+        Some(p) => ColumnParams {
+            adc_lo: v(&p.adc_lo),
+            adc_step: v(&p.adc_step),
+            norm_scale: v(&p.norm_scale),
+            norm_shift: v(&p.norm_shift),
+            readout_gain: v(&p.readout_gain),
+            readout_offset: v(&p.readout_offset),
+        },
+    }
+}
+
+fn layer_spec(at: &str, l: &LayerSpecJs) -> stoxnet_core::Result<LayerSpec> {
+    let mapping = Mapping {
+        rows: l.rows as usize,
+        cols: l.cols as usize,
+        split: choice(at, "split", &l.split, &[("balanced", Split::Balanced), ("filled", Split::Filled)])?,
+        weight_bits: l.weight_bits,
+        weight_slice_bits: l.weight_slice_bits,
+        input_bits: l.input_bits,
+        input_stream_bits: l.input_stream_bits,
+        weight_quant: choice(at, "weightQuant", &l.weight_quant, &[("uniform", WeightQuant::Uniform), ("away", WeightQuant::Away)])?,
+        signed: choice(at, "signed", &l.signed, &[("differential", SignedMapping::Differential), ("offset", SignedMapping::Offset)])?,
+    };
+    let need = |name: &str, v: Option<u32>| v.ok_or_else(|| stoxnet_core::Error::new(format!("{at}: converter '{}' needs {name}", l.converter)));
+    let converter = match l.converter.as_str() {
+        "ideal" => ConverterSpec::Ideal,
+        "adc" => ConverterSpec::Adc {
+            bits: need("adcBits", l.adc_bits)?,
+            calibrated: choice(at, "adcRange", l.adc_range.as_deref().unwrap_or("full"), &[("full", false), ("calibrated", true)])?,
+        },
+        "sparse-adc" => ConverterSpec::SparseAdc,
+        "sense-amp" => ConverterSpec::SenseAmp,
+        "mtj" => {
+            let a = l.sensitivity.unwrap_or(4.0) as f32;
+            let curve = match l.transfer.as_deref().unwrap_or("sigmoid") {
+                "sigmoid" => Curve::sigmoid(a),
+                "tanh" => Curve::tanh(a),
+                "fitted" => Curve::fitted(),
+                other => stoxnet_core::bail!("{at}: transfer must be one of sigmoid, tanh, fitted, got '{other}'"),
+            };
+            ConverterSpec::Mtj(Converter::Mtj { curve, samples: need("samples", l.samples)? })
+        }
+        other => stoxnet_core::bail!("{at}: converter must be one of ideal, adc, sparse-adc, sense-amp, mtj, got '{other}'"),
+    };
+    Ok(LayerSpec {
+        mapping,
+        converter,
+        input_clip: l.input_clip.map(|c| c as f32),
+        input_signed: l.input_signed,
+        noise: Noise { cell: l.cell_noise as f32, read: l.read_noise as f32, mtj_offset: l.mtj_offset_sigma as f32, mtj_slope: l.mtj_slope_sigma as f32 },
+        params: params(&l.params),
+    })
+}
+
+fn resolved_js(node: usize, r: &Resolved, stox: &Stox) -> ResolvedJs {
+    let layer = stox.layers[node].as_ref().expect("resolved layers are crossbar layers");
+    let (name, bits, samples) = match r.converter {
+        Converter::Ideal => ("ideal", None, None),
+        Converter::Adc { bits } => ("adc", Some(bits), None),
+        Converter::SenseAmp => ("sense-amp", None, None),
+        Converter::Mtj { samples, .. } => ("mtj", None, Some(samples)),
+    };
+    let arr = |v: &Vec<f32>| (!v.is_empty()).then(|| Float32Array::new(v.clone()));
+    ResolvedJs {
+        node: node as u32,
+        input_clip: r.input_clip as f64,
+        converter: name.into(),
+        adc_bits: bits,
+        samples,
+        subarrays: layer.subarrays() as u32,
+        physical_subarrays: layer.physical_subarrays() as u32,
+        subarray_rows: layer.ranges.iter().map(|(a, b)| (b - a) as u32).collect(),
+        params: ColumnParamsJs {
+            adc_lo: arr(&r.params.adc_lo),
+            adc_step: arr(&r.params.adc_step),
+            norm_scale: arr(&r.params.norm_scale),
+            norm_shift: arr(&r.params.norm_shift),
+            readout_gain: arr(&r.params.readout_gain),
+            readout_offset: arr(&r.params.readout_offset),
+        },
+    }
+}
+
 #[napi]
 pub struct NativeNetwork {
     net: Arc<Network>,
@@ -146,32 +336,99 @@ impl NativeNetwork {
         self.net.classes() as u32
     }
 
-    /// Logits for a batch of images (`n × c × h × w` floats), computed on a
-    /// pool of `threads` workers (0 = one per core) off the JS thread.
-    #[napi(ts_return_type = "Promise<Float32Array>")]
-    pub fn forward(&self, images: Float32Array, threads: u32) -> AsyncTask<Forward> {
-        AsyncTask::new(Forward { net: self.net.clone(), images: images.to_vec(), threads: threads as usize })
+    /// Digital FP32 logits and op counts for a batch of images
+    /// (`n × c × h × w` floats) numbered from `first`, on `threads` workers
+    /// (0 = one per core), off the JS thread.
+    #[napi(ts_return_type = "Promise<ForwardResult>")]
+    pub fn forward(&self, images: Float32Array, first: u32, threads: u32) -> AsyncTask<Forward> {
+        AsyncTask::new(Forward { net: self.net.clone(), stox: None, images: images.to_vec(), first: first as usize, threads: threads as usize })
+    }
+
+    /// Programs the crossbar layers (`layers[i]` for node i, null = digital),
+    /// calibrating on `calibration` images what the specs leave open.
+    #[napi(ts_return_type = "Promise<NativeSimulator>")]
+    pub fn simulator(&self, layers: Vec<Option<LayerSpecJs>>, seed: f64, calibration: Float32Array, threads: u32) -> napi::Result<AsyncTask<Prepare>> {
+        let specs = guarded(|| {
+            if !(seed >= 0.0 && seed.fract() == 0.0 && seed <= 9_007_199_254_740_991.0) {
+                stoxnet_core::bail!("seed must be an integer in [0, 2^53), got {seed}");
+            }
+            layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| l.as_ref().map(|l| layer_spec(&format!("layer '{}'", self.net.nodes.get(i).map_or("?", |n| n.name.as_str())), l)).transpose())
+                .collect::<stoxnet_core::Result<Vec<_>>>()
+        })?;
+        Ok(AsyncTask::new(Prepare { net: self.net.clone(), specs, seed: seed as u64, images: calibration.to_vec(), threads: threads as usize }))
     }
 }
 
 pub struct Forward {
     net: Arc<Network>,
+    stox: Option<Arc<Stox>>,
     images: Vec<f32>,
+    first: usize,
     threads: usize,
 }
 
 impl Task for Forward {
-    type Output = Vec<f32>;
-    type JsValue = Float32Array;
+    type Output = (Vec<f32>, Vec<LayerOps>);
+    type JsValue = ForwardResult;
 
-    fn compute(&mut self) -> napi::Result<Vec<f32>> {
+    fn compute(&mut self) -> napi::Result<Self::Output> {
         guarded(|| {
-            let pool = stoxnet_core::engine::thread_pool(self.threads)?;
-            pool.install(|| stoxnet_core::engine::forward(&self.net, &self.images))
+            let pool = engine::thread_pool(self.threads)?;
+            pool.install(|| engine::forward(&self.net, self.stox.as_deref(), &self.images, self.first))
         })
     }
 
-    fn resolve(&mut self, _env: Env, output: Vec<f32>) -> napi::Result<Float32Array> {
-        Ok(Float32Array::new(output))
+    fn resolve(&mut self, _env: Env, (logits, ops): Self::Output) -> napi::Result<ForwardResult> {
+        Ok(ForwardResult { logits: Float32Array::new(logits), ops: ops.iter().map(ops_js).collect() })
+    }
+}
+
+pub struct Prepare {
+    net: Arc<Network>,
+    specs: Vec<Option<LayerSpec>>,
+    seed: u64,
+    images: Vec<f32>,
+    threads: usize,
+}
+
+impl Task for Prepare {
+    type Output = (Stox, Vec<Option<Resolved>>);
+    type JsValue = NativeSimulator;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        guarded(|| {
+            let pool = engine::thread_pool(self.threads)?;
+            pool.install(|| calibrate::prepare(&self.net, &self.specs, self.seed, &self.images))
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, (stox, resolved): Self::Output) -> napi::Result<NativeSimulator> {
+        let layers = resolved.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|r| resolved_js(i, r, &stox))).collect();
+        Ok(NativeSimulator { net: self.net.clone(), stox: Arc::new(stox), layers: Some(layers) })
+    }
+}
+
+/// A network with its crossbar layers programmed.
+#[napi]
+pub struct NativeSimulator {
+    net: Arc<Network>,
+    stox: Arc<Stox>,
+    layers: Option<Vec<ResolvedJs>>,
+}
+
+#[napi]
+impl NativeSimulator {
+    /// The calibrated parameters of each crossbar layer (taken once).
+    #[napi]
+    pub fn take_resolved(&mut self) -> Vec<ResolvedJs> {
+        self.layers.take().unwrap_or_default()
+    }
+
+    #[napi(ts_return_type = "Promise<ForwardResult>")]
+    pub fn forward(&self, images: Float32Array, first: u32, threads: u32) -> AsyncTask<Forward> {
+        AsyncTask::new(Forward { net: self.net.clone(), stox: Some(self.stox.clone()), images: images.to_vec(), first: first as usize, threads: threads as usize })
     }
 }

@@ -1,0 +1,365 @@
+//! Turns a layer policy into programmed crossbar layers: everything a layer
+//! needs but the user did not give is calibrated on training images.
+//!
+//! 1. Input clip (unsigned [0, clip] or signed [−clip, clip]): the clip that
+//!    minimises the quantisation MSE of the layer's FP32 inputs (histogram
+//!    of 2048 bins, 200 candidate clips).
+//! 2. Partial-sum statistics per column, from the crossbar forward pass with
+//!    ideal converters: they set the `calibrated` ADC range (observed min and
+//!    max per layer, slice and stream), the `sparse-adc` bits per layer
+//!    (the fewest bits that cover the observed integer range of the whole
+//!    layer, lossless on the calibration images, at most the lossless bits
+//!    of the mapping), and the MTJ / sense-amp normalisation
+//!    x = (ps − mean)/std per column.
+//! 3. The readout of normalising converters: `gain·c + offset` fitted by least
+//!    squares of ps on the converter's expected output E[c | ps] per column.
+//!
+//! All sums run through `engine::ordered_fold`, so calibration is
+//! deterministic for any thread count.
+
+use crate::converter::Converter;
+use crate::crossbar::{ColumnParams, CrossbarLayer, LayerConfig, Mapping, Noise};
+use crate::engine::{ordered_fold, Stox};
+use crate::error::Result;
+use crate::graph::{Network, Op};
+use crate::mtj::Device;
+use crate::ops::LayerOps;
+use crate::bail;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ConverterSpec {
+    Ideal,
+    /// `calibrated`: range from the observed partial sums; else the full range.
+    Adc { bits: u32, calibrated: bool },
+    SparseAdc,
+    SenseAmp,
+    Mtj(Converter),
+}
+
+/// What the user asked for one layer; `None` fields are calibrated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSpec {
+    pub mapping: Mapping,
+    pub converter: ConverterSpec,
+    pub input_clip: Option<f32>,
+    pub input_signed: bool,
+    pub noise: Noise,
+    /// Given parameters (a trained model's); empty vectors are calibrated.
+    pub params: ColumnParams,
+}
+
+/// What calibration decided, per crossbar layer, for reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub input_clip: f32,
+    pub converter: Converter,
+    pub params: ColumnParams,
+}
+
+const BINS: usize = 2048;
+const CANDIDATES: usize = 200;
+
+fn weights(op: &Op) -> (&[f32], Option<&[f32]>, usize) {
+    match op {
+        Op::Conv(c) => (&c.weight, c.bias.as_deref(), c.out_channels),
+        Op::Linear(l) => (&l.weight, l.bias.as_deref(), l.out_features),
+        _ => unreachable!("only Conv and Linear map onto crossbars"),
+    }
+}
+
+/// MSE-optimal clip for `levels` uniform steps from a histogram of |x|.
+fn best_clip(hist: &[u64], max: f64, levels: f64) -> f64 {
+    let width = max / BINS as f64;
+    let mut best = (f64::INFINITY, max);
+    for c in 1..=CANDIDATES {
+        let clip = max * c as f64 / CANDIDATES as f64;
+        let step = clip / levels;
+        let mut mse = 0.0;
+        for (b, &n) in hist.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let v = (b as f64 + 0.5) * width;
+            let q = (v / step).round().min(levels) * step;
+            mse += n as f64 * (v - q) * (v - q);
+        }
+        if mse < best.0 {
+            best = (mse, clip);
+        }
+    }
+    best.1
+}
+
+fn input_clips(net: &Network, specs: &[Option<LayerSpec>], images: &[f32]) -> Vec<f32> {
+    let n = net.nodes.len();
+    let wanted: Vec<usize> = (0..n).filter(|&i| specs[i].as_ref().is_some_and(|s| s.input_clip.is_none())).collect();
+    if wanted.is_empty() {
+        return specs.iter().map(|s| s.as_ref().and_then(|s| s.input_clip).unwrap_or(0.0)).collect();
+    }
+    let src = |i: usize| net.nodes[i].inputs[0];
+    let maxes = ordered_fold(
+        net,
+        images,
+        || vec![0f32; n],
+        |acc, ws, idx, image| {
+            ws.forward(net, None, image, idx, &mut vec![LayerOps::default(); n], None);
+            for &i in &wanted {
+                acc[i] = ws.value(src(i)).iter().fold(acc[i], |m, v| m.max(v.abs()));
+            }
+        },
+        |a, b| a.iter_mut().zip(b).for_each(|(x, y)| *x = x.max(y)),
+    );
+    let hists = ordered_fold(
+        net,
+        images,
+        || vec![vec![0u64; BINS]; n],
+        |acc, ws, idx, image| {
+            ws.forward(net, None, image, idx, &mut vec![LayerOps::default(); n], None);
+            for &i in &wanted {
+                let scale = BINS as f32 / maxes[i].max(f32::MIN_POSITIVE);
+                let signed = specs[i].as_ref().unwrap().input_signed;
+                for &v in ws.value(src(i)) {
+                    let v = if signed { v.abs() } else { v };
+                    if v > 0.0 {
+                        acc[i][((v * scale) as usize).min(BINS - 1)] += 1;
+                    }
+                }
+            }
+        },
+        |a, b| a.iter_mut().zip(b).for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(p, q)| *p += q)),
+    );
+    (0..n)
+        .map(|i| match &specs[i] {
+            Some(s) => s.input_clip.unwrap_or_else(|| {
+                let bits = s.mapping.input_bits;
+                let levels = if s.input_signed { ((1u64 << (bits - 1)) - 1).max(1) } else { (1u64 << bits) - 1 } as f64;
+                if maxes[i] > 0.0 {
+                    best_clip(&hists[i], maxes[i] as f64, levels) as f32
+                } else {
+                    1.0
+                }
+            }),
+            None => 0.0,
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy)]
+struct Moments {
+    n: f64,
+    sum: f64,
+    sum2: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Moments {
+    const EMPTY: Moments = Moments { n: 0.0, sum: 0.0, sum2: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY };
+    fn add(&mut self, v: f64) {
+        self.n += 1.0;
+        self.sum += v;
+        self.sum2 += v * v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
+    fn merge(&mut self, o: &Moments) {
+        self.n += o.n;
+        self.sum += o.sum;
+        self.sum2 += o.sum2;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+    fn mean(&self) -> f64 {
+        self.sum / self.n.max(1.0)
+    }
+    fn std(&self) -> f64 {
+        (self.sum2 / self.n.max(1.0) - self.mean() * self.mean()).max(0.0).sqrt()
+    }
+}
+
+/// Per-column statistics gathered by `f(node, column, ps) -> values to add`.
+fn column_fold<T: Clone + Send + Sync>(net: &Network, stox: &Stox, images: &[f32], empty: T, add: impl Fn(&mut T, usize, usize, &[f32]) + Sync, merge: impl Fn(&mut T, &T)) -> Vec<Vec<T>> {
+    let n = net.nodes.len();
+    let sizes: Vec<usize> = stox.layers.iter().map(|l| l.as_ref().map_or(0, |l| l.columns.len())).collect();
+    ordered_fold(
+        net,
+        images,
+        || sizes.iter().map(|&s| vec![empty.clone(); s]).collect::<Vec<_>>(),
+        |acc, ws, idx, image| {
+            let mut ops = vec![LayerOps::default(); n];
+            let mut obs = |node: usize, col: usize, ps: &[f32]| add(&mut acc[node][col], node, col, ps);
+            ws.forward(net, Some(stox), image, idx, &mut ops, Some(&mut obs));
+        },
+        |a, b| a.iter_mut().zip(&b).for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(p, q)| merge(p, q))),
+    )
+}
+
+fn build(net: &Network, configs: &[Option<LayerConfig>], seed: u64) -> Result<Stox> {
+    let mut layers = Vec::with_capacity(net.nodes.len());
+    for (i, node) in net.nodes.iter().enumerate() {
+        layers.push(match &configs[i] {
+            Some(c) => {
+                let (w, b, out) = weights(&node.op);
+                Some(CrossbarLayer::new(i, &node.name, w, b, out, c.clone(), seed)?)
+            }
+            None => None,
+        });
+    }
+    Ok(Stox { layers, seed })
+}
+
+/// Programs the crossbar layers of `net` (`specs[i]` for node i, `None` =
+/// digital), calibrating on `images` whatever the specs leave open.
+pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[f32]) -> Result<(Stox, Vec<Option<Resolved>>)> {
+    if specs.len() != net.nodes.len() {
+        bail!("layer policy covers {} nodes, the network has {}", specs.len(), net.nodes.len());
+    }
+    for (i, s) in specs.iter().enumerate() {
+        if s.is_some() && !matches!(net.nodes[i].op, Op::Conv(_) | Op::Linear(_)) {
+            bail!("node '{}' ({}): only Conv and Linear layers can run on crossbars", net.nodes[i].name, net.nodes[i].op.kind());
+        }
+    }
+    let needs_images = specs.iter().flatten().any(|s| {
+        s.input_clip.is_none()
+            || matches!(s.converter, ConverterSpec::SparseAdc | ConverterSpec::Adc { calibrated: true, .. }) && s.params.adc_lo.is_empty()
+            || matches!(s.converter, ConverterSpec::SenseAmp | ConverterSpec::Mtj(_)) && (s.params.norm_scale.is_empty() || s.params.readout_gain.is_empty())
+    });
+    if needs_images && images.is_empty() {
+        bail!("calibration needs training images (input clips, ADC ranges or MTJ normalisation are not given)");
+    }
+    let clips = input_clips(net, specs, images);
+    // Pass 2: ideal converters, noise-free, to observe the partial sums.
+    let ideal: Vec<Option<LayerConfig>> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.as_ref().map(|s| LayerConfig { mapping: s.mapping.clone(), converter: Converter::Ideal, input_clip: clips[i], input_signed: s.input_signed, noise: Noise::default(), params: ColumnParams::default() }))
+        .collect();
+    let needs_stats = specs.iter().flatten().any(|s| match s.converter {
+        ConverterSpec::SparseAdc | ConverterSpec::Adc { calibrated: true, .. } => s.params.adc_lo.is_empty(),
+        ConverterSpec::SenseAmp | ConverterSpec::Mtj(_) => s.params.norm_scale.is_empty(),
+        _ => false,
+    });
+    let ideal_stox = build(net, &ideal, seed)?;
+    let stats = if needs_stats {
+        column_fold(net, &ideal_stox, images, Moments::EMPTY, |m, _, _, ps| ps.iter().for_each(|&v| m.add(v as f64)), |a, b| a.merge(b))
+    } else {
+        vec![Vec::new(); net.nodes.len()]
+    };
+    let mut configs: Vec<Option<LayerConfig>> = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let Some(s) = spec else {
+            configs.push(None);
+            continue;
+        };
+        let layer = ideal_stox.layers[i].as_ref().unwrap();
+        let mut params = s.params.clone();
+        let (slices, streams, out) = (s.mapping.slices(), s.mapping.streams(), layer.out);
+        let converter = match s.converter {
+            ConverterSpec::Ideal => Converter::Ideal,
+            ConverterSpec::Adc { bits, calibrated: false } => Converter::Adc { bits },
+            ConverterSpec::Adc { bits, calibrated: true } => {
+                if params.adc_lo.is_empty() {
+                    // One range per (slice, stream): min and max over the layer's columns.
+                    let mut lo = vec![f64::INFINITY; slices * streams];
+                    let mut hi = vec![f64::NEG_INFINITY; slices * streams];
+                    for (c, m) in stats[i].iter().enumerate() {
+                        let ij = (c / out) % (slices * streams);
+                        lo[ij] = lo[ij].min(m.min);
+                        hi[ij] = hi[ij].max(m.max);
+                    }
+                    let levels = ((1u64 << bits) - 1) as f64;
+                    params.adc_lo = (0..layer.columns.len()).map(|c| lo[(c / out) % (slices * streams)] as f32).collect();
+                    params.adc_step = (0..layer.columns.len())
+                        .map(|c| {
+                            let ij = (c / out) % (slices * streams);
+                            (((hi[ij] - lo[ij]) / levels) as f32).max(f32::MIN_POSITIVE)
+                        })
+                        .collect();
+                }
+                Converter::Adc { bits }
+            }
+            ConverterSpec::SparseAdc => {
+                let lossless = s.mapping.lossless_adc_bits();
+                if params.adc_lo.is_empty() {
+                    let lo = stats[i].iter().fold(f64::INFINITY, |a, m| a.min(m.min));
+                    let hi = stats[i].iter().fold(f64::NEG_INFINITY, |a, m| a.max(m.max));
+                    let bits = ((hi - lo + 1.0).log2().ceil() as u32).clamp(1, lossless);
+                    params.adc_lo = vec![lo as f32; layer.columns.len()];
+                    params.adc_step = vec![1.0; layer.columns.len()];
+                    Converter::Adc { bits }
+                } else {
+                    bail!("node '{}': sparse-adc takes its bits from calibration; give an adc with explicit bits instead of explicit ranges", net.nodes[i].name);
+                }
+            }
+            ConverterSpec::SenseAmp => Converter::SenseAmp,
+            ConverterSpec::Mtj(c) => c,
+        };
+        if converter.normalises() && params.norm_scale.is_empty() {
+            params.norm_scale = stats[i].iter().map(|m| (1.0 / m.std().max(1e-6)) as f32).collect();
+            params.norm_shift = stats[i].iter().map(|m| (-m.mean() / m.std().max(1e-6)) as f32).collect();
+        }
+        configs.push(Some(LayerConfig { mapping: s.mapping.clone(), converter, input_clip: clips[i], input_signed: s.input_signed, noise: s.noise, params }));
+    }
+    // Pass 3: readout of normalising converters by least squares of ps on E[c | ps].
+    let needs_readout = configs.iter().flatten().any(|c| c.converter.normalises() && c.params.readout_gain.is_empty());
+    if needs_readout {
+        let fit: Vec<Option<LayerConfig>> = configs.iter().map(|c| c.clone().map(|c| LayerConfig { converter: Converter::Ideal, noise: Noise::default(), ..c })).collect();
+        let stox = build(net, &fit, seed)?;
+        let norm: Vec<Option<(Converter, ColumnParams)>> = configs.iter().map(|c| c.as_ref().map(|c| (c.converter, c.params.clone()))).collect();
+        // [n, Σc, Σc², Σc·ps, Σps]
+        let sums = column_fold(
+            net,
+            &stox,
+            images,
+            [0f64; 5],
+            |acc, node, col, ps| {
+                let (conv, p) = norm[node].as_ref().unwrap();
+                if !conv.normalises() {
+                    return;
+                }
+                let (scale, shift) = (p.norm_scale[col], p.norm_shift[col]);
+                for &v in ps {
+                    let x = v * scale + shift;
+                    let c = match conv {
+                        Converter::Mtj { curve, .. } => Device::NOMINAL.expected(curve, x),
+                        _ => {
+                            if x >= 0.0 {
+                                1.0
+                            } else {
+                                -1.0
+                            }
+                        }
+                    } as f64;
+                    acc[0] += 1.0;
+                    acc[1] += c;
+                    acc[2] += c * c;
+                    acc[3] += c * v as f64;
+                    acc[4] += v as f64;
+                }
+            },
+            |a, b| a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
+        );
+        for (i, c) in configs.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            if !(c.converter.normalises() && c.params.readout_gain.is_empty()) {
+                continue;
+            }
+            let (gain, offset): (Vec<f32>, Vec<f32>) = sums[i]
+                .iter()
+                .map(|s| {
+                    let n = s[0].max(1.0);
+                    let (mc, mp) = (s[1] / n, s[4] / n);
+                    let var = s[2] / n - mc * mc;
+                    let cov = s[3] / n - mc * mp;
+                    let g = if var > 1e-12 { cov / var } else { 0.0 };
+                    (g as f32, (mp - g * mc) as f32)
+                })
+                .unzip();
+            c.params.readout_gain = gain;
+            c.params.readout_offset = offset;
+        }
+    }
+    let stox = build(net, &configs, seed)?;
+    let resolved = configs.iter().map(|c| c.as_ref().map(|c| Resolved { input_clip: c.input_clip, converter: c.converter, params: c.params.clone() })).collect();
+    Ok((stox, resolved))
+}

@@ -1,0 +1,131 @@
+//! Partial-sum converters. Each turns one row of partial sums (one column of
+//! one subarray, one weight slice and input stream, all pixels of the image)
+//! into values in partial-sum units and adds them, shifted, into the layer's
+//! accumulator.
+
+use crate::mtj::{self, Curve, Device};
+use crate::pmath;
+use crate::rng::{unit24, Lanes, LANES};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Converter {
+    /// The analog value itself.
+    Ideal,
+    /// Uniform `bits`-bit quantisation of [lo, lo + step·(2^bits − 1)].
+    Adc { bits: u32 },
+    /// Deterministic sign of the normalised partial sum.
+    SenseAmp,
+    /// Stochastic MTJ: `samples` draws of ±1 from the transfer curve.
+    Mtj { curve: Curve, samples: u32 },
+}
+
+impl Converter {
+    /// Whether the converter reads the normalised value `x = ps·scale + shift`
+    /// and reports through the readout `gain·c + offset`.
+    pub fn normalises(&self) -> bool {
+        matches!(self, Converter::SenseAmp | Converter::Mtj { .. })
+    }
+}
+
+/// Per-column parameters of one converter (one subarray, slice, stream,
+/// output column).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Column {
+    /// ADC: lowest level and step. Normalising converters: x = ps·scale + shift.
+    pub lo: f32,
+    pub step: f32,
+    pub scale: f32,
+    pub shift: f32,
+    /// Normalising converters report `gain·c + offset` in partial-sum units.
+    pub gain: f32,
+    pub offset: f32,
+    pub device: Device,
+}
+
+/// Random state of one image in one layer.
+pub struct Draws {
+    pub samples: Lanes,
+    pub read: Option<(Lanes, f32)>,
+}
+
+impl Draws {
+    /// Additive read noise on one conversion of pixel `p` (0 when disabled).
+    #[inline(always)]
+    fn read_noise(&mut self, lane: usize) -> f32 {
+        match &mut self.read {
+            None => 0.0,
+            Some((lanes, sigma)) => {
+                let u1 = 1.0 - unit24(lanes.next_lane(lane));
+                let u2 = unit24(lanes.next_lane(lane));
+                *sigma * pmath::gaussian(u1, u2)
+            }
+        }
+    }
+}
+
+/// Converts `ps[p]` for all pixels and does `acc[p] += shift_factor · value`.
+/// Random draws are taken pixel by pixel in lane order (see rng.rs): for
+/// pixel p, lane p % 8, samples t = 0..T in order.
+pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], factor: f32, draws: &mut Draws) {
+    let noisy = draws.read.is_some();
+    match *conv {
+        Converter::Ideal if !noisy => {
+            for (a, &v) in acc.iter_mut().zip(ps) {
+                *a += v * factor;
+            }
+        }
+        Converter::Ideal => {
+            for (p, (a, &v)) in acc.iter_mut().zip(ps).enumerate() {
+                *a += (v + draws.read_noise(p % LANES)) * factor;
+            }
+        }
+        Converter::Adc { bits } => {
+            let top = ((1u64 << bits) - 1) as f32;
+            for (p, (a, &v)) in acc.iter_mut().zip(ps).enumerate() {
+                let v = if noisy { v + draws.read_noise(p % LANES) } else { v };
+                let code = ((v - col.lo) / col.step + 0.5).floor().clamp(0.0, top);
+                *a += (col.lo + code * col.step) * factor;
+            }
+        }
+        Converter::SenseAmp => {
+            for (p, (a, &v)) in acc.iter_mut().zip(ps).enumerate() {
+                let v = if noisy { v + draws.read_noise(p % LANES) } else { v };
+                let c = if v * col.scale + col.shift >= 0.0 { 1.0 } else { -1.0 };
+                *a += (col.gain * c + col.offset) * factor;
+            }
+        }
+        Converter::Mtj { curve, samples } => {
+            let t_inv = 1.0 / samples as f32;
+            let n = ps.len();
+            let full = if noisy { 0 } else { n / LANES * LANES };
+            // Eight pixels at a time: one step of the eight lanes per sample.
+            for b in (0..full).step_by(LANES) {
+                let thr: [f32; LANES] = std::array::from_fn(|l| col.device.threshold(&curve, ps[b + l] * col.scale + col.shift));
+                let mut count = [0f32; LANES];
+                for _ in 0..samples {
+                    let u = draws.samples.next();
+                    for l in 0..LANES {
+                        count[l] += mtj::sample(u[l], thr[l]);
+                    }
+                }
+                for l in 0..LANES {
+                    acc[b + l] += (col.gain * (count[l] * t_inv) + col.offset) * factor;
+                }
+            }
+            for p in full..n {
+                let lane = p % LANES;
+                let mut count = 0f32;
+                let mut thr = col.device.threshold(&curve, ps[p] * col.scale + col.shift);
+                for _ in 0..samples {
+                    if noisy {
+                        // Read noise enters every sample: each is its own write pulse.
+                        let v = ps[p] + draws.read_noise(lane);
+                        thr = col.device.threshold(&curve, v * col.scale + col.shift);
+                    }
+                    count += mtj::sample(draws.samples.next_lane(lane), thr);
+                }
+                acc[p] += (col.gain * (count * t_inv) + col.offset) * factor;
+            }
+        }
+    }
+}

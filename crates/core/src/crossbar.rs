@@ -1,0 +1,442 @@
+//! Mapping a conv/linear layer onto crossbar subarrays, and its forward pass:
+//! quantised inputs streamed bit-group by bit-group, weights sliced across
+//! columns, one partial sum per (subarray, slice, stream, column, pixel),
+//! each converted on its own and recombined by shift-and-add.
+
+use rand_core::RngCore;
+
+use crate::bail;
+use crate::converter::{self, Column, Converter, Draws};
+use crate::error::Result;
+use crate::gemm::gemm;
+use crate::mtj::Device;
+use crate::ops::LayerOps;
+use crate::pmath;
+use crate::quant::{quantize_weights, InputQuant, WeightQuant};
+use crate::rng::{self, unit24, Domain, Lanes};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// S = ceil(K/rows) equal chunks, as torch.chunk (the authors' code).
+    Balanced,
+    /// Full subarrays of `rows` plus a remainder.
+    Filled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedMapping {
+    /// A positive and a negative column per weight column; their currents
+    /// are subtracted before the converter.
+    Differential,
+    /// Weights stored offset-binary (q + 2^(b−1)) in one column; one
+    /// reference column per subarray holds the offset and is subtracted
+    /// before the converter.
+    Offset,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapping {
+    pub rows: usize,
+    /// Physical columns per subarray (tiling of wide layers; cost only).
+    pub cols: usize,
+    pub split: Split,
+    pub weight_bits: u32,
+    pub weight_slice_bits: u32,
+    pub input_bits: u32,
+    pub input_stream_bits: u32,
+    pub weight_quant: WeightQuant,
+    pub signed: SignedMapping,
+}
+
+impl Mapping {
+    pub fn slices(&self) -> usize {
+        self.weight_bits.div_ceil(self.weight_slice_bits) as usize
+    }
+
+    pub fn streams(&self) -> usize {
+        self.input_bits.div_ceil(self.input_stream_bits) as usize
+    }
+
+    pub fn validate(&self, at: &str) -> Result<()> {
+        if self.rows == 0 || self.cols == 0 {
+            bail!("{at}: rows and cols must be > 0 (rows {}, cols {})", self.rows, self.cols);
+        }
+        for (name, v, max) in [("weight bits", self.weight_bits, 16), ("input bits", self.input_bits, 16)] {
+            if v == 0 || v > max {
+                bail!("{at}: {name} must be in 1..={max}, got {v}");
+            }
+        }
+        if self.weight_slice_bits == 0 || self.weight_slice_bits > self.weight_bits {
+            bail!("{at}: weight slice bits must be in 1..={}, got {}", self.weight_bits, self.weight_slice_bits);
+        }
+        if self.input_stream_bits == 0 || self.input_stream_bits > self.input_bits {
+            bail!("{at}: input stream bits must be in 1..={}, got {}", self.input_bits, self.input_stream_bits);
+        }
+        if self.weight_quant == WeightQuant::Away && self.signed == SignedMapping::Offset {
+            bail!("{at}: weight quantiser 'away' needs the differential mapping (its levels ±1…±2^(b−1) have no offset-binary code in b bits)");
+        }
+        // Integer partial sums stay exact in f32 below 2^24.
+        let bound = self.rows as f64 * ((1u64 << self.weight_slice_bits) - 1) as f64 * ((1u64 << self.input_stream_bits) - 1) as f64;
+        if bound >= (1u64 << 24) as f64 {
+            bail!("{at}: rows × slice levels × stream levels = {bound} reaches 2^24; partial sums would not be exact in f32");
+        }
+        Ok(())
+    }
+
+    /// Lossless ADC bits for this mapping: log2(rows) + slice bits + stream bits.
+    pub fn lossless_adc_bits(&self) -> u32 {
+        (self.rows as f64).log2().ceil() as u32 + self.weight_slice_bits + self.input_stream_bits
+    }
+}
+
+/// Row ranges `[k0, k1)` of the subarrays for a layer with `k` rows.
+pub fn split_rows(k: usize, rows: usize, split: Split) -> Vec<(usize, usize)> {
+    let chunk = match split {
+        Split::Balanced => k.div_ceil(k.div_ceil(rows)),
+        Split::Filled => rows,
+    };
+    (0..k).step_by(chunk).map(|k0| (k0, (k0 + chunk).min(k))).collect()
+}
+
+/// Device non-idealities, all drawn from the seed (rng.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Noise {
+    /// Relative σ of each programmed cell's conductance: g·(1 + σ·N(0,1)).
+    pub cell: f32,
+    /// σ of additive Gaussian read noise per conversion, in partial-sum LSB
+    /// (one cell level × one input level).
+    pub read: f32,
+    /// σ of each MTJ's transfer-curve offset (in normalised x units).
+    pub mtj_offset: f32,
+    /// Relative σ of each MTJ's transfer-curve slope.
+    pub mtj_slope: f32,
+}
+
+/// Per-column converter parameters, each `S × slices × streams × out` long
+/// in canonical order, or empty for the default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColumnParams {
+    pub adc_lo: Vec<f32>,
+    pub adc_step: Vec<f32>,
+    pub norm_scale: Vec<f32>,
+    pub norm_shift: Vec<f32>,
+    pub readout_gain: Vec<f32>,
+    pub readout_offset: Vec<f32>,
+}
+
+/// A layer's crossbar configuration, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerConfig {
+    pub mapping: Mapping,
+    pub converter: Converter,
+    pub input_clip: f32,
+    pub input_signed: bool,
+    pub noise: Noise,
+    pub params: ColumnParams,
+}
+
+/// A layer programmed onto crossbars.
+pub struct CrossbarLayer {
+    pub layer: usize,
+    pub config: LayerConfig,
+    pub out: usize,
+    pub k: usize,
+    pub ranges: Vec<(usize, usize)>,
+    /// Effective cell weights per (slice, subarray): `out × rows_s`, digits
+    /// of the quantised weight with programming variation applied.
+    weights: Vec<Vec<f32>>,
+    /// Per column, canonical order (subarray, slice, stream, out).
+    pub columns: Vec<Column>,
+    /// Largest |digit| per slice (sets the ADC full range).
+    pub max_digit: Vec<f32>,
+    /// Digital rescale per output: weight scale × input step.
+    pub out_scale: Vec<f32>,
+    pub bias: Option<Vec<f32>>,
+    pub input: InputQuant,
+}
+
+fn digit(level: f32, index: usize, bits: u32) -> f32 {
+    let m = level.abs() as u32;
+    let d = ((m >> (index as u32 * bits)) & ((1u32 << bits) - 1)) as f32;
+    if level < 0.0 {
+        -d
+    } else {
+        d
+    }
+}
+
+/// N(0, 1) from a sequential stream (two draws).
+fn normal(r: &mut impl RngCore) -> f32 {
+    let u1 = 1.0 - unit24(r.next_u32());
+    let u2 = unit24(r.next_u32());
+    pmath::gaussian(u1, u2)
+}
+
+impl CrossbarLayer {
+    /// Quantises and programs `weight` (`out × k`, row-major) with the seed's
+    /// cell variation and MTJ spread.
+    pub fn new(layer: usize, name: &str, weight: &[f32], bias: Option<&[f32]>, out: usize, config: LayerConfig, seed: u64) -> Result<CrossbarLayer> {
+        let at = format!("layer '{name}'");
+        let m = &config.mapping;
+        m.validate(&at)?;
+        if !(config.input_clip > 0.0 && config.input_clip.is_finite()) {
+            bail!("{at}: input clip must be a positive finite number, got {}", config.input_clip);
+        }
+        if let Converter::Adc { bits } = config.converter {
+            if bits == 0 || bits > 24 {
+                bail!("{at}: ADC bits must be in 1..=24, got {bits}");
+            }
+        }
+        if let Converter::Mtj { samples, .. } = config.converter {
+            if samples == 0 {
+                bail!("{at}: MTJ samples must be >= 1, got 0");
+            }
+        }
+        let k = weight.len() / out;
+        let ranges = split_rows(k, m.rows, m.split);
+        let (slices, streams) = (m.slices(), m.streams());
+        let q = quantize_weights(weight, out, m.weight_bits, m.weight_quant);
+        let half = (1u32 << (m.weight_bits - 1)) as f32;
+        let mut cells = rng::stream(seed, &[Domain::CellVariation as u64, layer as u64]);
+        let sigma = config.noise.cell;
+        let mut weights = Vec::with_capacity(slices * ranges.len());
+        let mut max_digit = vec![0f32; slices];
+        for i in 0..slices {
+            for &(k0, k1) in &ranges {
+                let rows = k1 - k0;
+                let mut w = vec![0f32; out * rows];
+                // Offset mapping: the reference column's cells for this subarray.
+                let reference: Vec<f32> = match m.signed {
+                    SignedMapping::Offset => {
+                        let r = digit(half, i, m.weight_slice_bits);
+                        (0..rows).map(|_| if sigma > 0.0 && r != 0.0 { r * (1.0 + sigma * normal(&mut cells)) } else { r }).collect()
+                    }
+                    SignedMapping::Differential => Vec::new(),
+                };
+                for o in 0..out {
+                    for r in 0..rows {
+                        let level = q.q[o * k + k0 + r];
+                        w[o * rows + r] = match m.signed {
+                            SignedMapping::Differential => {
+                                let d = digit(level, i, m.weight_slice_bits);
+                                max_digit[i] = max_digit[i].max(d.abs());
+                                if sigma > 0.0 {
+                                    let (gp, gn) = (normal(&mut cells), normal(&mut cells));
+                                    d.max(0.0) * (1.0 + sigma * gp) - (-d).max(0.0) * (1.0 + sigma * gn)
+                                } else {
+                                    d
+                                }
+                            }
+                            SignedMapping::Offset => {
+                                let d = digit(level + half, i, m.weight_slice_bits);
+                                let cell = if sigma > 0.0 { d * (1.0 + sigma * normal(&mut cells)) } else { d };
+                                let r0 = digit(half, i, m.weight_slice_bits);
+                                max_digit[i] = max_digit[i].max((d - r0).abs());
+                                cell - reference[r]
+                            }
+                        };
+                    }
+                }
+                weights.push(w);
+            }
+        }
+        let columns = Self::columns(&config, &ranges, slices, streams, out, &max_digit, seed, layer, &at)?;
+        let input = InputQuant::new(m.input_bits, config.input_clip, config.input_signed);
+        let out_scale = q.scale.iter().map(|&s| s * input.step).collect();
+        Ok(CrossbarLayer { layer, config, out, k, ranges, weights, columns, max_digit, out_scale, bias: bias.map(|b| b.to_vec()), input })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn columns(config: &LayerConfig, ranges: &[(usize, usize)], slices: usize, streams: usize, out: usize, max_digit: &[f32], seed: u64, layer: usize, at: &str) -> Result<Vec<Column>> {
+        let n = ranges.len() * slices * streams * out;
+        let p = &config.params;
+        for (name, v) in [("adcLo", &p.adc_lo), ("adcStep", &p.adc_step), ("normScale", &p.norm_scale), ("normShift", &p.norm_shift), ("readoutGain", &p.readout_gain), ("readoutOffset", &p.readout_offset)] {
+            if !v.is_empty() && v.len() != n {
+                bail!("{at}: {name} has {} values, the mapping has {n} columns (subarrays × slices × streams × outputs)", v.len());
+            }
+            if let Some(bad) = v.iter().find(|x| !x.is_finite()) {
+                bail!("{at}: {name} holds a non-finite value {bad}");
+            }
+        }
+        let m = &config.mapping;
+        let x_max = ((1u32 << m.input_stream_bits) - 1) as f32;
+        let mut devices = rng::stream(seed, &[Domain::MtjDevice as u64, layer as u64]);
+        let spread = config.noise.mtj_offset > 0.0 || config.noise.mtj_slope > 0.0;
+        // One MTJ per (subarray, slice, column), shared by the input streams.
+        let mut device_of = Vec::with_capacity(ranges.len() * slices * out);
+        for _ in 0..ranges.len() * slices * out {
+            device_of.push(if spread {
+                let (a, b) = (normal(&mut devices), normal(&mut devices));
+                Device { slope: 1.0 + config.noise.mtj_slope * a, offset: config.noise.mtj_offset * b }
+            } else {
+                Device::NOMINAL
+            });
+        }
+        let get = |v: &Vec<f32>, idx: usize, default: f32| if v.is_empty() { default } else { v[idx] };
+        let mut columns = Vec::with_capacity(n);
+        for (s, &(k0, k1)) in ranges.iter().enumerate() {
+            for i in 0..slices {
+                for j in 0..streams {
+                    // Full range: every sum the programmed digits can produce.
+                    let bound = (k1 - k0) as f32 * max_digit[i] * x_max;
+                    let step = match config.converter {
+                        Converter::Adc { bits } => ((2.0 * bound) / ((1u64 << bits) - 1) as f32).max(1.0),
+                        _ => 1.0,
+                    };
+                    for o in 0..out {
+                        let idx = ((s * slices + i) * streams + j) * out + o;
+                        columns.push(Column {
+                            lo: get(&p.adc_lo, idx, -bound),
+                            step: get(&p.adc_step, idx, step),
+                            scale: get(&p.norm_scale, idx, 1.0),
+                            shift: get(&p.norm_shift, idx, 0.0),
+                            gain: get(&p.readout_gain, idx, 1.0),
+                            offset: get(&p.readout_offset, idx, 0.0),
+                            device: device_of[(s * slices + i) * out + o],
+                        });
+                    }
+                }
+            }
+        }
+        Ok(columns)
+    }
+
+    pub fn subarrays(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// Input levels → stream digit planes → unfolded columns, then partial
+    /// sums per (subarray, slice, stream), each row converted and
+    /// shift-added. `unfold(plane, cols)` writes one `k × p` matrix.
+    /// `observe` (calibration) sees every raw partial-sum row.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        x: &[f32],
+        p: usize,
+        unfold: &dyn Fn(&[f32], &mut [f32]),
+        scratch: &mut Scratch,
+        image: usize,
+        seed: u64,
+        out: &mut [f32],
+        ops: &mut LayerOps,
+        mut observe: Option<&mut dyn FnMut(usize, &[f32])>,
+    ) {
+        let m = &self.config.mapping;
+        let (slices, streams) = (m.slices(), m.streams());
+        scratch.levels.clear();
+        scratch.levels.extend(x.iter().map(|&v| self.input.level(v)));
+        scratch.cols.resize(streams * self.k * p, 0.0);
+        scratch.digits.resize(x.len(), 0.0);
+        for j in 0..streams {
+            for (d, &l) in scratch.digits.iter_mut().zip(&scratch.levels) {
+                *d = digit(l, j, m.input_stream_bits);
+            }
+            unfold(&scratch.digits, &mut scratch.cols[j * self.k * p..(j + 1) * self.k * p]);
+        }
+        scratch.ps.resize(self.out * p, 0.0);
+        let acc = out;
+        acc.fill(0.0);
+        let mut draws = Draws {
+            samples: Lanes::new(seed, Domain::MtjSample, self.layer, image),
+            read: (self.config.noise.read > 0.0).then(|| (Lanes::new(seed, Domain::ReadNoise, self.layer, image), self.config.noise.read)),
+        };
+        for (s, &(k0, k1)) in self.ranges.iter().enumerate() {
+            let rows = k1 - k0;
+            for i in 0..slices {
+                let w = &self.weights[i * self.ranges.len() + s];
+                for j in 0..streams {
+                    let cols = &scratch.cols[j * self.k * p + k0 * p..j * self.k * p + k1 * p];
+                    gemm(w, cols, &mut scratch.ps, self.out, rows, p);
+                    let factor = (1u64 << (i as u32 * m.weight_slice_bits + j as u32 * m.input_stream_bits)) as f32;
+                    for o in 0..self.out {
+                        let idx = ((s * slices + i) * streams + j) * self.out + o;
+                        let ps = &scratch.ps[o * p..(o + 1) * p];
+                        for &v in ps {
+                            ops.ps_min = ops.ps_min.min(v);
+                            ops.ps_max = ops.ps_max.max(v);
+                        }
+                        if let Some(f) = observe.as_mut() {
+                            f(idx, ps);
+                        }
+                        converter::convert_row(&self.config.converter, &self.columns[idx], ps, &mut acc[o * p..(o + 1) * p], factor, &mut draws);
+                    }
+                }
+            }
+        }
+        for o in 0..self.out {
+            let (sc, b) = (self.out_scale[o], self.bias.as_ref().map_or(0.0, |b| b[o]));
+            for a in &mut acc[o * p..(o + 1) * p] {
+                *a = *a * sc + b;
+            }
+        }
+        self.count(p, ops);
+    }
+
+    /// Operation counts of one forward pass over `p` input vectors.
+    fn count(&self, p: usize, ops: &mut LayerOps) {
+        let m = &self.config.mapping;
+        let (slices, streams) = (m.slices() as u64, m.streams() as u64);
+        let (p, out, k, s) = (p as u64, self.out as u64, self.k as u64, self.ranges.len() as u64);
+        let per_weight_col: u64 = if m.signed == SignedMapping::Differential { 2 } else { 1 };
+        // Physical columns per row tile: weight columns (+1 reference column per slice for offset).
+        let phys = out * slices * per_weight_col + if m.signed == SignedMapping::Offset { slices } else { 0 };
+        let col_tiles = phys.div_ceil(m.cols as u64);
+        let conversions = p * streams * s * slices * out;
+        ops.images += 1;
+        ops.subarray_reads += p * streams * s * col_tiles;
+        ops.cell_reads += p * streams * k * phys;
+        ops.dac_drives += p * streams * k * col_tiles;
+        ops.conversions += conversions;
+        if let Converter::Mtj { samples, .. } = self.config.converter {
+            ops.mtj_samples += conversions * samples as u64;
+        }
+        ops.shift_adds += conversions;
+        ops.digital_ops += p * out;
+    }
+
+    /// Physical subarrays this layer occupies.
+    pub fn physical_subarrays(&self) -> usize {
+        let m = &self.config.mapping;
+        let per = if m.signed == SignedMapping::Differential { 2 } else { 1 };
+        let phys = self.out * m.slices() * per + if m.signed == SignedMapping::Offset { m.slices() } else { 0 };
+        self.ranges.len() * phys.div_ceil(m.cols)
+    }
+}
+
+/// Per-thread buffers of the crossbar forward pass.
+#[derive(Default)]
+pub struct Scratch {
+    levels: Vec<f32>,
+    digits: Vec<f32>,
+    cols: Vec<f32>,
+    ps: Vec<f32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_match_the_authors_chunks() {
+        let sizes = |k, split| split_rows(k, 128, split).iter().map(|(a, b)| b - a).collect::<Vec<_>>();
+        assert_eq!(sizes(144, Split::Balanced), vec![72, 72]);
+        assert_eq!(sizes(288, Split::Balanced), vec![96, 96, 96]);
+        assert_eq!(sizes(576, Split::Balanced), vec![116, 116, 116, 116, 112]);
+        assert_eq!(sizes(144, Split::Filled), vec![128, 16]);
+        assert_eq!(sizes(27, Split::Balanced), vec![27]);
+        // torch.chunk can return fewer chunks than requested: 9 rows, 4 wanted → 3+3+3.
+        assert_eq!(split_rows(9, 3, Split::Balanced).len(), 3);
+    }
+
+    #[test]
+    fn digits_recombine_to_the_level() {
+        for level in -15..=15 {
+            for bits in [1u32, 2, 4] {
+                let slices = 4u32.div_ceil(bits);
+                let sum: f32 = (0..slices as usize).map(|i| digit(level as f32, i, bits) * (1u32 << (i as u32 * bits)) as f32).sum();
+                assert_eq!(sum, level as f32);
+            }
+        }
+    }
+}

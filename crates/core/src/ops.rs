@@ -1,0 +1,64 @@
+//! Operation counts: what the engine actually did, per layer, summed over
+//! the evaluated images. The cost model turns these into energy, latency
+//! and area.
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerOps {
+    /// Images this layer processed.
+    pub images: u64,
+    /// Activations of a physical subarray by one input vector and stream.
+    pub subarray_reads: u64,
+    /// Cells read (every cell of every active column, zeros included).
+    pub cell_reads: u64,
+    /// Row-driver (DAC) drives.
+    pub dac_drives: u64,
+    /// Partial sums converted (one per subarray, slice, stream, column, pixel).
+    pub conversions: u64,
+    /// MTJ write/read/reset cycles.
+    pub mtj_samples: u64,
+    /// Converted values shifted and added into an accumulator.
+    pub shift_adds: u64,
+    /// Multiply-accumulates done digitally (layers kept in FP32).
+    pub digital_macs: u64,
+    /// Other digital element operations (rescale, bias, BatchNorm, ReLU, add, pooling).
+    pub digital_ops: u64,
+    /// Smallest and largest partial sum seen before conversion.
+    pub ps_min: f32,
+    pub ps_max: f32,
+}
+
+impl Default for LayerOps {
+    fn default() -> Self {
+        LayerOps {
+            images: 0,
+            subarray_reads: 0,
+            cell_reads: 0,
+            dac_drives: 0,
+            conversions: 0,
+            mtj_samples: 0,
+            shift_adds: 0,
+            digital_macs: 0,
+            digital_ops: 0,
+            ps_min: f32::INFINITY,
+            ps_max: f32::NEG_INFINITY,
+        }
+    }
+}
+
+impl LayerOps {
+    /// Counts are sums and ranges are min/max, so merging in any order gives
+    /// the same totals.
+    pub fn merge(&mut self, o: &LayerOps) {
+        self.images += o.images;
+        self.subarray_reads += o.subarray_reads;
+        self.cell_reads += o.cell_reads;
+        self.dac_drives += o.dac_drives;
+        self.conversions += o.conversions;
+        self.mtj_samples += o.mtj_samples;
+        self.shift_adds += o.shift_adds;
+        self.digital_macs += o.digital_macs;
+        self.digital_ops += o.digital_ops;
+        self.ps_min = self.ps_min.min(o.ps_min);
+        self.ps_max = self.ps_max.max(o.ps_max);
+    }
+}

