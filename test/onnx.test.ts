@@ -5,11 +5,12 @@ import { afterAll, describe, expect, test } from 'vitest';
 import type { IrNode, Network } from '../ts/network.js';
 import { type Const, foldNode } from '../ts/onnx/fold.js';
 import { OnnxImportError, importOnnx, importOnnxBytes } from '../ts/onnx/import.js';
-import { Attrs, type NodeProto, type Tensor, decodeModel, tensorFromProto } from '../ts/onnx/proto.js';
+import { Attrs, type NodeProto, type Tensor, decodeModel, encodeModel, tensorFromProto } from '../ts/onnx/proto.js';
 import { packageRoot } from '../ts/paths.js';
 import {
   BOOL,
   DOUBLE,
+  FLOAT,
   FLOAT16,
   INT32,
   INT64,
@@ -59,6 +60,9 @@ function only<T extends IrNode['op']>(net: Network, op: T): Extract<IrNode, { op
 
 const W = randoms(4 * 3 * 3 * 3, 1);
 const B = randoms(4, 2);
+// a Linear weight as [out=2, in=3] row-major, and its transpose [in, out]
+const wOI = [1, 2, 3, 4, 5, 6];
+const wIO = [1, 4, 2, 5, 3, 6];
 
 /** A builder tensor or node as the importer sees it: encoded, then decoded with the schema. */
 function decodedTensor(t: object): Tensor {
@@ -83,7 +87,7 @@ describe('op mapping', () => {
   });
 
   test('Conv without bias defaults to stride 1, no pads; auto_pad VALID is no pads', () => {
-    for (const attrs of [{}, { auto_pad: attr.string('VALID') }, { auto_pad: attr.string('NOTSET') }]) {
+    for (const attrs of [{}, { auto_pad: attr.string('VALID') }, { auto_pad: attr.string('NOTSET') }] as Record<string, object>[]) {
       const conv = only(imp({ nodes: [node('Conv', ['x', 'w'], ['y'], attrs)], initializers: [tensor('w', [4, 3, 3, 3], W)] }), 'Conv');
       expect(conv.bias).toBeUndefined();
       expect(conv.stride).toEqual([1, 1]);
@@ -92,7 +96,7 @@ describe('op mapping', () => {
   });
 
   test('Conv output shape feeds Shape folding', () => {
-    // Pad the channels by the conv output's H and W: (8 + 1 + 3 - 3) / 2 + 1 = 5, 8 + 2 + 0 - 3 + 1 = 7.
+    // Pad the channels by the conv output's H and W: (8 + 1 + 3 - 3) / 2 + 1 = 5, 8 + 2 + 0 - 3 + 1 = 8.
     const net = imp({
       nodes: [
         node('Conv', ['x', 'w'], ['c'], { pads: attr.ints([1, 2, 3, 0]), strides: attr.ints([2, 1]) }),
@@ -100,13 +104,13 @@ describe('op mapping', () => {
         node('Gather', ['s', 'hw'], ['g'], { axis: attr.int(0) }),
         node('Slice', ['g', 'zero1', 'one1'], ['h']),
         node('Slice', ['g', 'one1', 'two1'], ['w_']),
-        node('Concat', ['z2', 'h', 'z2', 'z2', 'w_', 'z2'], ['pads'], { axis: attr.int(0) }),
+        node('Concat', ['zero1', 'h', 'z2', 'zero1', 'w_', 'z2'], ['pads'], { axis: attr.int(0) }),
         node('Pad', ['c', 'pads'], ['y']),
       ],
       initializers: [tensor('w', [4, 3, 3, 3], W), i64('hw', [2, 3]), i64('zero1', [0]), i64('one1', [1]), i64('two1', [2]), i64('z2', [0, 0])],
     });
     expect(ops(net)).toEqual(['Conv', 'PadChannels']);
-    expect(only(net, 'PadChannels')).toMatchObject({ inputs: [1], before: 5, after: 7 });
+    expect(only(net, 'PadChannels')).toMatchObject({ inputs: [1], before: 5, after: 8 });
   });
 
   test('BatchNormalization, epsilon given or default', () => {
@@ -144,9 +148,6 @@ describe('op mapping', () => {
   });
 
   const head = [node('GlobalAveragePool', ['x'], ['p']), node('Flatten', ['p'], ['f'])];
-  // weight as [out=2, in=3] row-major, and its transpose [in, out]
-  const wOI = [1, 2, 3, 4, 5, 6];
-  const wIO = [1, 4, 2, 5, 3, 6];
 
   test('Gemm transB=1 keeps the weight, transB=0 transposes it', () => {
     const a = imp({
@@ -255,7 +256,7 @@ describe('op mapping', () => {
 
 describe('initializer storage', () => {
   test('typed fields give the same network as raw_data', () => {
-    const spec = (form: 'raw' | 'typed', dtype = 1): ModelSpec => ({
+    const spec = (form: 'raw' | 'typed', dtype = FLOAT): ModelSpec => ({
       nodes: [node('Conv', ['x', 'w', 'b'], ['c']), node('Slice', ['c', 'st', 'en', 'ax'], ['y'])],
       initializers: [
         tensor('w', [4, 3, 3, 3], W, { form, dtype }),
@@ -285,19 +286,21 @@ describe('initializer storage', () => {
   });
 
   describe('external data', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'stoxnet-onnx-'));
-    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    // root/model/ holds the models and data; root/outside.bin is out of their reach
+    const root = mkdtempSync(join(tmpdir(), 'stoxnet-onnx-'));
+    afterAll(() => rmSync(root, { recursive: true, force: true }));
+    const dir = join(root, 'model');
     const weights = Float32Array.from(W);
     const bytes = new Uint8Array(weights.buffer);
-    // 5 bytes of padding before the weights: unaligned on purpose
-    mkdirSync(join(dir, 'data'));
+    mkdirSync(join(dir, 'data'), { recursive: true });
+    // 5 bytes before the weights: unaligned on purpose
     writeFileSync(join(dir, 'data', 'w.bin'), Buffer.concat([Buffer.alloc(5, 7), bytes]));
-    writeFileSync(join(dir, '..', `outside-${process.pid}.bin`), bytes);
-    afterAll(() => rmSync(join(dir, '..', `outside-${process.pid}.bin`), { force: true }));
+    writeFileSync(join(root, 'outside.bin'), bytes);
+    symlinkSync(join(root, 'outside.bin'), join(dir, 'link.bin'));
 
-    const write = (name: string, location: string, offset = 5) => {
+    const write = (name: string, location: string, offset = 5, length = bytes.length) => {
       const path = join(dir, name);
-      const m = model({ nodes: [node('Conv', ['x', 'w'], ['y'])], initializers: [externalTensor('w', [4, 3, 3, 3], location, offset, bytes.length)] });
+      const m = model({ nodes: [node('Conv', ['x', 'w'], ['y'])], initializers: [externalTensor('w', [4, 3, 3, 3], location, offset, length)] });
       writeFileSync(path, m);
       return path;
     };
@@ -308,20 +311,304 @@ describe('initializer storage', () => {
     });
 
     test('must stay inside the model directory', async () => {
-      await expect(importOnnx(write('escape.onnx', `../outside-${process.pid}.bin`, 0))).rejects.toThrow(
-        /escape\.onnx: node 'y' \(Conv\): tensor 'w': external data path '.*' leaves the model's directory/,
+      await expect(importOnnx(write('escape.onnx', '../outside.bin', 0))).rejects.toThrow(
+        "escape.onnx: node 'y' (Conv): tensor 'w': external data path '../outside.bin' leaves the model's directory",
       );
       await expect(importOnnx(write('abs.onnx', join(dir, 'data', 'w.bin')))).rejects.toThrow(/leaves the model's directory/);
-      symlinkSync(join(dir, '..', `outside-${process.pid}.bin`), join(dir, 'link.bin'));
-      await expect(importOnnx(write('link.onnx', 'link.bin', 0))).rejects.toThrow(/leaves the model's directory/);
+      await expect(importOnnx(write('link.onnx', 'link.bin', 0))).rejects.toThrow(/external data path 'link.bin' leaves the model's directory/);
     });
 
     test('range and presence are checked', async () => {
       await expect(importOnnx(write('range.onnx', 'data/w.bin', 100))).rejects.toThrow(/outside 'data\/w.bin'/);
+      await expect(importOnnx(write('length.onnx', 'data/w.bin', 5, 2 ** 40))).rejects.toThrow(/has 1099511627776 bytes of external data, expected 432/);
       await expect(importOnnx(write('missing.onnx', 'data/none.bin'))).rejects.toThrow(/cannot open external data 'data\/none.bin'/);
-      const m = readFileSync(join(dir, 'ext.onnx'));
-      expect(() => importOnnxBytes(m, 'ext.onnx')).toThrow(/the model's directory is not known/);
+      const m = readFileSync(write('nodir.onnx', 'data/w.bin'));
+      expect(() => importOnnxBytes(m, 'nodir.onnx')).toThrow(/the model's directory is not known/);
     });
   });
 });
 
+describe('constant folding', () => {
+  /**
+   * The pads subgraph of a PyTorch option-A shortcut, F.pad(x, (0,0,0,0,p,p)),
+   * with p = C/2 taken from Shape(x) at index `channelIndex`.
+   */
+  function shortcutPads(channelIndex: number): ModelSpec {
+    return {
+      inputs: [valueInfo('x', ['N', 4, 8, 8])],
+      nodes: [
+        node('Shape', ['x'], ['s']),
+        constant('k', tensor('k', [], [channelIndex], { dtype: INT64 })),
+        node('Gather', ['s', 'k'], ['c'], { axis: attr.int(0) }),
+        node('Div', ['c', 'two'], ['p']),
+        node('Unsqueeze', ['p', 'axis0'], ['pu']),
+        node('Concat', ['zeros4', 'pu', 'pu'], ['six'], { axis: attr.int(0) }),
+        // 2 * rank - len(six) more zeros
+        node('Shape', ['six'], ['six_shape']),
+        node('Gather', ['six_shape', 'axis0'], ['six_len']),
+        node('Shape', ['s'], ['rank1']),
+        node('Squeeze', ['rank1', 'axis0'], ['rank']),
+        node('Mul', ['rank', 'two'], ['rank2']),
+        node('Sub', ['rank2', 'six_len'], ['rest']),
+        node('ConstantOfShape', ['rest'], ['zeros'], { value: attr.tensor(i64('v', [0])) }),
+        node('Concat', ['six', 'zeros'], ['pairs'], { axis: attr.int(0) }),
+        // torch's (last dim first) pairs to ONNX's [begins..., ends...]
+        node('Reshape', ['pairs', 'shape_m1_2'], ['r']),
+        node('Slice', ['r', 'm1', 'min', 'axis0', 'm1'], ['rev']),
+        node('Transpose', ['rev'], ['tr'], { perm: attr.ints([1, 0]) }),
+        node('Reshape', ['tr', 'm1'], ['flat']),
+        node('Cast', ['flat'], ['pads'], { to: attr.int(INT64) }),
+        node('Pad', ['x', 'pads', ''], ['y'], { mode: attr.string('constant') }),
+      ],
+      initializers: [
+        tensor('two', [], [2], { dtype: INT64 }),
+        i64('axis0', [0]),
+        i64('zeros4', [0, 0, 0, 0]),
+        i64('shape_m1_2', [-1, 2]),
+        i64('m1', [-1]),
+        i64('min', [INT64_MIN]),
+      ],
+    };
+  }
+
+  test('Shape → Gather → … → Pad folds into PadChannels', () => {
+    const net = imp(shortcutPads(1));
+    expect(net.nodes).toEqual([{ name: 'y', op: 'PadChannels', inputs: [0], before: 2, after: 2 }]);
+  });
+
+  test('a pad that depends on the dynamic batch size is refused', () => {
+    expect(importError(shortcutPads(0)).message).toBe(
+      "test.onnx: node 'y' (Pad): input 'pads' depends on the batch size, which is dynamic",
+    );
+  });
+
+  test('Shape with start skips the batch dimension', () => {
+    const net = imp({
+      nodes: [
+        node('Shape', ['x'], ['s'], { start: attr.int(-2) }),
+        node('Slice', ['s', 'z', 'one'], ['h']),
+        node('Concat', ['z', 'h', 'z', 'z', 'z', 'z', 'z', 'z'], ['pads'], { axis: attr.int(0) }),
+        node('Pad', ['x', 'pads'], ['y']),
+      ],
+      initializers: [i64('z', [0]), i64('one', [1])],
+    });
+    expect(only(net, 'PadChannels')).toMatchObject({ before: 8, after: 0 });
+  });
+
+  const i64c = (dims: number[], values: number[]): Const => ({ dtype: 'int64', dims, data: Float64Array.from(values) });
+  const fold = (op: string, x: (Const | undefined)[], attrs: Record<string, object> = {}) =>
+    foldNode(op, x, new Attrs(decodedNode(node(op, [], ['out'], attrs))));
+
+  test('Slice with a negative step, Transpose of rank 3', () => {
+    const t = i64c([2, 3], [0, 1, 2, 3, 4, 5]);
+    expect(fold('Slice', [t, i64c([1], [-1]), i64c([1], [-100]), i64c([1], [1]), i64c([1], [-2])])).toEqual(i64c([2, 2], [2, 0, 5, 3]));
+    const u = i64c([2, 1, 3], [0, 1, 2, 3, 4, 5]);
+    expect(fold('Transpose', [u], { perm: attr.ints([2, 0, 1]) })).toEqual(i64c([3, 2, 1], [0, 3, 1, 4, 2, 5]));
+    expect(fold('Transpose', [t])).toEqual(i64c([3, 2], [0, 3, 1, 4, 2, 5]));
+  });
+
+  test('broadcasting arithmetic, integer division, Equal, Where, Expand', () => {
+    expect(fold('Div', [i64c([2], [7, -7]), i64c([], [2])])).toEqual(i64c([2], [3, -3]));
+    expect(fold('Add', [i64c([2, 1], [10, 20]), i64c([3], [1, 2, 3])])).toEqual(i64c([2, 3], [11, 12, 13, 21, 22, 23]));
+    const eq = fold('Equal', [i64c([3], [1, 2, 3]), i64c([], [2])]);
+    expect(eq).toEqual({ dtype: 'bool', dims: [3], data: Uint8Array.from([0, 1, 0]) });
+    expect(fold('Where', [eq, i64c([], [9]), i64c([3], [1, 2, 3])])).toEqual(i64c([3], [1, 9, 3]));
+    expect(fold('Expand', [i64c([2, 1], [1, 2]), i64c([2], [1, 3])])).toEqual(i64c([2, 3], [1, 1, 1, 2, 2, 2]));
+  });
+
+  test('Range, Squeeze, Unsqueeze (attribute form), Cast, ConstantOfShape, Constant', () => {
+    expect(fold('Range', [i64c([], [1]), i64c([], [8]), i64c([], [3])])).toEqual(i64c([3], [1, 4, 7]));
+    expect(fold('Squeeze', [i64c([1, 2, 1], [5, 6])])).toEqual(i64c([2], [5, 6]));
+    expect(fold('Squeeze', [i64c([1, 2, 1], [5, 6])], { axes: attr.ints([-1]) })).toEqual(i64c([1, 2], [5, 6]));
+    expect(fold('Unsqueeze', [i64c([2], [5, 6])], { axes: attr.ints([0, 2]) })).toEqual(i64c([1, 2, 1], [5, 6]));
+    const floats: Const = { dtype: 'float32', dims: [3], data: Float32Array.from([1.7, -1.7, 0]) };
+    expect(fold('Cast', [floats], { to: attr.int(INT64) })).toEqual(i64c([3], [1, -1, 0]));
+    expect(fold('Cast', [floats], { to: attr.int(BOOL) })).toEqual({ dtype: 'bool', dims: [3], data: Uint8Array.from([1, 1, 0]) });
+    expect(fold('ConstantOfShape', [i64c([2], [2, 1])])).toEqual({ dtype: 'float32', dims: [2, 1], data: new Float32Array(2) });
+    expect(fold('Constant', [], { value_ints: attr.ints([3, 4]) })).toEqual(i64c([2], [3, 4]));
+  });
+});
+
+describe('errors', () => {
+  const conv = (attrs: Record<string, object> = {}, w = W, wDims = [4, 3, 3, 3]): ModelSpec => ({
+    nodes: [node('Conv', ['x', 'w'], ['y'], attrs)],
+    initializers: [tensor('w', wDims, w)],
+  });
+
+  test('not ONNX: random bytes, truncated, empty, no graph, no nodes', () => {
+    const random = Uint8Array.from(randoms(1024, 1234), (v) => Math.floor((v + 1) * 128));
+    expect(importError(random).message).toMatch(/^test\.onnx: not an ONNX model/);
+    const good = model(conv());
+    expect(importError(good.subarray(0, good.length >> 1)).message).toMatch(/^test\.onnx: not an ONNX model: protobuf decoding failed/);
+    expect(importError(new Uint8Array(0)).message).toBe('test.onnx: not an ONNX model: no ir_version');
+    expect(importError(encodeModel({ irVersion: 8 })).message).toBe('test.onnx: not an ONNX model: no graph');
+    expect(importError({ nodes: [] }).message).toBe('test.onnx: the graph has no nodes');
+  });
+
+  test('unsupported ops', () => {
+    expect(importError({ nodes: [node('LSTM', ['x'], ['y'], {}, '/layer1/Foo')] }).message).toBe(
+      "test.onnx: node '/layer1/Foo' (LSTM): unsupported op",
+    );
+    expect(importError({ nodes: [node('Mul', ['x', 'x'], ['y'])] }).message).toMatch(/\(Mul\): unsupported op on a tensor computed at run time/);
+    expect(importError({ nodes: [{ ...node('Relu', ['x'], ['y']), domain: 'com.example' }] }).message).toMatch(/unsupported op \(domain 'com.example'\)/);
+  });
+
+  test('missing inputs, cycles, duplicate outputs, unsupported extra outputs', () => {
+    expect(importError({ nodes: [node('Conv', ['x', 'w'], ['y'])] }).message).toBe(
+      "test.onnx: node 'y' (Conv): input 'w' is not produced by any node, and is neither an initializer nor a graph input",
+    );
+    expect(importError({ nodes: [node('Add', ['x', 'b'], ['a']), node('Relu', ['a'], ['b']), node('Relu', ['b'], ['y'])] }).message).toMatch(/cycle/);
+    expect(importError({ nodes: [node('Relu', ['x'], ['y']), node('Relu', ['x'], ['y'])] }).message).toMatch(/output 'y' is already defined/);
+    expect(importError({ nodes: [node('Dropout', ['x'], ['d', 'mask']), node('Add', ['d', 'mask'], ['y'])] }).message).toMatch(
+      /input 'mask' is an extra output of its node/,
+    );
+  });
+
+  test('graph inputs and outputs', () => {
+    expect(importError({ ...conv(), inputs: [valueInfo('x', ['N', 3, 8])] }).message).toBe(
+      "test.onnx: graph input 'x': wrong input rank 3, expected 4 ([N,C,H,W])",
+    );
+    expect(importError({ ...conv(), inputs: [valueInfo('x', ['N', 3, 'h', 8])] }).message).toBe(
+      "test.onnx: graph input 'x': dynamic dimension 'h' cannot be resolved",
+    );
+    expect(importError({ ...conv(), inputs: [valueInfo('x', ['N', 3, 8, 8], INT64)] }).message).toMatch(/expected FLOAT/);
+    expect(importError({ ...conv(), inputs: [valueInfo('x', ['N', 3, 8, 8]), valueInfo('z', [1])] }).message).toMatch(/expected one graph input, found 2/);
+    expect(importError({ ...conv(), outputs: ['y', 'x'] }).message).toMatch(/expected one graph output, found 2/);
+    expect(importError({ nodes: [node('Relu', ['x'], ['r']), constant('y', i64('c', [1]))] }).message).toMatch(/graph output 'y' is a constant/);
+  });
+
+  test('shapes that do not fit', () => {
+    expect(importError(conv({}, randoms(4 * 5 * 9, 3), [4, 5, 3, 3])).message).toBe(
+      "test.onnx: node 'y' (Conv): weight 'w' expects 5 input channels, the input [N,3,8,8] has 3",
+    );
+    expect(importError({ ...conv({ kernel_shape: attr.ints([5, 5]) }) }).message).toMatch(/kernel_shape \[5,5\] does not match/);
+    expect(
+      importError({ nodes: [node('Conv', ['x', 'w'], ['c']), node('Add', ['x', 'c'], ['y'])], initializers: [tensor('w', [4, 3, 3, 3], W)] }).message,
+    ).toBe("test.onnx: node 'y' (Add): operands have shapes [N,3,8,8] and [N,4,6,6]; only equal shapes are supported");
+    expect(importError({ nodes: [node('Add', ['x', 'k'], ['y'])], initializers: [tensor('k', [1], [1])] }).message).toMatch(
+      /node 'y' \(Add\): operand 'k' is a constant; adding a constant is only supported as the bias of a MatMul/,
+    );
+    const gemm = (wDims: number[], transB: number) =>
+      importError({
+        nodes: [node('GlobalAveragePool', ['x'], ['p']), node('Flatten', ['p'], ['f']), node('Gemm', ['f', 'w'], ['y'], { transB: attr.int(transB) })],
+        initializers: [tensor('w', wDims, randoms(wDims[0]! * wDims[1]!, 4))],
+      }).message;
+    expect(gemm([2, 5], 1)).toBe("test.onnx: node 'y' (Gemm): weight 'w' has shape [2,5], which does not fit an input of 3 features");
+    expect(gemm([2, 3], 0)).toMatch(/weight 'w' has shape \[2,3\], which does not fit an input of 3 features/);
+    expect(importError({ nodes: [node('Gemm', ['x', 'w'], ['y'])], initializers: [tensor('w', [3, 2], wIO)] }).message).toMatch(
+      /input 'x' has shape \[N,3,8,8\], expected \[N,features\]/,
+    );
+    expect(importError({ nodes: [node('Conv', ['x', 'w', 'b'], ['y'])], initializers: [tensor('w', [4, 3, 3, 3], W), tensor('b', [3], [1, 2, 3])] }).message).toMatch(
+      /initializer 'b' has shape \[3\], expected \[4\]/,
+    );
+  });
+
+  test('unsupported attributes', () => {
+    expect(importError(conv({ group: attr.int(2) })).message).toBe("test.onnx: node 'y' (Conv): group 2 is not supported (only 1)");
+    expect(importError(conv({ dilations: attr.ints([2, 2]) })).message).toMatch(/dilations \[2,2\] are not supported/);
+    expect(importError(conv({ auto_pad: attr.string('SAME_UPPER') })).message).toMatch(/auto_pad SAME_UPPER is not supported/);
+    const pad = (pads: number[], attrs: Record<string, object> = {}, value?: number) =>
+      importError({
+        nodes: [node('Pad', value === undefined ? ['x', 'p'] : ['x', 'p', 'v'], ['y'], attrs)],
+        initializers: [i64('p', pads), tensor('v', [], [value ?? 0])],
+      }).message;
+    expect(pad([0, 1, 0, 0, 0, 1, 0, 0], { mode: attr.string('reflect') })).toBe("test.onnx: node 'y' (Pad): mode 'reflect' is not supported (only constant)");
+    expect(pad([0, 0, 1, 0, 0, 0, 1, 0])).toMatch(/only padding the channel axis is supported, pads are \[0,0,1,0,0,0,1,0\]/);
+    expect(pad([0, 1, 0, 0, 0, 1, 0, 0], {}, 1)).toMatch(/pad value 1 is not supported/);
+    expect(pad([0, -1, 0, 0, 0, 0, 0, 0])).toMatch(/negative pads/);
+    const slice = (axes: number[], steps: number[]) =>
+      importError({ nodes: [node('Slice', ['x', 's', 'e', 'a', 't'], ['y'])], initializers: [i64('s', [0]), i64('e', [4]), i64('a', axes), i64('t', steps)] }).message;
+    expect(slice([1], [1])).toMatch(/only slicing H and W \(axes 2 and 3\) is supported/);
+    expect(slice([2], [-1])).toMatch(/negative steps are not supported/);
+    expect(importError({ nodes: [node('Flatten', ['x'], ['y'], { axis: attr.int(2) })] }).message).toMatch(/axis 2 is not supported \(only 1\)/);
+  });
+
+  test('weights: NaN/Inf, huge dims, unsupported types, wrong lengths', () => {
+    const bad = W.slice();
+    bad[5] = NaN;
+    expect(importError(conv({}, bad)).message).toBe("test.onnx: node 'y' (Conv): initializer 'w' contains NaN or Inf");
+    bad[5] = -Infinity;
+    expect(importError({ ...conv(), initializers: [tensor('w', [4, 3, 3, 3], bad, { form: 'typed' })] }).message).toMatch(/initializer 'w' contains NaN or Inf/);
+    // Declared 2^32 elements with no data: refused before anything is allocated.
+    expect(importError({ ...conv(), initializers: [{ name: 'w', dims: ['65536', '65536'], dataType: 1 }] }).message).toMatch(
+      /tensor 'w' has shape \[65536,65536\] \(4294967296 elements\), more than the limit of 2\^28/,
+    );
+    expect(importError({ ...conv(), inputs: [valueInfo('x', ['N', 3, 100000, 100000])] }).message).toMatch(/more than the limit of 2\^28/);
+    expect(
+      importError({ nodes: [node('ConstantOfShape', ['s'], ['big']), node('Relu', ['x'], ['y'])], initializers: [i64('s', [1 << 20, 1 << 20])] }).message,
+    ).toMatch(/\(ConstantOfShape\): output has shape \[1048576,1048576\]/);
+    expect(importError({ ...conv(), initializers: [tensor('w', [4, 3, 3, 3], W, { dtype: FLOAT16 })] }).message).toBe(
+      "test.onnx: node 'y' (Conv): tensor 'w' has data type FLOAT16, which is not supported",
+    );
+    expect(importError({ ...conv(), initializers: [tensor('w', [4, 3, 3, 3], W.slice(1))] }).message).toMatch(
+      /tensor 'w' has 428 bytes of data, expected 432/,
+    );
+    expect(importError({ ...conv(), initializers: [tensor('w', [4, 3, 3, 3], W.slice(1), { form: 'typed' })] }).message).toMatch(
+      /tensor 'w' has 107 values in floatData, expected 108/,
+    );
+    expect(importError({ ...conv(), initializers: [tensor('w', [4, 3, 3, 3], W.map(() => 1), { dtype: INT32 })] }).message).toMatch(
+      /initializer 'w' has type int32, expected float/,
+    );
+  });
+});
+
+const modelsDir = process.env.STOXNET_MODELS ?? join(packageRoot(), '..', 'shared', 'models');
+
+describe.skipIf(!existsSync(modelsDir))('real models', () => {
+  /** Channels of every IR value. */
+  function channels(net: Network): number[] {
+    const c = [net.input[0]];
+    for (const n of net.nodes) {
+      const x = c[n.inputs[0]]!;
+      c.push(n.op === 'Conv' ? n.shape[0] : n.op === 'PadChannels' ? x + n.before + n.after : n.op === 'Linear' ? n.shape[0] : x);
+    }
+    return c;
+  }
+
+  // ResNet-(6n+2): 6n+1 convolutions, 3n residual adds, two option-A shortcuts.
+  test.each([
+    ['resnet20.onnx', 3, false],
+    ['resnet20-bn.onnx', 3, true],
+    ['resnet32.onnx', 5, false],
+    ['resnet44.onnx', 7, false],
+    ['resnet56.onnx', 9, false],
+  ])('%s', async (file, n, bn) => {
+    const net = await importOnnx(join(modelsDir, file));
+    const counts: Record<string, number> = {};
+    for (const node of net.nodes) counts[node.op] = (counts[node.op] ?? 0) + 1;
+    expect(counts).toEqual({
+      Conv: 6 * n + 1,
+      ...(bn ? { BatchNorm: 6 * n + 1 } : {}),
+      Relu: 6 * n + 1,
+      Add: 3 * n,
+      Slice: 2,
+      PadChannels: 2,
+      GlobalAvgPool: 1,
+      Flatten: 1,
+      Linear: 1,
+    });
+    expect(net.input).toEqual([3, 32, 32]);
+    expect(net.output).toBe(net.nodes.length);
+    expect(net.nodes.at(-1)).toMatchObject({ op: 'Linear', shape: [10, 64] });
+    expect(net.nodes.every((node, i) => node.inputs.every((v) => v <= i))).toBe(true);
+    if (bn) for (const node of net.nodes) if (node.op === 'BatchNorm') expect(node.eps).toBe(Math.fround(1e-5));
+
+    const ch = channels(net);
+    for (const [i, pad] of net.nodes.entries()) {
+      if (pad.op !== 'PadChannels') continue;
+      const slice = net.nodes[pad.inputs[0] - 1]!;
+      expect(slice).toMatchObject({ op: 'Slice', start: [0, 0], step: [2, 2] });
+      const planes = ch[i + 1]!;
+      expect(pad.before).toBe(planes / 4);
+      expect(pad.after).toBe(planes / 4);
+      // the padded shortcut joins a residual Add with the block's output of the same width
+      const add = net.nodes.find((a) => a.op === 'Add' && a.inputs.includes(i + 1))!;
+      expect(add.inputs.map((v) => ch[v])).toEqual([planes, planes]);
+    }
+  });
+
+  test('a truncated model is refused', () => {
+    const bytes = readFileSync(join(modelsDir, 'resnet20.onnx'));
+    expect(() => importOnnxBytes(bytes.subarray(0, 500_000), 'resnet20.onnx')).toThrow(/^resnet20\.onnx: not an ONNX model: protobuf decoding failed/);
+  });
+});

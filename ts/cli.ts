@@ -4,7 +4,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import cliProgress from 'cli-progress';
 import { ConfigError } from './config.js';
 import { downloadCifar10 } from './data/download.js';
-import { BACKENDS, CONVERTERS, evaluate } from './eval.js';
+import { readFileSync } from 'node:fs';
+import { BACKENDS, evaluate } from './eval.js';
+import { CONVERTERS, DEFAULTS, FLAGS, SCHEDULES, type StoxConfig } from './stox.js';
 
 interface Command {
   summary: string;
@@ -15,6 +17,60 @@ interface Command {
 }
 
 class UsageError extends Error {}
+
+// Every simulator setting is a flag (FLAGS in stox.ts); `--config` gives the same as JSON.
+const configOptions = Object.fromEntries(Object.values(FLAGS).map((flag) => [flag.slice(2), { type: 'string' as const }]));
+
+const configHelp: Record<string, string> = {
+  '--converter NAME': `partial-sum converter: ${CONVERTERS.join(', ')} (default ${DEFAULTS.converter}: the whole model in FP32)`,
+  '--rows N': `word lines per subarray (default ${DEFAULTS.rows})`,
+  '--cols N': `bit lines per subarray; tiles wide layers, changes cost only (default ${DEFAULTS.cols})`,
+  '--split NAME': 'balanced (equal chunks, as the authors) or filled (full subarrays + rest) (default balanced)',
+  '--weight-bits N': `weight bits (default ${DEFAULTS.weightBits})`,
+  '--weight-slice-bits N': 'bits per weight slice / cell (default = weight bits: one slice)',
+  '--input-bits N': `input (activation) bits (default ${DEFAULTS.inputBits})`,
+  '--input-stream-bits N': 'bits per input stream / DAC step (default = input bits: one stream)',
+  '--weight-quant NAME': 'uniform (symmetric per channel + digital rescale) or away (the authors\' standardise + round away from zero) (default uniform)',
+  '--signed NAME': 'differential (positive/negative columns) or offset (offset-binary + reference column) (default differential)',
+  '--adc-bits N': 'ADC resolution (default lossless: log2(rows) + slice bits + stream bits)',
+  '--adc-range NAME': 'full (every possible partial sum) or calibrated (observed min..max on training images) (default full)',
+  '--samples N': `MTJ samples T on every crossbar layer (default ${DEFAULTS.samples})`,
+  '--samples-per-layer a,b,...': 'T per crossbar layer, one value per layer',
+  '--schedule NAME': `named per-layer T: ${SCHEDULES.join(', ')}`,
+  '--mtj-transfer NAME': 'MTJ switching curve: sigmoid (sigmoid(a·x)), tanh ((1+tanh(a·x))/2) or fitted (sigmoid(3.598(x−0.0082)), |x| ≤ 0.8) (default sigmoid)',
+  '--sensitivity A': `sensitivity a of the sigmoid/tanh curve (default ${DEFAULTS.sensitivity})`,
+  '--weight-noise S': 'relative σ of each cell\'s programmed conductance (default 0)',
+  '--read-noise S': 'σ of additive read noise per conversion, in partial-sum LSB (default 0)',
+  '--mtj-offset-sigma S': 'σ of each MTJ\'s transfer-curve offset (default 0)',
+  '--mtj-slope-sigma S': 'relative σ of each MTJ\'s transfer-curve slope (default 0)',
+  '--seed N': 'seed of every random draw (default 0)',
+  '--policy NAME': 'first-last-digital (first conv and last linear stay FP32, as the authors) or all-crossbar (default first-last-digital)',
+  '--calibration-images N': `training images used to calibrate clips, ranges and normalisation (default ${DEFAULTS.calibrationImages})`,
+};
+
+/** The settings from --config FILE.json, overridden by flags. */
+function configFrom(v: Record<string, string | boolean | undefined>): Partial<StoxConfig> {
+  let config: Record<string, unknown> = {};
+  if (typeof v.config === 'string') {
+    let text: string;
+    try {
+      text = readFileSync(v.config, 'utf8');
+    } catch (e) {
+      throw new UsageError(`--config ${v.config}: ${(e as Error).message}`);
+    }
+    try {
+      config = JSON.parse(text);
+    } catch (e) {
+      throw new UsageError(`--config ${v.config}: not valid JSON (${(e as Error).message})`);
+    }
+    if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new UsageError(`--config ${v.config}: expected a JSON object`);
+  }
+  for (const [key, flag] of Object.entries(FLAGS)) {
+    const value = v[flag.slice(2)];
+    if (value !== undefined) config[key] = value;
+  }
+  return config as Partial<StoxConfig>;
+}
 
 function progressBar(label: string): { update(done: number, total: number): void; stop(): void } {
   if (!process.stderr.isTTY) return { update() {}, stop() {} };
@@ -39,27 +95,29 @@ function progressBar(label: string): { update(done: number, total: number): void
 
 const commands: Record<string, Command> = {
   eval: {
-    summary: 'classify the CIFAR-10 test set with a model and report accuracy',
-    usage: 'stoxnet eval --model PATH [--data DIR] [--converter fp] [--backend native|ort] [--limit N] [--batch N] [--threads N] [--json]',
+    summary: 'classify the CIFAR-10 test set with a model on simulated crossbars and report accuracy and op counts',
+    usage: 'stoxnet eval --model PATH [--data DIR] [--converter NAME] [mapping, converter and noise flags] [--config FILE.json] [--backend native|ort|js] [--limit N] [--batch N] [--threads N] [--json]',
     options: {
       model: { type: 'string' },
       data: { type: 'string' },
-      converter: { type: 'string' },
+      config: { type: 'string' },
       backend: { type: 'string' },
       limit: { type: 'string' },
       batch: { type: 'string' },
       threads: { type: 'string' },
       json: { type: 'boolean' },
+      ...configOptions,
     },
     help: {
       '--model PATH': 'ONNX model (input [N,3,32,32], output logits [N,10])',
       '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache filled by `stoxnet data cifar10`)',
-      '--converter NAME': `partial-sum converter: ${CONVERTERS.join(', ')} (default fp)`,
-      '--backend NAME': `engine: ${BACKENDS.join(', ')} (default native; ort = onnxruntime FP32)`,
+      ...configHelp,
+      '--config FILE.json': 'the settings above as a JSON object with the API names (rows, weightBits, samplesPerLayer, ...); flags override it',
+      '--backend NAME': `engine: ${BACKENDS.join(', ')} (default native; ort = onnxruntime FP32; js = the pure-JS reference)`,
       '--limit N': 'evaluate only the first N test images (default all 10,000)',
       '--batch N': 'images per engine call (default 100; results do not depend on it)',
       '--threads N': 'worker threads, 0 = one per core (default 0; results do not depend on it)',
-      '--json': 'print one JSON object on stdout (top1, correct, images, perClass, seconds, imagesPerSecond, backend, logitsDigest, ...)',
+      '--json': 'print one JSON object on stdout: top1, correct, images, perClass, seconds, imagesPerSecond, backend, seed, config, ops, logitsDigest',
     },
     async run(v) {
       if (typeof v.model !== 'string') throw new UsageError('eval: --model PATH is required');
@@ -68,7 +126,7 @@ const commands: Record<string, Command> = {
         model: v.model,
         data: v.data as string | undefined,
         backend: v.backend as never,
-        converter: v.converter as never,
+        config: configFrom(v),
         limit: v.limit as never,
         batch: v.batch as never,
         threads: v.threads as never,
@@ -79,9 +137,11 @@ const commands: Record<string, Command> = {
         process.stdout.write(JSON.stringify(report) + '\n');
         return;
       }
+      const conv = report.ops?.totals.conversions ?? 0;
       process.stdout.write(
-        `${report.model} on ${report.images} CIFAR-10 test images (${report.backend}, converter ${report.converter})\n` +
+        `${report.model} on ${report.images} CIFAR-10 test images (${report.backend}, converter ${report.converter}, seed ${report.seed})\n` +
           `top-1 ${(report.top1 * 100).toFixed(2)} % (${report.correct}/${report.images})\n` +
+          (report.config.layers.length ? `${report.config.layers.length} crossbar layers, ${(conv / report.images).toLocaleString('en-US')} conversions per image\n` : '') +
           `${report.imagesPerSecond.toFixed(1)} images/s (${report.seconds.toFixed(2)} s in the engine, ${report.threads || 'all'} threads, batch ${report.batch})\n` +
           `logits sha256 ${report.logitsDigest}\n`,
       );

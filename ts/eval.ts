@@ -1,15 +1,17 @@
 import { basename } from 'node:path';
-import type { Backend } from './backend.js';
-import { int, oneOf } from './config.js';
+import type { Backend, LayerOps } from './backend.js';
+import { ConfigError, int, oneOf } from './config.js';
 import { normalize, readCifar10 } from './data/cifar10.js';
 import { resolveDataDir } from './data/location.js';
 import { logitsDigest } from './digest.js';
 import { nativeBackend } from './native.js';
+import type { Network } from './network.js';
 import { importOnnx } from './onnx/import.js';
 import { ortBackend } from './ort.js';
+import { createSimulator, type LayerReport } from './simulator.js';
+import { resolveConfig, type StoxConfig } from './stox.js';
 
-export const BACKENDS = ['native', 'ort'] as const;
-export const CONVERTERS = ['fp'] as const;
+export const BACKENDS = ['native', 'ort', 'js'] as const;
 
 export interface EvalOptions {
   /** Path of an ONNX model. */
@@ -17,7 +19,8 @@ export interface EvalOptions {
   /** CIFAR-10 binary folder; default: STOXNET_DATA, else the cache. */
   data?: string;
   backend?: (typeof BACKENDS)[number];
-  converter?: (typeof CONVERTERS)[number];
+  /** Simulator settings (see StoxConfig); unset keys take the defaults. */
+  config?: Partial<StoxConfig>;
   /** Evaluate the first `limit` test images (default all 10,000). */
   limit?: number;
   /** Images per engine call (default 100). Does not change results. */
@@ -25,6 +28,17 @@ export interface EvalOptions {
   /** Worker threads, 0 = one per core (default). Does not change results. */
   threads?: number;
   onProgress?: (done: number, total: number) => void;
+}
+
+export interface OpsTotals {
+  subarrayReads: number;
+  cellReads: number;
+  dacDrives: number;
+  conversions: number;
+  mtjSamples: number;
+  shiftAdds: number;
+  digitalMacs: number;
+  digitalOps: number;
 }
 
 /** The JSON contract of `stoxnet eval --json`. */
@@ -45,6 +59,11 @@ export interface EvalReport {
   imagesPerSecond: number;
   threads: number;
   batch: number;
+  seed: number;
+  /** the resolved configuration, with what calibration decided per crossbar layer */
+  config: StoxConfig & { layers: LayerReport[] };
+  /** operation counts summed over the evaluated images (per Conv/Linear layer, and totals) */
+  ops: { layers: (LayerOps & { node: number; name: string; op: string; crossbar: boolean })[]; totals: OpsTotals } | null;
   /** sha256 of all logits as little-endian float32, in image order */
   logitsDigest: string;
 }
@@ -54,16 +73,6 @@ export interface EvalRun {
   logits: Float32Array;
 }
 
-function validate(o: EvalOptions) {
-  return {
-    backend: oneOf('backend', o.backend ?? 'native', BACKENDS),
-    converter: oneOf('converter', o.converter ?? 'fp', CONVERTERS),
-    limit: o.limit === undefined ? undefined : int('limit', o.limit, 1),
-    batch: int('batch', o.batch ?? 100, 1, 10_000),
-    threads: int('threads', o.threads ?? 0, 0, 1024),
-  };
-}
-
 /** Index of the largest logit (the first one on ties, as argmax conventions). */
 export function argmax(row: Float32Array): number {
   let best = 0;
@@ -71,31 +80,67 @@ export function argmax(row: Float32Array): number {
   return best;
 }
 
-/** Classifies CIFAR-10 test images with the chosen backend. */
+const COUNTS = ['subarrayReads', 'cellReads', 'dacDrives', 'conversions', 'mtjSamples', 'shiftAdds', 'digitalMacs', 'digitalOps'] as const;
+
+function mergeOps(into: LayerOps[] | undefined, add: LayerOps[]): LayerOps[] {
+  if (!into) return add.map((o) => ({ ...o }));
+  into.forEach((o, i) => {
+    const a = add[i];
+    o.images += a.images;
+    for (const k of COUNTS) o[k] += a[k];
+    if (a.psMin !== undefined) o.psMin = o.psMin === undefined ? a.psMin : Math.min(o.psMin, a.psMin);
+    if (a.psMax !== undefined) o.psMax = o.psMax === undefined ? a.psMax : Math.max(o.psMax, a.psMax);
+  });
+  return into;
+}
+
+function opsReport(net: Network, ops: LayerOps[] | undefined, crossbar: Set<number>): EvalReport['ops'] {
+  if (!ops) return null;
+  const layers = net.nodes.flatMap((n, i) => (n.op === 'Conv' || n.op === 'Linear' ? [{ node: i, name: n.name, op: n.op, crossbar: crossbar.has(i), ...ops[i] }] : []));
+  const totals = Object.fromEntries(COUNTS.map((k) => [k, ops.reduce((s, o) => s + o[k], 0)])) as unknown as OpsTotals;
+  return { layers, totals };
+}
+
+/** Classifies CIFAR-10 test images with the chosen backend and simulator settings. */
 export async function evaluate(options: EvalOptions): Promise<EvalRun> {
-  const o = validate(options);
+  const backendName = oneOf('backend', options.backend ?? 'native', BACKENDS);
+  const batch = int('batch', options.batch ?? 100, 1, 10_000);
+  const threads = int('threads', options.threads ?? 0, 0, 1024);
+  const limit = options.limit === undefined ? undefined : int('limit', options.limit, 1);
+  const config = resolveConfig((options.config ?? {}) as Record<string, unknown>);
+  if (backendName === 'ort' && config.converter !== 'fp') {
+    throw new ConfigError(`backend ort runs the model in FP32 only; --converter ${config.converter} needs --backend native or js`);
+  }
   const net = await importOnnx(options.model);
-  const backend: Backend = o.backend === 'ort' ? await ortBackend(options.model, o.threads, net.input) : nativeBackend(net, o.threads);
-  const test = await readCifar10(resolveDataDir(options.data), 'test');
-  const total = Math.min(o.limit ?? test.count, test.count);
+  const dataDir = resolveDataDir(options.data);
+  let backend: Backend;
+  let layers: LayerReport[] = [];
+  if (backendName === 'ort') backend = await ortBackend(options.model, threads, net.input);
+  else if (config.converter === 'fp' && backendName === 'native') backend = nativeBackend(net, threads);
+  else ({ backend, layers } = await createSimulator(net, config, { dataDir, threads, engine: backendName }));
+
+  const test = await readCifar10(dataDir, 'test');
+  const total = Math.min(limit ?? test.count, test.count);
   const imageLen = net.input[0] * net.input[1] * net.input[2];
   const classes = backend.classes;
   const logits = new Float32Array(total * classes);
   const perClass = new Array<number>(classes).fill(0);
   const perClassTotal = new Array<number>(classes).fill(0);
+  let ops: LayerOps[] | undefined;
   let correct = 0;
   let seconds = 0;
-  for (let start = 0; start < total; start += o.batch) {
-    const n = Math.min(o.batch, total - start);
+  for (let start = 0; start < total; start += batch) {
+    const n = Math.min(batch, total - start);
     const images = normalize(test.images.subarray(start * imageLen, (start + n) * imageLen), n);
     const t0 = process.hrtime.bigint();
-    const { logits: out } = await backend.run(images, start);
+    const out = await backend.run(images, start);
     seconds += Number(process.hrtime.bigint() - t0) / 1e9;
-    logits.set(out, start * classes);
+    if (out.ops) ops = mergeOps(ops, out.ops);
+    logits.set(out.logits, start * classes);
     for (let i = 0; i < n; i++) {
       const label = test.labels[start + i];
       perClassTotal[label]++;
-      if (argmax(out.subarray(i * classes, (i + 1) * classes)) === label) {
+      if (argmax(out.logits.subarray(i * classes, (i + 1) * classes)) === label) {
         correct++;
         perClass[label]++;
       }
@@ -106,7 +151,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
     report: {
       model: basename(options.model),
       backend: backend.name,
-      converter: o.converter,
+      converter: config.converter,
       images: total,
       correct,
       top1: correct / total,
@@ -114,8 +159,11 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
       perClassTotal,
       seconds,
       imagesPerSecond: total / seconds,
-      threads: o.threads,
-      batch: o.batch,
+      threads,
+      batch,
+      seed: config.seed,
+      config: { ...config, layers },
+      ops: opsReport(net, ops, new Set(layers.map((l) => l.node))),
       logitsDigest: logitsDigest(logits),
     },
     logits,

@@ -10,6 +10,8 @@ import { type Attrs, type DType, type Tensor, checkedSize, dtypeOf, exact, fail,
 export interface Const extends Tensor {
   /** 1 for the elements that depend on the batch size; absent when none does. */
   batch?: Uint8Array;
+  /** The shape itself depends on the batch size (then so does every element). */
+  batchShape?: boolean;
 }
 
 type FoldOp = (x: (Const | undefined)[], a: Attrs) => Const;
@@ -20,11 +22,12 @@ export function canFold(op: string): boolean {
 
 /** Evaluates one node whose present inputs are all constants (missing optional inputs are undefined). */
 export function foldNode(op: string, x: (Const | undefined)[], a: Attrs): Const {
-  return FOLD[op]!(x, a);
+  const out = FOLD[op]!(x, a);
+  return x.some((c) => c?.batchShape) ? batchDependent(out) : out;
 }
 
 export function dependsOnBatch(c: Const): boolean {
-  return c.batch !== undefined && c.batch.includes(1);
+  return c.batchShape === true || (c.batch !== undefined && c.batch.includes(1));
 }
 
 /** Output of Shape (with the opset-15 start/end attributes); `batchAxis0` marks dimension 0 as the batch. */
@@ -154,10 +157,13 @@ function reshaped(src: Const, dims: number[]): Const {
   return { ...src, dims };
 }
 
-/** Marks every element when an input that decides the output's shape or selection depends on the batch size. */
+function batchDependent(out: Const): Const {
+  return { ...out, batch: new Uint8Array(out.data.length).fill(1), batchShape: true };
+}
+
+/** When an input that decides the output's shape or selection depends on the batch size, everything does. */
 function taintedBy(out: Const, ...controls: (Const | undefined)[]): Const {
-  if (controls.some((c) => c && dependsOnBatch(c))) out.batch = new Uint8Array(out.data.length).fill(1);
-  return out;
+  return controls.some((c) => c && dependsOnBatch(c)) ? batchDependent(out) : out;
 }
 
 function broadcastDims(shapes: number[][]): number[] {
@@ -259,7 +265,7 @@ const FOLD: Record<string, FoldOp> = {
     return taintedBy({ dtype: value.dtype, dims, data }, shape);
   },
 
-  Shape: (x, a) => taintedBy(shapeOf(need(x, 0).dims, a, false), x[0]),
+  Shape: (x, a) => shapeOf(need(x, 0).dims, a, false),
 
   Cast: (x, a) => {
     const src = need(x, 0);
@@ -273,7 +279,8 @@ const FOLD: Record<string, FoldOp> = {
     const src = need(x, 0);
     const shape = need(x, 1);
     const allowZero = a.int('allowzero', 0) === 1;
-    const dims = ints(shape, 'shape').map((d, i) => (d === 0 && !allowZero ? (src.dims[i] ?? fail('shape 0 copies a missing dimension')) : d));
+    const copy = (i: number) => src.dims[i] ?? fail('shape 0 copies a missing dimension');
+    const dims = ints(shape, 'shape').map((d, i) => (d === 0 && !allowZero ? copy(i) : d));
     const infer = dims.indexOf(-1);
     if (infer >= 0) {
       if (dims.lastIndexOf(-1) !== infer) fail('shape has more than one -1');
@@ -309,7 +316,9 @@ const FOLD: Record<string, FoldOp> = {
     const src = need(x, 0);
     const r = src.dims.length;
     const perm = a.ints('perm', src.dims.map((_, i) => r - 1 - i));
-    if (perm.length !== r || [...perm].sort((p, q) => p - q).some((p, i) => p !== i)) fail(`perm [${perm.join(',')}] is not a permutation of rank ${r}`);
+    if (perm.length !== r || [...perm].sort((p, q) => p - q).some((p, i) => p !== i)) {
+      fail(`perm [${perm.join(',')}] is not a permutation of rank ${r}`);
+    }
     const dims = perm.map((p) => src.dims[p]!);
     const st = strides(src.dims);
     return gather(src, dims, product(perm.map((p) => st[p]!), dims.map(range)));
@@ -336,6 +345,7 @@ const FOLD: Record<string, FoldOp> = {
     const pick = src.dims.map(range);
     pick[axis] = picks;
     const dims = [...src.dims.slice(0, axis), ...indices.dims, ...src.dims.slice(axis + 1)];
+    checkedSize(dims, 'output');
     return taintedBy(gather(src, dims, product(strides(src.dims), pick)), indices);
   },
 
@@ -378,14 +388,15 @@ const FOLD: Record<string, FoldOp> = {
   },
 
   Range: (x) => {
-    const [start, limit, delta] = [0, 1, 2].map((i) => need(x, i));
-    const dtype = sameDType([start!, limit!, delta!]);
-    const [s, l, d] = [scalar(start!, 'start'), scalar(limit!, 'limit'), scalar(delta!, 'delta')];
+    const [start, limit, delta] = [need(x, 0), need(x, 1), need(x, 2)];
+    const dtype = sameDType([start, limit, delta]);
+    const s = scalar(start, 'start');
+    const d = scalar(delta, 'delta');
     if (d === 0) fail('delta is 0');
-    const n = Math.max(0, Math.ceil((l! - s!) / d!));
+    const n = Math.max(0, Math.ceil((scalar(limit, 'limit') - s) / d));
     checkedSize([n], 'output');
     const data = newArray(dtype, n);
-    for (let i = 0; i < n; i++) data[i] = s! + i * d!;
+    for (let i = 0; i < n; i++) data[i] = s + i * d;
     return taintedBy({ dtype, dims: [n], data }, start, limit, delta);
   },
 

@@ -95,6 +95,7 @@ class Importer {
     for (const t of g.initializer) this.initializers.set(t.name, t);
     const inputs = g.input.filter((i) => !this.initializers.has(i.name));
     if (inputs.length !== 1) fail(`expected one graph input, found ${inputs.length} (${inputs.map((i) => `'${i.name}'`).join(', ')})`);
+    if (g.output.length !== 1) fail(`expected one graph output, found ${g.output.length}`);
     const input = this.graphInput(inputs[0]!);
     this.values.set(inputs[0]!.name, input);
     this.valueDims.push(input.dims);
@@ -105,7 +106,6 @@ class Importer {
     const order = this.topologicalOrder(g.node, new Set([...this.initializers.keys(), inputs[0]!.name]));
     for (const node of order) located(this.source, nodeLabel(node), () => this.visit(node));
 
-    if (g.output.length !== 1) fail(`expected one graph output, found ${g.output.length}`);
     const name = g.output[0]!.name;
     const out = this.values.get(name) ?? fail(`graph output '${name}' is not produced by any node`);
     if (!isRuntime(out)) fail(`graph output '${name}' is a constant`);
@@ -135,7 +135,7 @@ class Importer {
     nodes.forEach((node, i) => {
       for (const o of node.output) {
         if (o === '') continue;
-        if (producer.has(o) || available.has(o)) located(this.source, nodeLabel(node), () => fail(`output '${o}' is already defined elsewhere`));
+        if (producer.has(o) || available.has(o)) this.failAt(node, `output '${o}' is already defined elsewhere`);
         producer.set(o, i);
       }
     });
@@ -157,17 +157,21 @@ class Importer {
         const name = node.input[top[1]++]!;
         if (name === '' || available.has(name)) continue;
         const p = producer.get(name);
-        located(this.source, nodeLabel(node), () => {
-          if (p === undefined) fail(`input '${name}' is not produced by any node, and is neither an initializer nor a graph input`);
-          if (state[p] === 1) fail(`the graph has a cycle through input '${name}'`);
-        });
-        if (state[p!] === 0) {
-          state[p!] = 1;
-          stack.push([p!, 0]);
+        if (p === undefined) {
+          this.failAt(node, `input '${name}' is not produced by any node, and is neither an initializer nor a graph input`);
+        }
+        if (state[p] === 1) this.failAt(node, `the graph has a cycle through input '${name}'`);
+        if (state[p] === 0) {
+          state[p] = 1;
+          stack.push([p, 0]);
         }
       }
     }
     return order;
+  }
+
+  private failAt(node: NodeProto, reason: string): never {
+    throw new OnnxImportError(reason, this.source, nodeLabel(node));
   }
 
   private value(name: string): Value {
@@ -191,11 +195,13 @@ class Importer {
     else if (op === 'Shape' && x[0] && isRuntime(x[0])) v = shapeOf(x[0].dims, a, true);
     else if (canFold(op) && x.every((i) => i === undefined || !isRuntime(i))) v = foldNode(op, x as (Const | undefined)[], a);
     else if (Object.hasOwn(RUNTIME, op)) v = RUNTIME[op]!(new Node(this, node, x, a));
-    else fail(canFold(op) ? 'unsupported op on a tensor computed at run time (folded only when all inputs are constant)' : 'unsupported op');
+    else if (canFold(op)) fail('unsupported op on a tensor computed at run time (folded only when all inputs are constant)');
+    else fail('unsupported op');
     this.values.set(out, v);
   }
 
   emit(node: IrNode, dims: number[], name: string): Runtime {
+    checkedSize(dims, 'output');
     this.nodes.push(node);
     this.valueDims.push(dims);
     return { index: this.nodes.length, dims, name };
@@ -223,12 +229,12 @@ class Node {
     return this.x[i] !== undefined;
   }
 
-  private input(i: number): Value {
+  value(i: number): Value {
     return this.x[i] ?? fail(`input ${i} is required`);
   }
 
   runtime(i: number): Runtime {
-    const v = this.input(i);
+    const v = this.value(i);
     if (!isRuntime(v)) fail(`input '${this.proto.input[i]}' is a constant, expected a tensor computed at run time`);
     return v;
   }
@@ -240,7 +246,7 @@ class Node {
   }
 
   param(i: number): Const {
-    const v = this.input(i);
+    const v = this.value(i);
     const name = this.proto.input[i];
     if (isRuntime(v)) fail(`input '${name}' is computed at run time, expected a constant`);
     if (dependsOnBatch(v)) fail(`input '${name}' depends on the batch size, which is dynamic`);
@@ -370,13 +376,14 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
   },
 
   Add(n) {
-    const [p, q] = [0, 1].map((i) => n.x[i] ?? fail(`input ${i} is required`));
-    if (isRuntime(p!) && isRuntime(q!)) {
+    const p = n.value(0);
+    const q = n.value(1);
+    if (isRuntime(p) && isRuntime(q)) {
       if (fmt(p.dims) !== fmt(q.dims)) fail(`operands have shapes ${fmtRuntime(p)} and ${fmtRuntime(q)}; only equal shapes are supported`);
       return n.emit({ name: n.name, op: 'Add', inputs: [p.index, q.index] }, p.dims);
     }
     // Folding handled the all-constant case: exactly one operand is a constant.
-    const r = isRuntime(p!) ? 0 : 1;
+    const r = isRuntime(p) ? 0 : 1;
     const prev = n.fusable(r);
     if (prev?.op !== 'Linear' || prev.bias) {
       fail(`operand '${n.proto.input[1 - r]}' is a constant; adding a constant is only supported as the bias of a MatMul`);
@@ -399,7 +406,11 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     const prev = n.fusable(0);
     if (prev?.op === 'Slice') {
       const size = n.imp.valueDims[prev.inputs[0]]!;
-      const merged = [h, w].map((s, k) => ({ start: prev.start[k]! + s.start * prev.step[k]!, step: prev.step[k]! * s.step, count: s.count }));
+      const merged = [h, w].map((s, k) => ({
+        start: prev.start[k]! + s.start * prev.step[k]!,
+        step: prev.step[k]! * s.step,
+        count: s.count,
+      }));
       prev.start = [merged[0]!.start, merged[1]!.start];
       prev.step = [merged[0]!.step, merged[1]!.step];
       prev.end = [sliceEnd(merged[0]!, size[2]!), sliceEnd(merged[1]!, size[3]!)];
@@ -450,7 +461,8 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     }
     const [b, e] = [before[1]!, after[1]!];
     if (b < 0 || e < 0) fail(`negative pads ${fmt(pads)} are not supported`);
-    return n.emit({ name: n.name, op: 'PadChannels', inputs: [x.index], before: b, after: e }, [1, x.dims[1]! + b + e, x.dims[2]!, x.dims[3]!]);
+    const dims = [1, x.dims[1]! + b + e, x.dims[2]!, x.dims[3]!];
+    return n.emit({ name: n.name, op: 'PadChannels', inputs: [x.index], before: b, after: e }, dims);
   },
 
   GlobalAveragePool(n) {

@@ -140,7 +140,7 @@ export function exact(v: number, what: string): number {
 }
 
 /** Largest tensor the importer will allocate. */
-export const MAX_ELEMENTS = 2 ** 28;
+const MAX_ELEMENTS = 2 ** 28;
 
 /** Element count of `dims`, refusing negative, non-integer or huge dimensions before anything is allocated. */
 export function checkedSize(dims: readonly number[], what: string): number {
@@ -238,7 +238,7 @@ export function tensorFromProto(t: TensorProto, dir?: string): Tensor {
   if (t.segment) fail(`${what} is segmented, which is not supported`);
 
   let raw: Uint8Array | undefined;
-  if (t.dataLocation === 1) raw = readExternal(t, dir, what);
+  if (t.dataLocation === 1) raw = readExternal(t, dir, what, n * info.bytes);
   else if (t.rawData.length > 0) raw = t.rawData;
   let data: TensorData;
   if (raw !== undefined) {
@@ -259,7 +259,7 @@ export function tensorFromProto(t: TensorProto, dir?: string): Tensor {
   return { dtype: info.dtype, dims, data };
 }
 
-function readExternal(t: TensorProto, dir: string | undefined, what: string): Uint8Array {
+function readExternal(t: TensorProto, dir: string | undefined, what: string, expected: number): Uint8Array {
   const entries = new Map(t.externalData.map((e) => [e.key, e.value]));
   const location = entries.get('location');
   if (!location) fail(`${what} has external data without a location`);
@@ -278,8 +278,10 @@ function readExternal(t: TensorProto, dir: string | undefined, what: string): Ui
     if (escapes(realpathSync(base), realpathSync(path))) fail(`${what}: external data path '${location}' leaves the model's directory`);
     const fileSize = fstatSync(fd).size;
     const offset = exact(Number(entries.get('offset') ?? 0), `${what} external data offset`);
-    const length = entries.has('length') ? exact(Number(entries.get('length')), `${what} external data length`) : fileSize - offset;
-    if (offset < 0 || length < 0 || offset + length > fileSize) {
+    const length = entries.has('length') ? exact(Number(entries.get('length')), `${what} external data length`) : expected;
+    // Checked before allocating: the declared length may be anything.
+    if (length !== expected) fail(`${what} has ${length} bytes of external data, expected ${expected}`);
+    if (offset < 0 || offset + length > fileSize) {
       fail(`${what}: external data range offset ${offset} length ${length} is outside '${location}' (${fileSize} bytes)`);
     }
     const bytes = new Uint8Array(length);

@@ -1,0 +1,121 @@
+// Digital FP32 layers on one image (c × h × w, row-major), with the rounding
+// sequence of crates/core/src/layers.rs: every sum starts at +0 and adds
+// terms in ascending k, each product and sum rounded to float32.
+//
+// Zero terms are skipped: adding ±0 to a sum that started at +0 never
+// changes it, so skipping them gives the same bits and is much faster here.
+import type { BatchNormNode, ConvNode, LinearNode, SliceNode } from '../network.js';
+
+const f = Math.fround;
+
+export interface Shape {
+  c: number;
+  h: number;
+  w: number;
+}
+
+export function convOutShape(n: ConvNode, x: Shape): Shape {
+  const [, , kh, kw] = n.shape;
+  return {
+    c: n.shape[0],
+    h: Math.floor((x.h + n.pads[0] + n.pads[2] - kh) / n.stride[0]) + 1,
+    w: Math.floor((x.w + n.pads[1] + n.pads[3] - kw) / n.stride[1]) + 1,
+  };
+}
+
+/** The unfolded input `cols[k × p]`, k = (c, ky, kx), p = (oy, ox); padding is 0. */
+export function im2col(n: ConvNode, x: Float32Array, xs: Shape, os: Shape): Float32Array {
+  const [, , kh, kw] = n.shape;
+  const p = os.h * os.w;
+  const cols = new Float32Array(xs.c * kh * kw * p);
+  for (let c = 0; c < xs.c; c++)
+    for (let ky = 0; ky < kh; ky++)
+      for (let kx = 0; kx < kw; kx++) {
+        const row = ((c * kh + ky) * kw + kx) * p;
+        for (let oy = 0; oy < os.h; oy++) {
+          const iy = oy * n.stride[0] - n.pads[0] + ky;
+          if (iy < 0 || iy >= xs.h) continue;
+          for (let ox = 0; ox < os.w; ox++) {
+            const ix = ox * n.stride[1] - n.pads[1] + kx;
+            if (ix >= 0 && ix < xs.w) cols[row + oy * os.w + ox] = x[(c * xs.h + iy) * xs.w + ix];
+          }
+        }
+      }
+  return cols;
+}
+
+/** `c[m × n] = a[m × k] · b[k × n]`, each output summed over ascending k. */
+export function gemm(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Float32Array {
+  const c = new Float32Array(m * n);
+  for (let kk = 0; kk < k; kk++) {
+    for (let i = 0; i < m; i++) {
+      const w = a[i * k + kk];
+      if (w === 0) continue;
+      for (let j = 0; j < n; j++) {
+        const x = b[kk * n + j];
+        if (x !== 0) c[i * n + j] = f(c[i * n + j] + f(w * x));
+      }
+    }
+  }
+  return c;
+}
+
+export function addChannelBias(out: Float32Array, bias: Float32Array, p: number): void {
+  for (let o = 0; o < bias.length; o++) for (let i = o * p; i < (o + 1) * p; i++) out[i] = f(out[i] + bias[o]);
+}
+
+export function conv(n: ConvNode, x: Float32Array, xs: Shape, os: Shape): Float32Array {
+  const [o, c, kh, kw] = n.shape;
+  const out = gemm(n.weight, im2col(n, x, xs, os), o, c * kh * kw, os.h * os.w);
+  if (n.bias) addChannelBias(out, n.bias, os.h * os.w);
+  return out;
+}
+
+export function linear(n: LinearNode, x: Float32Array): Float32Array {
+  const out = gemm(n.weight, x, n.shape[0], n.shape[1], 1);
+  if (n.bias) addChannelBias(out, n.bias, 1);
+  return out;
+}
+
+export function batchNorm(n: BatchNormNode, x: Float32Array, p: number): Float32Array {
+  const out = new Float32Array(x.length);
+  const eps = f(n.eps);
+  for (let c = 0; c < n.weight.length; c++) {
+    const g = f(n.weight[c] / f(Math.sqrt(f(n.var[c] + eps))));
+    for (let i = c * p; i < (c + 1) * p; i++) out[i] = f(f(f(x[i] - n.mean[c]) * g) + n.bias[c]);
+  }
+  return out;
+}
+
+export function relu(x: Float32Array): Float32Array {
+  return x.map((v) => (v > 0 ? v : 0));
+}
+
+export function add(a: Float32Array, b: Float32Array): Float32Array {
+  return a.map((v, i) => f(v + b[i]));
+}
+
+export function slice(n: SliceNode, x: Float32Array, xs: Shape, os: Shape): Float32Array {
+  const out = new Float32Array(os.c * os.h * os.w);
+  for (let c = 0; c < xs.c; c++)
+    for (let oy = 0; oy < os.h; oy++)
+      for (let ox = 0; ox < os.w; ox++)
+        out[(c * os.h + oy) * os.w + ox] = x[(c * xs.h + n.start[0] + oy * n.step[0]) * xs.w + n.start[1] + ox * n.step[1]];
+  return out;
+}
+
+export function padChannels(before: number, after: number, x: Float32Array, p: number): Float32Array {
+  const out = new Float32Array(x.length + (before + after) * p);
+  out.set(x, before * p);
+  return out;
+}
+
+export function globalAvgPool(x: Float32Array, c: number, p: number): Float32Array {
+  const out = new Float32Array(c);
+  for (let ch = 0; ch < c; ch++) {
+    let acc = 0;
+    for (let i = ch * p; i < (ch + 1) * p; i++) acc = f(acc + x[i]);
+    out[ch] = f(acc / p);
+  }
+  return out;
+}

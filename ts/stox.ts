@@ -1,0 +1,235 @@
+// The simulator's configuration: what the user sets (flags, a JSON file, or
+// a typed object), validated once here, and its resolution into one crossbar
+// spec per IR node (crates/core/src/calibrate.rs `LayerSpec`).
+import { ConfigError, int, oneOf } from './config.js';
+import type { LayerSpecJs } from './native-binding.js';
+import type { Network } from './network.js';
+
+export const CONVERTERS = ['fp', 'ideal', 'adc', 'sparse-adc', 'sense-amp', 'mtj'] as const;
+export const SCHEDULES = ['first-16-then-4', 'rising', 'falling'] as const;
+export const POLICIES = ['first-last-digital', 'all-crossbar'] as const;
+
+export type ConverterName = (typeof CONVERTERS)[number];
+export type ScheduleName = (typeof SCHEDULES)[number];
+
+export interface StoxConfig {
+  /** `fp` runs the whole network digitally in FP32; the others map conv/linear layers onto crossbars. */
+  converter: ConverterName;
+  /** Word lines per subarray. */
+  rows: number;
+  /** Bit lines per subarray (tiling of wide layers; changes cost only). */
+  cols: number;
+  split: 'balanced' | 'filled';
+  weightBits: number;
+  /** Bits per weight slice (default = weightBits: one slice). */
+  weightSliceBits?: number;
+  inputBits: number;
+  /** Bits per input stream (default = inputBits: one stream). */
+  inputStreamBits?: number;
+  weightQuant: 'uniform' | 'away';
+  signed: 'differential' | 'offset';
+  /** ADC resolution (default: lossless for the mapping, log2(rows) + slice bits + stream bits). */
+  adcBits?: number;
+  adcRange: 'full' | 'calibrated';
+  /** MTJ samples T for every crossbar layer. */
+  samples: number;
+  /** Explicit T per crossbar layer (overrides `samples`). */
+  samplesPerLayer?: number[];
+  /** Named per-layer T (METHOD.md §3; overrides `samples`). */
+  schedule?: ScheduleName;
+  transfer: 'sigmoid' | 'tanh' | 'fitted';
+  /** Sensitivity a of the sigmoid / tanh transfer curve. */
+  sensitivity: number;
+  /** Relative σ of each cell's programmed conductance. */
+  weightNoise: number;
+  /** σ of additive read noise per conversion, in partial-sum LSB. */
+  readNoise: number;
+  /** σ of each MTJ's transfer-curve offset (normalised units). */
+  mtjOffsetSigma: number;
+  /** Relative σ of each MTJ's transfer-curve slope. */
+  mtjSlopeSigma: number;
+  seed: number;
+  /** Which layers stay digital FP32. */
+  policy: (typeof POLICIES)[number];
+  /** Training images used to calibrate clips, ranges and normalisation. */
+  calibrationImages: number;
+}
+
+export const DEFAULTS: StoxConfig = {
+  converter: 'fp',
+  rows: 128,
+  cols: 128,
+  split: 'balanced',
+  weightBits: 4,
+  inputBits: 4,
+  weightQuant: 'uniform',
+  signed: 'differential',
+  adcRange: 'full',
+  samples: 1,
+  transfer: 'sigmoid',
+  sensitivity: 4,
+  weightNoise: 0,
+  readNoise: 0,
+  mtjOffsetSigma: 0,
+  mtjSlopeSigma: 0,
+  seed: 0,
+  policy: 'first-last-digital',
+  calibrationImages: 256,
+};
+
+/** The CLI flag of each key (for error messages and --help). */
+export const FLAGS: Record<keyof StoxConfig, string> = {
+  converter: '--converter',
+  rows: '--rows',
+  cols: '--cols',
+  split: '--split',
+  weightBits: '--weight-bits',
+  weightSliceBits: '--weight-slice-bits',
+  inputBits: '--input-bits',
+  inputStreamBits: '--input-stream-bits',
+  weightQuant: '--weight-quant',
+  signed: '--signed',
+  adcBits: '--adc-bits',
+  adcRange: '--adc-range',
+  samples: '--samples',
+  samplesPerLayer: '--samples-per-layer',
+  schedule: '--schedule',
+  transfer: '--mtj-transfer',
+  sensitivity: '--sensitivity',
+  weightNoise: '--weight-noise',
+  readNoise: '--read-noise',
+  mtjOffsetSigma: '--mtj-offset-sigma',
+  mtjSlopeSigma: '--mtj-slope-sigma',
+  seed: '--seed',
+  policy: '--policy',
+  calibrationImages: '--calibration-images',
+};
+
+function num(name: string, value: unknown, min: number, max: number): number {
+  const v = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+    throw new ConfigError(`${name}: expected a number in [${min}, ${max}], got ${JSON.stringify(value)}`);
+  }
+  return v;
+}
+
+/**
+ * Validates a partial configuration (from flags, a JSON file or the API)
+ * and fills in the defaults. Errors name the flag and the value.
+ */
+export function resolveConfig(input: Record<string, unknown>): StoxConfig {
+  for (const key of Object.keys(input)) {
+    if (!(key in FLAGS)) throw new ConfigError(`unknown setting ${JSON.stringify(key)}; known: ${Object.keys(FLAGS).join(', ')}`);
+  }
+  const get = (k: keyof StoxConfig) => (input[k] === undefined ? DEFAULTS[k] : input[k]);
+  const f = (k: keyof StoxConfig) => FLAGS[k];
+  const weightBits = int(f('weightBits'), get('weightBits'), 1, 16);
+  const inputBits = int(f('inputBits'), get('inputBits'), 1, 16);
+  const c: StoxConfig = {
+    converter: oneOf(f('converter'), get('converter'), CONVERTERS),
+    rows: int(f('rows'), get('rows'), 1, 4096),
+    cols: int(f('cols'), get('cols'), 1, 4096),
+    split: oneOf(f('split'), get('split'), ['balanced', 'filled'] as const),
+    weightBits,
+    weightSliceBits: int(f('weightSliceBits'), input.weightSliceBits ?? weightBits, 1, weightBits),
+    inputBits,
+    inputStreamBits: int(f('inputStreamBits'), input.inputStreamBits ?? inputBits, 1, inputBits),
+    weightQuant: oneOf(f('weightQuant'), get('weightQuant'), ['uniform', 'away'] as const),
+    signed: oneOf(f('signed'), get('signed'), ['differential', 'offset'] as const),
+    adcRange: oneOf(f('adcRange'), get('adcRange'), ['full', 'calibrated'] as const),
+    samples: int(f('samples'), get('samples'), 1, 1 << 20),
+    transfer: oneOf(f('transfer'), get('transfer'), ['sigmoid', 'tanh', 'fitted'] as const),
+    sensitivity: num(f('sensitivity'), get('sensitivity'), 1e-3, 1e3),
+    weightNoise: num(f('weightNoise'), get('weightNoise'), 0, 10),
+    readNoise: num(f('readNoise'), get('readNoise'), 0, 1e6),
+    mtjOffsetSigma: num(f('mtjOffsetSigma'), get('mtjOffsetSigma'), 0, 10),
+    mtjSlopeSigma: num(f('mtjSlopeSigma'), get('mtjSlopeSigma'), 0, 10),
+    seed: int(f('seed'), get('seed'), 0, Number.MAX_SAFE_INTEGER),
+    policy: oneOf(f('policy'), get('policy'), POLICIES),
+    calibrationImages: int(f('calibrationImages'), get('calibrationImages'), 1, 50_000),
+  };
+  if (input.adcBits !== undefined) c.adcBits = int(f('adcBits'), input.adcBits, 1, 24);
+  if (input.schedule !== undefined) c.schedule = oneOf(f('schedule'), input.schedule, SCHEDULES);
+  if (input.samplesPerLayer !== undefined) {
+    const raw = typeof input.samplesPerLayer === 'string' ? input.samplesPerLayer.split(',') : input.samplesPerLayer;
+    if (!Array.isArray(raw) || raw.length === 0) throw new ConfigError(`${f('samplesPerLayer')}: expected a list of integers, got ${JSON.stringify(input.samplesPerLayer)}`);
+    c.samplesPerLayer = raw.map((v, i) => int(`${f('samplesPerLayer')}[${i}]`, v, 1, 1 << 20));
+  }
+  if (c.schedule && c.samplesPerLayer) throw new ConfigError(`${f('schedule')} and ${f('samplesPerLayer')} both set the samples per layer; give one`);
+  return c;
+}
+
+/** T per crossbar layer for a named schedule over `n` layers. */
+export function scheduleSamples(name: ScheduleName, n: number): number[] {
+  const tile = (pattern: number[]) => Array.from({ length: n }, (_, i) => pattern[i % pattern.length]);
+  switch (name) {
+    case 'first-16-then-4':
+      return Array.from({ length: n }, (_, i) => (i === 0 ? 16 : 4));
+    case 'rising':
+      return tile([1, 1, 2, 4, 8, 16]);
+    case 'falling':
+      return tile([16, 8, 4, 2, 1, 1]);
+  }
+}
+
+/** Node indices of the layers that run on crossbars under the policy. */
+export function crossbarNodes(net: Network, policy: StoxConfig['policy']): number[] {
+  const mvm = net.nodes.flatMap((n, i) => (n.op === 'Conv' || n.op === 'Linear' ? [i] : []));
+  if (policy === 'all-crossbar') return mvm;
+  const firstConv = mvm.find((i) => net.nodes[i].op === 'Conv');
+  const lastLinear = [...mvm].reverse().find((i) => net.nodes[i].op === 'Linear');
+  return mvm.filter((i) => i !== firstConv && i !== lastLinear);
+}
+
+/** Whether node i's input can be negative (it is not produced by a ReLU). */
+function signedInput(net: Network, i: number): boolean {
+  const v = net.nodes[i].inputs[0];
+  return v === 0 || net.nodes[v - 1].op !== 'Relu';
+}
+
+/** Samples T for each crossbar layer, in network order. */
+export function samplesPerLayer(c: StoxConfig, layers: number): number[] {
+  if (c.samplesPerLayer) {
+    if (c.samplesPerLayer.length !== layers) {
+      throw new ConfigError(`${FLAGS.samplesPerLayer}: the model has ${layers} crossbar layers, got ${c.samplesPerLayer.length} values`);
+    }
+    return c.samplesPerLayer;
+  }
+  if (c.schedule) return scheduleSamples(c.schedule, layers);
+  return new Array<number>(layers).fill(c.samples);
+}
+
+/** One crossbar spec per IR node (null = digital). */
+export function layerSpecs(net: Network, c: StoxConfig): (LayerSpecJs | null)[] {
+  if (c.converter === 'fp') return net.nodes.map(() => null);
+  const nodes = crossbarNodes(net, c.policy);
+  const T = samplesPerLayer(c, nodes.length);
+  const specs: (LayerSpecJs | null)[] = net.nodes.map(() => null);
+  const weightSliceBits = c.weightSliceBits ?? c.weightBits;
+  const inputStreamBits = c.inputStreamBits ?? c.inputBits;
+  nodes.forEach((i, l) => {
+    specs[i] = {
+      rows: c.rows,
+      cols: c.cols,
+      split: c.split,
+      weightBits: c.weightBits,
+      weightSliceBits,
+      inputBits: c.inputBits,
+      inputStreamBits,
+      weightQuant: c.weightQuant,
+      signed: c.signed,
+      converter: c.converter,
+      adcBits: c.adcBits ?? Math.ceil(Math.log2(c.rows)) + weightSliceBits + inputStreamBits,
+      adcRange: c.adcRange,
+      transfer: c.transfer,
+      sensitivity: c.sensitivity,
+      samples: T[l],
+      inputSigned: signedInput(net, i),
+      cellNoise: c.weightNoise,
+      readNoise: c.readNoise,
+      mtjOffsetSigma: c.mtjOffsetSigma,
+      mtjSlopeSigma: c.mtjSlopeSigma,
+    };
+  });
+  return specs;
+}
