@@ -91,7 +91,7 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet eval CLI', () => {
   it('bad flags and values are named, exit code 2', async () => {
     const cases: [string[], RegExp][] = [
       [['eval', '--model', model('resnet20.onnx'), '--batch', '0'], /batch: expected an integer in \[1, 10000\], got "0"/],
-      [['eval', '--model', model('resnet20.onnx'), '--backend', 'gpu'], /backend: expected one of native, ort, got "gpu"/],
+      [['eval', '--model', model('resnet20.onnx'), '--backend', 'gpu'], /backend: expected one of native, ort, js, got "gpu"/],
       [['eval', '--model', model('resnet20.onnx'), '--bogus'], /Unknown option '--bogus'/],
       [['eval'], /--model PATH is required/],
       [['frobnicate'], /unknown command "frobnicate"/],

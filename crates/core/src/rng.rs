@@ -141,15 +141,12 @@ mod tests {
 
     #[test]
     fn fixed_vectors() {
-        // Shared with test/rng.test.ts: the TS reference must print the same.
+        // The same vectors are asserted by test/reference.test.ts for the JS side.
         assert_eq!(key(1, &[]), 1);
-        let k = key(42, &[1, 2, 3, 4]);
+        assert_eq!(key(42, &[1, 2, 3, 4]), 0x6972_269d_3473_7476);
         let mut r = stream(42, &[1, 2, 3, 4]);
         let first: Vec<u32> = (0..4).map(|_| r.next_u32()).collect();
-        println!("key(42,[1,2,3,4]) = {k:#x}, first draws {first:?}");
-        assert_eq!(k, super::key(42, &[1, 2, 3, 4]));
-        let mut again = stream(42, &[1, 2, 3, 4]);
-        assert_eq!(first, (0..4).map(|_| again.next_u32()).collect::<Vec<_>>());
+        assert_eq!(first, vec![2568815041, 2299623974, 3206830162, 226171529]);
         assert_ne!(key(42, &[1, 2, 3, 4]), key(43, &[1, 2, 3, 4]));
         assert_ne!(key(42, &[1, 2, 3, 4]), key(42, &[1, 2, 3, 5]));
     }
