@@ -46,6 +46,8 @@ pub struct Column {
 pub struct Draws {
     pub samples: Lanes,
     pub read: Option<(Lanes, f32)>,
+    /// Scratch for one row of thresholds.
+    pub thresholds: Vec<f32>,
 }
 
 impl Draws {
@@ -99,13 +101,19 @@ pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], 
             let n = ps.len();
             let full = if noisy { 0 } else { n / LANES * LANES };
             // Eight pixels at a time: one step of the eight lanes per sample.
+            // Plain loops over fixed arrays so that the compiler vectorises
+            // the thresholds, the generator and the comparisons.
+            let dev = col.device;
+            // Thresholds first, in one long loop the compiler vectorises.
+            let thr = &mut draws.thresholds;
+            thr.clear();
+            thr.extend(ps[..full].iter().map(|&v| dev.threshold(&curve, v * col.scale + col.shift)));
             for b in (0..full).step_by(LANES) {
-                let thr: [f32; LANES] = std::array::from_fn(|l| col.device.threshold(&curve, ps[b + l] * col.scale + col.shift));
                 let mut count = [0f32; LANES];
                 for _ in 0..samples {
                     let u = draws.samples.next();
                     for l in 0..LANES {
-                        count[l] += mtj::sample(u[l], thr[l]);
+                        count[l] += mtj::sample(u[l], thr[b + l]);
                     }
                 }
                 for l in 0..LANES {

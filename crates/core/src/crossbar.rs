@@ -10,6 +10,7 @@ use crate::converter::{self, Column, Converter, Draws};
 use crate::error::Result;
 use crate::gemm::gemm;
 use crate::mtj::Device;
+use crate::mvm::{self, PackedWeights};
 use crate::ops::LayerOps;
 use crate::pmath;
 use crate::quant::{quantize_weights, InputQuant, WeightQuant};
@@ -145,6 +146,10 @@ pub struct CrossbarLayer {
     /// Effective cell weights per (slice, subarray): `out × rows_s`, digits
     /// of the quantised weight with programming variation applied.
     weights: Vec<Vec<f32>>,
+    /// The same weights as i8 for the integer kernel, when every cell holds
+    /// an integer digit that fits (no programming variation) and the input
+    /// digits fit u8.
+    packed: Option<Vec<PackedWeights>>,
     /// Per column, canonical order (subarray, slice, stream, out).
     pub columns: Vec<Column>,
     /// Largest |digit| per slice (sets the ADC full range).
@@ -241,9 +246,13 @@ impl CrossbarLayer {
             }
         }
         let columns = Self::columns(&config, &ranges, slices, streams, out, &max_digit, seed, layer, &at)?;
+        let integer = sigma == 0.0 && !config.input_signed && m.input_stream_bits <= 8 && weights.iter().flatten().all(|&w| w.abs() <= 127.0);
+        let packed = integer.then(|| {
+            (0..slices).flat_map(|_| ranges.iter()).zip(&weights).map(|(&(k0, k1), w)| PackedWeights::new(w, out, k1 - k0)).collect()
+        });
         let input = InputQuant::new(m.input_bits, config.input_clip, config.input_signed);
         let out_scale = q.scale.iter().map(|&s| s * input.step).collect();
-        Ok(CrossbarLayer { layer, config, out, k, ranges, weights, columns, max_digit, out_scale, bias: bias.map(|b| b.to_vec()), input })
+        Ok(CrossbarLayer { layer, config, out, k, ranges, weights, packed, columns, max_digit, out_scale, bias: bias.map(|b| b.to_vec()), input })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -340,14 +349,26 @@ impl CrossbarLayer {
         let mut draws = Draws {
             samples: Lanes::new(seed, Domain::MtjSample, self.layer, image),
             read: (self.config.noise.read > 0.0).then(|| (Lanes::new(seed, Domain::ReadNoise, self.layer, image), self.config.noise.read)),
+            thresholds: std::mem::take(&mut scratch.thresholds),
         };
         for (s, &(k0, k1)) in self.ranges.iter().enumerate() {
             let rows = k1 - k0;
-            for i in 0..slices {
-                let w = &self.weights[i * self.ranges.len() + s];
+            if self.packed.is_some() {
+                scratch.quads.resize_with(streams, Vec::new);
                 for j in 0..streams {
-                    let cols = &scratch.cols[j * self.k * p + k0 * p..j * self.k * p + k1 * p];
-                    gemm(w, cols, &mut scratch.ps, self.out, rows, p);
+                    mvm::pack_inputs(&scratch.cols[j * self.k * p..(j + 1) * self.k * p], p, k0, k1, &mut scratch.quads[j]);
+                }
+            }
+            for i in 0..slices {
+                let n = i * self.ranges.len() + s;
+                for j in 0..streams {
+                    match &self.packed {
+                        Some(packed) => mvm::mvm(&packed[n], &scratch.quads[j], p, &mut scratch.ps),
+                        None => {
+                            let cols = &scratch.cols[j * self.k * p + k0 * p..j * self.k * p + k1 * p];
+                            gemm(&self.weights[n], cols, &mut scratch.ps, self.out, rows, p);
+                        }
+                    }
                     let factor = (1u64 << (i as u32 * m.weight_slice_bits + j as u32 * m.input_stream_bits)) as f32;
                     for o in 0..self.out {
                         let idx = ((s * slices + i) * streams + j) * self.out + o;
@@ -370,6 +391,7 @@ impl CrossbarLayer {
                 *a = *a * sc + b;
             }
         }
+        scratch.thresholds = draws.thresholds;
         self.count(p, ops);
     }
 
@@ -410,7 +432,9 @@ pub struct Scratch {
     levels: Vec<f32>,
     digits: Vec<f32>,
     cols: Vec<f32>,
+    quads: Vec<Vec<u8>>,
     ps: Vec<f32>,
+    thresholds: Vec<f32>,
 }
 
 #[cfg(test)]

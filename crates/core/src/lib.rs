@@ -11,6 +11,7 @@ pub mod gemm;
 pub mod graph;
 pub mod layers;
 pub mod mtj;
+pub mod mvm;
 pub mod ops;
 pub mod pmath;
 pub mod quant;

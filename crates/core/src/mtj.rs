@@ -46,7 +46,7 @@ impl Device {
     /// `(u >> 8) < threshold`, compared exactly in f32.
     #[inline(always)]
     pub fn threshold(&self, curve: &Curve, x: f32) -> f32 {
-        let x = x.clamp(-curve.clamp, curve.clamp);
+        let x = x.max(-curve.clamp).min(curve.clamp);
         pmath::sigmoid(curve.slope * self.slope * (x - curve.center - self.offset)) * 16_777_216.0
     }
 

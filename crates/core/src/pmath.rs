@@ -14,16 +14,18 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_145_751_953_125;
 const LN2_LO: f32 = 1.428_606_765_330_187_0e-6;
 
-/// `2^n` for integer `n` in [-126, 127].
+/// `2^n` for integer `n` in [-126, 127]: adding 2^23 + 127 puts n + 127 in
+/// the low mantissa bits, and shifting them into the exponent field gives
+/// exactly 2^n without a float-to-int conversion (so it vectorises).
 #[inline(always)]
 fn pow2(n: f32) -> f32 {
-    f32::from_bits(((n as i32 + 127) as u32) << 23)
+    f32::from_bits((n + 8_388_735.0).to_bits() << 23)
 }
 
 /// e^x, with x clamped to [-87, 88] (outside it f32 over/underflows anyway).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
+    let x = x.max(-87.0).min(88.0);
     let n = (x * LOG2E + 0.5).floor();
     let r = x - n * LN2_HI - n * LN2_LO;
     // Taylor terms to r^7 on |r| <= ln2/2: error < 2e-8 relative.
