@@ -6,6 +6,8 @@ import { ConfigError } from './config.js';
 import { downloadCifar10 } from './data/download.js';
 import { readFileSync } from 'node:fs';
 import { BACKENDS, evaluate } from './eval.js';
+import { ARCHS } from './arch.js';
+import { train } from './train.js';
 import { CONVERTERS, DEFAULTS, FLAGS, SCHEDULES, type StoxConfig } from './stox.js';
 
 interface Command {
@@ -89,6 +91,7 @@ function progressBar(label: string): { update(done: number, total: number): void
     },
     stop() {
       if (started) bar.stop();
+      started = false;
     },
   };
 }
@@ -145,6 +148,90 @@ const commands: Record<string, Command> = {
           `${report.imagesPerSecond.toFixed(1)} images/s (${report.seconds.toFixed(2)} s in the engine, ${report.threads || 'all'} threads, batch ${report.batch})\n` +
           `logits sha256 ${report.logitsDigest}\n`,
       );
+    },
+  },
+  train: {
+    summary: 'train a CIFAR-10 ResNet from scratch or fine-tune an ONNX model; checkpoints every epoch, resumable',
+    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [--json] | --resume DIR',
+    options: {
+      arch: { type: 'string' },
+      from: { type: 'string' },
+      out: { type: 'string' },
+      resume: { type: 'string' },
+      data: { type: 'string' },
+      epochs: { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      'schedule-lr': { type: 'string' },
+      wd: { type: 'string' },
+      momentum: { type: 'string' },
+      nesterov: { type: 'boolean' },
+      'warmup-epochs': { type: 'string' },
+      'label-smoothing': { type: 'string' },
+      'no-augment': { type: 'boolean' },
+      seed: { type: 'string' },
+      threads: { type: 'string' },
+      'stop-after': { type: 'string' },
+      'train-images': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    help: {
+      '--arch NAME': `train from scratch: ${ARCHS.join(', ')} (option-A shortcuts, BatchNorm kept)`,
+      '--from MODEL.onnx': 'fine-tune this model instead',
+      '--out DIR': 'run folder: log.jsonl (one JSON line per epoch), checkpoint.bin (atomic, every epoch), model.onnx (at the end)',
+      '--resume DIR': 'continue the run in DIR where it stopped (same result, bit for bit, as an uninterrupted run with the same threads)',
+      '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache)',
+      '--epochs N': 'epochs (default 200)',
+      '--batch N': 'batch size (default 128)',
+      '--lr X': 'peak learning rate (default 0.1)',
+      '--schedule-lr NAME': 'cosine (linear warm-up, cosine to 0) or onecycle (default cosine)',
+      '--wd X': 'weight decay (default 1e-4)',
+      '--momentum X': 'SGD momentum (default 0.9)',
+      '--nesterov': 'Nesterov momentum',
+      '--warmup-epochs X': 'warm-up length in epochs (default 1)',
+      '--label-smoothing X': 'label smoothing of the cross-entropy (default 0)',
+      '--no-augment': 'no random crop / flip',
+      '--seed N': 'seed of initialisation, shuffling and augmentation (default 0)',
+      '--threads N': 'worker threads, 0 = one per core (default 0)',
+      '--stop-after N': 'stop after N epochs of this invocation (resume later)',
+      '--train-images N': 'train on the first N training images only (quick experiments; default all 50,000)',
+      '--json': 'print each epoch\'s log line on stdout',
+    },
+    async run(v) {
+      const out = (v.resume ?? v.out) as string | undefined;
+      if (typeof out !== 'string') throw new UsageError('train: --out DIR (or --resume DIR) is required');
+      const bar = progressBar('train');
+      const { model } = await train({
+        out,
+        resume: v.resume !== undefined,
+        data: v.data as string | undefined,
+        arch: v.arch as never,
+        from: v.from as string | undefined,
+        epochs: v.epochs as never,
+        batch: v.batch as never,
+        lr: v.lr as never,
+        schedule: v['schedule-lr'] as never,
+        weightDecay: v.wd as never,
+        momentum: v.momentum as never,
+        nesterov: v.nesterov as boolean | undefined,
+        warmupEpochs: v['warmup-epochs'] as never,
+        labelSmoothing: v['label-smoothing'] as never,
+        augment: v['no-augment'] ? false : undefined,
+        seed: v.seed as never,
+        threads: v.threads as never,
+        stopAfter: v['stop-after'] === undefined ? undefined : Number(v['stop-after']),
+        trainImages: v['train-images'] as never,
+        onProgress: (done, total) => bar.update(done, total),
+        onEpoch: (e) => {
+          bar.stop();
+          process.stdout.write(
+            v.json
+              ? JSON.stringify(e) + '\n'
+              : `epoch ${e.epoch}/${e.epochs}: loss ${e.loss.toFixed(4)}, train ${(e.trainTop1 * 100).toFixed(2)} %, test ${(e.testTop1 * 100).toFixed(2)} %, lr ${e.lr.toFixed(5)}, ${e.imagesPerSecond.toFixed(0)} images/s\n`,
+          );
+        },
+      });
+      process.stderr.write(`model written to ${model}\n`);
     },
   },
   data: {

@@ -24,6 +24,21 @@ export declare class NativeSimulator {
   forward(images: Float32Array, first: number, threads: number): Promise<ForwardResult>
 }
 
+/** A training run: the network, the optimiser state and the training set. */
+export declare class NativeTrainer {
+  constructor(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array)
+  get batchesPerEpoch(): number
+  /** Trains batches `from..to` of `epoch` off the JS thread. */
+  trainBatches(epoch: number, from: number, to: number, threads: number): Promise<TrainProgress>
+  /** The learning rate of the next step. */
+  learningRate(): number
+  /** The current network (eval-mode BatchNorm uses the running statistics). */
+  network(): NetworkSpec
+  /** Parameters, BatchNorm statistics and momentum, for a checkpoint. */
+  state(): TrainState
+  loadState(state: TrainState): void
+}
+
 export interface ColumnParamsJs {
   adcLo?: Float32Array
   adcStep?: Float32Array
@@ -117,4 +132,35 @@ export interface ResolvedJs {
   physicalSubarrays: number
   subarrayRows: Array<number>
   params: ColumnParamsJs
+}
+
+export interface TrainConfigJs {
+  epochs: number
+  batch: number
+  lr: number
+  momentum: number
+  nesterov: boolean
+  weightDecay: number
+  /** "cosine" or "onecycle" */
+  schedule: string
+  warmupEpochs: number
+  labelSmoothing: number
+  augment: boolean
+  seed: number
+  mean: Array<number>
+  std: Array<number>
+  /** Initialise the weights from the seed (training from scratch). */
+  init: boolean
+}
+
+export interface TrainProgress {
+  lossSum: number
+  correct: number
+  images: number
+  step: number
+}
+
+export interface TrainState {
+  values: Float32Array
+  step: number
 }

@@ -1,56 +1,82 @@
-//! Float matrix product with one fixed rounding sequence.
+//! Float matrix products.
 //!
-//! Every output is `acc = 0; for k ascending { acc = acc + a[i][k] * b[k][j] }`
+//! `gemm` is the inference kernel and defines the simulator's rounding:
+//! every output is `acc = 0; for k ascending { acc = acc + a[i][k] * b[k][j] }`
 //! in f32, with a separate multiply and add (Rust never fuses them). The
 //! result is therefore the same bits at any vector width, thread count or
 //! blocking, and the pure-JS reference reproduces it with `Math.fround`
 //! (an f32 product of two f32 values is exact in f64, and f64 addition
 //! rounded to f32 equals f32 addition). Vectorisation is across `j`, which
 //! never reorders a sum.
+//!
+//! Training has no reference to match, so `gemm_fused` is the same kernel
+//! with fused multiply-adds (still deterministic for fixed sizes).
 
 const MR: usize = 4;
 const NR: usize = 32;
 
 /// `c[m×n] = a[m×k] · b[k×n]`, all row-major and densely packed.
 pub fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+    blocked::<false>(a, b, c, m, k, n)
+}
+
+/// As `gemm`, with fused multiply-adds (training only).
+pub fn gemm_fused(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+    blocked::<true>(a, b, c, m, k, n)
+}
+
+#[inline(always)]
+fn mac<const FUSED: bool>(acc: f32, a: f32, b: f32) -> f32 {
+    if FUSED {
+        a.mul_add(b, acc)
+    } else {
+        acc + a * b
+    }
+}
+
+fn blocked<const FUSED: bool>(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
     let mut i = 0;
     while i + MR <= m {
         let mut j = 0;
         while j + NR <= n {
-            block(a, b, c, i, j, k, n);
+            block::<FUSED, NR>(a, b, c, i, j, k, n);
             j += NR;
         }
-        scalar(a, b, c, i..i + MR, j..n, k, n);
+        while j + 8 <= n {
+            block::<FUSED, 8>(a, b, c, i, j, k, n);
+            j += 8;
+        }
+        scalar::<FUSED>(a, b, c, i..i + MR, j..n, k, n);
         i += MR;
     }
-    scalar(a, b, c, i..m, 0..n, k, n);
+    scalar::<FUSED>(a, b, c, i..m, 0..n, k, n);
 }
 
 #[inline(always)]
-fn block(a: &[f32], b: &[f32], c: &mut [f32], i0: usize, j0: usize, k: usize, n: usize) {
-    let mut acc = [[0f32; NR]; MR];
+fn block<const FUSED: bool, const W: usize>(a: &[f32], b: &[f32], c: &mut [f32], i0: usize, j0: usize, k: usize, n: usize) {
+    let mut acc = [[0f32; W]; MR];
     let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * k..(i0 + r + 1) * k]);
     for kk in 0..k {
-        let bv: &[f32; NR] = b[kk * n + j0..kk * n + j0 + NR].try_into().unwrap();
+        let bv: &[f32; W] = b[kk * n + j0..kk * n + j0 + W].try_into().unwrap();
         for r in 0..MR {
             let av = rows[r][kk];
-            for j in 0..NR {
-                acc[r][j] += av * bv[j];
+            for j in 0..W {
+                acc[r][j] = mac::<FUSED>(acc[r][j], av, bv[j]);
             }
         }
     }
     for r in 0..MR {
-        c[(i0 + r) * n + j0..(i0 + r) * n + j0 + NR].copy_from_slice(&acc[r]);
+        c[(i0 + r) * n + j0..(i0 + r) * n + j0 + W].copy_from_slice(&acc[r]);
     }
 }
 
-fn scalar(a: &[f32], b: &[f32], c: &mut [f32], rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, k: usize, n: usize) {
+fn scalar<const FUSED: bool>(a: &[f32], b: &[f32], c: &mut [f32], rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, k: usize, n: usize) {
     for i in rows {
         for j in cols.clone() {
             let mut acc = 0f32;
             for kk in 0..k {
-                acc += a[i * k + kk] * b[kk * n + j];
+                acc = mac::<FUSED>(acc, a[i * k + kk], b[kk * n + j]);
             }
             c[i * n + j] = acc;
         }

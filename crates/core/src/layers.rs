@@ -9,30 +9,44 @@ use crate::graph::{BatchNorm, Conv, Linear, Shape, Slice};
 /// order) and `p = (oy, ox)`; padding contributes zeros.
 pub fn im2col(conv: &Conv, x: &[f32], xs: Shape, os: Shape, cols: &mut [f32]) {
     let [kh, kw] = conv.kernel;
-    let [sh, sw] = conv.stride;
-    let (pt, pl) = (conv.pads[0] as isize, conv.pads[1] as isize);
+    let sh = conv.stride[0];
     let p = os.h * os.w;
     for c in 0..xs.c {
         let plane = &x[c * xs.h * xs.w..(c + 1) * xs.h * xs.w];
         for ky in 0..kh {
             for kx in 0..kw {
                 let row = &mut cols[((c * kh + ky) * kw + kx) * p..][..p];
+                let (lo, hi) = valid_columns(conv, xs, os, kx);
                 for oy in 0..os.h {
-                    let iy = (oy * sh) as isize - pt + ky as isize;
                     let dst = &mut row[oy * os.w..(oy + 1) * os.w];
+                    let iy = (oy * sh + ky) as isize - conv.pads[0] as isize;
                     if iy < 0 || iy >= xs.h as isize {
                         dst.fill(0.0);
                         continue;
                     }
                     let src = &plane[iy as usize * xs.w..(iy as usize + 1) * xs.w];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let ix = (ox * sw) as isize - pl + kx as isize;
-                        *d = if ix >= 0 && (ix as usize) < xs.w { src[ix as usize] } else { 0.0 };
+                    dst[..lo].fill(0.0);
+                    dst[hi..].fill(0.0);
+                    if conv.stride[1] == 1 {
+                        dst[lo..hi].copy_from_slice(&src[lo + kx - conv.pads[1]..hi + kx - conv.pads[1]]);
+                    } else {
+                        for (ox, d) in dst.iter_mut().enumerate().take(hi).skip(lo) {
+                            *d = src[ox * conv.stride[1] + kx - conv.pads[1]];
+                        }
                     }
                 }
             }
         }
     }
+}
+
+/// Output columns `lo..hi` whose input column `ox·stride + kx − pad` lies
+/// inside the image (the rest read padding).
+pub fn valid_columns(conv: &Conv, xs: Shape, os: Shape, kx: usize) -> (usize, usize) {
+    let (sw, pl) = (conv.stride[1], conv.pads[1]);
+    let lo = pl.saturating_sub(kx).div_ceil(sw).min(os.w);
+    let hi = if xs.w + pl > kx { ((xs.w - 1 + pl - kx) / sw + 1).min(os.w) } else { 0 };
+    (lo, hi.max(lo))
 }
 
 pub fn conv_rows(conv: &Conv) -> usize {

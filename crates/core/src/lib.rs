@@ -16,5 +16,6 @@ pub mod ops;
 pub mod pmath;
 pub mod quant;
 pub mod rng;
+pub mod train;
 
 pub use error::{Error, Result};

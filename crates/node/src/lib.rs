@@ -432,3 +432,231 @@ impl NativeSimulator {
         AsyncTask::new(Forward { net: self.net.clone(), stox: Some(self.stox.clone()), images: images.to_vec(), first: first as usize, threads: threads as usize })
     }
 }
+
+fn spec_of(net: &Network) -> NetworkSpec {
+    let arr = |v: &Vec<f32>| Float32Array::new(v.clone());
+    let dims = |v: &[usize]| v.iter().map(|&d| d as u32).collect::<Vec<u32>>();
+    let nodes = net
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut s = NodeSpec {
+                name: n.name.clone(),
+                op: n.op.kind().into(),
+                inputs: n.inputs.iter().map(|&i| i as u32).collect(),
+                shape: None,
+                weight: None,
+                bias: None,
+                mean: None,
+                var: None,
+                eps: None,
+                stride: None,
+                pads: None,
+                start: None,
+                end: None,
+                step: None,
+                before: None,
+                after: None,
+            };
+            match &n.op {
+                Op::Conv(c) => {
+                    s.shape = Some(dims(&[c.out_channels, c.in_channels, c.kernel[0], c.kernel[1]]));
+                    s.weight = Some(arr(&c.weight));
+                    s.bias = c.bias.as_ref().map(arr);
+                    s.stride = Some(dims(&c.stride));
+                    s.pads = Some(dims(&c.pads));
+                }
+                Op::BatchNorm(b) => {
+                    s.weight = Some(arr(&b.scale));
+                    s.bias = Some(arr(&b.bias));
+                    s.mean = Some(arr(&b.mean));
+                    s.var = Some(arr(&b.var));
+                    s.eps = Some(b.eps as f64);
+                }
+                Op::Slice(sl) => {
+                    s.start = Some(dims(&sl.start));
+                    s.end = Some(dims(&sl.end));
+                    s.step = Some(dims(&sl.step));
+                }
+                Op::PadChannels { before, after } => {
+                    s.before = Some(*before as u32);
+                    s.after = Some(*after as u32);
+                }
+                Op::Linear(l) => {
+                    s.shape = Some(dims(&[l.out_features, l.in_features]));
+                    s.weight = Some(arr(&l.weight));
+                    s.bias = l.bias.as_ref().map(arr);
+                }
+                Op::Relu | Op::Add | Op::GlobalAvgPool | Op::Flatten => {}
+            }
+            s
+        })
+        .collect();
+    NetworkSpec { input: dims(&[net.input.c, net.input.h, net.input.w]), nodes, output: net.output as u32 }
+}
+
+#[napi(object)]
+pub struct TrainConfigJs {
+    pub epochs: u32,
+    pub batch: u32,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    /// "cosine" or "onecycle"
+    pub schedule: String,
+    pub warmup_epochs: f64,
+    pub label_smoothing: f64,
+    pub augment: bool,
+    pub seed: f64,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+    /// Initialise the weights from the seed (training from scratch).
+    pub init: bool,
+}
+
+#[napi(object)]
+pub struct TrainProgress {
+    pub loss_sum: f64,
+    pub correct: f64,
+    pub images: f64,
+    pub step: f64,
+}
+
+/// A training run: the network, the optimiser state and the training set.
+#[napi]
+pub struct NativeTrainer {
+    trainer: Arc<std::sync::Mutex<Trainer>>,
+    data: Arc<Dataset>,
+}
+
+use stoxnet_core::train::{augment::Normalize, sgd::{Schedule, Sgd}, Dataset, TrainConfig, Trainer};
+
+#[napi]
+impl NativeTrainer {
+    #[napi(constructor)]
+    pub fn new(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array) -> napi::Result<Self> {
+        guarded(|| {
+            let mut net = network(&spec)?;
+            let dims = [net.input.c, net.input.h, net.input.w];
+            let len: usize = dims.iter().product();
+            if labels.is_empty() || images.len() != labels.len() * len {
+                stoxnet_core::bail!("training set: {} image bytes for {} labels, expected {} per image", images.len(), labels.len(), len);
+            }
+            if let Some(bad) = labels.iter().position(|&l| l as usize >= net.classes()) {
+                stoxnet_core::bail!("training set: label {} of image {bad} is not below the network's {} classes", labels[bad], net.classes());
+            }
+            let schedule = choice("train", "schedule", &config.schedule, &[("cosine", Schedule::Cosine), ("onecycle", Schedule::OneCycle)])?;
+            if config.mean.len() != 3 || config.std.len() != 3 {
+                stoxnet_core::bail!("train: mean and std need 3 values each");
+            }
+            if !(config.seed >= 0.0 && config.seed.fract() == 0.0 && config.seed <= 9_007_199_254_740_991.0) {
+                stoxnet_core::bail!("seed must be an integer in [0, 2^53), got {}", config.seed);
+            }
+            let batches = labels.len().div_ceil(config.batch.max(1) as usize);
+            let total = batches * config.epochs as usize;
+            let cfg = TrainConfig {
+                epochs: config.epochs as usize,
+                batch: config.batch as usize,
+                sgd: Sgd {
+                    lr: config.lr as f32,
+                    momentum: config.momentum as f32,
+                    nesterov: config.nesterov,
+                    weight_decay: config.weight_decay as f32,
+                    schedule,
+                    warmup: (config.warmup_epochs * batches as f64).round() as usize,
+                    total,
+                },
+                label_smoothing: config.label_smoothing as f32,
+                augment: config.augment,
+                seed: config.seed as u64,
+                normalize: Normalize { mean: std::array::from_fn(|i| config.mean[i] as f32), std: std::array::from_fn(|i| config.std[i] as f32) },
+            };
+            if config.init {
+                stoxnet_core::train::init(&mut net, cfg.seed);
+            }
+            let trainer = Trainer::new(net, cfg)?;
+            Ok(NativeTrainer { trainer: Arc::new(std::sync::Mutex::new(trainer)), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }) })
+        })
+    }
+
+    #[napi(getter)]
+    pub fn batches_per_epoch(&self) -> u32 {
+        self.trainer.lock().map(|t| t.batches_per_epoch(self.data.len()) as u32).unwrap_or(0)
+    }
+
+    /// Trains batches `from..to` of `epoch` off the JS thread.
+    #[napi(ts_return_type = "Promise<TrainProgress>")]
+    pub fn train_batches(&self, epoch: u32, from: u32, to: u32, threads: u32) -> AsyncTask<TrainTask> {
+        AsyncTask::new(TrainTask { trainer: self.trainer.clone(), data: self.data.clone(), epoch: epoch as usize, from: from as usize, to: to as usize, threads: threads as usize })
+    }
+
+    /// The learning rate of the next step.
+    #[napi]
+    pub fn learning_rate(&self) -> napi::Result<f64> {
+        guarded(|| {
+            let t = self.trainer.lock().map_err(|_| stoxnet_core::Error::new("trainer is poisoned by an earlier panic"))?;
+            Ok(t.config.sgd.lr_at(t.step) as f64)
+        })
+    }
+
+    /// The current network (eval-mode BatchNorm uses the running statistics).
+    #[napi]
+    pub fn network(&self) -> napi::Result<NetworkSpec> {
+        guarded(|| {
+            let t = self.trainer.lock().map_err(|_| stoxnet_core::Error::new("trainer is poisoned by an earlier panic"))?;
+            Ok(spec_of(&t.net))
+        })
+    }
+
+    /// Parameters, BatchNorm statistics and momentum, for a checkpoint.
+    #[napi]
+    pub fn state(&self) -> napi::Result<TrainState> {
+        guarded(|| {
+            let mut t = self.trainer.lock().map_err(|_| stoxnet_core::Error::new("trainer is poisoned by an earlier panic"))?;
+            Ok(TrainState { values: Float32Array::new(t.state()), step: t.step as f64 })
+        })
+    }
+
+    #[napi]
+    pub fn load_state(&self, state: TrainState) -> napi::Result<()> {
+        guarded(|| {
+            let mut t = self.trainer.lock().map_err(|_| stoxnet_core::Error::new("trainer is poisoned by an earlier panic"))?;
+            t.load_state(&state.values, state.step as usize)
+        })
+    }
+}
+
+#[napi(object)]
+pub struct TrainState {
+    pub values: Float32Array,
+    pub step: f64,
+}
+
+pub struct TrainTask {
+    trainer: Arc<std::sync::Mutex<Trainer>>,
+    data: Arc<Dataset>,
+    epoch: usize,
+    from: usize,
+    to: usize,
+    threads: usize,
+}
+
+impl Task for TrainTask {
+    type Output = (stoxnet_core::train::Progress, usize);
+    type JsValue = TrainProgress;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        guarded(|| {
+            let mut t = self.trainer.lock().map_err(|_| stoxnet_core::Error::new("trainer is poisoned by an earlier panic"))?;
+            let pool = engine::thread_pool(self.threads)?;
+            let trainer: &mut Trainer = &mut t;
+            let p = pool.install(|| trainer.train_batches(&self.data, self.epoch, self.from, self.to))?;
+            Ok((p, t.step))
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, (p, step): Self::Output) -> napi::Result<TrainProgress> {
+        Ok(TrainProgress { loss_sum: p.loss_sum, correct: p.correct as f64, images: p.images as f64, step: step as f64 })
+    }
+}

@@ -1,0 +1,382 @@
+//! Batch forward in training mode (BatchNorm on batch statistics) and the
+//! backward pass of every IR op. Activations are `[n][c][h][w]` per value.
+//! Parallel over images (or channels for BatchNorm); reductions over images
+//! run in fixed chunks of 8 summed in order, so gradients do not depend on
+//! the thread count.
+
+use rayon::prelude::*;
+
+use crate::gemm::gemm_fused;
+use crate::graph::{Conv, Network, Op, Shape};
+use crate::layers;
+
+const CHUNK: usize = 8;
+
+/// What backward needs from forward beyond the values themselves.
+pub struct Tape {
+    pub n: usize,
+    pub values: Vec<Vec<f32>>,
+    /// BatchNorm: normalised input and 1/std per channel.
+    bn: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+}
+
+/// Parameter gradients per node, in the node's parameter order
+/// (Conv: weight, bias; BatchNorm: scale, bias; Linear: weight, bias).
+pub type Grads = Vec<Vec<Vec<f32>>>;
+
+/// Momentum of the running BatchNorm statistics (PyTorch's default).
+const BN_MOMENTUM: f32 = 0.1;
+
+fn per_image<'a>(v: &'a mut [f32], len: usize) -> rayon::slice::ChunksExactMut<'a, f32> {
+    v.par_chunks_exact_mut(len)
+}
+
+/// Forward pass over a batch `x` (`n` images); updates BatchNorm running
+/// statistics when `train`.
+pub fn forward(net: &mut Network, x: Vec<f32>, n: usize, train: bool) -> Tape {
+    let mut values: Vec<Vec<f32>> = Vec::with_capacity(net.shapes.len());
+    values.push(x);
+    let mut bn = Vec::with_capacity(net.nodes.len());
+    for i in 0..net.nodes.len() {
+        let (xs, os) = (net.shapes[net.nodes[i].inputs[0]], net.shapes[i + 1]);
+        let mut out = vec![0f32; n * os.len()];
+        let mut cache = None;
+        {
+            let node = &mut net.nodes[i];
+            let input = &values[node.inputs[0]];
+            match &mut node.op {
+                Op::Conv(c) => {
+                    let k = layers::conv_rows(c) * os.h * os.w;
+                    let rows = layers::conv_rows(c);
+                    per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each_init(
+                        || vec![0f32; k],
+                        |cols, (o, x)| {
+                            layers::im2col(c, x, xs, os, cols);
+                            gemm_fused(&c.weight, cols, o, c.out_channels, rows, os.h * os.w);
+                            if let Some(b) = &c.bias {
+                                layers::add_channel_bias(o, b, os.h * os.w);
+                            }
+                        },
+                    );
+                }
+                Op::BatchNorm(b) => {
+                    if train {
+                        cache = Some(batch_norm_train(b, input, &mut out, n, xs));
+                    } else {
+                        per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::batch_norm(b, x, o, xs.h * xs.w));
+                    }
+                }
+                Op::Relu => layers::relu(input, &mut out),
+                Op::Add => layers::add(input, &values[node.inputs[1]], &mut out),
+                Op::Slice(s) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::slice(s, x, xs, o, os)),
+                Op::PadChannels { before, .. } => {
+                    let b = *before;
+                    per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::pad_channels(b, x, xs.h * xs.w, o))
+                }
+                Op::GlobalAvgPool => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::global_avg_pool(x, xs.h * xs.w, o)),
+                Op::Flatten => out.copy_from_slice(input),
+                Op::Linear(l) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::linear(l, x, o)),
+            }
+        }
+        bn.push(cache);
+        values.push(out);
+    }
+    Tape { n, values, bn }
+}
+
+/// Train-mode BatchNorm over the batch; returns (x̂, 1/std) for backward.
+fn batch_norm_train(b: &mut crate::graph::BatchNorm, x: &[f32], out: &mut [f32], n: usize, s: Shape) -> (Vec<f32>, Vec<f32>) {
+    let (c, p) = (s.c, s.h * s.w);
+    let m = (n * p) as f64;
+    let stats: Vec<(f64, f64)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut sum = 0f64;
+            for img in 0..n {
+                for &v in &x[(img * c + ch) * p..(img * c + ch + 1) * p] {
+                    sum += v as f64;
+                }
+            }
+            let mean = sum / m;
+            let mut ss = 0f64;
+            for img in 0..n {
+                for &v in &x[(img * c + ch) * p..(img * c + ch + 1) * p] {
+                    ss += (v as f64 - mean) * (v as f64 - mean);
+                }
+            }
+            (mean, ss / m)
+        })
+        .collect();
+    let inv_std: Vec<f32> = stats.iter().map(|&(_, var)| (1.0 / (var + b.eps as f64).sqrt()) as f32).collect();
+    let mut xhat = vec![0f32; x.len()];
+    xhat.par_chunks_exact_mut(c * p).zip(out.par_chunks_exact_mut(c * p)).zip(x.par_chunks_exact(c * p)).for_each(|((xh, o), x)| {
+        for ch in 0..c {
+            let (mean, is) = (stats[ch].0 as f32, inv_std[ch]);
+            for j in ch * p..(ch + 1) * p {
+                xh[j] = (x[j] - mean) * is;
+                o[j] = xh[j] * b.scale[ch] + b.bias[ch];
+            }
+        }
+    });
+    for ch in 0..c {
+        let unbiased = if m > 1.0 { stats[ch].1 * m / (m - 1.0) } else { stats[ch].1 };
+        b.mean[ch] = (1.0 - BN_MOMENTUM) * b.mean[ch] + BN_MOMENTUM * stats[ch].0 as f32;
+        b.var[ch] = (1.0 - BN_MOMENTUM) * b.var[ch] + BN_MOMENTUM * unbiased as f32;
+    }
+    (xhat, inv_std)
+}
+
+/// Adds `dcols` (`k × p`) back into the image gradient (inverse of im2col).
+#[inline(never)]
+fn col2im(conv: &Conv, dcols: &[f32], xs: Shape, os: Shape, dx: &mut [f32]) {
+    let [kh, kw] = conv.kernel;
+    let p = os.h * os.w;
+    for c in 0..xs.c {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = &dcols[((c * kh + ky) * kw + kx) * p..][..p];
+                let (lo, hi) = layers::valid_columns(conv, xs, os, kx);
+                for oy in 0..os.h {
+                    let iy = (oy * conv.stride[0] + ky) as isize - conv.pads[0] as isize;
+                    if iy < 0 || iy >= xs.h as isize {
+                        continue;
+                    }
+                    let dst = &mut dx[(c * xs.h + iy as usize) * xs.w..(c * xs.h + iy as usize + 1) * xs.w];
+                    let src = &row[oy * os.w..(oy + 1) * os.w];
+                    if conv.stride[1] == 1 {
+                        dst[lo + kx - conv.pads[1]..hi + kx - conv.pads[1]].iter_mut().zip(&src[lo..hi]).for_each(|(d, &v)| *d += v);
+                    } else {
+                        for ox in lo..hi {
+                            dst[ox * conv.stride[1] + kx - conv.pads[1]] += src[ox];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The unfolded input transposed, `rows[p × k]`, as the weight gradient
+/// `dW = dY · rows` reads it. For each output pixel the valid kernel
+/// window is found once, and its rows are copied as contiguous runs.
+#[inline(never)]
+fn im2row(conv: &Conv, x: &[f32], xs: Shape, os: Shape, rows: &mut [f32]) {
+    let [kh, kw] = conv.kernel;
+    let k = layers::conv_rows(conv);
+    let range = |o: usize, stride: usize, pad: usize, size: usize, kernel: usize| {
+        let start = (o * stride) as isize - pad as isize;
+        let lo = (-start).max(0) as usize;
+        let hi = (size as isize - start).clamp(0, kernel as isize) as usize;
+        (start, lo, hi.max(lo))
+    };
+    for oy in 0..os.h {
+        let (y0, ky_lo, ky_hi) = range(oy, conv.stride[0], conv.pads[0], xs.h, kh);
+        for ox in 0..os.w {
+            let (x0, kx_lo, kx_hi) = range(ox, conv.stride[1], conv.pads[1], xs.w, kw);
+            let row = &mut rows[(oy * os.w + ox) * k..][..k];
+            row.fill(0.0);
+            for c in 0..xs.c {
+                for ky in ky_lo..ky_hi {
+                    let src = (c * xs.h + (y0 + ky as isize) as usize) * xs.w;
+                    let src = &x[src + (x0 + kx_lo as isize) as usize..src + (x0 + kx_hi as isize) as usize];
+                    row[(c * kh + ky) * kw + kx_lo..(c * kh + ky) * kw + kx_hi].copy_from_slice(src);
+                }
+            }
+        }
+    }
+}
+
+fn transpose(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = a[r * cols + c];
+        }
+    }
+}
+
+/// Sums per-chunk partial gradients in chunk order.
+fn sum_ordered(parts: Vec<Vec<Vec<f32>>>) -> Vec<Vec<f32>> {
+    let mut it = parts.into_iter();
+    let mut total = it.next().unwrap_or_default();
+    for part in it {
+        for (t, p) in total.iter_mut().zip(part) {
+            t.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
+    }
+    total
+}
+
+/// Conv backward: returns (dx, [dW, db?]).
+fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let k = layers::conv_rows(c);
+    let p = os.h * os.w;
+    let o = c.out_channels;
+    let mut wt = vec![0f32; k * o];
+    transpose(&c.weight, o, k, &mut wt);
+    let mut dx = vec![0f32; n * xs.len()];
+    let has_bias = c.bias.is_some();
+    let parts: Vec<Vec<Vec<f32>>> = dx
+        .par_chunks_mut(CHUNK * xs.len())
+        .zip(dy.par_chunks(CHUNK * os.len()))
+        .zip(x.par_chunks(CHUNK * xs.len()))
+        .map(|((dxc, dyc), xc)| {
+            let mut dw = vec![0f32; o * k];
+            let mut db = vec![0f32; if has_bias { o } else { 0 }];
+            let (mut rows, mut dcols, mut tmp) = (vec![0f32; p * k], vec![0f32; k * p], vec![0f32; o * k]);
+            for ((dxi, dyi), xi) in dxc.chunks_exact_mut(xs.len()).zip(dyc.chunks_exact(os.len())).zip(xc.chunks_exact(xs.len())) {
+                im2row(c, xi, xs, os, &mut rows);
+                gemm_fused(dyi, &rows, &mut tmp, o, p, k);
+                dw.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
+                for (ch, row) in dyi.chunks_exact(p).enumerate().take(db.len()) {
+                    db[ch] += row.iter().sum::<f32>();
+                }
+                gemm_fused(&wt, dyi, &mut dcols, k, o, p);
+                col2im(c, &dcols, xs, os, dxi);
+            }
+            if has_bias {
+                vec![dw, db]
+            } else {
+                vec![dw]
+            }
+        })
+        .collect();
+    (dx, sum_ordered(parts))
+}
+
+fn linear_backward(l: &crate::graph::Linear, x: &[f32], dy: &[f32], n: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let (fi, fo) = (l.in_features, l.out_features);
+    let mut wt = vec![0f32; fi * fo];
+    transpose(&l.weight, fo, fi, &mut wt);
+    let mut dx = vec![0f32; n * fi];
+    let has_bias = l.bias.is_some();
+    let parts: Vec<Vec<Vec<f32>>> = dx
+        .par_chunks_mut(CHUNK * fi)
+        .zip(dy.par_chunks(CHUNK * fo))
+        .zip(x.par_chunks(CHUNK * fi))
+        .map(|((dxc, dyc), xc)| {
+            let mut dw = vec![0f32; fo * fi];
+            let mut db = vec![0f32; fo];
+            for ((dxi, dyi), xi) in dxc.chunks_exact_mut(fi).zip(dyc.chunks_exact(fo)).zip(xc.chunks_exact(fi)) {
+                for (oo, &g) in dyi.iter().enumerate() {
+                    dw[oo * fi..(oo + 1) * fi].iter_mut().zip(xi).for_each(|(a, &v)| *a += g * v);
+                    db[oo] += g;
+                }
+                gemm_fused(&wt, dyi, dxi, fi, fo, 1);
+            }
+            if has_bias {
+                vec![dw, db]
+            } else {
+                vec![dw]
+            }
+        })
+        .collect();
+    (dx, sum_ordered(parts))
+}
+
+/// Backward from the gradient of the output value; returns parameter
+/// gradients per node.
+pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>) -> Grads {
+    let n = tape.n;
+    let mut grads: Vec<Option<Vec<f32>>> = vec![None; net.shapes.len()];
+    grads[net.output] = Some(d_out);
+    let mut params: Grads = vec![Vec::new(); net.nodes.len()];
+    let add_grad = |grads: &mut Vec<Option<Vec<f32>>>, v: usize, g: Vec<f32>| match &mut grads[v] {
+        Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
+        slot => *slot = Some(g),
+    };
+    for i in (0..net.nodes.len()).rev() {
+        let Some(dy) = grads[i + 1].take() else { continue };
+        let node = &net.nodes[i];
+        let (xin, xs, os) = (node.inputs[0], net.shapes[node.inputs[0]], net.shapes[i + 1]);
+        let x = &tape.values[xin];
+        match &node.op {
+            Op::Conv(c) => {
+                let (dx, g) = conv_backward(c, x, &dy, n, xs, os);
+                params[i] = g;
+                if xin != 0 {
+                    add_grad(&mut grads, xin, dx);
+                }
+            }
+            Op::Linear(l) => {
+                let (dx, g) = linear_backward(l, x, &dy, n);
+                params[i] = g;
+                add_grad(&mut grads, xin, dx);
+            }
+            Op::BatchNorm(b) => {
+                let (xhat, inv_std) = tape.bn[i].as_ref().expect("BatchNorm backward needs a training forward");
+                let (c, p) = (xs.c, xs.h * xs.w);
+                let m = (n * p) as f32;
+                let sums: Vec<(f32, f32)> = (0..c)
+                    .into_par_iter()
+                    .map(|ch| {
+                        let (mut sb, mut sg) = (0f64, 0f64);
+                        for img in 0..n {
+                            let r = (img * c + ch) * p..(img * c + ch + 1) * p;
+                            for (g, xh) in dy[r.clone()].iter().zip(&xhat[r]) {
+                                sb += *g as f64;
+                                sg += (*g * *xh) as f64;
+                            }
+                        }
+                        (sb as f32, sg as f32)
+                    })
+                    .collect();
+                let mut dx = vec![0f32; dy.len()];
+                dx.par_chunks_exact_mut(c * p).zip(dy.par_chunks_exact(c * p)).zip(xhat.par_chunks_exact(c * p)).for_each(|((dxi, dyi), xh)| {
+                    for ch in 0..c {
+                        let (db, dg) = sums[ch];
+                        let k = b.scale[ch] * inv_std[ch] / m;
+                        for j in ch * p..(ch + 1) * p {
+                            dxi[j] = k * (m * dyi[j] - db - xh[j] * dg);
+                        }
+                    }
+                });
+                params[i] = vec![sums.iter().map(|s| s.1).collect(), sums.iter().map(|s| s.0).collect()];
+                add_grad(&mut grads, xin, dx);
+            }
+            Op::Relu => {
+                let y = &tape.values[i + 1];
+                let dx = dy.iter().zip(y).map(|(&g, &v)| if v > 0.0 { g } else { 0.0 }).collect();
+                add_grad(&mut grads, xin, dx);
+            }
+            Op::Add => {
+                add_grad(&mut grads, node.inputs[1], dy.clone());
+                add_grad(&mut grads, xin, dy);
+            }
+            Op::Slice(s) => {
+                let mut dx = vec![0f32; n * xs.len()];
+                dx.par_chunks_exact_mut(xs.len()).zip(dy.par_chunks_exact(os.len())).for_each(|(dxi, dyi)| {
+                    for c in 0..xs.c {
+                        for oy in 0..os.h {
+                            for ox in 0..os.w {
+                                dxi[(c * xs.h + s.start[0] + oy * s.step[0]) * xs.w + s.start[1] + ox * s.step[1]] += dyi[(c * os.h + oy) * os.w + ox];
+                            }
+                        }
+                    }
+                });
+                add_grad(&mut grads, xin, dx);
+            }
+            Op::PadChannels { before, .. } => {
+                let p = xs.h * xs.w;
+                let dx = dy.chunks_exact(os.len()).flat_map(|d| d[before * p..before * p + xs.len()].iter().copied()).collect();
+                add_grad(&mut grads, xin, dx);
+            }
+            Op::GlobalAvgPool => {
+                let p = xs.h * xs.w;
+                let dx = dy.iter().flat_map(|&g| std::iter::repeat_n(g / p as f32, p)).collect();
+                add_grad(&mut grads, xin, dx);
+            }
+            Op::Flatten => add_grad(&mut grads, xin, dy),
+        }
+    }
+    params
+}
+
+/// Mutable views of a node's trainable parameters, in gradient order.
+pub fn params_mut(op: &mut Op) -> Vec<&mut Vec<f32>> {
+    match op {
+        Op::Conv(c) => std::iter::once(&mut c.weight).chain(c.bias.as_mut()).collect(),
+        Op::Linear(l) => std::iter::once(&mut l.weight).chain(l.bias.as_mut()).collect(),
+        Op::BatchNorm(b) => vec![&mut b.scale, &mut b.bias],
+        _ => Vec::new(),
+    }
+}

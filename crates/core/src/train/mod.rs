@@ -1,0 +1,229 @@
+//! Training: batch forward/backward (backprop.rs), SGD with schedules
+//! (sgd.rs), seeded shuffling and augmentation (augment.rs), softmax
+//! cross-entropy, weight initialisation, and the trainer state that
+//! checkpoints save and resume bit for bit.
+
+pub mod augment;
+pub mod backprop;
+pub mod sgd;
+
+use rand_core::RngCore;
+use rayon::prelude::*;
+
+use crate::bail;
+use crate::error::Result;
+use crate::graph::{Network, Op};
+use crate::{pmath, rng};
+use augment::Normalize;
+use sgd::Sgd;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    pub sgd: Sgd,
+    pub label_smoothing: f32,
+    pub augment: bool,
+    pub seed: u64,
+    pub normalize: Normalize,
+}
+
+/// The training set: CHW bytes and labels.
+pub struct Dataset {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub dims: [usize; 3],
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// Totals over some batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Progress {
+    pub loss_sum: f64,
+    pub correct: u64,
+    pub images: u64,
+}
+
+/// Kaiming-normal (fan-in, ReLU gain) weights, zero biases, BatchNorm at
+/// identity — drawn from the seed (domain INIT, node index).
+pub fn init(net: &mut Network, seed: u64) {
+    for (i, node) in net.nodes.iter_mut().enumerate() {
+        let mut r = rng::stream(seed, &[augment::INIT, i as u64]);
+        let mut normal = || {
+            let u1 = 1.0 - rng::unit24(r.next_u32());
+            let u2 = rng::unit24(r.next_u32());
+            pmath::gaussian(u1, u2)
+        };
+        match &mut node.op {
+            Op::Conv(c) => {
+                let std = (2.0 / (c.in_channels * c.kernel[0] * c.kernel[1]) as f32).sqrt();
+                c.weight.iter_mut().for_each(|w| *w = std * normal());
+                if let Some(b) = &mut c.bias {
+                    b.fill(0.0);
+                }
+            }
+            Op::Linear(l) => {
+                let std = (2.0 / l.in_features as f32).sqrt();
+                l.weight.iter_mut().for_each(|w| *w = std * normal());
+                if let Some(b) = &mut l.bias {
+                    b.fill(0.0);
+                }
+            }
+            Op::BatchNorm(b) => {
+                b.scale.fill(1.0);
+                b.bias.fill(0.0);
+                b.mean.fill(0.0);
+                b.var.fill(1.0);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Mean softmax cross-entropy with label smoothing; returns (loss sum,
+/// correct, dlogits of the mean loss).
+pub fn softmax_cross_entropy(logits: &[f32], labels: &[u8], classes: usize, smoothing: f32) -> (f64, u64, Vec<f32>) {
+    let n = labels.len();
+    let mut grad = vec![0f32; logits.len()];
+    let (mut loss, mut correct) = (0f64, 0u64);
+    for (i, &label) in labels.iter().enumerate() {
+        let row = &logits[i * classes..(i + 1) * classes];
+        if row.iter().any(|v| !v.is_finite()) {
+            loss = f64::NAN;
+        }
+        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
+        let arg = (0..classes).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        correct += (arg == label as usize) as u64;
+        for j in 0..classes {
+            let p = ((row[j] - max) as f64).exp() / sum;
+            let q = (1.0 - smoothing as f64) * (j == label as usize) as u8 as f64 + smoothing as f64 / classes as f64;
+            loss -= q * (p.max(1e-300)).ln();
+            grad[i * classes + j] = ((p - q) / n as f64) as f32;
+        }
+    }
+    (loss, correct, grad)
+}
+
+pub struct Trainer {
+    pub net: Network,
+    pub config: TrainConfig,
+    /// Momentum buffers per node and parameter.
+    velocity: Vec<Vec<Vec<f32>>>,
+    /// Optimiser steps taken so far.
+    pub step: usize,
+}
+
+impl Trainer {
+    pub fn new(net: Network, config: TrainConfig) -> Result<Trainer> {
+        if config.batch < 2 {
+            bail!("batch must be at least 2 (BatchNorm needs batch statistics), got {}", config.batch);
+        }
+        let mut net = net;
+        let velocity = net.nodes.iter_mut().map(|n| backprop::params_mut(&mut n.op).iter().map(|p| vec![0f32; p.len()]).collect()).collect();
+        Ok(Trainer { net, config, velocity, step: 0 })
+    }
+
+    pub fn batches_per_epoch(&self, n: usize) -> usize {
+        n.div_ceil(self.config.batch)
+    }
+
+    /// Trains on batches `from..to` of `epoch` (the epoch's seeded order).
+    /// Stops with an error naming the batch if the loss is not finite; the
+    /// weights are then those before that batch.
+    pub fn train_batches(&mut self, data: &Dataset, epoch: usize, from: usize, to: usize) -> Result<Progress> {
+        let c = self.config.clone();
+        let order = augment::permutation(c.seed, epoch, data.len());
+        let len: usize = data.dims.iter().product();
+        let classes = self.net.classes();
+        let mut progress = Progress::default();
+        for b in from..to.min(self.batches_per_epoch(data.len())) {
+            let idx = &order[b * c.batch..((b + 1) * c.batch).min(order.len())];
+            if idx.len() < 2 {
+                continue;
+            }
+            let mut x = vec![0f32; idx.len() * len];
+            x.par_chunks_exact_mut(len).zip(idx.par_iter()).for_each(|(out, &i)| {
+                let i = i as usize;
+                augment::prepare(&data.images[i * len..(i + 1) * len], data.dims, &c.normalize, c.augment.then_some((c.seed, epoch, i)), out);
+            });
+            let labels: Vec<u8> = idx.iter().map(|&i| data.labels[i as usize]).collect();
+            let saved = self.net.clone();
+            let tape = backprop::forward(&mut self.net, x, idx.len(), true);
+            let (loss, correct, dlogits) = softmax_cross_entropy(&tape.values[self.net.output], &labels, classes, c.label_smoothing);
+            if !loss.is_finite() {
+                self.net = saved;
+                bail!("loss is {loss} at epoch {epoch}, batch {b}: training stopped (the last checkpoint is kept)");
+            }
+            let grads = backprop::backward(&self.net, &tape, dlogits);
+            let lr = c.sgd.lr_at(self.step);
+            for ((node, g), v) in self.net.nodes.iter_mut().zip(&grads).zip(&mut self.velocity) {
+                for ((p, g), v) in backprop::params_mut(&mut node.op).into_iter().zip(g).zip(v) {
+                    c.sgd.update(lr, p, g, v);
+                }
+            }
+            self.step += 1;
+            progress.loss_sum += loss;
+            progress.correct += correct;
+            progress.images += idx.len() as u64;
+        }
+        Ok(progress)
+    }
+
+    /// Every float of the trainer state (parameters, BatchNorm statistics,
+    /// momentum) in a fixed order, for checkpoints.
+    pub fn state(&mut self) -> Vec<f32> {
+        let mut out = Vec::new();
+        for (node, v) in self.net.nodes.iter_mut().zip(&self.velocity) {
+            if let Op::BatchNorm(b) = &node.op {
+                out.extend(&b.mean);
+                out.extend(&b.var);
+            }
+            for p in backprop::params_mut(&mut node.op) {
+                out.extend(p.iter());
+            }
+            for buf in v {
+                out.extend(buf);
+            }
+        }
+        out
+    }
+
+    pub fn load_state(&mut self, state: &[f32], step: usize) -> Result<()> {
+        let expected = self.state().len();
+        if state.len() != expected {
+            bail!("checkpoint holds {} values, this network and optimiser need {}", state.len(), expected);
+        }
+        let mut at = 0;
+        let mut take = |dst: &mut [f32]| {
+            dst.copy_from_slice(&state[at..at + dst.len()]);
+            at += dst.len();
+        };
+        for (node, v) in self.net.nodes.iter_mut().zip(&mut self.velocity) {
+            if let Op::BatchNorm(b) = &mut node.op {
+                take(&mut b.mean);
+                take(&mut b.var);
+            }
+            for p in backprop::params_mut(&mut node.op) {
+                take(p);
+            }
+            for buf in v {
+                take(buf);
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+use super::sgd::{Schedule, Sgd};
+use super::*;
+use crate::graph::{BatchNorm, Conv, Linear, Node, Shape, Slice};
+
+/// Conv+bias → BN → ReLU → {Conv stride 2, Slice+Pad shortcut} → Add →
+/// GAP → Flatten → Linear: every op of the IR on a tiny input.
+pub(crate) fn tiny() -> Network {
+    let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
+    let conv = |o, c, stride, bias: bool| Conv { weight: vec![0.0; o * c * 9], bias: bias.then(|| vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [stride, stride], pads: [1, 1, 1, 1] };
+    let nodes = vec![
+        node("c1", Op::Conv(conv(4, 2, 1, true)), vec![0]),
+        node("bn", Op::BatchNorm(BatchNorm { scale: vec![1.0; 4], bias: vec![0.0; 4], mean: vec![0.0; 4], var: vec![1.0; 4], eps: 1e-5 }), vec![1]),
+        node("relu", Op::Relu, vec![2]),
+        node("c2", Op::Conv(conv(8, 4, 2, false)), vec![3]),
+        node("slice", Op::Slice(Slice { start: [0, 0], end: [6, 6], step: [2, 2] }), vec![3]),
+        node("pad", Op::PadChannels { before: 2, after: 2 }, vec![5]),
+        node("add", Op::Add, vec![4, 6]),
+        node("gap", Op::GlobalAvgPool, vec![7]),
+        node("flat", Op::Flatten, vec![8]),
+        node("fc", Op::Linear(Linear { weight: vec![0.0; 24], bias: Some(vec![0.0; 3]), out_features: 3, in_features: 8 }), vec![9]),
+    ];
+    let mut net = Network::new(Shape { c: 2, h: 6, w: 6 }, nodes, 10).unwrap();
+    init(&mut net, 11);
+    // Non-trivial BatchNorm affine and biases, so their gradients matter.
+    if let Op::BatchNorm(b) = &mut net.nodes[1].op {
+        b.scale = vec![1.2, 0.8, 1.0, 0.5];
+        b.bias = vec![0.1, -0.2, 0.3, 0.0];
+    }
+    net
+}
+
+fn batch(n: usize) -> (Vec<f32>, Vec<u8>) {
+    let x = (0..n * 72).map(|i| ((i * 7919 % 101) as f32 / 50.0) - 1.0).collect();
+    let labels = (0..n).map(|i| (i % 3) as u8).collect();
+    (x, labels)
+}
+
+fn loss(net: &Network, x: &[f32], labels: &[u8]) -> f64 {
+    let mut net = net.clone();
+    let tape = backprop::forward(&mut net, x.to_vec(), labels.len(), true);
+    softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.1).0 / labels.len() as f64
+}
+
+/// Central differences of the mean loss against the analytic gradient of
+/// every third parameter of every layer (train-mode BatchNorm included).
+/// With h = 1e-2 the truncation error is O(h^2) (about 1e-4 here), and f32
+/// rounding of a loss near 1 adds about 1e-7/h = 1e-5; a ReLU kink crossed
+/// by the step can add more for single entries, so we allow 3e-3 + 3 % of
+/// the gradient.
+#[test]
+fn gradients_match_finite_differences() {
+    let net = tiny();
+    let (x, labels) = batch(6);
+    let mut work = net.clone();
+    let tape = backprop::forward(&mut work, x.clone(), 6, true);
+    let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.1);
+    let grads = backprop::backward(&net, &tape, d);
+    let h = 1e-2f32;
+    let mut checked = 0;
+    for (i, g) in grads.iter().enumerate() {
+        for (pi, gp) in g.iter().enumerate() {
+            for j in (0..gp.len()).step_by(3) {
+                let mut plus = net.clone();
+                backprop::params_mut(&mut plus.nodes[i].op)[pi][j] += h;
+                let mut minus = net.clone();
+                backprop::params_mut(&mut minus.nodes[i].op)[pi][j] -= h;
+                let num = (loss(&plus, &x, &labels) - loss(&minus, &x, &labels)) / (2.0 * h as f64);
+                let ana = gp[j] as f64;
+                assert!((num - ana).abs() <= 3e-3 + 0.03 * ana.abs(), "node {} param {pi}[{j}]: numeric {num} analytic {ana}", net.nodes[i].name);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100);
+}
+
+#[test]
+fn loss_gradient_is_softmax_minus_target() {
+    let logits = [1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0];
+    let (l, correct, g) = softmax_cross_entropy(&logits, &[1, 0], 3, 0.0);
+    assert_eq!(correct, 1);
+    let h = 1e-3f32;
+    for j in 0..6 {
+        let (mut p, mut m) = (logits, logits);
+        p[j] += h;
+        m[j] -= h;
+        let num = (softmax_cross_entropy(&p, &[1, 0], 3, 0.0).0 - softmax_cross_entropy(&m, &[1, 0], 3, 0.0).0) / (2.0 * h as f64) / 2.0;
+        assert!((num - g[j] as f64).abs() < 1e-4, "{j}: {num} vs {}", g[j]);
+    }
+    assert!(l > 0.0);
+}
+
+fn config(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch: 4,
+        sgd: Sgd { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 5e-4, schedule: Schedule::Cosine, warmup: 2, total: epochs * 3 },
+        label_smoothing: 0.1,
+        augment: true,
+        seed: 5,
+        normalize: Normalize { mean: [0.5; 3], std: [0.25; 3] },
+    }
+}
+
+/// Twelve images whose class sets their brightness: learnable.
+fn dataset() -> Dataset {
+    let labels: Vec<u8> = (0..12).map(|i| (i % 3) as u8).collect();
+    let images = (0..12 * 72).map(|i| (40 + 80 * labels[i / 72] as usize + i * 37 % 30) as u8).collect();
+    Dataset { images, labels, dims: [2, 6, 6] }
+}
+
+#[test]
+fn same_seed_same_weights_and_resume_is_bit_identical() {
+    let data = dataset();
+    let run = |threads: usize| {
+        let pool = crate::engine::thread_pool(threads).unwrap();
+        pool.install(|| {
+            let mut t = Trainer::new(tiny(), config(3)).unwrap();
+            for e in 0..3 {
+                t.train_batches(&data, e, 0, 3).unwrap();
+            }
+            t.state()
+        })
+    };
+    let a = run(2);
+    assert_eq!(a, run(2));
+    assert_eq!(a, run(1), "chunked reductions make the weights independent of the thread count");
+    // Stop after epoch 1 batch 1, save, resume in a fresh trainer.
+    let mut t = Trainer::new(tiny(), config(3)).unwrap();
+    t.train_batches(&data, 0, 0, 3).unwrap();
+    t.train_batches(&data, 1, 0, 1).unwrap();
+    let (state, step) = (t.state(), t.step);
+    let mut r = Trainer::new(tiny(), config(3)).unwrap();
+    r.load_state(&state, step).unwrap();
+    r.train_batches(&data, 1, 1, 3).unwrap();
+    r.train_batches(&data, 2, 0, 3).unwrap();
+    assert_eq!(r.state(), a);
+}
+
+#[test]
+fn training_reduces_the_loss_and_a_nan_stops_it() {
+    let data = dataset();
+    let mut t = Trainer::new(tiny(), TrainConfig { augment: false, ..config(30) }).unwrap();
+    let first = t.train_batches(&data, 0, 0, 3).unwrap();
+    for e in 1..30 {
+        t.train_batches(&data, e, 0, 3).unwrap();
+    }
+    let last = t.train_batches(&data, 29, 0, 3).unwrap();
+    assert!(last.loss_sum < 0.7 * first.loss_sum, "{} -> {}", first.loss_sum, last.loss_sum);
+    if let Op::Linear(l) = &mut t.net.nodes[9].op {
+        l.weight[0] = f32::NAN;
+    }
+    let step = t.step;
+    let err = t.train_batches(&data, 30, 0, 1).unwrap_err();
+    assert!(err.0.contains("loss is NaN"), "{}", err.0);
+    assert_eq!(t.step, step, "no step was taken");
+}

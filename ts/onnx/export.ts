@@ -1,0 +1,103 @@
+// IR → ONNX (opset 17), so that a model trained here loads in onnxruntime
+// with FP32 semantics. StoX settings and learned crossbar parameters ride
+// along: the configuration as metadata `stoxnet.config` (JSON), and each
+// learned per-column array as an initializer `stoxnet/<node>/<param>` that
+// no graph node reads (onnxruntime ignores it; importOnnx picks it up).
+import type { IrNode, Network } from '../network.js';
+import { encodeModel } from './proto.js';
+
+const FLOAT = 1;
+const INT64 = 7;
+
+function floats(name: string, dims: number[], data: Float32Array): object {
+  return { name, dims: dims.map(String), dataType: FLOAT, rawData: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) };
+}
+
+function int64s(name: string, values: number[]): object {
+  const data = BigInt64Array.from(values, (v) => BigInt(v));
+  return { name, dims: [String(values.length)], dataType: INT64, rawData: new Uint8Array(data.buffer) };
+}
+
+const intsAttr = (name: string, ints: number[]) => ({ name, type: 7, ints: ints.map(String) });
+const intAttr = (name: string, i: number) => ({ name, type: 2, i: String(i) });
+const floatAttr = (name: string, f: number) => ({ name, type: 1, f });
+
+export interface ExportExtras {
+  /** Goes to metadata `stoxnet.config` as JSON. */
+  config?: unknown;
+  /** Learned arrays per node name: `stoxnet/<node>/<param>`. */
+  params?: Record<string, Record<string, Float32Array>>;
+  /** Free-text provenance (`doc_string`). */
+  doc?: string;
+}
+
+export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array {
+  const names = ['input', ...net.nodes.map((n) => n.name)];
+  const value = (v: number) => (v === net.output ? 'logits' : names[v]);
+  const initializers: object[] = [];
+  const nodes: object[] = [];
+  const node = (n: IrNode, op: string, inputs: string[], attribute: object[] = []) =>
+    nodes.push({ name: n.name, opType: op, input: inputs, output: [value(net.nodes.indexOf(n) + 1)], attribute });
+  const init = (t: object & { name: string }) => {
+    initializers.push(t);
+    return t.name;
+  };
+  for (const n of net.nodes) {
+    const x = n.inputs.map(value);
+    switch (n.op) {
+      case 'Conv': {
+        const inputs = [x[0], init(floats(`${n.name}.weight`, n.shape, n.weight) as { name: string })];
+        if (n.bias) inputs.push(init(floats(`${n.name}.bias`, [n.shape[0]], n.bias) as { name: string }));
+        node(n, 'Conv', inputs, [intsAttr('kernel_shape', n.shape.slice(2)), intsAttr('strides', n.stride), intsAttr('pads', [n.pads[0], n.pads[1], n.pads[2], n.pads[3]])]);
+        break;
+      }
+      case 'BatchNorm': {
+        const c = n.weight.length;
+        const t = (k: string, d: Float32Array) => init(floats(`${n.name}.${k}`, [c], d) as { name: string });
+        node(n, 'BatchNormalization', [x[0], t('weight', n.weight), t('bias', n.bias), t('running_mean', n.mean), t('running_var', n.var)], [floatAttr('epsilon', n.eps)]);
+        break;
+      }
+      case 'Slice': {
+        const t = (k: string, v: number[]) => init(int64s(`${n.name}.${k}`, v) as { name: string });
+        node(n, 'Slice', [x[0], t('starts', n.start), t('ends', n.end), t('axes', [2, 3]), t('steps', n.step)]);
+        break;
+      }
+      case 'PadChannels':
+        node(n, 'Pad', [x[0], init(int64s(`${n.name}.pads`, [0, n.before, 0, 0, 0, n.after, 0, 0]) as { name: string })], [{ name: 'mode', type: 3, s: new TextEncoder().encode('constant') }]);
+        break;
+      case 'Linear': {
+        const inputs = [x[0], init(floats(`${n.name}.weight`, n.shape, n.weight) as { name: string })];
+        if (n.bias) inputs.push(init(floats(`${n.name}.bias`, [n.shape[0]], n.bias) as { name: string }));
+        node(n, 'Gemm', inputs, [intAttr('transB', 1)]);
+        break;
+      }
+      case 'Flatten':
+        node(n, 'Flatten', x, [intAttr('axis', 1)]);
+        break;
+      default:
+        node(n, n.op === 'GlobalAvgPool' ? 'GlobalAveragePool' : n.op, x);
+    }
+  }
+  for (const [nodeName, params] of Object.entries(extras.params ?? {})) {
+    for (const [k, v] of Object.entries(params)) init(floats(`stoxnet/${nodeName}/${k}`, [v.length], v) as { name: string });
+  }
+  const [c, h, w] = net.input;
+  const dim = (d: number | string) => (typeof d === 'number' ? { dimValue: String(d) } : { dimParam: d });
+  const valueInfo = (name: string, dims: (number | string)[]) => ({ name, type: { tensorType: { elemType: FLOAT, shape: { dim: dims.map(dim) } } } });
+  const classes = (net.nodes[net.output - 1] as { shape?: number[] }).shape?.[0] ?? 10;
+  return encodeModel({
+    irVersion: '8',
+    producerName: 'stoxnet',
+    producerVersion: '0.1.0',
+    docString: extras.doc ?? '',
+    opsetImport: [{ domain: '', version: '17' }],
+    metadataProps: extras.config === undefined ? [] : [{ key: 'stoxnet.config', value: JSON.stringify(extras.config) }],
+    graph: {
+      name: 'stoxnet',
+      node: nodes,
+      initializer: initializers,
+      input: [valueInfo('input', ['N', c, h, w])],
+      output: [valueInfo('logits', ['N', classes])],
+    },
+  });
+}

@@ -1,0 +1,218 @@
+// `stoxnet train`: drives the Rust trainer epoch by epoch, evaluates on the
+// test set in eval mode, logs a JSON line per epoch, checkpoints atomically
+// and resumes bit for bit, and exports the result as ONNX.
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ARCHS, resnet, type Arch } from './arch.js';
+import { writeFileAtomic } from './atomic.js';
+import { ConfigError, int, oneOf } from './config.js';
+import { normalize, readCifar10 } from './data/cifar10.js';
+import { resolveDataDir } from './data/location.js';
+import { argmax } from './eval.js';
+import type { TrainProgress } from './native-binding.js';
+import { native } from './native.js';
+import type { Network } from './network.js';
+import { exportOnnx } from './onnx/export.js';
+import { importOnnx } from './onnx/import.js';
+
+export interface TrainSettings {
+  /** Train this architecture from scratch … */
+  arch?: Arch;
+  /** … or fine-tune this ONNX model. */
+  from?: string;
+  epochs: number;
+  batch: number;
+  lr: number;
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+  schedule: 'cosine' | 'onecycle';
+  warmupEpochs: number;
+  labelSmoothing: number;
+  augment: boolean;
+  seed: number;
+}
+
+export interface TrainOptions extends Partial<TrainSettings> {
+  out: string;
+  data?: string;
+  /** Continue the run checkpointed in `out`. */
+  resume?: boolean;
+  threads?: number;
+  /** Stop after this many epochs of this invocation (the run stays resumable). */
+  stopAfter?: number;
+  /** Train on the first N training images only (tests, quick experiments). */
+  trainImages?: number;
+  onProgress?: (done: number, total: number, epoch: number) => void;
+  onEpoch?: (log: EpochLog) => void;
+}
+
+export interface EpochLog {
+  epoch: number;
+  epochs: number;
+  loss: number;
+  trainTop1: number;
+  /** all 10,000 test images, eval-mode BatchNorm */
+  testTop1: number;
+  lr: number;
+  imagesPerSecond: number;
+  seconds: number;
+  step: number;
+}
+
+const DEFAULTS: Omit<TrainSettings, 'arch' | 'from'> = {
+  epochs: 200,
+  batch: 128,
+  lr: 0.1,
+  momentum: 0.9,
+  nesterov: false,
+  weightDecay: 1e-4,
+  schedule: 'cosine',
+  warmupEpochs: 1,
+  labelSmoothing: 0,
+  augment: true,
+  seed: 0,
+};
+
+function num(name: string, v: unknown, min: number, max: number): number {
+  const x = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof x !== 'number' || !Number.isFinite(x) || x < min || x > max) throw new ConfigError(`${name}: expected a number in [${min}, ${max}], got ${JSON.stringify(v)}`);
+  return x;
+}
+
+export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
+  if ((o.arch === undefined) === (o.from === undefined)) throw new ConfigError('train: give exactly one of --arch NAME or --from MODEL.onnx');
+  const s: TrainSettings = {
+    epochs: int('--epochs', o.epochs ?? DEFAULTS.epochs, 1, 100_000),
+    batch: int('--batch', o.batch ?? DEFAULTS.batch, 2, 50_000),
+    lr: num('--lr', o.lr ?? DEFAULTS.lr, 0, 100),
+    momentum: num('--momentum', o.momentum ?? DEFAULTS.momentum, 0, 1),
+    nesterov: Boolean(o.nesterov ?? DEFAULTS.nesterov),
+    weightDecay: num('--wd', o.weightDecay ?? DEFAULTS.weightDecay, 0, 1),
+    schedule: oneOf('--schedule-lr', o.schedule ?? DEFAULTS.schedule, ['cosine', 'onecycle'] as const),
+    warmupEpochs: num('--warmup-epochs', o.warmupEpochs ?? DEFAULTS.warmupEpochs, 0, 100_000),
+    labelSmoothing: num('--label-smoothing', o.labelSmoothing ?? DEFAULTS.labelSmoothing, 0, 1),
+    augment: Boolean(o.augment ?? DEFAULTS.augment),
+    seed: int('--seed', o.seed ?? DEFAULTS.seed, 0, Number.MAX_SAFE_INTEGER),
+  };
+  if (o.arch !== undefined) s.arch = oneOf('--arch', o.arch, ARCHS);
+  if (o.from !== undefined) s.from = resolve(o.from);
+  return s;
+}
+
+// Checkpoint file: "STXCKPT1", u32 length of a JSON header, the header, zero
+// padding to a multiple of 4, then the trainer state as little-endian f32.
+const MAGIC = 'STXCKPT1';
+
+interface CheckpointHeader {
+  settings: TrainSettings;
+  /** Epochs completed. */
+  epoch: number;
+  step: number;
+  values: number;
+}
+
+function writeCheckpoint(path: string, header: CheckpointHeader, values: Float32Array): void {
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const start = Math.ceil((12 + json.length) / 4) * 4;
+  const buf = Buffer.alloc(start + values.length * 4);
+  buf.write(MAGIC, 0, 'latin1');
+  buf.writeUInt32LE(json.length, 8);
+  buf.set(json, 12);
+  for (let i = 0; i < values.length; i++) buf.writeFloatLE(values[i], start + i * 4);
+  writeFileAtomic(path, buf);
+}
+
+function readCheckpoint(path: string): { header: CheckpointHeader; values: Float32Array } {
+  const buf = readFileSync(path);
+  if (buf.length < 12 || buf.toString('latin1', 0, 8) !== MAGIC) throw new Error(`${path}: not a stoxnet checkpoint`);
+  const len = buf.readUInt32LE(8);
+  if (12 + len > buf.length) throw new Error(`${path}: truncated checkpoint header`);
+  const header = JSON.parse(buf.toString('utf8', 12, 12 + len)) as CheckpointHeader;
+  const start = Math.ceil((12 + len) / 4) * 4;
+  if (buf.length !== start + header.values * 4) throw new Error(`${path}: checkpoint holds ${(buf.length - start) / 4} values, header says ${header.values}`);
+  const values = new Float32Array(header.values);
+  for (let i = 0; i < values.length; i++) values[i] = buf.readFloatLE(start + i * 4);
+  return { header, values };
+}
+
+/** Top-1 of `net` (eval-mode BatchNorm) on pre-normalised test images. */
+async function testTop1(net: Network, images: Float32Array, labels: Uint8Array, threads: number): Promise<number> {
+  const engine = new (native().NativeNetwork)(net);
+  const len = net.input[0] * net.input[1] * net.input[2];
+  let correct = 0;
+  const batch = 500;
+  for (let s = 0; s < labels.length; s += batch) {
+    const n = Math.min(batch, labels.length - s);
+    const { logits } = await engine.forward(images.subarray(s * len, (s + n) * len), s, threads);
+    for (let i = 0; i < n; i++) if (argmax(logits.subarray(i * 10, (i + 1) * 10)) === labels[s + i]) correct++;
+  }
+  return correct / labels.length;
+}
+
+export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: string }> {
+  const threads = int('--threads', o.threads ?? 0, 0, 1024);
+  mkdirSync(o.out, { recursive: true });
+  const ckpt = join(o.out, 'checkpoint.bin');
+  let settings: TrainSettings;
+  let resumed: { header: CheckpointHeader; values: Float32Array } | undefined;
+  if (o.resume) {
+    if (!existsSync(ckpt)) throw new Error(`--resume: no checkpoint in ${o.out}`);
+    resumed = readCheckpoint(ckpt);
+    settings = resumed.header.settings;
+  } else {
+    settings = resolveTrainSettings(o);
+  }
+  const net = settings.arch ? resnet(settings.arch) : await importOnnx(settings.from!);
+  const dir = resolveDataDir(o.data);
+  const [trainSet, testSet] = await Promise.all([readCifar10(dir, 'train'), readCifar10(dir, 'test')]);
+  const testImages = normalize(testSet.images, testSet.count);
+  const n = o.trainImages === undefined ? trainSet.count : int('--train-images', o.trainImages, 2, trainSet.count);
+  const trainer = new (native().NativeTrainer)(
+    net,
+    { ...settings, init: settings.arch !== undefined, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
+    trainSet.images.subarray(0, n * 3072),
+    trainSet.labels.subarray(0, n),
+  );
+  let epoch = 0;
+  if (resumed) {
+    trainer.loadState({ values: resumed.values, step: resumed.header.step });
+    epoch = resumed.header.epoch;
+  } else {
+    writeFileAtomic(join(o.out, 'log.jsonl'), '');
+  }
+  const batches = trainer.batchesPerEpoch;
+  const chunk = 20;
+  const log: EpochLog[] = [];
+  const last = Math.min(settings.epochs, o.stopAfter === undefined ? Infinity : epoch + o.stopAfter);
+  for (; epoch < last; epoch++) {
+    const t0 = process.hrtime.bigint();
+    const lr = trainer.learningRate();
+    let total: TrainProgress = { lossSum: 0, correct: 0, images: 0, step: 0 };
+    for (let b = 0; b < batches; b += chunk) {
+      const p = await trainer.trainBatches(epoch, b, Math.min(b + chunk, batches), threads);
+      total = { lossSum: total.lossSum + p.lossSum, correct: total.correct + p.correct, images: total.images + p.images, step: p.step };
+      o.onProgress?.(Math.min(b + chunk, batches), batches, epoch);
+    }
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const entry: EpochLog = {
+      epoch: epoch + 1,
+      epochs: settings.epochs,
+      loss: total.lossSum / total.images,
+      trainTop1: total.correct / total.images,
+      testTop1: await testTop1(trainer.network() as Network, testImages, testSet.labels, threads),
+      lr,
+      imagesPerSecond: total.images / seconds,
+      seconds,
+      step: total.step,
+    };
+    const state = trainer.state();
+    writeCheckpoint(ckpt, { settings, epoch: epoch + 1, step: state.step, values: state.values.length }, state.values);
+    appendFileSync(join(o.out, 'log.jsonl'), JSON.stringify(entry) + '\n');
+    log.push(entry);
+    o.onEpoch?.(entry);
+  }
+  const model = join(o.out, 'model.onnx');
+  writeFileAtomic(model, exportOnnx(trainer.network() as Network, { doc: `trained by stoxnet: ${JSON.stringify(settings)}; epochs completed ${epoch}` }));
+  return { log, model };
+}
