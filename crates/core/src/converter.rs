@@ -66,19 +66,29 @@ impl Draws {
 }
 
 /// Converts `ps[p]` for all pixels and does `acc[p] += shift_factor · value`.
+/// `record` (training) receives each pixel's converter output before the
+/// readout: the analog/ADC value, the sign, or the MTJ sample mean.
 /// Random draws are taken pixel by pixel in lane order (see rng.rs): for
 /// pixel p, lane p % 8, samples t = 0..T in order.
-pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], factor: f32, draws: &mut Draws) {
+pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], factor: f32, draws: &mut Draws, mut record: Option<&mut [f32]>) {
     let noisy = draws.read.is_some();
+    let mut keep = |p: usize, c: f32| {
+        if let Some(r) = record.as_deref_mut() {
+            r[p] = c;
+        }
+    };
     match *conv {
         Converter::Ideal if !noisy => {
-            for (a, &v) in acc.iter_mut().zip(ps) {
+            for (p, (a, &v)) in acc.iter_mut().zip(ps).enumerate() {
                 *a += v * factor;
+                keep(p, v);
             }
         }
         Converter::Ideal => {
             for (p, (a, &v)) in acc.iter_mut().zip(ps).enumerate() {
-                *a += (v + draws.read_noise(p % LANES)) * factor;
+                let v = v + draws.read_noise(p % LANES);
+                *a += v * factor;
+                keep(p, v);
             }
         }
         Converter::Adc { bits } => {
@@ -86,7 +96,9 @@ pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], 
             for (p, (a, &v)) in acc.iter_mut().zip(ps).enumerate() {
                 let v = if noisy { v + draws.read_noise(p % LANES) } else { v };
                 let code = ((v - col.lo) / col.step + 0.5).floor().clamp(0.0, top);
-                *a += (col.lo + code * col.step) * factor;
+                let v = col.lo + code * col.step;
+                *a += v * factor;
+                keep(p, v);
             }
         }
         Converter::SenseAmp => {
@@ -94,6 +106,7 @@ pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], 
                 let v = if noisy { v + draws.read_noise(p % LANES) } else { v };
                 let c = if v * col.scale + col.shift >= 0.0 { 1.0 } else { -1.0 };
                 *a += (col.gain * c + col.offset) * factor;
+                keep(p, c);
             }
         }
         Converter::Mtj { curve, samples } => {
@@ -117,7 +130,9 @@ pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], 
                     }
                 }
                 for l in 0..LANES {
-                    acc[b + l] += (col.gain * (count[l] * t_inv) + col.offset) * factor;
+                    let c = count[l] * t_inv;
+                    acc[b + l] += (col.gain * c + col.offset) * factor;
+                    keep(b + l, c);
                 }
             }
             for p in full..n {
@@ -132,7 +147,9 @@ pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], 
                     }
                     count += mtj::sample(draws.samples.next_lane(lane), thr);
                 }
-                acc[p] += (col.gain * (count * t_inv) + col.offset) * factor;
+                let c = count * t_inv;
+                acc[p] += (col.gain * c + col.offset) * factor;
+                keep(p, c);
             }
         }
     }

@@ -156,6 +156,8 @@ pub struct CrossbarLayer {
     pub max_digit: Vec<f32>,
     /// Digital rescale per output: weight scale × input step.
     pub out_scale: Vec<f32>,
+    /// The weight quantiser's scale per output (weight ≈ level × scale).
+    pub weight_scale: Vec<f32>,
     pub bias: Option<Vec<f32>>,
     pub input: InputQuant,
 }
@@ -252,7 +254,7 @@ impl CrossbarLayer {
         });
         let input = InputQuant::new(m.input_bits, config.input_clip, config.input_signed);
         let out_scale = q.scale.iter().map(|&s| s * input.step).collect();
-        Ok(CrossbarLayer { layer, config, out, k, ranges, weights, packed, columns, max_digit, out_scale, bias: bias.map(|b| b.to_vec()), input })
+        Ok(CrossbarLayer { layer, config, out, k, ranges, weights, packed, columns, max_digit, out_scale, weight_scale: q.scale, bias: bias.map(|b| b.to_vec()), input })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -310,6 +312,11 @@ impl CrossbarLayer {
         Ok(columns)
     }
 
+    /// Programmed cell weights of (slice, subarray): `out × rows`.
+    pub fn cells(&self, slice: usize, subarray: usize) -> &[f32] {
+        &self.weights[slice * self.ranges.len() + subarray]
+    }
+
     pub fn subarrays(&self) -> usize {
         self.ranges.len()
     }
@@ -317,7 +324,9 @@ impl CrossbarLayer {
     /// Input levels → stream digit planes → unfolded columns, then partial
     /// sums per (subarray, slice, stream), each row converted and
     /// shift-added. `unfold(plane, cols)` writes one `k × p` matrix.
-    /// `observe` (calibration) sees every raw partial-sum row.
+    /// `observe` (calibration) sees every raw partial-sum row; `record`
+    /// (training) receives every partial sum and converter output, each
+    /// `columns × p` in canonical column order.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
@@ -330,6 +339,7 @@ impl CrossbarLayer {
         out: &mut [f32],
         ops: &mut LayerOps,
         mut observe: Option<&mut dyn FnMut(usize, &[f32])>,
+        mut record: Option<(&mut [f32], &mut [f32])>,
     ) {
         let m = &self.config.mapping;
         let (slices, streams) = (m.slices(), m.streams());
@@ -380,7 +390,11 @@ impl CrossbarLayer {
                         if let Some(f) = observe.as_mut() {
                             f(idx, ps);
                         }
-                        converter::convert_row(&self.config.converter, &self.columns[idx], ps, &mut acc[o * p..(o + 1) * p], factor, &mut draws);
+                        let keep = record.as_mut().map(|(ps_all, c_all)| {
+                            ps_all[idx * p..(idx + 1) * p].copy_from_slice(ps);
+                            &mut c_all[idx * p..(idx + 1) * p]
+                        });
+                        converter::convert_row(&self.config.converter, &self.columns[idx], ps, &mut acc[o * p..(o + 1) * p], factor, &mut draws, keep);
                     }
                 }
             }

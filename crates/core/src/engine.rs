@@ -106,9 +106,9 @@ fn run_crossbar(layer: &CrossbarLayer, x: &[f32], p: usize, unfold: &dyn Fn(&[f3
     match observe {
         Some(f) => {
             let mut g = |col: usize, ps: &[f32]| f(node, col, ps);
-            layer.forward(x, p, unfold, scratch, index, seed, out, ops, Some(&mut g));
+            layer.forward(x, p, unfold, scratch, index, seed, out, ops, Some(&mut g), None);
         }
-        None => layer.forward(x, p, unfold, scratch, index, seed, out, ops, None),
+        None => layer.forward(x, p, unfold, scratch, index, seed, out, ops, None, None),
     }
 }
 

@@ -6,9 +6,28 @@
 
 use rayon::prelude::*;
 
+use crate::crossbar::{CrossbarLayer, Scratch};
 use crate::gemm::gemm_fused;
 use crate::graph::{Conv, Network, Op, Shape};
 use crate::layers;
+use crate::ops::LayerOps;
+use crate::train::qat::{self, QatLayer};
+
+/// Crossbar layers under PS-QAT (by node) and the RNG image index of each
+/// batch row.
+pub struct Qat<'a> {
+    pub layers: &'a [Option<QatLayer>],
+    pub seed: u64,
+    pub images: &'a [usize],
+}
+
+/// A crossbar layer's forward record: the programmed layer, and every
+/// partial sum and converter output (`n × columns × p`).
+struct XbarTape {
+    layer: CrossbarLayer,
+    ps: Vec<f32>,
+    c: Vec<f32>,
+}
 
 const CHUNK: usize = 8;
 
@@ -18,6 +37,7 @@ pub struct Tape {
     pub values: Vec<Vec<f32>>,
     /// BatchNorm: normalised input and 1/std per channel.
     bn: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+    xbar: Vec<Option<XbarTape>>,
 }
 
 /// Parameter gradients per node, in the node's parameter order
@@ -32,19 +52,38 @@ fn per_image<'a>(v: &'a mut [f32], len: usize) -> rayon::slice::ChunksExactMut<'
 }
 
 /// Forward pass over a batch `x` (`n` images); updates BatchNorm running
-/// statistics when `train`.
-pub fn forward(net: &mut Network, x: Vec<f32>, n: usize, train: bool) -> Tape {
+/// statistics when `train`. Crossbar layers of `qat` run the StoX engine.
+pub fn forward(net: &mut Network, x: Vec<f32>, n: usize, train: bool, qat: Option<&Qat>) -> crate::error::Result<Tape> {
     let mut values: Vec<Vec<f32>> = Vec::with_capacity(net.shapes.len());
     values.push(x);
     let mut bn = Vec::with_capacity(net.nodes.len());
+    let mut xbar = Vec::with_capacity(net.nodes.len());
     for i in 0..net.nodes.len() {
         let (xs, os) = (net.shapes[net.nodes[i].inputs[0]], net.shapes[i + 1]);
         let mut out = vec![0f32; n * os.len()];
         let mut cache = None;
+        let mut record = None;
         {
             let node = &mut net.nodes[i];
             let input = &values[node.inputs[0]];
+            let crossbar = qat.and_then(|q| q.layers[i].as_ref().map(|l| (l, q)));
             match &mut node.op {
+                Op::Conv(c) if crossbar.is_some() => {
+                    let (ql, q) = crossbar.unwrap();
+                    let layer = CrossbarLayer::new(i, &node.name, &c.weight, c.bias.as_deref(), c.out_channels, ql.config.clone(), q.seed)?;
+                    let (p, cols) = (os.h * os.w, layer.columns.len());
+                    let (mut ps, mut cv) = (vec![0f32; n * cols * p], vec![0f32; n * cols * p]);
+                    let conv: &Conv = c;
+                    out.par_chunks_exact_mut(os.len())
+                        .zip(input.par_chunks_exact(xs.len()))
+                        .zip(ps.par_chunks_exact_mut(cols * p).zip(cv.par_chunks_exact_mut(cols * p)))
+                        .zip(q.images.par_iter())
+                        .for_each_init(Scratch::default, |scratch, (((o, x), (psi, ci)), &image)| {
+                            let unfold = |plane: &[f32], colsbuf: &mut [f32]| layers::im2col(conv, plane, xs, os, colsbuf);
+                            layer.forward(x, p, &unfold, scratch, image, q.seed, o, &mut LayerOps::default(), None, Some((psi, ci)));
+                        });
+                    record = Some(XbarTape { layer, ps, c: cv });
+                }
                 Op::Conv(c) => {
                     let k = layers::conv_rows(c) * os.h * os.w;
                     let rows = layers::conv_rows(c);
@@ -79,9 +118,10 @@ pub fn forward(net: &mut Network, x: Vec<f32>, n: usize, train: bool) -> Tape {
             }
         }
         bn.push(cache);
+        xbar.push(record);
         values.push(out);
     }
-    Tape { n, values, bn }
+    Ok(Tape { n, values, bn, xbar })
 }
 
 /// Train-mode BatchNorm over the batch; returns (x̂, 1/std) for backward.
@@ -273,9 +313,63 @@ fn linear_backward(l: &crate::graph::Linear, x: &[f32], dy: &[f32], n: usize) ->
     (dx, sum_ordered(parts))
 }
 
+/// Gradients of the learned normalisation and readout of crossbar layers
+/// (by node): d scale, d shift, d gain, d offset per column.
+pub type QatGrads = Vec<Option<[Vec<f32>; 4]>>;
+
+/// Backward of a crossbar conv under PS-QAT (see qat.rs): (dx, [dW, db?], dparams).
+fn crossbar_backward(ql: &QatLayer, t: &XbarTape, c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Vec<f32>, Vec<Vec<f32>>, [Vec<f32>; 4]) {
+    let layer = &t.layer;
+    let (p, k, o) = (os.h * os.w, layer.k, layer.out);
+    let cols = layer.columns.len();
+    let has_bias = c.bias.is_some();
+    let mut dx = vec![0f32; n * xs.len()];
+    let parts: Vec<Vec<Vec<f32>>> = dx
+        .par_chunks_mut(CHUNK * xs.len())
+        .zip(dy.par_chunks(CHUNK * os.len()))
+        .zip(x.par_chunks(CHUNK * xs.len()))
+        .zip(t.ps.par_chunks(CHUNK * cols * p).zip(t.c.par_chunks(CHUNK * cols * p)))
+        .map(|(((dxc, dyc), xc), (psc, cc))| {
+            let mut acc: Vec<Vec<f32>> = vec![vec![0f32; o * k], vec![0f32; if has_bias { o } else { 0 }], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols]];
+            let (mut levels, mut rows, mut dlevels) = (vec![0f32; xs.len()], vec![0f32; p * k], vec![0f32; xs.len()]);
+            for (((dxi, dyi), xi), (psi, ci)) in dxc.chunks_exact_mut(xs.len()).zip(dyc.chunks_exact(os.len())).zip(xc.chunks_exact(xs.len())).zip(psc.chunks_exact(cols * p).zip(cc.chunks_exact(cols * p))) {
+                levels.iter_mut().zip(xi).for_each(|(l, &v)| *l = layer.input.level(v));
+                im2row(c, &levels, xs, os, &mut rows);
+                let g = qat::backward_image(ql, layer, &rows, psi, ci, dyi, p, has_bias);
+                dlevels.fill(0.0);
+                col2im(c, &g.dcols, xs, os, &mut dlevels);
+                // Straight-through the input quantiser inside its range.
+                let (lo, hi) = if layer.input.signed { (-ql.config.input_clip, ql.config.input_clip) } else { (0.0, ql.config.input_clip) };
+                let inv = 1.0 / layer.input.step;
+                for ((d, &dl), &v) in dxi.iter_mut().zip(&dlevels).zip(xi) {
+                    *d = if v > lo && v < hi { dl * inv } else { 0.0 };
+                }
+                acc[0].iter_mut().zip(&g.dw).for_each(|(a, b)| *a += b);
+                acc[1].iter_mut().zip(&g.db).for_each(|(a, b)| *a += b);
+                for (a, d) in acc[2..].iter_mut().zip(&g.dparams) {
+                    a.iter_mut().zip(d).for_each(|(a, b)| *a += b);
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut total = sum_ordered(parts);
+    let dparams: [Vec<f32>; 4] = std::array::from_fn(|j| std::mem::take(&mut total[2 + j]));
+    total.truncate(2);
+    // Straight-through the weight quantiser: dw = d level / scale.
+    for (oo, &s) in layer.weight_scale.iter().enumerate() {
+        total[0][oo * k..(oo + 1) * k].iter_mut().for_each(|g| *g /= s);
+    }
+    if !has_bias {
+        total.truncate(1);
+    }
+    (dx, total, dparams)
+}
+
 /// Backward from the gradient of the output value; returns parameter
-/// gradients per node.
-pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>) -> Grads {
+/// gradients per node, and those of PS-QAT's learned normalisation.
+pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) -> (Grads, QatGrads) {
+    let mut qgrads: QatGrads = vec![None; net.nodes.len()];
     let n = tape.n;
     let mut grads: Vec<Option<Vec<f32>>> = vec![None; net.shapes.len()];
     grads[net.output] = Some(d_out);
@@ -289,7 +383,17 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>) -> Grads {
         let node = &net.nodes[i];
         let (xin, xs, os) = (node.inputs[0], net.shapes[node.inputs[0]], net.shapes[i + 1]);
         let x = &tape.values[xin];
+        let crossbar = qat.and_then(|q| q.layers[i].as_ref()).zip(tape.xbar[i].as_ref());
         match &node.op {
+            Op::Conv(c) if crossbar.is_some() => {
+                let (ql, t) = crossbar.unwrap();
+                let (dx, g, dp) = crossbar_backward(ql, t, c, x, &dy, n, xs, os);
+                params[i] = g;
+                qgrads[i] = Some(dp);
+                if xin != 0 {
+                    add_grad(&mut grads, xin, dx);
+                }
+            }
             Op::Conv(c) => {
                 let (dx, g) = conv_backward(c, x, &dy, n, xs, os);
                 params[i] = g;
@@ -368,7 +472,7 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>) -> Grads {
             Op::Flatten => add_grad(&mut grads, xin, dy),
         }
     }
-    params
+    (params, qgrads)
 }
 
 /// Mutable views of a node's trainable parameters, in gradient order.

@@ -5,6 +5,7 @@
 
 pub mod augment;
 pub mod backprop;
+pub mod qat;
 pub mod sgd;
 
 use rand_core::RngCore;
@@ -119,6 +120,8 @@ pub struct Trainer {
     pub config: TrainConfig,
     /// Momentum buffers per node and parameter.
     velocity: Vec<Vec<Vec<f32>>>,
+    /// Crossbar layers under PS-QAT, by node (empty: FP32 training).
+    pub qat: Vec<Option<qat::QatLayer>>,
     /// Optimiser steps taken so far.
     pub step: usize,
 }
@@ -130,7 +133,16 @@ impl Trainer {
         }
         let mut net = net;
         let velocity = net.nodes.iter_mut().map(|n| backprop::params_mut(&mut n.op).iter().map(|p| vec![0f32; p.len()]).collect()).collect();
-        Ok(Trainer { net, config, velocity, step: 0 })
+        Ok(Trainer { net, config, velocity, qat: Vec::new(), step: 0 })
+    }
+
+    /// Trains these crossbar layers with PS-QAT (`layers[i]` for node i).
+    pub fn with_qat(mut self, layers: Vec<Option<qat::QatLayer>>) -> Result<Trainer> {
+        if layers.len() != self.net.nodes.len() {
+            bail!("PS-QAT layer list covers {} nodes, the network has {}", layers.len(), self.net.nodes.len());
+        }
+        self.qat = layers;
+        Ok(self)
     }
 
     pub fn batches_per_epoch(&self, n: usize) -> usize {
@@ -158,17 +170,35 @@ impl Trainer {
             });
             let labels: Vec<u8> = idx.iter().map(|&i| data.labels[i as usize]).collect();
             let saved = self.net.clone();
-            let tape = backprop::forward(&mut self.net, x, idx.len(), true);
+            // Stochastic draws of image i in epoch e are keyed e·N + i: fresh every epoch.
+            let images: Vec<usize> = idx.iter().map(|&i| epoch * data.len() + i as usize).collect();
+            let q = (!self.qat.is_empty()).then(|| backprop::Qat { layers: &self.qat, seed: c.seed, images: &images });
+            let tape = backprop::forward(&mut self.net, x, idx.len(), true, q.as_ref())?;
             let (loss, correct, dlogits) = softmax_cross_entropy(&tape.values[self.net.output], &labels, classes, c.label_smoothing);
             if !loss.is_finite() {
                 self.net = saved;
                 bail!("loss is {loss} at epoch {epoch}, batch {b}: training stopped (the last checkpoint is kept)");
             }
-            let grads = backprop::backward(&self.net, &tape, dlogits);
+            let (grads, qgrads) = backprop::backward(&self.net, &tape, dlogits, q.as_ref());
+            drop(tape);
             let lr = c.sgd.lr_at(self.step);
             for ((node, g), v) in self.net.nodes.iter_mut().zip(&grads).zip(&mut self.velocity) {
                 for ((p, g), v) in backprop::params_mut(&mut node.op).into_iter().zip(g).zip(v) {
                     c.sgd.update(lr, p, g, v);
+                }
+            }
+            // The learned normalisation and readout: same optimiser, no weight decay.
+            let plain = sgd::Sgd { weight_decay: 0.0, ..c.sgd };
+            for (layer, g) in self.qat.iter_mut().zip(&qgrads) {
+                if let (Some(layer), Some(g)) = (layer, g) {
+                    let velocity = std::mem::take(&mut layer.velocity);
+                    let mut velocity = velocity;
+                    for ((p, g), v) in layer.learned_mut().into_iter().zip(g).zip(velocity.iter_mut()) {
+                        if !p.is_empty() {
+                            plain.update(lr, p, g, v);
+                        }
+                    }
+                    layer.velocity = velocity;
                 }
             }
             self.step += 1;
@@ -195,6 +225,14 @@ impl Trainer {
                 out.extend(buf);
             }
         }
+        for layer in self.qat.iter_mut().flatten() {
+            for p in layer.learned_mut() {
+                out.extend(p.iter());
+            }
+            for v in &layer.velocity {
+                out.extend(v);
+            }
+        }
         out
     }
 
@@ -218,6 +256,14 @@ impl Trainer {
             }
             for buf in v {
                 take(buf);
+            }
+        }
+        for layer in self.qat.iter_mut().flatten() {
+            for p in layer.learned_mut() {
+                take(p);
+            }
+            for v in &mut layer.velocity {
+                take(v);
             }
         }
         self.step = step;

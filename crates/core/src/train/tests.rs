@@ -37,7 +37,7 @@ fn batch(n: usize) -> (Vec<f32>, Vec<u8>) {
 
 fn loss(net: &Network, x: &[f32], labels: &[u8]) -> f64 {
     let mut net = net.clone();
-    let tape = backprop::forward(&mut net, x.to_vec(), labels.len(), true);
+    let tape = backprop::forward(&mut net, x.to_vec(), labels.len(), true, None).unwrap();
     softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.1).0 / labels.len() as f64
 }
 
@@ -52,9 +52,9 @@ fn gradients_match_finite_differences() {
     let net = tiny();
     let (x, labels) = batch(6);
     let mut work = net.clone();
-    let tape = backprop::forward(&mut work, x.clone(), 6, true);
+    let tape = backprop::forward(&mut work, x.clone(), 6, true, None).unwrap();
     let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.1);
-    let grads = backprop::backward(&net, &tape, d);
+    let (grads, _) = backprop::backward(&net, &tape, d, None);
     let h = 1e-2f32;
     let mut checked = 0;
     for (i, g) in grads.iter().enumerate() {
@@ -154,4 +154,127 @@ fn training_reduces_the_loss_and_a_nan_stops_it() {
     let err = t.train_batches(&data, 30, 0, 1).unwrap_err();
     assert!(err.0.contains("loss is NaN"), "{}", err.0);
     assert_eq!(t.step, step, "no step was taken");
+}
+
+mod qat_tests {
+    use super::*;
+    use crate::converter::Converter;
+    use crate::crossbar::{ColumnParams, LayerConfig, Mapping, Noise, SignedMapping, Split};
+    use crate::mtj::Curve;
+    use crate::quant::WeightQuant;
+    use crate::train::qat::{MtjGrad, QatLayer};
+
+    /// c2 (4→8, K = 36) on three balanced 12-row subarrays with an MTJ, T = 4.
+    fn qat_layers(net: &Network, grad: MtjGrad) -> Vec<Option<QatLayer>> {
+        let cols = 3 * 8;
+        let config = LayerConfig {
+            mapping: Mapping { rows: 16, cols: 128, split: Split::Balanced, weight_bits: 4, weight_slice_bits: 4, input_bits: 4, input_stream_bits: 4, weight_quant: WeightQuant::Uniform, signed: SignedMapping::Differential },
+            converter: Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 4 },
+            input_clip: 2.0,
+            input_signed: false,
+            noise: Noise::default(),
+            params: ColumnParams {
+                norm_scale: (0..cols).map(|i| 0.02 + 0.001 * i as f32).collect(),
+                norm_shift: (0..cols).map(|i| 0.01 * (i % 5) as f32 - 0.02).collect(),
+                readout_gain: (0..cols).map(|i| 5.0 + 0.1 * i as f32).collect(),
+                readout_offset: vec![0.5; cols],
+                ..ColumnParams::default()
+            },
+        };
+        net.nodes.iter().enumerate().map(|(i, n)| (i == 3).then(|| QatLayer::new(n, config.clone(), grad).unwrap())).collect()
+    }
+
+    fn qat_loss(net: &Network, layers: &[Option<QatLayer>], x: &[f32], labels: &[u8]) -> f64 {
+        let mut net = net.clone();
+        let images: Vec<usize> = (0..labels.len()).collect();
+        let q = backprop::Qat { layers, seed: 9, images: &images };
+        let tape = backprop::forward(&mut net, x.to_vec(), labels.len(), true, Some(&q)).unwrap();
+        softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.0).0 / labels.len() as f64
+    }
+
+    /// The readout gain and offset act linearly on fixed samples (the samples
+    /// do not depend on them), so their PS-QAT gradients are true gradients:
+    /// central differences with h = 1e-2 agree to f32 rounding (1e-4 + 1 %).
+    #[test]
+    fn readout_gradients_are_exact() {
+        let net = tiny();
+        let layers = qat_layers(&net, MtjGrad::Ste);
+        let (x, labels) = batch(4);
+        let images: Vec<usize> = (0..4).collect();
+        let q = backprop::Qat { layers: &layers, seed: 9, images: &images };
+        let mut work = net.clone();
+        let tape = backprop::forward(&mut work, x.clone(), 4, true, Some(&q)).unwrap();
+        let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.0);
+        let (_, qg) = backprop::backward(&net, &tape, d, Some(&q));
+        let g = qg[3].as_ref().unwrap();
+        for which in [2usize, 3] {
+            for col in [0, 7, 13, 23] {
+                let h = 1e-2f32;
+                let shifted = |delta: f32| {
+                    let mut l = layers.clone();
+                    l[3].as_mut().unwrap().learned_mut()[which][col] += delta;
+                    qat_loss(&net, &l, &x, &labels)
+                };
+                let num = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
+                let ana = g[which][col] as f64;
+                assert!((num - ana).abs() <= 1e-4 + 0.01 * ana.abs(), "param {which} col {col}: numeric {num} analytic {ana}");
+            }
+        }
+    }
+
+    /// With the `expected` surrogate and many samples, the loss is close to
+    /// a smooth function of the normalisation; its finite difference over a
+    /// wide step (h = 0.2 of the shift) must agree in sign and magnitude
+    /// with the surrogate gradient where the gradient is large.
+    #[test]
+    fn expected_surrogate_tracks_the_mean_loss() {
+        let net = tiny();
+        let mut layers = qat_layers(&net, MtjGrad::Expected);
+        if let Some(l) = layers[3].as_mut() {
+            l.config.converter = Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 4096 };
+        }
+        let (x, labels) = batch(4);
+        let images: Vec<usize> = (0..4).collect();
+        let q = backprop::Qat { layers: &layers, seed: 9, images: &images };
+        let mut work = net.clone();
+        let tape = backprop::forward(&mut work, x.clone(), 4, true, Some(&q)).unwrap();
+        let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.0);
+        let (_, qg) = backprop::backward(&net, &tape, d, Some(&q));
+        let g = &qg[3].as_ref().unwrap()[1];
+        let col = (0..g.len()).max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs())).unwrap();
+        let h = 0.2f32;
+        let shifted = |delta: f32| {
+            let mut l = layers.clone();
+            l[3].as_mut().unwrap().learned_mut()[1][col] += delta;
+            qat_loss(&net, &l, &x, &labels)
+        };
+        let num = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
+        let ana = g[col] as f64;
+        assert!(num * ana > 0.0 && (num - ana).abs() < 0.35 * ana.abs(), "numeric {num} analytic {ana}");
+    }
+
+    #[test]
+    fn qat_training_learns_and_resumes_bit_for_bit() {
+        let data = dataset();
+        let make = || Trainer::new(tiny(), TrainConfig { augment: false, ..config(20) }).unwrap().with_qat(qat_layers(&tiny(), MtjGrad::Ste)).unwrap();
+        let mut t = make();
+        let first = t.train_batches(&data, 0, 0, 3).unwrap();
+        for e in 1..20 {
+            t.train_batches(&data, e, 0, 3).unwrap();
+        }
+        let last = t.train_batches(&data, 19, 0, 3).unwrap();
+        assert!(last.loss_sum < 0.8 * first.loss_sum, "{} -> {}", first.loss_sum, last.loss_sum);
+        let mut a = make();
+        a.train_batches(&data, 0, 0, 3).unwrap();
+        a.train_batches(&data, 1, 0, 3).unwrap();
+        let mut b = make();
+        b.train_batches(&data, 0, 0, 3).unwrap();
+        let (state, step) = (b.state(), b.step);
+        let mut r = make();
+        r.load_state(&state, step).unwrap();
+        r.train_batches(&data, 1, 0, 3).unwrap();
+        assert_eq!(r.state(), a.state());
+        // The learned normalisation moved.
+        assert_ne!(a.qat[3].as_ref().unwrap().config.params.norm_shift, qat_layers(&tiny(), MtjGrad::Ste)[3].as_ref().unwrap().config.params.norm_shift);
+    }
 }

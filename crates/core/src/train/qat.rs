@@ -1,0 +1,168 @@
+//! PS-quantization-aware training of crossbar layers (METHOD.md §4).
+//!
+//! Forward is the StoX engine's own (`CrossbarLayer::forward` on the current
+//! weights, programmed anew each step, sampling keyed by epoch and image).
+//! Backward, per subarray s, column o and pixel p, with x = ps·scale + shift
+//! the normalised partial sum and c the converter output:
+//!   d acc = d out · out_scale;    d gain = Σ d acc · c;    d offset = Σ d acc
+//!   d c = d acc · gain;           d x = d c · c'(x)
+//!   d scale = Σ d x · ps;          d shift = Σ d x;         d ps = d x · scale
+//! where c'(x) is the straight-through identity inside the clamp range (the
+//! authors', `ste`) or the derivative of the expected transfer curve
+//! (`expected`); ideal and ADC converters pass d ps = d acc (STE). Then
+//! d W_s = d ps · X_sᵀ and d X_s = W_sᵀ · d ps as for a digital conv, and
+//! straight-through estimators reach the float weights (d w = d q / scale)
+//! and the inputs (d x_in = d level / step inside [0, clip]).
+//! One weight slice and one input stream per weight: bit-sliced training
+//! would need a surrogate for the digit decomposition, which is refused.
+
+use crate::bail;
+use crate::converter::Converter;
+use crate::crossbar::{ColumnParams, CrossbarLayer, LayerConfig};
+use crate::error::Result;
+use crate::graph::{Node, Op};
+use crate::pmath;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MtjGrad {
+    Ste,
+    Expected,
+}
+
+/// A crossbar layer under training: its configuration, whose normalisation
+/// and readout (`config.params`) are learned, and their momentum.
+#[derive(Debug, Clone)]
+pub struct QatLayer {
+    pub config: LayerConfig,
+    pub grad: MtjGrad,
+    pub velocity: [Vec<f32>; 4],
+}
+
+impl QatLayer {
+    pub fn new(node: &Node, config: LayerConfig, grad: MtjGrad) -> Result<QatLayer> {
+        let at = format!("layer '{}'", node.name);
+        if !matches!(node.op, Op::Conv(_)) {
+            bail!("{at}: PS-QAT trains crossbar Conv layers (got {})", node.op.kind());
+        }
+        let m = &config.mapping;
+        if m.slices() != 1 || m.streams() != 1 {
+            bail!("{at}: PS-QAT needs one weight slice and one input stream per weight (got {} slices, {} streams)", m.slices(), m.streams());
+        }
+        let p = &config.params;
+        if config.converter.normalises() && (p.norm_scale.is_empty() || p.readout_gain.is_empty()) {
+            bail!("{at}: PS-QAT of a normalising converter starts from calibrated normalisation and readout; none given");
+        }
+        let velocity = [p.norm_scale.len(), p.norm_shift.len(), p.readout_gain.len(), p.readout_offset.len()].map(|n| vec![0f32; n]);
+        Ok(QatLayer { config, grad, velocity })
+    }
+
+    /// The learned per-column arrays, in the order of `velocity`.
+    pub fn learned_mut(&mut self) -> [&mut Vec<f32>; 4] {
+        let ColumnParams { norm_scale, norm_shift, readout_gain, readout_offset, .. } = &mut self.config.params;
+        [norm_scale, norm_shift, readout_gain, readout_offset]
+    }
+
+    /// Derivative of the converter output with respect to x (normalising
+    /// converters only).
+    fn derivative(&self, x: f32) -> f32 {
+        match self.config.converter {
+            Converter::Mtj { curve, .. } => {
+                if x.abs() >= curve.clamp {
+                    return 0.0;
+                }
+                match self.grad {
+                    MtjGrad::Ste => 1.0,
+                    MtjGrad::Expected => {
+                        let s = pmath::sigmoid(curve.slope * (x - curve.center));
+                        2.0 * curve.slope * s * (1.0 - s)
+                    }
+                }
+            }
+            _ => {
+                if x.abs() < 1.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// Gradients of one crossbar conv over one image.
+pub struct ImageGrads {
+    /// `k × p`, with respect to the unfolded input *levels*.
+    pub dcols: Vec<f32>,
+    /// `out × k`, with respect to the quantised weight levels.
+    pub dw: Vec<f32>,
+    pub db: Vec<f32>,
+    /// Per column: d scale, d shift, d gain, d offset.
+    pub dparams: [Vec<f32>; 4],
+}
+
+/// Backward of one image through `layer` (programmed from `qat.config`),
+/// given the unfolded input levels `rows` (`p × k`), the recorded partial
+/// sums and converter outputs (`columns × p`), and `dy` (`out × p`).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, rows: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, has_bias: bool) -> ImageGrads {
+    let (out, k) = (layer.out, layer.k);
+    let cols = layer.columns.len();
+    let mut g = ImageGrads {
+        dcols: vec![0f32; k * p],
+        dw: vec![0f32; out * k],
+        db: vec![0f32; if has_bias { out } else { 0 }],
+        dparams: std::array::from_fn(|_| vec![0f32; if qat.config.converter.normalises() { cols } else { 0 }]),
+    };
+    for o in 0..g.db.len() {
+        g.db[o] = dy[o * p..(o + 1) * p].iter().sum();
+    }
+    let normalises = qat.config.converter.normalises();
+    let mut dps = vec![0f32; out * p];
+    let mut rows_s = Vec::new();
+    let mut tmp = Vec::new();
+    for (s, &(k0, k1)) in layer.ranges.iter().enumerate() {
+        let ks = k1 - k0;
+        for o in 0..out {
+            let idx = s * out + o;
+            let col = &layer.columns[idx];
+            let scale = layer.out_scale[o];
+            for j in 0..p {
+                let dacc = dy[o * p + j] * scale;
+                dps[o * p + j] = if normalises {
+                    let (v, cv) = (ps[idx * p + j], c[idx * p + j]);
+                    let x = v * col.scale + col.shift;
+                    g.dparams[2][idx] += dacc * cv;
+                    g.dparams[3][idx] += dacc;
+                    let dx = dacc * col.gain * qat.derivative(x);
+                    g.dparams[0][idx] += dx * v;
+                    g.dparams[1][idx] += dx;
+                    dx * col.scale
+                } else {
+                    dacc
+                };
+            }
+        }
+        // dW_s = dps · X_sᵀ (X_sᵀ = the subarray's columns of `rows`).
+        rows_s.clear();
+        for j in 0..p {
+            rows_s.extend_from_slice(&rows[j * k + k0..j * k + k1]);
+        }
+        tmp.resize(out * ks, 0.0);
+        crate::gemm::gemm_fused(&dps, &rows_s, &mut tmp, out, p, ks);
+        for o in 0..out {
+            for r in 0..ks {
+                g.dw[o * k + k0 + r] += tmp[o * ks + r];
+            }
+        }
+        // dX_s = W_sᵀ · dps.
+        let w = layer.cells(0, s);
+        let mut wt = vec![0f32; ks * out];
+        for o in 0..out {
+            for r in 0..ks {
+                wt[r * out + o] = w[o * ks + r];
+            }
+        }
+        crate::gemm::gemm_fused(&wt, &dps, &mut g.dcols[k0 * p..k1 * p], ks, out, p);
+    }
+    g
+}
