@@ -109,13 +109,15 @@ const commands: Record<string, Command> = {
       batch: { type: 'string' },
       threads: { type: 'string' },
       json: { type: 'boolean' },
+      'ignore-learned': { type: 'boolean' },
       ...configOptions,
     },
     help: {
-      '--model PATH': 'ONNX model (input [N,3,32,32], output logits [N,10])',
+      '--model PATH': 'ONNX model (input [N,3,32,32], output logits [N,10]); a model trained here with PS-QAT brings its own settings and learned normalisation',
       '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache filled by `stoxnet data cifar10`)',
       ...configHelp,
       '--config FILE.json': 'the settings above as a JSON object with the API names (rows, weightBits, samplesPerLayer, ...); flags override it',
+      '--ignore-learned': 'calibrate clips and normalisation afresh instead of using the model\'s learned ones',
       '--backend NAME': `engine: ${BACKENDS.join(', ')} (default native; ort = onnxruntime FP32; js = the pure-JS reference)`,
       '--limit N': 'evaluate only the first N test images (default all 10,000)',
       '--batch N': 'images per engine call (default 100; results do not depend on it)',
@@ -130,6 +132,7 @@ const commands: Record<string, Command> = {
         data: v.data as string | undefined,
         backend: v.backend as never,
         config: configFrom(v),
+        ignoreLearned: v['ignore-learned'] as boolean | undefined,
         limit: v.limit as never,
         batch: v.batch as never,
         threads: v.threads as never,
@@ -152,7 +155,7 @@ const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a CIFAR-10 ResNet from scratch or fine-tune an ONNX model; checkpoints every epoch, resumable',
-    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [--json] | --resume DIR',
+    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--mtj-grad ste|expected] [--json] | --resume DIR',
     options: {
       arch: { type: 'string' },
       from: { type: 'string' },
@@ -173,7 +176,10 @@ const commands: Record<string, Command> = {
       threads: { type: 'string' },
       'stop-after': { type: 'string' },
       'train-images': { type: 'string' },
+      'mtj-grad': { type: 'string' },
+      config: { type: 'string' },
       json: { type: 'boolean' },
+      ...configOptions,
     },
     help: {
       '--arch NAME': `train from scratch: ${ARCHS.join(', ')} (option-A shortcuts, BatchNorm kept)`,
@@ -195,6 +201,9 @@ const commands: Record<string, Command> = {
       '--threads N': 'worker threads, 0 = one per core (default 0)',
       '--stop-after N': 'stop after N epochs of this invocation (resume later)',
       '--train-images N': 'train on the first N training images only (quick experiments; default all 50,000)',
+      ...configHelp,
+      '--config FILE.json': 'simulator settings as JSON (as for eval); flags override it',
+      '--mtj-grad NAME': 'PS-QAT surrogate through the MTJ sampler: ste (identity inside the clamp range, the authors\') or expected (derivative of the expected transfer curve) (default ste)',
       '--json': 'print each epoch\'s log line on stdout',
     },
     async run(v) {
@@ -221,6 +230,8 @@ const commands: Record<string, Command> = {
         threads: v.threads as never,
         stopAfter: v['stop-after'] === undefined ? undefined : Number(v['stop-after']),
         trainImages: v['train-images'] as never,
+        stox: configFrom(v),
+        mtjGrad: v['mtj-grad'] as never,
         onProgress: (done, total) => bar.update(done, total),
         onEpoch: (e) => {
           bar.stop();

@@ -19,8 +19,10 @@ export interface EvalOptions {
   /** CIFAR-10 binary folder; default: STOXNET_DATA, else the cache. */
   data?: string;
   backend?: (typeof BACKENDS)[number];
-  /** Simulator settings (see StoxConfig); unset keys take the defaults. */
+  /** Simulator settings (see StoxConfig); unset keys take the model's embedded settings, else the defaults. */
   config?: Partial<StoxConfig>;
+  /** Calibrate afresh instead of using a trained model's learned clips and normalisation. */
+  ignoreLearned?: boolean;
   /** Evaluate the first `limit` test images (default all 10,000). */
   limit?: number;
   /** Images per engine call (default 100). Does not change results. */
@@ -107,17 +109,18 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   const batch = int('batch', options.batch ?? 100, 1, 10_000);
   const threads = int('threads', options.threads ?? 0, 0, 1024);
   const limit = options.limit === undefined ? undefined : int('limit', options.limit, 1);
-  const config = resolveConfig((options.config ?? {}) as Record<string, unknown>);
+  const net = await importOnnx(options.model);
+  // A model trained with PS-QAT carries its settings; explicit ones override them.
+  const config = resolveConfig({ ...(net.stox?.config ?? {}), ...(options.config ?? {}) } as Record<string, unknown>);
   if (backendName === 'ort' && config.converter !== 'fp') {
     throw new ConfigError(`backend ort runs the model in FP32 only; --converter ${config.converter} needs --backend native or js`);
   }
-  const net = await importOnnx(options.model);
   const dataDir = resolveDataDir(options.data);
   let backend: Backend;
   let layers: LayerReport[] = [];
   if (backendName === 'ort') backend = await ortBackend(options.model, threads, net.input);
   else if (config.converter === 'fp' && backendName === 'native') backend = nativeBackend(net, threads);
-  else ({ backend, layers } = await createSimulator(net, config, { dataDir, threads, engine: backendName }));
+  else ({ backend, layers } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers }));
 
   const test = await readCifar10(dataDir, 'test');
   const total = Math.min(limit ?? test.count, test.count);

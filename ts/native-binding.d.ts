@@ -26,7 +26,11 @@ export declare class NativeSimulator {
 
 /** A training run: the network, the optimiser state and the training set. */
 export declare class NativeTrainer {
-  constructor(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array)
+  /**
+   * `calibration`: normalised training images for PS-QAT's initial clips,
+   * normalisation and readout (may be empty for FP32 training).
+   */
+  constructor(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array)
   get batchesPerEpoch(): number
   /** Trains batches `from..to` of `epoch` off the JS thread. */
   trainBatches(epoch: number, from: number, to: number, threads: number): Promise<TrainProgress>
@@ -34,6 +38,8 @@ export declare class NativeTrainer {
   learningRate(): number
   /** The current network (eval-mode BatchNorm uses the running statistics). */
   network(): NetworkSpec
+  /** The learned state of each PS-QAT crossbar layer. */
+  learned(): Array<LearnedJs>
   /** Parameters, BatchNorm statistics and momentum, for a checkpoint. */
   state(): TrainState
   loadState(state: TrainState): void
@@ -94,6 +100,13 @@ export interface LayerSpecJs {
   params?: ColumnParamsJs
 }
 
+/** A crossbar layer's learned state: input clip and per-column parameters. */
+export interface LearnedJs {
+  node: number
+  inputClip: number
+  params: ColumnParamsJs
+}
+
 export interface NetworkSpec {
   /** `[channels, height, width]` of one image. */
   input: Array<number>
@@ -151,6 +164,10 @@ export interface TrainConfigJs {
   std: Array<number>
   /** Initialise the weights from the seed (training from scratch). */
   init: boolean
+  /** PS-QAT: crossbar spec per node (null = digital); absent = FP32 training. */
+  layers?: Array<LayerSpecJs | undefined | null>
+  /** "ste" (identity inside the clamp range) or "expected" (derivative of the expected transfer curve). */
+  mtjGrad?: string
 }
 
 export interface TrainProgress {

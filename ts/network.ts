@@ -71,10 +71,25 @@ export interface AddNode {
 
 export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | SimpleNode | AddNode;
 
+/** Per-column parameter names a trained crossbar layer carries. */
+export const LEARNED_PARAMS = ['adcLo', 'adcStep', 'normScale', 'normShift', 'readoutGain', 'readoutOffset'] as const;
+
+/**
+ * What a model trained with PS-QAT carries besides its FP32 graph: the
+ * simulator settings it was trained with (ONNX metadata `stoxnet.config`)
+ * and, per crossbar node, its input clip and learned per-column parameters
+ * (initializers `stoxnet/<node>/<param>`).
+ */
+export interface EmbeddedStox {
+  config: Record<string, unknown>;
+  layers: Record<string, { inputClip?: number; params: Partial<Record<(typeof LEARNED_PARAMS)[number], Float32Array>> }>;
+}
+
 export interface Network {
   /** [channels, height, width] of one image */
   input: [number, number, number];
   nodes: IrNode[];
   /** value index of the logits */
   output: number;
+  stox?: EmbeddedStox;
 }

@@ -4,10 +4,10 @@
 // same calibrated parameters.
 import type { Backend } from './backend.js';
 import { normalize, readCifar10 } from './data/cifar10.js';
-import type { ResolvedJs } from './native-binding.js';
 import { native } from './native.js';
-import type { Network } from './network.js';
+import type { EmbeddedStox, Network } from './network.js';
 import { referenceBackend } from './reference/engine.js';
+import type { LayerSpecJs, ResolvedJs } from './native-binding.js';
 import { layerSpecs, type StoxConfig } from './stox.js';
 
 /** What one crossbar layer became, for reports. */
@@ -28,11 +28,25 @@ export interface SimulatorOptions {
   dataDir: string;
   threads: number;
   engine: 'native' | 'js';
+  /** Learned clips and per-column parameters by node name (a PS-QAT model's); the rest is calibrated. */
+  learned?: EmbeddedStox['layers'];
+}
+
+/** Puts learned clips and parameters into the specs of the layers that have them. */
+export function applyLearned(net: Network, specs: (LayerSpecJs | null)[], learned: EmbeddedStox['layers'] | undefined): void {
+  if (!learned) return;
+  specs.forEach((spec, i) => {
+    const l = learned[net.nodes[i].name];
+    if (!spec || !l) return;
+    if (l.inputClip !== undefined) spec.inputClip = l.inputClip;
+    spec.params = { ...l.params };
+  });
 }
 
 export async function createSimulator(net: Network, config: StoxConfig, o: SimulatorOptions): Promise<{ backend: Backend; layers: LayerReport[] }> {
   const specs = layerSpecs(net, config);
-  const needsCalibration = specs.some((s) => s !== null);
+  applyLearned(net, specs, o.learned);
+  const needsCalibration = specs.some((s) => s !== null && (s.inputClip === undefined || !s.params));
   let calibration: Float32Array = new Float32Array(0);
   if (needsCalibration) {
     const train = await readCifar10(o.dataDir, 'train');

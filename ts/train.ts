@@ -9,9 +9,12 @@ import { ConfigError, int, oneOf } from './config.js';
 import { normalize, readCifar10 } from './data/cifar10.js';
 import { resolveDataDir } from './data/location.js';
 import { argmax } from './eval.js';
-import type { TrainProgress } from './native-binding.js';
-import { native } from './native.js';
-import type { Network } from './network.js';
+import type { Backend } from './backend.js';
+import type { LayerSpecJs, LearnedJs, TrainProgress } from './native-binding.js';
+import { native, nativeBackend } from './native.js';
+import type { EmbeddedStox, Network } from './network.js';
+import { applyLearned, createSimulator } from './simulator.js';
+import { layerSpecs, resolveConfig, type StoxConfig } from './stox.js';
 import { exportOnnx } from './onnx/export.js';
 import { importOnnx } from './onnx/import.js';
 
@@ -31,6 +34,10 @@ export interface TrainSettings {
   labelSmoothing: number;
   augment: boolean;
   seed: number;
+  /** PS-QAT: the simulator settings to train through (converter `fp` = plain FP32 training). */
+  stox: Partial<StoxConfig>;
+  /** Surrogate gradient of the MTJ sampler. */
+  mtjGrad: 'ste' | 'expected';
 }
 
 export interface TrainOptions extends Partial<TrainSettings> {
@@ -72,6 +79,8 @@ const DEFAULTS: Omit<TrainSettings, 'arch' | 'from'> = {
   labelSmoothing: 0,
   augment: true,
   seed: 0,
+  stox: {},
+  mtjGrad: 'ste',
 };
 
 function num(name: string, v: unknown, min: number, max: number): number {
@@ -94,7 +103,10 @@ export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
     labelSmoothing: num('--label-smoothing', o.labelSmoothing ?? DEFAULTS.labelSmoothing, 0, 1),
     augment: Boolean(o.augment ?? DEFAULTS.augment),
     seed: int('--seed', o.seed ?? DEFAULTS.seed, 0, Number.MAX_SAFE_INTEGER),
+    stox: o.stox ?? DEFAULTS.stox,
+    mtjGrad: oneOf('--mtj-grad', o.mtjGrad ?? DEFAULTS.mtjGrad, ['ste', 'expected'] as const),
   };
+  resolveConfig(s.stox as Record<string, unknown>); // validated here, once
   if (o.arch !== undefined) s.arch = oneOf('--arch', o.arch, ARCHS);
   if (o.from !== undefined) s.from = resolve(o.from);
   return s;
@@ -136,18 +148,27 @@ function readCheckpoint(path: string): { header: CheckpointHeader; values: Float
   return { header, values };
 }
 
-/** Top-1 of `net` (eval-mode BatchNorm) on pre-normalised test images. */
-async function testTop1(net: Network, images: Float32Array, labels: Uint8Array, threads: number): Promise<number> {
-  const engine = new (native().NativeNetwork)(net);
-  const len = net.input[0] * net.input[1] * net.input[2];
+/** Top-1 of a backend on pre-normalised test images (all of them). */
+async function testTop1(backend: Backend, images: Float32Array, labels: Uint8Array): Promise<number> {
+  const len = images.length / labels.length;
   let correct = 0;
   const batch = 500;
   for (let s = 0; s < labels.length; s += batch) {
     const n = Math.min(batch, labels.length - s);
-    const { logits } = await engine.forward(images.subarray(s * len, (s + n) * len), s, threads);
-    for (let i = 0; i < n; i++) if (argmax(logits.subarray(i * 10, (i + 1) * 10)) === labels[s + i]) correct++;
+    const { logits } = await backend.run(images.subarray(s * len, (s + n) * len), s);
+    for (let i = 0; i < n; i++) if (argmax(logits.subarray(i * backend.classes, (i + 1) * backend.classes)) === labels[s + i]) correct++;
   }
   return correct / labels.length;
+}
+
+/** A trainer's learned crossbar state, by node name, as a model embeds it. */
+function learnedByName(net: Network, learned: LearnedJs[]): EmbeddedStox['layers'] {
+  return Object.fromEntries(
+    learned.map((l) => [
+      net.nodes[l.node].name,
+      { inputClip: l.inputClip, params: Object.fromEntries(Object.entries(l.params).filter(([, v]) => v)) as EmbeddedStox['layers'][string]['params'] },
+    ]),
+  );
 }
 
 export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: string }> {
@@ -168,12 +189,30 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
   const [trainSet, testSet] = await Promise.all([readCifar10(dir, 'train'), readCifar10(dir, 'test')]);
   const testImages = normalize(testSet.images, testSet.count);
   const n = o.trainImages === undefined ? trainSet.count : int('--train-images', o.trainImages, 2, trainSet.count);
+  const stox = resolveConfig(settings.stox as Record<string, unknown>);
+  const qat = stox.converter !== 'fp';
+  let specs: (LayerSpecJs | null)[] | undefined;
+  let calibration: Float32Array = new Float32Array(0);
+  if (qat) {
+    specs = layerSpecs(net, stox);
+    applyLearned(net, specs, net.stox?.layers);
+    const m = Math.min(stox.calibrationImages, n);
+    calibration = normalize(trainSet.images.subarray(0, m * 3072), m);
+  }
   const trainer = new (native().NativeTrainer)(
     net,
-    { ...settings, init: settings.arch !== undefined, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
+    { ...settings, init: settings.arch !== undefined, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], layers: specs },
     trainSet.images.subarray(0, n * 3072),
     trainSet.labels.subarray(0, n),
+    calibration,
   );
+  // Test accuracy in eval mode: FP32, or the StoX engine with the learned state (seed = the run's seed).
+  const evaluator = async (): Promise<Backend> => {
+    const now = trainer.network() as Network;
+    if (!qat) return nativeBackend(now, threads);
+    const { backend } = await createSimulator(now, stox, { dataDir: dir, threads, engine: 'native', learned: learnedByName(now, trainer.learned()) });
+    return backend;
+  };
   let epoch = 0;
   if (resumed) {
     trainer.loadState({ values: resumed.values, step: resumed.header.step });
@@ -200,7 +239,7 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
       epochs: settings.epochs,
       loss: total.lossSum / total.images,
       trainTop1: total.correct / total.images,
-      testTop1: await testTop1(trainer.network() as Network, testImages, testSet.labels, threads),
+      testTop1: await testTop1(await evaluator(), testImages, testSet.labels),
       lr,
       imagesPerSecond: total.images / seconds,
       seconds,
@@ -213,6 +252,16 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
     o.onEpoch?.(entry);
   }
   const model = join(o.out, 'model.onnx');
-  writeFileAtomic(model, exportOnnx(trainer.network() as Network, { doc: `trained by stoxnet: ${JSON.stringify(settings)}; epochs completed ${epoch}` }));
+  const final = trainer.network() as Network;
+  const learned = qat ? learnedByName(final, trainer.learned()) : {};
+  const params = Object.fromEntries(Object.entries(learned).map(([name, l]) => [name, { ...l.params, inputClip: Float32Array.of(l.inputClip!) }]));
+  writeFileAtomic(
+    model,
+    exportOnnx(final, {
+      config: qat ? stox : undefined,
+      params: params as Record<string, Record<string, Float32Array>>,
+      doc: `trained by stoxnet: ${JSON.stringify(settings)}; epochs completed ${epoch}`,
+    }),
+  );
   return { log, model };
 }

@@ -6,10 +6,11 @@
 
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import type { ConvNode, IrNode, LinearNode, Network } from '../network.js';
+import { type ConvNode, type EmbeddedStox, type IrNode, LEARNED_PARAMS, type LinearNode, type Network } from '../network.js';
 import { type Const, type SliceAxis, canFold, dependsOnBatch, foldNode, ints, scalar, shapeOf, sliceAxes } from './fold.js';
 import {
   Attrs,
+  type ModelProto,
   type NodeProto,
   type TensorProto,
   type ValueInfoProto,
@@ -110,7 +111,46 @@ class Importer {
     const out = this.values.get(name) ?? fail(`graph output '${name}' is not produced by any node`);
     if (!isRuntime(out)) fail(`graph output '${name}' is a constant`);
     const [, c, h, w] = input.dims as [number, number, number, number];
-    return { input: [c, h, w], nodes: this.nodes, output: out.index };
+    const stox = this.embeddedStox(model);
+    return { input: [c, h, w], nodes: this.nodes, output: out.index, ...(stox ? { stox } : {}) };
+  }
+
+  /** The StoX settings and learned parameters of a model trained here (export.ts). */
+  private embeddedStox(model: ModelProto): EmbeddedStox | undefined {
+    const meta = (model.metadataProps ?? []).find((m) => m.key === 'stoxnet.config');
+    const learned = [...this.initializers.values()].filter((t) => t.name.startsWith('stoxnet/'));
+    if (!meta && learned.length === 0) return undefined;
+    let config: Record<string, unknown> = {};
+    if (meta) {
+      try {
+        config = JSON.parse(meta.value);
+      } catch (e) {
+        fail(`metadata 'stoxnet.config' is not valid JSON (${(e as Error).message})`);
+      }
+      if (typeof config !== 'object' || config === null || Array.isArray(config)) fail(`metadata 'stoxnet.config' must be a JSON object`);
+    }
+    const layers: EmbeddedStox['layers'] = {};
+    const known = new Set(this.nodes.map((n) => n.name));
+    for (const t of learned) {
+      // Node names may contain '/', parameter names do not.
+      const rest = t.name.slice('stoxnet/'.length);
+      const node = rest.slice(0, rest.lastIndexOf('/'));
+      const param = rest.slice(rest.lastIndexOf('/') + 1);
+      if (!known.has(node)) fail(`initializer '${t.name}' does not name a node of this graph (expected stoxnet/<node>/<param>)`);
+      const tensor = tensorFromProto(t, this.dir);
+      const data = tensor.data instanceof Float32Array ? tensor.data : Float32Array.from(tensor.data as ArrayLike<number>);
+      if (!data.every(Number.isFinite)) fail(`initializer '${t.name}' contains NaN or Inf`);
+      const layer = (layers[node] ??= { params: {} });
+      if (param === 'inputClip') {
+        if (data.length !== 1 || !(data[0] > 0)) fail(`initializer '${t.name}' must hold one positive value`);
+        layer.inputClip = data[0];
+      } else if ((LEARNED_PARAMS as readonly string[]).includes(param)) {
+        layer.params[param as (typeof LEARNED_PARAMS)[number]] = data;
+      } else {
+        fail(`initializer '${t.name}': unknown parameter '${param}' (known: inputClip, ${LEARNED_PARAMS.join(', ')})`);
+      }
+    }
+    return { config, layers };
   }
 
   private graphInput(vi: ValueInfoProto): Runtime {

@@ -93,6 +93,7 @@ export interface GraphProto {
 export interface ModelProto {
   irVersion: Int64;
   opsetImport: { domain: string; version: Int64 }[];
+  metadataProps: StringStringEntryProto[];
   graph: GraphProto | null;
 }
 

@@ -513,6 +513,18 @@ pub struct TrainConfigJs {
     pub std: Vec<f64>,
     /// Initialise the weights from the seed (training from scratch).
     pub init: bool,
+    /// PS-QAT: crossbar spec per node (null = digital); absent = FP32 training.
+    pub layers: Option<Vec<Option<LayerSpecJs>>>,
+    /// "ste" (identity inside the clamp range) or "expected" (derivative of the expected transfer curve).
+    pub mtj_grad: Option<String>,
+}
+
+/// A crossbar layer's learned state: input clip and per-column parameters.
+#[napi(object)]
+pub struct LearnedJs {
+    pub node: u32,
+    pub input_clip: f64,
+    pub params: ColumnParamsJs,
 }
 
 #[napi(object)]
@@ -530,12 +542,19 @@ pub struct NativeTrainer {
     data: Arc<Dataset>,
 }
 
-use stoxnet_core::train::{augment::Normalize, sgd::{Schedule, Sgd}, Dataset, TrainConfig, Trainer};
+use stoxnet_core::train::{
+    augment::Normalize,
+    qat::{MtjGrad, QatLayer},
+    sgd::{Schedule, Sgd},
+    Dataset, TrainConfig, Trainer,
+};
 
 #[napi]
 impl NativeTrainer {
     #[napi(constructor)]
-    pub fn new(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array) -> napi::Result<Self> {
+    /// `calibration`: normalised training images for PS-QAT's initial clips,
+    /// normalisation and readout (may be empty for FP32 training).
+    pub fn new(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array) -> napi::Result<Self> {
         guarded(|| {
             let mut net = network(&spec)?;
             let dims = [net.input.c, net.input.h, net.input.w];
@@ -575,7 +594,20 @@ impl NativeTrainer {
             if config.init {
                 stoxnet_core::train::init(&mut net, cfg.seed);
             }
-            let trainer = Trainer::new(net, cfg)?;
+            let qat = match &config.layers {
+                None => Vec::new(),
+                Some(layers) => {
+                    let grad = choice("train", "mtjGrad", config.mtj_grad.as_deref().unwrap_or("ste"), &[("ste", MtjGrad::Ste), ("expected", MtjGrad::Expected)])?;
+                    let specs = layers
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| l.as_ref().map(|l| layer_spec(&format!("layer '{}'", net.nodes.get(i).map_or("?", |n| n.name.as_str())), l)).transpose())
+                        .collect::<stoxnet_core::Result<Vec<_>>>()?;
+                    let (stox, _) = calibrate::prepare(&net, &specs, cfg.seed, &calibration)?;
+                    stox.layers.iter().enumerate().map(|(i, l)| l.as_ref().map(|l| QatLayer::new(&net.nodes[i], l.config.clone(), grad)).transpose()).collect::<stoxnet_core::Result<Vec<_>>>()?
+                }
+            };
+            let trainer = Trainer::new(net, cfg)?.with_qat(qat)?;
             Ok(NativeTrainer { trainer: Arc::new(std::sync::Mutex::new(trainer)), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }) })
         })
     }
@@ -606,6 +638,36 @@ impl NativeTrainer {
         guarded(|| {
             let t = self.trainer.lock().map_err(|_| stoxnet_core::Error::new("trainer is poisoned by an earlier panic"))?;
             Ok(spec_of(&t.net))
+        })
+    }
+
+    /// The learned state of each PS-QAT crossbar layer.
+    #[napi]
+    pub fn learned(&self) -> napi::Result<Vec<LearnedJs>> {
+        guarded(|| {
+            let t = self.trainer.lock().map_err(|_| stoxnet_core::Error::new("trainer is poisoned by an earlier panic"))?;
+            let arr = |v: &Vec<f32>| (!v.is_empty()).then(|| Float32Array::new(v.clone()));
+            Ok(t.qat
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| {
+                    l.as_ref().map(|l| {
+                        let p = &l.config.params;
+                        LearnedJs {
+                            node: i as u32,
+                            input_clip: l.config.input_clip as f64,
+                            params: ColumnParamsJs {
+                                adc_lo: arr(&p.adc_lo),
+                                adc_step: arr(&p.adc_step),
+                                norm_scale: arr(&p.norm_scale),
+                                norm_shift: arr(&p.norm_shift),
+                                readout_gain: arr(&p.readout_gain),
+                                readout_offset: arr(&p.readout_offset),
+                            },
+                        }
+                    })
+                })
+                .collect())
         })
     }
 

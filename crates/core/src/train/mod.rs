@@ -138,7 +138,7 @@ impl Trainer {
 
     /// Trains these crossbar layers with PS-QAT (`layers[i]` for node i).
     pub fn with_qat(mut self, layers: Vec<Option<qat::QatLayer>>) -> Result<Trainer> {
-        if layers.len() != self.net.nodes.len() {
+        if !layers.is_empty() && layers.len() != self.net.nodes.len() {
             bail!("PS-QAT layer list covers {} nodes, the network has {}", layers.len(), self.net.nodes.len());
         }
         self.qat = layers;
@@ -191,14 +191,14 @@ impl Trainer {
             let plain = sgd::Sgd { weight_decay: 0.0, ..c.sgd };
             for (layer, g) in self.qat.iter_mut().zip(&qgrads) {
                 if let (Some(layer), Some(g)) = (layer, g) {
-                    let velocity = std::mem::take(&mut layer.velocity);
-                    let mut velocity = velocity;
-                    for ((p, g), v) in layer.learned_mut().into_iter().zip(g).zip(velocity.iter_mut()) {
-                        if !p.is_empty() {
-                            plain.update(lr, p, g, v);
-                        }
+                    if layer.learned[0].is_empty() {
+                        continue;
                     }
-                    layer.velocity = velocity;
+                    let g = layer.learned_grads(g);
+                    for ((p, g), v) in layer.learned.iter_mut().zip(&g).zip(layer.velocity.iter_mut()) {
+                        plain.update(lr, p, g, v);
+                    }
+                    layer.compose();
                 }
             }
             self.step += 1;
@@ -226,7 +226,7 @@ impl Trainer {
             }
         }
         for layer in self.qat.iter_mut().flatten() {
-            for p in layer.learned_mut() {
+            for p in &layer.learned {
                 out.extend(p.iter());
             }
             for v in &layer.velocity {
@@ -259,12 +259,13 @@ impl Trainer {
             }
         }
         for layer in self.qat.iter_mut().flatten() {
-            for p in layer.learned_mut() {
+            for p in &mut layer.learned {
                 take(p);
             }
             for v in &mut layer.velocity {
                 take(v);
             }
+            layer.compose();
         }
         self.step = step;
         Ok(())

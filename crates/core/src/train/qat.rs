@@ -29,12 +29,21 @@ pub enum MtjGrad {
     Expected,
 }
 
-/// A crossbar layer under training: its configuration, whose normalisation
-/// and readout (`config.params`) are learned, and their momentum.
+/// A crossbar layer under training. Its normalisation and readout are
+/// learned in a normalised parameterisation, like a BatchNorm affine on
+/// top of the calibrated statistics (raw partial-sum units would make SGD
+/// steps hundreds of times too large for the scale and too small for the
+/// gain):
+///   scale = γn·s0,  shift = βn + γn·t0,  gain = γr·g0,  offset = h0 + βr·g0
+/// with (s0, t0, g0, h0) the calibrated values and (γn, βn, γr, βr) learned,
+/// starting at (1, 0, 1, 0). `config.params` always holds the composition.
 #[derive(Debug, Clone)]
 pub struct QatLayer {
     pub config: LayerConfig,
     pub grad: MtjGrad,
+    base: [Vec<f32>; 4],
+    /// γn, βn, γr, βr per column.
+    pub learned: [Vec<f32>; 4],
     pub velocity: [Vec<f32>; 4],
 }
 
@@ -52,14 +61,38 @@ impl QatLayer {
         if config.converter.normalises() && (p.norm_scale.is_empty() || p.readout_gain.is_empty()) {
             bail!("{at}: PS-QAT of a normalising converter starts from calibrated normalisation and readout; none given");
         }
-        let velocity = [p.norm_scale.len(), p.norm_shift.len(), p.readout_gain.len(), p.readout_offset.len()].map(|n| vec![0f32; n]);
-        Ok(QatLayer { config, grad, velocity })
+        let base = [p.norm_scale.clone(), p.norm_shift.clone(), p.readout_gain.clone(), p.readout_offset.clone()];
+        let n = base[0].len();
+        let learned = [vec![1f32; n], vec![0f32; n], vec![1f32; n], vec![0f32; n]];
+        let velocity = std::array::from_fn(|_| vec![0f32; n]);
+        Ok(QatLayer { config, grad, base, learned, velocity })
     }
 
-    /// The learned per-column arrays, in the order of `velocity`.
-    pub fn learned_mut(&mut self) -> [&mut Vec<f32>; 4] {
+    /// Recomputes `config.params` from the calibrated base and the learned values.
+    pub fn compose(&mut self) {
+        let [s0, t0, g0, h0] = &self.base;
+        let [gn, bn, gr, br] = &self.learned;
         let ColumnParams { norm_scale, norm_shift, readout_gain, readout_offset, .. } = &mut self.config.params;
-        [norm_scale, norm_shift, readout_gain, readout_offset]
+        for i in 0..s0.len() {
+            norm_scale[i] = gn[i] * s0[i];
+            norm_shift[i] = bn[i] + gn[i] * t0[i];
+            readout_gain[i] = gr[i] * g0[i];
+            readout_offset[i] = h0[i] + br[i] * g0[i];
+        }
+    }
+
+    /// Turns gradients of (scale, shift, gain, offset) into gradients of the
+    /// learned (γn, βn, γr, βr).
+    pub fn learned_grads(&self, raw: &[Vec<f32>; 4]) -> [Vec<f32>; 4] {
+        let [s0, t0, g0, _] = &self.base;
+        let [ds, dt, dg, dh] = raw;
+        let n = s0.len();
+        [
+            (0..n).map(|i| ds[i] * s0[i] + dt[i] * t0[i]).collect(),
+            dt.clone(),
+            (0..n).map(|i| dg[i] * g0[i]).collect(),
+            (0..n).map(|i| dh[i] * g0[i]).collect(),
+        ]
     }
 
     /// Derivative of the converter output with respect to x (normalising

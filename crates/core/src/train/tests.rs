@@ -206,13 +206,16 @@ mod qat_tests {
         let tape = backprop::forward(&mut work, x.clone(), 4, true, Some(&q)).unwrap();
         let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.0);
         let (_, qg) = backprop::backward(&net, &tape, d, Some(&q));
-        let g = qg[3].as_ref().unwrap();
+        let layer = layers[3].as_ref().unwrap();
+        let g = layer.learned_grads(qg[3].as_ref().unwrap());
         for which in [2usize, 3] {
             for col in [0, 7, 13, 23] {
                 let h = 1e-2f32;
                 let shifted = |delta: f32| {
                     let mut l = layers.clone();
-                    l[3].as_mut().unwrap().learned_mut()[which][col] += delta;
+                    let q = l[3].as_mut().unwrap();
+                    q.learned[which][col] += delta;
+                    q.compose();
                     qat_loss(&net, &l, &x, &labels)
                 };
                 let num = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
@@ -240,12 +243,14 @@ mod qat_tests {
         let tape = backprop::forward(&mut work, x.clone(), 4, true, Some(&q)).unwrap();
         let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.0);
         let (_, qg) = backprop::backward(&net, &tape, d, Some(&q));
-        let g = &qg[3].as_ref().unwrap()[1];
+        let g = &layers[3].as_ref().unwrap().learned_grads(qg[3].as_ref().unwrap())[1];
         let col = (0..g.len()).max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs())).unwrap();
         let h = 0.2f32;
         let shifted = |delta: f32| {
             let mut l = layers.clone();
-            l[3].as_mut().unwrap().learned_mut()[1][col] += delta;
+            let q = l[3].as_mut().unwrap();
+            q.learned[1][col] += delta;
+            q.compose();
             qat_loss(&net, &l, &x, &labels)
         };
         let num = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
