@@ -1,0 +1,84 @@
+// Training through the CLI on a small slice of CIFAR-10: the log and
+// checkpoint contract, bit-identical resume, ONNX export that onnxruntime
+// loads with the same predictions, and PS-QAT models that carry their
+// settings and learned state through export and re-import.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { writeFileAtomic } from '../ts/atomic.js';
+import { evaluate } from '../ts/eval.js';
+import { exportOnnx } from '../ts/onnx/export.js';
+import { importOnnx } from '../ts/onnx/import.js';
+import { CLI, DATA_DIR, HAVE_DATA, HAVE_MODELS, model } from './helpers/env.js';
+
+const run = promisify(execFile);
+const tmp = () => mkdtempSync(join(tmpdir(), 'stoxnet-train-'));
+const small = ['--data', DATA_DIR, '--train-images', '256', '--batch', '64', '--seed', '3', '--json'];
+
+describe.skipIf(!HAVE_DATA)('stoxnet train (FP32, from scratch)', () => {
+  it('logs, checkpoints, resumes bit for bit and exports a model onnxruntime agrees with', async () => {
+    const [a, b] = [tmp(), tmp()];
+    const { stdout } = await run('node', [CLI, 'train', '--arch', 'resnet20', '--out', a, '--epochs', '2', ...small]);
+    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.epoch)).toEqual([1, 2]);
+    for (const key of ['loss', 'trainTop1', 'testTop1', 'lr', 'imagesPerSecond']) expect(typeof lines[0][key]).toBe('number');
+    expect(readFileSync(join(a, 'log.jsonl'), 'utf8').trim().split('\n')).toHaveLength(2);
+    // Stop after one epoch, resume: the same checkpoint and model, byte for byte.
+    await run('node', [CLI, 'train', '--arch', 'resnet20', '--out', b, '--epochs', '2', '--stop-after', '1', ...small]);
+    await run('node', [CLI, 'train', '--resume', b, '--data', DATA_DIR, '--train-images', '256']);
+    expect(readFileSync(join(b, 'checkpoint.bin')).equals(readFileSync(join(a, 'checkpoint.bin')))).toBe(true);
+    expect(readFileSync(join(b, 'model.onnx')).equals(readFileSync(join(a, 'model.onnx')))).toBe(true);
+    // The exported model: onnxruntime loads it and predicts what the native engine predicts.
+    const nat = await evaluate({ model: join(a, 'model.onnx'), data: DATA_DIR, limit: 500 });
+    const ort = await evaluate({ model: join(a, 'model.onnx'), data: DATA_DIR, limit: 500, backend: 'ort' });
+    expect(nat.report.correct).toBe(ort.report.correct);
+    expect(nat.report.top1).toBeCloseTo(lines[1].testTop1, 1);
+  });
+
+  it('rejects bad settings naming the flag', async () => {
+    const err = await run('node', [CLI, 'train', '--arch', 'resnet21', '--out', tmp(), ...small]).catch((e) => e);
+    expect(err.stderr).toMatch(/--arch: expected one of resnet20, resnet32, resnet44, resnet56, got "resnet21"/);
+    const both = await run('node', [CLI, 'train', '--out', tmp(), ...small]).catch((e) => e);
+    expect(both.stderr).toMatch(/give exactly one of --arch NAME or --from MODEL.onnx/);
+    const resume = await run('node', [CLI, 'train', '--resume', tmp()]).catch((e) => e);
+    expect(resume.stderr).toMatch(/no checkpoint in/);
+  });
+});
+
+describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('PS-QAT', () => {
+  it('fine-tunes through the MTJ, and the exported model reproduces its StoX accuracy without flags', async () => {
+    const out = tmp();
+    const { stdout } = await run('node', [
+      CLI, 'train', '--from', model('resnet20-bn.onnx'), '--out', out, '--epochs', '1', '--lr', '0.01',
+      '--converter', 'mtj', '--samples', '2', '--calibration-images', '32', '--mtj-grad', 'expected', ...small,
+    ]);
+    const log = JSON.parse(stdout.trim().split('\n').at(-1)!);
+    const path = join(out, 'model.onnx');
+    const net = await importOnnx(path);
+    expect(net.stox?.config.converter).toBe('mtj');
+    expect(Object.keys(net.stox!.layers)).toHaveLength(18);
+    const again = await evaluate({ model: path, data: DATA_DIR });
+    expect(again.report.converter).toBe('mtj');
+    expect(again.report.config.samples).toBe(2);
+    expect(again.report.top1).toBe(log.testTop1);
+    // Export → import → export → import keeps every bit of the simulation.
+    const copy = join(out, 'copy.onnx');
+    writeFileAtomic(copy, exportOnnx(net, { config: net.stox!.config, params: Object.fromEntries(Object.entries(net.stox!.layers).map(([k, l]) => [k, { ...l.params, inputClip: Float32Array.of(l.inputClip!) }])) as never }));
+    const [x, y] = await Promise.all([evaluate({ model: path, data: DATA_DIR, limit: 100 }), evaluate({ model: copy, data: DATA_DIR, limit: 100 })]);
+    expect(y.report.logitsDigest).toBe(x.report.logitsDigest);
+    // onnxruntime still loads it, with FP32 semantics.
+    const fp = await evaluate({ model: path, data: DATA_DIR, limit: 100, backend: 'ort', config: { converter: 'fp' } });
+    expect(fp.report.images).toBe(100);
+  });
+
+  it('a corrupted embedded setting is named', async () => {
+    const dir = tmp();
+    const net = await importOnnx(model('resnet20.onnx'));
+    const bad = join(dir, 'bad.onnx');
+    writeFileSync(bad, exportOnnx(net, { params: { nosuchnode: { normScale: Float32Array.of(1) } } }));
+    await expect(importOnnx(bad)).rejects.toThrow(/stoxnet\/nosuchnode\/normScale' does not name a node/);
+  });
+});
