@@ -147,6 +147,15 @@ describe('op mapping', () => {
     expect(net.output).toBe(4);
   });
 
+  test('Clip with constant bounds becomes Hardtanh (inputs at opset 13, attributes at opset 6); open bounds are refused', () => {
+    const net = imp({ nodes: [node('Clip', ['x', 'lo', 'hi'], ['y'])], initializers: [tensor('lo', [], [-1]), tensor('hi', [], [1])] });
+    expect(net.nodes).toEqual([{ name: 'y', op: 'Hardtanh', inputs: [0], min: -1, max: 1 }]);
+    const old = imp({ nodes: [node('Clip', ['x'], ['y'], { min: attr.float(0), max: attr.float(6) })], opset: 6 });
+    expect(old.nodes[0]).toMatchObject({ op: 'Hardtanh', min: 0, max: 6 });
+    expect(() => imp({ nodes: [node('Clip', ['x', 'lo'], ['y'])], initializers: [tensor('lo', [], [0])] })).toThrow(/Clip without a max bound is not supported/);
+    expect(() => imp({ nodes: [node('Clip', ['x', 'lo', 'hi'], ['y'])], initializers: [tensor('lo', [], [1]), tensor('hi', [], [-1])] })).toThrow(/min < max/);
+  });
+
   const head = [node('GlobalAveragePool', ['x'], ['p']), node('Flatten', ['p'], ['f'])];
 
   test('Gemm transB=1 keeps the weight, transB=0 transposes it', () => {

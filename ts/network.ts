@@ -63,13 +63,22 @@ export interface SimpleNode {
   inputs: [number];
 }
 
+/** Clamp to [min, max]: ONNX Clip, hardtanh when ±1. */
+export interface HardtanhNode {
+  name: string;
+  op: 'Hardtanh';
+  inputs: [number];
+  min: number;
+  max: number;
+}
+
 export interface AddNode {
   name: string;
   op: 'Add';
   inputs: [number, number];
 }
 
-export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | SimpleNode | AddNode;
+export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | SimpleNode | HardtanhNode | AddNode;
 
 /** Per-column parameter names a trained crossbar layer carries. */
 export const LEARNED_PARAMS = ['adcLo', 'adcStep', 'normScale', 'normShift', 'readoutGain', 'readoutOffset'] as const;

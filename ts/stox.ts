@@ -184,7 +184,8 @@ export function crossbarNodes(net: Network, policy: StoxConfig['policy']): numbe
 /** Whether node i's input can be negative (it is not produced by a ReLU). */
 function signedInput(net: Network, i: number): boolean {
   const v = net.nodes[i].inputs[0];
-  return v === 0 || net.nodes[v - 1].op !== 'Relu';
+  const producer = v === 0 ? undefined : net.nodes[v - 1];
+  return !(producer?.op === 'Relu' || (producer?.op === 'Hardtanh' && producer.min >= 0));
 }
 
 /** Samples T for each crossbar layer, in network order. */

@@ -74,6 +74,11 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
       case 'Flatten':
         node(n, 'Flatten', x, [intAttr('axis', 1)]);
         break;
+      case 'Hardtanh': {
+        const bound = (k: string, v: number) => init(floats(`${n.name}.${k}`, [], Float32Array.of(v)) as { name: string });
+        node(n, 'Clip', [x[0], bound('min', n.min), bound('max', n.max)]);
+        break;
+      }
       default:
         node(n, n.op === 'GlobalAvgPool' ? 'GlobalAveragePool' : n.op, x);
     }

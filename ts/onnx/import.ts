@@ -415,6 +415,19 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     return n.emit({ name: n.name, op: 'Relu', inputs: [x.index] }, x.dims);
   },
 
+  // Clip with constant bounds (inputs from opset 11, attributes before): hardtanh, ReLU6, ...
+  Clip(n) {
+    const x = n.runtime(0);
+    const bound = (i: number, attr: string) => {
+      if (n.proto.input[i]) return scalar(n.param(i), `Clip ${attr}`);
+      if (n.a.has(attr)) return n.a.float(attr, 0);
+      return fail(`Clip without a ${attr} bound is not supported (only clamps to a finite range)`);
+    };
+    const [min, max] = [bound(1, 'min'), bound(2, 'max')];
+    if (!(Number.isFinite(min) && Number.isFinite(max) && min < max)) fail(`Clip bounds must be finite with min < max, got [${min}, ${max}]`);
+    return n.emit({ name: n.name, op: 'Hardtanh', inputs: [x.index], min, max }, x.dims);
+  },
+
   Add(n) {
     const p = n.value(0);
     const q = n.value(1);

@@ -81,6 +81,9 @@ export class ReferenceEngine {
         case 'Relu':
           out = L.relu(x);
           break;
+        case 'Hardtanh':
+          out = L.hardtanh(x, n.min, n.max);
+          break;
         case 'Add':
           out = L.add(x, values[n.inputs[1]]);
           break;

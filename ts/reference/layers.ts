@@ -91,6 +91,12 @@ export function relu(x: Float32Array): Float32Array {
   return x.map((v) => (v > 0 ? v : 0));
 }
 
+export function hardtanh(x: Float32Array, min: number, max: number): Float32Array {
+  const lo = f(min);
+  const hi = f(max);
+  return x.map((v) => (v < lo ? lo : v > hi ? hi : v));
+}
+
 export function add(a: Float32Array, b: Float32Array): Float32Array {
   return a.map((v, i) => f(v + b[i]));
 }

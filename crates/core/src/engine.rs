@@ -85,6 +85,7 @@ impl Workspace {
                     match op {
                         Op::BatchNorm(b) => layers::batch_norm(b, x, out, xs.h * xs.w),
                         Op::Relu => layers::relu(x, out),
+                        Op::Hardtanh { min, max } => layers::hardtanh(x, *min, *max, out),
                         Op::Add => layers::add(x, &done[node.inputs[1]], out),
                         Op::Slice(s) => layers::slice(s, x, xs, out, os),
                         Op::PadChannels { before, .. } => layers::pad_channels(*before, x, xs.h * xs.w, out),

@@ -63,6 +63,8 @@ pub enum Op {
     Conv(Conv),
     BatchNorm(BatchNorm),
     Relu,
+    /// Clamp to [min, max] (ONNX Clip; hardtanh when ±1).
+    Hardtanh { min: f32, max: f32 },
     Add,
     Slice(Slice),
     /// Zero channels added before and after (the option-A shortcut's Pad).
@@ -78,6 +80,7 @@ impl Op {
             Op::Conv(_) => "Conv",
             Op::BatchNorm(_) => "BatchNorm",
             Op::Relu => "Relu",
+            Op::Hardtanh { .. } => "Hardtanh",
             Op::Add => "Add",
             Op::Slice(_) => "Slice",
             Op::PadChannels { .. } => "PadChannels",
@@ -177,6 +180,12 @@ impl Network {
                     x
                 }
                 Op::Relu => x,
+                Op::Hardtanh { min, max } => {
+                    if !(min < max) {
+                        bail!("{}: min {} must be below max {}", at(), min, max);
+                    }
+                    x
+                }
                 Op::Add => {
                     let y = shapes[node.inputs[1]];
                     if x != y {

@@ -91,6 +91,13 @@ pub fn relu(x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `x < min ? min : x > max ? max : x`.
+pub fn hardtanh(x: &[f32], min: f32, max: f32, out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = if v < min { min } else if v > max { max } else { v };
+    }
+}
+
 pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
         *o = x + y;

@@ -43,23 +43,31 @@ pub fn pack_inputs(cols: &[f32], p: usize, k0: usize, k1: usize, out: &mut Vec<u
 
 /// `ps[o][j] = Σ_k w[o][k]·x[k][j]` as f32 (exact), for `p` columns.
 pub fn mvm(w: &PackedWeights, x: &[u8], p: usize, ps: &mut [f32]) {
-    let out = w.out;
-    let mut o = 0;
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512vnni", target_feature = "avx512f"))]
-    {
-        while o + 4 <= out {
-            let mut j = 0;
-            while j + 32 <= p {
-                // SAFETY: the target features are enabled at compile time and
-                // every load stays inside `x` and `w` (bounds asserted in block).
-                unsafe { vnni::block(w, x, p, o, j, ps) };
-                j += 32;
-            }
-            scalar(w, x, p, o..o + 4, j..p, ps);
-            o += 4;
+    let done = vectorised(w, x, p, ps);
+    scalar(w, x, p, done..w.out, 0..p, ps);
+}
+
+/// Rows of four outputs with the VNNI kernel (and their column tail);
+/// returns how many outputs it covered.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512vnni", target_feature = "avx512f"))]
+fn vectorised(w: &PackedWeights, x: &[u8], p: usize, ps: &mut [f32]) -> usize {
+    let rows = w.out / 4 * 4;
+    for o in (0..rows).step_by(4) {
+        let mut j = 0;
+        while j + 32 <= p {
+            // SAFETY: the target features are enabled at compile time and
+            // every load stays inside `x` and `w` (bounds asserted in block).
+            unsafe { vnni::block(w, x, p, o, j, ps) };
+            j += 32;
         }
+        scalar(w, x, p, o..o + 4, j..p, ps);
     }
-    scalar(w, x, p, o..out, 0..p, ps);
+    rows
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx512vnni", target_feature = "avx512f")))]
+fn vectorised(_: &PackedWeights, _: &[u8], _: usize, _: &mut [f32]) -> usize {
+    0
 }
 
 fn scalar(w: &PackedWeights, x: &[u8], p: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, ps: &mut [f32]) {

@@ -53,6 +53,8 @@ pub struct NodeSpec {
     pub step: Option<Vec<u32>>,
     pub before: Option<u32>,
     pub after: Option<u32>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
 }
 
 #[napi(object)]
@@ -101,6 +103,7 @@ fn node(n: &NodeSpec) -> stoxnet_core::Result<Node> {
             eps: *field(n, "eps", &n.eps)? as f32,
         }),
         "Relu" => Op::Relu,
+        "Hardtanh" => Op::Hardtanh { min: *field(n, "min", &n.min)? as f32, max: *field(n, "max", &n.max)? as f32 },
         "Add" => Op::Add,
         "Slice" => Op::Slice(graph::Slice {
             start: dims::<2>(n, "start", &n.start)?,
@@ -457,6 +460,8 @@ fn spec_of(net: &Network) -> NetworkSpec {
                 step: None,
                 before: None,
                 after: None,
+                min: None,
+                max: None,
             };
             match &n.op {
                 Op::Conv(c) => {
@@ -486,6 +491,10 @@ fn spec_of(net: &Network) -> NetworkSpec {
                     s.shape = Some(dims(&[l.out_features, l.in_features]));
                     s.weight = Some(arr(&l.weight));
                     s.bias = l.bias.as_ref().map(arr);
+                }
+                Op::Hardtanh { min, max } => {
+                    s.min = Some(*min as f64);
+                    s.max = Some(*max as f64);
                 }
                 Op::Relu | Op::Add | Op::GlobalAvgPool | Op::Flatten => {}
             }

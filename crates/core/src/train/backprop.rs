@@ -106,6 +106,7 @@ pub fn forward(net: &mut Network, x: Vec<f32>, n: usize, train: bool, qat: Optio
                     }
                 }
                 Op::Relu => layers::relu(input, &mut out),
+                Op::Hardtanh { min, max } => layers::hardtanh(input, *min, *max, &mut out),
                 Op::Add => layers::add(input, &values[node.inputs[1]], &mut out),
                 Op::Slice(s) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::slice(s, x, xs, o, os)),
                 Op::PadChannels { before, .. } => {
@@ -435,6 +436,10 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                     }
                 });
                 params[i] = vec![sums.iter().map(|s| s.1).collect(), sums.iter().map(|s| s.0).collect()];
+                add_grad(&mut grads, xin, dx);
+            }
+            Op::Hardtanh { min, max } => {
+                let dx = dy.iter().zip(x).map(|(&g, &v)| if v > *min && v < *max { g } else { 0.0 }).collect();
                 add_grad(&mut grads, xin, dx);
             }
             Op::Relu => {
