@@ -132,6 +132,8 @@ export interface NodeSpec {
   step?: Array<number>
   before?: number
   after?: number
+  min?: number
+  max?: number
 }
 
 /** What calibration decided for one crossbar layer. */

@@ -21,12 +21,12 @@ pub struct Qat<'a> {
     pub images: &'a [usize],
 }
 
-/// A crossbar layer's forward record: the programmed layer, and every
-/// partial sum and converter output (`n × columns × p`).
+/// A crossbar layer as programmed for this step. Backward replays each
+/// image's forward (a pure function of seed and image index) to get its
+/// partial sums and converter outputs, which is cheaper than keeping
+/// `n × columns × p` of each for the whole batch.
 struct XbarTape {
     layer: CrossbarLayer,
-    ps: Vec<f32>,
-    c: Vec<f32>,
 }
 
 const CHUNK: usize = 8;
@@ -71,18 +71,13 @@ pub fn forward(net: &mut Network, x: Vec<f32>, n: usize, train: bool, qat: Optio
                 Op::Conv(c) if crossbar.is_some() => {
                     let (ql, q) = crossbar.unwrap();
                     let layer = CrossbarLayer::new(i, &node.name, &c.weight, c.bias.as_deref(), c.out_channels, ql.config.clone(), q.seed)?;
-                    let (p, cols) = (os.h * os.w, layer.columns.len());
-                    let (mut ps, mut cv) = (vec![0f32; n * cols * p], vec![0f32; n * cols * p]);
+                    let p = os.h * os.w;
                     let conv: &Conv = c;
-                    out.par_chunks_exact_mut(os.len())
-                        .zip(input.par_chunks_exact(xs.len()))
-                        .zip(ps.par_chunks_exact_mut(cols * p).zip(cv.par_chunks_exact_mut(cols * p)))
-                        .zip(q.images.par_iter())
-                        .for_each_init(Scratch::default, |scratch, (((o, x), (psi, ci)), &image)| {
-                            let unfold = |plane: &[f32], colsbuf: &mut [f32]| layers::im2col(conv, plane, xs, os, colsbuf);
-                            layer.forward(x, p, &unfold, scratch, image, q.seed, o, &mut LayerOps::default(), None, Some((psi, ci)));
-                        });
-                    record = Some(XbarTape { layer, ps, c: cv });
+                    out.par_chunks_exact_mut(os.len()).zip(input.par_chunks_exact(xs.len())).zip(q.images.par_iter()).for_each_init(Scratch::default, |scratch, ((o, x), &image)| {
+                        let unfold = |plane: &[f32], colsbuf: &mut [f32]| layers::im2col(conv, plane, xs, os, colsbuf);
+                        layer.forward(x, p, &unfold, scratch, image, q.seed, o, &mut LayerOps::default(), None, None);
+                    });
+                    record = Some(XbarTape { layer });
                 }
                 Op::Conv(c) => {
                     let k = layers::conv_rows(c) * os.h * os.w;
@@ -319,7 +314,8 @@ fn linear_backward(l: &crate::graph::Linear, x: &[f32], dy: &[f32], n: usize) ->
 pub type QatGrads = Vec<Option<[Vec<f32>; 4]>>;
 
 /// Backward of a crossbar conv under PS-QAT (see qat.rs): (dx, [dW, db?], dparams).
-fn crossbar_backward(ql: &QatLayer, t: &XbarTape, c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Vec<f32>, Vec<Vec<f32>>, [Vec<f32>; 4]) {
+#[allow(clippy::too_many_arguments)]
+fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Vec<f32>, Vec<Vec<f32>>, [Vec<f32>; 4]) {
     let layer = &t.layer;
     let (p, k, o) = (os.h * os.w, layer.k, layer.out);
     let cols = layer.columns.len();
@@ -329,14 +325,17 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, c: &Conv, x: &[f32], dy: &[f32
         .par_chunks_mut(CHUNK * xs.len())
         .zip(dy.par_chunks(CHUNK * os.len()))
         .zip(x.par_chunks(CHUNK * xs.len()))
-        .zip(t.ps.par_chunks(CHUNK * cols * p).zip(t.c.par_chunks(CHUNK * cols * p)))
-        .map(|(((dxc, dyc), xc), (psc, cc))| {
+        .zip(q.images.par_chunks(CHUNK))
+        .map(|(((dxc, dyc), xc), images)| {
             let mut acc: Vec<Vec<f32>> = vec![vec![0f32; o * k], vec![0f32; if has_bias { o } else { 0 }], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols]];
             let (mut levels, mut rows, mut dlevels) = (vec![0f32; xs.len()], vec![0f32; p * k], vec![0f32; xs.len()]);
-            for (((dxi, dyi), xi), (psi, ci)) in dxc.chunks_exact_mut(xs.len()).zip(dyc.chunks_exact(os.len())).zip(xc.chunks_exact(xs.len())).zip(psc.chunks_exact(cols * p).zip(cc.chunks_exact(cols * p))) {
+            let (mut psi, mut ci, mut yi, mut scratch) = (vec![0f32; cols * p], vec![0f32; cols * p], vec![0f32; os.len()], Scratch::default());
+            let unfold = |plane: &[f32], colsbuf: &mut [f32]| layers::im2col(c, plane, xs, os, colsbuf);
+            for (((dxi, dyi), xi), &image) in dxc.chunks_exact_mut(xs.len()).zip(dyc.chunks_exact(os.len())).zip(xc.chunks_exact(xs.len())).zip(images) {
+                layer.forward(xi, p, &unfold, &mut scratch, image, q.seed, &mut yi, &mut LayerOps::default(), None, Some((&mut psi, &mut ci)));
                 levels.iter_mut().zip(xi).for_each(|(l, &v)| *l = layer.input.level(v));
                 im2row(c, &levels, xs, os, &mut rows);
-                let g = qat::backward_image(ql, layer, &rows, psi, ci, dyi, p, has_bias);
+                let g = qat::backward_image(ql, layer, &rows, &psi, &ci, dyi, p, has_bias);
                 dlevels.fill(0.0);
                 col2im(c, &g.dcols, xs, os, &mut dlevels);
                 // Straight-through the input quantiser inside its range.
@@ -384,11 +383,11 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
         let node = &net.nodes[i];
         let (xin, xs, os) = (node.inputs[0], net.shapes[node.inputs[0]], net.shapes[i + 1]);
         let x = &tape.values[xin];
-        let crossbar = qat.and_then(|q| q.layers[i].as_ref()).zip(tape.xbar[i].as_ref());
+        let crossbar = qat.and_then(|q| q.layers[i].as_ref().map(|l| (l, q))).zip(tape.xbar[i].as_ref());
         match &node.op {
             Op::Conv(c) if crossbar.is_some() => {
-                let (ql, t) = crossbar.unwrap();
-                let (dx, g, dp) = crossbar_backward(ql, t, c, x, &dy, n, xs, os);
+                let ((ql, q), t) = crossbar.unwrap();
+                let (dx, g, dp) = crossbar_backward(ql, t, q, c, x, &dy, n, xs, os);
                 params[i] = g;
                 qgrads[i] = Some(dp);
                 if xin != 0 {
