@@ -64,25 +64,17 @@ impl Lanes {
         Lanes { s }
     }
 
-    /// One output of every lane.
+    /// One output of every lane (a loop the compiler vectorises).
     #[inline(always)]
     pub fn next(&mut self) -> [u32; LANES] {
-        let [s0, s1, s2, s3] = &mut self.s;
         let mut out = [0u32; LANES];
-        for l in 0..LANES {
-            out[l] = s0[l].wrapping_add(s3[l]).rotate_left(7).wrapping_add(s0[l]);
-            let t = s1[l] << 9;
-            s2[l] ^= s0[l];
-            s3[l] ^= s1[l];
-            s1[l] ^= s2[l];
-            s0[l] ^= s3[l];
-            s2[l] ^= t;
-            s3[l] = s3[l].rotate_left(11);
+        for (l, o) in out.iter_mut().enumerate() {
+            *o = self.next_lane(l);
         }
         out
     }
 
-    /// One output of lane `l` only (for pixel counts that are not a multiple of 8).
+    /// One output of lane `l`: a Xoshiro128++ step.
     #[inline(always)]
     pub fn next_lane(&mut self, l: usize) -> u32 {
         let [s0, s1, s2, s3] = &mut self.s;
