@@ -4,6 +4,7 @@
 
 pub mod calibrate;
 pub mod converter;
+pub mod cost;
 pub mod crossbar;
 pub mod engine;
 pub mod error;
