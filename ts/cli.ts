@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { BACKENDS, evaluate } from './eval.js';
 import { ARCHS } from './arch.js';
 import { train } from './train.js';
+import { compareCosts } from './cost/compare.js';
+import { PRESETS } from './cost/tech.js';
 import { CONVERTERS, DEFAULTS, FLAGS, SCHEDULES, type StoxConfig } from './stox.js';
 
 interface Command {
@@ -243,6 +245,63 @@ const commands: Record<string, Command> = {
         },
       });
       process.stderr.write(`model written to ${model}\n`);
+    },
+  },
+  cost: {
+    summary: 'energy, latency, area and EDP of converter configurations side by side, from the simulated operation counts',
+    usage: 'stoxnet cost --model PATH [--data DIR] [mapping flags of eval] --compare fp-adc,low-bit-adc,sparse-adc,sense-amp,stox[:T|:schedule] [--adc-bits B] [--tech PRESET|FILE] [--images N] [--threads N] [--json]',
+    options: {
+      model: { type: 'string' },
+      data: { type: 'string' },
+      compare: { type: 'string' },
+      tech: { type: 'string' },
+      images: { type: 'string' },
+      threads: { type: 'string' },
+      config: { type: 'string' },
+      json: { type: 'boolean' },
+      ...configOptions,
+    },
+    help: {
+      '--model PATH': 'ONNX model',
+      '--compare LIST': 'configurations, the first is the baseline: fp-adc (lossless ADC: log2(rows) + slice + stream bits), low-bit-adc (--adc-bits, calibrated range), sparse-adc, sense-amp, ideal, stox (MTJ, --samples), stox:T, stox:<schedule>',
+      '--adc-bits B': 'resolution of low-bit-adc (default 4)',
+      '--tech PRESET|FILE': `technology: ${PRESETS.join(', ')} (default ${PRESETS[0]}), or a JSON file (complete, or with "base": PRESET and the values it overrides)`,
+      '--images N': 'test images evaluated per configuration (default 500)',
+      '--threads N': 'worker threads, 0 = one per core',
+      '--json': 'one object: {configs: [{name, top1, energyPJ, latencyNs, areaMm2, edp, perLayer, perComponent}], ratios: {name: {energy, latency, area, edp}}}',
+      '(mapping flags)': 'as for eval: --rows, --split, --weight-bits, --weight-slice-bits, --input-bits, --input-stream-bits, --signed, --samples, ...',
+    },
+    async run(v) {
+      if (typeof v.model !== 'string') throw new UsageError('cost: --model PATH is required');
+      if (typeof v.compare !== 'string') throw new UsageError('cost: --compare LIST is required');
+      const config = configFrom(v);
+      const adcBits = config.adcBits;
+      delete config.adcBits;
+      const report = await compareCosts({
+        model: v.model,
+        data: v.data as string | undefined,
+        images: v.images as never,
+        threads: v.threads as never,
+        config,
+        compare: v.compare.split(',').filter(Boolean),
+        adcBits: adcBits as never,
+        tech: v.tech as string | undefined,
+      });
+      if (v.json) {
+        process.stdout.write(JSON.stringify(report) + '\n');
+        return;
+      }
+      const rows = report.configs.map((c) => {
+        const r = report.ratios[c.name];
+        return [c.name, (c.top1 * 100).toFixed(2), (c.energyPJ / 1e6).toFixed(3), (c.latencyNs / 1e3).toFixed(1), c.areaMm2.toFixed(3), (c.edp / 1e9).toFixed(2), r.energy.toFixed(2), r.latency.toFixed(2), r.area.toFixed(2), r.edp.toFixed(2)];
+      });
+      const head = ['config', 'top-1 %', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP'];
+      process.stdout.write(`technology ${report.tech}, ${report.images} test images per configuration; ratios are ${report.configs[0].name} ÷ configuration\n`);
+      for (const r of [head, ...rows]) process.stdout.write(r.map((x, i) => (i === 0 ? x.padEnd(24) : x.padStart(11))).join('') + '\n');
+      for (const c of report.configs) {
+        const parts = Object.entries(c.perComponent.energyPJ).filter(([, e]) => e > 0).map(([k, e]) => `${k} ${((100 * e) / c.energyPJ).toFixed(1)}%`);
+        process.stdout.write(`${c.name}: ${parts.join(', ')}\n`);
+      }
     },
   },
   data: {

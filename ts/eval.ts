@@ -8,6 +8,7 @@ import { nativeBackend } from './native.js';
 import type { Network } from './network.js';
 import { importOnnx } from './onnx/import.js';
 import { ortBackend } from './ort.js';
+import type { NativeSimulator } from './native-binding.js';
 import { createSimulator, type LayerReport } from './simulator.js';
 import { resolveConfig, type StoxConfig } from './stox.js';
 
@@ -73,6 +74,10 @@ export interface EvalReport {
 export interface EvalRun {
   report: EvalReport;
   logits: Float32Array;
+  /** Operation counts per IR node, summed over the images (native engine). */
+  nodeOps?: LayerOps[];
+  /** The programmed crossbar simulation (native engine, crossbar converters). */
+  simulator?: NativeSimulator;
 }
 
 /** Index of the largest logit (the first one on ties, as argmax conventions). */
@@ -118,9 +123,10 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   const dataDir = resolveDataDir(options.data);
   let backend: Backend;
   let layers: LayerReport[] = [];
+  let simulator: NativeSimulator | undefined;
   if (backendName === 'ort') backend = await ortBackend(options.model, threads, net.input);
   else if (config.converter === 'fp' && backendName === 'native') backend = nativeBackend(net, threads);
-  else ({ backend, layers } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers }));
+  else ({ backend, layers, simulator } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers }));
 
   const test = await readCifar10(dataDir, 'test');
   const total = Math.min(limit ?? test.count, test.count);
@@ -170,5 +176,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
       logitsDigest: logitsDigest(logits),
     },
     logits,
+    nodeOps: ops,
+    simulator,
   };
 }

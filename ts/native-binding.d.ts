@@ -21,6 +21,11 @@ export declare class NativeNetwork {
 export declare class NativeSimulator {
   /** The calibrated parameters of each crossbar layer (taken once). */
   takeResolved(): Array<ResolvedJs>
+  /**
+   * Cost per node of one image, from op counts summed over the evaluated
+   * images (as `forward` returned them, merged).
+   */
+  cost(ops: Array<LayerOpsJs>, technology: TechJs): Array<LayerCostJs>
   forward(images: Float32Array, first: number, threads: number): Promise<ForwardResult>
 }
 
@@ -54,9 +59,21 @@ export interface ColumnParamsJs {
   readoutOffset?: Float32Array
 }
 
+export declare function costComponents(): Array<string>
+
 export interface ForwardResult {
   logits: Float32Array
   ops: Array<LayerOpsJs>
+}
+
+/**
+ * One node's cost per image: energy (pJ) and area (µm²) per component
+ * (names in `costComponents()`), and latency (ns).
+ */
+export interface LayerCostJs {
+  energy: Array<number>
+  area: Array<number>
+  latency: number
 }
 
 /** Operation counts of one node (see crates/core/src/ops.rs). */
@@ -147,6 +164,42 @@ export interface ResolvedJs {
   physicalSubarrays: number
   subarrayRows: Array<number>
   params: ColumnParamsJs
+}
+
+/**
+ * A technology in canonical units (pJ, ns, µm²); ts/cost.ts loads and
+ * validates the JSON files and converts units.
+ */
+export interface TechJs {
+  cellReadEnergy: number
+  cellArea: number
+  crossbarReadLatency: number
+  dacEnergy: number
+  dacArea: number
+  adcBits: Array<number>
+  adcEnergy: Array<number>
+  adcArea: Array<number>
+  adcLatency: Array<number>
+  adcSharing: number
+  sampleHoldEnergy: number
+  sampleHoldArea: number
+  senseAmpEnergy: number
+  senseAmpArea: number
+  senseAmpLatency: number
+  mtjWriteEnergy: number
+  mtjReadEnergy: number
+  mtjResetEnergy: number
+  mtjSampleLatency: number
+  mtjArea: number
+  counterEnergy: number
+  counterArea: number
+  shiftAddEnergy: number
+  shiftAddArea: number
+  bufferEnergy: number
+  digitalMacEnergy: number
+  digitalOpEnergy: number
+  digitalRate: number
+  digitalArea: number
 }
 
 export interface TrainConfigJs {

@@ -8,6 +8,7 @@ import { packageRoot } from './paths.js';
 interface Binding {
   NativeNetwork: typeof NativeNetworkClass;
   NativeTrainer: typeof NativeTrainerClass;
+  costComponents(): string[];
 }
 
 let binding: Binding | undefined;

@@ -7,7 +7,7 @@ import { normalize, readCifar10 } from './data/cifar10.js';
 import { native } from './native.js';
 import type { EmbeddedStox, Network } from './network.js';
 import { referenceBackend } from './reference/engine.js';
-import type { LayerSpecJs, ResolvedJs } from './native-binding.js';
+import type { LayerSpecJs, NativeSimulator, ResolvedJs } from './native-binding.js';
 import { layerSpecs, type StoxConfig } from './stox.js';
 
 /** What one crossbar layer became, for reports. */
@@ -43,7 +43,7 @@ export function applyLearned(net: Network, specs: (LayerSpecJs | null)[], learne
   });
 }
 
-export async function createSimulator(net: Network, config: StoxConfig, o: SimulatorOptions): Promise<{ backend: Backend; layers: LayerReport[] }> {
+export async function createSimulator(net: Network, config: StoxConfig, o: SimulatorOptions): Promise<{ backend: Backend; layers: LayerReport[]; simulator: NativeSimulator }> {
   const specs = layerSpecs(net, config);
   applyLearned(net, specs, o.learned);
   const needsCalibration = specs.some((s) => s !== null && (s.inputClip === undefined || !s.params));
@@ -72,5 +72,5 @@ export async function createSimulator(net: Network, config: StoxConfig, o: Simul
     o.engine === 'js'
       ? referenceBackend(net, specs, resolved, config.seed)
       : { name: 'native', classes: engine.classes, run: (images, first) => sim.forward(images, first, o.threads) };
-  return { backend, layers };
+  return { backend, layers, simulator: sim };
 }

@@ -414,6 +414,112 @@ impl Task for Prepare {
     }
 }
 
+/// A technology in canonical units (pJ, ns, µm²); ts/cost.ts loads and
+/// validates the JSON files and converts units.
+#[napi(object)]
+pub struct TechJs {
+    pub cell_read_energy: f64,
+    pub cell_area: f64,
+    pub crossbar_read_latency: f64,
+    pub dac_energy: f64,
+    pub dac_area: f64,
+    pub adc_bits: Vec<u32>,
+    pub adc_energy: Vec<f64>,
+    pub adc_area: Vec<f64>,
+    pub adc_latency: Vec<f64>,
+    pub adc_sharing: u32,
+    pub sample_hold_energy: f64,
+    pub sample_hold_area: f64,
+    pub sense_amp_energy: f64,
+    pub sense_amp_area: f64,
+    pub sense_amp_latency: f64,
+    pub mtj_write_energy: f64,
+    pub mtj_read_energy: f64,
+    pub mtj_reset_energy: f64,
+    pub mtj_sample_latency: f64,
+    pub mtj_area: f64,
+    pub counter_energy: f64,
+    pub counter_area: f64,
+    pub shift_add_energy: f64,
+    pub shift_add_area: f64,
+    pub buffer_energy: f64,
+    pub digital_mac_energy: f64,
+    pub digital_op_energy: f64,
+    pub digital_rate: f64,
+    pub digital_area: f64,
+}
+
+/// One node's cost per image: energy (pJ) and area (µm²) per component
+/// (names in `costComponents()`), and latency (ns).
+#[napi(object)]
+pub struct LayerCostJs {
+    pub energy: Vec<f64>,
+    pub area: Vec<f64>,
+    pub latency: f64,
+}
+
+#[napi]
+pub fn cost_components() -> Vec<String> {
+    stoxnet_core::cost::COMPONENTS.iter().map(|s| s.to_string()).collect()
+}
+
+fn tech(t: &TechJs) -> stoxnet_core::Result<stoxnet_core::cost::Tech> {
+    let n = t.adc_bits.len();
+    if n < 2 || t.adc_energy.len() != n || t.adc_area.len() != n || t.adc_latency.len() != n {
+        stoxnet_core::bail!("technology: the ADC table needs at least two resolutions with energy, area and latency each");
+    }
+    if t.adc_bits.windows(2).any(|w| w[0] >= w[1]) || t.adc_sharing == 0 || t.digital_rate <= 0.0 {
+        stoxnet_core::bail!("technology: ADC bits must ascend, adcSharing and digitalRate must be positive");
+    }
+    Ok(stoxnet_core::cost::Tech {
+        cell_read_energy: t.cell_read_energy,
+        cell_area: t.cell_area,
+        crossbar_read_latency: t.crossbar_read_latency,
+        dac_energy: t.dac_energy,
+        dac_area: t.dac_area,
+        adc_bits: t.adc_bits.clone(),
+        adc_energy: t.adc_energy.clone(),
+        adc_area: t.adc_area.clone(),
+        adc_latency: t.adc_latency.clone(),
+        adc_sharing: t.adc_sharing,
+        sample_hold_energy: t.sample_hold_energy,
+        sample_hold_area: t.sample_hold_area,
+        sense_amp_energy: t.sense_amp_energy,
+        sense_amp_area: t.sense_amp_area,
+        sense_amp_latency: t.sense_amp_latency,
+        mtj_write_energy: t.mtj_write_energy,
+        mtj_read_energy: t.mtj_read_energy,
+        mtj_reset_energy: t.mtj_reset_energy,
+        mtj_sample_latency: t.mtj_sample_latency,
+        mtj_area: t.mtj_area,
+        counter_energy: t.counter_energy,
+        counter_area: t.counter_area,
+        shift_add_energy: t.shift_add_energy,
+        shift_add_area: t.shift_add_area,
+        buffer_energy: t.buffer_energy,
+        digital_mac_energy: t.digital_mac_energy,
+        digital_op_energy: t.digital_op_energy,
+        digital_rate: t.digital_rate,
+        digital_area: t.digital_area,
+    })
+}
+
+fn ops_core(o: &LayerOpsJs) -> LayerOps {
+    LayerOps {
+        images: o.images as u64,
+        subarray_reads: o.subarray_reads as u64,
+        cell_reads: o.cell_reads as u64,
+        dac_drives: o.dac_drives as u64,
+        conversions: o.conversions as u64,
+        mtj_samples: o.mtj_samples as u64,
+        shift_adds: o.shift_adds as u64,
+        digital_macs: o.digital_macs as u64,
+        digital_ops: o.digital_ops as u64,
+        ps_min: o.ps_min.map_or(f32::INFINITY, |v| v as f32),
+        ps_max: o.ps_max.map_or(f32::NEG_INFINITY, |v| v as f32),
+    }
+}
+
 /// A network with its crossbar layers programmed.
 #[napi]
 pub struct NativeSimulator {
@@ -428,6 +534,20 @@ impl NativeSimulator {
     #[napi]
     pub fn take_resolved(&mut self) -> Vec<ResolvedJs> {
         self.layers.take().unwrap_or_default()
+    }
+
+    /// Cost per node of one image, from op counts summed over the evaluated
+    /// images (as `forward` returned them, merged).
+    #[napi]
+    pub fn cost(&self, ops: Vec<LayerOpsJs>, technology: TechJs) -> napi::Result<Vec<LayerCostJs>> {
+        guarded(|| {
+            if ops.len() != self.net.nodes.len() {
+                stoxnet_core::bail!("cost: {} op records for {} nodes", ops.len(), self.net.nodes.len());
+            }
+            let ops: Vec<LayerOps> = ops.iter().map(ops_core).collect();
+            let costs = stoxnet_core::cost::cost(&self.net, Some(&self.stox), &ops, &tech(&technology)?);
+            Ok(costs.into_iter().map(|c| LayerCostJs { energy: c.energy.to_vec(), area: c.area.to_vec(), latency: c.latency }).collect())
+        })
     }
 
     #[napi(ts_return_type = "Promise<ForwardResult>")]

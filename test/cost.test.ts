@@ -1,0 +1,71 @@
+// Technology files and the `stoxnet cost` comparison.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../ts/config.js';
+import { loadTech, PRESETS } from '../ts/cost/tech.js';
+import { CLI, DATA_DIR, HAVE_DATA, HAVE_MODELS, model } from './helpers/env.js';
+
+const run = promisify(execFile);
+
+describe('technology files', () => {
+  it('presets load, every value has a source, units are converted', () => {
+    for (const p of PRESETS) {
+      const t = loadTech(p);
+      for (const v of Object.values(t.values)) expect(v.source.length).toBeGreaterThan(10);
+    }
+    const isaac = loadTech('isaac-32nm');
+    expect(isaac.tech.cellReadEnergy).toBeCloseTo(0.03, 12); // 30 fJ → pJ
+    expect(isaac.tech.cellArea).toBeCloseTo(25 / 16384, 12); // crossbar area per cell
+    expect(isaac.tech.bufferEnergy).toBeCloseTo(20.45 / 256, 12);
+    expect(loadTech('neurosim-22nm').tech.adcEnergy[0]).toBeCloseTo(0.0098, 12);
+  });
+
+  it('overrides a preset, and rejects missing, negative or unit-less values naming the field', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stoxnet-tech-'));
+    const write = (name: string, body: object) => {
+      const f = join(dir, name);
+      writeFileSync(f, JSON.stringify(body));
+      return f;
+    };
+    const over = loadTech(write('o.json', { base: 'isaac-32nm', values: { mtjWriteEnergy: { value: 0.05, unit: 'pJ', source: 'test' }, digitalArea: { value: 2e5, unit: 'um2', source: 'test' } } }));
+    expect(over.tech.mtjWriteEnergy).toBe(0.05);
+    expect(over.tech.digitalArea).toBe(2e5);
+    expect(() => loadTech(write('m.json', { name: 'x', values: { cellArea: { value: 1, unit: 'um2', source: 's' } } }))).toThrow(/field 'cellReadEnergy' is missing/);
+    expect(() => loadTech(write('n.json', { base: 'isaac-32nm', values: { dacEnergy: { value: -1, unit: 'pJ', source: 's' } } }))).toThrow(/field 'dacEnergy': -1 is not a non-negative number/);
+    expect(() => loadTech(write('u.json', { base: 'isaac-32nm', values: { dacEnergy: { value: 1, unit: 'kWh', source: 's' } } }))).toThrow(/field 'dacEnergy': unit "kWh" is not one of fJ, pJ, nJ/);
+    expect(() => loadTech(write('s.json', { base: 'isaac-32nm', values: { dacEnergy: { value: 1, unit: 'pJ', source: '' } } }))).toThrow(/field 'dacEnergy' has no source/);
+    expect(() => loadTech(write('b.json', { base: 'isaac-32nm', values: { adcEnergy: { value: [1], unit: 'pJ', source: 's' } } }))).toThrow(/field 'adcEnergy' has 1 entries, adcBits has 7/);
+    expect(() => loadTech('no-such-preset')).toThrow(ConfigError);
+  });
+});
+
+describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet cost', () => {
+  it('compares configurations on the same images: JSON contract, ratios against the first', async () => {
+    const { stdout } = await run('node', [CLI, 'cost', '--model', model('resnet20.onnx'), '--data', DATA_DIR, '--compare', 'fp-adc,low-bit-adc,stox:1,stox:4', '--images', '50', '--calibration-images', '32', '--json']);
+    const r = JSON.parse(stdout);
+    expect(r.configs.map((c: { name: string }) => c.name)).toEqual(['fp-adc', 'low-bit-adc', 'stox:1', 'stox:4']);
+    for (const c of r.configs) {
+      for (const k of ['top1', 'energyPJ', 'latencyNs', 'areaMm2', 'edp']) expect(Number.isFinite(c[k])).toBe(true);
+      expect(c.edp).toBeCloseTo(c.energyPJ * c.latencyNs, 0);
+      const sum = Object.values(c.perComponent.energyPJ as Record<string, number>).reduce((a, b) => a + b, 0);
+      expect(sum).toBeCloseTo(c.energyPJ, 3);
+      expect(c.perLayer).toHaveLength(20);
+    }
+    expect(r.ratios['fp-adc']).toEqual({ energy: 1, latency: 1, area: 1, edp: 1 });
+    const [fp, low, t1, t4] = r.configs;
+    expect(r.ratios['stox:1'].energy).toBeCloseTo(fp.energyPJ / t1.energyPJ, 9);
+    // More samples: more MTJ energy and latency; more ADC bits: more ADC energy.
+    expect(t4.perComponent.energyPJ.mtj).toBeCloseTo(4 * t1.perComponent.energyPJ.mtj, 6);
+    expect(t4.latencyNs).toBeGreaterThan(t1.latencyNs);
+    expect(fp.perComponent.energyPJ.adc).toBeGreaterThan(low.perComponent.energyPJ.adc);
+  });
+
+  it('names a bad configuration', async () => {
+    const err = await run('node', [CLI, 'cost', '--model', model('resnet20.onnx'), '--data', DATA_DIR, '--compare', 'fp-adc,warp']).catch((e) => e);
+    expect(err.stderr).toMatch(/unknown configuration "warp"/);
+  });
+});

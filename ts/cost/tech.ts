@@ -1,0 +1,143 @@
+// Technology files: every number of the cost model with its unit and
+// source (ts/cost/tech/*.json). Loaded and validated once here; the Rust
+// cost model receives canonical units (pJ, ns, µm²).
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { ConfigError } from '../config.js';
+import type { TechJs } from '../native-binding.js';
+import { packageRoot } from '../paths.js';
+
+export const PRESETS = ['isaac-32nm', 'neurosim-22nm'] as const;
+
+type Dimension = 'energy' | 'time' | 'area' | 'count';
+
+const FIELDS: Record<keyof TechJs, Dimension> = {
+  cellReadEnergy: 'energy',
+  cellArea: 'area',
+  crossbarReadLatency: 'time',
+  dacEnergy: 'energy',
+  dacArea: 'area',
+  adcBits: 'count',
+  adcEnergy: 'energy',
+  adcArea: 'area',
+  adcLatency: 'time',
+  adcSharing: 'count',
+  sampleHoldEnergy: 'energy',
+  sampleHoldArea: 'area',
+  senseAmpEnergy: 'energy',
+  senseAmpArea: 'area',
+  senseAmpLatency: 'time',
+  mtjWriteEnergy: 'energy',
+  mtjReadEnergy: 'energy',
+  mtjResetEnergy: 'energy',
+  mtjSampleLatency: 'time',
+  mtjArea: 'area',
+  counterEnergy: 'energy',
+  counterArea: 'area',
+  shiftAddEnergy: 'energy',
+  shiftAddArea: 'area',
+  bufferEnergy: 'energy',
+  digitalMacEnergy: 'energy',
+  digitalOpEnergy: 'energy',
+  digitalRate: 'count',
+  digitalArea: 'area',
+};
+
+/** Factor to the canonical unit (pJ, ns, µm²) of each accepted unit. */
+const UNITS: Record<Dimension, Record<string, number>> = {
+  energy: { fJ: 1e-3, pJ: 1, nJ: 1e3 },
+  time: { ps: 1e-3, ns: 1, us: 1e3 },
+  area: { um2: 1, mm2: 1e6 },
+  count: { bits: 1, columns: 1, 'per-ns': 1 },
+};
+
+export interface TechValue {
+  value: number | number[];
+  unit: string;
+  /** The value is given for this many units (e.g. a crossbar's area for its cells). */
+  per?: number;
+  source: string;
+}
+
+export interface TechFile {
+  name: string;
+  description?: string;
+  /** A preset this file overrides; without it the file must be complete. */
+  base?: string;
+  values: Partial<Record<keyof TechJs, TechValue>>;
+}
+
+export interface Technology {
+  name: string;
+  /** Canonical units, for the cost model. */
+  tech: TechJs;
+  /** Every value as given, with its source, for reports. */
+  values: Record<keyof TechJs, TechValue>;
+}
+
+function parse(text: string, file: string): TechFile {
+  let t: unknown;
+  try {
+    t = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof t !== 'object' || t === null || typeof (t as TechFile).values !== 'object' || (t as TechFile).values === null) {
+    throw new ConfigError(`${file}: expected an object with "values"`);
+  }
+  return t as TechFile;
+}
+
+function readPreset(name: string): TechFile {
+  if (!(PRESETS as readonly string[]).includes(name)) throw new ConfigError(`unknown technology preset ${JSON.stringify(name)}; presets: ${PRESETS.join(', ')}`);
+  const file = join(packageRoot(), 'ts', 'cost', 'tech', `${name}.json`);
+  return parse(readFileSync(file, 'utf8'), basename(file));
+}
+
+/** Checks every field (present, unit, non-negative finite numbers, a source) and converts to canonical units. */
+export function validateTech(t: TechFile, file: string): Technology {
+  const tech = {} as Record<string, number | number[]>;
+  for (const [key, dim] of Object.entries(FIELDS) as [keyof TechJs, Dimension][]) {
+    const at = `${file}: field '${key}'`;
+    const v = t.values[key];
+    if (v === undefined) throw new ConfigError(`${at} is missing`);
+    const factor = UNITS[dim][v.unit];
+    if (factor === undefined) throw new ConfigError(`${at}: unit ${JSON.stringify(v.unit)} is not one of ${Object.keys(UNITS[dim]).join(', ')}`);
+    if (typeof v.source !== 'string' || v.source.trim() === '') throw new ConfigError(`${at} has no source`);
+    const per = v.per ?? 1;
+    if (!(typeof per === 'number' && per > 0)) throw new ConfigError(`${at}: "per" must be a positive number`);
+    const isList = key === 'adcBits' || key === 'adcEnergy' || key === 'adcArea' || key === 'adcLatency';
+    const values = Array.isArray(v.value) ? v.value : [v.value];
+    if (Array.isArray(v.value) !== isList) throw new ConfigError(`${at}: expected ${isList ? 'a list of numbers' : 'a number'}`);
+    for (const x of values) {
+      if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) throw new ConfigError(`${at}: ${JSON.stringify(x)} is not a non-negative number`);
+    }
+    const converted = values.map((x) => (x * factor) / per);
+    tech[key] = isList ? converted : converted[0];
+  }
+  const bits = tech.adcBits as number[];
+  for (const k of ['adcEnergy', 'adcArea', 'adcLatency'] as const) {
+    if ((tech[k] as number[]).length !== bits.length) throw new ConfigError(`${file}: field '${k}' has ${(tech[k] as number[]).length} entries, adcBits has ${bits.length}`);
+  }
+  if (bits.length < 2 || bits.some((b, i) => !Number.isInteger(b) || (i > 0 && b <= bits[i - 1]))) throw new ConfigError(`${file}: field 'adcBits' must list at least two ascending integer resolutions`);
+  for (const k of ['adcSharing', 'digitalRate'] as const) if (!((tech[k] as number) > 0)) throw new ConfigError(`${file}: field '${k}' must be positive`);
+  if (!Number.isInteger(tech.adcSharing)) throw new ConfigError(`${file}: field 'adcSharing' must be an integer`);
+  return { name: t.name ?? file, tech: tech as unknown as TechJs, values: t.values as Record<keyof TechJs, TechValue> };
+}
+
+/** A preset, or a file (complete, or with `base` naming the preset it overrides). */
+export function loadTech(presetOrFile: string = PRESETS[0]): Technology {
+  if ((PRESETS as readonly string[]).includes(presetOrFile)) return validateTech(readPreset(presetOrFile), `${presetOrFile}.json`);
+  let text: string;
+  try {
+    text = readFileSync(presetOrFile, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`--tech ${presetOrFile}: ${(e as Error).message}`);
+  }
+  const file = parse(text, presetOrFile);
+  if (file.base !== undefined) {
+    const base = readPreset(file.base);
+    return validateTech({ ...base, name: file.name ?? `${base.name}+${basename(presetOrFile)}`, values: { ...base.values, ...file.values } }, presetOrFile);
+  }
+  return validateTech(file, presetOrFile);
+}
