@@ -37,6 +37,7 @@ export interface OpsTotals {
   subarrayReads: number;
   cellReads: number;
   dacDrives: number;
+  activeRows: number;
   conversions: number;
   mtjSamples: number;
   shiftAdds: number;
@@ -87,7 +88,7 @@ export function argmax(row: Float32Array): number {
   return best;
 }
 
-const COUNTS = ['subarrayReads', 'cellReads', 'dacDrives', 'conversions', 'mtjSamples', 'shiftAdds', 'digitalMacs', 'digitalOps'] as const;
+const COUNTS = ['subarrayReads', 'cellReads', 'dacDrives', 'activeRows', 'conversions', 'mtjSamples', 'shiftAdds', 'digitalMacs', 'digitalOps'] as const;
 
 function mergeOps(into: LayerOps[] | undefined, add: LayerOps[]): LayerOps[] {
   if (!into) return add.map((o) => ({ ...o }));

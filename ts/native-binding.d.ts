@@ -82,6 +82,7 @@ export interface LayerOpsJs {
   subarrayReads: number
   cellReads: number
   dacDrives: number
+  activeRows: number
   conversions: number
   mtjSamples: number
   shiftAdds: number

@@ -97,8 +97,12 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
     let mut c = LayerCost::default();
     let [cells, dac, adc, sh, sa, mtj, counter, shift, buffer] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
     let stream_bits = m.input_stream_bits as f64;
-    c.energy[cells] = per(o.cell_reads) * t.cell_read_energy;
-    c.energy[dac] = per(o.dac_drives) * t.dac_energy * stream_bits;
+    // Only rows driven with a nonzero digit draw current through their cells
+    // and cost driver energy; idle rows cost nothing (data-dependent).
+    let columns = layer.physical_columns() as f64;
+    let tiles = columns / m.cols as f64;
+    c.energy[cells] = per(o.active_rows) * columns * t.cell_read_energy;
+    c.energy[dac] = per(o.active_rows) * tiles.ceil() * t.dac_energy * stream_bits;
     c.energy[shift] = per(o.shift_adds) * t.shift_add_energy;
     // Inputs read for every row drive, outputs (16-bit) written once.
     c.energy[buffer] = (per(o.dac_drives) * stream_bits + per(o.digital_ops) * 16.0) * t.buffer_energy;
@@ -237,8 +241,11 @@ mod tests {
         let conversions = 16.0 * 2.0 * 4.0; // pixels × subarrays × outputs
         assert_eq!(ops[0].conversions as f64 / 2.0, conversions);
         let near = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.abs().max(1.0);
-        assert!(near(c.energy[0], 16.0 * 18.0 * 8.0 * 0.01)); // cell reads
-        assert!(near(c.energy[1], 16.0 * 18.0 * 0.5 * 4.0)); // 4-bit DAC drives
+        // Rows driven with a nonzero input: some of the 16 × 18 (padding and zero inputs are idle).
+        let active = ops[0].active_rows as f64 / 2.0;
+        assert!(active > 0.0 && active < 16.0 * 18.0, "{active}");
+        assert!(near(c.energy[0], active * 8.0 * 0.01)); // 8 cells on every active row
+        assert!(near(c.energy[1], active * 0.5 * 4.0)); // one 4-bit DAC drive per active row
         assert!(near(c.energy[5], conversions * 3.0 * 0.022));
         assert!(near(c.energy[6], conversions * 3.0 * 0.001));
         assert!(near(c.energy[7], conversions * 0.02));

@@ -353,6 +353,7 @@ impl CrossbarLayer {
             }
             unfold(&scratch.digits, &mut scratch.cols[j * self.k * p..(j + 1) * self.k * p]);
         }
+        ops.active_rows += scratch.cols.iter().filter(|&&v| v != 0.0).count() as u64;
         scratch.ps.resize(self.out * p, 0.0);
         let acc = out;
         acc.fill(0.0);
@@ -414,9 +415,7 @@ impl CrossbarLayer {
         let m = &self.config.mapping;
         let (slices, streams) = (m.slices() as u64, m.streams() as u64);
         let (p, out, k, s) = (p as u64, self.out as u64, self.k as u64, self.ranges.len() as u64);
-        let per_weight_col: u64 = if m.signed == SignedMapping::Differential { 2 } else { 1 };
-        // Physical columns per row tile: weight columns (+1 reference column per slice for offset).
-        let phys = out * slices * per_weight_col + if m.signed == SignedMapping::Offset { slices } else { 0 };
+        let phys = self.physical_columns() as u64;
         let col_tiles = phys.div_ceil(m.cols as u64);
         let conversions = p * streams * s * slices * out;
         ops.images += 1;
@@ -431,12 +430,19 @@ impl CrossbarLayer {
         ops.digital_ops += p * out;
     }
 
+    /// Physical columns of one row: weight columns (two per weight column
+    /// when differential) plus one reference column per slice for offset.
+    pub fn physical_columns(&self) -> usize {
+        let m = &self.config.mapping;
+        match m.signed {
+            SignedMapping::Differential => 2 * self.out * m.slices(),
+            SignedMapping::Offset => self.out * m.slices() + m.slices(),
+        }
+    }
+
     /// Physical subarrays this layer occupies.
     pub fn physical_subarrays(&self) -> usize {
-        let m = &self.config.mapping;
-        let per = if m.signed == SignedMapping::Differential { 2 } else { 1 };
-        let phys = self.out * m.slices() * per + if m.signed == SignedMapping::Offset { m.slices() } else { 0 };
-        self.ranges.len() * phys.div_ceil(m.cols)
+        self.ranges.len() * self.physical_columns().div_ceil(self.config.mapping.cols)
     }
 }
 

@@ -12,6 +12,9 @@ pub struct LayerOps {
     pub cell_reads: u64,
     /// Row-driver (DAC) drives.
     pub dac_drives: u64,
+    /// Row drives with a nonzero input digit (the rows that draw current):
+    /// data-dependent, summed over streams and pixels, once per row.
+    pub active_rows: u64,
     /// Partial sums converted (one per subarray, slice, stream, column, pixel).
     pub conversions: u64,
     /// MTJ write/read/reset cycles.
@@ -34,6 +37,7 @@ impl Default for LayerOps {
             subarray_reads: 0,
             cell_reads: 0,
             dac_drives: 0,
+            active_rows: 0,
             conversions: 0,
             mtj_samples: 0,
             shift_adds: 0,
@@ -53,6 +57,7 @@ impl LayerOps {
         self.subarray_reads += o.subarray_reads;
         self.cell_reads += o.cell_reads;
         self.dac_drives += o.dac_drives;
+        self.active_rows += o.active_rows;
         self.conversions += o.conversions;
         self.mtj_samples += o.mtj_samples;
         self.shift_adds += o.shift_adds;
