@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { BACKENDS, evaluate } from './eval.js';
 import { ARCHS } from './arch.js';
 import { train } from './train.js';
-import { compareCosts } from './cost/compare.js';
+import { compareCosts, PRESETS as COST_PRESETS } from './cost/compare.js';
 import { PRESETS } from './cost/tech.js';
 import { CONVERTERS, DEFAULTS, FLAGS, SCHEDULES, type StoxConfig } from './stox.js';
 
@@ -254,6 +254,7 @@ const commands: Record<string, Command> = {
       model: { type: 'string' },
       data: { type: 'string' },
       compare: { type: 'string' },
+      preset: { type: 'string' },
       tech: { type: 'string' },
       images: { type: 'string' },
       threads: { type: 'string' },
@@ -265,6 +266,7 @@ const commands: Record<string, Command> = {
       '--model PATH': 'ONNX model',
       '--compare LIST': 'configurations, the first is the baseline: fp-adc (lossless ADC: log2(rows) + slice + stream bits), low-bit-adc (--adc-bits, calibrated range), sparse-adc, sense-amp, ideal, stox (MTJ, --samples), stox:T, stox:<schedule>',
       '--adc-bits B': 'resolution of low-bit-adc (default 4)',
+      '--preset NAME': 'stoxnet-paper: 128 rows, 4w4a as 1-bit cells and 1-bit streams, compare fp-adc,sparse-adc,stox-uniform,stox-inhomogeneous (flags override)',
       '--tech PRESET|FILE': `technology: ${PRESETS.join(', ')} (default ${PRESETS[0]}), or a JSON file (complete, or with "base": PRESET and the values it overrides)`,
       '--images N': 'test images evaluated per configuration (default 500)',
       '--threads N': 'worker threads, 0 = one per core',
@@ -273,8 +275,14 @@ const commands: Record<string, Command> = {
     },
     async run(v) {
       if (typeof v.model !== 'string') throw new UsageError('cost: --model PATH is required');
-      if (typeof v.compare !== 'string') throw new UsageError('cost: --compare LIST is required');
-      const config = configFrom(v);
+      let preset: (typeof COST_PRESETS)[keyof typeof COST_PRESETS] | undefined;
+      if (v.preset !== undefined) {
+        if (!(v.preset as string in COST_PRESETS)) throw new UsageError(`cost: unknown --preset ${JSON.stringify(v.preset)}; presets: ${Object.keys(COST_PRESETS).join(', ')}`);
+        preset = COST_PRESETS[v.preset as keyof typeof COST_PRESETS];
+      }
+      const compare = typeof v.compare === 'string' ? v.compare.split(',').filter(Boolean) : preset?.compare;
+      if (!compare) throw new UsageError('cost: --compare LIST (or --preset NAME) is required');
+      const config = { ...preset?.config, ...configFrom(v) };
       const adcBits = config.adcBits;
       delete config.adcBits;
       const report = await compareCosts({
@@ -283,7 +291,7 @@ const commands: Record<string, Command> = {
         images: v.images as never,
         threads: v.threads as never,
         config,
-        compare: v.compare.split(',').filter(Boolean),
+        compare: [...compare],
         adcBits: adcBits as never,
         tech: v.tech as string | undefined,
       });

@@ -8,6 +8,23 @@ import { native } from '../native.js';
 import { SCHEDULES, type StoxConfig } from '../stox.js';
 import { loadTech } from './tech.js';
 
+/**
+ * `stoxnet-paper`: our reading of the StoX-Net abstract's hardware setting
+ * for ResNet20 on CIFAR-10 (the paper body could not be read, METHOD.md):
+ * 128-row subarrays, 4-bit weights and inputs mapped as 1-bit cells and
+ * 1-bit input streams (so the full-precision ADC has log2(128) + 1 + 1 = 9
+ * bits), balanced split, first conv and last linear digital, MTJ sigmoid
+ * a = 4. "stox-uniform" is one T for every layer (T = 1); "stox-inhomogeneous"
+ * is the first-16-then-4 schedule. Every assumption is a flag that can be
+ * overridden.
+ */
+export const PRESETS = {
+  'stoxnet-paper': {
+    config: { rows: 128, split: 'balanced', weightBits: 4, weightSliceBits: 1, inputBits: 4, inputStreamBits: 1, transfer: 'sigmoid', sensitivity: 4, policy: 'first-last-digital' } as Partial<StoxConfig>,
+    compare: ['fp-adc', 'sparse-adc', 'stox-uniform', 'stox-inhomogeneous'],
+  },
+} as const;
+
 export interface CompareOptions {
   model: string;
   data?: string;
@@ -74,12 +91,16 @@ export function entryConfig(entry: string, adcBits: number): Partial<StoxConfig>
       return { converter: 'sense-amp' };
     case 'ideal':
       return { converter: 'ideal' };
+    case 'stox-uniform':
+      return { converter: 'mtj', samples: arg === undefined ? 1 : int(`--compare ${entry}`, arg, 1, 1 << 20) };
+    case 'stox-inhomogeneous':
+      return { converter: 'mtj', schedule: (arg ?? 'first-16-then-4') as StoxConfig['schedule'] };
     case 'stox':
       if (arg === undefined) return { converter: 'mtj' };
       if ((SCHEDULES as readonly string[]).includes(arg)) return { converter: 'mtj', schedule: arg as StoxConfig['schedule'] };
       return { converter: 'mtj', samples: int(`--compare ${entry}`, arg, 1, 1 << 20) };
     default:
-      throw new ConfigError(`--compare: unknown configuration ${JSON.stringify(entry)}; use fp-adc, low-bit-adc, sparse-adc, sense-amp, ideal, stox, stox:T or stox:<schedule>`);
+      throw new ConfigError(`--compare: unknown configuration ${JSON.stringify(entry)}; use fp-adc, low-bit-adc, sparse-adc, sense-amp, ideal, stox, stox:T, stox:<schedule>, stox-uniform[:T] or stox-inhomogeneous[:schedule]`);
   }
 }
 
