@@ -384,10 +384,9 @@ impl CrossbarLayer {
                     for o in 0..self.out {
                         let idx = ((s * slices + i) * streams + j) * self.out + o;
                         let ps = &scratch.ps[o * p..(o + 1) * p];
-                        for &v in ps {
-                            ops.ps_min = ops.ps_min.min(v);
-                            ops.ps_max = ops.ps_max.max(v);
-                        }
+                        let (lo, hi) = range(ps);
+                        ops.ps_min = ops.ps_min.min(lo);
+                        ops.ps_max = ops.ps_max.max(hi);
                         if let Some(f) = observe.as_mut() {
                             f(idx, ps);
                         }
@@ -444,6 +443,22 @@ impl CrossbarLayer {
     pub fn physical_subarrays(&self) -> usize {
         self.ranges.len() * self.physical_columns().div_ceil(self.config.mapping.cols)
     }
+}
+
+/// Smallest and largest value, in eight lanes so that it vectorises.
+fn range(v: &[f32]) -> (f32, f32) {
+    let (mut lo, mut hi) = ([f32::INFINITY; 8], [f32::NEG_INFINITY; 8]);
+    let chunks = v.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            lo[l] = if c[l] < lo[l] { c[l] } else { lo[l] };
+            hi[l] = if c[l] > hi[l] { c[l] } else { hi[l] };
+        }
+    }
+    let lo = rest.iter().chain(&lo).fold(f32::INFINITY, |a, &b| a.min(b));
+    let hi = rest.iter().chain(&hi).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    (lo, hi)
 }
 
 /// Per-thread buffers of the crossbar forward pass.

@@ -26,17 +26,29 @@ impl PackedWeights {
 }
 
 /// Packs rows `k0..k1` of `cols` (`k × p`, f32 integer digits in 0..=255)
-/// into `[kq][p][4]` u8, zero-padding the last quad.
+/// into `[kq][p][4]` u8, zero-padding the last quad. Each group of four rows
+/// is converted row by row, then interleaved as little-endian words (both
+/// loops vectorise).
 pub fn pack_inputs(cols: &[f32], p: usize, k0: usize, k1: usize, out: &mut Vec<u8>) {
     let quads = (k1 - k0).div_ceil(4);
     out.clear();
     out.resize(quads * p * 4, 0);
-    for r in 0..k1 - k0 {
-        let (q, lane) = (r / 4, r % 4);
-        let row = &cols[(k0 + r) * p..(k0 + r + 1) * p];
+    let mut rows = [vec![0u32; p], vec![0u32; p], vec![0u32; p], vec![0u32; p]];
+    for q in 0..quads {
+        for (lane, row) in rows.iter_mut().enumerate() {
+            let r = k0 + q * 4 + lane;
+            if r < k1 {
+                // v is an integer in 0..=255: adding 2^23 puts it in the low
+                // mantissa bits, a conversion without float-to-int (vectorises).
+                row.iter_mut().zip(&cols[r * p..(r + 1) * p]).for_each(|(d, &v)| *d = (v + 8_388_608.0).to_bits() & 0xff);
+            } else {
+                row.fill(0);
+            }
+        }
         let dst = &mut out[q * p * 4..(q + 1) * p * 4];
-        for (j, &v) in row.iter().enumerate() {
-            dst[j * 4 + lane] = v as u8;
+        for (j, d) in dst.chunks_exact_mut(4).enumerate() {
+            let w = rows[0][j] | rows[1][j] << 8 | rows[2][j] << 16 | rows[3][j] << 24;
+            d.copy_from_slice(&w.to_le_bytes());
         }
     }
 }
