@@ -97,6 +97,7 @@ impl QatLayer {
 
     /// Derivative of the converter output with respect to x (normalising
     /// converters only).
+    #[inline(always)]
     fn derivative(&self, x: f32) -> f32 {
         match self.config.converter {
             Converter::Mtj { curve, .. } => {
@@ -159,21 +160,27 @@ pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, rows: &[f32], ps: &
             let idx = s * out + o;
             let col = &layer.columns[idx];
             let scale = layer.out_scale[o];
-            for j in 0..p {
-                let dacc = dy[o * p + j] * scale;
-                dps[o * p + j] = if normalises {
-                    let (v, cv) = (ps[idx * p + j], c[idx * p + j]);
-                    let x = v * col.scale + col.shift;
-                    g.dparams[2][idx] += dacc * cv;
-                    g.dparams[3][idx] += dacc;
-                    let dx = dacc * col.gain * qat.derivative(x);
-                    g.dparams[0][idx] += dx * v;
-                    g.dparams[1][idx] += dx;
-                    dx * col.scale
-                } else {
-                    dacc
-                };
+            let (dyr, dpsr) = (&dy[o * p..(o + 1) * p], &mut dps[o * p..(o + 1) * p]);
+            if !normalises {
+                dpsr.iter_mut().zip(dyr).for_each(|(d, &g)| *d = g * scale);
+                continue;
             }
+            let (psr, cr) = (&ps[idx * p..(idx + 1) * p], &c[idx * p..(idx + 1) * p]);
+            let (mut dg, mut dh, mut ds, mut dt) = (0f32, 0f32, 0f32, 0f32);
+            for j in 0..p {
+                let dacc = dyr[j] * scale;
+                let x = psr[j] * col.scale + col.shift;
+                dg += dacc * cr[j];
+                dh += dacc;
+                let dx = dacc * col.gain * qat.derivative(x);
+                ds += dx * psr[j];
+                dt += dx;
+                dpsr[j] = dx * col.scale;
+            }
+            g.dparams[0][idx] += ds;
+            g.dparams[1][idx] += dt;
+            g.dparams[2][idx] += dg;
+            g.dparams[3][idx] += dh;
         }
         // dW_s = dps · X_sᵀ (X_sᵀ = the subarray's columns of `rows`).
         rows_s.clear();
