@@ -19,8 +19,8 @@ export declare class NativeNetwork {
 
 /** A network with its crossbar layers programmed. */
 export declare class NativeSimulator {
-  /** The calibrated parameters of each crossbar layer (taken once). */
-  takeResolved(): Array<ResolvedJs>
+  /** What calibration decided for each crossbar layer. */
+  resolved(): Array<ResolvedJs>
   /**
    * Cost per node of one image, from op counts summed over the evaluated
    * images (as `forward` returned them, merged).

@@ -55,7 +55,7 @@ export async function createSimulator(net: Network, config: StoxConfig, o: Simul
   }
   const engine = new (native().NativeNetwork)(net);
   const sim = await engine.simulator(specs, config.seed, calibration, o.threads);
-  const resolved: ResolvedJs[] = sim.takeResolved();
+  const resolved: ResolvedJs[] = sim.resolved();
   const layers = resolved.map((r) => ({
     node: r.node,
     name: net.nodes[r.node].name,

@@ -411,8 +411,7 @@ impl Task for Prepare {
     }
 
     fn resolve(&mut self, _env: Env, (stox, resolved): Self::Output) -> napi::Result<NativeSimulator> {
-        let layers = resolved.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|r| resolved_js(i, r, &stox))).collect();
-        Ok(NativeSimulator { net: self.net.clone(), stox: Arc::new(stox), layers: Some(layers) })
+        Ok(NativeSimulator { net: self.net.clone(), stox: Arc::new(stox), resolved })
     }
 }
 
@@ -528,15 +527,15 @@ fn ops_core(o: &LayerOpsJs) -> LayerOps {
 pub struct NativeSimulator {
     net: Arc<Network>,
     stox: Arc<Stox>,
-    layers: Option<Vec<ResolvedJs>>,
+    resolved: Vec<Option<Resolved>>,
 }
 
 #[napi]
 impl NativeSimulator {
-    /// The calibrated parameters of each crossbar layer (taken once).
+    /// What calibration decided for each crossbar layer.
     #[napi]
-    pub fn take_resolved(&mut self) -> Vec<ResolvedJs> {
-        self.layers.take().unwrap_or_default()
+    pub fn resolved(&self) -> Vec<ResolvedJs> {
+        self.resolved.iter().enumerate().filter_map(|(i, r)| r.as_ref().map(|r| resolved_js(i, r, &self.stox))).collect()
     }
 
     /// Cost per node of one image, from op counts summed over the evaluated
