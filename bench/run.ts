@@ -11,6 +11,8 @@ import { nativeBackend } from '../ts/native.js';
 import { importOnnx } from '../ts/onnx/import.js';
 import { ortBackend } from '../ts/ort.js';
 import { packageRoot } from '../ts/paths.js';
+import { createSimulator } from '../ts/simulator.js';
+import { resolveConfig, type StoxConfig } from '../ts/stox.js';
 
 const BATCH = 100;
 
@@ -34,6 +36,7 @@ async function main() {
       images: { type: 'string', default: '1000' },
       reps: { type: 'string', default: '3' },
       threads: { type: 'string', default: '2' },
+      'js-images': { type: 'string', default: '20' },
       model: { type: 'string' },
       data: { type: 'string' },
       json: { type: 'boolean' },
@@ -46,20 +49,42 @@ async function main() {
   const net = await importOnnx(model);
   const imageLen = net.input[0] * net.input[1] * net.input[2];
   const test = await readCifar10(resolveDataDir(values.data), 'test');
+  // StoX configurations: 4w4a, rows 128, balanced, first conv and last linear digital.
   const images = normalize(test.images.subarray(0, count * imageLen), count);
 
+  const jsImages = int('js-images', values['js-images'], 1, count);
+  const dataDir = resolveDataDir(values.data);
+  const stox = async (config: Partial<StoxConfig>, engine: 'native' | 'js' = 'native', t = threads) =>
+    (await createSimulator(net, resolveConfig({ calibrationImages: 64, ...config }), { dataDir, threads: t, engine })).backend;
+  const mtj1 = { converter: 'mtj', samples: 1 } as const;
   const imagesPerSecond = {
     ortFp32: await throughput(await ortBackend(model, threads, net.input), images, imageLen, reps),
     nativeFp32: await throughput(nativeBackend(net, threads), images, imageLen, reps),
+    nativeIdeal4w4a: await throughput(await stox({ converter: 'ideal' }), images, imageLen, reps),
+    nativeMtjT1: await throughput(await stox(mtj1), images, imageLen, reps),
+    nativeMtjT4: await throughput(await stox({ converter: 'mtj', samples: 4 }), images, imageLen, reps),
+    nativeSchedule: await throughput(await stox({ converter: 'mtj', schedule: 'first-16-then-4' }), images, imageLen, reps),
+    nativeBitSliced: await throughput(await stox({ ...mtj1, weightSliceBits: 1, inputStreamBits: 1 }), images, imageLen, reps),
+    jsReference: await throughput(await stox(mtj1, 'js'), images.subarray(0, jsImages * imageLen), imageLen, 1),
+    native1Thread: await throughput(await stox(mtj1, 'native', 1), images, imageLen, reps),
   };
-  const ratios = { nativeFp32VsOrt: imagesPerSecond.nativeFp32 / imagesPerSecond.ortFp32 };
+  const ort = imagesPerSecond.ortFp32;
+  const ratios = {
+    nativeFp32VsOrt: imagesPerSecond.nativeFp32 / ort,
+    idealVsOrt: imagesPerSecond.nativeIdeal4w4a / ort,
+    mtjT1VsOrt: imagesPerSecond.nativeMtjT1 / ort,
+    mtjT4VsOrt: imagesPerSecond.nativeMtjT4 / ort,
+    bitSlicedVsOrt: imagesPerSecond.nativeBitSliced / ort,
+    nativeVsJs: imagesPerSecond.nativeMtjT1 / imagesPerSecond.jsReference,
+    threadScaling: imagesPerSecond.nativeMtjT1 / imagesPerSecond.native1Thread,
+  };
   if (values.json) {
     process.stdout.write(JSON.stringify({ model, images: count, reps, threads, imagesPerSecond, ratios }) + '\n');
     return;
   }
   process.stdout.write(`${model}: ${count} images, batch ${BATCH}, ${threads} threads, median of ${reps}\n`);
-  for (const [k, v] of Object.entries(imagesPerSecond)) process.stdout.write(`  ${k.padEnd(14)} ${v.toFixed(1).padStart(9)} images/s\n`);
-  for (const [k, v] of Object.entries(ratios)) process.stdout.write(`  ${k.padEnd(14)} ${v.toFixed(3).padStart(9)} x\n`);
+  for (const [k, v] of Object.entries(imagesPerSecond)) process.stdout.write(`  ${k.padEnd(16)} ${v.toFixed(1).padStart(9)} images/s\n`);
+  for (const [k, v] of Object.entries(ratios)) process.stdout.write(`  ${k.padEnd(16)} ${v.toFixed(3).padStart(9)} x\n`);
 }
 
 await main();
