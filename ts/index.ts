@@ -1,13 +1,21 @@
-// The typed API: everything a script needs to import models, read data and
-// run the simulator. It mirrors the core's concepts one to one.
-export type { Backend } from './backend.js';
+// The typed API: everything a script needs to import models, read data, run
+// and train the simulator and cost it. It mirrors the core's concepts one to one.
+export { ARCHS, resnet, type Arch } from './arch.js';
+export type { Backend, BatchResult, LayerOps } from './backend.js';
 export { ConfigError } from './config.js';
+export { compareCosts, entryConfig, PRESETS as COST_PRESETS, type CompareOptions, type ConfigCost, type CostReport } from './cost/compare.js';
+export { loadTech, PRESETS as TECH_PRESETS, validateTech, type Technology, type TechFile } from './cost/tech.js';
 export { CIFAR10_CLASSES, normalize, readCifar10, type Cifar10Split } from './data/cifar10.js';
 export { downloadCifar10 } from './data/download.js';
 export { resolveDataDir } from './data/location.js';
 export { logitsDigest } from './digest.js';
 export { argmax, evaluate, type EvalOptions, type EvalReport, type EvalRun } from './eval.js';
 export { nativeBackend } from './native.js';
-export type { IrNode, Network } from './network.js';
+export type { EmbeddedStox, IrNode, Network } from './network.js';
+export { exportOnnx, type ExportExtras } from './onnx/export.js';
 export { importOnnx, importOnnxBytes, OnnxImportError } from './onnx/import.js';
 export { ortBackend } from './ort.js';
+export { referenceBackend, ReferenceEngine } from './reference/engine.js';
+export { createSimulator, type LayerReport } from './simulator.js';
+export { CONVERTERS, DEFAULTS, layerSpecs, resolveConfig, scheduleSamples, SCHEDULES, type StoxConfig } from './stox.js';
+export { train, resolveTrainSettings, type EpochLog, type TrainOptions, type TrainSettings } from './train.js';
