@@ -152,5 +152,9 @@ describe('configuration', () => {
     // Every block conv reads a ReLU output: unsigned inputs.
     expect(used.every((s) => !s!.inputSigned)).toBe(true);
     expect(layerSpecs(net, resolveConfig({ converter: 'mtj', policy: 'all-crossbar' }))[0]!.inputSigned).toBe(true);
+    // An explicit digital list overrides the policy and names unknown layers.
+    const keep = [net.nodes[nodes[0]].name, net.nodes[nodes[5]].name];
+    expect(crossbarNodes(net, 'first-last-digital', keep)).toHaveLength(20 - 2);
+    expect(() => crossbarNodes(net, 'all-crossbar', ['nope'])).toThrow(/--digital-layers: no Conv\/Linear layer named "nope"/);
   });
 });

@@ -49,6 +49,7 @@ const configHelp: Record<string, string> = {
   '--mtj-slope-sigma S': 'relative σ of each MTJ\'s transfer-curve slope (default 0)',
   '--seed N': 'seed of every random draw (default 0)',
   '--policy NAME': 'first-last-digital (first conv and last linear stay FP32, as the authors) or all-crossbar (default first-last-digital)',
+  '--digital-layers a,b,...': 'the Conv/Linear layers (node names) that stay digital FP32; overrides --policy',
   '--calibration-images N': `training images used to calibrate clips, ranges and normalisation (default ${DEFAULTS.calibrationImages})`,
 };
 

@@ -51,6 +51,8 @@ export interface StoxConfig {
   seed: number;
   /** Which layers stay digital FP32. */
   policy: (typeof POLICIES)[number];
+  /** Explicit digital layers (Conv/Linear node names); overrides `policy`. */
+  digitalLayers?: string[];
   /** Training images used to calibrate clips, ranges and normalisation. */
   calibrationImages: number;
 }
@@ -102,6 +104,7 @@ export const FLAGS: Record<keyof StoxConfig, string> = {
   mtjSlopeSigma: '--mtj-slope-sigma',
   seed: '--seed',
   policy: '--policy',
+  digitalLayers: '--digital-layers',
   calibrationImages: '--calibration-images',
 };
 
@@ -150,6 +153,11 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
   };
   if (input.adcBits !== undefined) c.adcBits = int(f('adcBits'), input.adcBits, 1, 24);
   if (input.schedule !== undefined) c.schedule = oneOf(f('schedule'), input.schedule, SCHEDULES);
+  if (input.digitalLayers !== undefined) {
+    const raw = typeof input.digitalLayers === 'string' ? input.digitalLayers.split(',').filter(Boolean) : input.digitalLayers;
+    if (!Array.isArray(raw) || raw.some((n) => typeof n !== 'string')) throw new ConfigError(`${f('digitalLayers')}: expected a list of layer names, got ${JSON.stringify(input.digitalLayers)}`);
+    c.digitalLayers = raw;
+  }
   if (input.samplesPerLayer !== undefined) {
     const raw = typeof input.samplesPerLayer === 'string' ? input.samplesPerLayer.split(',') : input.samplesPerLayer;
     if (!Array.isArray(raw) || raw.length === 0) throw new ConfigError(`${f('samplesPerLayer')}: expected a list of integers, got ${JSON.stringify(input.samplesPerLayer)}`);
@@ -172,9 +180,15 @@ export function scheduleSamples(name: ScheduleName, n: number): number[] {
   }
 }
 
-/** Node indices of the layers that run on crossbars under the policy. */
-export function crossbarNodes(net: Network, policy: StoxConfig['policy']): number[] {
+/** Node indices of the layers that run on crossbars under the policy (or the explicit digital list). */
+export function crossbarNodes(net: Network, policy: StoxConfig['policy'], digital?: string[]): number[] {
   const mvm = net.nodes.flatMap((n, i) => (n.op === 'Conv' || n.op === 'Linear' ? [i] : []));
+  if (digital) {
+    const names = new Set(mvm.map((i) => net.nodes[i].name));
+    const unknown = digital.filter((d) => !names.has(d));
+    if (unknown.length) throw new ConfigError(`${FLAGS.digitalLayers}: no Conv/Linear layer named ${unknown.map((u) => JSON.stringify(u)).join(', ')}`);
+    return mvm.filter((i) => !digital.includes(net.nodes[i].name));
+  }
   if (policy === 'all-crossbar') return mvm;
   const firstConv = mvm.find((i) => net.nodes[i].op === 'Conv');
   const lastLinear = [...mvm].reverse().find((i) => net.nodes[i].op === 'Linear');
@@ -203,7 +217,7 @@ export function samplesPerLayer(c: StoxConfig, layers: number): number[] {
 /** One crossbar spec per IR node (null = digital). */
 export function layerSpecs(net: Network, c: StoxConfig): (LayerSpecJs | null)[] {
   if (c.converter === 'fp') return net.nodes.map(() => null);
-  const nodes = crossbarNodes(net, c.policy);
+  const nodes = crossbarNodes(net, c.policy, c.digitalLayers);
   const T = samplesPerLayer(c, nodes.length);
   const specs: (LayerSpecJs | null)[] = net.nodes.map(() => null);
   const weightSliceBits = c.weightSliceBits ?? c.weightBits;
