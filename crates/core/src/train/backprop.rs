@@ -242,6 +242,37 @@ fn sum_ordered(parts: Vec<Vec<Vec<f32>>>) -> Vec<Vec<f32>> {
     total
 }
 
+/// The shared shape of every weighted layer's backward: images in fixed
+/// chunks of `CHUNK` (in parallel), each chunk summing its images' parameter
+/// gradients in order into `grads()`, chunks then summed in order — so the
+/// result does not depend on the thread count. `image(acc, scratch, dx, dy,
+/// x, i)` handles image `i` of the batch; `scratch` is allocated once per chunk.
+fn chunked_backward<S>(
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    (xl, yl): (usize, usize),
+    grads: impl Fn() -> Vec<Vec<f32>> + Sync,
+    scratch: impl Fn() -> S + Sync,
+    image: impl Fn(&mut Vec<Vec<f32>>, &mut S, &mut [f32], &[f32], &[f32], usize) + Sync,
+) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let mut dx = vec![0f32; n * xl];
+    let parts: Vec<Vec<Vec<f32>>> = dx
+        .par_chunks_mut(CHUNK * xl)
+        .zip(dy.par_chunks(CHUNK * yl))
+        .zip(x.par_chunks(CHUNK * xl))
+        .enumerate()
+        .map(|(c, ((dxc, dyc), xc))| {
+            let (mut acc, mut s) = (grads(), scratch());
+            for (j, ((dxi, dyi), xi)) in dxc.chunks_exact_mut(xl).zip(dyc.chunks_exact(yl)).zip(xc.chunks_exact(xl)).enumerate() {
+                image(&mut acc, &mut s, dxi, dyi, xi, c * CHUNK + j);
+            }
+            acc
+        })
+        .collect();
+    (dx, sum_ordered(parts))
+}
+
 /// Conv backward: returns (dx, [dW, db?]).
 fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Vec<f32>, Vec<Vec<f32>>) {
     let k = layers::conv_rows(c);
@@ -249,64 +280,35 @@ fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape
     let o = c.out_channels;
     let mut wt = vec![0f32; k * o];
     transpose(&c.weight, o, k, &mut wt);
-    let mut dx = vec![0f32; n * xs.len()];
-    let has_bias = c.bias.is_some();
-    let parts: Vec<Vec<Vec<f32>>> = dx
-        .par_chunks_mut(CHUNK * xs.len())
-        .zip(dy.par_chunks(CHUNK * os.len()))
-        .zip(x.par_chunks(CHUNK * xs.len()))
-        .map(|((dxc, dyc), xc)| {
-            let mut dw = vec![0f32; o * k];
-            let mut db = vec![0f32; if has_bias { o } else { 0 }];
-            let (mut rows, mut dcols, mut tmp) = (vec![0f32; p * k], vec![0f32; k * p], vec![0f32; o * k]);
-            for ((dxi, dyi), xi) in dxc.chunks_exact_mut(xs.len()).zip(dyc.chunks_exact(os.len())).zip(xc.chunks_exact(xs.len())) {
-                im2row(c, xi, xs, os, &mut rows);
-                gemm_fused(dyi, &rows, &mut tmp, o, p, k);
-                dw.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
-                for (ch, row) in dyi.chunks_exact(p).enumerate().take(db.len()) {
-                    db[ch] += row.iter().sum::<f32>();
-                }
-                gemm_fused(&wt, dyi, &mut dcols, k, o, p);
-                col2im(c, &dcols, xs, os, dxi);
-            }
-            if has_bias {
-                vec![dw, db]
-            } else {
-                vec![dw]
-            }
-        })
-        .collect();
-    (dx, sum_ordered(parts))
+    let nb = if c.bias.is_some() { o } else { 0 };
+    let scratch = || (vec![0f32; p * k], vec![0f32; k * p], vec![0f32; o * k]);
+    let (dx, mut g) = chunked_backward(x, dy, n, (xs.len(), os.len()), || vec![vec![0f32; o * k], vec![0f32; nb]], scratch, |acc, (rows, dcols, tmp), dxi, dyi, xi, _| {
+        im2row(c, xi, xs, os, rows);
+        gemm_fused(dyi, rows, tmp, o, p, k);
+        acc[0].iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
+        for (ch, row) in dyi.chunks_exact(p).enumerate().take(nb) {
+            acc[1][ch] += row.iter().sum::<f32>();
+        }
+        gemm_fused(&wt, dyi, dcols, k, o, p);
+        col2im(c, dcols, xs, os, dxi);
+    });
+    g.truncate(if nb > 0 { 2 } else { 1 });
+    (dx, g)
 }
 
 fn linear_backward(l: &crate::graph::Linear, x: &[f32], dy: &[f32], n: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
     let (fi, fo) = (l.in_features, l.out_features);
     let mut wt = vec![0f32; fi * fo];
     transpose(&l.weight, fo, fi, &mut wt);
-    let mut dx = vec![0f32; n * fi];
-    let has_bias = l.bias.is_some();
-    let parts: Vec<Vec<Vec<f32>>> = dx
-        .par_chunks_mut(CHUNK * fi)
-        .zip(dy.par_chunks(CHUNK * fo))
-        .zip(x.par_chunks(CHUNK * fi))
-        .map(|((dxc, dyc), xc)| {
-            let mut dw = vec![0f32; fo * fi];
-            let mut db = vec![0f32; fo];
-            for ((dxi, dyi), xi) in dxc.chunks_exact_mut(fi).zip(dyc.chunks_exact(fo)).zip(xc.chunks_exact(fi)) {
-                for (oo, &g) in dyi.iter().enumerate() {
-                    dw[oo * fi..(oo + 1) * fi].iter_mut().zip(xi).for_each(|(a, &v)| *a += g * v);
-                    db[oo] += g;
-                }
-                gemm_fused(&wt, dyi, dxi, fi, fo, 1);
-            }
-            if has_bias {
-                vec![dw, db]
-            } else {
-                vec![dw]
-            }
-        })
-        .collect();
-    (dx, sum_ordered(parts))
+    let (dx, mut g) = chunked_backward(x, dy, n, (fi, fo), || vec![vec![0f32; fo * fi], vec![0f32; fo]], || (), |acc, _, dxi, dyi, xi, _| {
+        for (oo, &g) in dyi.iter().enumerate() {
+            acc[0][oo * fi..(oo + 1) * fi].iter_mut().zip(xi).for_each(|(a, &v)| *a += g * v);
+            acc[1][oo] += g;
+        }
+        gemm_fused(&wt, dyi, dxi, fi, fo, 1);
+    });
+    g.truncate(if l.bias.is_some() { 2 } else { 1 });
+    (dx, g)
 }
 
 /// Gradients of the learned normalisation and readout of crossbar layers
@@ -320,40 +322,29 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     let (p, k, o) = (os.h * os.w, layer.k, layer.out);
     let cols = layer.columns.len();
     let has_bias = c.bias.is_some();
-    let mut dx = vec![0f32; n * xs.len()];
-    let parts: Vec<Vec<Vec<f32>>> = dx
-        .par_chunks_mut(CHUNK * xs.len())
-        .zip(dy.par_chunks(CHUNK * os.len()))
-        .zip(x.par_chunks(CHUNK * xs.len()))
-        .zip(q.images.par_chunks(CHUNK))
-        .map(|(((dxc, dyc), xc), images)| {
-            let mut acc: Vec<Vec<f32>> = vec![vec![0f32; o * k], vec![0f32; if has_bias { o } else { 0 }], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols]];
-            let (mut levels, mut rows, mut dlevels) = (vec![0f32; xs.len()], vec![0f32; p * k], vec![0f32; xs.len()]);
-            let (mut psi, mut ci, mut yi, mut scratch) = (vec![0f32; cols * p], vec![0f32; cols * p], vec![0f32; os.len()], Scratch::default());
-            let unfold = |plane: &[f32], colsbuf: &mut [f32]| layers::im2col(c, plane, xs, os, colsbuf);
-            for (((dxi, dyi), xi), &image) in dxc.chunks_exact_mut(xs.len()).zip(dyc.chunks_exact(os.len())).zip(xc.chunks_exact(xs.len())).zip(images) {
-                layer.forward(xi, p, &unfold, &mut scratch, image, q.seed, &mut yi, &mut LayerOps::default(), None, Some((&mut psi, &mut ci)));
-                levels.iter_mut().zip(xi).for_each(|(l, &v)| *l = layer.input.level(v));
-                im2row(c, &levels, xs, os, &mut rows);
-                let g = qat::backward_image(ql, layer, &rows, &psi, &ci, dyi, p, has_bias);
-                dlevels.fill(0.0);
-                col2im(c, &g.dcols, xs, os, &mut dlevels);
-                // Straight-through the input quantiser inside its range.
-                let (lo, hi) = if layer.input.signed { (-ql.config.input_clip, ql.config.input_clip) } else { (0.0, ql.config.input_clip) };
-                let inv = 1.0 / layer.input.step;
-                for ((d, &dl), &v) in dxi.iter_mut().zip(&dlevels).zip(xi) {
-                    *d = if v > lo && v < hi { dl * inv } else { 0.0 };
-                }
-                acc[0].iter_mut().zip(&g.dw).for_each(|(a, b)| *a += b);
-                acc[1].iter_mut().zip(&g.db).for_each(|(a, b)| *a += b);
-                for (a, d) in acc[2..].iter_mut().zip(&g.dparams) {
-                    a.iter_mut().zip(d).for_each(|(a, b)| *a += b);
-                }
-            }
-            acc
-        })
-        .collect();
-    let mut total = sum_ordered(parts);
+    let grads = || vec![vec![0f32; o * k], vec![0f32; if has_bias { o } else { 0 }], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols]];
+    let scratch = || (vec![0f32; xs.len()], vec![0f32; p * k], vec![0f32; xs.len()], vec![0f32; cols * p], vec![0f32; cols * p], vec![0f32; os.len()], Scratch::default());
+    let unfold = |plane: &[f32], colsbuf: &mut [f32]| layers::im2col(c, plane, xs, os, colsbuf);
+    let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), grads, scratch, |acc, (levels, rows, dlevels, psi, ci, yi, sc), dxi, dyi, xi, i| {
+        // Replay this image's forward (a pure function of seed and image) for its partial sums and converter outputs.
+        layer.forward(xi, p, &unfold, sc, q.images[i], q.seed, yi, &mut LayerOps::default(), None, Some((psi, ci)));
+        levels.iter_mut().zip(xi).for_each(|(l, &v)| *l = layer.input.level(v));
+        im2row(c, levels, xs, os, rows);
+        let g = qat::backward_image(ql, layer, rows, psi, ci, dyi, p, has_bias);
+        dlevels.fill(0.0);
+        col2im(c, &g.dcols, xs, os, dlevels);
+        // Straight-through the input quantiser inside its range.
+        let (lo, hi) = if layer.input.signed { (-ql.config.input_clip, ql.config.input_clip) } else { (0.0, ql.config.input_clip) };
+        let inv = 1.0 / layer.input.step;
+        for ((d, &dl), &v) in dxi.iter_mut().zip(dlevels.iter()).zip(xi) {
+            *d = if v > lo && v < hi { dl * inv } else { 0.0 };
+        }
+        acc[0].iter_mut().zip(&g.dw).for_each(|(a, b)| *a += b);
+        acc[1].iter_mut().zip(&g.db).for_each(|(a, b)| *a += b);
+        for (a, d) in acc[2..].iter_mut().zip(&g.dparams) {
+            a.iter_mut().zip(d).for_each(|(a, b)| *a += b);
+        }
+    });
     let dparams: [Vec<f32>; 4] = std::array::from_fn(|j| std::mem::take(&mut total[2 + j]));
     total.truncate(2);
     // Straight-through the weight quantiser: dw = d level / scale.
