@@ -158,7 +158,7 @@ const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a CIFAR-10 ResNet from scratch or fine-tune an ONNX model; checkpoints every epoch, resumable',
-    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--mtj-grad ste|expected] [--json] | --resume DIR',
+    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--mtj-grad ste|expected] [--json] | --resume DIR [--epochs N] [--stop-after N]',
     options: {
       arch: { type: 'string' },
       from: { type: 'string' },
@@ -188,7 +188,7 @@ const commands: Record<string, Command> = {
       '--arch NAME': `train from scratch: ${ARCHS.join(', ')} (option-A shortcuts, BatchNorm kept)`,
       '--from MODEL.onnx': 'fine-tune this model instead',
       '--out DIR': 'run folder: log.jsonl (one JSON line per epoch), checkpoint.bin (atomic, every epoch), model.onnx (at the end)',
-      '--resume DIR': 'continue the run in DIR where it stopped (same result, bit for bit, as an uninterrupted run with the same threads)',
+      '--resume DIR': 'continue the run in DIR where it stopped (same result, bit for bit, as an uninterrupted run with the same threads); with --epochs N, change the run\'s epoch budget (and so its learning-rate schedule) from here on',
       '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache)',
       '--epochs N': 'epochs (default 200)',
       '--batch N': 'batch size (default 128)',

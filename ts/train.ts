@@ -180,7 +180,10 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
   if (o.resume) {
     if (!existsSync(ckpt)) throw new Error(`--resume: no checkpoint in ${o.out}`);
     resumed = readCheckpoint(ckpt);
-    settings = resumed.header.settings;
+    // Validated like fresh settings: checkpoints from before a setting existed get its default.
+    settings = resolveTrainSettings(resumed.header.settings);
+    // A new epoch budget re-shapes the learning-rate schedule from the next step on.
+    if (o.epochs !== undefined) settings.epochs = int('--epochs', o.epochs, resumed.header.epoch, 100_000);
   } else {
     settings = resolveTrainSettings(o);
   }
