@@ -10,7 +10,7 @@ import { normalize, readCifar10 } from './data/cifar10.js';
 import { resolveDataDir } from './data/location.js';
 import { argmax } from './eval.js';
 import type { Backend } from './backend.js';
-import type { LayerSpecJs, LearnedJs, TrainProgress } from './native-binding.js';
+import type { LayerSpecJs, LearnedJs, NativeTrainer, TrainProgress } from './native-binding.js';
 import { native, nativeBackend } from './native.js';
 import type { EmbeddedStox, Network } from './network.js';
 import { applyLearned, createSimulator } from './simulator.js';
@@ -171,6 +171,30 @@ function learnedByName(net: Network, learned: LearnedJs[]): EmbeddedStox['layers
   );
 }
 
+/**
+ * The native trainer for `net` (FP32, or PS-QAT when `settings.stox` names a
+ * converter: its crossbar layers calibrated on the first training images).
+ * `images`/`labels`: the training set, raw CIFAR bytes.
+ */
+export function createTrainer(net: Network, settings: TrainSettings, images: Uint8Array, labels: Uint8Array): NativeTrainer {
+  const stox = resolveConfig(settings.stox as Record<string, unknown>);
+  let specs: (LayerSpecJs | null)[] | undefined;
+  let calibration: Float32Array = new Float32Array(0);
+  if (stox.converter !== 'fp') {
+    specs = layerSpecs(net, stox);
+    applyLearned(net, specs, net.stox?.layers);
+    const m = Math.min(stox.calibrationImages, labels.length);
+    calibration = normalize(images.subarray(0, m * 3072), m);
+  }
+  return new (native().NativeTrainer)(
+    net,
+    { ...settings, init: settings.arch !== undefined, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], layers: specs },
+    images,
+    labels,
+    calibration,
+  );
+}
+
 export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: string }> {
   const threads = int('--threads', o.threads ?? 0, 0, 1024);
   mkdirSync(o.out, { recursive: true });
@@ -194,21 +218,7 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
   const n = o.trainImages === undefined ? trainSet.count : int('--train-images', o.trainImages, 2, trainSet.count);
   const stox = resolveConfig(settings.stox as Record<string, unknown>);
   const qat = stox.converter !== 'fp';
-  let specs: (LayerSpecJs | null)[] | undefined;
-  let calibration: Float32Array = new Float32Array(0);
-  if (qat) {
-    specs = layerSpecs(net, stox);
-    applyLearned(net, specs, net.stox?.layers);
-    const m = Math.min(stox.calibrationImages, n);
-    calibration = normalize(trainSet.images.subarray(0, m * 3072), m);
-  }
-  const trainer = new (native().NativeTrainer)(
-    net,
-    { ...settings, init: settings.arch !== undefined, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], layers: specs },
-    trainSet.images.subarray(0, n * 3072),
-    trainSet.labels.subarray(0, n),
-    calibration,
-  );
+  const trainer = createTrainer(net, settings, trainSet.images.subarray(0, n * 3072), trainSet.labels.subarray(0, n));
   // Test accuracy in eval mode: FP32, or the StoX engine with the learned state (seed = the run's seed).
   const evaluator = async (): Promise<Backend> => {
     const now = trainer.network() as Network;
