@@ -72,23 +72,24 @@ impl Draws {
 /// pixel p, lane p % 8, samples t = 0..T in order.
 pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], factor: f32, draws: &mut Draws, mut record: Option<&mut [f32]>) {
     let noisy = draws.read.is_some();
-    let mut keep = |p: usize, c: f32| {
+    #[inline(always)]
+    fn keep(record: &mut Option<&mut [f32]>, p: usize, c: f32) {
         if let Some(r) = record.as_deref_mut() {
             r[p] = c;
         }
-    };
+    }
     match *conv {
         Converter::Ideal if !noisy => {
             for (p, (a, &v)) in acc.iter_mut().zip(ps).enumerate() {
                 *a += v * factor;
-                keep(p, v);
+                keep(&mut record, p, v);
             }
         }
         Converter::Ideal => {
             for (p, (a, &v)) in acc.iter_mut().zip(ps).enumerate() {
                 let v = v + draws.read_noise(p % LANES);
                 *a += v * factor;
-                keep(p, v);
+                keep(&mut record, p, v);
             }
         }
         Converter::Adc { bits } => {
@@ -98,7 +99,7 @@ pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], 
                 let code = ((v - col.lo) / col.step + 0.5).floor().clamp(0.0, top);
                 let v = col.lo + code * col.step;
                 *a += v * factor;
-                keep(p, v);
+                keep(&mut record, p, v);
             }
         }
         Converter::SenseAmp => {
@@ -106,7 +107,7 @@ pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], 
                 let v = if noisy { v + draws.read_noise(p % LANES) } else { v };
                 let c = if v * col.scale + col.shift >= 0.0 { 1.0 } else { -1.0 };
                 *a += (col.gain * c + col.offset) * factor;
-                keep(p, c);
+                keep(&mut record, p, c);
             }
         }
         Converter::Mtj { curve, samples } => {
@@ -122,17 +123,21 @@ pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], 
             thr.clear();
             thr.extend(ps[..full].iter().map(|&v| dev.threshold(&curve, v * col.scale + col.shift)));
             for b in (0..full).step_by(LANES) {
+                let t: [f32; LANES] = thr[b..b + LANES].try_into().unwrap();
                 let mut count = [0f32; LANES];
                 for _ in 0..samples {
                     let u = draws.samples.next();
                     for l in 0..LANES {
-                        count[l] += mtj::sample(u[l], thr[b + l]);
+                        count[l] += mtj::sample(u[l], t[l]);
                     }
                 }
+                let c: [f32; LANES] = std::array::from_fn(|l| count[l] * t_inv);
+                let a: &mut [f32; LANES] = (&mut acc[b..b + LANES]).try_into().unwrap();
                 for l in 0..LANES {
-                    let c = count[l] * t_inv;
-                    acc[b + l] += (col.gain * c + col.offset) * factor;
-                    keep(b + l, c);
+                    a[l] += (col.gain * c[l] + col.offset) * factor;
+                }
+                if let Some(r) = record.as_deref_mut() {
+                    r[b..b + LANES].copy_from_slice(&c);
                 }
             }
             for p in full..n {
@@ -149,7 +154,7 @@ pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], 
                 }
                 let c = count * t_inv;
                 acc[p] += (col.gain * c + col.offset) * factor;
-                keep(p, c);
+                keep(&mut record, p, c);
             }
         }
     }

@@ -174,10 +174,21 @@ pub fn forward(net: &Network, stox: Option<&Stox>, images: &[f32], first: usize)
     Ok((logits, ops))
 }
 
-/// A rayon pool of exactly `threads` workers (0 = one per core).
-pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| crate::error::Error::new(format!("cannot start {threads} threads: {e}")))
+/// A rayon pool of exactly `threads` workers (0 = one per core), shared by
+/// every call that asks for that many: starting threads per call cost time,
+/// and per-thread state (`pool::Buf` free lists) lives as long as the pool.
+pub fn thread_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> {
+    static POOLS: std::sync::Mutex<Vec<(usize, std::sync::Arc<rayon::ThreadPool>)>> = std::sync::Mutex::new(Vec::new());
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = pools.iter().find(|(n, _)| *n == threads) {
+        return Ok(p.clone());
+    }
+    let pool = std::sync::Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| crate::error::Error::new(format!("cannot start {threads} threads: {e}")))?,
+    );
+    pools.push((threads, pool.clone()));
+    Ok(pool)
 }

@@ -17,12 +17,19 @@ const NR: usize = 32;
 
 /// `c[m×n] = a[m×k] · b[k×n]`, all row-major and densely packed.
 pub fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    blocked::<false>(a, b, c, m, k, n)
+    blocked::<false>(a, k, b, n, c, n, m, k, n)
 }
 
 /// As `gemm`, with fused multiply-adds (training only).
 pub fn gemm_fused(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    blocked::<true>(a, b, c, m, k, n)
+    blocked::<true>(a, k, b, n, c, n, m, k, n)
+}
+
+/// `gemm_fused` on sub-matrices: rows of `a`, `b` and `c` start `lda`,
+/// `ldb` and `ldc` floats apart (e.g. a column range of a wider matrix).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_fused_strided(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
+    blocked::<true>(a, lda, b, ldb, c, ldc, m, k, n)
 }
 
 #[inline(always)]
@@ -34,31 +41,35 @@ fn mac<const FUSED: bool>(acc: f32, a: f32, b: f32) -> f32 {
     }
 }
 
-fn blocked<const FUSED: bool>(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn blocked<const FUSED: bool>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
+    let fits = |len: usize, rows: usize, ld: usize, cols: usize| rows == 0 || cols == 0 || len >= (rows - 1) * ld + cols;
+    assert!(fits(a.len(), m, lda, k) && fits(b.len(), k, ldb, n) && fits(c.len(), m, ldc, n));
     let mut i = 0;
     while i + MR <= m {
         let mut j = 0;
         while j + NR <= n {
-            block::<FUSED, NR>(a, b, c, i, j, k, n);
+            block::<FUSED, NR>(a, lda, b, ldb, c, ldc, i, j, k);
             j += NR;
         }
         while j + 8 <= n {
-            block::<FUSED, 8>(a, b, c, i, j, k, n);
+            block::<FUSED, 8>(a, lda, b, ldb, c, ldc, i, j, k);
             j += 8;
         }
-        scalar::<FUSED>(a, b, c, i..i + MR, j..n, k, n);
+        scalar::<FUSED>(a, lda, b, ldb, c, ldc, i..i + MR, j..n, k);
         i += MR;
     }
-    scalar::<FUSED>(a, b, c, i..m, 0..n, k, n);
+    scalar::<FUSED>(a, lda, b, ldb, c, ldc, i..m, 0..n, k);
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn block<const FUSED: bool, const W: usize>(a: &[f32], b: &[f32], c: &mut [f32], i0: usize, j0: usize, k: usize, n: usize) {
+fn block<const FUSED: bool, const W: usize>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, i0: usize, j0: usize, k: usize) {
     let mut acc = [[0f32; W]; MR];
-    let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * k..(i0 + r + 1) * k]);
+    let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * lda..(i0 + r) * lda + k]);
     for kk in 0..k {
-        let bv: &[f32; W] = b[kk * n + j0..kk * n + j0 + W].try_into().unwrap();
+        let bv: &[f32; W] = b[kk * ldb + j0..kk * ldb + j0 + W].try_into().unwrap();
         for r in 0..MR {
             let av = rows[r][kk];
             for j in 0..W {
@@ -67,18 +78,19 @@ fn block<const FUSED: bool, const W: usize>(a: &[f32], b: &[f32], c: &mut [f32],
         }
     }
     for r in 0..MR {
-        c[(i0 + r) * n + j0..(i0 + r) * n + j0 + W].copy_from_slice(&acc[r]);
+        c[(i0 + r) * ldc + j0..(i0 + r) * ldc + j0 + W].copy_from_slice(&acc[r]);
     }
 }
 
-fn scalar<const FUSED: bool>(a: &[f32], b: &[f32], c: &mut [f32], rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, k: usize, n: usize) {
+#[allow(clippy::too_many_arguments)]
+fn scalar<const FUSED: bool>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, k: usize) {
     for i in rows {
         for j in cols.clone() {
             let mut acc = 0f32;
             for kk in 0..k {
-                acc = mac::<FUSED>(acc, a[i * k + kk], b[kk * n + j]);
+                acc = mac::<FUSED>(acc, a[i * lda + kk], b[kk * ldb + j]);
             }
-            c[i * n + j] = acc;
+            c[i * ldc + j] = acc;
         }
     }
 }
@@ -111,6 +123,23 @@ mod tests {
             gemm(&a, &b, &mut c, m, k, n);
             let r = reference(&a, &b, m, k, n);
             assert!(c.iter().zip(&r).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n}");
+        }
+    }
+
+    #[test]
+    fn strided_product_equals_the_product_of_the_sub_matrices() {
+        // b is the column range 5..5+n of a 9 × 50 matrix; c lands in columns 3.. of rows 60 wide.
+        let (m, k, n) = (6, 9, 37);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 - 6.0).collect();
+        let wide: Vec<f32> = (0..k * 50).map(|i| ((i * 31) % 17) as f32 * 0.25).collect();
+        let b: Vec<f32> = (0..k).flat_map(|r| wide[r * 50 + 5..r * 50 + 5 + n].to_vec()).collect();
+        let mut c = vec![f32::NAN; m * 60];
+        gemm_fused_strided(&a, k, &wide[5..], 50, &mut c[3..], 60, m, k, n);
+        let mut dense = vec![0f32; m * n];
+        gemm_fused(&a, &b, &mut dense, m, k, n);
+        for i in 0..m {
+            assert_eq!(&c[i * 60 + 3..i * 60 + 3 + n], &dense[i * n..(i + 1) * n]);
+            assert!(c[i * 60..i * 60 + 3].iter().all(|v| v.is_nan()), "outside the block untouched");
         }
     }
 }

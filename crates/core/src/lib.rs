@@ -15,6 +15,7 @@ pub mod mtj;
 pub mod mvm;
 pub mod ops;
 pub mod pmath;
+pub mod pool;
 pub mod quant;
 pub mod rng;
 pub mod train;

@@ -11,6 +11,7 @@ use crate::gemm::gemm_fused;
 use crate::graph::{Conv, Network, Op, Shape};
 use crate::layers;
 use crate::ops::LayerOps;
+use crate::pool::Buf;
 use crate::train::qat::{self, QatLayer};
 
 /// Crossbar layers under PS-QAT (by node) and the RNG image index of each
@@ -19,24 +20,31 @@ pub struct Qat<'a> {
     pub layers: &'a [Option<QatLayer>],
     pub seed: u64,
     pub images: &'a [usize],
+    /// Most bytes one crossbar layer keeps for backward (`TAPE_BYTES`).
+    pub tape_bytes: usize,
 }
 
-/// A crossbar layer as programmed for this step. Backward replays each
-/// image's forward (a pure function of seed and image index) to get its
-/// partial sums and converter outputs, which is cheaper than keeping
-/// `n × columns × p` of each for the whole batch.
+/// A crossbar layer as programmed for this step, with every image's partial
+/// sums and converter outputs (`columns × p` each) when they fit in
+/// `TAPE_BYTES`. Otherwise (fine bit slicing) backward replays each image's
+/// forward, a pure function of seed and image index, to get them again.
 struct XbarTape {
     layer: CrossbarLayer,
+    recorded: Option<(Buf, Buf)>,
 }
+
+/// Default of `Qat::tape_bytes`: fits 4-bit unsliced mappings of ResNets at
+/// batch 128; 1-bit slicing and streaming (16× more) replays instead.
+pub const TAPE_BYTES: usize = 256 << 20;
 
 const CHUNK: usize = 8;
 
 /// What backward needs from forward beyond the values themselves.
 pub struct Tape {
     pub n: usize,
-    pub values: Vec<Vec<f32>>,
+    pub values: Vec<Buf>,
     /// BatchNorm: normalised input and 1/std per channel.
-    bn: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+    bn: Vec<Option<(Buf, Vec<f32>)>>,
     xbar: Vec<Option<XbarTape>>,
 }
 
@@ -53,14 +61,14 @@ fn per_image<'a>(v: &'a mut [f32], len: usize) -> rayon::slice::ChunksExactMut<'
 
 /// Forward pass over a batch `x` (`n` images); updates BatchNorm running
 /// statistics when `train`. Crossbar layers of `qat` run the StoX engine.
-pub fn forward(net: &mut Network, x: Vec<f32>, n: usize, train: bool, qat: Option<&Qat>) -> crate::error::Result<Tape> {
-    let mut values: Vec<Vec<f32>> = Vec::with_capacity(net.shapes.len());
-    values.push(x);
+pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat: Option<&Qat>) -> crate::error::Result<Tape> {
+    let mut values: Vec<Buf> = Vec::with_capacity(net.shapes.len());
+    values.push(x.into());
     let mut bn = Vec::with_capacity(net.nodes.len());
     let mut xbar = Vec::with_capacity(net.nodes.len());
     for i in 0..net.nodes.len() {
         let (xs, os) = (net.shapes[net.nodes[i].inputs[0]], net.shapes[i + 1]);
-        let mut out = vec![0f32; n * os.len()];
+        let mut out = Buf::zeroed(n * os.len());
         let mut cache = None;
         let mut record = None;
         {
@@ -72,18 +80,24 @@ pub fn forward(net: &mut Network, x: Vec<f32>, n: usize, train: bool, qat: Optio
                     let (ql, q) = crossbar.unwrap();
                     let layer = CrossbarLayer::new(i, &node.name, &c.weight, c.bias.as_deref(), c.out_channels, ql.config.clone(), q.seed)?;
                     let p = os.h * os.w;
+                    let per = layer.columns.len() * p;
+                    let mut recorded = (2 * n * per * 4 <= q.tape_bytes).then(|| (Buf::zeroed(n * per), Buf::zeroed(n * per)));
+                    let slots: Vec<Option<(&mut [f32], &mut [f32])>> = match &mut recorded {
+                        Some((ps, cs)) => ps.chunks_exact_mut(per).zip(cs.chunks_exact_mut(per)).map(Some).collect(),
+                        None => (0..n).map(|_| None).collect(),
+                    };
                     let conv: &Conv = c;
-                    out.par_chunks_exact_mut(os.len()).zip(input.par_chunks_exact(xs.len())).zip(q.images.par_iter()).for_each_init(Scratch::default, |scratch, ((o, x), &image)| {
+                    out.par_chunks_exact_mut(os.len()).zip(input.par_chunks_exact(xs.len())).zip(q.images.par_iter()).zip(slots).for_each_init(Scratch::default, |scratch, (((o, x), &image), slot)| {
                         let unfold = |plane: &[f32], colsbuf: &mut [f32]| layers::im2col(conv, plane, xs, os, colsbuf);
-                        layer.forward(x, p, &unfold, scratch, image, q.seed, o, &mut LayerOps::default(), None, None);
+                        layer.forward(x, p, &unfold, scratch, image, q.seed, o, &mut LayerOps::default(), None, slot);
                     });
-                    record = Some(XbarTape { layer });
+                    record = Some(XbarTape { layer, recorded });
                 }
                 Op::Conv(c) => {
                     let k = layers::conv_rows(c) * os.h * os.w;
                     let rows = layers::conv_rows(c);
                     per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each_init(
-                        || vec![0f32; k],
+                        || Buf::zeroed(k),
                         |cols, (o, x)| {
                             layers::im2col(c, x, xs, os, cols);
                             gemm_fused(&c.weight, cols, o, c.out_channels, rows, os.h * os.w);
@@ -121,7 +135,7 @@ pub fn forward(net: &mut Network, x: Vec<f32>, n: usize, train: bool, qat: Optio
 }
 
 /// Train-mode BatchNorm over the batch; returns (x̂, 1/std) for backward.
-fn batch_norm_train(b: &mut crate::graph::BatchNorm, x: &[f32], out: &mut [f32], n: usize, s: Shape) -> (Vec<f32>, Vec<f32>) {
+fn batch_norm_train(b: &mut crate::graph::BatchNorm, x: &[f32], out: &mut [f32], n: usize, s: Shape) -> (Buf, Vec<f32>) {
     let (c, p) = (s.c, s.h * s.w);
     let m = (n * p) as f64;
     let stats: Vec<(f64, f64)> = (0..c)
@@ -144,7 +158,7 @@ fn batch_norm_train(b: &mut crate::graph::BatchNorm, x: &[f32], out: &mut [f32],
         })
         .collect();
     let inv_std: Vec<f32> = stats.iter().map(|&(_, var)| (1.0 / (var + b.eps as f64).sqrt()) as f32).collect();
-    let mut xhat = vec![0f32; x.len()];
+    let mut xhat = Buf::zeroed(x.len());
     xhat.par_chunks_exact_mut(c * p).zip(out.par_chunks_exact_mut(c * p)).zip(x.par_chunks_exact(c * p)).for_each(|((xh, o), x)| {
         for ch in 0..c {
             let (mean, is) = (stats[ch].0 as f32, inv_std[ch]);
@@ -215,10 +229,21 @@ fn im2row(conv: &Conv, x: &[f32], xs: Shape, os: Shape, rows: &mut [f32]) {
                 for ky in ky_lo..ky_hi {
                     let src = (c * xs.h + (y0 + ky as isize) as usize) * xs.w;
                     let src = &x[src + (x0 + kx_lo as isize) as usize..src + (x0 + kx_hi as isize) as usize];
-                    row[(c * kh + ky) * kw + kx_lo..(c * kh + ky) * kw + kx_hi].copy_from_slice(src);
+                    copy_short(&mut row[(c * kh + ky) * kw + kx_lo..(c * kh + ky) * kw + kx_hi], src);
                 }
             }
         }
+    }
+}
+
+/// A kernel row is a few floats: calling memmove for each cost more than the copy.
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    match src.len() {
+        1 => dst[0] = src[0],
+        2 => dst[..2].copy_from_slice(&src[..2]),
+        3 => dst[..3].copy_from_slice(&src[..3]),
+        _ => dst.copy_from_slice(src),
     }
 }
 
@@ -255,8 +280,8 @@ fn chunked_backward<S>(
     grads: impl Fn() -> Vec<Vec<f32>> + Sync,
     scratch: impl Fn() -> S + Sync,
     image: impl Fn(&mut Vec<Vec<f32>>, &mut S, &mut [f32], &[f32], &[f32], usize) + Sync,
-) -> (Vec<f32>, Vec<Vec<f32>>) {
-    let mut dx = vec![0f32; n * xl];
+) -> (Buf, Vec<Vec<f32>>) {
+    let mut dx = Buf::zeroed(n * xl);
     let parts: Vec<Vec<Vec<f32>>> = dx
         .par_chunks_mut(CHUNK * xl)
         .zip(dy.par_chunks(CHUNK * yl))
@@ -274,14 +299,14 @@ fn chunked_backward<S>(
 }
 
 /// Conv backward: returns (dx, [dW, db?]).
-fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Vec<f32>, Vec<Vec<f32>>) {
+fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Buf, Vec<Vec<f32>>) {
     let k = layers::conv_rows(c);
     let p = os.h * os.w;
     let o = c.out_channels;
     let mut wt = vec![0f32; k * o];
     transpose(&c.weight, o, k, &mut wt);
     let nb = if c.bias.is_some() { o } else { 0 };
-    let scratch = || (vec![0f32; p * k], vec![0f32; k * p], vec![0f32; o * k]);
+    let scratch = || (Buf::zeroed(p * k), Buf::zeroed(k * p), Buf::zeroed(o * k));
     let (dx, mut g) = chunked_backward(x, dy, n, (xs.len(), os.len()), || vec![vec![0f32; o * k], vec![0f32; nb]], scratch, |acc, (rows, dcols, tmp), dxi, dyi, xi, _| {
         im2row(c, xi, xs, os, rows);
         gemm_fused(dyi, rows, tmp, o, p, k);
@@ -296,7 +321,7 @@ fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape
     (dx, g)
 }
 
-fn linear_backward(l: &crate::graph::Linear, x: &[f32], dy: &[f32], n: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
+fn linear_backward(l: &crate::graph::Linear, x: &[f32], dy: &[f32], n: usize) -> (Buf, Vec<Vec<f32>>) {
     let (fi, fo) = (l.in_features, l.out_features);
     let mut wt = vec![0f32; fi * fo];
     transpose(&l.weight, fo, fi, &mut wt);
@@ -317,20 +342,29 @@ pub type QatGrads = Vec<Option<[Vec<f32>; 4]>>;
 
 /// Backward of a crossbar conv under PS-QAT (see qat.rs): (dx, [dW, db?], dparams).
 #[allow(clippy::too_many_arguments)]
-fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Vec<f32>, Vec<Vec<f32>>, [Vec<f32>; 4]) {
+fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Buf, Vec<Vec<f32>>, [Vec<f32>; 4]) {
     let layer = &t.layer;
     let (p, k, o) = (os.h * os.w, layer.k, layer.out);
     let cols = layer.columns.len();
     let has_bias = c.bias.is_some();
     let grads = || vec![vec![0f32; o * k], vec![0f32; if has_bias { o } else { 0 }], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols]];
-    let scratch = || (vec![0f32; xs.len()], vec![0f32; p * k], vec![0f32; xs.len()], vec![0f32; cols * p], vec![0f32; cols * p], vec![0f32; os.len()], Scratch::default());
+    let per = cols * p;
+    // Replay buffers: partial sums, converter outputs, the (unused) layer output.
+    let replay = if t.recorded.is_some() { [0; 3] } else { [per, per, os.len()] };
+    let wt = qat::transposed_cells(layer);
+    let scratch = || (Buf::zeroed(xs.len()), Buf::zeroed(p * k), Buf::zeroed(xs.len()), replay.map(Buf::zeroed), Scratch::default(), qat::ImageGrads::new(ql, layer, p, has_bias));
     let unfold = |plane: &[f32], colsbuf: &mut [f32]| layers::im2col(c, plane, xs, os, colsbuf);
-    let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), grads, scratch, |acc, (levels, rows, dlevels, psi, ci, yi, sc), dxi, dyi, xi, i| {
-        // Replay this image's forward (a pure function of seed and image) for its partial sums and converter outputs.
-        layer.forward(xi, p, &unfold, sc, q.images[i], q.seed, yi, &mut LayerOps::default(), None, Some((psi, ci)));
+    let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), grads, scratch, |acc, (levels, rows, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
+        let (psi, ci): (&[f32], &[f32]) = match &t.recorded {
+            Some((ps, cs)) => (&ps[i * per..(i + 1) * per], &cs[i * per..(i + 1) * per]),
+            None => {
+                layer.forward(xi, p, &unfold, sc, q.images[i], q.seed, y_buf, &mut LayerOps::default(), None, Some((&mut ps_buf[..], &mut c_buf[..])));
+                (ps_buf, c_buf)
+            }
+        };
         levels.iter_mut().zip(xi).for_each(|(l, &v)| *l = layer.input.level(v));
         im2row(c, levels, xs, os, rows);
-        let g = qat::backward_image(ql, layer, rows, psi, ci, dyi, p, has_bias);
+        qat::backward_image(ql, layer, &wt, rows, psi, ci, dyi, p, g);
         dlevels.fill(0.0);
         col2im(c, &g.dcols, xs, os, dlevels);
         // Straight-through the input quantiser inside its range.
@@ -362,10 +396,10 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
 pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) -> (Grads, QatGrads) {
     let mut qgrads: QatGrads = vec![None; net.nodes.len()];
     let n = tape.n;
-    let mut grads: Vec<Option<Vec<f32>>> = vec![None; net.shapes.len()];
-    grads[net.output] = Some(d_out);
+    let mut grads: Vec<Option<Buf>> = (0..net.shapes.len()).map(|_| None).collect();
+    grads[net.output] = Some(Buf::from(d_out));
     let mut params: Grads = vec![Vec::new(); net.nodes.len()];
-    let add_grad = |grads: &mut Vec<Option<Vec<f32>>>, v: usize, g: Vec<f32>| match &mut grads[v] {
+    let add_grad = |grads: &mut Vec<Option<Buf>>, v: usize, g: Buf| match &mut grads[v] {
         Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
         slot => *slot = Some(g),
     };
@@ -415,7 +449,7 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                         (sb as f32, sg as f32)
                     })
                     .collect();
-                let mut dx = vec![0f32; dy.len()];
+                let mut dx = Buf::zeroed(dy.len());
                 dx.par_chunks_exact_mut(c * p).zip(dy.par_chunks_exact(c * p)).zip(xhat.par_chunks_exact(c * p)).for_each(|((dxi, dyi), xh)| {
                     for ch in 0..c {
                         let (db, dg) = sums[ch];
@@ -429,12 +463,14 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                 add_grad(&mut grads, xin, dx);
             }
             Op::Hardtanh { min, max } => {
-                let dx = dy.iter().zip(x).map(|(&g, &v)| if v > *min && v < *max { g } else { 0.0 }).collect();
+                let mut dx = Buf::zeroed(dy.len());
+                dx.iter_mut().zip(dy.iter().zip(x.iter())).for_each(|(d, (&g, &v))| *d = if v > *min && v < *max { g } else { 0.0 });
                 add_grad(&mut grads, xin, dx);
             }
             Op::Relu => {
                 let y = &tape.values[i + 1];
-                let dx = dy.iter().zip(y).map(|(&g, &v)| if v > 0.0 { g } else { 0.0 }).collect();
+                let mut dx = Buf::zeroed(dy.len());
+                dx.iter_mut().zip(dy.iter().zip(y.iter())).for_each(|(d, (&g, &v))| *d = if v > 0.0 { g } else { 0.0 });
                 add_grad(&mut grads, xin, dx);
             }
             Op::Add => {
@@ -442,7 +478,7 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                 add_grad(&mut grads, xin, dy);
             }
             Op::Slice(s) => {
-                let mut dx = vec![0f32; n * xs.len()];
+                let mut dx = Buf::zeroed(n * xs.len());
                 dx.par_chunks_exact_mut(xs.len()).zip(dy.par_chunks_exact(os.len())).for_each(|(dxi, dyi)| {
                     for c in 0..xs.c {
                         for oy in 0..os.h {
@@ -456,12 +492,14 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
             }
             Op::PadChannels { before, .. } => {
                 let p = xs.h * xs.w;
-                let dx = dy.chunks_exact(os.len()).flat_map(|d| d[before * p..before * p + xs.len()].iter().copied()).collect();
+                let mut dx = Buf::zeroed(n * xs.len());
+                dx.chunks_exact_mut(xs.len()).zip(dy.chunks_exact(os.len())).for_each(|(o, d)| o.copy_from_slice(&d[before * p..before * p + xs.len()]));
                 add_grad(&mut grads, xin, dx);
             }
             Op::GlobalAvgPool => {
                 let p = xs.h * xs.w;
-                let dx = dy.iter().flat_map(|&g| std::iter::repeat_n(g / p as f32, p)).collect();
+                let mut dx = Buf::zeroed(n * xs.len());
+                dx.chunks_exact_mut(p).zip(dy.iter()).for_each(|(o, &g)| o.fill(g / p as f32));
                 add_grad(&mut grads, xin, dx);
             }
             Op::Flatten => add_grad(&mut grads, xin, dy),

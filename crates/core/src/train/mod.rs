@@ -163,7 +163,7 @@ impl Trainer {
             if idx.len() < 2 {
                 continue;
             }
-            let mut x = vec![0f32; idx.len() * len];
+            let mut x = crate::pool::Buf::zeroed(idx.len() * len);
             x.par_chunks_exact_mut(len).zip(idx.par_iter()).for_each(|(out, &i)| {
                 let i = i as usize;
                 augment::prepare(&data.images[i * len..(i + 1) * len], data.dims, &c.normalize, c.augment.then_some((c.seed, epoch, i)), out);
@@ -172,7 +172,7 @@ impl Trainer {
             let saved = self.net.clone();
             // Stochastic draws of image i in epoch e are keyed e·N + i: fresh every epoch.
             let images: Vec<usize> = idx.iter().map(|&i| epoch * data.len() + i as usize).collect();
-            let q = (!self.qat.is_empty()).then(|| backprop::Qat { layers: &self.qat, seed: c.seed, images: &images });
+            let q = (!self.qat.is_empty()).then(|| backprop::Qat { layers: &self.qat, seed: c.seed, images: &images, tape_bytes: backprop::TAPE_BYTES });
             let tape = backprop::forward(&mut self.net, x, idx.len(), true, q.as_ref())?;
             let (loss, correct, dlogits) = softmax_cross_entropy(&tape.values[self.net.output], &labels, classes, c.label_smoothing);
             if !loss.is_finite() {

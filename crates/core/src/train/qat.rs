@@ -21,7 +21,9 @@ use crate::converter::Converter;
 use crate::crossbar::{ColumnParams, CrossbarLayer, LayerConfig};
 use crate::error::Result;
 use crate::graph::{Node, Op};
+use crate::gemm::{gemm_fused, gemm_fused_strided};
 use crate::pmath;
+use crate::pool::Buf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MtjGrad {
@@ -123,86 +125,112 @@ impl QatLayer {
     }
 }
 
-/// Gradients of one crossbar conv over one image.
+/// Gradients of one crossbar conv over one image, in buffers reused from
+/// image to image (every value is overwritten).
 pub struct ImageGrads {
     /// `k × p`, with respect to the unfolded input *levels*.
-    pub dcols: Vec<f32>,
+    pub dcols: Buf,
     /// `out × k`, with respect to the quantised weight levels.
     pub dw: Vec<f32>,
     pub db: Vec<f32>,
     /// Per column: d scale, d shift, d gain, d offset.
     pub dparams: [Vec<f32>; 4],
+    /// Scratch: d ps of one subarray, `out × p`.
+    dps: Buf,
 }
+
+impl ImageGrads {
+    pub fn new(qat: &QatLayer, layer: &CrossbarLayer, p: usize, has_bias: bool) -> ImageGrads {
+        let (out, k, cols) = (layer.out, layer.k, layer.columns.len());
+        ImageGrads {
+            dcols: Buf::zeroed(k * p),
+            dw: vec![0f32; out * k],
+            db: vec![0f32; if has_bias { out } else { 0 }],
+            dparams: std::array::from_fn(|_| vec![0f32; if qat.config.converter.normalises() { cols } else { 0 }]),
+            dps: Buf::zeroed(out * p),
+        }
+    }
+}
+
+/// Each subarray's programmed weights transposed, `rows × out`, as
+/// `backward_image` multiplies with them (once per step, not per image).
+pub fn transposed_cells(layer: &CrossbarLayer) -> Vec<Vec<f32>> {
+    let out = layer.out;
+    layer
+        .ranges
+        .iter()
+        .enumerate()
+        .map(|(s, &(k0, k1))| {
+            let (w, ks) = (layer.cells(0, s), k1 - k0);
+            let mut wt = vec![0f32; ks * out];
+            for o in 0..out {
+                for r in 0..ks {
+                    wt[r * out + o] = w[o * ks + r];
+                }
+            }
+            wt
+        })
+        .collect()
+}
+
+const L: usize = 8;
 
 /// Backward of one image through `layer` (programmed from `qat.config`),
 /// given the unfolded input levels `rows` (`p × k`), the recorded partial
-/// sums and converter outputs (`columns × p`), and `dy` (`out × p`).
+/// sums and converter outputs (`columns × p`), `dy` (`out × p`) and the
+/// layer's `transposed_cells`. Sums over pixels run in eight lanes (lane l
+/// takes pixels ≡ l mod 8, lanes added in order), so they vectorise and
+/// stay independent of threads.
 #[allow(clippy::too_many_arguments)]
-pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, rows: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, has_bias: bool) -> ImageGrads {
+pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], rows: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
     let (out, k) = (layer.out, layer.k);
-    let cols = layer.columns.len();
-    let mut g = ImageGrads {
-        dcols: vec![0f32; k * p],
-        dw: vec![0f32; out * k],
-        db: vec![0f32; if has_bias { out } else { 0 }],
-        dparams: std::array::from_fn(|_| vec![0f32; if qat.config.converter.normalises() { cols } else { 0 }]),
-    };
-    for o in 0..g.db.len() {
-        g.db[o] = dy[o * p..(o + 1) * p].iter().sum();
+    for (o, db) in g.db.iter_mut().enumerate() {
+        *db = dy[o * p..(o + 1) * p].iter().sum();
     }
     let normalises = qat.config.converter.normalises();
-    let mut dps = vec![0f32; out * p];
-    let mut rows_s = Vec::new();
-    let mut tmp = Vec::new();
+    let full = p / L * L;
     for (s, &(k0, k1)) in layer.ranges.iter().enumerate() {
         let ks = k1 - k0;
         for o in 0..out {
             let idx = s * out + o;
             let col = &layer.columns[idx];
             let scale = layer.out_scale[o];
-            let (dyr, dpsr) = (&dy[o * p..(o + 1) * p], &mut dps[o * p..(o + 1) * p]);
+            let (dyr, dpsr) = (&dy[o * p..(o + 1) * p], &mut g.dps[o * p..(o + 1) * p]);
             if !normalises {
                 dpsr.iter_mut().zip(dyr).for_each(|(d, &g)| *d = g * scale);
                 continue;
             }
             let (psr, cr) = (&ps[idx * p..(idx + 1) * p], &c[idx * p..(idx + 1) * p]);
-            let (mut dg, mut dh, mut ds, mut dt) = (0f32, 0f32, 0f32, 0f32);
-            for j in 0..p {
+            // Lanes of d gain, d offset, d scale, d shift.
+            let mut sums = [[0f32; L]; 4];
+            let mut pixel = |j: usize, l: usize, sums: &mut [[f32; L]; 4]| {
                 let dacc = dyr[j] * scale;
                 let x = psr[j] * col.scale + col.shift;
-                dg += dacc * cr[j];
-                dh += dacc;
                 let dx = dacc * col.gain * qat.derivative(x);
-                ds += dx * psr[j];
-                dt += dx;
+                sums[0][l] += dacc * cr[j];
+                sums[1][l] += dacc;
+                sums[2][l] += dx * psr[j];
+                sums[3][l] += dx;
                 dpsr[j] = dx * col.scale;
+            };
+            for j0 in (0..full).step_by(L) {
+                for l in 0..L {
+                    pixel(j0 + l, l, &mut sums);
+                }
             }
-            g.dparams[0][idx] += ds;
-            g.dparams[1][idx] += dt;
-            g.dparams[2][idx] += dg;
-            g.dparams[3][idx] += dh;
-        }
-        // dW_s = dps · X_sᵀ (X_sᵀ = the subarray's columns of `rows`).
-        rows_s.clear();
-        for j in 0..p {
-            rows_s.extend_from_slice(&rows[j * k + k0..j * k + k1]);
-        }
-        tmp.resize(out * ks, 0.0);
-        crate::gemm::gemm_fused(&dps, &rows_s, &mut tmp, out, p, ks);
-        for o in 0..out {
-            for r in 0..ks {
-                g.dw[o * k + k0 + r] += tmp[o * ks + r];
+            for j in full..p {
+                pixel(j, j - full, &mut sums);
             }
+            let [dg, dh, ds, dt] = sums.map(|lanes| lanes.iter().sum::<f32>());
+            g.dparams[0][idx] = ds;
+            g.dparams[1][idx] = dt;
+            g.dparams[2][idx] = dg;
+            g.dparams[3][idx] = dh;
         }
+        // dW_s = dps · X_sᵀ: X_sᵀ is the column range k0..k1 of `rows`, and
+        // the result the same column range of dW.
+        gemm_fused_strided(&g.dps, p, &rows[k0..], k, &mut g.dw[k0..], k, out, p, ks);
         // dX_s = W_sᵀ · dps.
-        let w = layer.cells(0, s);
-        let mut wt = vec![0f32; ks * out];
-        for o in 0..out {
-            for r in 0..ks {
-                wt[r * out + o] = w[o * ks + r];
-            }
-        }
-        crate::gemm::gemm_fused(&wt, &dps, &mut g.dcols[k0 * p..k1 * p], ks, out, p);
+        gemm_fused(&wt[s], &g.dps, &mut g.dcols[k0 * p..k1 * p], ks, out, p);
     }
-    g
 }

@@ -191,7 +191,7 @@ mod qat_tests {
     fn qat_loss(net: &Network, layers: &[Option<QatLayer>], x: &[f32], labels: &[u8]) -> f64 {
         let mut net = net.clone();
         let images: Vec<usize> = (0..labels.len()).collect();
-        let q = backprop::Qat { layers, seed: 9, images: &images };
+        let q = backprop::Qat { layers, seed: 9, images: &images, tape_bytes: backprop::TAPE_BYTES };
         let tape = backprop::forward(&mut net, x.to_vec(), labels.len(), true, Some(&q)).unwrap();
         softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.0).0 / labels.len() as f64
     }
@@ -205,7 +205,7 @@ mod qat_tests {
         let layers = qat_layers(&net, MtjGrad::Ste);
         let (x, labels) = batch(4);
         let images: Vec<usize> = (0..4).collect();
-        let q = backprop::Qat { layers: &layers, seed: 9, images: &images };
+        let q = backprop::Qat { layers: &layers, seed: 9, images: &images, tape_bytes: backprop::TAPE_BYTES };
         let mut work = net.clone();
         let tape = backprop::forward(&mut work, x.clone(), 4, true, Some(&q)).unwrap();
         let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.0);
@@ -242,7 +242,7 @@ mod qat_tests {
         }
         let (x, labels) = batch(4);
         let images: Vec<usize> = (0..4).collect();
-        let q = backprop::Qat { layers: &layers, seed: 9, images: &images };
+        let q = backprop::Qat { layers: &layers, seed: 9, images: &images, tape_bytes: backprop::TAPE_BYTES };
         let mut work = net.clone();
         let tape = backprop::forward(&mut work, x.clone(), 4, true, Some(&q)).unwrap();
         let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.0);
@@ -260,6 +260,27 @@ mod qat_tests {
         let num = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
         let ana = g[col] as f64;
         assert!(num * ana > 0.0 && (num - ana).abs() < 0.35 * ana.abs(), "numeric {num} analytic {ana}");
+    }
+
+    /// Backward reads the recorded partial sums and converter outputs, or
+    /// replays the forward when they exceed the tape budget: the same
+    /// gradients, bit for bit.
+    #[test]
+    fn replayed_and_recorded_tapes_give_the_same_gradients() {
+        let net = tiny();
+        let layers = qat_layers(&net, MtjGrad::Ste);
+        let (x, labels) = batch(4);
+        let images: Vec<usize> = (0..4).collect();
+        let grads = |tape_bytes: usize| {
+            let q = backprop::Qat { layers: &layers, seed: 9, images: &images, tape_bytes };
+            let mut work = net.clone();
+            let tape = backprop::forward(&mut work, x.clone(), 4, true, Some(&q)).unwrap();
+            let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.0);
+            backprop::backward(&net, &tape, d, Some(&q))
+        };
+        let (recorded, replayed) = (grads(backprop::TAPE_BYTES), grads(0));
+        assert!(recorded.0[3].iter().flatten().any(|&g| g != 0.0));
+        assert_eq!(recorded, replayed);
     }
 
     #[test]
