@@ -1,7 +1,9 @@
 // `npm run bench -- [--images N] [--reps R] [--threads N] [--model PATH] [--data DIR] [--json]`
 // Throughput of the engines on the same images in one process; prints ratios
 // measured in this run (see bench/README.md for the method).
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Backend } from '../ts/backend.js';
 import { int } from '../ts/config.js';
@@ -13,6 +15,9 @@ import { ortBackend } from '../ts/ort.js';
 import { packageRoot } from '../ts/paths.js';
 import { createSimulator } from '../ts/simulator.js';
 import { resolveConfig, type StoxConfig } from '../ts/stox.js';
+import { createTrainer, resolveTrainSettings, type TrainSettings } from '../ts/train.js';
+import { resnet } from '../ts/arch.js';
+import type { Network } from '../ts/network.js';
 
 const BATCH = 100;
 
@@ -30,6 +35,32 @@ async function throughput(backend: Backend, images: Float32Array, imageLen: numb
   return rates[Math.floor(rates.length / 2)];
 }
 
+/**
+ * Training images/s: one warm-up batch, then `reps` timed passes of `batches`
+ * batches of 128 (the median counts), on the first training images.
+ */
+async function trainThroughput(net: Network, settings: TrainSettings, train: { images: Uint8Array; labels: Uint8Array }, batches: number, reps: number, threads: number): Promise<number> {
+  const n = 128 * (1 + batches * reps);
+  const trainer = createTrainer(net, settings, train.images.subarray(0, n * 3072), train.labels.subarray(0, n));
+  await trainer.trainBatches(0, 0, 1, threads);
+  const rates: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = process.hrtime.bigint();
+    const p = await trainer.trainBatches(0, 1 + r * batches, 1 + (r + 1) * batches, threads);
+    rates.push(p.images / (Number(process.hrtime.bigint() - t0) / 1e9));
+  }
+  rates.sort((a, b) => a - b);
+  return rates[Math.floor(rates.length / 2)];
+}
+
+/** Peak resident memory of a 10,000-image StoX eval, run in a child process. */
+function peakRssMB(model: string, data: string): number {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'rss.js');
+  const child = spawnSync(process.execPath, [script, model, data], { encoding: 'utf8' });
+  if (child.status !== 0) throw new Error(`bench/rss.js failed: ${child.stderr}`);
+  return (JSON.parse(child.stdout) as { peakRssMB: number }).peakRssMB;
+}
+
 async function main() {
   const { values } = parseArgs({
     options: {
@@ -37,6 +68,7 @@ async function main() {
       reps: { type: 'string', default: '3' },
       threads: { type: 'string', default: '2' },
       'js-images': { type: 'string', default: '20' },
+      'train-batches': { type: 'string', default: '5' },
       model: { type: 'string' },
       data: { type: 'string' },
       json: { type: 'boolean' },
@@ -67,7 +99,15 @@ async function main() {
     nativeBitSliced: await throughput(await stox({ ...mtj1, weightSliceBits: 1, inputStreamBits: 1 }), images, imageLen, reps),
     jsReference: await throughput(await stox(mtj1, 'js'), images.subarray(0, jsImages * imageLen), imageLen, 1),
     native1Thread: await throughput(await stox(mtj1, 'native', 1), images, imageLen, reps),
+    trainFp32: 0,
+    trainQatT4: 0,
   };
+  const batches = int('train-batches', values['train-batches'], 1, 390);
+  const train = await readCifar10(dataDir, 'train');
+  imagesPerSecond.trainFp32 = await trainThroughput(resnet('resnet20'), resolveTrainSettings({ arch: 'resnet20', epochs: 1 }), train, batches, reps, threads);
+  const qat = resolveTrainSettings({ from: model, epochs: 1, lr: 0.01, stox: { converter: 'mtj', samples: 4, calibrationImages: 64 } });
+  imagesPerSecond.trainQatT4 = await trainThroughput(await importOnnx(model), qat, train, batches, reps, threads);
+  const rss = peakRssMB(model, dataDir);
   const ort = imagesPerSecond.ortFp32;
   const ratios = {
     nativeFp32VsOrt: imagesPerSecond.nativeFp32 / ort,
@@ -79,12 +119,13 @@ async function main() {
     threadScaling: imagesPerSecond.nativeMtjT1 / imagesPerSecond.native1Thread,
   };
   if (values.json) {
-    process.stdout.write(JSON.stringify({ model, images: count, reps, threads, imagesPerSecond, ratios }) + '\n');
+    process.stdout.write(JSON.stringify({ model, images: count, reps, threads, imagesPerSecond, ratios, peakRssMB: rss }) + '\n');
     return;
   }
   process.stdout.write(`${model}: ${count} images, batch ${BATCH}, ${threads} threads, median of ${reps}\n`);
   for (const [k, v] of Object.entries(imagesPerSecond)) process.stdout.write(`  ${k.padEnd(16)} ${v.toFixed(1).padStart(9)} images/s\n`);
   for (const [k, v] of Object.entries(ratios)) process.stdout.write(`  ${k.padEnd(16)} ${v.toFixed(3).padStart(9)} x\n`);
+  process.stdout.write(`  peakRssMB        ${rss.toFixed(0).padStart(9)} MB (10,000-image StoX eval, mtj T = 1)\n`);
 }
 
 await main();

@@ -8,6 +8,7 @@ use rand_core::RngCore;
 use crate::bail;
 use crate::converter::{self, Column, Converter, Draws};
 use crate::error::Result;
+use crate::graph::{Conv, Shape};
 use crate::gemm::gemm;
 use crate::mtj::Device;
 use crate::mvm::{self, PackedWeights};
@@ -323,7 +324,8 @@ impl CrossbarLayer {
 
     /// Input levels → stream digit planes → unfolded columns, then partial
     /// sums per (subarray, slice, stream), each row converted and
-    /// shift-added. `unfold(plane, cols)` writes one `k × p` matrix.
+    /// shift-added. Integer layers unfold u8 digits for the VNNI kernel,
+    /// the others f32 digits for `gemm`.
     /// `observe` (calibration) sees every raw partial-sum row; `record`
     /// (training) receives every partial sum and converter output, each
     /// `columns × p` in canonical column order.
@@ -332,7 +334,7 @@ impl CrossbarLayer {
         &self,
         x: &[f32],
         p: usize,
-        unfold: &dyn Fn(&[f32], &mut [f32]),
+        unfold: Unfold,
         scratch: &mut Scratch,
         image: usize,
         seed: u64,
@@ -345,15 +347,32 @@ impl CrossbarLayer {
         let (slices, streams) = (m.slices(), m.streams());
         scratch.levels.clear();
         scratch.levels.extend(x.iter().map(|&v| self.input.level(v)));
-        scratch.cols.resize(streams * self.k * p, 0.0);
-        scratch.digits.resize(x.len(), 0.0);
-        for j in 0..streams {
-            for (d, &l) in scratch.digits.iter_mut().zip(&scratch.levels) {
-                *d = digit(l, j, m.input_stream_bits);
+        let plane = self.k * p;
+        if self.packed.is_some() {
+            scratch.digits_u8.resize(x.len(), 0);
+            scratch.cols_u8.resize(streams * plane, 0);
+            for j in 0..streams {
+                // Integer layers have unsigned integer levels below 2^23: adding
+                // 2^23 puts one in the low mantissa bits, an exact conversion
+                // without float-to-int (vectorises); then the stream's digit.
+                let (shift, mask) = (j as u32 * m.input_stream_bits, (1u32 << m.input_stream_bits) - 1);
+                for (d, &l) in scratch.digits_u8.iter_mut().zip(&scratch.levels) {
+                    *d = (((l + 8_388_608.0).to_bits() & 0x7f_ffff) >> shift & mask) as u8;
+                }
+                unfold.apply(&scratch.digits_u8, &mut scratch.cols_u8[j * plane..(j + 1) * plane]);
             }
-            unfold(&scratch.digits, &mut scratch.cols[j * self.k * p..(j + 1) * self.k * p]);
+            ops.active_rows += scratch.cols_u8.iter().filter(|&&v| v != 0).count() as u64;
+        } else {
+            scratch.cols.resize(streams * plane, 0.0);
+            scratch.digits.resize(x.len(), 0.0);
+            for j in 0..streams {
+                for (d, &l) in scratch.digits.iter_mut().zip(&scratch.levels) {
+                    *d = digit(l, j, m.input_stream_bits);
+                }
+                unfold.apply(&scratch.digits, &mut scratch.cols[j * plane..(j + 1) * plane]);
+            }
+            ops.active_rows += scratch.cols.iter().filter(|&&v| v != 0.0).count() as u64;
         }
-        ops.active_rows += scratch.cols.iter().filter(|&&v| v != 0.0).count() as u64;
         scratch.ps.resize(self.out * p, 0.0);
         let acc = out;
         acc.fill(0.0);
@@ -367,7 +386,7 @@ impl CrossbarLayer {
             if self.packed.is_some() {
                 scratch.quads.resize_with(streams, Vec::new);
                 for j in 0..streams {
-                    mvm::pack_inputs(&scratch.cols[j * self.k * p..(j + 1) * self.k * p], p, k0, k1, &mut scratch.quads[j]);
+                    mvm::pack_inputs(&scratch.cols_u8[j * plane..(j + 1) * plane], p, k0, k1, &mut scratch.quads[j]);
                 }
             }
             for i in 0..slices {
@@ -376,7 +395,7 @@ impl CrossbarLayer {
                     match &self.packed {
                         Some(packed) => mvm::mvm(&packed[n], &scratch.quads[j], p, &mut scratch.ps),
                         None => {
-                            let cols = &scratch.cols[j * self.k * p + k0 * p..j * self.k * p + k1 * p];
+                            let cols = &scratch.cols[j * plane + k0 * p..j * plane + k1 * p];
                             gemm(&self.weights[n], cols, &mut scratch.ps, self.out, rows, p);
                         }
                     }
@@ -461,12 +480,31 @@ fn range(v: &[f32]) -> (f32, f32) {
     (lo, hi)
 }
 
+/// How a layer's input becomes the `k × p` matrix its crossbar reads.
+#[derive(Clone, Copy)]
+pub enum Unfold<'a> {
+    Conv { conv: &'a Conv, input: Shape, output: Shape },
+    /// A linear layer reads its input vector (p = 1).
+    Identity,
+}
+
+impl Unfold<'_> {
+    pub fn apply<T: Copy + Default>(&self, x: &[T], cols: &mut [T]) {
+        match *self {
+            Unfold::Conv { conv, input, output } => crate::layers::im2col(conv, x, input, output, cols),
+            Unfold::Identity => cols.copy_from_slice(x),
+        }
+    }
+}
+
 /// Per-thread buffers of the crossbar forward pass.
 #[derive(Default)]
 pub struct Scratch {
     levels: Vec<f32>,
     digits: Vec<f32>,
     cols: Vec<f32>,
+    digits_u8: Vec<u8>,
+    cols_u8: Vec<u8>,
     quads: Vec<Vec<u8>>,
     ps: Vec<f32>,
     thresholds: Vec<f32>,

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::bail;
-use crate::crossbar::{self, CrossbarLayer};
+use crate::crossbar::{self, CrossbarLayer, Unfold};
 use crate::error::Result;
 use crate::graph::{Network, Op};
 use crate::layers;
@@ -62,14 +62,13 @@ impl Workspace {
             match (&node.op, crossbar) {
                 (Op::Conv(c), Some((layer, seed))) => {
                     let p = os.h * os.w;
-                    let unfold = |plane: &[f32], cols: &mut [f32]| layers::im2col(c, plane, xs, os, cols);
+                    let unfold = Unfold::Conv { conv: c, input: xs, output: os };
                     let f = observe.as_deref_mut();
-                    run_crossbar(layer, x, p, &unfold, &mut self.scratch, index, seed, out, &mut ops[i], i, f);
+                    run_crossbar(layer, x, p, unfold, &mut self.scratch, index, seed, out, &mut ops[i], i, f);
                 }
                 (Op::Linear(_), Some((layer, seed))) => {
-                    let unfold = |plane: &[f32], cols: &mut [f32]| cols.copy_from_slice(plane);
                     let f = observe.as_deref_mut();
-                    run_crossbar(layer, x, 1, &unfold, &mut self.scratch, index, seed, out, &mut ops[i], i, f);
+                    run_crossbar(layer, x, 1, Unfold::Identity, &mut self.scratch, index, seed, out, &mut ops[i], i, f);
                 }
                 (Op::Conv(c), None) => {
                     layers::conv(c, x, xs, out, os, &mut self.cols);
@@ -103,7 +102,7 @@ impl Workspace {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_crossbar(layer: &CrossbarLayer, x: &[f32], p: usize, unfold: &dyn Fn(&[f32], &mut [f32]), scratch: &mut crossbar::Scratch, index: usize, seed: u64, out: &mut [f32], ops: &mut LayerOps, node: usize, observe: Option<Observer<'_, '_>>) {
+fn run_crossbar(layer: &CrossbarLayer, x: &[f32], p: usize, unfold: Unfold, scratch: &mut crossbar::Scratch, index: usize, seed: u64, out: &mut [f32], ops: &mut LayerOps, node: usize, observe: Option<Observer<'_, '_>>) {
     match observe {
         Some(f) => {
             let mut g = |col: usize, ps: &[f32]| f(node, col, ps);

@@ -6,38 +6,73 @@ use crate::gemm::gemm;
 use crate::graph::{BatchNorm, Conv, Linear, Shape, Slice};
 
 /// Unfolds `x` into `cols[k × p]` with `k = (c, ky, kx)` (the ONNX weight
-/// order) and `p = (oy, ox)`; padding contributes zeros.
-pub fn im2col(conv: &Conv, x: &[f32], xs: Shape, os: Shape, cols: &mut [f32]) {
+/// order) and `p = (oy, ox)`; padding contributes zeros. Pure data
+/// movement, for float activations and integer input digits alike.
+pub fn im2col<T: Copy + Default>(conv: &Conv, x: &[T], xs: Shape, os: Shape, cols: &mut [T]) {
     let [kh, kw] = conv.kernel;
-    let sh = conv.stride[0];
+    let (sh, sw) = (conv.stride[0], conv.stride[1]);
     let p = os.h * os.w;
+    let zero = T::default();
     for c in 0..xs.c {
         let plane = &x[c * xs.h * xs.w..(c + 1) * xs.h * xs.w];
         for ky in 0..kh {
             for kx in 0..kw {
                 let row = &mut cols[((c * kh + ky) * kw + kx) * p..][..p];
                 let (lo, hi) = valid_columns(conv, xs, os, kx);
-                for oy in 0..os.h {
-                    let dst = &mut row[oy * os.w..(oy + 1) * os.w];
-                    let iy = (oy * sh + ky) as isize - conv.pads[0] as isize;
-                    if iy < 0 || iy >= xs.h as isize {
-                        dst.fill(0.0);
-                        continue;
+                // Output rows whose input row lies inside the image.
+                let (y0, y1) = valid_rows(conv, xs, os, ky);
+                row[..y0 * os.w].fill(zero);
+                row[y1 * os.w..].fill(zero);
+                if sh == 1 && sw == 1 && os.w == xs.w {
+                    // A shifted copy of the plane: one run for all valid rows, then
+                    // the columns that wrapped around from a neighbouring row
+                    // (they read padding) are cleared.
+                    if y1 > y0 {
+                        let start = (y0 + ky - conv.pads[0]) * xs.w + kx;
+                        let len = (y1 - y0) * os.w;
+                        let dst = &mut row[y0 * os.w..y1 * os.w];
+                        if kx >= conv.pads[1] {
+                            let from = start - conv.pads[1];
+                            let n = len.min(plane.len() - from);
+                            dst[..n].copy_from_slice(&plane[from..from + n]);
+                            dst[n..].fill(zero);
+                        } else {
+                            let skip = conv.pads[1] - kx;
+                            dst[skip..].copy_from_slice(&plane[start + skip - conv.pads[1]..start + len - conv.pads[1]]);
+                        }
+                        for line in dst.chunks_exact_mut(os.w) {
+                            line[..lo].fill(zero);
+                            line[hi..].fill(zero);
+                        }
                     }
-                    let src = &plane[iy as usize * xs.w..(iy as usize + 1) * xs.w];
-                    dst[..lo].fill(0.0);
-                    dst[hi..].fill(0.0);
-                    if conv.stride[1] == 1 {
+                    continue;
+                }
+                for oy in y0..y1 {
+                    let dst = &mut row[oy * os.w..(oy + 1) * os.w];
+                    let iy = oy * sh + ky - conv.pads[0];
+                    let src = &plane[iy * xs.w..(iy + 1) * xs.w];
+                    dst[..lo].fill(zero);
+                    dst[hi..].fill(zero);
+                    if sw == 1 {
                         dst[lo..hi].copy_from_slice(&src[lo + kx - conv.pads[1]..hi + kx - conv.pads[1]]);
                     } else {
                         for (ox, d) in dst.iter_mut().enumerate().take(hi).skip(lo) {
-                            *d = src[ox * conv.stride[1] + kx - conv.pads[1]];
+                            *d = src[ox * sw + kx - conv.pads[1]];
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// Output rows `y0..y1` whose input row `oy·stride + ky − pad` lies inside
+/// the image.
+pub fn valid_rows(conv: &Conv, xs: Shape, os: Shape, ky: usize) -> (usize, usize) {
+    let (sh, pt) = (conv.stride[0], conv.pads[0]);
+    let lo = pt.saturating_sub(ky).div_ceil(sh).min(os.h);
+    let hi = if xs.h + pt > ky { ((xs.h - 1 + pt - ky) / sh + 1).min(os.h) } else { 0 };
+    (lo, hi.max(lo))
 }
 
 /// Output columns `lo..hi` whose input column `ox·stride + kx − pad` lies
@@ -142,6 +177,39 @@ pub fn linear(l: &Linear, x: &[f32], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every kernel, stride and padding shape (including the shifted-copy
+    /// path of stride-1 "same" convolutions) equals the definition.
+    #[test]
+    fn im2col_matches_its_definition() {
+        let cases = [([3, 3], [1, 1], [1, 1, 1, 1]), ([3, 3], [1, 1], [0, 0, 0, 0]), ([3, 3], [2, 2], [1, 1, 1, 1]), ([1, 1], [1, 1], [0, 0, 0, 0]), ([5, 5], [1, 1], [2, 2, 2, 2]), ([3, 3], [1, 1], [0, 2, 2, 0]), ([2, 3], [1, 2], [1, 0, 0, 1])];
+        for (kernel, stride, pads) in cases {
+            let (ci, h, w) = (3, 7, 6);
+            let cv = Conv { weight: vec![], bias: None, out_channels: 1, in_channels: ci, kernel, stride, pads };
+            let xs = Shape { c: ci, h, w };
+            let os = Shape { c: 1, h: (h + pads[0] + pads[2] - kernel[0]) / stride[0] + 1, w: (w + pads[1] + pads[3] - kernel[1]) / stride[1] + 1 };
+            let x: Vec<u8> = (0..xs.len()).map(|i| (i % 251 + 1) as u8).collect();
+            let p = os.h * os.w;
+            let mut cols = vec![255u8; ci * kernel[0] * kernel[1] * p];
+            im2col(&cv, &x, xs, os, &mut cols);
+            for c in 0..ci {
+                for ky in 0..kernel[0] {
+                    for kx in 0..kernel[1] {
+                        for oy in 0..os.h {
+                            for ox in 0..os.w {
+                                let iy = (oy * stride[0] + ky) as isize - pads[0] as isize;
+                                let ix = (ox * stride[1] + kx) as isize - pads[1] as isize;
+                                let inside = iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize;
+                                let want = if inside { x[(c * h + iy as usize) * w + ix as usize] } else { 0 };
+                                let got = cols[((c * kernel[0] + ky) * kernel[1] + kx) * p + oy * os.w + ox];
+                                assert_eq!(got, want, "{kernel:?} {stride:?} {pads:?} at c{c} k({ky},{kx}) o({oy},{ox})");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn conv_matches_direct_definition() {

@@ -25,29 +25,26 @@ impl PackedWeights {
     }
 }
 
-/// Packs rows `k0..k1` of `cols` (`k × p`, f32 integer digits in 0..=255)
-/// into `[kq][p][4]` u8, zero-padding the last quad. Each group of four rows
-/// is converted row by row, then interleaved as little-endian words (both
-/// loops vectorise).
-pub fn pack_inputs(cols: &[f32], p: usize, k0: usize, k1: usize, out: &mut Vec<u8>) {
+/// Packs rows `k0..k1` of `cols` (`k × p` u8 digits) into `[kq][p][4]`,
+/// zero-padding the last quad: four rows interleaved as little-endian
+/// words (a loop that vectorises).
+pub fn pack_inputs(cols: &[u8], p: usize, k0: usize, k1: usize, out: &mut Vec<u8>) {
     let quads = (k1 - k0).div_ceil(4);
-    out.clear();
+    // Every byte is written below: no need to clear what is already there.
     out.resize(quads * p * 4, 0);
-    let mut rows = [vec![0u32; p], vec![0u32; p], vec![0u32; p], vec![0u32; p]];
+    let zeros = vec![0u8; p];
     for q in 0..quads {
-        for (lane, row) in rows.iter_mut().enumerate() {
+        let rows: [&[u8]; 4] = std::array::from_fn(|lane| {
             let r = k0 + q * 4 + lane;
             if r < k1 {
-                // v is an integer in 0..=255: adding 2^23 puts it in the low
-                // mantissa bits, a conversion without float-to-int (vectorises).
-                row.iter_mut().zip(&cols[r * p..(r + 1) * p]).for_each(|(d, &v)| *d = (v + 8_388_608.0).to_bits() & 0xff);
+                &cols[r * p..(r + 1) * p]
             } else {
-                row.fill(0);
+                &zeros[..]
             }
-        }
+        });
         let dst = &mut out[q * p * 4..(q + 1) * p * 4];
         for (j, d) in dst.chunks_exact_mut(4).enumerate() {
-            let w = rows[0][j] | rows[1][j] << 8 | rows[2][j] << 16 | rows[3][j] << 24;
+            let w = rows[0][j] as u32 | (rows[1][j] as u32) << 8 | (rows[2][j] as u32) << 16 | (rows[3][j] as u32) << 24;
             d.copy_from_slice(&w.to_le_bytes());
         }
     }
@@ -137,10 +134,11 @@ mod tests {
     fn equals_the_f32_gemm() {
         for &(out, rows, p) in &[(4, 72, 1024), (7, 13, 33), (64, 116, 64), (10, 64, 1), (16, 5, 40)] {
             let w: Vec<f32> = (0..out * rows).map(|i| ((i * 7919 % 17) as f32) - 8.0).collect();
-            let cols: Vec<f32> = (0..(rows + 3) * p).map(|i| (i * 104729 % 16) as f32).collect();
+            let digits: Vec<u8> = (0..(rows + 3) * p).map(|i| (i * 104729 % 16) as u8).collect();
+            let cols: Vec<f32> = digits.iter().map(|&d| d as f32).collect();
             let k0 = 3;
             let mut xq = Vec::new();
-            pack_inputs(&cols, p, k0, k0 + rows, &mut xq);
+            pack_inputs(&digits, p, k0, k0 + rows, &mut xq);
             let mut ps = vec![f32::NAN; out * p];
             mvm(&PackedWeights::new(&w, out, rows), &xq, p, &mut ps);
             let mut want = vec![0f32; out * p];

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::crossbar::{CrossbarLayer, Scratch};
+use crate::crossbar::{CrossbarLayer, Scratch, Unfold};
 use crate::gemm::gemm_fused;
 use crate::graph::{Conv, Network, Op, Shape};
 use crate::layers;
@@ -88,8 +88,8 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                     };
                     let conv: &Conv = c;
                     out.par_chunks_exact_mut(os.len()).zip(input.par_chunks_exact(xs.len())).zip(q.images.par_iter()).zip(slots).for_each_init(Scratch::default, |scratch, (((o, x), &image), slot)| {
-                        let unfold = |plane: &[f32], colsbuf: &mut [f32]| layers::im2col(conv, plane, xs, os, colsbuf);
-                        layer.forward(x, p, &unfold, scratch, image, q.seed, o, &mut LayerOps::default(), None, slot);
+                        let unfold = Unfold::Conv { conv, input: xs, output: os };
+                        layer.forward(x, p, unfold, scratch, image, q.seed, o, &mut LayerOps::default(), None, slot);
                     });
                     record = Some(XbarTape { layer, recorded });
                 }
@@ -353,12 +353,12 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     let replay = if t.recorded.is_some() { [0; 3] } else { [per, per, os.len()] };
     let wt = qat::transposed_cells(layer);
     let scratch = || (Buf::zeroed(xs.len()), Buf::zeroed(p * k), Buf::zeroed(xs.len()), replay.map(Buf::zeroed), Scratch::default(), qat::ImageGrads::new(ql, layer, p, has_bias));
-    let unfold = |plane: &[f32], colsbuf: &mut [f32]| layers::im2col(c, plane, xs, os, colsbuf);
+    let unfold = Unfold::Conv { conv: c, input: xs, output: os };
     let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), grads, scratch, |acc, (levels, rows, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
         let (psi, ci): (&[f32], &[f32]) = match &t.recorded {
             Some((ps, cs)) => (&ps[i * per..(i + 1) * per], &cs[i * per..(i + 1) * per]),
             None => {
-                layer.forward(xi, p, &unfold, sc, q.images[i], q.seed, y_buf, &mut LayerOps::default(), None, Some((&mut ps_buf[..], &mut c_buf[..])));
+                layer.forward(xi, p, unfold, sc, q.images[i], q.seed, y_buf, &mut LayerOps::default(), None, Some((&mut ps_buf[..], &mut c_buf[..])));
                 (ps_buf, c_buf)
             }
         };
