@@ -361,7 +361,7 @@ impl CrossbarLayer {
                 }
                 unfold.apply(&scratch.digits_u8, &mut scratch.cols_u8[j * plane..(j + 1) * plane]);
             }
-            ops.active_rows += scratch.cols_u8.iter().filter(|&&v| v != 0).count() as u64;
+            ops.active_rows += count_nonzero(&scratch.cols_u8);
         } else {
             scratch.cols.resize(streams * plane, 0.0);
             scratch.digits.resize(x.len(), 0.0);
@@ -400,12 +400,12 @@ impl CrossbarLayer {
                         }
                     }
                     let factor = (1u64 << (i as u32 * m.weight_slice_bits + j as u32 * m.input_stream_bits)) as f32;
+                    let (lo, hi) = range(&scratch.ps[..self.out * p]);
+                    ops.ps_min = ops.ps_min.min(lo);
+                    ops.ps_max = ops.ps_max.max(hi);
                     for o in 0..self.out {
                         let idx = ((s * slices + i) * streams + j) * self.out + o;
                         let ps = &scratch.ps[o * p..(o + 1) * p];
-                        let (lo, hi) = range(ps);
-                        ops.ps_min = ops.ps_min.min(lo);
-                        ops.ps_max = ops.ps_max.max(hi);
                         if let Some(f) = observe.as_mut() {
                             f(idx, ps);
                         }
@@ -464,13 +464,34 @@ impl CrossbarLayer {
     }
 }
 
-/// Smallest and largest value, in eight lanes so that it vectorises.
+/// Nonzero bytes, counted in 64 u8 lanes (flushed before they can wrap) so
+/// that it vectorises.
+fn count_nonzero(v: &[u8]) -> u64 {
+    let mut total = 0u64;
+    let chunks = v.chunks_exact(64);
+    let rest = chunks.remainder();
+    let mut lanes = [0u8; 64];
+    for (n, c) in chunks.enumerate() {
+        for l in 0..64 {
+            lanes[l] += (c[l] != 0) as u8;
+        }
+        if n % 255 == 254 {
+            total += lanes.iter().map(|&x| x as u64).sum::<u64>();
+            lanes = [0; 64];
+        }
+    }
+    total + lanes.iter().map(|&x| x as u64).sum::<u64>() + rest.iter().filter(|&&x| x != 0).count() as u64
+}
+
+/// Smallest and largest value, in 32 lanes (four independent vectors, so
+/// that the min/max chains do not wait on each other).
 fn range(v: &[f32]) -> (f32, f32) {
-    let (mut lo, mut hi) = ([f32::INFINITY; 8], [f32::NEG_INFINITY; 8]);
-    let chunks = v.chunks_exact(8);
+    const N: usize = 32;
+    let (mut lo, mut hi) = ([f32::INFINITY; N], [f32::NEG_INFINITY; N]);
+    let chunks = v.chunks_exact(N);
     let rest = chunks.remainder();
     for c in chunks {
-        for l in 0..8 {
+        for l in 0..N {
             lo[l] = if c[l] < lo[l] { c[l] } else { lo[l] };
             hi[l] = if c[l] > hi[l] { c[l] } else { hi[l] };
         }
@@ -513,6 +534,12 @@ pub struct Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_nonzero_bytes_past_lane_wraparound() {
+        let v: Vec<u8> = (0..64 * 600 + 37).map(|i| (i % 3 != 0) as u8 * (i % 7) as u8).collect();
+        assert_eq!(count_nonzero(&v), v.iter().filter(|&&x| x != 0).count() as u64);
+    }
 
     #[test]
     fn splits_match_the_authors_chunks() {
