@@ -64,6 +64,16 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet cost', () => {
     expect(fp.perComponent.energyPJ.adc).toBeGreaterThan(low.perComponent.energyPJ.adc);
   });
 
+  it('prints totals, per-component and per-layer tables for people', async () => {
+    const { stdout } = await run('node', [CLI, 'cost', '--model', model('resnet20.onnx'), '--data', DATA_DIR, '--preset', 'stoxnet-paper', '--images', '3', '--calibration-images', '16']);
+    for (const name of ['fp-adc', 'sparse-adc', 'stox-uniform', 'stox-inhomogeneous']) expect(stdout).toMatch(new RegExp(`^${name}\\s+\\d`, 'm'));
+    expect(stdout).toMatch(/^fp-adc: cells [\d.]+%.*adc [\d.]+%/m);
+    const layers = stdout.split('per layer: energy nJ / latency µs\n')[1].trim().split('\n');
+    expect(layers).toHaveLength(21); // header + 20 conv/linear layers
+    expect(layers[1]).toMatch(/^\/conv1\/Conv \(digital\)/);
+    expect(layers[2].trim().split(/\s{2,}/)).toHaveLength(5);
+  });
+
   it('names a bad configuration', async () => {
     const err = await run('node', [CLI, 'cost', '--model', model('resnet20.onnx'), '--data', DATA_DIR, '--compare', 'fp-adc,warp']).catch((e) => e);
     expect(err.stderr).toMatch(/unknown configuration "warp"/);

@@ -307,10 +307,19 @@ const commands: Record<string, Command> = {
       const head = ['config', 'top-1 %', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP'];
       process.stdout.write(`technology ${report.tech}, ${report.images} test images per configuration; ratios are ${report.configs[0].name} ÷ configuration\n`);
       for (const r of [head, ...rows]) process.stdout.write(r.map((x, i) => (i === 0 ? x.padEnd(24) : x.padStart(11))).join('') + '\n');
+      process.stdout.write('\nenergy per image by component\n');
       for (const c of report.configs) {
         const parts = Object.entries(c.perComponent.energyPJ).filter(([, e]) => e > 0).map(([k, e]) => `${k} ${((100 * e) / c.energyPJ).toFixed(1)}%`);
         process.stdout.write(`${c.name}: ${parts.join(', ')}\n`);
       }
+      // Per layer: energy (nJ) and latency (µs) of each configuration, side by side.
+      process.stdout.write('\nper layer: energy nJ / latency µs\n');
+      const layerHead = ['layer', ...report.configs.map((c) => c.name)];
+      const layerRows = report.configs[0].perLayer.map((l, k) => [
+        `${l.name}${l.crossbar ? '' : ' (digital)'}`,
+        ...report.configs.map((c) => `${(c.perLayer[k].energyPJ / 1e3).toFixed(1)} / ${(c.perLayer[k].latencyNs / 1e3).toFixed(2)}`),
+      ]);
+      for (const r of [layerHead, ...layerRows]) process.stdout.write(r.map((x, i) => (i === 0 ? x.padEnd(28) : x.padStart(22))).join('') + '\n');
     },
   },
   data: {
