@@ -40,19 +40,15 @@ pub fn im2col<T: Copy + Default>(conv: &Conv, x: &[T], xs: Shape, os: Shape, col
                             let skip = conv.pads[1] - kx;
                             dst[skip..].copy_from_slice(&plane[start + skip - conv.pads[1]..start + len - conv.pads[1]]);
                         }
-                        for line in dst.chunks_exact_mut(os.w) {
-                            line[..lo].fill(zero);
-                            line[hi..].fill(zero);
-                        }
+                        clear_columns(dst, os.w, lo, hi, zero);
                     }
                     continue;
                 }
+                clear_columns(&mut row[y0 * os.w..y1 * os.w], os.w, lo, hi, zero);
                 for oy in y0..y1 {
                     let dst = &mut row[oy * os.w..(oy + 1) * os.w];
                     let iy = oy * sh + ky - conv.pads[0];
                     let src = &plane[iy * xs.w..(iy + 1) * xs.w];
-                    dst[..lo].fill(zero);
-                    dst[hi..].fill(zero);
                     if sw == 1 {
                         dst[lo..hi].copy_from_slice(&src[lo + kx - conv.pads[1]..hi + kx - conv.pads[1]]);
                     } else {
@@ -62,6 +58,17 @@ pub fn im2col<T: Copy + Default>(conv: &Conv, x: &[T], xs: Shape, os: Shape, col
                     }
                 }
             }
+        }
+    }
+}
+
+/// Zeroes columns `..lo` and `hi..` of every `w`-wide line: a padding
+/// column or two, column by column down the lines (one memset call per line
+/// cost more than the copy).
+fn clear_columns<T: Copy>(lines: &mut [T], w: usize, lo: usize, hi: usize, zero: T) {
+    for c in (0..lo).chain(hi..w) {
+        for v in lines.iter_mut().skip(c).step_by(w) {
+            *v = zero;
         }
     }
 }
