@@ -3,7 +3,7 @@
 //! into values in partial-sum units and adds them, shifted, into the layer's
 //! accumulator.
 
-use crate::mtj::{self, Curve, Device};
+use crate::mtj::{self, Curve, Device, Thresholds};
 use crate::pmath;
 use crate::rng::{unit24, Lanes, LANES};
 
@@ -70,7 +70,9 @@ impl Draws {
 /// readout: the analog/ADC value, the sign, or the MTJ sample mean.
 /// Random draws are taken pixel by pixel in lane order (see rng.rs): for
 /// pixel p, lane p % 8, samples t = 0..T in order.
-pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], factor: f32, draws: &mut Draws, mut record: Option<&mut [f32]>) {
+/// `table`: the column's MTJ thresholds for integer partial sums, if built.
+#[allow(clippy::too_many_arguments)]
+pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, ps: &[f32], acc: &mut [f32], factor: f32, draws: &mut Draws, mut record: Option<&mut [f32]>) {
     let noisy = draws.read.is_some();
     #[inline(always)]
     fn keep(record: &mut Option<&mut [f32]>, p: usize, c: f32) {
@@ -121,7 +123,10 @@ pub fn convert_row(conv: &Converter, col: &Column, ps: &[f32], acc: &mut [f32], 
             // Thresholds first, in one long loop the compiler vectorises.
             let thr = &mut draws.thresholds;
             thr.clear();
-            thr.extend(ps[..full].iter().map(|&v| dev.threshold(&curve, v * col.scale + col.shift)));
+            match table {
+                Some(t) => thr.extend(ps[..full].iter().map(|&v| t.get(v))),
+                None => thr.extend(ps[..full].iter().map(|&v| dev.threshold(&curve, v * col.scale + col.shift))),
+            }
             for b in (0..full).step_by(LANES) {
                 let t: [f32; LANES] = thr[b..b + LANES].try_into().unwrap();
                 let mut count = [0f32; LANES];

@@ -10,7 +10,7 @@ use crate::converter::{self, Column, Converter, Draws};
 use crate::error::Result;
 use crate::graph::{Conv, Shape};
 use crate::gemm::gemm;
-use crate::mtj::Device;
+use crate::mtj::{Device, Thresholds};
 use crate::mvm::{self, PackedWeights};
 use crate::ops::LayerOps;
 use crate::pmath;
@@ -153,6 +153,9 @@ pub struct CrossbarLayer {
     packed: Option<Vec<PackedWeights>>,
     /// Per column, canonical order (subarray, slice, stream, out).
     pub columns: Vec<Column>,
+    /// Per column, MTJ thresholds by integer partial sum (integer layers
+    /// without read noise; empty otherwise).
+    thresholds: Vec<Option<Thresholds>>,
     /// Largest |digit| per slice (sets the ADC full range).
     pub max_digit: Vec<f32>,
     /// Digital rescale per output: weight scale × input step.
@@ -255,7 +258,11 @@ impl CrossbarLayer {
         });
         let input = InputQuant::new(m.input_bits, config.input_clip, config.input_signed);
         let out_scale = q.scale.iter().map(|&s| s * input.step).collect();
-        Ok(CrossbarLayer { layer, config, out, k, ranges, weights, packed, columns, max_digit, out_scale, weight_scale: q.scale, bias: bias.map(|b| b.to_vec()), input })
+        let thresholds = match config.converter {
+            Converter::Mtj { curve, .. } if packed.is_some() && config.noise.read == 0.0 => columns.iter().map(|c| Thresholds::new(&c.device, &curve, c.scale, c.shift)).collect(),
+            _ => Vec::new(),
+        };
+        Ok(CrossbarLayer { layer, config, out, k, ranges, weights, packed, columns, thresholds, max_digit, out_scale, weight_scale: q.scale, bias: bias.map(|b| b.to_vec()), input })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -413,7 +420,8 @@ impl CrossbarLayer {
                             ps_all[idx * p..(idx + 1) * p].copy_from_slice(ps);
                             &mut c_all[idx * p..(idx + 1) * p]
                         });
-                        converter::convert_row(&self.config.converter, &self.columns[idx], ps, &mut acc[o * p..(o + 1) * p], factor, &mut draws, keep);
+                        let table = self.thresholds.get(idx).and_then(|t| t.as_ref());
+                        converter::convert_row(&self.config.converter, &self.columns[idx], table, ps, &mut acc[o * p..(o + 1) * p], factor, &mut draws, keep);
                     }
                 }
             }

@@ -57,6 +57,56 @@ impl Device {
     }
 }
 
+/// One column's thresholds for every integer partial sum that lands inside
+/// the curve's clamp range; outside it the clamped end values hold. Each
+/// entry is `Device::threshold` of the same f32 value the converter would
+/// compute, so a lookup gives the same bits as the sigmoid (which costs an
+/// exp and a division per partial sum).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    lo: i32,
+    table: Vec<f32>,
+}
+
+impl Thresholds {
+    /// Most entries a column's table may have.
+    const MAX: usize = 4096;
+
+    /// The table for `x = ps·scale + shift` over integer `ps`, or `None` when
+    /// the unclamped range spans more than `MAX` integers.
+    pub fn new(device: &Device, curve: &Curve, scale: f32, shift: f32) -> Option<Thresholds> {
+        let x = |v: i32| v as f32 * scale + shift;
+        if !(scale.is_finite() && shift.is_finite()) || scale == 0.0 {
+            return None;
+        }
+        // Integers at which x is clamped at either end (f32 rounding is
+        // monotone in v, so every integer beyond them is clamped too).
+        let (a, b) = ((-curve.clamp - shift) / scale, (curve.clamp - shift) / scale);
+        let (from, to) = (a.min(b).floor() - 2.0, a.max(b).ceil() + 2.0);
+        if !(to - from < Self::MAX as f32) || from < -8_388_608.0 || to > 8_388_608.0 {
+            return None;
+        }
+        let (lo, hi) = (from as i32, to as i32);
+        let clamped = |v: i32| x(v).abs() >= curve.clamp;
+        if !clamped(lo) || !clamped(hi) {
+            return None;
+        }
+        Some(Thresholds { lo, table: (lo..=hi).map(|v| device.threshold(curve, x(v))).collect() })
+    }
+
+    /// The threshold of an integer partial sum `ps`.
+    #[inline(always)]
+    pub fn get(&self, ps: f32) -> f32 {
+        // The index in float arithmetic (exact for integers below 2^23) and
+        // read out of the mantissa, so the loop over a row vectorises into
+        // gathers.
+        let last = (self.table.len() - 1) as f32;
+        let i = ((ps - self.lo as f32).max(0.0).min(last) + 8_388_608.0).to_bits() & 0x7f_ffff;
+        // SAFETY: `i` is clamped to 0..=last above, inside the table.
+        unsafe { *self.table.get_unchecked(i as usize) }
+    }
+}
+
 /// ±1 from one uniform draw and a threshold.
 #[inline(always)]
 pub fn sample(u: u32, threshold: f32) -> f32 {
@@ -70,6 +120,21 @@ pub fn sample(u: u32, threshold: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table gives the sigmoid's own bits for every integer partial sum,
+    /// inside the clamp range and far outside it, for either sign of scale.
+    #[test]
+    fn thresholds_table_equals_the_curve() {
+        let dev = Device { slope: 1.07, offset: -0.03 };
+        for (curve, scale, shift) in [(Curve::sigmoid(4.0), 0.0123f32, 0.21f32), (Curve::sigmoid(4.0), -0.0071, -0.4), (Curve::fitted(), 0.3, 0.05)] {
+            let t = Thresholds::new(&dev, &curve, scale, shift).expect("small range");
+            for v in -5000..5000 {
+                let ps = v as f32;
+                assert_eq!(t.get(ps).to_bits(), dev.threshold(&curve, ps * scale + shift).to_bits(), "ps {v}");
+            }
+        }
+        assert!(Thresholds::new(&dev, &Curve::sigmoid(4.0), 1e-6, 0.0).is_none(), "a range too wide for a table");
+    }
     use crate::rng::{Domain, Lanes};
 
     /// The mean of many samples matches the curve's expectation within
