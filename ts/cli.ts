@@ -99,6 +99,12 @@ function progressBar(label: string): { update(done: number, total: number): void
   };
 }
 
+/** Rows as text columns: the first left-aligned, the others right-aligned, each as wide as its widest cell. */
+function writeTable(rows: string[][]): void {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const r of rows) process.stdout.write(r.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i] + 3))).join('') + '\n');
+}
+
 const commands: Record<string, Command> = {
   eval: {
     summary: 'classify the CIFAR-10 test set with a model on simulated crossbars and report accuracy and op counts',
@@ -306,7 +312,7 @@ const commands: Record<string, Command> = {
       });
       const head = ['config', 'top-1 %', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP'];
       process.stdout.write(`technology ${report.tech}, ${report.images} test images per configuration; ratios are ${report.configs[0].name} ÷ configuration\n`);
-      for (const r of [head, ...rows]) process.stdout.write(r.map((x, i) => (i === 0 ? x.padEnd(24) : x.padStart(11))).join('') + '\n');
+      writeTable([head, ...rows]);
       process.stdout.write('\nenergy per image by component\n');
       for (const c of report.configs) {
         const parts = Object.entries(c.perComponent.energyPJ).filter(([, e]) => e > 0).map(([k, e]) => `${k} ${((100 * e) / c.energyPJ).toFixed(1)}%`);
@@ -319,7 +325,7 @@ const commands: Record<string, Command> = {
         `${l.name}${l.crossbar ? '' : ' (digital)'}`,
         ...report.configs.map((c) => `${(c.perLayer[k].energyPJ / 1e3).toFixed(1)} / ${(c.perLayer[k].latencyNs / 1e3).toFixed(2)}`),
       ]);
-      for (const r of [layerHead, ...layerRows]) process.stdout.write(r.map((x, i) => (i === 0 ? x.padEnd(28) : x.padStart(22))).join('') + '\n');
+      writeTable([layerHead, ...layerRows]);
     },
   },
   data: {

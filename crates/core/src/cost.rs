@@ -51,6 +51,19 @@ pub struct Tech {
 }
 
 impl Tech {
+    /// What `adc` and the latency model rely on (ts/cost/tech.ts checks the
+    /// same, naming the file and field).
+    pub fn check(&self) -> crate::Result<()> {
+        let n = self.adc_bits.len();
+        if n < 2 || self.adc_energy.len() != n || self.adc_area.len() != n || self.adc_latency.len() != n {
+            crate::bail!("technology: the ADC table needs at least two resolutions with energy, area and latency each");
+        }
+        if self.adc_bits.windows(2).any(|w| w[0] >= w[1]) || self.adc_sharing == 0 || self.digital_rate <= 0.0 {
+            crate::bail!("technology: ADC bits must ascend, adcSharing and digitalRate must be positive");
+        }
+        Ok(())
+    }
+
     /// (energy, area, latency) of a `bits`-bit ADC: the table entry, or
     /// beyond the table geometric extrapolation of energy and area from the
     /// last two entries per bit and linear extrapolation of latency.

@@ -359,12 +359,10 @@ impl CrossbarLayer {
             scratch.digits_u8.resize(x.len(), 0);
             scratch.cols_u8.resize(streams * plane, 0);
             for j in 0..streams {
-                // Integer layers have unsigned integer levels below 2^23: adding
-                // 2^23 puts one in the low mantissa bits, an exact conversion
-                // without float-to-int (vectorises); then the stream's digit.
+                // Integer layers have unsigned integer levels below 2^23.
                 let (shift, mask) = (j as u32 * m.input_stream_bits, (1u32 << m.input_stream_bits) - 1);
                 for (d, &l) in scratch.digits_u8.iter_mut().zip(&scratch.levels) {
-                    *d = (((l + 8_388_608.0).to_bits() & 0x7f_ffff) >> shift & mask) as u8;
+                    *d = (pmath::small_uint(l) >> shift & mask) as u8;
                 }
                 unfold.apply(&scratch.digits_u8, &mut scratch.cols_u8[j * plane..(j + 1) * plane]);
             }

@@ -73,22 +73,25 @@ fn clear_columns<T: Copy>(lines: &mut [T], w: usize, lo: usize, hi: usize, zero:
     }
 }
 
+
+/// Outputs `lo..hi` along one axis whose input `o·stride + tap − pad`
+/// lies inside an input of `size` (the rest read padding).
+fn valid_outputs(stride: usize, pad: usize, size: usize, outputs: usize, tap: usize) -> (usize, usize) {
+    let lo = pad.saturating_sub(tap).div_ceil(stride).min(outputs);
+    let hi = if size + pad > tap { ((size - 1 + pad - tap) / stride + 1).min(outputs) } else { 0 };
+    (lo, hi.max(lo))
+}
+
 /// Output rows `y0..y1` whose input row `oy·stride + ky − pad` lies inside
 /// the image.
 pub fn valid_rows(conv: &Conv, xs: Shape, os: Shape, ky: usize) -> (usize, usize) {
-    let (sh, pt) = (conv.stride[0], conv.pads[0]);
-    let lo = pt.saturating_sub(ky).div_ceil(sh).min(os.h);
-    let hi = if xs.h + pt > ky { ((xs.h - 1 + pt - ky) / sh + 1).min(os.h) } else { 0 };
-    (lo, hi.max(lo))
+    valid_outputs(conv.stride[0], conv.pads[0], xs.h, os.h, ky)
 }
 
 /// Output columns `lo..hi` whose input column `ox·stride + kx − pad` lies
 /// inside the image (the rest read padding).
 pub fn valid_columns(conv: &Conv, xs: Shape, os: Shape, kx: usize) -> (usize, usize) {
-    let (sw, pl) = (conv.stride[1], conv.pads[1]);
-    let lo = pl.saturating_sub(kx).div_ceil(sw).min(os.w);
-    let hi = if xs.w + pl > kx { ((xs.w - 1 + pl - kx) / sw + 1).min(os.w) } else { 0 };
-    (lo, hi.max(lo))
+    valid_outputs(conv.stride[1], conv.pads[1], xs.w, os.w, kx)
 }
 
 pub fn conv_rows(conv: &Conv) -> usize {

@@ -97,11 +97,10 @@ impl Thresholds {
     /// The threshold of an integer partial sum `ps`.
     #[inline(always)]
     pub fn get(&self, ps: f32) -> f32 {
-        // The index in float arithmetic (exact for integers below 2^23) and
-        // read out of the mantissa, so the loop over a row vectorises into
-        // gathers.
+        // The index in float arithmetic, so the loop over a row vectorises
+        // into gathers.
         let last = (self.table.len() - 1) as f32;
-        let i = ((ps - self.lo as f32).max(0.0).min(last) + 8_388_608.0).to_bits() & 0x7f_ffff;
+        let i = pmath::small_uint((ps - self.lo as f32).max(0.0).min(last));
         // SAFETY: `i` is clamped to 0..=last above, inside the table.
         unsafe { *self.table.get_unchecked(i as usize) }
     }

@@ -40,6 +40,14 @@ pub fn exp(x: f32) -> f32 {
     p * pow2(n)
 }
 
+/// An integer-valued `x` in [0, 2^23) as u32 without a float-to-int
+/// conversion: adding 2^23 puts it in the low mantissa bits, exactly, and
+/// loops of it vectorise.
+#[inline(always)]
+pub fn small_uint(x: f32) -> u32 {
+    (x + 8_388_608.0).to_bits() & 0x7f_ffff
+}
+
 /// 1 / (1 + e^-z).
 #[inline(always)]
 pub fn sigmoid(z: f32) -> f32 {

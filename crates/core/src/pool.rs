@@ -52,10 +52,6 @@ impl Buf {
             None => Buf(vec![0.0; len]),
         }
     }
-
-    pub fn into_vec(mut self) -> Vec<f32> {
-        std::mem::take(&mut self.0)
-    }
 }
 
 impl From<Vec<f32>> for Buf {

@@ -465,14 +465,7 @@ pub fn cost_components() -> Vec<String> {
 }
 
 fn tech(t: &TechJs) -> stoxnet_core::Result<stoxnet_core::cost::Tech> {
-    let n = t.adc_bits.len();
-    if n < 2 || t.adc_energy.len() != n || t.adc_area.len() != n || t.adc_latency.len() != n {
-        stoxnet_core::bail!("technology: the ADC table needs at least two resolutions with energy, area and latency each");
-    }
-    if t.adc_bits.windows(2).any(|w| w[0] >= w[1]) || t.adc_sharing == 0 || t.digital_rate <= 0.0 {
-        stoxnet_core::bail!("technology: ADC bits must ascend, adcSharing and digitalRate must be positive");
-    }
-    Ok(stoxnet_core::cost::Tech {
+    let tech = stoxnet_core::cost::Tech {
         cell_read_energy: t.cell_read_energy,
         cell_area: t.cell_area,
         crossbar_read_latency: t.crossbar_read_latency,
@@ -502,7 +495,9 @@ fn tech(t: &TechJs) -> stoxnet_core::Result<stoxnet_core::cost::Tech> {
         digital_op_energy: t.digital_op_energy,
         digital_rate: t.digital_rate,
         digital_area: t.digital_area,
-    })
+    };
+    tech.check()?;
+    Ok(tech)
 }
 
 fn ops_core(o: &LayerOpsJs) -> LayerOps {

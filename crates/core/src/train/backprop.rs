@@ -186,12 +186,10 @@ fn col2im(conv: &Conv, dcols: &[f32], xs: Shape, os: Shape, dx: &mut [f32]) {
             for kx in 0..kw {
                 let row = &dcols[((c * kh + ky) * kw + kx) * p..][..p];
                 let (lo, hi) = layers::valid_columns(conv, xs, os, kx);
-                for oy in 0..os.h {
-                    let iy = (oy * conv.stride[0] + ky) as isize - conv.pads[0] as isize;
-                    if iy < 0 || iy >= xs.h as isize {
-                        continue;
-                    }
-                    let dst = &mut dx[(c * xs.h + iy as usize) * xs.w..(c * xs.h + iy as usize + 1) * xs.w];
+                let (y0, y1) = layers::valid_rows(conv, xs, os, ky);
+                for oy in y0..y1 {
+                    let iy = oy * conv.stride[0] + ky - conv.pads[0];
+                    let dst = &mut dx[(c * xs.h + iy) * xs.w..(c * xs.h + iy + 1) * xs.w];
                     let src = &row[oy * os.w..(oy + 1) * os.w];
                     if conv.stride[1] == 1 {
                         dst[lo + kx - conv.pads[1]..hi + kx - conv.pads[1]].iter_mut().zip(&src[lo..hi]).for_each(|(d, &v)| *d += v);

@@ -196,6 +196,16 @@ mod qat_tests {
         softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.0).0 / labels.len() as f64
     }
 
+    /// One PS-QAT forward and backward over `x` (images numbered 0..n).
+    fn qat_grads(net: &Network, layers: &[Option<QatLayer>], x: &[f32], labels: &[u8], tape_bytes: usize) -> (backprop::Grads, backprop::QatGrads) {
+        let images: Vec<usize> = (0..labels.len()).collect();
+        let q = backprop::Qat { layers, seed: 9, images: &images, tape_bytes };
+        let mut work = net.clone();
+        let tape = backprop::forward(&mut work, x.to_vec(), labels.len(), true, Some(&q)).unwrap();
+        let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.0);
+        backprop::backward(net, &tape, d, Some(&q))
+    }
+
     /// The readout gain and offset act linearly on fixed samples (the samples
     /// do not depend on them), so their PS-QAT gradients are true gradients:
     /// central differences with h = 1e-2 agree to f32 rounding (1e-4 + 1 %).
@@ -204,12 +214,7 @@ mod qat_tests {
         let net = tiny();
         let layers = qat_layers(&net, MtjGrad::Ste);
         let (x, labels) = batch(4);
-        let images: Vec<usize> = (0..4).collect();
-        let q = backprop::Qat { layers: &layers, seed: 9, images: &images, tape_bytes: backprop::TAPE_BYTES };
-        let mut work = net.clone();
-        let tape = backprop::forward(&mut work, x.clone(), 4, true, Some(&q)).unwrap();
-        let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.0);
-        let (_, qg) = backprop::backward(&net, &tape, d, Some(&q));
+        let (_, qg) = qat_grads(&net, &layers, &x, &labels, backprop::TAPE_BYTES);
         let layer = layers[3].as_ref().unwrap();
         let g = layer.learned_grads(qg[3].as_ref().unwrap());
         for which in [2usize, 3] {
@@ -241,12 +246,7 @@ mod qat_tests {
             l.config.converter = Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 4096 };
         }
         let (x, labels) = batch(4);
-        let images: Vec<usize> = (0..4).collect();
-        let q = backprop::Qat { layers: &layers, seed: 9, images: &images, tape_bytes: backprop::TAPE_BYTES };
-        let mut work = net.clone();
-        let tape = backprop::forward(&mut work, x.clone(), 4, true, Some(&q)).unwrap();
-        let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.0);
-        let (_, qg) = backprop::backward(&net, &tape, d, Some(&q));
+        let (_, qg) = qat_grads(&net, &layers, &x, &labels, backprop::TAPE_BYTES);
         let g = &layers[3].as_ref().unwrap().learned_grads(qg[3].as_ref().unwrap())[1];
         let col = (0..g.len()).max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs())).unwrap();
         let h = 0.2f32;
@@ -270,14 +270,7 @@ mod qat_tests {
         let net = tiny();
         let layers = qat_layers(&net, MtjGrad::Ste);
         let (x, labels) = batch(4);
-        let images: Vec<usize> = (0..4).collect();
-        let grads = |tape_bytes: usize| {
-            let q = backprop::Qat { layers: &layers, seed: 9, images: &images, tape_bytes };
-            let mut work = net.clone();
-            let tape = backprop::forward(&mut work, x.clone(), 4, true, Some(&q)).unwrap();
-            let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.0);
-            backprop::backward(&net, &tape, d, Some(&q))
-        };
+        let grads = |tape_bytes| qat_grads(&net, &layers, &x, &labels, tape_bytes);
         let (recorded, replayed) = (grads(backprop::TAPE_BYTES), grads(0));
         assert!(recorded.0[3].iter().flatten().any(|&g| g != 0.0));
         assert_eq!(recorded, replayed);
