@@ -124,14 +124,17 @@ pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
             let thr = &mut draws.thresholds;
             thr.clear();
             match table {
-                Some(t) => thr.extend(ps[..full].iter().map(|&v| t.get(v))),
+                Some(t) => thr.extend(ps[..full].chunks_exact(LANES).flat_map(|v| t.get_lanes::<LANES>(v.try_into().unwrap()))),
                 None => thr.extend(ps[..full].iter().map(|&v| dev.threshold(&curve, v * col.scale + col.shift))),
             }
+            // A local copy of the generator stays in registers.
+            let mut lanes = draws.samples.clone();
+            let readout = |c: f32| (col.gain * c + col.offset) * factor;
             for b in (0..full).step_by(LANES) {
                 let t: [f32; LANES] = thr[b..b + LANES].try_into().unwrap();
                 let mut count = [0f32; LANES];
                 for _ in 0..samples {
-                    let u = draws.samples.next();
+                    let u = lanes.next();
                     for l in 0..LANES {
                         count[l] += mtj::sample(u[l], t[l]);
                     }
@@ -139,12 +142,13 @@ pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
                 let c: [f32; LANES] = std::array::from_fn(|l| count[l] * t_inv);
                 let a: &mut [f32; LANES] = (&mut acc[b..b + LANES]).try_into().unwrap();
                 for l in 0..LANES {
-                    a[l] += (col.gain * c[l] + col.offset) * factor;
+                    a[l] += readout(c[l]);
                 }
                 if let Some(r) = record.as_deref_mut() {
                     r[b..b + LANES].copy_from_slice(&c);
                 }
             }
+            draws.samples = lanes;
             for p in full..n {
                 let lane = p % LANES;
                 let mut count = 0f32;
@@ -158,7 +162,7 @@ pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
                     count += mtj::sample(draws.samples.next_lane(lane), thr);
                 }
                 let c = count * t_inv;
-                acc[p] += (col.gain * c + col.offset) * factor;
+                acc[p] += readout(c);
                 keep(&mut record, p, c);
             }
         }

@@ -253,8 +253,9 @@ impl CrossbarLayer {
         }
         let columns = Self::columns(&config, &ranges, slices, streams, out, &max_digit, seed, layer, &at)?;
         let integer = sigma == 0.0 && !config.input_signed && m.input_stream_bits <= 8 && weights.iter().flatten().all(|&w| w.abs() <= 127.0);
+        let binary = m.weight_slice_bits == 1 && m.input_stream_bits == 1;
         let packed = integer.then(|| {
-            (0..slices).flat_map(|_| ranges.iter()).zip(&weights).map(|(&(k0, k1), w)| PackedWeights::new(w, out, k1 - k0)).collect()
+            (0..slices).flat_map(|_| ranges.iter()).zip(&weights).map(|(&(k0, k1), w)| PackedWeights::new(w, out, k1 - k0, binary)).collect()
         });
         let input = InputQuant::new(m.input_bits, config.input_clip, config.input_signed);
         let out_scale = q.scale.iter().map(|&s| s * input.step).collect();
@@ -388,17 +389,17 @@ impl CrossbarLayer {
         };
         for (s, &(k0, k1)) in self.ranges.iter().enumerate() {
             let rows = k1 - k0;
-            if self.packed.is_some() {
-                scratch.quads.resize_with(streams, Vec::new);
+            if let Some(packed) = &self.packed {
+                scratch.packed.resize_with(streams, Default::default);
                 for j in 0..streams {
-                    mvm::pack_inputs(&scratch.cols_u8[j * plane..(j + 1) * plane], p, k0, k1, &mut scratch.quads[j]);
+                    packed[s].pack_inputs(&scratch.cols_u8[j * plane..(j + 1) * plane], p, k0, k1, &mut scratch.packed[j]);
                 }
             }
             for i in 0..slices {
                 let n = i * self.ranges.len() + s;
                 for j in 0..streams {
                     match &self.packed {
-                        Some(packed) => mvm::mvm(&packed[n], &scratch.quads[j], p, &mut scratch.ps),
+                        Some(packed) => mvm::mvm(&packed[n], &scratch.packed[j], p, &mut scratch.ps),
                         None => {
                             let cols = &scratch.cols[j * plane + k0 * p..j * plane + k1 * p];
                             gemm(&self.weights[n], cols, &mut scratch.ps, self.out, rows, p);
@@ -532,7 +533,7 @@ pub struct Scratch {
     cols: Vec<f32>,
     digits_u8: Vec<u8>,
     cols_u8: Vec<u8>,
-    quads: Vec<Vec<u8>>,
+    packed: Vec<mvm::PackedInputs>,
     ps: Vec<f32>,
     thresholds: Vec<f32>,
 }

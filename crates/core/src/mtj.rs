@@ -97,12 +97,19 @@ impl Thresholds {
     /// The threshold of an integer partial sum `ps`.
     #[inline(always)]
     pub fn get(&self, ps: f32) -> f32 {
-        // The index in float arithmetic, so the loop over a row vectorises
-        // into gathers.
-        let last = (self.table.len() - 1) as f32;
-        let i = pmath::small_uint((ps - self.lo as f32).max(0.0).min(last));
-        // SAFETY: `i` is clamped to 0..=last above, inside the table.
-        unsafe { *self.table.get_unchecked(i as usize) }
+        self.get_lanes(&[ps])[0]
+    }
+
+    /// Thresholds of `N` integer partial sums: whole-array steps that
+    /// vectorise into one gather.
+    #[inline(always)]
+    pub fn get_lanes<const N: usize>(&self, ps: &[f32; N]) -> [f32; N] {
+        let (lo, last) = (self.lo as f32, (self.table.len() - 1) as f32);
+        // SAFETY: the value is clamped to 0..=last (a NaN becomes 0 through
+        // `max`), so it converts exactly and indexes inside the table.
+        // 32-bit offsets, so that the gather takes eight per instruction.
+        let i: [i32; N] = std::array::from_fn(|l| unsafe { (ps[l] - lo).max(0.0).min(last).to_int_unchecked::<i32>() });
+        std::array::from_fn(|l| unsafe { *self.table.as_ptr().offset(i[l] as isize) })
     }
 }
 

@@ -64,14 +64,41 @@ impl Lanes {
         Lanes { s }
     }
 
-    /// One output of every lane (a loop the compiler vectorises).
+    /// One output of every lane: the step of `next_lane` on all lanes at
+    /// once. Written in AVX2 where available: from plain arrays the compiler
+    /// packed two state words per register and stepped one lane in scalar
+    /// code, which made the generator the converter's critical path.
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
     #[inline(always)]
     pub fn next(&mut self) -> [u32; LANES] {
-        let mut out = [0u32; LANES];
-        for (l, o) in out.iter_mut().enumerate() {
-            *o = self.next_lane(l);
+        use std::arch::x86_64::*;
+        // SAFETY: AVX2 is enabled at compile time, and every load and store
+        // covers exactly one [u32; 8] array.
+        unsafe {
+            let [s0, s1, s2, s3] = self.s.map(|w| _mm256_loadu_si256(w.as_ptr() as *const __m256i));
+            let sum = _mm256_add_epi32(s0, s3);
+            let rot7 = _mm256_or_si256(_mm256_slli_epi32::<7>(sum), _mm256_srli_epi32::<25>(sum));
+            let out = _mm256_add_epi32(rot7, s0);
+            let t = _mm256_slli_epi32::<9>(s1);
+            let s2 = _mm256_xor_si256(s2, s0);
+            let s3 = _mm256_xor_si256(s3, s1);
+            let s1 = _mm256_xor_si256(s1, s2);
+            let s0 = _mm256_xor_si256(s0, s3);
+            let s2 = _mm256_xor_si256(s2, t);
+            let s3 = _mm256_or_si256(_mm256_slli_epi32::<11>(s3), _mm256_srli_epi32::<21>(s3));
+            for (w, v) in self.s.iter_mut().zip([s0, s1, s2, s3]) {
+                _mm256_storeu_si256(w.as_mut_ptr() as *mut __m256i, v);
+            }
+            let mut o = [0u32; LANES];
+            _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, out);
+            o
         }
-        out
+    }
+
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    #[inline(always)]
+    pub fn next(&mut self) -> [u32; LANES] {
+        std::array::from_fn(|l| self.next_lane(l))
     }
 
     /// One output of lane `l`: a Xoshiro128++ step.
