@@ -51,8 +51,12 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet cost', () => {
     for (const c of r.configs) {
       for (const k of ['top1', 'energyPJ', 'latencyNs', 'areaMm2', 'edp']) expect(Number.isFinite(c[k])).toBe(true);
       expect(c.edp).toBeCloseTo(c.energyPJ * c.latencyNs, 0);
-      const sum = Object.values(c.perComponent.energyPJ as Record<string, number>).reduce((a, b) => a + b, 0);
-      expect(sum).toBeCloseTo(c.energyPJ, 3);
+      const total = (parts: Record<string, number>) => Object.values(parts).reduce((a, b) => a + b, 0);
+      expect(total(c.perComponent.energyPJ)).toBeCloseTo(c.energyPJ, 3);
+      expect(total(c.perComponent.latencyNs)).toBeCloseTo(c.latencyNs, 3);
+      // Every configuration reads crossbars; only MTJ configurations spend time sampling.
+      expect(c.perComponent.latencyNs.cells).toBeGreaterThan(0);
+      expect(c.perComponent.latencyNs.mtj > 0).toBe(c.name.startsWith('stox'));
       expect(c.perLayer).toHaveLength(20);
     }
     expect(r.ratios['fp-adc']).toEqual({ energy: 1, latency: 1, area: 1, edp: 1 });

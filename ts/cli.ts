@@ -10,6 +10,9 @@ import { ARCHS } from './arch.js';
 import { train } from './train.js';
 import { compareCosts, PRESETS as COST_PRESETS } from './cost/compare.js';
 import { PRESETS } from './cost/tech.js';
+import { parseShard, readGrid } from './sweep/grid.js';
+import { mergeResults } from './sweep/results.js';
+import { runSweep } from './sweep/run.js';
 import { CONVERTERS, DEFAULTS, FLAGS, SCHEDULES, type StoxConfig } from './stox.js';
 
 interface Command {
@@ -326,6 +329,53 @@ const commands: Record<string, Command> = {
         ...report.configs.map((c) => `${(c.perLayer[k].energyPJ / 1e3).toFixed(1)} / ${(c.perLayer[k].latencyNs / 1e3).toFixed(2)}`),
       ]);
       writeTable([layerHead, ...layerRows]);
+    },
+  },
+  sweep: {
+    summary: 'evaluate every point of a design grid (accuracy and cost), resumable and shardable; `sweep merge` combines shards',
+    usage: 'stoxnet sweep --grid GRID.json --out results.jsonl [--shard k/n] [--model PATH] [--images N] [--data DIR] [--threads N]  |  stoxnet sweep merge --grid GRID.json --out merged.jsonl SHARD.jsonl...',
+    options: {
+      grid: { type: 'string' },
+      out: { type: 'string' },
+      shard: { type: 'string' },
+      model: { type: 'string' },
+      images: { type: 'string' },
+      data: { type: 'string' },
+      threads: { type: 'string' },
+    },
+    help: {
+      '--grid GRID.json': '{"model": PATH (relative to the grid file), "images": N (default 1000), "tech": PRESET|FILE, "base": {settings}, "axes": {setting: [values]} or a list of such objects (the union of their cartesian products)}; settings use the API names of --config (converter, rows, samples, schedule, adcBits, weightSliceBits, readNoise, seed, ...)',
+      '--out FILE': 'results, one JSON line per point, appended as each finishes; a rerun skips the points already there',
+      '--shard k/n': 'run only the points with index ≡ k (mod n), 0 ≤ k < n: one shard per Slurm array task or Kubernetes Indexed Job pod (examples/)',
+      '--model PATH': 'overrides the grid\'s model',
+      '--images N': 'test images per point (overrides the grid; default 1000)',
+      '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache)',
+      '--threads N': 'worker threads, 0 = one per core',
+      merge: 'combine shard files (positional) into --out, sorted by point; fails naming any point missing or present twice',
+    },
+    async run(v, positionals) {
+      if (typeof v.grid !== 'string') throw new UsageError('sweep: --grid GRID.json is required');
+      if (typeof v.out !== 'string') throw new UsageError('sweep: --out FILE is required');
+      const grid = readGrid(v.grid);
+      if (positionals[0] === 'merge') {
+        const merged = mergeResults(grid, positionals.slice(1), v.out);
+        process.stderr.write(`${merged.length} points of ${v.grid} merged into ${v.out}\n`);
+        return;
+      }
+      if (positionals.length) throw new UsageError(`sweep: unexpected ${JSON.stringify(positionals[0])}; the only subcommand is merge`);
+      const shard = typeof v.shard === 'string' ? parseShard(v.shard) : undefined;
+      const summary = await runSweep({
+        grid,
+        out: v.out,
+        shard,
+        model: v.model as string | undefined,
+        images: v.images as never,
+        data: v.data as string | undefined,
+        threads: v.threads as never,
+        onPoint: (r, done, total) =>
+          process.stderr.write(`point ${r.index} (${done}/${total}) ${r.key}: top-1 ${(r.top1 * 100).toFixed(2)} %, ${(r.cost.energyPJ / 1e6).toFixed(3)} µJ, ${(r.cost.latencyNs / 1e3).toFixed(1)} µs, ${r.cost.areaMm2.toFixed(3)} mm², ${r.seconds.toFixed(1)} s\n`),
+      });
+      process.stderr.write(`${summary.ran} points evaluated, ${summary.skipped} already in ${v.out}${summary.repaired ? ' (a torn last line was dropped)' : ''}; ${summary.points} points in this ${shard ? `shard ${shard[0]}/${shard[1]}` : 'grid'}\n`);
     },
   },
   data: {

@@ -67,13 +67,13 @@ export interface ForwardResult {
 }
 
 /**
- * One node's cost per image: energy (pJ) and area (µm²) per component
- * (names in `costComponents()`), and latency (ns).
+ * One node's cost per image: energy (pJ), area (µm²) and latency (ns) per
+ * component (names in `costComponents()`).
  */
 export interface LayerCostJs {
   energy: Array<number>
   area: Array<number>
-  latency: number
+  latency: Array<number>
 }
 
 /** Operation counts of one node (see crates/core/src/ops.rs). */

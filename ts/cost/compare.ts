@@ -3,10 +3,10 @@
 // latency and area (crates/core/src/cost.rs), and compares them with the
 // first, the baseline.
 import { ConfigError, int } from '../config.js';
-import { evaluate } from '../eval.js';
+import { evaluate, type EvalRun } from '../eval.js';
 import { native } from '../native.js';
 import { SCHEDULES, type StoxConfig } from '../stox.js';
-import { loadTech } from './tech.js';
+import { loadTech, type Technology } from './tech.js';
 
 /**
  * `stoxnet-paper`: our reading of the StoX-Net abstract's hardware setting
@@ -65,7 +65,7 @@ export interface ConfigCost {
   /** energy × latency, pJ·ns */
   edp: number;
   perLayer: LayerCostReport[];
-  perComponent: { energyPJ: Record<string, number>; areaMm2: Record<string, number> };
+  perComponent: { energyPJ: Record<string, number>; latencyNs: Record<string, number>; areaMm2: Record<string, number> };
   config: Partial<StoxConfig>;
 }
 
@@ -104,57 +104,63 @@ export function entryConfig(entry: string, adcBits: number): Partial<StoxConfig>
   }
 }
 
+/** Energy, latency and area per image of one evaluated configuration. */
+export function costOf(name: string, run: EvalRun, technology: Technology, config: Partial<StoxConfig>): ConfigCost {
+  if (!run.simulator || !run.nodeOps) throw new ConfigError(`configuration ${name}: needs crossbar layers to cost (converter ${run.report.converter})`);
+  const components = native().costComponents();
+  const costs = run.simulator.cost(run.nodeOps, technology.tech);
+  const names = new Map(run.report.ops!.layers.map((l) => [l.node, l]));
+  const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
+  const perComponent = { energyPJ: {} as Record<string, number>, latencyNs: {} as Record<string, number>, areaMm2: {} as Record<string, number> };
+  components.forEach((c, k) => {
+    perComponent.energyPJ[c] = costs.reduce((s, x) => s + x.energy[k], 0);
+    perComponent.latencyNs[c] = costs.reduce((s, x) => s + x.latency[k], 0);
+    perComponent.areaMm2[c] = costs.reduce((s, x) => s + x.area[k], 0) / 1e6;
+  });
+  const perLayer = costs.flatMap((c, node) => {
+    const l = names.get(node);
+    if (!l) return [];
+    return [
+      {
+        node,
+        name: l.name,
+        crossbar: l.crossbar,
+        energyPJ: sum(c.energy),
+        latencyNs: sum(c.latency),
+        areaMm2: sum(c.area) / 1e6,
+        energy: Object.fromEntries(components.map((n, k) => [n, c.energy[k]])),
+      },
+    ];
+  });
+  const energyPJ = costs.reduce((s, c) => s + sum(c.energy), 0);
+  const latencyNs = costs.reduce((s, c) => s + sum(c.latency), 0);
+  return {
+    name,
+    top1: run.report.top1,
+    images: run.report.images,
+    energyPJ,
+    latencyNs,
+    pipelinedImagesPerSecond: 1e9 / Math.max(...costs.map((c) => sum(c.latency))),
+    areaMm2: Object.values(perComponent.areaMm2).reduce((a, b) => a + b, 0),
+    edp: energyPJ * latencyNs,
+    perLayer,
+    perComponent,
+    config,
+  };
+}
+
 export async function compareCosts(o: CompareOptions): Promise<CostReport> {
   if (o.compare.length === 0) throw new ConfigError('--compare: give at least one configuration');
   const images = int('--images', o.images ?? 500, 1, 10_000);
   const adcBits = int('--adc-bits', o.adcBits ?? 4, 1, 24);
   const technology = loadTech(o.tech);
-  const components = native().costComponents();
   const entries = o.compare.map((e) => [e, entryConfig(e, adcBits)] as const); // all validated before any runs
   const configs: ConfigCost[] = [];
   for (const [entry, converter] of entries) {
     const config = { ...o.config, ...converter };
     if (config.adcBits === undefined) delete config.adcBits;
     const run = await evaluate({ model: o.model, data: o.data, limit: images, threads: o.threads, config });
-    if (!run.simulator || !run.nodeOps) throw new ConfigError(`--compare ${entry}: needs crossbar layers to cost`);
-    const costs = run.simulator.cost(run.nodeOps, technology.tech);
-    const net = run.report.ops!.layers;
-    const names = new Map(net.map((l) => [l.node, l]));
-    const perComponent = { energyPJ: {} as Record<string, number>, areaMm2: {} as Record<string, number> };
-    components.forEach((c, k) => {
-      perComponent.energyPJ[c] = costs.reduce((s, x) => s + x.energy[k], 0);
-      perComponent.areaMm2[c] = costs.reduce((s, x) => s + x.area[k], 0) / 1e6;
-    });
-    const perLayer = costs.flatMap((c, node) => {
-      const l = names.get(node);
-      if (!l) return [];
-      return [
-        {
-          node,
-          name: l.name,
-          crossbar: l.crossbar,
-          energyPJ: c.energy.reduce((a, b) => a + b, 0),
-          latencyNs: c.latency,
-          areaMm2: c.area.reduce((a, b) => a + b, 0) / 1e6,
-          energy: Object.fromEntries(components.map((name, k) => [name, c.energy[k]])),
-        },
-      ];
-    });
-    const energyPJ = costs.reduce((s, c) => s + c.energy.reduce((a, b) => a + b, 0), 0);
-    const latencyNs = costs.reduce((s, c) => s + c.latency, 0);
-    configs.push({
-      name: entry,
-      top1: run.report.top1,
-      images: run.report.images,
-      energyPJ,
-      latencyNs,
-      pipelinedImagesPerSecond: 1e9 / Math.max(...costs.map((c) => c.latency)),
-      areaMm2: Object.values(perComponent.areaMm2).reduce((a, b) => a + b, 0),
-      edp: energyPJ * latencyNs,
-      perLayer,
-      perComponent,
-      config,
-    });
+    configs.push(costOf(entry, run, technology, config));
   }
   const [base] = configs;
   const ratios = Object.fromEntries(

@@ -86,13 +86,14 @@ impl Tech {
 
 pub const COMPONENTS: [&str; 10] = ["cells", "dac", "adc", "sampleHold", "senseAmp", "mtj", "counter", "shiftAdd", "buffer", "digital"];
 
-/// Cost of one layer per image: energy and area by component (index as
-/// `COMPONENTS`), latency.
+/// Cost of one layer per image: energy, area and latency by component
+/// (index as `COMPONENTS`). Latency parts are in series: crossbar reads
+/// (cells), conversions (adc, senseAmp or mtj) and digital work.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LayerCost {
     pub energy: [f64; 10],
     pub area: [f64; 10],
-    pub latency: f64,
+    pub latency: [f64; 10],
 }
 
 impl LayerCost {
@@ -101,6 +102,9 @@ impl LayerCost {
     }
     pub fn area_total(&self) -> f64 {
         self.area.iter().sum()
+    }
+    pub fn latency_total(&self) -> f64 {
+        self.latency.iter().sum()
     }
 }
 
@@ -128,34 +132,35 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
     }
     .min(layer.out * m.slices()) as f64;
     let groups = (logical / t.adc_sharing as f64).ceil();
-    let conv_latency = match layer.config.converter {
+    let (conv, conv_latency) = match layer.config.converter {
         Converter::Adc { bits } => {
             let (e, a, l) = t.adc(bits);
             c.energy[adc] = per(o.conversions) * e;
             c.energy[sh] = per(o.conversions) * t.sample_hold_energy;
             c.area[adc] = subarrays * groups * a;
             c.area[sh] = subarrays * logical * t.sample_hold_area;
-            logical.min(t.adc_sharing as f64) * l
+            (adc, logical.min(t.adc_sharing as f64) * l)
         }
         Converter::SenseAmp => {
             c.energy[sa] = per(o.conversions) * t.sense_amp_energy;
             c.area[sa] = subarrays * logical * t.sense_amp_area;
-            t.sense_amp_latency
+            (sa, t.sense_amp_latency)
         }
         Converter::Mtj { samples, .. } => {
             c.energy[mtj] = per(o.mtj_samples) * (t.mtj_write_energy + t.mtj_read_energy + t.mtj_reset_energy);
             c.energy[counter] = per(o.mtj_samples) * t.counter_energy;
             c.area[mtj] = subarrays * logical * t.mtj_area;
             c.area[counter] = subarrays * logical * t.counter_area;
-            samples as f64 * t.mtj_sample_latency
+            (mtj, samples as f64 * t.mtj_sample_latency)
         }
         // An ideal converter is not hardware: no cost, reported as such.
-        Converter::Ideal => 0.0,
+        Converter::Ideal => (adc, 0.0),
     };
     c.area[cells] = subarrays * (m.rows * m.cols) as f64 * t.cell_area;
     c.area[dac] = subarrays * m.rows as f64 * t.dac_area;
     c.area[shift] = subarrays * groups * t.shift_add_area;
-    c.latency = activations * (t.crossbar_read_latency + conv_latency);
+    c.latency[cells] = activations * t.crossbar_read_latency;
+    c.latency[conv] = activations * conv_latency;
     c
 }
 
@@ -163,7 +168,7 @@ fn digital_cost(o: &LayerOps, t: &Tech) -> LayerCost {
     let per = |v: u64| v as f64 / o.images.max(1) as f64;
     let mut c = LayerCost::default();
     c.energy[9] = per(o.digital_macs) * t.digital_mac_energy + per(o.digital_ops) * t.digital_op_energy;
-    c.latency = (per(o.digital_macs) + per(o.digital_ops)) / t.digital_rate;
+    c.latency[9] = (per(o.digital_macs) + per(o.digital_ops)) / t.digital_rate;
     c
 }
 
@@ -264,7 +269,7 @@ mod tests {
         assert!(near(c.energy[7], conversions * 0.02));
         assert!(near(c.energy[8], (16.0 * 18.0 * 4.0 + 64.0 * 16.0) * 0.001));
         // 2 physical subarrays, each activated 16 times: 10 ns read + 3 samples × 2 ns.
-        assert!(near(c.latency, 16.0 * (10.0 + 6.0)));
+        assert!(near(c.latency[0], 16.0 * 10.0) && near(c.latency[5], 16.0 * 6.0) && near(c.latency_total(), 16.0 * (10.0 + 6.0)));
         // Per subarray: 10×8 cells, 10 DACs, 4 logical columns with an MTJ and a counter, one shift-add group.
         assert!(near(c.area[0], 2.0 * 80.0 * 0.1));
         assert!(near(c.area[1], 2.0 * 10.0));
@@ -281,13 +286,13 @@ mod tests {
             cost(&net, Some(&stox), &ops, &t)[0].clone()
         };
         let (a, b) = (mtj(1), mtj(4));
-        assert!(b.energy[5] > a.energy[5] && b.latency > a.latency);
+        assert!(b.energy[5] > a.energy[5] && b.latency[5] > a.latency[5]);
         let adc = |bits| {
             let (net, stox, ops) = tiny(ConverterSpec::Adc { bits, calibrated: false });
             cost(&net, Some(&stox), &ops, &t)[0].clone()
         };
         let (lo, hi) = (adc(4), adc(8));
-        assert!(hi.energy[2] > lo.energy[2] && hi.area[2] > lo.area[2] && hi.latency > lo.latency);
+        assert!(hi.energy[2] > lo.energy[2] && hi.area[2] > lo.area[2] && hi.latency[2] > lo.latency[2]);
         assert!(near_rel(hi.energy[2] / lo.energy[2], 4.0));
     }
 

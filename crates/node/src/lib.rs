@@ -450,13 +450,13 @@ pub struct TechJs {
     pub digital_area: f64,
 }
 
-/// One node's cost per image: energy (pJ) and area (µm²) per component
-/// (names in `costComponents()`), and latency (ns).
+/// One node's cost per image: energy (pJ), area (µm²) and latency (ns) per
+/// component (names in `costComponents()`).
 #[napi(object)]
 pub struct LayerCostJs {
     pub energy: Vec<f64>,
     pub area: Vec<f64>,
-    pub latency: f64,
+    pub latency: Vec<f64>,
 }
 
 #[napi]
@@ -543,7 +543,7 @@ impl NativeSimulator {
             }
             let ops: Vec<LayerOps> = ops.iter().map(ops_core).collect();
             let costs = stoxnet_core::cost::cost(&self.net, Some(&self.stox), &ops, &tech(&technology)?);
-            Ok(costs.into_iter().map(|c| LayerCostJs { energy: c.energy.to_vec(), area: c.area.to_vec(), latency: c.latency }).collect())
+            Ok(costs.into_iter().map(|c| LayerCostJs { energy: c.energy.to_vec(), area: c.area.to_vec(), latency: c.latency.to_vec() }).collect())
         })
     }
 
