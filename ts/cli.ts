@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { BACKENDS, evaluate } from './eval.js';
 import { ARCHS } from './arch.js';
 import { train } from './train.js';
-import { compareCosts, PRESETS as COST_PRESETS } from './cost/compare.js';
+import { compareCosts, PRESETS as COST_PRESETS, type CostReport } from './cost/compare.js';
+import { demo, DEMO_MODEL } from './demo.js';
 import { PRESETS } from './cost/tech.js';
 import { parseShard, readGrid } from './sweep/grid.js';
 import { mergeResults } from './sweep/results.js';
@@ -108,7 +109,48 @@ function writeTable(rows: string[][]): void {
   for (const r of rows) process.stdout.write(r.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i] + 3))).join('') + '\n');
 }
 
+/** Totals of a cost comparison with the ratios to its baseline. */
+function writeCostTotals(report: CostReport): void {
+  const rows = report.configs.map((c) => {
+    const r = report.ratios[c.name];
+    return [c.name, (c.top1 * 100).toFixed(2), (c.energyPJ / 1e6).toFixed(3), (c.latencyNs / 1e3).toFixed(1), c.areaMm2.toFixed(3), (c.edp / 1e9).toFixed(2), r.energy.toFixed(2), r.latency.toFixed(2), r.area.toFixed(2), r.edp.toFixed(2)];
+  });
+  const head = ['config', 'top-1 %', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP'];
+  process.stdout.write(`technology ${report.tech}, ${report.images} test images per configuration; ratios are ${report.configs[0].name} ÷ configuration\n`);
+  writeTable([head, ...rows]);
+}
+
 const commands: Record<string, Command> = {
+  demo: {
+    summary: 'fetch CIFAR-10 if missing, evaluate the project\'s PS-QAT StoX ResNet20 and cost it against ADC baselines (also `npm start`)',
+    usage: 'stoxnet demo [--model PATH] [--data DIR] [--images N] [--cost-images N] [--threads N]',
+    options: {
+      model: { type: 'string' },
+      data: { type: 'string' },
+      images: { type: 'string' },
+      'cost-images': { type: 'string' },
+      threads: { type: 'string' },
+    },
+    help: {
+      '--model PATH': `a model trained with PS-QAT (default models/${DEMO_MODEL} of this package)`,
+      '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache; downloaded there, checksummed, when missing)',
+      '--images N': 'test images for the accuracy (default all 10,000)',
+      '--cost-images N': 'test images per configuration of the cost comparison (default 200)',
+      '--threads N': 'worker threads, 0 = one per core',
+    },
+    async run(v) {
+      const bar = progressBar('eval');
+      const { accuracy: a, cost } = await demo({ model: v.model as string | undefined, data: v.data as string | undefined, images: v.images as never, costImages: v['cost-images'] as never, threads: v.threads as never, onProgress: bar.update });
+      bar.stop();
+      const layers = a.config.layers;
+      const samples = [...new Set(layers.map((l) => l.samples))].join('/');
+      process.stdout.write(
+        `${a.model}: ${layers.length} crossbar layers, converter ${a.converter} (T = ${samples}), ${a.config.weightBits}-bit weights, ${a.config.inputBits}-bit inputs, ${a.config.rows} rows\n` +
+          `top-1 ${(a.top1 * 100).toFixed(2)} % on ${a.images} CIFAR-10 test images (seed ${a.seed}), ${a.imagesPerSecond.toFixed(0)} images/s\n\n`,
+      );
+      writeCostTotals(cost);
+    },
+  },
   eval: {
     summary: 'classify the CIFAR-10 test set with a model on simulated crossbars and report accuracy and op counts',
     usage: 'stoxnet eval --model PATH [--data DIR] [--converter NAME] [mapping, converter and noise flags] [--config FILE.json] [--backend native|ort|js] [--limit N] [--batch N] [--threads N] [--json]',
@@ -309,13 +351,7 @@ const commands: Record<string, Command> = {
         process.stdout.write(JSON.stringify(report) + '\n');
         return;
       }
-      const rows = report.configs.map((c) => {
-        const r = report.ratios[c.name];
-        return [c.name, (c.top1 * 100).toFixed(2), (c.energyPJ / 1e6).toFixed(3), (c.latencyNs / 1e3).toFixed(1), c.areaMm2.toFixed(3), (c.edp / 1e9).toFixed(2), r.energy.toFixed(2), r.latency.toFixed(2), r.area.toFixed(2), r.edp.toFixed(2)];
-      });
-      const head = ['config', 'top-1 %', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP'];
-      process.stdout.write(`technology ${report.tech}, ${report.images} test images per configuration; ratios are ${report.configs[0].name} ÷ configuration\n`);
-      writeTable([head, ...rows]);
+      writeCostTotals(report);
       process.stdout.write('\nenergy per image by component\n');
       for (const c of report.configs) {
         const parts = Object.entries(c.perComponent.energyPJ).filter(([, e]) => e > 0).map(([k, e]) => `${k} ${((100 * e) / c.energyPJ).toFixed(1)}%`);

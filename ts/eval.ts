@@ -4,7 +4,7 @@ import { ConfigError, int, oneOf } from './config.js';
 import { normalize, readCifar10 } from './data/cifar10.js';
 import { resolveDataDir } from './data/location.js';
 import { logitsDigest } from './digest.js';
-import { nativeBackend } from './native.js';
+import { nativeBackend, nativeUnavailable } from './native.js';
 import type { Network } from './network.js';
 import { importOnnx } from './onnx/import.js';
 import { ortBackend } from './ort.js';
@@ -111,7 +111,13 @@ function opsReport(net: Network, ops: LayerOps[] | undefined, crossbar: Set<numb
 
 /** Classifies CIFAR-10 test images with the chosen backend and simulator settings. */
 export async function evaluate(options: EvalOptions): Promise<EvalRun> {
-  const backendName = oneOf('backend', options.backend ?? 'native', BACKENDS);
+  let backendName = oneOf('backend', options.backend ?? 'native', BACKENDS);
+  const missing = backendName === 'native' ? nativeUnavailable() : undefined;
+  if (missing) {
+    // A package without its addon still answers, slowly, rather than failing.
+    process.emitWarning(`${missing}; falling back to the pure-JS reference engine (same results, several hundred times slower)`, { code: 'STOXNET_NO_NATIVE' });
+    backendName = 'js';
+  }
   const batch = int('batch', options.batch ?? 100, 1, 10_000);
   const threads = int('threads', options.threads ?? 0, 0, 1024);
   const limit = options.limit === undefined ? undefined : int('limit', options.limit, 1);

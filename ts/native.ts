@@ -11,19 +11,31 @@ interface Binding {
   costComponents(): string[];
 }
 
-let binding: Binding | undefined;
+let loaded: Binding | Error | undefined;
+
+function load(): Binding | Error {
+  if (!loaded) {
+    const path = join(packageRoot(), 'stoxnet.node');
+    try {
+      loaded = createRequire(import.meta.url)(path) as Binding;
+    } catch (e) {
+      loaded = new Error(`cannot load the native addon ${path} (${(e as Error).message.split("\n")[0]}); run \`npm install\` (needs a Rust toolchain) to build it`);
+    }
+  }
+  return loaded;
+}
 
 /** The Rust addon built by `npm install` (napi build) at the package root. */
 export function native(): Binding {
-  if (!binding) {
-    const path = join(packageRoot(), 'stoxnet.node');
-    try {
-      binding = createRequire(import.meta.url)(path) as Binding;
-    } catch (e) {
-      throw new Error(`stoxnet: cannot load the native addon ${path} (${(e as Error).message}); run \`npm install\` (needs a Rust toolchain) to build it`);
-    }
-  }
-  return binding;
+  const b = load();
+  if (b instanceof Error) throw new Error(`stoxnet: ${b.message}`);
+  return b;
+}
+
+/** Why the addon cannot load, or undefined when it can. */
+export function nativeUnavailable(): string | undefined {
+  const b = load();
+  return b instanceof Error ? b.message : undefined;
 }
 
 export type { NativeNetworkClass as NativeNetwork, NetworkSpec };

@@ -4,8 +4,10 @@
 // same calibrated parameters.
 import type { Backend } from './backend.js';
 import { normalize, readCifar10 } from './data/cifar10.js';
-import { native } from './native.js';
+import { ConfigError } from './config.js';
+import { native, nativeUnavailable } from './native.js';
 import type { EmbeddedStox, Network } from './network.js';
+import { splitRows } from './reference/crossbar.js';
 import { referenceBackend } from './reference/engine.js';
 import type { LayerSpecJs, NativeSimulator, ResolvedJs } from './native-binding.js';
 import { layerSpecs, type StoxConfig } from './stox.js';
@@ -32,31 +34,8 @@ export interface SimulatorOptions {
   learned?: EmbeddedStox['layers'];
 }
 
-/** Puts learned clips and parameters into the specs of the layers that have them. */
-export function applyLearned(net: Network, specs: (LayerSpecJs | null)[], learned: EmbeddedStox['layers'] | undefined): void {
-  if (!learned) return;
-  specs.forEach((spec, i) => {
-    const l = learned[net.nodes[i].name];
-    if (!spec || !l) return;
-    if (l.inputClip !== undefined) spec.inputClip = l.inputClip;
-    spec.params = { ...l.params };
-  });
-}
-
-export async function createSimulator(net: Network, config: StoxConfig, o: SimulatorOptions): Promise<{ backend: Backend; layers: LayerReport[]; simulator: NativeSimulator }> {
-  const specs = layerSpecs(net, config);
-  applyLearned(net, specs, o.learned);
-  const needsCalibration = specs.some((s) => s !== null && (s.inputClip === undefined || !s.params));
-  let calibration: Float32Array = new Float32Array(0);
-  if (needsCalibration) {
-    const train = await readCifar10(o.dataDir, 'train');
-    const n = Math.min(config.calibrationImages, train.count);
-    calibration = normalize(train.images.subarray(0, n * train.images.length / train.count), n);
-  }
-  const engine = new (native().NativeNetwork)(net);
-  const sim = await engine.simulator(specs, config.seed, calibration, o.threads);
-  const resolved: ResolvedJs[] = sim.resolved();
-  const layers = resolved.map((r) => ({
+function layerReports(net: Network, specs: (LayerSpecJs | null)[], resolved: ResolvedJs[]): LayerReport[] {
+  return resolved.map((r) => ({
     node: r.node,
     name: net.nodes[r.node].name,
     converter: r.converter,
@@ -68,6 +47,76 @@ export async function createSimulator(net: Network, config: StoxConfig, o: Simul
     subarrayRows: r.subarrayRows,
     physicalSubarrays: r.physicalSubarrays,
   }));
+}
+
+/** Puts learned clips and parameters into the specs of the layers that have them. */
+export function applyLearned(net: Network, specs: (LayerSpecJs | null)[], learned: EmbeddedStox['layers'] | undefined): void {
+  if (!learned) return;
+  specs.forEach((spec, i) => {
+    const l = learned[net.nodes[i].name];
+    if (!spec || !l) return;
+    if (l.inputClip !== undefined) spec.inputClip = l.inputClip;
+    spec.params = { ...l.params };
+  });
+}
+
+/** Whether a spec leaves nothing to calibrate (the test of `prepare` in crates/core/src/calibrate.rs). */
+function given(s: LayerSpecJs): boolean {
+  const p = s.params;
+  if (s.inputClip === undefined) return false;
+  if (s.converter === 'sparse-adc' || (s.converter === 'adc' && s.adcRange === 'calibrated')) return !!p?.adcLo;
+  if (s.converter === 'mtj' || s.converter === 'sense-amp') return !!p?.normScale && !!p.readoutGain;
+  return true;
+}
+
+/**
+ * What calibration would resolve, for layers whose clips and parameters are
+ * all given (a PS-QAT model's learned ones): lets the JS engine run without
+ * the addon. Undefined when a layer needs calibration.
+ */
+function resolveGiven(net: Network, specs: (LayerSpecJs | null)[]): ResolvedJs[] | undefined {
+  const resolved: ResolvedJs[] = [];
+  for (const [node, s] of specs.entries()) {
+    if (!s) continue;
+    // ADC bits and ranges are resolved in the addon; MTJ, sense-amp and ideal layers need only what is given.
+    if (!given(s) || !(s.converter === 'mtj' || s.converter === 'sense-amp' || s.converter === 'ideal')) return undefined;
+    const n = net.nodes[node] as { weight: Float32Array; shape: number[] };
+    const ranges = splitRows(n.weight.length / n.shape[0], s.rows, s.split);
+    const physicalColumns = (s.signed === 'differential' ? 2 * n.shape[0] : n.shape[0] + 1) * Math.ceil(s.weightBits / s.weightSliceBits);
+    resolved.push({
+      node,
+      inputClip: s.inputClip!,
+      converter: s.converter,
+      samples: s.samples,
+      subarrays: ranges.length,
+      physicalSubarrays: ranges.length * Math.ceil(physicalColumns / s.cols),
+      subarrayRows: ranges.map(([a, b]) => b - a),
+      params: s.params ?? {},
+    });
+  }
+  return resolved;
+}
+
+export async function createSimulator(net: Network, config: StoxConfig, o: SimulatorOptions): Promise<{ backend: Backend; layers: LayerReport[]; simulator?: NativeSimulator }> {
+  const specs = layerSpecs(net, config);
+  applyLearned(net, specs, o.learned);
+  const missing = nativeUnavailable();
+  if (missing) {
+    const resolved = o.engine === 'js' ? resolveGiven(net, specs) : undefined;
+    if (!resolved) throw new ConfigError(`${missing}; without it only the JS engine runs, and only models whose crossbar layers carry learned clips and parameters (calibration runs in the addon)`);
+    return { backend: referenceBackend(net, specs, resolved, config.seed), layers: layerReports(net, specs, resolved) };
+  }
+  const needsCalibration = specs.some((s) => s !== null && !given(s));
+  let calibration: Float32Array = new Float32Array(0);
+  if (needsCalibration) {
+    const train = await readCifar10(o.dataDir, 'train');
+    const n = Math.min(config.calibrationImages, train.count);
+    calibration = normalize(train.images.subarray(0, n * train.images.length / train.count), n);
+  }
+  const engine = new (native().NativeNetwork)(net);
+  const sim = await engine.simulator(specs, config.seed, calibration, o.threads);
+  const resolved: ResolvedJs[] = sim.resolved();
+  const layers = layerReports(net, specs, resolved);
   const backend: Backend =
     o.engine === 'js'
       ? referenceBackend(net, specs, resolved, config.seed)

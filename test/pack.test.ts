@@ -1,0 +1,58 @@
+// The published package: `npm pack`, installed into an empty project the way
+// a user installs it (the addon is built from source by its install script),
+// must work through its API and CLI, and without its addon must still answer
+// through the pure-JS engine, with a warning.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { packageRoot } from '../ts/paths.js';
+import { DATA_DIR, HAVE_DATA, HAVE_MODELS, model } from './helpers/env.js';
+
+const run = promisify(execFile);
+
+describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('npm pack → npm install in an empty project', () => {
+  it('installs (building the addon), and the API and CLI work; without the addon it falls back to JS', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stoxnet-pack-'));
+    await run('npm', ['pack', '--pack-destination', dir], { cwd: packageRoot(), maxBuffer: 1 << 26 });
+    const tarball = readdirSync(dir).find((f) => f.endsWith('.tgz'))!;
+    expect(tarball).toMatch(/^stoxnet-\d+\.\d+\.\d+\.tgz$/);
+    const app = join(dir, 'app');
+    await run('mkdir', [app]);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+    // onnxruntime-node's own install script downloads GPU binaries unless told not to (offline machines).
+    writeFileSync(join(app, '.npmrc'), 'onnxruntime-node-install=skip\n');
+    await run('npm', ['install', '--no-audit', '--no-fund', join(dir, tarball)], { cwd: app, maxBuffer: 1 << 26, timeout: 1_500_000 });
+    expect(readdirSync(join(app, 'node_modules', 'stoxnet'))).toContain('stoxnet.node');
+
+    const env = { ...process.env, STOXNET_DATA: DATA_DIR };
+    const script = `
+      import { evaluate, importOnnx, CONVERTERS } from 'stoxnet';
+      const net = await importOnnx(${JSON.stringify(model('resnet20.onnx'))});
+      const { report } = await evaluate({ model: ${JSON.stringify(model('resnet20.onnx'))}, limit: 20, config: { converter: 'mtj', samples: 2, calibrationImages: 16 } });
+      console.log(JSON.stringify({ nodes: net.nodes.length, converters: CONVERTERS.length, backend: report.backend, images: report.images, conversions: report.ops.totals.conversions }));
+    `;
+    writeFileSync(join(app, 'use.mjs'), script);
+    const api = JSON.parse((await run('node', ['use.mjs'], { cwd: app, env })).stdout);
+    expect(api).toMatchObject({ backend: 'native', images: 20 });
+    expect(api.nodes).toBeGreaterThan(20);
+    expect(api.conversions).toBeGreaterThan(0);
+
+    const help = await run('npx', ['stoxnet', '--help'], { cwd: app, env });
+    expect(help.stdout).toContain('commands:');
+    const cli = JSON.parse((await run('npx', ['stoxnet', 'eval', '--model', model('resnet20.onnx'), '--limit', '20', '--json'], { cwd: app, env })).stdout);
+    expect(cli).toMatchObject({ backend: 'native', images: 20, converter: 'fp' });
+
+    // Without the addon: a warning naming the missing file, and the JS engine gives the same logits.
+    rmSync(join(app, 'node_modules', 'stoxnet', 'stoxnet.node'));
+    const js = await run('npx', ['stoxnet', 'eval', '--model', model('resnet20.onnx'), '--limit', '20', '--json'], { cwd: app, env });
+    expect(js.stderr).toMatch(/STOXNET_NO_NATIVE.*cannot load the native addon .*stoxnet\.node.*falling back to the pure-JS reference engine/s);
+    const fallback = JSON.parse(js.stdout);
+    expect(fallback.backend).toBe('js');
+    expect(fallback.logitsDigest).toBe(cli.logitsDigest);
+    // Calibration needs the addon: a clear error rather than a crash.
+    await expect(run('npx', ['stoxnet', 'eval', '--model', model('resnet20.onnx'), '--limit', '2', '--converter', 'mtj'], { cwd: app, env })).rejects.toThrow(/only models whose crossbar layers carry learned clips and parameters/);
+  }, 1_800_000);
+});
