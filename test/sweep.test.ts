@@ -131,7 +131,8 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet sweep on a real model', () 
 
   it('refuses results of another grid or another image count, naming the file and line', async () => {
     const other = join(dir, 'other.jsonl');
-    writeFileSync(other, JSON.stringify({ index: 0, key: '{"samples":99}', settings: { samples: 99 }, top1: 0.5, images: 20, cost: {} }) + '\n');
+    const real = readResults(join(dir, 'whole.jsonl')).results[0];
+    writeFileSync(other, JSON.stringify({ ...real, key: '{"samples":99}', settings: { samples: 99 } }) + '\n');
     await expect(runSweep({ grid: gridFile, out: other, data: DATA_DIR })).rejects.toThrow(/other\.jsonl:1: point 0 \{"samples":99\} is not in .*grid\.json/);
     await expect(runSweep({ grid: gridFile, out: join(dir, 'whole.jsonl'), images: 10, data: DATA_DIR })).rejects.toThrow(/was evaluated on 20 images, this run uses 10/);
   });

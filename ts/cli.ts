@@ -12,7 +12,9 @@ import { compareCosts, PRESETS as COST_PRESETS, type CostReport } from './cost/c
 import { demo, DEMO_MODEL } from './demo.js';
 import { PRESETS } from './cost/tech.js';
 import { parseShard, readGrid } from './sweep/grid.js';
-import { mergeResults } from './sweep/results.js';
+import { mergeResults, readResults } from './sweep/results.js';
+import { renderReport, toCsv } from './report/index.js';
+import { writeFileAtomic } from './atomic.js';
 import { runSweep } from './sweep/run.js';
 import { CONVERTERS, DEFAULTS, FLAGS, SCHEDULES, type StoxConfig } from './stox.js';
 
@@ -21,7 +23,9 @@ interface Command {
   usage: string;
   options: NonNullable<ParseArgsConfig['options']>;
   help: Record<string, string>;
-  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<void>;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[], signal: AbortSignal): Promise<void>;
+  /** What survives an interrupt and how to continue, for the message. */
+  interrupted?(values: Record<string, string | boolean | undefined>): string;
 }
 
 class UsageError extends Error {}
@@ -138,9 +142,10 @@ const commands: Record<string, Command> = {
       '--cost-images N': 'test images per configuration of the cost comparison (default 200)',
       '--threads N': 'worker threads, 0 = one per core',
     },
-    async run(v) {
+    async run(v, _, signal) {
       const bar = progressBar('eval');
-      const { accuracy: a, cost } = await demo({ model: v.model as string | undefined, data: v.data as string | undefined, images: v.images as never, costImages: v['cost-images'] as never, threads: v.threads as never, onProgress: bar.update });
+      const { accuracy: a, cost } = await demo({
+        signal, model: v.model as string | undefined, data: v.data as string | undefined, images: v.images as never, costImages: v['cost-images'] as never, threads: v.threads as never, onProgress: bar.update });
       bar.stop();
       const layers = a.config.layers;
       const samples = [...new Set(layers.map((l) => l.samples))].join('/');
@@ -178,10 +183,11 @@ const commands: Record<string, Command> = {
       '--threads N': 'worker threads, 0 = one per core (default 0; results do not depend on it)',
       '--json': 'print one JSON object on stdout: top1, correct, images, perClass, seconds, imagesPerSecond, backend, seed, config, ops, logitsDigest',
     },
-    async run(v) {
+    async run(v, _, signal) {
       if (typeof v.model !== 'string') throw new UsageError('eval: --model PATH is required');
       const bar = progressBar('eval');
       const { report } = await evaluate({
+        signal,
         model: v.model,
         data: v.data as string | undefined,
         backend: v.backend as never,
@@ -260,11 +266,13 @@ const commands: Record<string, Command> = {
       '--mtj-grad NAME': 'PS-QAT surrogate through the MTJ sampler: ste (identity inside the clamp range, the authors\') or expected (derivative of the expected transfer curve) (default ste)',
       '--json': 'print each epoch\'s log line on stdout',
     },
-    async run(v) {
+    interrupted: (v) => `the state is checkpointed in ${v.resume ?? v.out}; continue with \`stoxnet train --resume ${v.resume ?? v.out}\``,
+    async run(v, _, signal) {
       const out = (v.resume ?? v.out) as string | undefined;
       if (typeof out !== 'string') throw new UsageError('train: --out DIR (or --resume DIR) is required');
       const bar = progressBar('train');
       const { model } = await train({
+        signal,
         out,
         resume: v.resume !== undefined,
         data: v.data as string | undefined,
@@ -325,7 +333,7 @@ const commands: Record<string, Command> = {
       '--json': 'one object: {configs: [{name, top1, energyPJ, latencyNs, areaMm2, edp, perLayer, perComponent}], ratios: {name: {energy, latency, area, edp}}}',
       '(mapping flags)': 'as for eval: --rows, --split, --weight-bits, --weight-slice-bits, --input-bits, --input-stream-bits, --signed, --samples, ...',
     },
-    async run(v) {
+    async run(v, _, signal) {
       if (typeof v.model !== 'string') throw new UsageError('cost: --model PATH is required');
       let preset: (typeof COST_PRESETS)[keyof typeof COST_PRESETS] | undefined;
       if (v.preset !== undefined) {
@@ -346,6 +354,7 @@ const commands: Record<string, Command> = {
         compare: [...compare],
         adcBits: adcBits as never,
         tech: v.tech as string | undefined,
+        signal,
       });
       if (v.json) {
         process.stdout.write(JSON.stringify(report) + '\n');
@@ -389,7 +398,8 @@ const commands: Record<string, Command> = {
       '--threads N': 'worker threads, 0 = one per core',
       merge: 'combine shard files (positional) into --out, sorted by point; fails naming any point missing or present twice',
     },
-    async run(v, positionals) {
+    interrupted: (v) => `the finished points are in ${v.out}; run the same command again to continue`,
+    async run(v, positionals, signal) {
       if (typeof v.grid !== 'string') throw new UsageError('sweep: --grid GRID.json is required');
       if (typeof v.out !== 'string') throw new UsageError('sweep: --out FILE is required');
       const grid = readGrid(v.grid);
@@ -401,6 +411,7 @@ const commands: Record<string, Command> = {
       if (positionals.length) throw new UsageError(`sweep: unexpected ${JSON.stringify(positionals[0])}; the only subcommand is merge`);
       const shard = typeof v.shard === 'string' ? parseShard(v.shard) : undefined;
       const summary = await runSweep({
+        signal,
         grid,
         out: v.out,
         shard,
@@ -412,6 +423,29 @@ const commands: Record<string, Command> = {
           process.stderr.write(`point ${r.index} (${done}/${total}) ${r.key}: top-1 ${(r.top1 * 100).toFixed(2)} %, ${(r.cost.energyPJ / 1e6).toFixed(3)} µJ, ${(r.cost.latencyNs / 1e3).toFixed(1)} µs, ${r.cost.areaMm2.toFixed(3)} mm², ${r.seconds.toFixed(1)} s\n`),
       });
       process.stderr.write(`${summary.ran} points evaluated, ${summary.skipped} already in ${v.out}${summary.repaired ? ' (a torn last line was dropped)' : ''}; ${summary.points} points in this ${shard ? `shard ${shard[0]}/${shard[1]}` : 'grid'}\n`);
+    },
+  },
+  report: {
+    summary: 'turn sweep results into one self-contained HTML page of SVG plots, and a CSV table',
+    usage: 'stoxnet report RESULTS.jsonl... --out report.html [--csv results.csv] [--title TEXT]',
+    options: {
+      out: { type: 'string' },
+      csv: { type: 'string' },
+      title: { type: 'string' },
+    },
+    help: {
+      'RESULTS.jsonl...': 'result files of `stoxnet sweep` (merged, or shards of one grid)',
+      '--out FILE': 'the HTML report (no network needed to view it): accuracy vs T per converter, energy / latency / area per component, accuracy vs energy with the Pareto front, per-layer energy, and a summary table',
+      '--csv FILE': 'also one CSV row per point (settings, accuracy, cost totals and per component)',
+      '--title TEXT': 'page title',
+    },
+    async run(v, positionals) {
+      if (positionals.length === 0) throw new UsageError('report: give at least one results.jsonl');
+      if (typeof v.out !== 'string') throw new UsageError('report: --out FILE is required');
+      const results = positionals.flatMap((f) => readResults(f).results);
+      writeFileAtomic(v.out, await renderReport(results, { title: v.title as string | undefined }));
+      if (typeof v.csv === 'string') writeFileAtomic(v.csv, toCsv(results));
+      process.stderr.write(`${results.length} points → ${v.out}${typeof v.csv === 'string' ? ` and ${v.csv}` : ''}\n`);
     },
   },
   data: {
@@ -469,11 +503,28 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(commandHelp(name, command));
     return 0;
   }
+  // Ctrl-C / SIGTERM: stop at the next batch, keeping checkpoints and
+  // finished results; a second signal ends the process at once.
+  const controller = new AbortController();
+  let caught: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    caught = sig;
+    process.stderr.write(`\nstoxnet ${name}: ${sig}, stopping at the next batch…\n`);
+    controller.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let values: Record<string, string | boolean | undefined> = {};
   try {
-    const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
-    await command.run(values as Record<string, string | boolean | undefined>, positionals);
+    const parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+    values = parsed.values as typeof values;
+    await command.run(values, parsed.positionals, controller.signal);
     return 0;
   } catch (e) {
+    if (caught && controller.signal.aborted) {
+      process.stderr.write(`stoxnet ${name}: interrupted by ${caught}${command.interrupted ? `; ${command.interrupted(values)}` : ''}\n`);
+      return 128 + (caught === 'SIGINT' ? 2 : 15);
+    }
     const err = e as Error & { code?: string };
     const usage = e instanceof UsageError || e instanceof ConfigError || err.code?.startsWith('ERR_PARSE_ARGS');
     process.stderr.write(`stoxnet ${name}: ${err.message}\n`);

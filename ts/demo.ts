@@ -24,6 +24,7 @@ export interface DemoOptions {
   costImages?: number;
   threads?: number;
   onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
 }
 
 export interface DemoResult {
@@ -39,7 +40,7 @@ export async function demo(o: DemoOptions = {}): Promise<DemoResult> {
   const images = o.images === undefined ? undefined : int('--images', o.images, 1, 10_000);
   const costImages = int('--cost-images', o.costImages ?? 200, 1, 10_000);
   // The model carries its StoX settings and learned parameters: no flags needed.
-  const { report: accuracy } = await evaluate({ model, data, limit: images, threads: o.threads, onProgress: o.onProgress });
-  const cost = await compareCosts({ model, data, images: costImages, threads: o.threads, compare: ['fp-adc', 'low-bit-adc', 'sparse-adc', 'stox'] });
+  const { report: accuracy } = await evaluate({ model, data, limit: images, threads: o.threads, onProgress: o.onProgress, signal: o.signal });
+  const cost = await compareCosts({ model, data, images: costImages, threads: o.threads, compare: ['fp-adc', 'low-bit-adc', 'sparse-adc', 'stox'], signal: o.signal });
   return { accuracy, cost };
 }

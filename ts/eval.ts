@@ -31,6 +31,8 @@ export interface EvalOptions {
   /** Worker threads, 0 = one per core (default). Does not change results. */
   threads?: number;
   onProgress?: (done: number, total: number) => void;
+  /** Rejects with the signal's reason at the next batch boundary (a native batch of 100 images takes well under a second). */
+  signal?: AbortSignal;
 }
 
 export interface OpsTotals {
@@ -134,6 +136,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   if (backendName === 'ort') backend = await ortBackend(options.model, threads, net.input);
   else if (config.converter === 'fp' && backendName === 'native') backend = nativeBackend(net, threads);
   else ({ backend, layers, simulator } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers }));
+  options.signal?.throwIfAborted();
 
   const test = await readCifar10(dataDir, 'test');
   const total = Math.min(limit ?? test.count, test.count);
@@ -146,6 +149,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   let correct = 0;
   let seconds = 0;
   for (let start = 0; start < total; start += batch) {
+    options.signal?.throwIfAborted();
     const n = Math.min(batch, total - start);
     const images = normalize(test.images.subarray(start * imageLen, (start + n) * imageLen), n);
     const t0 = process.hrtime.bigint();

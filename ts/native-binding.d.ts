@@ -50,6 +50,13 @@ export declare class NativeTrainer {
   loadState(state: TrainState): void
 }
 
+/**
+ * A test hook, not API: panics with `message` on one of the engine's worker
+ * threads, off the JS thread, to show that the panic reaches JavaScript as
+ * a rejected promise carrying the message.
+ */
+export declare function __panicForTest(message: string): Promise<void>
+
 export interface ColumnParamsJs {
   adcLo?: Float32Array
   adcStep?: Float32Array

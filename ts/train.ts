@@ -52,6 +52,11 @@ export interface TrainOptions extends Partial<TrainSettings> {
   trainImages?: number;
   onProgress?: (done: number, total: number, epoch: number) => void;
   onEpoch?: (log: EpochLog) => void;
+  /**
+   * Stops within one batch: the state is checkpointed (mid-epoch) and the
+   * promise rejects with the signal's reason; `resume` continues from there.
+   */
+  signal?: AbortSignal;
 }
 
 export interface EpochLog {
@@ -122,6 +127,8 @@ interface CheckpointHeader {
   epoch: number;
   step: number;
   values: number;
+  /** Stopped inside epoch `epoch` (an abort): batches done and the epoch's sums so far. */
+  within?: { batch: number; lr: number; lossSum: number; correct: number; images: number; seconds: number };
 }
 
 function writeCheckpoint(path: string, header: CheckpointHeader, values: Float32Array): void {
@@ -149,11 +156,12 @@ function readCheckpoint(path: string): { header: CheckpointHeader; values: Float
 }
 
 /** Top-1 of a backend on pre-normalised test images (all of them). */
-async function testTop1(backend: Backend, images: Float32Array, labels: Uint8Array): Promise<number> {
+async function testTop1(backend: Backend, images: Float32Array, labels: Uint8Array, signal?: AbortSignal): Promise<number> {
   const len = images.length / labels.length;
   let correct = 0;
   const batch = 500;
   for (let s = 0; s < labels.length; s += batch) {
+    signal?.throwIfAborted();
     const n = Math.min(batch, labels.length - s);
     const { logits } = await backend.run(images.subarray(s * len, (s + n) * len), s);
     for (let i = 0; i < n; i++) if (argmax(logits.subarray(i * backend.classes, (i + 1) * backend.classes)) === labels[s + i]) correct++;
@@ -234,25 +242,43 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
     writeFileAtomic(join(o.out, 'log.jsonl'), '');
   }
   const batches = trainer.batchesPerEpoch;
-  const chunk = 20;
   const log: EpochLog[] = [];
   const last = Math.min(settings.epochs, o.stopAfter === undefined ? Infinity : epoch + o.stopAfter);
+  let within = resumed?.header.within;
   for (; epoch < last; epoch++) {
     const t0 = process.hrtime.bigint();
-    const lr = trainer.learningRate();
-    let total: TrainProgress = { lossSum: 0, correct: 0, images: 0, step: 0 };
-    for (let b = 0; b < batches; b += chunk) {
-      const p = await trainer.trainBatches(epoch, b, Math.min(b + chunk, batches), threads);
+    const lr = within?.lr ?? trainer.learningRate();
+    let total: TrainProgress = { lossSum: within?.lossSum ?? 0, correct: within?.correct ?? 0, images: within?.images ?? 0, step: 0 };
+    const before = within?.seconds ?? 0;
+    // Checkpoints the epoch so far (after `batch` batches) and rejects.
+    const stop = (batch: number): never => {
+      const state = trainer.state();
+      const seconds = before + Number(process.hrtime.bigint() - t0) / 1e9;
+      writeCheckpoint(ckpt, { settings, epoch, step: state.step, values: state.values.length, within: { batch, lr, lossSum: total.lossSum, correct: total.correct, images: total.images, seconds } }, state.values);
+      throw o.signal!.reason;
+    };
+    // One batch per call, so that an abort is seen within one batch.
+    for (let b = within?.batch ?? 0; b < batches; b++) {
+      if (o.signal?.aborted) stop(b);
+      const p = await trainer.trainBatches(epoch, b, b + 1, threads);
       total = { lossSum: total.lossSum + p.lossSum, correct: total.correct + p.correct, images: total.images + p.images, step: p.step };
-      o.onProgress?.(Math.min(b + chunk, batches), batches, epoch);
+      o.onProgress?.(b + 1, batches, epoch);
     }
-    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    within = undefined;
+    const seconds = before + Number(process.hrtime.bigint() - t0) / 1e9;
+    let testTop1Now: number;
+    try {
+      testTop1Now = await testTop1(await evaluator(), testImages, testSet.labels, o.signal);
+    } catch (e) {
+      if (o.signal?.aborted) stop(batches);
+      throw e;
+    }
     const entry: EpochLog = {
       epoch: epoch + 1,
       epochs: settings.epochs,
       loss: total.lossSum / total.images,
       trainTop1: total.correct / total.images,
-      testTop1: await testTop1(await evaluator(), testImages, testSet.labels),
+      testTop1: testTop1Now,
       lr,
       imagesPerSecond: total.images / seconds,
       seconds,

@@ -39,6 +39,7 @@ export interface CompareOptions {
   adcBits?: number;
   /** A preset name or a technology file. */
   tech?: string;
+  signal?: AbortSignal;
 }
 
 export interface LayerCostReport {
@@ -159,7 +160,7 @@ export async function compareCosts(o: CompareOptions): Promise<CostReport> {
   for (const [entry, converter] of entries) {
     const config = { ...o.config, ...converter };
     if (config.adcBits === undefined) delete config.adcBits;
-    const run = await evaluate({ model: o.model, data: o.data, limit: images, threads: o.threads, config });
+    const run = await evaluate({ model: o.model, data: o.data, limit: images, threads: o.threads, config, signal: o.signal });
     configs.push(costOf(entry, run, technology, config));
   }
   const [base] = configs;

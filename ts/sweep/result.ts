@@ -46,3 +46,84 @@ export interface SweepResult {
   /** Wall time of the point (evaluation and costing). */
   seconds: number;
 }
+
+// Every field a report uses, checked when a file is read, so that a bad line
+// fails with its line number instead of as a NaN in a plot.
+type Kind = 'number' | 'string' | 'object' | 'array' | 'number|null' | 'record';
+
+const FIELDS: [string, Kind][] = [
+  ['index', 'number'],
+  ['key', 'string'],
+  ['settings', 'object'],
+  ['config', 'object'],
+  ['model', 'string'],
+  ['images', 'number'],
+  ['correct', 'number'],
+  ['top1', 'number'],
+  ['seed', 'number'],
+  ['converter', 'string'],
+  ['samples', 'array'],
+  ['meanSamples', 'number|null'],
+  ['cost', 'object'],
+  ['cost.tech', 'string'],
+  ['cost.energyPJ', 'number'],
+  ['cost.latencyNs', 'number'],
+  ['cost.areaMm2', 'number'],
+  ['cost.edp', 'number'],
+  ['cost.perComponent', 'object'],
+  ['cost.perComponent.energyPJ', 'record'],
+  ['cost.perComponent.latencyNs', 'record'],
+  ['cost.perComponent.areaMm2', 'record'],
+  ['cost.perLayer', 'array'],
+  ['logitsDigest', 'string'],
+  ['seconds', 'number'],
+];
+
+const LAYER_FIELDS: [string, Kind][] = [
+  ['name', 'string'],
+  ['energyPJ', 'number'],
+  ['latencyNs', 'number'],
+  ['areaMm2', 'number'],
+];
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function fits(v: unknown, kind: Kind): boolean {
+  switch (kind) {
+    case 'number':
+      return typeof v === 'number' && Number.isFinite(v);
+    case 'number|null':
+      return v === null || (typeof v === 'number' && Number.isFinite(v));
+    case 'string':
+      return typeof v === 'string';
+    case 'object':
+      return isObject(v);
+    case 'array':
+      return Array.isArray(v);
+    case 'record':
+      return isObject(v) && Object.values(v).every((x) => typeof x === 'number' && Number.isFinite(x));
+  }
+}
+
+function get(obj: unknown, path: string): unknown {
+  let v = obj;
+  for (const part of path.split('.')) v = isObject(v) ? v[part] : undefined;
+  return v;
+}
+
+/** The first field of `value` that is missing or of the wrong type, as a message; null when it is a whole SweepResult. */
+export function invalidField(value: unknown): string | null {
+  if (!isObject(value)) return 'not a JSON object';
+  for (const [path, kind] of FIELDS) {
+    const v = get(value, path);
+    if (!fits(v, kind)) return `field '${path}' is ${v === undefined ? 'missing' : `not ${kind === 'record' ? 'an object of numbers' : `a ${kind}`}`}`;
+  }
+  const layers = get(value, 'cost.perLayer') as unknown[];
+  for (let i = 0; i < layers.length; i++) {
+    for (const [path, kind] of LAYER_FIELDS) {
+      const v = get(layers[i], path);
+      if (!fits(v, kind)) return `field 'cost.perLayer[${i}].${path}' is ${v === undefined ? 'missing' : `not a ${kind}`}`;
+    }
+  }
+  return null;
+}

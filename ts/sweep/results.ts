@@ -4,9 +4,7 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } f
 import { writeFileAtomic } from '../atomic.js';
 import { ConfigError } from '../config.js';
 import type { Grid } from './grid.js';
-import type { SweepResult } from './result.js';
-
-const REQUIRED = ['index', 'key', 'settings', 'top1', 'images', 'cost'] as const;
+import { invalidField, type SweepResult } from './result.js';
 
 /**
  * The result lines of `file`, each checked for the fields a sweep and a
@@ -27,17 +25,17 @@ export function readResults(file: string, dropTornTail = false): { results: Swee
   if (torn && !dropTornTail) rows.push(last);
   const results: SweepResult[] = [];
   const lines: number[] = [];
-  rows.forEach((row, i) => {
-    if (row.trim() === '') return;
-    let r: SweepResult;
+  rows.forEach((raw, i) => {
+    const row = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    let r: unknown;
     try {
       r = JSON.parse(row);
     } catch (e) {
-      throw new ConfigError(`${file}:${i + 1}: not a JSON line (${(e as Error).message})`);
+      throw new ConfigError(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`);
     }
-    const missing = r === null || typeof r !== 'object' ? ['an object'] : REQUIRED.filter((k) => !(k in r));
-    if (missing.length) throw new ConfigError(`${file}:${i + 1}: not a sweep result (missing ${missing.join(', ')})`);
-    results.push(r);
+    const bad = invalidField(r);
+    if (bad) throw new ConfigError(`${file}:${i + 1}: not a sweep result: ${bad}`);
+    results.push(r as SweepResult);
     lines.push(i + 1);
   });
   return { results, lines, torn: torn && dropTornTail };

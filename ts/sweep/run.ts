@@ -25,6 +25,8 @@ export interface SweepOptions {
   images?: number;
   data?: string;
   threads?: number;
+  /** Stops the point in progress; the finished points' lines stay, and a rerun continues. */
+  signal?: AbortSignal;
   /** Called after each point: the result, points of this shard done so far, and their number. */
   onPoint?: (r: SweepResult, done: number, total: number) => void;
 }
@@ -82,7 +84,7 @@ export async function runSweep(o: SweepOptions): Promise<SweepSummary> {
   for (const p of todo) {
     const config = configs.get(p.index)!;
     const t0 = performance.now();
-    const run = await evaluate({ model, data: o.data, limit: images, threads: o.threads, config });
+    const run = await evaluate({ model, data: o.data, limit: images, threads: o.threads, config, signal: o.signal });
     const cost = costOf(p.key, run, technology, config);
     const layers = run.report.config.layers;
     const samples = layers.flatMap((l) => (l.samples === undefined ? [] : [l.samples]));

@@ -459,6 +459,31 @@ pub struct LayerCostJs {
     pub latency: Vec<f64>,
 }
 
+/// A test hook, not API: panics with `message` on one of the engine's worker
+/// threads, off the JS thread, to show that the panic reaches JavaScript as
+/// a rejected promise carrying the message.
+#[napi(js_name = "__panicForTest", ts_return_type = "Promise<void>")]
+pub fn panic_for_test(message: String) -> AsyncTask<PanicTask> {
+    AsyncTask::new(PanicTask { message })
+}
+
+pub struct PanicTask {
+    message: String,
+}
+
+impl Task for PanicTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> napi::Result<()> {
+        guarded(|| engine::thread_pool(2)?.install(|| panic!("{}", self.message)))
+    }
+
+    fn resolve(&mut self, _env: Env, _: ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
 #[napi]
 pub fn cost_components() -> Vec<String> {
     stoxnet_core::cost::COMPONENTS.iter().map(|s| s.to_string()).collect()
