@@ -5,17 +5,37 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/**
+ * A value as error messages show it: JSON where that is faithful, so strings
+ * keep their quotes, but numbers as JavaScript prints them (JSON would show
+ * NaN and Infinity as null), and never an exception (BigInt, cycles). Cut
+ * to a line.
+ */
+export function show(value: unknown): string {
+  let s: string;
+  if (typeof value === 'number') s = String(value);
+  else if (typeof value === 'bigint') s = `${value}n`;
+  else {
+    try {
+      s = JSON.stringify(value) ?? String(value);
+    } catch {
+      s = String(value);
+    }
+  }
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
 export function int(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const v = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new ConfigError(`${name}: expected an integer in [${min}, ${max}], got ${JSON.stringify(value)}`);
+    throw new ConfigError(`${name}: expected an integer in [${min}, ${max}], got ${show(value)}`);
   }
   return v;
 }
 
 export function oneOf<T extends string>(name: string, value: unknown, options: readonly T[]): T {
   if (typeof value !== 'string' || !options.includes(value as T)) {
-    throw new ConfigError(`${name}: expected one of ${options.join(', ')}, got ${JSON.stringify(value)}`);
+    throw new ConfigError(`${name}: expected one of ${options.join(', ')}, got ${show(value)}`);
   }
   return value as T;
 }

@@ -113,6 +113,7 @@ function opsReport(net: Network, ops: LayerOps[] | undefined, crossbar: Set<numb
 
 /** Classifies CIFAR-10 test images with the chosen backend and simulator settings. */
 export async function evaluate(options: EvalOptions): Promise<EvalRun> {
+  options.signal?.throwIfAborted();
   let backendName = oneOf('backend', options.backend ?? 'native', BACKENDS);
   const missing = backendName === 'native' ? nativeUnavailable() : undefined;
   if (missing) {
@@ -135,7 +136,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   let simulator: NativeSimulator | undefined;
   if (backendName === 'ort') backend = await ortBackend(options.model, threads, net.input);
   else if (config.converter === 'fp' && backendName === 'native') backend = nativeBackend(net, threads);
-  else ({ backend, layers, simulator } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers }));
+  else ({ backend, layers, simulator } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers, signal: options.signal }));
   options.signal?.throwIfAborted();
 
   const test = await readCifar10(dataDir, 'test');

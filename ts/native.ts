@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import type { NativeNetwork as NativeNetworkClass, NativeTrainer as NativeTrainerClass, NetworkSpec } from './native-binding.js';
+import type { AbortHandle as AbortHandleClass, NativeNetwork as NativeNetworkClass, NativeTrainer as NativeTrainerClass, NetworkSpec } from './native-binding.js';
 import type { Backend } from './backend.js';
 import type { Network } from './network.js';
 import { packageRoot } from './paths.js';
@@ -8,6 +8,7 @@ import { packageRoot } from './paths.js';
 interface Binding {
   NativeNetwork: typeof NativeNetworkClass;
   NativeTrainer: typeof NativeTrainerClass;
+  AbortHandle: typeof AbortHandleClass;
   costComponents(): string[];
 }
 

@@ -32,6 +32,8 @@ export interface SimulatorOptions {
   engine: 'native' | 'js';
   /** Learned clips and per-column parameters by node name (a PS-QAT model's); the rest is calibrated. */
   learned?: EmbeddedStox['layers'];
+  /** Stops the calibration between images. */
+  signal?: AbortSignal;
 }
 
 function layerReports(net: Network, specs: (LayerSpecJs | null)[], resolved: ResolvedJs[]): LayerReport[] {
@@ -114,7 +116,19 @@ export async function createSimulator(net: Network, config: StoxConfig, o: Simul
     calibration = normalize(train.images.subarray(0, n * train.images.length / train.count), n);
   }
   const engine = new (native().NativeNetwork)(net);
-  const sim = await engine.simulator(specs, config.seed, calibration, o.threads);
+  o.signal?.throwIfAborted();
+  const handle = new (native().AbortHandle)();
+  const abort = () => handle.abort();
+  o.signal?.addEventListener('abort', abort, { once: true });
+  let sim: NativeSimulator;
+  try {
+    sim = await engine.simulator(specs, config.seed, calibration, o.threads, handle);
+  } catch (e) {
+    o.signal?.throwIfAborted();
+    throw e;
+  } finally {
+    o.signal?.removeEventListener('abort', abort);
+  }
   const resolved: ResolvedJs[] = sim.resolved();
   const layers = layerReports(net, specs, resolved);
   const backend: Backend =

@@ -1,7 +1,7 @@
 // The simulator's configuration: what the user sets (flags, a JSON file, or
 // a typed object), validated once here, and its resolution into one crossbar
 // spec per IR node (crates/core/src/calibrate.rs `LayerSpec`).
-import { ConfigError, int, oneOf } from './config.js';
+import { ConfigError, int, oneOf, show } from './config.js';
 import type { LayerSpecJs } from './native-binding.js';
 import type { Network } from './network.js';
 
@@ -111,7 +111,7 @@ export const FLAGS: Record<keyof StoxConfig, string> = {
 function num(name: string, value: unknown, min: number, max: number): number {
   const v = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
-    throw new ConfigError(`${name}: expected a number in [${min}, ${max}], got ${JSON.stringify(value)}`);
+    throw new ConfigError(`${name}: expected a number in [${min}, ${max}], got ${show(value)}`);
   }
   return v;
 }
@@ -121,8 +121,11 @@ function num(name: string, value: unknown, min: number, max: number): number {
  * and fills in the defaults. Errors name the flag and the value.
  */
 export function resolveConfig(input: Record<string, unknown>): StoxConfig {
+  // A JSON config file may hold anything.
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new ConfigError(`configuration: expected an object of settings, got ${show(input)}`);
   for (const key of Object.keys(input)) {
-    if (!(key in FLAGS)) throw new ConfigError(`unknown setting ${JSON.stringify(key)}; known: ${Object.keys(FLAGS).join(', ')}`);
+    // Own keys only: `key in FLAGS` would take "toString" or "__proto__" for a setting.
+    if (!Object.hasOwn(FLAGS, key)) throw new ConfigError(`unknown setting ${show(key)}; known: ${Object.keys(FLAGS).join(', ')}`);
   }
   const get = (k: keyof StoxConfig) => (input[k] === undefined ? DEFAULTS[k] : input[k]);
   const f = (k: keyof StoxConfig) => FLAGS[k];
@@ -155,16 +158,37 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
   if (input.schedule !== undefined) c.schedule = oneOf(f('schedule'), input.schedule, SCHEDULES);
   if (input.digitalLayers !== undefined) {
     const raw = typeof input.digitalLayers === 'string' ? input.digitalLayers.split(',').filter(Boolean) : input.digitalLayers;
-    if (!Array.isArray(raw) || raw.some((n) => typeof n !== 'string')) throw new ConfigError(`${f('digitalLayers')}: expected a list of layer names, got ${JSON.stringify(input.digitalLayers)}`);
+    if (!Array.isArray(raw) || raw.some((n) => typeof n !== 'string')) throw new ConfigError(`${f('digitalLayers')}: expected a list of layer names, got ${show(input.digitalLayers)}`);
     c.digitalLayers = raw;
   }
   if (input.samplesPerLayer !== undefined) {
     const raw = typeof input.samplesPerLayer === 'string' ? input.samplesPerLayer.split(',') : input.samplesPerLayer;
-    if (!Array.isArray(raw) || raw.length === 0) throw new ConfigError(`${f('samplesPerLayer')}: expected a list of integers, got ${JSON.stringify(input.samplesPerLayer)}`);
+    if (!Array.isArray(raw) || raw.length === 0) throw new ConfigError(`${f('samplesPerLayer')}: expected a list of integers, got ${show(input.samplesPerLayer)}`);
     c.samplesPerLayer = raw.map((v, i) => int(`${f('samplesPerLayer')}[${i}]`, v, 1, 1 << 20));
   }
   if (c.schedule && c.samplesPerLayer) throw new ConfigError(`${f('schedule')} and ${f('samplesPerLayer')} both set the samples per layer; give one`);
+  if (c.converter !== 'fp') {
+    // crates/core/src/crossbar.rs (Mapping::validate, CrossbarLayer::new) refuses these too, but only
+    // after the data is read and the clips calibrated, and without naming the flags.
+    if (c.weightQuant === 'away' && c.signed === 'offset') {
+      throw new ConfigError(`${f('weightQuant')} away needs the differential mapping (${f('signed')} differential): its levels ±1…±2^(b−1) have no offset-binary code in b bits`);
+    }
+    const [wsb, isb] = [c.weightSliceBits!, c.inputStreamBits!];
+    const bound = c.rows * (2 ** wsb - 1) * (2 ** isb - 1);
+    if (bound >= 2 ** 24) {
+      throw new ConfigError(`${f('rows')} ${c.rows} × (2^${wsb} − 1) weight-slice levels × (2^${isb} − 1) input-stream levels = ${bound} reaches 2^24; partial sums would not be exact in f32 (lower ${f('rows')}, ${f('weightSliceBits')} or ${f('inputStreamBits')})`);
+    }
+    const lossless = losslessAdcBits(c.rows, wsb, isb);
+    if (c.converter === 'adc' && c.adcBits === undefined && lossless > 24) {
+      throw new ConfigError(`${f('adcBits')}: the lossless default log2(rows) + slice bits + stream bits is ${lossless}, more than 24; give ${f('adcBits')}`);
+    }
+  }
   return c;
+}
+
+/** ADC bits that convert every partial sum of the mapping exactly (crossbar.rs `lossless_adc_bits`). */
+function losslessAdcBits(rows: number, weightSliceBits: number, inputStreamBits: number): number {
+  return Math.ceil(Math.log2(rows)) + weightSliceBits + inputStreamBits;
 }
 
 /** T per crossbar layer for a named schedule over `n` layers. */
@@ -186,7 +210,7 @@ export function crossbarNodes(net: Network, policy: StoxConfig['policy'], digita
   if (digital) {
     const names = new Set(mvm.map((i) => net.nodes[i].name));
     const unknown = digital.filter((d) => !names.has(d));
-    if (unknown.length) throw new ConfigError(`${FLAGS.digitalLayers}: no Conv/Linear layer named ${unknown.map((u) => JSON.stringify(u)).join(', ')}`);
+    if (unknown.length) throw new ConfigError(`${FLAGS.digitalLayers}: no Conv/Linear layer named ${unknown.map((u) => show(u)).join(', ')}`);
     return mvm.filter((i) => !digital.includes(net.nodes[i].name));
   }
   if (policy === 'all-crossbar') return mvm;
@@ -234,7 +258,7 @@ export function layerSpecs(net: Network, c: StoxConfig): (LayerSpecJs | null)[] 
       weightQuant: c.weightQuant,
       signed: c.signed,
       converter: c.converter,
-      adcBits: c.adcBits ?? Math.ceil(Math.log2(c.rows)) + weightSliceBits + inputStreamBits,
+      adcBits: c.adcBits ?? losslessAdcBits(c.rows, weightSliceBits, inputStreamBits),
       adcRange: c.adcRange,
       transfer: c.transfer,
       sensitivity: c.sensitivity,

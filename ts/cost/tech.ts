@@ -3,7 +3,7 @@
 // cost model receives canonical units (pJ, ns, µm²).
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { ConfigError } from '../config.js';
+import { ConfigError, show } from '../config.js';
 import type { TechJs } from '../native-binding.js';
 import { packageRoot } from '../paths.js';
 
@@ -75,6 +75,14 @@ export interface Technology {
   values: Record<keyof TechJs, TechValue>;
 }
 
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function checkShape(t: unknown, file: string): asserts t is TechFile {
+  if (!isObject(t) || !isObject(t.values)) throw new ConfigError(`${file}: expected an object with "values"`);
+}
+
 function parse(text: string, file: string): TechFile {
   let t: unknown;
   try {
@@ -82,35 +90,40 @@ function parse(text: string, file: string): TechFile {
   } catch (e) {
     throw new ConfigError(`${file}: not valid JSON (${(e as Error).message})`);
   }
-  if (typeof t !== 'object' || t === null || typeof (t as TechFile).values !== 'object' || (t as TechFile).values === null) {
-    throw new ConfigError(`${file}: expected an object with "values"`);
-  }
-  return t as TechFile;
+  checkShape(t, file);
+  return t;
 }
 
 function readPreset(name: string): TechFile {
-  if (!(PRESETS as readonly string[]).includes(name)) throw new ConfigError(`unknown technology preset ${JSON.stringify(name)}; presets: ${PRESETS.join(', ')}`);
+  if (!(PRESETS as readonly string[]).includes(name)) throw new ConfigError(`unknown technology preset ${show(name)}; presets: ${PRESETS.join(', ')}`);
   const file = join(packageRoot(), 'ts', 'cost', 'tech', `${name}.json`);
   return parse(readFileSync(file, 'utf8'), basename(file));
 }
 
 /** Checks every field (present, unit, non-negative finite numbers, a source) and converts to canonical units. */
 export function validateTech(t: TechFile, file: string): Technology {
+  checkShape(t, file);
+  // A misspelt field in a file that overrides a preset would otherwise be ignored, silently.
+  for (const key of Object.keys(t.values)) {
+    if (!Object.hasOwn(FIELDS, key)) throw new ConfigError(`${file}: unknown field ${show(key)}; known: ${Object.keys(FIELDS).join(', ')}`);
+  }
   const tech = {} as Record<string, number | number[]>;
   for (const [key, dim] of Object.entries(FIELDS) as [keyof TechJs, Dimension][]) {
     const at = `${file}: field '${key}'`;
     const v = t.values[key];
     if (v === undefined) throw new ConfigError(`${at} is missing`);
-    const factor = UNITS[dim][v.unit];
-    if (factor === undefined) throw new ConfigError(`${at}: unit ${JSON.stringify(v.unit)} is not one of ${Object.keys(UNITS[dim]).join(', ')}`);
+    if (!isObject(v)) throw new ConfigError(`${at}: expected an object with "value", "unit" and "source", got ${show(v)}`);
+    // Own keys only: "toString" is not a unit.
+    const factor = Object.hasOwn(UNITS[dim], v.unit) ? UNITS[dim][v.unit] : undefined;
+    if (factor === undefined) throw new ConfigError(`${at}: unit ${show(v.unit)} is not one of ${Object.keys(UNITS[dim]).join(', ')}`);
     if (typeof v.source !== 'string' || v.source.trim() === '') throw new ConfigError(`${at} has no source`);
     const per = v.per ?? 1;
-    if (!(typeof per === 'number' && per > 0)) throw new ConfigError(`${at}: "per" must be a positive number`);
+    if (!(typeof per === 'number' && Number.isFinite(per) && per > 0)) throw new ConfigError(`${at}: "per" must be a positive number, got ${show(per)}`);
     const isList = key === 'adcBits' || key === 'adcEnergy' || key === 'adcArea' || key === 'adcLatency';
     const values = Array.isArray(v.value) ? v.value : [v.value];
     if (Array.isArray(v.value) !== isList) throw new ConfigError(`${at}: expected ${isList ? 'a list of numbers' : 'a number'}`);
     for (const x of values) {
-      if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) throw new ConfigError(`${at}: ${JSON.stringify(x)} is not a non-negative number`);
+      if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) throw new ConfigError(`${at}: ${show(x)} is not a non-negative number`);
     }
     const converted = values.map((x) => (x * factor) / per);
     tech[key] = isList ? converted : converted[0];

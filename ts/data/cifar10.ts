@@ -3,7 +3,7 @@
 // blue bytes (row-major), i.e. CHW.
 
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export const CIFAR10_CLASSES = [
@@ -58,20 +58,32 @@ export interface Cifar10Split {
 }
 
 async function readCifarFile(path: string): Promise<Buffer> {
-  let data: Buffer;
+  let file: FileHandle;
   try {
-    data = await readFile(path);
+    file = await open(path, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new Error(`CIFAR-10 file missing: ${path} (download it with \`npx stoxnet data cifar10\`)`);
     }
-    throw err;
+    throw new Error(`cannot read CIFAR-10 file ${path}: ${(err as Error).message}`, { cause: err });
   }
-  if (data.length !== FILE_BYTES) {
-    const hint = data.length < FILE_BYTES ? ' (truncated?)' : '';
-    throw new Error(`CIFAR-10 file ${path} has ${data.length} bytes, expected ${FILE_BYTES}${hint}`);
+  try {
+    // Size first: a wrong file may be a large one, refused before it is read.
+    const st = await file.stat();
+    if (!st.isFile()) throw new Error(`CIFAR-10 file ${path} is not a regular file`);
+    if (st.size !== FILE_BYTES) {
+      const hint = st.size < FILE_BYTES ? ' (truncated?)' : '';
+      throw new Error(`CIFAR-10 file ${path} has ${st.size} bytes, expected ${FILE_BYTES}${hint}`);
+    }
+    const data = await file.readFile().catch((err: Error) => {
+      throw new Error(`cannot read CIFAR-10 file ${path}: ${err.message}`, { cause: err });
+    });
+    // The file may change between stat and read.
+    if (data.length !== FILE_BYTES) throw new Error(`CIFAR-10 file ${path} has ${data.length} bytes, expected ${FILE_BYTES}`);
+    return data;
+  } finally {
+    await file.close();
   }
-  return data;
 }
 
 /** Reads the training (50,000 images) or test (10,000 images) split from `dir`. */

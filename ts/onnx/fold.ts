@@ -122,22 +122,42 @@ function strides(dims: number[]): number[] {
   return s;
 }
 
-function range(n: number): number[] {
-  return Array.from({ length: n }, (_, j) => j);
+// Index lists are typed arrays: a plain array of ~10^8 numbers is a fatal
+// "invalid size" error in V8, not an exception (sizes stay below 2^28, see checkedSize).
+function range(n: number): Int32Array {
+  return Int32Array.from({ length: n }, (_, j) => j);
 }
 
 /**
  * Flat source indices of an output walked in row-major order, where output
  * axis k takes the source positions pick[k] along a source stride st[k].
  */
-function product(st: number[], pick: number[][]): Int32Array {
-  let idx = [0];
+function product(st: number[], pick: ArrayLike<number>[]): Int32Array {
+  let idx = Int32Array.of(0);
   pick.forEach((p, k) => {
-    const next: number[] = [];
-    for (const base of idx) for (const j of p) next.push(base + j * st[k]!);
+    const next = new Int32Array(idx.length * p.length);
+    let o = 0;
+    for (const base of idx) for (let j = 0; j < p.length; j++) next[o++] = base + p[j]! * st[k]!;
     idx = next;
   });
-  return Int32Array.from(idx);
+  return idx;
+}
+
+/**
+ * Largest constant folding creates beyond the size of its inputs. Shape
+ * subgraphs are tiny; without this bound a file of a hundred bytes
+ * (ConstantOfShape, Expand, Range) could make the importer allocate gigabytes.
+ */
+const FOLD_ELEMENTS = 2 ** 20;
+
+/** Element count of a folded output, refused before allocating when it is larger than both its inputs and FOLD_ELEMENTS. */
+function foldedSize(dims: number[], inputs: (Const | undefined)[]): number {
+  const n = checkedSize(dims, 'output');
+  const largest = inputs.reduce((m, c) => Math.max(m, c?.data.length ?? 0), 0);
+  if (n > FOLD_ELEMENTS && n > largest) {
+    fail(`output has shape [${dims.join(',')}] (${n} elements), larger than its inputs and than the limit of 2^20 for a folded constant`);
+  }
+  return n;
 }
 
 /** A new constant whose element i is element idx[i] of `src` (data and batch marks move together). */
@@ -202,7 +222,7 @@ const INTEGER: ReadonlySet<DType> = new Set(['int64', 'int32', 'int8', 'uint8', 
 /** Numpy-broadcast elementwise op; `f` gets one value per input. */
 function elementwise(x: Const[], dtype: DType, f: (v: number[]) => number): Const {
   const dims = broadcastDims(x.map((c) => c.dims));
-  const n = checkedSize(dims, 'output');
+  const n = foldedSize(dims, x);
   const maps = x.map((c) => broadcastIndex(dims, c.dims));
   const data = newArray(dtype, n);
   const batch = x.some((c) => c.batch) ? new Uint8Array(n) : undefined;
@@ -259,7 +279,7 @@ const FOLD: Record<string, FoldOp> = {
   ConstantOfShape: (x, a) => {
     const shape = need(x, 0);
     const dims = ints(shape, 'shape');
-    const n = checkedSize(dims, 'output');
+    const n = foldedSize(dims, x);
     const value = a.tensor('value') ?? { dtype: 'float32', dims: [1], data: new Float32Array(1) };
     const data = newArray(value.dtype, n).fill(scalar(value, "attribute 'value'"));
     return taintedBy({ dtype: value.dtype, dims, data }, shape);
@@ -328,7 +348,7 @@ const FOLD: Record<string, FoldOp> = {
     const src = need(x, 0);
     const axes = sliceAxes(src.dims, x, a).map((s, k) => s ?? { start: 0, step: 1, count: src.dims[k]! });
     const dims = axes.map((s) => s.count);
-    checkedSize(dims, 'output');
+    foldedSize(dims, x);
     const idx = product(strides(src.dims), axes.map((s) => range(s.count).map((j) => s.start + j * s.step)));
     return taintedBy(gather(src, dims, idx), x[1], x[2], x[3], x[4]);
   },
@@ -342,10 +362,10 @@ const FOLD: Record<string, FoldOp> = {
       if (j < -d || j >= d) fail(`index ${j} is out of range for size ${d}`);
       return j < 0 ? j + d : j;
     });
-    const pick = src.dims.map(range);
+    const pick: ArrayLike<number>[] = src.dims.map(range);
     pick[axis] = picks;
     const dims = [...src.dims.slice(0, axis), ...indices.dims, ...src.dims.slice(axis + 1)];
-    checkedSize(dims, 'output');
+    foldedSize(dims, x);
     return taintedBy(gather(src, dims, product(strides(src.dims), pick)), indices);
   },
 
@@ -362,7 +382,7 @@ const FOLD: Record<string, FoldOp> = {
     }
     const dims = first.dims.slice();
     dims[axis] = parts.reduce((s, p) => s + p.dims[axis]!, 0);
-    const n = checkedSize(dims, 'output');
+    const n = foldedSize(dims, parts);
     const data = newArray(dtype, n);
     const batch = parts.some((p) => p.batch) ? new Uint8Array(n) : undefined;
     const outer = dims.slice(0, axis).reduce((p, d) => p * d, 1);
@@ -383,7 +403,7 @@ const FOLD: Record<string, FoldOp> = {
     const src = need(x, 0);
     const shape = need(x, 1);
     const dims = broadcastDims([src.dims, ints(shape, 'shape')]);
-    checkedSize(dims, 'output');
+    foldedSize(dims, x);
     return taintedBy(gather(src, dims, broadcastIndex(dims, src.dims)), shape);
   },
 
@@ -394,7 +414,7 @@ const FOLD: Record<string, FoldOp> = {
     const d = scalar(delta, 'delta');
     if (d === 0) fail('delta is 0');
     const n = Math.max(0, Math.ceil((scalar(limit, 'limit') - s) / d));
-    checkedSize([n], 'output');
+    foldedSize([n], x);
     const data = newArray(dtype, n);
     for (let i = 0; i < n; i++) data[i] = s + i * d;
     return taintedBy({ dtype, dims: [n], data }, start, limit, delta);

@@ -395,6 +395,10 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     if (n.a.int('training_mode', 0) !== 0) fail('training_mode 1 is not supported');
     const variance = n.floats(4, [c]);
     if (variance.some((v) => v < 0)) fail(`variance '${n.proto.input[4]}' has negative values`);
+    // The engine divides by sqrt(var + eps): both zero would make Inf and NaN activations.
+    const eps = n.a.float('epsilon', 1e-5);
+    if (!(Number.isFinite(eps) && eps >= 0)) fail(`epsilon ${eps} is not a finite number >= 0`);
+    if (eps === 0 && variance.includes(0)) fail(`variance '${n.proto.input[4]}' has zeros and epsilon is 0`);
     return n.emit(
       {
         name: n.name,
@@ -404,7 +408,7 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
         bias: n.floats(2, [c]),
         mean: n.floats(3, [c]),
         var: variance,
-        eps: n.a.float('epsilon', 1e-5),
+        eps,
       },
       x.dims,
     );

@@ -19,7 +19,7 @@
 
 use crate::converter::Converter;
 use crate::crossbar::{ColumnParams, CrossbarLayer, LayerConfig, Mapping, Noise};
-use crate::engine::{ordered_fold, Stox};
+use crate::engine::{ordered_fold, Cancel, Stox};
 use crate::error::Result;
 use crate::graph::{Network, Op};
 use crate::mtj::Device;
@@ -90,7 +90,7 @@ fn best_clip(hist: &[u64], max: f64, levels: f64) -> f64 {
     best.1
 }
 
-fn input_clips(net: &Network, specs: &[Option<LayerSpec>], images: &[f32]) -> Vec<f32> {
+fn input_clips(net: &Network, specs: &[Option<LayerSpec>], images: &[f32], cancel: &Cancel) -> Vec<f32> {
     let n = net.nodes.len();
     let wanted: Vec<usize> = (0..n).filter(|&i| specs[i].as_ref().is_some_and(|s| s.input_clip.is_none())).collect();
     if wanted.is_empty() {
@@ -100,6 +100,7 @@ fn input_clips(net: &Network, specs: &[Option<LayerSpec>], images: &[f32]) -> Ve
     let maxes = ordered_fold(
         net,
         images,
+        cancel,
         || vec![0f32; n],
         |acc, ws, idx, image| {
             ws.forward(net, None, image, idx, &mut vec![LayerOps::default(); n], None);
@@ -112,6 +113,7 @@ fn input_clips(net: &Network, specs: &[Option<LayerSpec>], images: &[f32]) -> Ve
     let hists = ordered_fold(
         net,
         images,
+        cancel,
         || vec![vec![0u64; BINS]; n],
         |acc, ws, idx, image| {
             ws.forward(net, None, image, idx, &mut vec![LayerOps::default(); n], None);
@@ -178,12 +180,13 @@ impl Moments {
 }
 
 /// Per-column statistics gathered by `f(node, column, ps) -> values to add`.
-fn column_fold<T: Clone + Send + Sync>(net: &Network, stox: &Stox, images: &[f32], empty: T, add: impl Fn(&mut T, usize, usize, &[f32]) + Sync, merge: impl Fn(&mut T, &T)) -> Vec<Vec<T>> {
+fn column_fold<T: Clone + Send + Sync>(net: &Network, stox: &Stox, images: &[f32], cancel: &Cancel, empty: T, add: impl Fn(&mut T, usize, usize, &[f32]) + Sync, merge: impl Fn(&mut T, &T)) -> Vec<Vec<T>> {
     let n = net.nodes.len();
     let sizes: Vec<usize> = stox.layers.iter().map(|l| l.as_ref().map_or(0, |l| l.columns.len())).collect();
     ordered_fold(
         net,
         images,
+        cancel,
         || sizes.iter().map(|&s| vec![empty.clone(); s]).collect::<Vec<_>>(),
         |acc, ws, idx, image| {
             let mut ops = vec![LayerOps::default(); n];
@@ -210,7 +213,8 @@ fn build(net: &Network, configs: &[Option<LayerConfig>], seed: u64) -> Result<St
 
 /// Programs the crossbar layers of `net` (`specs[i]` for node i, `None` =
 /// digital), calibrating on `images` whatever the specs leave open.
-pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[f32]) -> Result<(Stox, Vec<Option<Resolved>>)> {
+/// `cancel` stops it between images (returning a "cancelled" error).
+pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[f32], cancel: &Cancel) -> Result<(Stox, Vec<Option<Resolved>>)> {
     if specs.len() != net.nodes.len() {
         bail!("layer policy covers {} nodes, the network has {}", specs.len(), net.nodes.len());
     }
@@ -227,7 +231,8 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
     if needs_images && images.is_empty() {
         bail!("calibration needs training images (input clips, ADC ranges or MTJ normalisation are not given)");
     }
-    let clips = input_clips(net, specs, images);
+    let clips = input_clips(net, specs, images, cancel);
+    cancel.check()?;
     // Pass 2: ideal converters, noise-free, to observe the partial sums.
     let ideal: Vec<Option<LayerConfig>> = specs
         .iter()
@@ -241,10 +246,11 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
     });
     let ideal_stox = build(net, &ideal, seed)?;
     let stats = if needs_stats {
-        column_fold(net, &ideal_stox, images, Moments::EMPTY, |m, _, _, ps| ps.iter().for_each(|&v| m.add(v as f64)), |a, b| a.merge(b))
+        column_fold(net, &ideal_stox, images, cancel, Moments::EMPTY, |m, _, _, ps| ps.iter().for_each(|&v| m.add(v as f64)), |a, b| a.merge(b))
     } else {
         vec![Vec::new(); net.nodes.len()]
     };
+    cancel.check()?;
     let mut configs: Vec<Option<LayerConfig>> = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         let Some(s) = spec else {
@@ -311,6 +317,7 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
             net,
             &stox,
             images,
+            cancel,
             [0f64; 5],
             |acc, node, col, ps| {
                 let (conv, p) = norm[node].as_ref().unwrap();
@@ -339,6 +346,7 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
             },
             |a, b| a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
         );
+        cancel.check()?;
         for (i, c) in configs.iter_mut().enumerate() {
             let Some(c) = c else { continue };
             if !(c.converter.normalises() && c.params.readout_gain.is_empty()) {

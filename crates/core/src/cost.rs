@@ -242,7 +242,7 @@ mod tests {
         let cols = 2 * 4;
         let params = ColumnParams { norm_scale: vec![0.1; cols], norm_shift: vec![0.0; cols], readout_gain: vec![1.0; cols], readout_offset: vec![0.0; cols], ..Default::default() };
         let spec = LayerSpec { mapping, converter, input_clip: Some(1.0), input_signed: false, noise: Noise::default(), params };
-        let (stox, _) = prepare(&net, &[Some(spec)], 1, &[]).unwrap();
+        let (stox, _) = prepare(&net, &[Some(spec)], 1, &[], &Default::default()).unwrap();
         let images: Vec<f32> = (0..2 * 32).map(|i| (i % 5) as f32 * 0.2).collect();
         let (_, ops) = crate::engine::forward(&net, Some(&stox), &images, 0).unwrap();
         (net, stox, ops)

@@ -142,10 +142,33 @@ fn run_crossbar(layer: &CrossbarLayer, x: &[f32], p: usize, unfold: Unfold, scra
     }
 }
 
+/// Stops a long call from another thread (an aborted JavaScript promise):
+/// the call skips its remaining images and returns a "cancelled" error.
+#[derive(Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if self.is_set() {
+            bail!("cancelled");
+        }
+        Ok(())
+    }
+}
+
 /// Folds `images` in fixed chunks of 8 (in parallel), then reduces the
 /// chunk results in image order: deterministic for any thread count even
-/// when the accumulator is a float sum.
-pub fn ordered_fold<A: Send>(net: &Network, images: &[f32], init: impl Fn() -> A + Sync, step: impl Fn(&mut A, &mut Workspace, usize, &[f32]) + Sync, merge: impl Fn(&mut A, A)) -> A {
+/// when the accumulator is a float sum. Once `cancel` is set the remaining
+/// images are skipped: the caller checks it and drops the partial result.
+pub fn ordered_fold<A: Send>(net: &Network, images: &[f32], cancel: &Cancel, init: impl Fn() -> A + Sync, step: impl Fn(&mut A, &mut Workspace, usize, &[f32]) + Sync, merge: impl Fn(&mut A, A)) -> A {
     let len = net.input.len();
     let parts: Vec<A> = images
         .par_chunks(8 * len)
@@ -154,6 +177,9 @@ pub fn ordered_fold<A: Send>(net: &Network, images: &[f32], init: impl Fn() -> A
             let mut ws = Workspace::take(net);
             let mut acc = init();
             for (i, image) in chunk.chunks(len).enumerate() {
+                if cancel.is_set() {
+                    break;
+                }
                 step(&mut acc, &mut ws, c * 8 + i, image);
             }
             ws.give();

@@ -17,6 +17,13 @@ impl Shape {
     pub fn len(&self) -> usize {
         self.c * self.h * self.w
     }
+
+    /// `len`, or None when it overflows: `Network::new` checks shapes with
+    /// this (dimensions come from the caller, and a wrapped product could
+    /// pass the size limit).
+    fn checked_len(&self) -> Option<usize> {
+        self.c.checked_mul(self.h)?.checked_mul(self.w)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -118,7 +125,7 @@ pub struct Network {
 }
 
 fn conv_out(size: usize, pad_a: usize, pad_b: usize, k: usize, stride: usize) -> Option<usize> {
-    let padded = size + pad_a + pad_b;
+    let padded = size.checked_add(pad_a)?.checked_add(pad_b)?;
     if k == 0 || stride == 0 || padded < k {
         return None;
     }
@@ -129,13 +136,22 @@ fn conv_out(size: usize, pad_a: usize, pad_b: usize, k: usize, stride: usize) ->
 /// absurd declared sizes before anything is allocated.
 pub const MAX_ELEMENTS: usize = 1 << 28;
 
+/// Upper bound on the elements of all activations together, and of one
+/// im2col buffer: what an inference workspace (engine.rs) allocates per thread.
+pub const MAX_WORKSPACE: usize = 1 << 28;
+
+fn within(n: Option<usize>, max: usize) -> Option<usize> {
+    n.filter(|&n| n <= max)
+}
+
 impl Network {
     /// Checks every node's inputs, parameters and shapes; errors name the node.
     pub fn new(input: Shape, nodes: Vec<Node>, output: usize) -> Result<Network> {
-        if input.len() == 0 || input.len() > MAX_ELEMENTS {
+        if within(input.checked_len(), MAX_ELEMENTS).filter(|&n| n > 0).is_none() {
             bail!("network input shape {}x{}x{} is empty or too large", input.c, input.h, input.w);
         }
         let mut shapes = vec![input];
+        let mut workspace = input.len();
         for (i, node) in nodes.iter().enumerate() {
             let at = || format!("node '{}' ({})", node.name, node.op.kind());
             if node.inputs.len() != node.op.arity() {
@@ -152,9 +168,12 @@ impl Network {
                     if c.in_channels != x.c {
                         bail!("{}: weight expects {} input channels, input has {}", at(), c.in_channels, x.c);
                     }
-                    let expect = c.out_channels * c.in_channels * c.kernel[0] * c.kernel[1];
-                    if c.weight.len() != expect || expect == 0 {
-                        bail!("{}: weight has {} values, shape needs {}", at(), c.weight.len(), expect);
+                    let expect = within(
+                        c.out_channels.checked_mul(c.in_channels).and_then(|n| n.checked_mul(c.kernel[0])).and_then(|n| n.checked_mul(c.kernel[1])),
+                        MAX_ELEMENTS,
+                    );
+                    if expect != Some(c.weight.len()) || c.weight.is_empty() {
+                        bail!("{}: weight has {} values, shape {}x{}x{}x{} needs {}", at(), c.weight.len(), c.out_channels, c.in_channels, c.kernel[0], c.kernel[1], expect.map_or("too many".into(), |n| n.to_string()));
                     }
                     if let Some(b) = &c.bias {
                         if b.len() != c.out_channels {
@@ -163,10 +182,16 @@ impl Network {
                     }
                     let h = conv_out(x.h, c.pads[0], c.pads[2], c.kernel[0], c.stride[0]);
                     let w = conv_out(x.w, c.pads[1], c.pads[3], c.kernel[1], c.stride[1]);
-                    match (h, w) {
+                    let out = match (h, w) {
                         (Some(h), Some(w)) => Shape { c: c.out_channels, h, w },
                         _ => bail!("{}: kernel {:?} stride {:?} pads {:?} do not fit input {}x{}", at(), c.kernel, c.stride, c.pads, x.h, x.w),
+                    };
+                    // The im2col buffer: one column of in × kh × kw values per output pixel.
+                    let cols = out.h.checked_mul(out.w).and_then(|n| n.checked_mul(c.in_channels * c.kernel[0] * c.kernel[1]));
+                    if within(cols, MAX_WORKSPACE).is_none() {
+                        bail!("{}: unfolding the input for a {}x{} kernel over {}x{} outputs takes more than 2^28 values", at(), c.kernel[0], c.kernel[1], out.h, out.w);
                     }
+                    out
                 }
                 Op::BatchNorm(b) => {
                     for (field, v) in [("scale", &b.scale), ("bias", &b.bias), ("mean", &b.mean), ("var", &b.var)] {
@@ -210,8 +235,9 @@ impl Network {
                     if x.len() != l.in_features {
                         bail!("{}: expects {} input features, input has {}", at(), l.in_features, x.len());
                     }
-                    if l.weight.len() != l.in_features * l.out_features || l.weight.is_empty() {
-                        bail!("{}: weight has {} values, shape needs {}", at(), l.weight.len(), l.in_features * l.out_features);
+                    let expect = within(l.in_features.checked_mul(l.out_features), MAX_ELEMENTS);
+                    if expect != Some(l.weight.len()) || l.weight.is_empty() {
+                        bail!("{}: weight has {} values, shape {}x{} needs {}", at(), l.weight.len(), l.out_features, l.in_features, expect.map_or("too many".into(), |n| n.to_string()));
                     }
                     if let Some(b) = &l.bias {
                         if b.len() != l.out_features {
@@ -221,8 +247,12 @@ impl Network {
                     Shape { c: l.out_features, h: 1, w: 1 }
                 }
             };
-            if out.len() == 0 || out.len() > MAX_ELEMENTS {
+            let Some(len) = within(out.checked_len(), MAX_ELEMENTS).filter(|&n| n > 0) else {
                 bail!("{}: output shape {}x{}x{} is empty or too large", at(), out.c, out.h, out.w);
+            };
+            workspace += len;
+            if workspace > MAX_WORKSPACE {
+                bail!("{}: the activations up to this node take {} values, more than the limit of 2^28", at(), workspace);
             }
             shapes.push(out);
         }
@@ -234,5 +264,43 @@ impl Network {
 
     pub fn classes(&self) -> usize {
         self.shapes[self.output].len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(weight: usize, shape: [usize; 4], pads: [usize; 4]) -> Node {
+        let [out_channels, in_channels, kh, kw] = shape;
+        let op = Op::Conv(Conv { weight: vec![1.0; weight], bias: None, out_channels, in_channels, kernel: [kh, kw], stride: [1, 1], pads });
+        Node { name: "c".into(), op, inputs: vec![0] }
+    }
+
+    fn error(input: Shape, nodes: Vec<Node>) -> String {
+        let output = nodes.len();
+        Network::new(input, nodes, output).unwrap_err().0
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_refused() {
+        let one = Shape { c: 1, h: 1, w: 1 };
+        // 4295030752 × 4294903841 wraps to 268366816 (< 2^28) in 64 bits.
+        let e = error(one, vec![conv(1, [1, 1, 1, 1], [4294967295, 0, 63456, 4294903840])]);
+        assert!(e.contains("takes more than 2^28 values"), "{e}");
+        let e = error(one, vec![conv(1, [1 << 40, 1, 1 << 40, 1 << 40], [0; 4])]);
+        assert!(e.contains("needs too many"), "{e}");
+        let e = error(one, vec![conv(1, [1, 1, 1, 1], [usize::MAX, 0, 0, 0])]);
+        assert!(e.contains("do not fit input"), "{e}");
+        assert!(error(Shape { c: 1 << 32, h: 1 << 32, w: 1 }, vec![]).contains("empty or too large"));
+    }
+
+    #[test]
+    fn the_workspace_is_bounded() {
+        // Each 2^26-value activation is allowed, five of them together are not.
+        let relu = || Node { name: "r".into(), op: Op::Relu, inputs: vec![0] };
+        let e = error(Shape { c: 1, h: 8192, w: 8192 }, vec![relu(), relu(), relu(), relu()]);
+        assert!(e.contains("node 'r' (Relu): the activations up to this node take 335544320 values"), "{e}");
+        assert!(Network::new(Shape { c: 1, h: 8192, w: 8192 }, vec![relu(), relu(), relu()], 3).is_ok());
     }
 }

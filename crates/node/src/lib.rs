@@ -351,8 +351,9 @@ impl NativeNetwork {
 
     /// Programs the crossbar layers (`layers[i]` for node i, null = digital),
     /// calibrating on `calibration` images what the specs leave open.
+    /// `abort.abort()` stops the calibration between images.
     #[napi(ts_return_type = "Promise<NativeSimulator>")]
-    pub fn simulator(&self, layers: Vec<Option<LayerSpecJs>>, seed: f64, calibration: Float32Array, threads: u32) -> napi::Result<AsyncTask<Prepare>> {
+    pub fn simulator(&self, layers: Vec<Option<LayerSpecJs>>, seed: f64, calibration: Float32Array, threads: u32, abort: Option<&AbortHandle>) -> napi::Result<AsyncTask<Prepare>> {
         let specs = guarded(|| {
             if !(seed >= 0.0 && seed.fract() == 0.0 && seed <= 9_007_199_254_740_991.0) {
                 stoxnet_core::bail!("seed must be an integer in [0, 2^53), got {seed}");
@@ -363,7 +364,7 @@ impl NativeNetwork {
                 .map(|(i, l)| l.as_ref().map(|l| layer_spec(&format!("layer '{}'", self.net.nodes.get(i).map_or("?", |n| n.name.as_str())), l)).transpose())
                 .collect::<stoxnet_core::Result<Vec<_>>>()
         })?;
-        Ok(AsyncTask::new(Prepare { net: self.net.clone(), specs, seed: seed as u64, images: calibration.to_vec(), threads: threads as usize }))
+        Ok(AsyncTask::new(Prepare { net: self.net.clone(), specs, seed: seed as u64, images: calibration.to_vec(), threads: threads as usize, cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default() }))
     }
 }
 
@@ -391,12 +392,34 @@ impl Task for Forward {
     }
 }
 
+/// Lets JavaScript stop a long native call (an `AbortSignal` listener calls
+/// `abort()`); the call then rejects with "cancelled".
+#[napi]
+pub struct AbortHandle {
+    cancel: engine::Cancel,
+}
+
+#[napi]
+impl AbortHandle {
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        AbortHandle { cancel: engine::Cancel::default() }
+    }
+
+    #[napi]
+    pub fn abort(&self) {
+        self.cancel.cancel();
+    }
+}
+
 pub struct Prepare {
     net: Arc<Network>,
     specs: Vec<Option<LayerSpec>>,
     seed: u64,
     images: Vec<f32>,
     threads: usize,
+    cancel: engine::Cancel,
 }
 
 impl Task for Prepare {
@@ -406,7 +429,7 @@ impl Task for Prepare {
     fn compute(&mut self) -> napi::Result<Self::Output> {
         guarded(|| {
             let pool = engine::thread_pool(self.threads)?;
-            pool.install(|| calibrate::prepare(&self.net, &self.specs, self.seed, &self.images))
+            pool.install(|| calibrate::prepare(&self.net, &self.specs, self.seed, &self.images, &self.cancel))
         })
     }
 
@@ -754,7 +777,7 @@ impl NativeTrainer {
                         .enumerate()
                         .map(|(i, l)| l.as_ref().map(|l| layer_spec(&format!("layer '{}'", net.nodes.get(i).map_or("?", |n| n.name.as_str())), l)).transpose())
                         .collect::<stoxnet_core::Result<Vec<_>>>()?;
-                    let (stox, _) = calibrate::prepare(&net, &specs, cfg.seed, &calibration)?;
+                    let (stox, _) = calibrate::prepare(&net, &specs, cfg.seed, &calibration, &engine::Cancel::default())?;
                     stox.layers.iter().enumerate().map(|(i, l)| l.as_ref().map(|l| QatLayer::new(&net.nodes[i], l.config.clone(), grad)).transpose()).collect::<stoxnet_core::Result<Vec<_>>>()?
                 }
             };
