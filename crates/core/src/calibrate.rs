@@ -22,7 +22,7 @@ use crate::crossbar::{ColumnParams, CrossbarLayer, LayerConfig, Mapping, Noise};
 use crate::engine::{ordered_fold, Cancel, Stox};
 use crate::error::Result;
 use crate::graph::{Network, Op};
-use crate::mtj::Device;
+use crate::mtj::{Device, Thresholds};
 use crate::ops::LayerOps;
 use crate::bail;
 
@@ -312,6 +312,13 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
         let fit: Vec<Option<LayerConfig>> = configs.iter().map(|c| c.clone().map(|c| LayerConfig { converter: Converter::Ideal, noise: Noise::default(), ..c })).collect();
         let stox = build(net, &fit, seed)?;
         let norm: Vec<Option<(Converter, ColumnParams)>> = configs.iter().map(|c| c.as_ref().map(|c| (c.converter, c.params.clone()))).collect();
+        let tables: Vec<Option<Vec<Option<Thresholds>>>> = norm
+            .iter()
+            .map(|n| match n {
+                Some((Converter::Mtj { curve, .. }, p)) => Some(p.norm_scale.iter().zip(&p.norm_shift).map(|(&sc, &sh)| Thresholds::new(&Device::NOMINAL, curve, sc, sh)).collect()),
+                _ => None,
+            })
+            .collect();
         // [n, Σc, Σc², Σc·ps, Σps]
         let sums = column_fold(
             net,
@@ -325,9 +332,13 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
                     return;
                 }
                 let (scale, shift) = (p.norm_scale[col], p.norm_shift[col]);
+                let table = tables[node].as_ref().and_then(|t| t[col].as_ref());
                 for &v in ps {
                     let x = v * scale + shift;
                     let c = match conv {
+                        // E = 2P − 1 from the column's table of P for integer sums: the
+                        // same bits as `expected` without an exp per partial sum.
+                        Converter::Mtj { .. } if table.is_some() && v.fract() == 0.0 => 2.0 * (table.unwrap().get(v) / 16_777_216.0) - 1.0,
                         Converter::Mtj { curve, .. } => Device::NOMINAL.expected(curve, x),
                         _ => {
                             if x >= 0.0 {

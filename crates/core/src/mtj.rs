@@ -137,6 +137,8 @@ mod tests {
             for v in -5000..5000 {
                 let ps = v as f32;
                 assert_eq!(t.get(ps).to_bits(), dev.threshold(&curve, ps * scale + shift).to_bits(), "ps {v}");
+                // Calibration reads E[sample] = 2P − 1 off the same table.
+                assert_eq!((2.0 * (t.get(ps) / 16_777_216.0) - 1.0).to_bits(), dev.expected(&curve, ps * scale + shift).to_bits(), "ps {v}");
             }
         }
         assert!(Thresholds::new(&dev, &Curve::sigmoid(4.0), 1e-6, 0.0).is_none(), "a range too wide for a table");
