@@ -41,7 +41,7 @@ async function throughput(backend: Backend, images: Float32Array, imageLen: numb
  */
 async function trainThroughput(net: Network, settings: TrainSettings, train: { images: Uint8Array; labels: Uint8Array }, batches: number, reps: number, threads: number): Promise<number> {
   const n = 128 * (1 + batches * reps);
-  const trainer = createTrainer(net, settings, train.images.subarray(0, n * 3072), train.labels.subarray(0, n));
+  const trainer = await createTrainer(net, settings, train.images.subarray(0, n * 3072), train.labels.subarray(0, n), threads);
   await trainer.trainBatches(0, 0, 1, threads);
   const rates: number[] = [];
   for (let r = 0; r < reps; r++) {

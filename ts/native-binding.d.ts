@@ -41,11 +41,6 @@ export declare class NativeSimulator {
 
 /** A training run: the network, the optimiser state and the training set. */
 export declare class NativeTrainer {
-  /**
-   * `calibration`: normalised training images for PS-QAT's initial clips,
-   * normalisation and readout (may be empty for FP32 training).
-   */
-  constructor(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array)
   get batchesPerEpoch(): number
   /** Trains batches `from..to` of `epoch` off the JS thread. */
   trainBatches(epoch: number, from: number, to: number, threads: number): Promise<TrainProgress>
@@ -77,6 +72,14 @@ export interface ColumnParamsJs {
 }
 
 export declare function costComponents(): Array<string>
+
+/**
+ * Starts a training run off the JS thread (initialisation and PS-QAT
+ * calibration take seconds). `calibration`: normalised training images for
+ * PS-QAT's initial clips, normalisation and readout (may be empty for FP32
+ * training). Arguments are checked before the promise is returned.
+ */
+export declare function createTrainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array, threads: number): Promise<NativeTrainer>
 
 export interface ForwardResult {
   logits: Float32Array

@@ -1,13 +1,13 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import type { AbortHandle as AbortHandleClass, NativeNetwork as NativeNetworkClass, NativeTrainer as NativeTrainerClass, NetworkSpec } from './native-binding.js';
+import type { AbortHandle as AbortHandleClass, createTrainer, NativeNetwork as NativeNetworkClass, NetworkSpec } from './native-binding.js';
 import type { Backend } from './backend.js';
 import type { Network } from './network.js';
 import { packageRoot } from './paths.js';
 
 interface Binding {
   NativeNetwork: typeof NativeNetworkClass;
-  NativeTrainer: typeof NativeTrainerClass;
+  createTrainer: typeof createTrainer;
   AbortHandle: typeof AbortHandleClass;
   costComponents(): string[];
 }

@@ -723,14 +723,14 @@ use stoxnet_core::train::{
     Dataset, TrainConfig, Trainer,
 };
 
-#[napi]
-impl NativeTrainer {
-    #[napi(constructor)]
-    /// `calibration`: normalised training images for PS-QAT's initial clips,
-    /// normalisation and readout (may be empty for FP32 training).
-    pub fn new(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array) -> napi::Result<Self> {
-        guarded(|| {
-            let mut net = network(&spec)?;
+/// Starts a training run off the JS thread (initialisation and PS-QAT
+/// calibration take seconds). `calibration`: normalised training images for
+/// PS-QAT's initial clips, normalisation and readout (may be empty for FP32
+/// training). Arguments are checked before the promise is returned.
+#[napi(ts_return_type = "Promise<NativeTrainer>")]
+pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array, threads: u32) -> napi::Result<AsyncTask<CreateTrainer>> {
+    let setup = guarded(|| {
+            let net = network(&spec)?;
             let dims = [net.input.c, net.input.h, net.input.w];
             let len: usize = dims.iter().product();
             if labels.is_empty() || images.len() != labels.len() * len {
@@ -765,11 +765,8 @@ impl NativeTrainer {
                 seed: config.seed as u64,
                 normalize: Normalize { mean: std::array::from_fn(|i| config.mean[i] as f32), std: std::array::from_fn(|i| config.std[i] as f32) },
             };
-            if config.init {
-                stoxnet_core::train::init(&mut net, cfg.seed);
-            }
             let qat = match &config.layers {
-                None => Vec::new(),
+                None => None,
                 Some(layers) => {
                     let grad = choice("train", "mtjGrad", config.mtj_grad.as_deref().unwrap_or("ste"), &[("ste", MtjGrad::Ste), ("expected", MtjGrad::Expected)])?;
                     let specs = layers
@@ -777,14 +774,53 @@ impl NativeTrainer {
                         .enumerate()
                         .map(|(i, l)| l.as_ref().map(|l| layer_spec(&format!("layer '{}'", net.nodes.get(i).map_or("?", |n| n.name.as_str())), l)).transpose())
                         .collect::<stoxnet_core::Result<Vec<_>>>()?;
-                    let (stox, _) = calibrate::prepare(&net, &specs, cfg.seed, &calibration, &engine::Cancel::default())?;
-                    stox.layers.iter().enumerate().map(|(i, l)| l.as_ref().map(|l| QatLayer::new(&net.nodes[i], l.config.clone(), grad)).transpose()).collect::<stoxnet_core::Result<Vec<_>>>()?
+                    Some((specs, grad))
                 }
             };
-            let trainer = Trainer::new(net, cfg)?.with_qat(qat)?;
-            Ok(NativeTrainer { trainer: Arc::new(std::sync::Mutex::new(trainer)), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }) })
+            Ok(CreateTrainer { net: Some(net), cfg, init: config.init, qat, calibration: calibration.to_vec(), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }), threads: threads as usize })
+        })?;
+    Ok(AsyncTask::new(setup))
+}
+
+pub struct CreateTrainer {
+    net: Option<Network>,
+    cfg: TrainConfig,
+    init: bool,
+    qat: Option<(Vec<Option<LayerSpec>>, MtjGrad)>,
+    calibration: Vec<f32>,
+    data: Arc<Dataset>,
+    threads: usize,
+}
+
+impl Task for CreateTrainer {
+    type Output = Trainer;
+    type JsValue = NativeTrainer;
+
+    fn compute(&mut self) -> napi::Result<Trainer> {
+        guarded(|| {
+            let mut net = self.net.take().ok_or_else(|| stoxnet_core::Error::new("trainer already created"))?;
+            if self.init {
+                stoxnet_core::train::init(&mut net, self.cfg.seed);
+            }
+            let qat = match &self.qat {
+                None => Vec::new(),
+                Some((specs, grad)) => {
+                    let pool = engine::thread_pool(self.threads)?;
+                    let (stox, _) = pool.install(|| calibrate::prepare(&net, specs, self.cfg.seed, &self.calibration, &engine::Cancel::default()))?;
+                    stox.layers.iter().enumerate().map(|(i, l)| l.as_ref().map(|l| QatLayer::new(&net.nodes[i], l.config.clone(), *grad)).transpose()).collect::<stoxnet_core::Result<Vec<_>>>()?
+                }
+            };
+            Trainer::new(net, self.cfg.clone())?.with_qat(qat)
         })
     }
+
+    fn resolve(&mut self, _env: Env, trainer: Trainer) -> napi::Result<NativeTrainer> {
+        Ok(NativeTrainer { trainer: Arc::new(std::sync::Mutex::new(trainer)), data: self.data.clone() })
+    }
+}
+
+#[napi]
+impl NativeTrainer {
 
     #[napi(getter)]
     pub fn batches_per_epoch(&self) -> u32 {
