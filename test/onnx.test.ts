@@ -449,7 +449,7 @@ describe('errors', () => {
     expect(importError(random).message).toMatch(/^test\.onnx: not an ONNX model/);
     const good = model(conv());
     expect(importError(good.subarray(0, good.length >> 1)).message).toMatch(/^test\.onnx: not an ONNX model: protobuf decoding failed/);
-    expect(importError(new Uint8Array(0)).message).toBe('test.onnx: not an ONNX model: no ir_version');
+    expect(importError(new Uint8Array(0)).message).toBe('test.onnx: not an ONNX model: the file is empty');
     expect(importError(encodeModel({ irVersion: 8 })).message).toBe('test.onnx: not an ONNX model: no graph');
     expect(importError({ nodes: [] }).message).toBe('test.onnx: the graph has no nodes');
   });

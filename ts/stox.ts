@@ -247,6 +247,11 @@ export function layerSpecs(net: Network, c: StoxConfig): (LayerSpecJs | null)[] 
   const weightSliceBits = c.weightSliceBits ?? c.weightBits;
   const inputStreamBits = c.inputStreamBits ?? c.inputBits;
   nodes.forEach((i, l) => {
+    const inputSigned = signedInput(net, i);
+    // A signed code of b bits has the levels ±(2^(b−1) − 1): none but 0 for one bit (the engine would divide by 0).
+    if (inputSigned && c.inputBits < 2) {
+      throw new ConfigError(`${FLAGS.inputBits} 1: layer '${net.nodes[i].name}' has a signed input, which one bit cannot code (its only level is 0); give ${FLAGS.inputBits} 2 or more, or keep the layer digital (${FLAGS.policy}, ${FLAGS.digitalLayers})`);
+    }
     specs[i] = {
       rows: c.rows,
       cols: c.cols,
@@ -263,7 +268,7 @@ export function layerSpecs(net: Network, c: StoxConfig): (LayerSpecJs | null)[] 
       transfer: c.transfer,
       sensitivity: c.sensitivity,
       samples: T[l],
-      inputSigned: signedInput(net, i),
+      inputSigned,
       cellNoise: c.weightNoise,
       readNoise: c.readNoise,
       mtjOffsetSigma: c.mtjOffsetSigma,

@@ -5,7 +5,7 @@
 // element that depends on N is marked, so the importer can refuse it where a
 // weight or a pad is needed.
 
-import { type Attrs, type DType, type Tensor, checkedSize, dtypeOf, exact, fail, newArray } from './proto.js';
+import { type Attrs, type DType, type Tensor, checkedSize, dtypeOf, exact, fail, list, newArray } from './proto.js';
 
 export interface Const extends Tensor {
   /** 1 for the elements that depend on the batch size; absent when none does. */
@@ -14,15 +14,33 @@ export interface Const extends Tensor {
   batchShape?: boolean;
 }
 
-type FoldOp = (x: (Const | undefined)[], a: Attrs) => Const;
+/**
+ * Elements that folding may still allocate for one model: 2^20 plus one per
+ * byte of the file. Shape subgraphs are tiny, and folding weights (a
+ * Transpose, a Cast) makes about one element per four bytes; without a bound
+ * a file of a hundred bytes (ConstantOfShape, Expand, Range), or a chain of
+ * nodes each copying a large constant, could make the importer allocate
+ * gigabytes.
+ */
+export interface FoldBudget {
+  left: number;
+}
+
+export function foldBudget(fileBytes: number): FoldBudget {
+  return { left: FOLD_ELEMENTS + fileBytes };
+}
+
+const FOLD_ELEMENTS = 2 ** 20;
+
+type FoldOp = (x: (Const | undefined)[], a: Attrs, budget: FoldBudget) => Const;
 
 export function canFold(op: string): boolean {
   return Object.hasOwn(FOLD, op);
 }
 
 /** Evaluates one node whose present inputs are all constants (missing optional inputs are undefined). */
-export function foldNode(op: string, x: (Const | undefined)[], a: Attrs): Const {
-  const out = FOLD[op]!(x, a);
+export function foldNode(op: string, x: (Const | undefined)[], a: Attrs, budget = foldBudget(0)): Const {
+  const out = FOLD[op]!(x, a, budget);
   return x.some((c) => c?.batchShape) ? batchDependent(out) : out;
 }
 
@@ -103,7 +121,7 @@ export function ints(c: Const, what: string): number[] {
 }
 
 export function scalar(c: Const, what: string): number {
-  if (c.data.length !== 1) fail(`${what} must have one element, has shape [${c.dims.join(',')}]`);
+  if (c.data.length !== 1) fail(`${what} must have one element, has shape ${list(c.dims)}`);
   return c.data[0]!;
 }
 
@@ -143,20 +161,13 @@ function product(st: number[], pick: ArrayLike<number>[]): Int32Array {
   return idx;
 }
 
-/**
- * Largest constant folding creates beyond the size of its inputs. Shape
- * subgraphs are tiny; without this bound a file of a hundred bytes
- * (ConstantOfShape, Expand, Range) could make the importer allocate gigabytes.
- */
-const FOLD_ELEMENTS = 2 ** 20;
-
-/** Element count of a folded output, refused before allocating when it is larger than both its inputs and FOLD_ELEMENTS. */
-function foldedSize(dims: number[], inputs: (Const | undefined)[]): number {
+/** Element count of a folded output, taken from the budget before anything is allocated. */
+function foldedSize(dims: number[], budget: FoldBudget): number {
   const n = checkedSize(dims, 'output');
-  const largest = inputs.reduce((m, c) => Math.max(m, c?.data.length ?? 0), 0);
-  if (n > FOLD_ELEMENTS && n > largest) {
-    fail(`output has shape [${dims.join(',')}] (${n} elements), larger than its inputs and than the limit of 2^20 for a folded constant`);
+  if (n > budget.left) {
+    fail(`output has shape ${list(dims)} (${n} elements); constants folded from a file are limited to 2^20 elements plus one per byte, ${budget.left} are left`);
   }
+  budget.left -= n;
   return n;
 }
 
@@ -172,7 +183,7 @@ function gather(src: Const, dims: number[], idx: ArrayLike<number>): Const {
 /** Same elements, new shape. */
 function reshaped(src: Const, dims: number[]): Const {
   if (checkedSize(dims, 'output') !== src.data.length) {
-    fail(`cannot reshape [${src.dims.join(',')}] to [${dims.join(',')}]`);
+    fail(`cannot reshape ${list(src.dims)} to ${list(dims)}`);
   }
   return { ...src, dims };
 }
@@ -193,7 +204,7 @@ function broadcastDims(shapes: number[][]): number[] {
     let d = 1;
     for (const s of shapes) {
       const v = s[s.length - r + i] ?? 1;
-      if (v !== 1 && d !== 1 && v !== d) fail(`shapes ${shapes.map((s) => `[${s.join(',')}]`).join(', ')} do not broadcast`);
+      if (v !== 1 && d !== 1 && v !== d) fail(`shapes ${shapes.map(list).join(', ')} do not broadcast`);
       if (v !== 1) d = v;
     }
     out.push(d);
@@ -220,9 +231,9 @@ function sameDType(cs: Const[]): DType {
 const INTEGER: ReadonlySet<DType> = new Set(['int64', 'int32', 'int8', 'uint8', 'uint32', 'uint64']);
 
 /** Numpy-broadcast elementwise op; `f` gets one value per input. */
-function elementwise(x: Const[], dtype: DType, f: (v: number[]) => number): Const {
+function elementwise(x: Const[], dtype: DType, budget: FoldBudget, f: (v: number[]) => number): Const {
   const dims = broadcastDims(x.map((c) => c.dims));
-  const n = foldedSize(dims, x);
+  const n = foldedSize(dims, budget);
   const maps = x.map((c) => broadcastIndex(dims, c.dims));
   const data = newArray(dtype, n);
   const batch = x.some((c) => c.batch) ? new Uint8Array(n) : undefined;
@@ -239,11 +250,11 @@ function elementwise(x: Const[], dtype: DType, f: (v: number[]) => number): Cons
 }
 
 function arithmetic(f: (a: number, b: number) => number, intF = f): FoldOp {
-  return (x) => {
+  return (x, _, budget) => {
     const ab = [need(x, 0), need(x, 1)];
     const t = sameDType(ab);
     const g = INTEGER.has(t) ? intF : f;
-    return elementwise(ab, t, ([a, b]) => g(a!, b!));
+    return elementwise(ab, t, budget, ([a, b]) => g(a!, b!));
   };
 }
 
@@ -276,10 +287,10 @@ const FOLD: Record<string, FoldOp> = {
     return fail('Constant without a supported value attribute (value, value_float(s), value_int(s))');
   },
 
-  ConstantOfShape: (x, a) => {
+  ConstantOfShape: (x, a, budget) => {
     const shape = need(x, 0);
     const dims = ints(shape, 'shape');
-    const n = foldedSize(dims, x);
+    const n = foldedSize(dims, budget);
     const value = a.tensor('value') ?? { dtype: 'float32', dims: [1], data: new Float32Array(1) };
     const data = newArray(value.dtype, n).fill(scalar(value, "attribute 'value'"));
     return taintedBy({ dtype: value.dtype, dims, data }, shape);
@@ -287,10 +298,10 @@ const FOLD: Record<string, FoldOp> = {
 
   Shape: (x, a) => shapeOf(need(x, 0).dims, a, false),
 
-  Cast: (x, a) => {
+  Cast: (x, a, budget) => {
     const src = need(x, 0);
     const to = dtypeOf(a.int('to'), "attribute 'to'");
-    const data = newArray(to, src.data.length);
+    const data = newArray(to, foldedSize(src.dims, budget));
     for (let i = 0; i < data.length; i++) data[i] = castValue(src.data[i]!, to);
     return { ...src, dtype: to, data };
   },
@@ -305,7 +316,7 @@ const FOLD: Record<string, FoldOp> = {
     if (infer >= 0) {
       if (dims.lastIndexOf(-1) !== infer) fail('shape has more than one -1');
       const rest = dims.reduce((p, d, i) => (i === infer ? p : p * d), 1);
-      if (rest === 0 || src.data.length % rest !== 0) fail(`cannot reshape [${src.dims.join(',')}] to [${dims.join(',')}]`);
+      if (rest === 0 || src.data.length % rest !== 0) fail(`cannot reshape ${list(src.dims)} to ${list(dims)}`);
       dims[infer] = src.data.length / rest;
     }
     return taintedBy(reshaped(src, dims), shape);
@@ -332,28 +343,29 @@ const FOLD: Record<string, FoldOp> = {
     return taintedBy(reshaped(src, src.dims.filter((_, i) => !axes.has(i))), x[1]);
   },
 
-  Transpose: (x, a) => {
+  Transpose: (x, a, budget) => {
     const src = need(x, 0);
     const r = src.dims.length;
     const perm = a.ints('perm', src.dims.map((_, i) => r - 1 - i));
     if (perm.length !== r || [...perm].sort((p, q) => p - q).some((p, i) => p !== i)) {
-      fail(`perm [${perm.join(',')}] is not a permutation of rank ${r}`);
+      fail(`perm ${list(perm)} is not a permutation of rank ${r}`);
     }
     const dims = perm.map((p) => src.dims[p]!);
+    foldedSize(dims, budget);
     const st = strides(src.dims);
     return gather(src, dims, product(perm.map((p) => st[p]!), dims.map(range)));
   },
 
-  Slice: (x, a) => {
+  Slice: (x, a, budget) => {
     const src = need(x, 0);
     const axes = sliceAxes(src.dims, x, a).map((s, k) => s ?? { start: 0, step: 1, count: src.dims[k]! });
     const dims = axes.map((s) => s.count);
-    foldedSize(dims, x);
+    foldedSize(dims, budget);
     const idx = product(strides(src.dims), axes.map((s) => range(s.count).map((j) => s.start + j * s.step)));
     return taintedBy(gather(src, dims, idx), x[1], x[2], x[3], x[4]);
   },
 
-  Gather: (x, a) => {
+  Gather: (x, a, budget) => {
     const src = need(x, 0);
     const indices = need(x, 1);
     const axis = normAxis(a.int('axis', 0), src.dims.length);
@@ -365,11 +377,11 @@ const FOLD: Record<string, FoldOp> = {
     const pick: ArrayLike<number>[] = src.dims.map(range);
     pick[axis] = picks;
     const dims = [...src.dims.slice(0, axis), ...indices.dims, ...src.dims.slice(axis + 1)];
-    foldedSize(dims, x);
+    foldedSize(dims, budget);
     return taintedBy(gather(src, dims, product(strides(src.dims), pick)), indices);
   },
 
-  Concat: (x, a) => {
+  Concat: (x, a, budget) => {
     const parts = x.filter((c): c is Const => c !== undefined);
     if (parts.length === 0) fail('no inputs');
     const dtype = sameDType(parts);
@@ -377,12 +389,12 @@ const FOLD: Record<string, FoldOp> = {
     const axis = normAxis(a.int('axis'), first.dims.length);
     for (const p of parts) {
       if (p.dims.length !== first.dims.length || p.dims.some((d, i) => i !== axis && d !== first.dims[i])) {
-        fail(`cannot concatenate [${first.dims.join(',')}] and [${p.dims.join(',')}] on axis ${axis}`);
+        fail(`cannot concatenate ${list(first.dims)} and ${list(p.dims)} on axis ${axis}`);
       }
     }
     const dims = first.dims.slice();
     dims[axis] = parts.reduce((s, p) => s + p.dims[axis]!, 0);
-    const n = foldedSize(dims, parts);
+    const n = foldedSize(dims, budget);
     const data = newArray(dtype, n);
     const batch = parts.some((p) => p.batch) ? new Uint8Array(n) : undefined;
     const outer = dims.slice(0, axis).reduce((p, d) => p * d, 1);
@@ -399,22 +411,22 @@ const FOLD: Record<string, FoldOp> = {
     return batch ? { dtype, dims, data, batch } : { dtype, dims, data };
   },
 
-  Expand: (x) => {
+  Expand: (x, _, budget) => {
     const src = need(x, 0);
     const shape = need(x, 1);
     const dims = broadcastDims([src.dims, ints(shape, 'shape')]);
-    foldedSize(dims, x);
+    foldedSize(dims, budget);
     return taintedBy(gather(src, dims, broadcastIndex(dims, src.dims)), shape);
   },
 
-  Range: (x) => {
+  Range: (x, _, budget) => {
     const [start, limit, delta] = [need(x, 0), need(x, 1), need(x, 2)];
     const dtype = sameDType([start, limit, delta]);
     const s = scalar(start, 'start');
     const d = scalar(delta, 'delta');
     if (d === 0) fail('delta is 0');
     const n = Math.max(0, Math.ceil((scalar(limit, 'limit') - s) / d));
-    foldedSize([n], x);
+    foldedSize([n], budget);
     const data = newArray(dtype, n);
     for (let i = 0; i < n; i++) data[i] = s + i * d;
     return taintedBy({ dtype, dims: [n], data }, start, limit, delta);
@@ -429,15 +441,15 @@ const FOLD: Record<string, FoldOp> = {
     (p, q) => (q === 0 ? fail('integer division by zero') : Math.trunc(p / q)),
   ),
 
-  Equal: (x) => {
+  Equal: (x, _, budget) => {
     const ab = [need(x, 0), need(x, 1)];
     sameDType(ab);
-    return elementwise(ab, 'bool', ([p, q]) => Number(p === q));
+    return elementwise(ab, 'bool', budget, ([p, q]) => Number(p === q));
   },
 
-  Where: (x) => {
+  Where: (x, _, budget) => {
     const [cond, p, q] = [need(x, 0), need(x, 1), need(x, 2)];
     if (cond.dtype !== 'bool') fail(`condition has type ${cond.dtype}, expected bool`);
-    return elementwise([cond, p, q], sameDType([p, q]), ([c, u, v]) => (c ? u! : v!));
+    return elementwise([cond, p, q], sameDType([p, q]), budget, ([c, u, v]) => (c ? u! : v!));
   },
 };

@@ -7,18 +7,21 @@
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { type ConvNode, type EmbeddedStox, type IrNode, LEARNED_PARAMS, type LinearNode, type Network } from '../network.js';
-import { type Const, type SliceAxis, canFold, dependsOnBatch, foldNode, ints, scalar, shapeOf, sliceAxes } from './fold.js';
+import { type Const, type FoldBudget, type SliceAxis, canFold, dependsOnBatch, foldBudget, foldNode, ints, scalar, shapeOf, sliceAxes } from './fold.js';
 import {
   Attrs,
   type ModelProto,
   type NodeProto,
+  type TensorData,
   type TensorProto,
   type ValueInfoProto,
+  MAX_ELEMENTS,
   OnnxImportError,
   checkedSize,
   decodeModel,
   fail,
   int64,
+  list,
   tensorFromProto,
 } from './proto.js';
 
@@ -38,7 +41,14 @@ function isRuntime(v: Value): v is Runtime {
 }
 
 export async function importOnnx(path: string): Promise<Network> {
-  return importOnnxBytes(await readFile(path), basename(path), dirname(path));
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    // One error type for every way a model fails to load; the system error stays as the cause.
+    throw new OnnxImportError(`cannot read the file (${(e as Error).message})`, path, undefined, { cause: e });
+  }
+  return importOnnxBytes(bytes, basename(path), dirname(path));
 }
 
 /** `source` names the model in errors; `dir` is where external tensor data is looked up. */
@@ -61,12 +71,34 @@ function nodeLabel(node: NodeProto): string {
 }
 
 function fmt(dims: number[]): string {
-  return `[${dims.join(',')}]`;
+  return list(dims);
+}
+
+function same(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /** Runtime shapes print their batch dimension as N. */
 function fmtRuntime(v: Runtime): string {
   return `[N${v.dims.slice(1).map((d) => `,${d}`).join('')}]`;
+}
+
+/** The IR's integer fields (ts/network.ts). */
+const INT_FIELDS = ['shape', 'stride', 'pads', 'start', 'end', 'step', 'before', 'after'] as const;
+
+/**
+ * The addon takes these as u32 (crates/node/src/lib.rs NodeSpec), and
+ * Node-API keeps the low 32 bits of a larger number: a stride of 2^32 + 1
+ * would run as 1. Shapes are bounded by checkedSize; strides and steps are not.
+ */
+function checkEngineInts(node: IrNode): void {
+  for (const field of INT_FIELDS) {
+    const v = (node as unknown as Record<string, number | number[] | undefined>)[field];
+    if (v === undefined) continue;
+    if ((Array.isArray(v) ? v : [v]).some((x) => x > 2 ** 32 - 1)) {
+      fail(`${field} ${Array.isArray(v) ? fmt(v) : v} is above 2^32 - 1, the largest value the engine takes`);
+    }
+  }
 }
 
 class Importer {
@@ -76,6 +108,13 @@ class Importer {
   readonly nodes: IrNode[] = [];
   /** dims of each IR value, by index */
   readonly valueDims: number[][] = [];
+  /** Values of all activations so far: the engine's workspace per image, bounded like one tensor (graph.rs MAX_WORKSPACE). */
+  private workspace = 0;
+  /** Parameters of all IR nodes so far: each node holds its own (and the engine copies them), so shared weights count once per node. */
+  private parameters = 0;
+  private budget: FoldBudget = foldBudget(0);
+  /** Each float constant as float32, checked for NaN and Inf (see Node.floats). */
+  readonly float32 = new WeakMap<TensorData, Float32Array>();
 
   constructor(
     private readonly source: string,
@@ -83,11 +122,17 @@ class Importer {
   ) {}
 
   run(bytes: Uint8Array): Network {
+    // protobuf decodes an empty buffer as a message with every field unset.
+    if (bytes.length === 0) fail('not an ONNX model: the file is empty');
+    this.budget = foldBudget(bytes.length);
     let model;
     try {
       model = decodeModel(bytes);
     } catch (e) {
-      return fail(`not an ONNX model: protobuf decoding failed (${(e as Error).message})`);
+      const why = (e as Error).message;
+      // protobufjs's wording when a field's length runs past the end of the bytes.
+      const hint = why.startsWith('index out of range') ? ': a field runs past the end of the file (truncated?)' : '';
+      return fail(`not an ONNX model: protobuf decoding failed (${why})${hint}`);
     }
     if (!(int64(model.irVersion) > 0)) fail('not an ONNX model: no ir_version');
     const g = model.graph ?? fail('not an ONNX model: no graph');
@@ -95,11 +140,12 @@ class Importer {
 
     for (const t of g.initializer) this.initializers.set(t.name, t);
     const inputs = g.input.filter((i) => !this.initializers.has(i.name));
-    if (inputs.length !== 1) fail(`expected one graph input, found ${inputs.length} (${inputs.map((i) => `'${i.name}'`).join(', ')})`);
+    if (inputs.length !== 1) fail(`expected one graph input, found ${inputs.length}${inputs.length ? ` (${inputs.map((i) => `'${i.name}'`).join(', ')})` : ''}`);
     if (g.output.length !== 1) fail(`expected one graph output, found ${g.output.length}`);
     const input = this.graphInput(inputs[0]!);
     this.values.set(inputs[0]!.name, input);
     this.valueDims.push(input.dims);
+    this.workspace = checkedSize(input.dims, 'graph input');
 
     for (const node of g.node) for (const name of node.input) this.consumers.set(name, (this.consumers.get(name) ?? 0) + 1);
     for (const o of g.output) this.consumers.set(o.name, (this.consumers.get(o.name) ?? 0) + 1);
@@ -233,7 +279,7 @@ class Importer {
     let v: Value;
     if (op === 'Identity' || op === 'Dropout') v = x[0] ?? fail('input 0 is required');
     else if (op === 'Shape' && x[0] && isRuntime(x[0])) v = shapeOf(x[0].dims, a, true);
-    else if (canFold(op) && x.every((i) => i === undefined || !isRuntime(i))) v = foldNode(op, x as (Const | undefined)[], a);
+    else if (canFold(op) && x.every((i) => i === undefined || !isRuntime(i))) v = foldNode(op, x as (Const | undefined)[], a, this.budget);
     else if (Object.hasOwn(RUNTIME, op)) v = RUNTIME[op]!(new Node(this, node, x, a));
     else if (canFold(op)) fail('unsupported op on a tensor computed at run time (folded only when all inputs are constant)');
     else fail('unsupported op');
@@ -241,10 +287,21 @@ class Importer {
   }
 
   emit(node: IrNode, dims: number[], name: string): Runtime {
-    checkedSize(dims, 'output');
+    // Empty: a weight with a zero dimension (the engine refuses it, less clearly).
+    const size = checkedSize(dims, 'output');
+    if (size === 0) fail(`output has shape ${fmtRuntime({ index: 0, dims, name })}, which is empty`);
+    checkEngineInts(node);
+    this.workspace += size;
+    if (this.workspace > MAX_ELEMENTS) fail(`the activations up to this node take ${this.workspace} values, more than the limit of 2^28`);
     this.nodes.push(node);
     this.valueDims.push(dims);
     return { index: this.nodes.length, dims, name };
+  }
+
+  /** Counts parameters before they are copied or converted. */
+  addParameters(n: number): void {
+    this.parameters += n;
+    if (this.parameters > MAX_ELEMENTS) fail(`the parameters up to this node take ${this.parameters} values, more than the limit of 2^28`);
   }
 
   consumerCount(name: string): number {
@@ -298,9 +355,15 @@ class Node {
     const c = this.param(i);
     const name = this.proto.input[i];
     if (c.dtype !== 'float32' && c.dtype !== 'float64') fail(`initializer '${name}' has type ${c.dtype}, expected float`);
-    if (dims && fmt(c.dims) !== fmt(dims)) fail(`initializer '${name}' has shape ${fmt(c.dims)}, expected ${fmt(dims)}`);
-    const data = c.data instanceof Float32Array ? c.data : Float32Array.from(c.data);
-    if (!data.every(Number.isFinite)) fail(`initializer '${name}' contains NaN or Inf`);
+    if (dims && !same(c.dims, dims)) fail(`initializer '${name}' has shape ${fmt(c.dims)}, expected ${fmt(dims)}`);
+    this.imp.addParameters(c.data.length);
+    // Converted and checked once per constant: nodes that share a weight share the array.
+    let data = this.imp.float32.get(c.data);
+    if (!data) {
+      data = c.data instanceof Float32Array ? c.data : Float32Array.from(c.data);
+      if (!data.every(Number.isFinite)) fail(`initializer '${name}' contains NaN or Inf`);
+      this.imp.float32.set(c.data, data);
+    }
     return data;
   }
 
@@ -363,7 +426,7 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     if (dilations.some((d) => d !== 1)) fail(`dilations ${fmt(dilations)} are not supported (only 1)`);
     if (ci !== x.dims[1]) fail(`weight '${wName}' expects ${ci} input channels, the input ${fmtRuntime(x)} has ${x.dims[1]}`);
     const kernel = n.a.ints('kernel_shape', [kh, kw]);
-    if (fmt(kernel) !== fmt([kh, kw])) fail(`kernel_shape ${fmt(kernel)} does not match weight '${wName}' ${fmt(w.dims)}`);
+    if (!same(kernel, [kh, kw])) fail(`kernel_shape ${fmt(kernel)} does not match weight '${wName}' ${fmt(w.dims)}`);
     const strides = n.a.ints('strides', [1, 1]);
     if (strides.length !== 2 || strides.some((s) => s < 1)) fail(`strides ${fmt(strides)} are invalid`);
     const autoPad = n.a.string('auto_pad', 'NOTSET');
@@ -376,6 +439,8 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     const oh = Math.floor((x.dims[2]! + pt + pb - kh) / sh) + 1;
     const ow = Math.floor((x.dims[3]! + pl + pr - kw) / sw) + 1;
     if (oh < 1 || ow < 1) fail(`a ${kh}x${kw} kernel does not fit the input ${fmtRuntime(x)} with pads ${fmt(pads)}`);
+    // The engine unfolds the input into in × kh × kw values per output pixel (graph.rs checks this bound too).
+    checkedSize([ci * kh * kw, oh * ow], 'the unfolded input');
     const node: ConvNode = {
       name: n.name,
       op: 'Conv',
@@ -436,7 +501,7 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     const p = n.value(0);
     const q = n.value(1);
     if (isRuntime(p) && isRuntime(q)) {
-      if (fmt(p.dims) !== fmt(q.dims)) fail(`operands have shapes ${fmtRuntime(p)} and ${fmtRuntime(q)}; only equal shapes are supported`);
+      if (!same(p.dims, q.dims)) fail(`operands have shapes ${fmtRuntime(p)} and ${fmtRuntime(q)}; only equal shapes are supported`);
       return n.emit({ name: n.name, op: 'Add', inputs: [p.index, q.index] }, p.dims);
     }
     // Folding handled the all-constant case: exactly one operand is a constant.
@@ -471,6 +536,7 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
       prev.start = [merged[0]!.start, merged[1]!.start];
       prev.step = [merged[0]!.step, merged[1]!.step];
       prev.end = [sliceEnd(merged[0]!, size[2]!), sliceEnd(merged[1]!, size[3]!)];
+      checkEngineInts(prev);
       n.imp.valueDims[x.index] = dims;
       return { index: x.index, dims, name: n.proto.output[0]! };
     }

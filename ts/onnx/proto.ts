@@ -1,7 +1,7 @@
 // ONNX protobuf decoding with protobufjs and the official schema (onnx.proto),
 // plus TensorProto → typed array conversion.
 
-import { closeSync, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import protobuf from 'protobufjs';
@@ -17,10 +17,22 @@ export class OnnxImportError extends Error {
     readonly reason: string,
     readonly source?: string,
     readonly where?: string,
+    options?: ErrorOptions,
   ) {
-    super(source === undefined ? reason : `${source}: ${where === undefined ? '' : `${where}: `}${reason}`);
+    super(cut(source === undefined ? reason : `${source}: ${where === undefined ? '' : `${where}: `}${reason}`), options);
     this.name = 'OnnxImportError';
   }
+}
+
+/** Names in messages come from the file and may be of any length. */
+function cut(message: string): string {
+  return message.length > 1000 ? `${message.slice(0, 999)}…` : message;
+}
+
+/** A list for messages: `[a,b,c]`, cut after 16 values (a shape or list read from a tensor may be long). */
+export function list(v: ArrayLike<number>): string {
+  const head = Array.from({ length: Math.min(v.length, 16) }, (_, i) => v[i]);
+  return `[${head.join(',')}${v.length > 16 ? `,… (${v.length} values)` : ''}]`;
 }
 
 export function fail(reason: string): never {
@@ -140,17 +152,17 @@ export function exact(v: number, what: string): number {
   return v;
 }
 
-/** Largest tensor the importer will allocate. */
-const MAX_ELEMENTS = 2 ** 28;
+/** Largest tensor the importer will allocate (and graph.rs MAX_ELEMENTS). */
+export const MAX_ELEMENTS = 2 ** 28;
 
 /** Element count of `dims`, refusing negative, non-integer or huge dimensions before anything is allocated. */
 export function checkedSize(dims: readonly number[], what: string): number {
   let n = 1;
   for (const d of dims) {
-    if (!Number.isSafeInteger(d) || d < 0) fail(`${what} has invalid dimension ${d} in [${dims.join(',')}]`);
+    if (!Number.isSafeInteger(d) || d < 0) fail(`${what} has invalid dimension ${d} in ${list(dims)}`);
     n *= d;
   }
-  if (n > MAX_ELEMENTS) fail(`${what} has shape [${dims.join(',')}] (${n} elements), more than the limit of 2^28`);
+  if (n > MAX_ELEMENTS) fail(`${what} has shape ${list(dims)} (${n} elements), more than the limit of 2^28`);
   return n;
 }
 
@@ -270,14 +282,17 @@ function readExternal(t: TensorProto, dir: string | undefined, what: string, exp
   if (isAbsolute(location) || escapes(base, path)) fail(`${what}: external data path '${location}' leaves the model's directory`);
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer, forever.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     return fail(`${what}: cannot open external data '${location}': ${(e as Error).message}`);
   }
   try {
     // A symlink inside the directory may still point out of it.
     if (escapes(realpathSync(base), realpathSync(path))) fail(`${what}: external data path '${location}' leaves the model's directory`);
-    const fileSize = fstatSync(fd).size;
+    const st = fstatSync(fd);
+    if (!st.isFile()) fail(`${what}: external data '${location}' is not a regular file`);
+    const fileSize = st.size;
     const offset = exact(Number(entries.get('offset') ?? 0), `${what} external data offset`);
     const length = entries.has('length') ? exact(Number(entries.get('length')), `${what} external data length`) : expected;
     // Checked before allocating: the declared length may be anything.
@@ -286,7 +301,13 @@ function readExternal(t: TensorProto, dir: string | undefined, what: string, exp
       fail(`${what}: external data range offset ${offset} length ${length} is outside '${location}' (${fileSize} bytes)`);
     }
     const bytes = new Uint8Array(length);
-    if (readSync(fd, bytes, 0, length, offset) !== length) fail(`${what}: short read from '${location}'`);
+    let read: number;
+    try {
+      read = readSync(fd, bytes, 0, length, offset);
+    } catch (e) {
+      return fail(`${what}: cannot read external data '${location}': ${(e as Error).message}`);
+    }
+    if (read !== length) fail(`${what}: short read from '${location}'`);
     return bytes;
   } finally {
     closeSync(fd);
@@ -356,7 +377,8 @@ export class Attrs {
   string(name: string, dflt?: string): string {
     const a = this.get(name, 3);
     if (!a) return dflt ?? fail(`attribute '${name}' is required`);
-    return new TextDecoder().decode(a.s);
+    // Unset, protobufjs gives the field's default, a plain empty array, which TextDecoder refuses.
+    return new TextDecoder().decode(a.s.length ? a.s : new Uint8Array(0));
   }
 
   tensor(name: string): Tensor | undefined {
