@@ -9,6 +9,7 @@ import { basename, join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { writeFileAtomic } from '../ts/atomic.js';
 import { ConfigError } from '../ts/config.js';
+import { evaluate } from '../ts/eval.js';
 import { loadTech, validateTech, type TechFile } from '../ts/cost/tech.js';
 import { FILE_BYTES, RECORD_BYTES, TRAIN_FILES, readCifar10 } from '../ts/data/cifar10.js';
 import { native, nativeUnavailable } from '../ts/native.js';
@@ -652,4 +653,14 @@ test('good inputs pass the same checks', () => {
   const path = join(dir, 'good.json');
   writeFileAtomic(path, 'ok');
   expect(readFileSync(path, 'utf8')).toBe('ok');
+});
+
+describe.skipIf(!HAVE_DATA)('evaluation', () => {
+  test('a model whose output is not 10 classes is refused naming the file and the count', async () => {
+    const spec = cnn({ inputs: [valueInfo('x', ['N', 3, 32, 32])] });
+    spec.initializers = [tensor('w', [4, 3, 3, 3], W), tensor('b', [4], [0, 0, 0, 0]), tensor('fcW', [5, 4], randoms(20, 2))];
+    const path = join(dir, 'five.onnx');
+    writeFileSync(path, model(spec));
+    await expect(evaluate({ model: path, data: DATA_DIR, limit: 4 })).rejects.toThrow(new ConfigError('five.onnx: the model gives 5 values per image; CIFAR-10 has 10 classes'));
+  });
 });

@@ -514,6 +514,9 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // Past a file-size limit (ulimit -f) a write should fail with EFBIG and be
+  // reported, not kill the process before it can say which file.
+  process.on('SIGXFSZ', () => {});
   let values: Record<string, string | boolean | undefined> = {};
   try {
     const parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });

@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import type { Backend, LayerOps } from './backend.js';
 import { ConfigError, int, oneOf } from './config.js';
-import { normalize, readCifar10 } from './data/cifar10.js';
+import { CIFAR10_CLASSES, normalize, readCifar10 } from './data/cifar10.js';
 import { resolveDataDir } from './data/location.js';
 import { logitsDigest } from './digest.js';
 import { nativeBackend, nativeUnavailable } from './native.js';
@@ -143,6 +143,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   const total = Math.min(limit ?? test.count, test.count);
   const imageLen = net.input[0] * net.input[1] * net.input[2];
   const classes = backend.classes;
+  if (classes !== CIFAR10_CLASSES.length) throw new ConfigError(`${basename(options.model)}: the model gives ${classes} values per image; CIFAR-10 has ${CIFAR10_CLASSES.length} classes`);
   const logits = new Float32Array(total * classes);
   const perClass = new Array<number>(classes).fill(0);
   const perClassTotal = new Array<number>(classes).fill(0);
