@@ -83,7 +83,7 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('a backend that never blocks, hangs 
     expect(maxLagMs).toBeLessThan(50);
   }, 120_000);
 
-  it('aborts an eval (in its batches or its calibration) and a cost comparison within a second, rejecting with an AbortError', async () => {
+  it('aborts an eval (in its batches or its calibration), a PS-QAT calibration and a cost comparison within a second, rejecting with an AbortError', async () => {
     const controller = new AbortController();
     const started = evaluate({ model: R20(), data: DATA_DIR, config: { converter: 'mtj', samples: 4 }, signal: controller.signal, onProgress: (done) => done >= 300 && controller.abort() });
     await expect(started).rejects.toMatchObject({ name: 'AbortError' });
@@ -94,6 +94,12 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('a backend that never blocks, hangs 
     console.log(`eval stopped ${batches.toFixed(0)} ms after abort() in its batches, ${calibration.toFixed(0)} ms in its calibration`);
     expect(batches).toBeLessThan(1000);
     expect(calibration).toBeLessThan(1000);
+    // Training: its PS-QAT calibration (here 2,048 images, several seconds) stops too.
+    const calibrating = await abortLatency(1500, (signal) =>
+      train({ from: model('resnet20-bn.onnx'), out: tmp(), epochs: 1, data: DATA_DIR, trainImages: 2048, stox: { converter: 'mtj', samples: 4, calibrationImages: 2048 }, signal }),
+    );
+    console.log(`PS-QAT calibration stopped ${calibrating.toFixed(0)} ms after abort()`);
+    expect(calibrating).toBeLessThan(1000);
     // A cost comparison passes the signal to each of its evaluations.
     await abortLatency(2000, (signal) => compareCosts({ model: R20(), data: DATA_DIR, images: 2000, compare: ['fp-adc', 'stox:4'], signal }));
     // An already-aborted signal never starts the work.

@@ -77,9 +77,10 @@ export declare function costComponents(): Array<string>
  * Starts a training run off the JS thread (initialisation and PS-QAT
  * calibration take seconds). `calibration`: normalised training images for
  * PS-QAT's initial clips, normalisation and readout (may be empty for FP32
- * training). Arguments are checked before the promise is returned.
+ * training); `abort.abort()` stops that calibration. Arguments are checked
+ * before the promise is returned.
  */
-export declare function createTrainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array, threads: number): Promise<NativeTrainer>
+export declare function createTrainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array, threads: number, abort?: AbortHandle | undefined | null): Promise<NativeTrainer>
 
 export interface ForwardResult {
   logits: Float32Array

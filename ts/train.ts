@@ -184,7 +184,7 @@ function learnedByName(net: Network, learned: LearnedJs[]): EmbeddedStox['layers
  * converter: its crossbar layers calibrated on the first training images).
  * `images`/`labels`: the training set, raw CIFAR bytes.
  */
-export function createTrainer(net: Network, settings: TrainSettings, images: Uint8Array, labels: Uint8Array, threads = 0): Promise<NativeTrainer> {
+export async function createTrainer(net: Network, settings: TrainSettings, images: Uint8Array, labels: Uint8Array, threads = 0, signal?: AbortSignal): Promise<NativeTrainer> {
   const stox = resolveConfig(settings.stox as Record<string, unknown>);
   let specs: (LayerSpecJs | null)[] | undefined;
   let calibration: Float32Array = new Float32Array(0);
@@ -194,14 +194,26 @@ export function createTrainer(net: Network, settings: TrainSettings, images: Uin
     const m = Math.min(stox.calibrationImages, labels.length);
     calibration = normalize(images.subarray(0, m * 3072), m);
   }
-  return native().createTrainer(
-    net,
-    { ...settings, init: settings.arch !== undefined, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], layers: specs },
-    images,
-    labels,
-    calibration,
-    threads,
-  );
+  signal?.throwIfAborted();
+  const handle = new (native().AbortHandle)();
+  const abort = () => handle.abort();
+  signal?.addEventListener('abort', abort, { once: true });
+  try {
+    return await native().createTrainer(
+      net,
+      { ...settings, init: settings.arch !== undefined, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], layers: specs },
+      images,
+      labels,
+      calibration,
+      threads,
+      handle,
+    );
+  } catch (e) {
+    signal?.throwIfAborted();
+    throw e;
+  } finally {
+    signal?.removeEventListener('abort', abort);
+  }
 }
 
 export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: string }> {
@@ -227,7 +239,7 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
   const n = o.trainImages === undefined ? trainSet.count : int('--train-images', o.trainImages, 2, trainSet.count);
   const stox = resolveConfig(settings.stox as Record<string, unknown>);
   const qat = stox.converter !== 'fp';
-  const trainer = await createTrainer(net, settings, trainSet.images.subarray(0, n * 3072), trainSet.labels.subarray(0, n), threads);
+  const trainer = await createTrainer(net, settings, trainSet.images.subarray(0, n * 3072), trainSet.labels.subarray(0, n), threads, o.signal);
   // Test accuracy in eval mode: FP32, or the StoX engine with the learned state (seed = the run's seed).
   const evaluator = async (): Promise<Backend> => {
     const now = trainer.network() as Network;

@@ -726,9 +726,10 @@ use stoxnet_core::train::{
 /// Starts a training run off the JS thread (initialisation and PS-QAT
 /// calibration take seconds). `calibration`: normalised training images for
 /// PS-QAT's initial clips, normalisation and readout (may be empty for FP32
-/// training). Arguments are checked before the promise is returned.
+/// training); `abort.abort()` stops that calibration. Arguments are checked
+/// before the promise is returned.
 #[napi(ts_return_type = "Promise<NativeTrainer>")]
-pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array, threads: u32) -> napi::Result<AsyncTask<CreateTrainer>> {
+pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array, threads: u32, abort: Option<&AbortHandle>) -> napi::Result<AsyncTask<CreateTrainer>> {
     let setup = guarded(|| {
             let net = network(&spec)?;
             let dims = [net.input.c, net.input.h, net.input.w];
@@ -777,7 +778,7 @@ pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Arr
                     Some((specs, grad))
                 }
             };
-            Ok(CreateTrainer { net: Some(net), cfg, init: config.init, qat, calibration: calibration.to_vec(), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }), threads: threads as usize })
+            Ok(CreateTrainer { net: Some(net), cfg, init: config.init, qat, calibration: calibration.to_vec(), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }), threads: threads as usize, cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default() })
         })?;
     Ok(AsyncTask::new(setup))
 }
@@ -790,6 +791,7 @@ pub struct CreateTrainer {
     calibration: Vec<f32>,
     data: Arc<Dataset>,
     threads: usize,
+    cancel: engine::Cancel,
 }
 
 impl Task for CreateTrainer {
@@ -806,7 +808,7 @@ impl Task for CreateTrainer {
                 None => Vec::new(),
                 Some((specs, grad)) => {
                     let pool = engine::thread_pool(self.threads)?;
-                    let (stox, _) = pool.install(|| calibrate::prepare(&net, specs, self.cfg.seed, &self.calibration, &engine::Cancel::default()))?;
+                    let (stox, _) = pool.install(|| calibrate::prepare(&net, specs, self.cfg.seed, &self.calibration, &self.cancel))?;
                     stox.layers.iter().enumerate().map(|(i, l)| l.as_ref().map(|l| QatLayer::new(&net.nodes[i], l.config.clone(), *grad)).transpose()).collect::<stoxnet_core::Result<Vec<_>>>()?
                 }
             };
