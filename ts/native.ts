@@ -41,6 +41,25 @@ export function nativeUnavailable(): string | undefined {
 
 export type { NativeNetworkClass as NativeNetwork, NetworkSpec };
 
+/**
+ * Runs a cancellable native call: `signal` aborting trips the handle the call polls, and the
+ * call's rejection then becomes the signal's reason (an AbortError) rather than the core's message.
+ */
+export async function withAbort<T>(signal: AbortSignal | undefined, call: (handle: InstanceType<Binding['AbortHandle']>) => Promise<T>): Promise<T> {
+  signal?.throwIfAborted();
+  const handle = new (native().AbortHandle)();
+  const abort = () => handle.abort();
+  signal?.addEventListener('abort', abort, { once: true });
+  try {
+    return await call(handle);
+  } catch (e) {
+    signal?.throwIfAborted();
+    throw e;
+  } finally {
+    signal?.removeEventListener('abort', abort);
+  }
+}
+
 /** Runs the IR digitally (FP32) in the Rust engine. */
 export function nativeBackend(net: Network, threads: number): Backend {
   const engine = new (native().NativeNetwork)(net);

@@ -5,7 +5,7 @@
 import type { Backend } from './backend.js';
 import { normalize, readCifar10 } from './data/cifar10.js';
 import { ConfigError } from './config.js';
-import { native, nativeUnavailable } from './native.js';
+import { native, nativeUnavailable, withAbort } from './native.js';
 import type { EmbeddedStox, Network } from './network.js';
 import { splitRows } from './reference/crossbar.js';
 import { referenceBackend } from './reference/engine.js';
@@ -116,19 +116,7 @@ export async function createSimulator(net: Network, config: StoxConfig, o: Simul
     calibration = normalize(train.images.subarray(0, n * train.images.length / train.count), n);
   }
   const engine = new (native().NativeNetwork)(net);
-  o.signal?.throwIfAborted();
-  const handle = new (native().AbortHandle)();
-  const abort = () => handle.abort();
-  o.signal?.addEventListener('abort', abort, { once: true });
-  let sim: NativeSimulator;
-  try {
-    sim = await engine.simulator(specs, config.seed, calibration, o.threads, handle);
-  } catch (e) {
-    o.signal?.throwIfAborted();
-    throw e;
-  } finally {
-    o.signal?.removeEventListener('abort', abort);
-  }
+  const sim: NativeSimulator = await withAbort(o.signal, (handle) => engine.simulator(specs, config.seed, calibration, o.threads, handle));
   const resolved: ResolvedJs[] = sim.resolved();
   const layers = layerReports(net, specs, resolved);
   const backend: Backend =

@@ -11,7 +11,7 @@ import { resolveDataDir } from './data/location.js';
 import { argmax } from './eval.js';
 import type { Backend } from './backend.js';
 import type { LayerSpecJs, LearnedJs, NativeTrainer, TrainProgress } from './native-binding.js';
-import { native, nativeBackend } from './native.js';
+import { native, nativeBackend, withAbort } from './native.js';
 import type { EmbeddedStox, Network } from './network.js';
 import { applyLearned, createSimulator } from './simulator.js';
 import { layerSpecs, resolveConfig, type StoxConfig } from './stox.js';
@@ -194,12 +194,8 @@ export async function createTrainer(net: Network, settings: TrainSettings, image
     const m = Math.min(stox.calibrationImages, labels.length);
     calibration = normalize(images.subarray(0, m * 3072), m);
   }
-  signal?.throwIfAborted();
-  const handle = new (native().AbortHandle)();
-  const abort = () => handle.abort();
-  signal?.addEventListener('abort', abort, { once: true });
-  try {
-    return await native().createTrainer(
+  return withAbort(signal, (handle) =>
+    native().createTrainer(
       net,
       { ...settings, init: settings.arch !== undefined, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], layers: specs },
       images,
@@ -207,13 +203,8 @@ export async function createTrainer(net: Network, settings: TrainSettings, image
       calibration,
       threads,
       handle,
-    );
-  } catch (e) {
-    signal?.throwIfAborted();
-    throw e;
-  } finally {
-    signal?.removeEventListener('abort', abort);
-  }
+    ),
+  );
 }
 
 export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: string }> {
