@@ -124,7 +124,7 @@ pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
             let thr = &mut draws.thresholds;
             thr.clear();
             match table {
-                Some(t) => thr.extend(ps[..full].chunks_exact(LANES).flat_map(|v| t.get_lanes::<LANES>(v.try_into().unwrap()))),
+                Some(t) => t.lookup(&ps[..full], thr),
                 None => thr.extend(ps[..full].iter().map(|&v| dev.threshold(&curve, v * col.scale + col.shift))),
             }
             // A local copy of the generator stays in registers.

@@ -100,6 +100,37 @@ impl Thresholds {
         self.get_lanes(&[ps])[0]
     }
 
+    /// Appends the thresholds of the integer partial sums `ps` (a multiple
+    /// of 8 long) to `out`. Tables of up to 16 entries (typical of 1-bit
+    /// slices and streams) are looked up with a register permute: eight
+    /// lookups in one port-5 instruction, where a gather takes several
+    /// cycles per element.
+    pub fn lookup(&self, ps: &[f32], out: &mut Vec<f32>) {
+        #[cfg(all(target_arch = "x86_64", target_feature = "avx512f", target_feature = "avx512vl"))]
+        if self.table.len() <= 16 {
+            use std::arch::x86_64::*;
+            let last = self.table.len() - 1;
+            let mut t = [self.table[last]; 16];
+            t[..=last].copy_from_slice(&self.table);
+            let start = out.len();
+            out.resize(start + ps.len(), 0.0);
+            // SAFETY: AVX-512F/VL are enabled at compile time; loads read the
+            // 16-entry array and 8-value chunks of `ps`, stores write 8-value
+            // chunks of `out`'s new tail, which has ps.len() values.
+            unsafe {
+                let (a, b) = (_mm256_loadu_ps(t.as_ptr()), _mm256_loadu_ps(t.as_ptr().add(8)));
+                let (lo, top) = (_mm256_set1_ps(self.lo as f32), _mm256_set1_ps(last as f32));
+                for (src, dst) in ps.chunks_exact(8).zip(out[start..].chunks_exact_mut(8)) {
+                    // The index of get_lanes: (ps − lo) clamped to 0..=last (NaN → 0).
+                    let i = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(src.as_ptr()), lo), _mm256_setzero_ps()), top);
+                    _mm256_storeu_ps(dst.as_mut_ptr(), _mm256_permutex2var_ps(a, _mm256_cvttps_epi32(i), b));
+                }
+            }
+            return;
+        }
+        out.extend(ps.chunks_exact(8).flat_map(|v| self.get_lanes::<8>(v.try_into().unwrap())));
+    }
+
     /// Thresholds of `N` integer partial sums: whole-array steps that
     /// vectorise into one gather.
     #[inline(always)]
@@ -132,13 +163,23 @@ mod tests {
     #[test]
     fn thresholds_table_equals_the_curve() {
         let dev = Device { slope: 1.07, offset: -0.03 };
-        for (curve, scale, shift) in [(Curve::sigmoid(4.0), 0.0123f32, 0.21f32), (Curve::sigmoid(4.0), -0.0071, -0.4), (Curve::fitted(), 0.3, 0.05)] {
+        // Table sizes on both sides of the 16 entries a permute holds.
+        for (curve, scale, shift, entries) in [(Curve::sigmoid(4.0), 0.0123f32, 0.21f32, 169), (Curve::sigmoid(4.0), -0.0071, -0.4, 288), (Curve::fitted(), 0.3, 0.05, 11), (Curve::sigmoid(4.0), 0.2, 0.1, 16), (Curve::sigmoid(4.0), 0.18, 0.0, 17)] {
             let t = Thresholds::new(&dev, &curve, scale, shift).expect("small range");
+            assert_eq!(t.table.len(), entries);
             for v in -5000..5000 {
                 let ps = v as f32;
                 assert_eq!(t.get(ps).to_bits(), dev.threshold(&curve, ps * scale + shift).to_bits(), "ps {v}");
                 // Calibration reads E[sample] = 2P − 1 off the same table.
                 assert_eq!((2.0 * (t.get(ps) / 16_777_216.0) - 1.0).to_bits(), dev.expected(&curve, ps * scale + shift).to_bits(), "ps {v}");
+            }
+            // The row lookup (a permute for small tables, a gather otherwise) agrees, NaN included.
+            let ps: Vec<f32> = (-5000..5000).map(|v| v as f32).chain([f32::NAN; 8]).collect();
+            let mut got = vec![1.0];
+            t.lookup(&ps, &mut got);
+            assert_eq!(got.len(), ps.len() + 1);
+            for (v, g) in ps.iter().zip(&got[1..]) {
+                assert_eq!(g.to_bits(), t.get(*v).to_bits(), "lookup of ps {v}");
             }
         }
         assert!(Thresholds::new(&dev, &Curve::sigmoid(4.0), 1e-6, 0.0).is_none(), "a range too wide for a table");

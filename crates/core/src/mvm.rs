@@ -5,50 +5,52 @@
 //! - bytes: with AVX-512 VNNI, `vpdpbusd` does 64 multiply-accumulates per
 //!   instruction;
 //! - bits, for binary cells (−1, 0, 1) and binary inputs (1-bit slices and
-//!   streams): eight rows per byte, `popcount(x & w⁺) − popcount(x & w⁻)`,
-//!   512 cell reads per byte-popcount instruction with AVX-512 BITALG.
+//!   streams): 32 rows per word, `popcount(x & w⁺) − popcount(x & w⁻)`
+//!   counted straight into 32-bit lanes, 512 cell reads per instruction with
+//!   AVX-512 VPOPCNTDQ.
 
 /// Weights of one (slice, subarray), packed for one of the kernels.
 pub enum PackedWeights {
     /// i8 digits `[out][kq][4]`, rows padded to a multiple of 4 by zeros.
     Bytes { w: Vec<i8>, out: usize, quads: usize },
-    /// Per output and group of eight rows, a byte of the +1 cells and one of
-    /// the −1 cells (bit b = row 8·g + b).
-    Bits { pos: Vec<u8>, neg: Vec<u8>, out: usize, groups: usize },
+    /// Per output and word of 32 rows, the +1 cells and the −1 cells as bit
+    /// masks (bit b of word w = row 32·w + b).
+    Bits { pos: Vec<u32>, neg: Vec<u32>, out: usize, words: usize },
 }
 
 /// One subarray's input digits of one stream, packed for the layer's kernel.
 #[derive(Default)]
 pub struct PackedInputs {
-    /// Bytes kernel: `[kq][p][4]`. Bits kernel: `[groups][stride]`, a byte
-    /// per pixel (padded to whole blocks) holding eight rows.
-    x: Vec<u8>,
+    /// Bytes kernel: `[kq][p]`, four rows' digits per little-endian word.
+    /// Bits kernel: `[words][stride]`, 32 rows' bits per word, pixels
+    /// padded by zeros to whole blocks.
+    x: Vec<u32>,
     stride: usize,
 }
 
-/// Pixels per step of the bits kernel (one AVX-512 register of bytes).
-const BLOCK: usize = 64;
-/// Groups of eight rows a u8 counter can add before it could overflow.
-const FLUSH: usize = 255 / 8;
+/// Pixels per step of the bits kernel (one AVX-512 register of words).
+const BLOCK: usize = 16;
+/// Outputs per step of the bits kernel: each input load serves four.
+const OUTS: usize = 4;
 
 impl PackedWeights {
     /// `w`: `out × rows` integer digits. `binary`: every digit is −1, 0 or 1
     /// and every input digit 0 or 1, so the bits kernel applies.
     pub fn new(w: &[f32], out: usize, rows: usize, binary: bool) -> PackedWeights {
         if binary {
-            let groups = rows.div_ceil(8);
-            let (mut pos, mut neg) = (vec![0u8; out * groups], vec![0u8; out * groups]);
+            let words = rows.div_ceil(32);
+            let (mut pos, mut neg) = (vec![0u32; out * words], vec![0u32; out * words]);
             for o in 0..out {
                 for r in 0..rows {
                     let d = w[o * rows + r];
                     debug_assert!(d == 0.0 || d.abs() == 1.0, "binary cell {d}");
-                    let (mask, bit) = (if d > 0.0 { &mut pos } else { &mut neg }, 1u8 << (r % 8));
+                    let (mask, bit) = (if d > 0.0 { &mut pos } else { &mut neg }, 1u32 << (r % 32));
                     if d != 0.0 {
-                        mask[o * groups + r / 8] |= bit;
+                        mask[o * words + r / 32] |= bit;
                     }
                 }
             }
-            return PackedWeights::Bits { pos, neg, out, groups };
+            return PackedWeights::Bits { pos, neg, out, words };
         }
         let quads = rows.div_ceil(4);
         let mut packed = vec![0i8; out * quads * 4];
@@ -66,34 +68,34 @@ impl PackedWeights {
         match self {
             PackedWeights::Bytes { .. } => {
                 // Four rows interleaved as little-endian words, zero-padding
-                // the last quad (a loop that vectorises). Every byte is
+                // the last quad (a loop that vectorises). Every word is
                 // written below: no need to clear what is already there.
                 let quads = (k1 - k0).div_ceil(4);
-                out.x.resize(quads * p * 4, 0);
+                out.x.resize(quads * p, 0);
                 out.stride = p;
                 let zeros = vec![0u8; p];
                 for q in 0..quads {
                     let rows: [&[u8]; 4] = std::array::from_fn(|lane| if k0 + q * 4 + lane < k1 { row(k0 + q * 4 + lane) } else { &zeros[..] });
-                    let dst = &mut out.x[q * p * 4..(q + 1) * p * 4];
-                    for (j, d) in dst.chunks_exact_mut(4).enumerate() {
-                        let w = rows[0][j] as u32 | (rows[1][j] as u32) << 8 | (rows[2][j] as u32) << 16 | (rows[3][j] as u32) << 24;
-                        d.copy_from_slice(&w.to_le_bytes());
+                    for (j, d) in out.x[q * p..(q + 1) * p].iter_mut().enumerate() {
+                        *d = rows[0][j] as u32 | (rows[1][j] as u32) << 8 | (rows[2][j] as u32) << 16 | (rows[3][j] as u32) << 24;
                     }
                 }
             }
-            PackedWeights::Bits { groups, .. } => {
+            PackedWeights::Bits { words, .. } => {
                 let stride = p.div_ceil(BLOCK) * BLOCK;
                 out.x.clear();
-                out.x.resize(groups * stride, 0);
+                out.x.resize(words * stride, 0);
                 out.stride = stride;
-                for g in 0..*groups {
-                    let dst = &mut out.x[g * stride..g * stride + p];
-                    for b in 0..8 {
-                        let r = k0 + g * 8 + b;
-                        if r < k1 {
-                            for (d, &x) in dst.iter_mut().zip(row(r)) {
-                                *d |= (x & 1) << b;
-                            }
+                // Eight rows per pass over a word's pixels (a loop that
+                // vectorises); missing rows read as zeros.
+                let zeros = vec![0u8; p];
+                for w in 0..*words {
+                    let dst = &mut out.x[w * stride..w * stride + p];
+                    for g in (0..4).take_while(|g| k0 + w * 32 + g * 8 < k1) {
+                        let rows: [&[u8]; 8] = std::array::from_fn(|b| if k0 + w * 32 + g * 8 + b < k1 { row(k0 + w * 32 + g * 8 + b) } else { &zeros[..] });
+                        for (j, d) in dst.iter_mut().enumerate() {
+                            let byte = (0..8).fold(0u32, |acc, b| acc | ((rows[b][j] & 1) as u32) << b);
+                            *d |= byte << (8 * g);
                         }
                     }
                 }
@@ -109,88 +111,72 @@ pub fn mvm(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32]) {
             let done = vectorised(w, *quads, *out, &x.x, p, ps);
             scalar(w, *quads, &x.x, p, done..*out, 0..p, ps);
         }
-        PackedWeights::Bits { pos, neg, out, groups } => bits(pos, neg, *out, *groups, x, p, ps),
-    }
-}
-
-/// The bits kernel: per output, blocks of 64 pixels; per group of eight
-/// rows, byte popcounts of the input against the +1 and −1 masks, counted in
-/// u8 lanes and flushed to f32 before they can overflow. Plain loops over
-/// fixed arrays that the compiler turns into byte popcounts.
-fn bits(pos: &[u8], neg: &[u8], out: usize, groups: usize, x: &PackedInputs, p: usize, ps: &mut [f32]) {
-    for o in 0..out {
-        let w = (&pos[o * groups..(o + 1) * groups], &neg[o * groups..(o + 1) * groups]);
-        for j0 in (0..p).step_by(BLOCK) {
-            let dst = &mut ps[o * p + j0..o * p + (j0 + BLOCK).min(p)];
-            match <&mut [f32; BLOCK]>::try_from(&mut *dst) {
-                Ok(d) => bits_block(w, x, j0, d),
-                Err(_) => {
-                    let mut d = [0f32; BLOCK];
-                    bits_block(w, x, j0, &mut d);
-                    dst.copy_from_slice(&d[..dst.len()]);
-                }
+        PackedWeights::Bits { pos, neg, out, words } => {
+            let full = out / OUTS * OUTS;
+            for o0 in (0..full).step_by(OUTS) {
+                bits::<OUTS>(pos, neg, o0, *words, x, p, ps);
+            }
+            for o0 in full..*out {
+                bits::<1>(pos, neg, o0, *words, x, p, ps);
             }
         }
     }
 }
 
-/// One output's partial sums of pixels `j0..j0 + 64`, written into `d`
-/// lane by lane (a whole-array copy became a `memmove` call per block).
+/// The bits kernel for outputs `o0..o0 + N`, blocks of 16 pixels: per word
+/// of 32 rows, the input bits against the +1 and the −1 masks, counted in
+/// 32-bit lanes (exact: at most `rows` per lane). Written with AVX-512 where
+/// available: the byte-wise version needed a port-5 broadcast per mask and
+/// a widening flush of its u8 counters.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512vpopcntdq", target_feature = "avx512f"))]
 #[inline(always)]
-fn bits_block((wp, wn): (&[u8], &[u8]), x: &PackedInputs, j0: usize, d: &mut [f32; BLOCK]) {
-    for g0 in (0..wp.len()).step_by(FLUSH) {
-        let (cp, cn) = counts(wp, wn, x, g0..(g0 + FLUSH).min(wp.len()), j0);
-        // Exact in f32: |sums| ≤ rows < 2^24.
-        for l in 0..BLOCK {
-            let v = cp[l] as f32 - cn[l] as f32;
-            d[l] = if g0 == 0 { v } else { d[l] + v };
-        }
-    }
-}
-
-/// Set cells of groups `gs` met by set inputs, +1 and −1 cells apart, per
-/// pixel of the block. One 512-bit register holds the 64 pixels: written
-/// with AVX-512 BITALG where available, since the compiler's choice of
-/// 256-bit registers doubled the instructions.
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512bitalg", target_feature = "avx512bw"))]
-#[inline(always)]
-fn counts(wp: &[u8], wn: &[u8], x: &PackedInputs, gs: std::ops::Range<usize>, j0: usize) -> ([u8; BLOCK], [u8; BLOCK]) {
+fn bits<const N: usize>(pos: &[u32], neg: &[u32], o0: usize, words: usize, x: &PackedInputs, p: usize, ps: &mut [f32]) {
     use std::arch::x86_64::*;
-    assert!(gs.end <= wp.len() && gs.end <= wn.len() && (gs.end - 1) * x.stride + j0 + BLOCK <= x.x.len());
-    // SAFETY: the features are enabled at compile time; the loads stay
-    // inside `x` (asserted above) and the stores fill the two arrays.
+    assert!((o0 + N) * words <= pos.len() && (o0 + N) * words <= neg.len());
+    assert!(words * x.stride <= x.x.len() && x.stride >= p && x.stride % BLOCK == 0 && (o0 + N - 1) * p + p <= ps.len());
+    // SAFETY: the features are enabled at compile time; the input loads
+    // stay inside `x` (words × stride, asserted), the weight reads inside
+    // the masks, and the masked stores inside the outputs' rows of `ps`.
     unsafe {
-        let (mut cp, mut cn) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-        for g in gs {
-            let xb = _mm512_loadu_si512(x.x.as_ptr().add(g * x.stride + j0) as *const _);
-            cp = _mm512_add_epi8(cp, _mm512_popcnt_epi8(_mm512_and_si512(xb, _mm512_set1_epi8(wp[g] as i8))));
-            cn = _mm512_add_epi8(cn, _mm512_popcnt_epi8(_mm512_and_si512(xb, _mm512_set1_epi8(wn[g] as i8))));
+        for j0 in (0..p).step_by(BLOCK) {
+            let (mut cp, mut cn) = ([_mm512_setzero_si512(); N], [_mm512_setzero_si512(); N]);
+            for w in 0..words {
+                let xv = _mm512_loadu_si512(x.x.as_ptr().add(w * x.stride + j0) as *const _);
+                for r in 0..N {
+                    let (wp, wn) = (*pos.get_unchecked((o0 + r) * words + w), *neg.get_unchecked((o0 + r) * words + w));
+                    cp[r] = _mm512_add_epi32(cp[r], _mm512_popcnt_epi32(_mm512_and_si512(xv, _mm512_set1_epi32(wp as i32))));
+                    cn[r] = _mm512_add_epi32(cn[r], _mm512_popcnt_epi32(_mm512_and_si512(xv, _mm512_set1_epi32(wn as i32))));
+                }
+            }
+            let mask: __mmask16 = if p - j0 >= BLOCK { 0xffff } else { (1u16 << (p - j0)) - 1 };
+            for r in 0..N {
+                let v = _mm512_cvtepi32_ps(_mm512_sub_epi32(cp[r], cn[r]));
+                _mm512_mask_storeu_ps(ps.as_mut_ptr().add((o0 + r) * p + j0), mask, v);
+            }
         }
-        let (mut p, mut n) = ([0u8; BLOCK], [0u8; BLOCK]);
-        _mm512_storeu_si512(p.as_mut_ptr() as *mut _, cp);
-        _mm512_storeu_si512(n.as_mut_ptr() as *mut _, cn);
-        (p, n)
     }
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx512bitalg", target_feature = "avx512bw")))]
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx512vpopcntdq", target_feature = "avx512f")))]
 #[inline(always)]
-fn counts(wp: &[u8], wn: &[u8], x: &PackedInputs, gs: std::ops::Range<usize>, j0: usize) -> ([u8; BLOCK], [u8; BLOCK]) {
-    let (mut cp, mut cn) = ([0u8; BLOCK], [0u8; BLOCK]);
-    for g in gs {
-        let xb: &[u8; BLOCK] = x.x[g * x.stride + j0..g * x.stride + j0 + BLOCK].try_into().unwrap();
-        for l in 0..BLOCK {
-            cp[l] += (xb[l] & wp[g]).count_ones() as u8;
-            cn[l] += (xb[l] & wn[g]).count_ones() as u8;
+fn bits<const N: usize>(pos: &[u32], neg: &[u32], o0: usize, words: usize, x: &PackedInputs, p: usize, ps: &mut [f32]) {
+    for o in o0..o0 + N {
+        let (wp, wn) = (&pos[o * words..(o + 1) * words], &neg[o * words..(o + 1) * words]);
+        for j in 0..p {
+            let mut acc = 0i32;
+            for w in 0..words {
+                let xv = x.x[w * x.stride + j];
+                acc += (xv & wp[w]).count_ones() as i32 - (xv & wn[w]).count_ones() as i32;
+            }
+            ps[o * p + j] = acc as f32;
         }
     }
-    (cp, cn)
 }
 
 /// Rows of four outputs with the VNNI kernel (and their column tail);
 /// returns how many outputs it covered.
 #[cfg(all(target_arch = "x86_64", target_feature = "avx512vnni", target_feature = "avx512f"))]
-fn vectorised(w: &[i8], quads: usize, out: usize, x: &[u8], p: usize, ps: &mut [f32]) -> usize {
+fn vectorised(w: &[i8], quads: usize, out: usize, x: &[u32], p: usize, ps: &mut [f32]) -> usize {
     let rows = out / 4 * 4;
     for o in (0..rows).step_by(4) {
         let mut j = 0;
@@ -206,18 +192,18 @@ fn vectorised(w: &[i8], quads: usize, out: usize, x: &[u8], p: usize, ps: &mut [
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512vnni", target_feature = "avx512f")))]
-fn vectorised(_: &[i8], _: usize, _: usize, _: &[u8], _: usize, _: &mut [f32]) -> usize {
+fn vectorised(_: &[i8], _: usize, _: usize, _: &[u32], _: usize, _: &mut [f32]) -> usize {
     0
 }
 
-fn scalar(w: &[i8], quads: usize, x: &[u8], p: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, ps: &mut [f32]) {
+fn scalar(w: &[i8], quads: usize, x: &[u32], p: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, ps: &mut [f32]) {
     for o in rows {
         let wr = &w[o * quads * 4..(o + 1) * quads * 4];
         for j in cols.clone() {
             let mut acc = 0i32;
             for q in 0..quads {
                 for l in 0..4 {
-                    acc += wr[q * 4 + l] as i32 * x[(q * p + j) * 4 + l] as i32;
+                    acc += wr[q * 4 + l] as i32 * (x[q * p + j] >> (8 * l) & 0xff) as i32;
                 }
             }
             ps[o * p + j] = acc as f32;
@@ -231,14 +217,14 @@ mod vnni {
 
     /// Four outputs × 32 columns.
     #[inline(always)]
-    pub unsafe fn block(w: &[i8], quads: usize, x: &[u8], p: usize, o0: usize, j0: usize, ps: &mut [f32]) {
-        assert!((o0 + 4) * quads * 4 <= w.len() && ((quads - 1) * p + j0 + 32) * 4 <= x.len() && (o0 + 3) * p + j0 + 32 <= ps.len());
+    pub unsafe fn block(w: &[i8], quads: usize, x: &[u32], p: usize, o0: usize, j0: usize, ps: &mut [f32]) {
+        assert!((o0 + 4) * quads * 4 <= w.len() && (quads - 1) * p + j0 + 32 <= x.len() && (o0 + 3) * p + j0 + 32 <= ps.len());
         let mut acc = [[_mm512_setzero_si512(); 2]; 4];
         let wp = w.as_ptr();
         let xp = x.as_ptr();
         for q in 0..quads {
-            let x0 = _mm512_loadu_si512(xp.add((q * p + j0) * 4) as *const _);
-            let x1 = _mm512_loadu_si512(xp.add((q * p + j0 + 16) * 4) as *const _);
+            let x0 = _mm512_loadu_si512(xp.add(q * p + j0) as *const _);
+            let x1 = _mm512_loadu_si512(xp.add(q * p + j0 + 16) as *const _);
             for r in 0..4 {
                 let wq = (wp.add(((o0 + r) * quads + q) * 4) as *const i32).read_unaligned();
                 let wb = _mm512_set1_epi32(wq);
@@ -259,9 +245,8 @@ mod tests {
     use super::*;
 
     /// Both kernels against the f32 GEMM, on shapes that exercise every
-    /// tail: outputs not a multiple of 4, pixels not a multiple of 32 or 64,
-    /// rows not a multiple of 4 or 8, and (bits) more groups than a u8
-    /// counter holds before a flush (rows 300 = 38 groups > 31).
+    /// tail: outputs not a multiple of 4, pixels not a multiple of 16 or 32,
+    /// rows not a multiple of 4 or 32, and (bits) many words (rows 300).
     #[test]
     fn equals_the_f32_gemm() {
         for binary in [false, true] {
