@@ -76,7 +76,7 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('crossbar engine on resnet20', () =>
     ['ideal 4w4a', { converter: 'ideal' }],
     ['adc 5-bit calibrated', { converter: 'adc', adcBits: 5, adcRange: 'calibrated' }],
     ['mtj per-layer schedule', { converter: 'mtj', schedule: 'first-16-then-4', seed: 3 }],
-    ['mtj 1-bit slices and streams', { converter: 'mtj', samples: 2, weightSliceBits: 1, inputStreamBits: 1, calibrationImages: 16, seed: 5 }],
+    ['mtj T = 1, 1-bit slices and streams', { converter: 'mtj', samples: 1, weightSliceBits: 1, inputStreamBits: 1, calibrationImages: 16, seed: 5 }],
     ['ideal 1-bit slices and streams, offset mapping', { converter: 'ideal', signed: 'offset', weightSliceBits: 1, inputStreamBits: 1 }],
     ['mtj offset mapping, every non-ideality', { converter: 'mtj', samples: 2, signed: 'offset', weightNoise: 0.03, readNoise: 1, mtjOffsetSigma: 0.05, mtjSlopeSigma: 0.05, seed: 9 }],
     ['sense-amp, away quantiser', { converter: 'sense-amp', weightQuant: 'away' }],

@@ -122,16 +122,29 @@ pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
             let dev = col.device;
             // Thresholds first, in one long loop the compiler vectorises.
             let thr = &mut draws.thresholds;
-            thr.clear();
+            // Sized once per row length: every entry is written below.
+            thr.resize(full, 0.0);
             match table {
                 Some(t) => t.lookup(&ps[..full], thr),
-                None => thr.extend(ps[..full].iter().map(|&v| dev.threshold(&curve, v * col.scale + col.shift))),
+                None => thr.iter_mut().zip(&ps[..full]).for_each(|(d, &v)| *d = dev.threshold(&curve, v * col.scale + col.shift)),
             }
             // A local copy of the generator stays in registers.
             let mut lanes = draws.samples.clone();
             let readout = |c: f32| (col.gain * c + col.offset) * factor;
+            let (high, low) = (readout(1.0), readout(-1.0));
             for b in (0..full).step_by(LANES) {
                 let t: [f32; LANES] = thr[b..b + LANES].try_into().unwrap();
+                let a: &mut [f32; LANES] = (&mut acc[b..b + LANES]).try_into().unwrap();
+                if samples == 1 && record.is_none() {
+                    // One sample is ±1 exactly, so its readout is one of two
+                    // values: a select instead of three multiply-adds.
+                    let u = lanes.next();
+                    let v: [f32; LANES] = std::array::from_fn(|l| if mtj::sample(u[l], t[l]) > 0.0 { high } else { low });
+                    for l in 0..LANES {
+                        a[l] += v[l];
+                    }
+                    continue;
+                }
                 let mut count = [0f32; LANES];
                 for _ in 0..samples {
                     let u = lanes.next();
@@ -140,7 +153,6 @@ pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
                     }
                 }
                 let c: [f32; LANES] = std::array::from_fn(|l| count[l] * t_inv);
-                let a: &mut [f32; LANES] = (&mut acc[b..b + LANES]).try_into().unwrap();
                 for l in 0..LANES {
                     a[l] += readout(c[l]);
                 }

@@ -91,7 +91,12 @@ impl Thresholds {
         if !clamped(lo) || !clamped(hi) {
             return None;
         }
-        Some(Thresholds { lo, table: (lo..=hi).map(|v| device.threshold(curve, x(v))).collect() })
+        let mut table: Vec<f32> = (lo..=hi).map(|v| device.threshold(curve, x(v))).collect();
+        // Padded with the clamped end value to the 16 entries `lookup`
+        // permutes: indices past the true end read the value they would be
+        // clamped to.
+        table.resize(table.len().max(16), table[table.len() - 1]);
+        Some(Thresholds { lo, table })
     }
 
     /// The threshold of an integer partial sum `ps`.
@@ -100,35 +105,34 @@ impl Thresholds {
         self.get_lanes(&[ps])[0]
     }
 
-    /// Appends the thresholds of the integer partial sums `ps` (a multiple
-    /// of 8 long) to `out`. Tables of up to 16 entries (typical of 1-bit
-    /// slices and streams) are looked up with a register permute: eight
-    /// lookups in one port-5 instruction, where a gather takes several
-    /// cycles per element.
-    pub fn lookup(&self, ps: &[f32], out: &mut Vec<f32>) {
+    /// The thresholds of the integer partial sums `ps` (a multiple of 8
+    /// long) into `out` (as long). Tables of 16 entries (padded up to 16 by
+    /// `new`; typical of 1-bit slices and streams) are looked up with a
+    /// register permute: eight lookups in one port-5 instruction, where a
+    /// gather takes several cycles per element.
+    pub fn lookup(&self, ps: &[f32], out: &mut [f32]) {
+        assert_eq!(ps.len(), out.len());
         #[cfg(all(target_arch = "x86_64", target_feature = "avx512f", target_feature = "avx512vl"))]
-        if self.table.len() <= 16 {
+        if self.table.len() == 16 {
             use std::arch::x86_64::*;
-            let last = self.table.len() - 1;
-            let mut t = [self.table[last]; 16];
-            t[..=last].copy_from_slice(&self.table);
-            let start = out.len();
-            out.resize(start + ps.len(), 0.0);
             // SAFETY: AVX-512F/VL are enabled at compile time; loads read the
-            // 16-entry array and 8-value chunks of `ps`, stores write 8-value
-            // chunks of `out`'s new tail, which has ps.len() values.
+            // 16-entry table and 8-value chunks of `ps`, stores write 8-value
+            // chunks of `out`.
             unsafe {
-                let (a, b) = (_mm256_loadu_ps(t.as_ptr()), _mm256_loadu_ps(t.as_ptr().add(8)));
-                let (lo, top) = (_mm256_set1_ps(self.lo as f32), _mm256_set1_ps(last as f32));
-                for (src, dst) in ps.chunks_exact(8).zip(out[start..].chunks_exact_mut(8)) {
-                    // The index of get_lanes: (ps − lo) clamped to 0..=last (NaN → 0).
+                let t = self.table.as_ptr();
+                let (a, b) = (_mm256_loadu_ps(t), _mm256_loadu_ps(t.add(8)));
+                let (lo, top) = (_mm256_set1_ps(self.lo as f32), _mm256_set1_ps(15.0));
+                for (src, dst) in ps.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
+                    // The index of get_lanes: (ps − lo) clamped to 0..=15 (NaN → 0).
                     let i = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(src.as_ptr()), lo), _mm256_setzero_ps()), top);
                     _mm256_storeu_ps(dst.as_mut_ptr(), _mm256_permutex2var_ps(a, _mm256_cvttps_epi32(i), b));
                 }
             }
             return;
         }
-        out.extend(ps.chunks_exact(8).flat_map(|v| self.get_lanes::<8>(v.try_into().unwrap())));
+        for (src, dst) in ps.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
+            dst.copy_from_slice(&self.get_lanes::<8>(src.try_into().unwrap()));
+        }
     }
 
     /// Thresholds of `N` integer partial sums: whole-array steps that
@@ -166,7 +170,7 @@ mod tests {
         // Table sizes on both sides of the 16 entries a permute holds.
         for (curve, scale, shift, entries) in [(Curve::sigmoid(4.0), 0.0123f32, 0.21f32, 169), (Curve::sigmoid(4.0), -0.0071, -0.4, 288), (Curve::fitted(), 0.3, 0.05, 11), (Curve::sigmoid(4.0), 0.2, 0.1, 16), (Curve::sigmoid(4.0), 0.18, 0.0, 17)] {
             let t = Thresholds::new(&dev, &curve, scale, shift).expect("small range");
-            assert_eq!(t.table.len(), entries);
+            assert_eq!(t.table.len(), entries.max(16));
             for v in -5000..5000 {
                 let ps = v as f32;
                 assert_eq!(t.get(ps).to_bits(), dev.threshold(&curve, ps * scale + shift).to_bits(), "ps {v}");
@@ -175,10 +179,9 @@ mod tests {
             }
             // The row lookup (a permute for small tables, a gather otherwise) agrees, NaN included.
             let ps: Vec<f32> = (-5000..5000).map(|v| v as f32).chain([f32::NAN; 8]).collect();
-            let mut got = vec![1.0];
+            let mut got = vec![0.0; ps.len()];
             t.lookup(&ps, &mut got);
-            assert_eq!(got.len(), ps.len() + 1);
-            for (v, g) in ps.iter().zip(&got[1..]) {
+            for (v, g) in ps.iter().zip(&got) {
                 assert_eq!(g.to_bits(), t.get(*v).to_bits(), "lookup of ps {v}");
             }
         }
