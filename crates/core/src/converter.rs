@@ -122,11 +122,12 @@ pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
             let dev = col.device;
             // Thresholds first, in one long loop the compiler vectorises.
             let thr = &mut draws.thresholds;
-            // Sized once per row length: every entry is written below.
-            thr.resize(full, 0.0);
             match table {
                 Some(t) => t.lookup(&ps[..full], thr),
-                None => thr.iter_mut().zip(&ps[..full]).for_each(|(d, &v)| *d = dev.threshold(&curve, v * col.scale + col.shift)),
+                None => {
+                    thr.clear();
+                    thr.extend(ps[..full].iter().map(|&v| dev.threshold(&curve, v * col.scale + col.shift)));
+                }
             }
             // A local copy of the generator stays in registers.
             let mut lanes = draws.samples.clone();
