@@ -44,6 +44,10 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('npm pack → npm install in an empt
     expect(help.stdout).toContain('commands:');
     const cli = JSON.parse((await run('npx', ['stoxnet', 'eval', '--model', model('resnet20.onnx'), '--limit', '20', '--json'], { cwd: app, env })).stdout);
     expect(cli).toMatchObject({ backend: 'native', images: 20, converter: 'fp' });
+    // The package ships the project's own StoX model: the demo runs from it.
+    const demo = await run('npx', ['stoxnet', 'demo', '--images', '20', '--cost-images', '5'], { cwd: app, env });
+    expect(demo.stdout).toMatch(/resnet20-cifar10-stox-4w4a\.onnx: \d+ crossbar layers, converter mtj/);
+    expect(demo.stdout).toMatch(/top-1 [\d.]+ % on 20 CIFAR-10 test images/);
 
     // Without the addon: a warning naming the missing file, and the JS engine gives the same logits.
     rmSync(join(app, 'node_modules', 'stoxnet', 'stoxnet.node'));
