@@ -70,10 +70,6 @@ function nodeLabel(node: NodeProto): string {
   return `node '${node.name || node.output[0] || '?'}' (${node.opType})`;
 }
 
-function fmt(dims: number[]): string {
-  return list(dims);
-}
-
 function same(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
@@ -96,7 +92,7 @@ function checkEngineInts(node: IrNode): void {
     const v = (node as unknown as Record<string, number | number[] | undefined>)[field];
     if (v === undefined) continue;
     if ((Array.isArray(v) ? v : [v]).some((x) => x > 2 ** 32 - 1)) {
-      fail(`${field} ${Array.isArray(v) ? fmt(v) : v} is above 2^32 - 1, the largest value the engine takes`);
+      fail(`${field} ${Array.isArray(v) ? list(v) : v} is above 2^32 - 1, the largest value the engine takes`);
     }
   }
 }
@@ -355,7 +351,7 @@ class Node {
     const c = this.param(i);
     const name = this.proto.input[i];
     if (c.dtype !== 'float32' && c.dtype !== 'float64') fail(`initializer '${name}' has type ${c.dtype}, expected float`);
-    if (dims && !same(c.dims, dims)) fail(`initializer '${name}' has shape ${fmt(c.dims)}, expected ${fmt(dims)}`);
+    if (dims && !same(c.dims, dims)) fail(`initializer '${name}' has shape ${list(c.dims)}, expected ${list(dims)}`);
     this.imp.addParameters(c.data.length);
     // Converted and checked once per constant: nodes that share a weight share the array.
     let data = this.imp.float32.get(c.data);
@@ -384,10 +380,10 @@ class Node {
 function linear(n: Node, x: Runtime, i: number, transposed: boolean): LinearNode {
   if (x.dims.length !== 2) fail(`input '${n.proto.input[0]}' has shape ${fmtRuntime(x)}, expected [N,features]`);
   const w = n.param(i);
-  if (w.dims.length !== 2) fail(`weight '${n.proto.input[i]}' has shape ${fmt(w.dims)}, expected rank 2`);
+  if (w.dims.length !== 2) fail(`weight '${n.proto.input[i]}' has shape ${list(w.dims)}, expected rank 2`);
   const [out, inp] = (transposed ? w.dims : [w.dims[1], w.dims[0]]) as [number, number];
   if (inp !== x.dims[1]) {
-    fail(`weight '${n.proto.input[i]}' has shape ${fmt(w.dims)}, which does not fit an input of ${x.dims[1]} features`);
+    fail(`weight '${n.proto.input[i]}' has shape ${list(w.dims)}, which does not fit an input of ${x.dims[1]} features`);
   }
   const data = n.floats(i);
   let weight = data;
@@ -403,7 +399,7 @@ function linear(n: Node, x: Runtime, i: number, transposed: boolean): LinearNode
 function linearBias(n: Node, i: number, out: number): Float32Array {
   const c = n.param(i);
   const ok = c.dims.length <= 2 && (c.dims.at(-1) === out || c.data.length === 1) && c.dims.slice(0, -1).every((d) => d === 1);
-  if (!ok) fail(`bias '${n.proto.input[i]}' has shape ${fmt(c.dims)}, which does not broadcast to [N,${out}]`);
+  if (!ok) fail(`bias '${n.proto.input[i]}' has shape ${list(c.dims)}, which does not broadcast to [N,${out}]`);
   const b = n.floats(i);
   return b.length === out ? b : new Float32Array(out).fill(b[0]!);
 }
@@ -418,27 +414,27 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     const x = n.rank4(0);
     const w = n.param(1);
     const wName = n.proto.input[1];
-    if (w.dims.length !== 4) fail(`weight '${wName}' has shape ${fmt(w.dims)}, expected [out,in,kh,kw]`);
+    if (w.dims.length !== 4) fail(`weight '${wName}' has shape ${list(w.dims)}, expected [out,in,kh,kw]`);
     const [co, ci, kh, kw] = w.dims as [number, number, number, number];
     const group = n.a.int('group', 1);
     if (group !== 1) fail(`group ${group} is not supported (only 1)`);
     const dilations = n.a.ints('dilations', [1, 1]);
-    if (dilations.some((d) => d !== 1)) fail(`dilations ${fmt(dilations)} are not supported (only 1)`);
+    if (dilations.some((d) => d !== 1)) fail(`dilations ${list(dilations)} are not supported (only 1)`);
     if (ci !== x.dims[1]) fail(`weight '${wName}' expects ${ci} input channels, the input ${fmtRuntime(x)} has ${x.dims[1]}`);
     const kernel = n.a.ints('kernel_shape', [kh, kw]);
-    if (!same(kernel, [kh, kw])) fail(`kernel_shape ${fmt(kernel)} does not match weight '${wName}' ${fmt(w.dims)}`);
+    if (!same(kernel, [kh, kw])) fail(`kernel_shape ${list(kernel)} does not match weight '${wName}' ${list(w.dims)}`);
     const strides = n.a.ints('strides', [1, 1]);
-    if (strides.length !== 2 || strides.some((s) => s < 1)) fail(`strides ${fmt(strides)} are invalid`);
+    if (strides.length !== 2 || strides.some((s) => s < 1)) fail(`strides ${list(strides)} are invalid`);
     const autoPad = n.a.string('auto_pad', 'NOTSET');
     if (autoPad !== 'NOTSET' && autoPad !== 'VALID') fail(`auto_pad ${autoPad} is not supported (only NOTSET or VALID)`);
     // ONNX pads are [h_begin, w_begin, h_end, w_end]: top, left, bottom, right, as in the IR.
     const pads = autoPad === 'VALID' ? [0, 0, 0, 0] : n.a.ints('pads', [0, 0, 0, 0]);
-    if (pads.length !== 4 || pads.some((p) => p < 0)) fail(`pads ${fmt(pads)} are invalid`);
+    if (pads.length !== 4 || pads.some((p) => p < 0)) fail(`pads ${list(pads)} are invalid`);
     const [sh, sw] = strides as [number, number];
     const [pt, pl, pb, pr] = pads as [number, number, number, number];
     const oh = Math.floor((x.dims[2]! + pt + pb - kh) / sh) + 1;
     const ow = Math.floor((x.dims[3]! + pl + pr - kw) / sw) + 1;
-    if (oh < 1 || ow < 1) fail(`a ${kh}x${kw} kernel does not fit the input ${fmtRuntime(x)} with pads ${fmt(pads)}`);
+    if (oh < 1 || ow < 1) fail(`a ${kh}x${kw} kernel does not fit the input ${fmtRuntime(x)} with pads ${list(pads)}`);
     // The engine unfolds the input into in × kh × kw values per output pixel (graph.rs checks this bound too).
     checkedSize([ci * kh * kw, oh * ow], 'the unfolded input');
     const node: ConvNode = {
@@ -570,7 +566,7 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
       pads = n.a.ints('pads');
       value = n.a.float('value', 0);
     }
-    if (pads.length !== 2 * axes.length) fail(`pads ${fmt(pads)} do not fit ${axes.length} axes`);
+    if (pads.length !== 2 * axes.length) fail(`pads ${list(pads)} do not fit ${axes.length} axes`);
     if (value !== 0) fail(`pad value ${value} is not supported (only 0)`);
     const before = new Array<number>(r).fill(0);
     const after = new Array<number>(r).fill(0);
@@ -580,10 +576,10 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
       after[k] = pads[i + axes.length]!;
     });
     if (before.some((p, k) => k !== 1 && p !== 0) || after.some((p, k) => k !== 1 && p !== 0)) {
-      fail(`only padding the channel axis is supported, pads are ${fmt(pads)}`);
+      fail(`only padding the channel axis is supported, pads are ${list(pads)}`);
     }
     const [b, e] = [before[1]!, after[1]!];
-    if (b < 0 || e < 0) fail(`negative pads ${fmt(pads)} are not supported`);
+    if (b < 0 || e < 0) fail(`negative pads ${list(pads)} are not supported`);
     const dims = [1, x.dims[1]! + b + e, x.dims[2]!, x.dims[3]!];
     return n.emit({ name: n.name, op: 'PadChannels', inputs: [x.index], before: b, after: e }, dims);
   },

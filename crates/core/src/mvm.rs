@@ -64,7 +64,9 @@ impl PackedWeights {
 
     /// Packs rows `k0..k1` of `cols` (`k × p` u8 digits) for this kernel.
     pub fn pack_inputs(&self, cols: &[u8], p: usize, k0: usize, k1: usize, out: &mut PackedInputs) {
-        let row = |r: usize| if r < k1 { &cols[r * p..(r + 1) * p] } else { &[][..] };
+        // Rows past the subarray read as zeros (padding of the last quad or word).
+        let zeros = vec![0u8; p];
+        let row = |r: usize| if r < k1 { &cols[r * p..(r + 1) * p] } else { &zeros[..] };
         match self {
             PackedWeights::Bytes { .. } => {
                 // Four rows interleaved as little-endian words, zero-padding
@@ -73,9 +75,8 @@ impl PackedWeights {
                 let quads = (k1 - k0).div_ceil(4);
                 out.x.resize(quads * p, 0);
                 out.stride = p;
-                let zeros = vec![0u8; p];
                 for q in 0..quads {
-                    let rows: [&[u8]; 4] = std::array::from_fn(|lane| if k0 + q * 4 + lane < k1 { row(k0 + q * 4 + lane) } else { &zeros[..] });
+                    let rows: [&[u8]; 4] = std::array::from_fn(|lane| row(k0 + q * 4 + lane));
                     for (j, d) in out.x[q * p..(q + 1) * p].iter_mut().enumerate() {
                         *d = rows[0][j] as u32 | (rows[1][j] as u32) << 8 | (rows[2][j] as u32) << 16 | (rows[3][j] as u32) << 24;
                     }
@@ -87,12 +88,11 @@ impl PackedWeights {
                 out.x.resize(words * stride, 0);
                 out.stride = stride;
                 // Eight rows per pass over a word's pixels (a loop that
-                // vectorises); missing rows read as zeros.
-                let zeros = vec![0u8; p];
+                // vectorises).
                 for w in 0..*words {
                     let dst = &mut out.x[w * stride..w * stride + p];
                     for g in (0..4).take_while(|g| k0 + w * 32 + g * 8 < k1) {
-                        let rows: [&[u8]; 8] = std::array::from_fn(|b| if k0 + w * 32 + g * 8 + b < k1 { row(k0 + w * 32 + g * 8 + b) } else { &zeros[..] });
+                        let rows: [&[u8]; 8] = std::array::from_fn(|b| row(k0 + w * 32 + g * 8 + b));
                         for (j, d) in dst.iter_mut().enumerate() {
                             let byte = (0..8).fold(0u32, |acc, b| acc | ((rows[b][j] & 1) as u32) << b);
                             *d |= byte << (8 * g);
