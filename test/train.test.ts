@@ -48,6 +48,26 @@ describe.skipIf(!HAVE_DATA)('stoxnet train (FP32, from scratch)', () => {
   });
 });
 
+describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('distillation', () => {
+  it('changes training, survives resume bit for bit, and names a bad teacher', async () => {
+    const [a, b, c] = [tmp(), tmp(), tmp()];
+    const kd = ['--teacher', model('resnet20.onnx'), '--distill-alpha', '0.8', '--distill-temperature', '3'];
+    const args = (out: string) => [CLI, 'train', '--arch', 'resnet20', '--out', out, '--epochs', '2', ...small];
+    await run('node', [...args(a), ...kd]);
+    await run('node', [...args(b), ...kd, '--stop-after', '1']);
+    // The teacher and its settings come back from the checkpoint.
+    await run('node', [CLI, 'train', '--resume', b, '--data', DATA_DIR, '--train-images', '256']);
+    expect(readFileSync(join(b, 'checkpoint.bin')).equals(readFileSync(join(a, 'checkpoint.bin')))).toBe(true);
+    await run('node', args(c));
+    expect(readFileSync(join(c, 'checkpoint.bin')).equals(readFileSync(join(a, 'checkpoint.bin')))).toBe(false);
+    const missing = join(tmp(), 'no-teacher.onnx');
+    const err = await run('node', [...args(tmp()), '--teacher', missing]).catch((e) => e);
+    expect(err.stderr).toContain(missing);
+    const alpha = await run('node', [...args(tmp()), ...kd, '--distill-alpha', '1.5']).catch((e) => e);
+    expect(alpha.stderr).toMatch(/--distill-alpha: expected a number in \[0, 1\], got "1.5"/);
+  });
+});
+
 describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('PS-QAT', () => {
   it('fine-tunes through the MTJ, and the exported model reproduces its StoX accuracy without flags', async () => {
     const out = tmp();

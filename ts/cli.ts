@@ -215,7 +215,7 @@ const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a CIFAR-10 ResNet from scratch or fine-tune an ONNX model; checkpoints every epoch, resumable',
-    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--mtj-grad ste|expected] [--json] | --resume DIR [--epochs N] [--stop-after N]',
+    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--mtj-grad ste|expected] [--teacher MODEL.onnx [--distill-alpha X] [--distill-temperature X]] [--json] | --resume DIR [--epochs N] [--stop-after N]',
     options: {
       arch: { type: 'string' },
       from: { type: 'string' },
@@ -237,6 +237,9 @@ const commands: Record<string, Command> = {
       'stop-after': { type: 'string' },
       'train-images': { type: 'string' },
       'mtj-grad': { type: 'string' },
+      teacher: { type: 'string' },
+      'distill-alpha': { type: 'string' },
+      'distill-temperature': { type: 'string' },
       config: { type: 'string' },
       json: { type: 'boolean' },
       ...configOptions,
@@ -264,6 +267,9 @@ const commands: Record<string, Command> = {
       ...configHelp,
       '--config FILE.json': 'simulator settings as JSON (as for eval); flags override it',
       '--mtj-grad NAME': 'PS-QAT surrogate through the MTJ sampler: ste (identity inside the clamp range, the authors\') or expected (derivative of the expected transfer curve) (default ste)',
+      '--teacher MODEL.onnx': 'distil from this model, run in FP32 in eval mode on the same augmented images (knowledge distillation)',
+      '--distill-alpha X': 'weight of the teacher term: loss = (1 − α)·CE + α·τ²·KL(teacher ‖ student) at temperature τ (default 0.5)',
+      '--distill-temperature X': 'softmax temperature τ of the teacher term (default 4)',
       '--json': 'print each epoch\'s log line on stdout',
     },
     interrupted: (v) => `the state is checkpointed in ${v.resume ?? v.out}; continue with \`stoxnet train --resume ${v.resume ?? v.out}\``,
@@ -294,6 +300,9 @@ const commands: Record<string, Command> = {
         trainImages: v['train-images'] as never,
         stox: configFrom(v),
         mtjGrad: v['mtj-grad'] as never,
+        teacher: v.teacher as string | undefined,
+        distillAlpha: v['distill-alpha'] as never,
+        distillTemperature: v['distill-temperature'] as never,
         onProgress: (done, total) => bar.update(done, total),
         onEpoch: (e) => {
           bar.stop();

@@ -82,6 +82,15 @@ export declare function costComponents(): Array<string>
  */
 export declare function createTrainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array, threads: number, abort?: AbortHandle | undefined | null): Promise<NativeTrainer>
 
+export interface DistillJs {
+  teacher: NetworkSpec
+  /** Where the teacher came from (a file path), named in its errors. */
+  source: string
+  /** Weight of the soft (teacher) term, in [0, 1]. */
+  alpha: number
+  temperature: number
+}
+
 export interface ForwardResult {
   logits: Float32Array
   ops: Array<LayerOpsJs>
@@ -245,6 +254,8 @@ export interface TrainConfigJs {
   layers?: Array<LayerSpecJs | undefined | null>
   /** "ste" (identity inside the clamp range) or "expected" (derivative of the expected transfer curve). */
   mtjGrad?: string
+  /** Knowledge distillation from a teacher network. */
+  distill?: DistillJs
 }
 
 export interface TrainProgress {

@@ -38,6 +38,12 @@ export interface TrainSettings {
   stox: Partial<StoxConfig>;
   /** Surrogate gradient of the MTJ sampler. */
   mtjGrad: 'ste' | 'expected';
+  /** Knowledge distillation from this ONNX model (run in FP32, eval mode). */
+  teacher?: string;
+  /** Weight α of the teacher term: (1 − α)·CE + α·τ²·KL(teacher ‖ student). */
+  distillAlpha: number;
+  /** Softmax temperature τ of the teacher term. */
+  distillTemperature: number;
 }
 
 export interface TrainOptions extends Partial<TrainSettings> {
@@ -86,6 +92,8 @@ const DEFAULTS: Omit<TrainSettings, 'arch' | 'from'> = {
   seed: 0,
   stox: {},
   mtjGrad: 'ste',
+  distillAlpha: 0.5,
+  distillTemperature: 4,
 };
 
 function num(name: string, v: unknown, min: number, max: number): number {
@@ -110,7 +118,10 @@ export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
     seed: int('--seed', o.seed ?? DEFAULTS.seed, 0, Number.MAX_SAFE_INTEGER),
     stox: o.stox ?? DEFAULTS.stox,
     mtjGrad: oneOf('--mtj-grad', o.mtjGrad ?? DEFAULTS.mtjGrad, ['ste', 'expected'] as const),
+    distillAlpha: num('--distill-alpha', o.distillAlpha ?? DEFAULTS.distillAlpha, 0, 1),
+    distillTemperature: num('--distill-temperature', o.distillTemperature ?? DEFAULTS.distillTemperature, 1e-3, 1000),
   };
+  if (o.teacher !== undefined) s.teacher = resolve(o.teacher);
   resolveConfig(s.stox as Record<string, unknown>); // validated here, once
   if (o.arch !== undefined) s.arch = oneOf('--arch', o.arch, ARCHS);
   if (o.from !== undefined) s.from = resolve(o.from);
@@ -194,10 +205,11 @@ export async function createTrainer(net: Network, settings: TrainSettings, image
     const m = Math.min(stox.calibrationImages, labels.length);
     calibration = normalize(images.subarray(0, m * 3072), m);
   }
+  const distill = settings.teacher === undefined ? undefined : { teacher: await importOnnx(settings.teacher), source: settings.teacher, alpha: settings.distillAlpha, temperature: settings.distillTemperature };
   return withAbort(signal, (handle) =>
     native().createTrainer(
       net,
-      { ...settings, init: settings.arch !== undefined, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], layers: specs },
+      { ...settings, init: settings.arch !== undefined, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], layers: specs, distill },
       images,
       labels,
       calibration,

@@ -691,6 +691,18 @@ pub struct TrainConfigJs {
     pub layers: Option<Vec<Option<LayerSpecJs>>>,
     /// "ste" (identity inside the clamp range) or "expected" (derivative of the expected transfer curve).
     pub mtj_grad: Option<String>,
+    /// Knowledge distillation from a teacher network.
+    pub distill: Option<DistillJs>,
+}
+
+#[napi(object)]
+pub struct DistillJs {
+    pub teacher: NetworkSpec,
+    /// Where the teacher came from (a file path), named in its errors.
+    pub source: String,
+    /// Weight of the soft (teacher) term, in [0, 1].
+    pub alpha: f64,
+    pub temperature: f64,
 }
 
 /// A crossbar layer's learned state: input clip and per-column parameters.
@@ -720,7 +732,7 @@ use stoxnet_core::train::{
     augment::Normalize,
     qat::{MtjGrad, QatLayer},
     sgd::{Schedule, Sgd},
-    Dataset, TrainConfig, Trainer,
+    Dataset, Distill, TrainConfig, Trainer,
 };
 
 /// Starts a training run off the JS thread (initialisation and PS-QAT
@@ -762,10 +774,21 @@ pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Arr
                     total,
                 },
                 label_smoothing: config.label_smoothing as f32,
+                distill: config.distill.as_ref().map(|d| Distill { alpha: d.alpha as f32, temperature: d.temperature as f32 }),
                 augment: config.augment,
                 seed: config.seed as u64,
                 normalize: Normalize { mean: std::array::from_fn(|i| config.mean[i] as f32), std: std::array::from_fn(|i| config.std[i] as f32) },
             };
+            if let Some(d) = &config.distill {
+                if !(0.0..=1.0).contains(&d.alpha) || !(d.temperature > 0.0 && d.temperature.is_finite()) {
+                    stoxnet_core::bail!("train: distillation needs alpha in [0, 1] and a positive temperature, got alpha {} temperature {}", d.alpha, d.temperature);
+                }
+            }
+            let teacher = config
+                .distill
+                .as_ref()
+                .map(|d| network(&d.teacher).map(|n| (n, d.source.clone())).map_err(|e| stoxnet_core::Error::new(format!("teacher {}: {}", d.source, e.0))))
+                .transpose()?;
             let qat = match &config.layers {
                 None => None,
                 Some(layers) => {
@@ -778,13 +801,14 @@ pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Arr
                     Some((specs, grad))
                 }
             };
-            Ok(CreateTrainer { net: Some(net), cfg, init: config.init, qat, calibration: calibration.to_vec(), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }), threads: threads as usize, cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default() })
+            Ok(CreateTrainer { net: Some(net), teacher, cfg, init: config.init, qat, calibration: calibration.to_vec(), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }), threads: threads as usize, cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default() })
         })?;
     Ok(AsyncTask::new(setup))
 }
 
 pub struct CreateTrainer {
     net: Option<Network>,
+    teacher: Option<(Network, String)>,
     cfg: TrainConfig,
     init: bool,
     qat: Option<(Vec<Option<LayerSpec>>, MtjGrad)>,
@@ -812,7 +836,11 @@ impl Task for CreateTrainer {
                     stox.layers.iter().enumerate().map(|(i, l)| l.as_ref().map(|l| QatLayer::new(&net.nodes[i], l.config.clone(), *grad)).transpose()).collect::<stoxnet_core::Result<Vec<_>>>()?
                 }
             };
-            Trainer::new(net, self.cfg.clone())?.with_qat(qat)
+            let trainer = Trainer::new(net, self.cfg.clone())?.with_qat(qat)?;
+            match self.teacher.take() {
+                Some((t, source)) => trainer.with_teacher(t).map_err(|e| stoxnet_core::Error::new(format!("{source}: {}", e.0))),
+                None => Ok(trainer),
+            }
         })
     }
 

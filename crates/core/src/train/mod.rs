@@ -24,6 +24,8 @@ pub struct TrainConfig {
     pub batch: usize,
     pub sgd: Sgd,
     pub label_smoothing: f32,
+    /// Knowledge distillation from a teacher network (`Trainer::with_teacher`).
+    pub distill: Option<Distill>,
     pub augment: bool,
     pub seed: u64,
     pub normalize: Normalize,
@@ -90,26 +92,51 @@ pub fn init(net: &mut Network, seed: u64) {
     }
 }
 
-/// Mean softmax cross-entropy with label smoothing; returns (loss sum,
-/// correct, dlogits of the mean loss).
-pub fn softmax_cross_entropy(logits: &[f32], labels: &[u8], classes: usize, smoothing: f32) -> (f64, u64, Vec<f32>) {
+/// Distillation (Hinton et al. 2015): the loss is
+/// (1 − α)·CE(labels) + α·τ²·KL(softmax(teacher/τ) ‖ softmax(student/τ)),
+/// the τ² keeping the soft term's gradient scale independent of τ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Distill {
+    pub alpha: f32,
+    pub temperature: f32,
+}
+
+fn softmax(row: &[f32], inv_t: f64, out: &mut [f64]) {
+    let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    out.iter_mut().zip(row).for_each(|(o, &v)| *o = ((v - max) as f64 * inv_t).exp());
+    let sum: f64 = out.iter().sum();
+    out.iter_mut().for_each(|o| *o /= sum);
+}
+
+/// Mean softmax cross-entropy with label smoothing, and distillation when a
+/// teacher's logits are given; returns (loss sum, correct, dlogits of the
+/// mean loss).
+pub fn softmax_cross_entropy(logits: &[f32], labels: &[u8], classes: usize, smoothing: f32, teacher: Option<(&[f32], Distill)>) -> (f64, u64, Vec<f32>) {
     let n = labels.len();
     let mut grad = vec![0f32; logits.len()];
     let (mut loss, mut correct) = (0f64, 0u64);
+    let (alpha, t) = teacher.map_or((0.0, 1.0), |(_, d)| (d.alpha as f64, d.temperature as f64));
+    let (mut p, mut ps, mut pt) = (vec![0f64; classes], vec![0f64; classes], vec![0f64; classes]);
     for (i, &label) in labels.iter().enumerate() {
         let row = &logits[i * classes..(i + 1) * classes];
         if row.iter().any(|v| !v.is_finite()) {
             loss = f64::NAN;
         }
-        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
         let arg = (0..classes).fold(0, |b, j| if row[j] > row[b] { j } else { b });
         correct += (arg == label as usize) as u64;
+        softmax(row, 1.0, &mut p);
         for j in 0..classes {
-            let p = ((row[j] - max) as f64).exp() / sum;
             let q = (1.0 - smoothing as f64) * (j == label as usize) as u8 as f64 + smoothing as f64 / classes as f64;
-            loss -= q * (p.max(1e-300)).ln();
-            grad[i * classes + j] = ((p - q) / n as f64) as f32;
+            loss -= (1.0 - alpha) * q * p[j].max(1e-300).ln();
+            grad[i * classes + j] = ((1.0 - alpha) * (p[j] - q) / n as f64) as f32;
+        }
+        if let Some((tl, _)) = teacher {
+            softmax(row, 1.0 / t, &mut ps);
+            softmax(&tl[i * classes..(i + 1) * classes], 1.0 / t, &mut pt);
+            for j in 0..classes {
+                loss += alpha * t * t * pt[j] * (pt[j].max(1e-300).ln() - ps[j].max(1e-300).ln());
+                grad[i * classes + j] += (alpha * t * (ps[j] - pt[j]) / n as f64) as f32;
+            }
         }
     }
     (loss, correct, grad)
@@ -124,6 +151,8 @@ pub struct Trainer {
     pub qat: Vec<Option<qat::QatLayer>>,
     /// Optimiser steps taken so far.
     pub step: usize,
+    /// The distillation teacher (eval-mode BatchNorm, never updated).
+    teacher: Option<Network>,
 }
 
 impl Trainer {
@@ -133,7 +162,7 @@ impl Trainer {
         }
         let mut net = net;
         let velocity = net.nodes.iter_mut().map(|n| backprop::params_mut(&mut n.op).iter().map(|p| vec![0f32; p.len()]).collect()).collect();
-        Ok(Trainer { net, config, velocity, qat: Vec::new(), step: 0 })
+        Ok(Trainer { net, config, velocity, qat: Vec::new(), step: 0, teacher: None })
     }
 
     /// Trains these crossbar layers with PS-QAT (`layers[i]` for node i).
@@ -142,6 +171,19 @@ impl Trainer {
             bail!("PS-QAT layer list covers {} nodes, the network has {}", layers.len(), self.net.nodes.len());
         }
         self.qat = layers;
+        Ok(self)
+    }
+
+    /// Distils from `teacher` (needs `config.distill`): same input and classes.
+    pub fn with_teacher(mut self, teacher: Network) -> Result<Trainer> {
+        if self.config.distill.is_none() {
+            bail!("teacher: a teacher network needs distillation settings (alpha, temperature)");
+        }
+        let (a, b) = (&teacher.input, &self.net.input);
+        if (a.c, a.h, a.w) != (b.c, b.h, b.w) || teacher.classes() != self.net.classes() {
+            bail!("teacher: takes {}x{}x{} inputs and gives {} classes; the trained network takes {}x{}x{} and gives {}", a.c, a.h, a.w, teacher.classes(), b.c, b.h, b.w, self.net.classes());
+        }
+        self.teacher = Some(teacher);
         Ok(self)
     }
 
@@ -173,8 +215,12 @@ impl Trainer {
             // Stochastic draws of image i in epoch e are keyed e·N + i: fresh every epoch.
             let images: Vec<usize> = idx.iter().map(|&i| epoch * data.len() + i as usize).collect();
             let q = (!self.qat.is_empty()).then(|| backprop::Qat { layers: &self.qat, seed: c.seed, images: &images, tape_bytes: backprop::TAPE_BYTES });
+            let soft = match (&mut self.teacher, c.distill) {
+                (Some(t), Some(d)) => Some((backprop::forward(t, x.clone(), idx.len(), false, None)?.values.swap_remove(t.output), d)),
+                _ => None,
+            };
             let tape = backprop::forward(&mut self.net, x, idx.len(), true, q.as_ref())?;
-            let (loss, correct, dlogits) = softmax_cross_entropy(&tape.values[self.net.output], &labels, classes, c.label_smoothing);
+            let (loss, correct, dlogits) = softmax_cross_entropy(&tape.values[self.net.output], &labels, classes, c.label_smoothing, soft.as_ref().map(|(l, d)| (&l[..], *d)));
             if !loss.is_finite() {
                 self.net = saved;
                 bail!("loss is {loss} at epoch {epoch}, batch {b}: training stopped (the last checkpoint is kept)");

@@ -39,7 +39,7 @@ fn batch(n: usize) -> (Vec<f32>, Vec<u8>) {
 fn loss(net: &Network, x: &[f32], labels: &[u8]) -> f64 {
     let mut net = net.clone();
     let tape = backprop::forward(&mut net, x.to_vec(), labels.len(), true, None).unwrap();
-    softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.1).0 / labels.len() as f64
+    softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.1, None).0 / labels.len() as f64
 }
 
 /// Central differences of the mean loss against the analytic gradient of
@@ -57,7 +57,7 @@ fn gradients_match_finite_differences() {
     // The hardtanh clips some values and passes others: both paths are checked.
     let clipped = tape.values[8].iter().filter(|v| v.abs() == 1.0).count();
     assert!(clipped > 0 && clipped < tape.values[8].len(), "{clipped} clipped");
-    let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.1);
+    let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.1, None);
     let (grads, _) = backprop::backward(&net, &tape, d, None);
     let h = 2e-3f32;
     let mut checked = 0;
@@ -81,17 +81,86 @@ fn gradients_match_finite_differences() {
 #[test]
 fn loss_gradient_is_softmax_minus_target() {
     let logits = [1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0];
-    let (l, correct, g) = softmax_cross_entropy(&logits, &[1, 0], 3, 0.0);
+    let (l, correct, g) = softmax_cross_entropy(&logits, &[1, 0], 3, 0.0, None);
     assert_eq!(correct, 1);
     let h = 1e-3f32;
     for j in 0..6 {
         let (mut p, mut m) = (logits, logits);
         p[j] += h;
         m[j] -= h;
-        let num = (softmax_cross_entropy(&p, &[1, 0], 3, 0.0).0 - softmax_cross_entropy(&m, &[1, 0], 3, 0.0).0) / (2.0 * h as f64) / 2.0;
+        let num = (softmax_cross_entropy(&p, &[1, 0], 3, 0.0, None).0 - softmax_cross_entropy(&m, &[1, 0], 3, 0.0, None).0) / (2.0 * h as f64) / 2.0;
         assert!((num - g[j] as f64).abs() < 1e-4, "{j}: {num} vs {}", g[j]);
     }
     assert!(l > 0.0);
+}
+
+/// The distillation loss: central differences in f64 of a loss near 1
+/// (h = 1e-3, truncation O(h²) ≈ 1e-6) against the analytic gradient; and at
+/// α = 1 a student that equals its teacher has zero loss and zero gradient.
+#[test]
+fn distillation_gradient_matches_finite_differences() {
+    let logits = [1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0];
+    let teacher = [0.2f32, 1.5, 1.0, 2.0, -0.5, 0.5];
+    let d = Distill { alpha: 0.7, temperature: 3.0 };
+    let f = |l: &[f32]| softmax_cross_entropy(l, &[1, 0], 3, 0.1, Some((&teacher, d)));
+    let (_, _, g) = f(&logits);
+    let h = 1e-3f32;
+    for j in 0..6 {
+        let (mut p, mut m) = (logits, logits);
+        p[j] += h;
+        m[j] -= h;
+        let num = (f(&p).0 - f(&m).0) / (2.0 * h as f64) / 2.0;
+        assert!((num - g[j] as f64).abs() < 1e-4, "{j}: {num} vs {}", g[j]);
+    }
+    let same = softmax_cross_entropy(&teacher, &[1, 0], 3, 0.0, Some((&teacher, Distill { alpha: 1.0, temperature: 4.0 })));
+    assert!(same.0.abs() < 1e-12 && same.2.iter().all(|g| g.abs() < 1e-7), "{:?}", same);
+    // α = 0 is plain cross-entropy, bit for bit.
+    assert_eq!(softmax_cross_entropy(&logits, &[1, 0], 3, 0.1, Some((&teacher, Distill { alpha: 0.0, temperature: 3.0 }))), softmax_cross_entropy(&logits, &[1, 0], 3, 0.1, None));
+}
+
+/// Pure distillation (α = 1) from a trained teacher: the loss (the KL to the
+/// teacher) falls below half, and a resumed run equals an uninterrupted one.
+#[test]
+fn distillation_trains_toward_the_teacher_and_resumes_bit_for_bit() {
+    let data = dataset();
+    let mut teacher = Trainer::new(tiny(), TrainConfig { augment: false, ..config(30) }).unwrap();
+    for e in 0..30 {
+        teacher.train_batches(&data, e, 0, 3).unwrap();
+    }
+    let teacher = teacher.net;
+    let cfg = TrainConfig { augment: false, distill: Some(Distill { alpha: 1.0, temperature: 2.0 }), ..config(20) };
+    let mut student = tiny();
+    init(&mut student, 99);
+    let fresh = || Trainer::new(student.clone(), cfg.clone()).unwrap().with_teacher(teacher.clone()).unwrap();
+    let mut t = fresh();
+    let first = t.train_batches(&data, 0, 0, 3).unwrap();
+    for e in 1..20 {
+        t.train_batches(&data, e, 0, 3).unwrap();
+    }
+    let last = t.train_batches(&data, 19, 0, 3).unwrap();
+    assert!(last.loss_sum < 0.5 * first.loss_sum, "{} -> {}", first.loss_sum, last.loss_sum);
+    let mut r = fresh();
+    for e in 0..10 {
+        r.train_batches(&data, e, 0, 3).unwrap();
+    }
+    let (state, step) = (r.state(), r.step);
+    let mut r = fresh();
+    r.load_state(&state, step).unwrap();
+    for e in 10..20 {
+        r.train_batches(&data, e, 0, 3).unwrap();
+    }
+    let mut u = fresh();
+    for e in 0..20 {
+        u.train_batches(&data, e, 0, 3).unwrap();
+    }
+    assert_eq!(r.state(), u.state());
+    // Teacher checks: it needs distillation settings and the student's shape.
+    let err = Trainer::new(tiny(), config(1)).unwrap().with_teacher(teacher.clone()).err().unwrap();
+    assert!(err.0.contains("teacher") && err.0.contains("alpha"), "{}", err.0);
+    let mut other = teacher.clone();
+    other.input.h = 8;
+    let err = Trainer::new(tiny(), cfg.clone()).unwrap().with_teacher(other).err().unwrap();
+    assert!(err.0.contains("teacher: takes 2x8x6"), "{}", err.0);
 }
 
 fn config(epochs: usize) -> TrainConfig {
@@ -100,6 +169,7 @@ fn config(epochs: usize) -> TrainConfig {
         batch: 4,
         sgd: Sgd { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 5e-4, schedule: Schedule::Cosine, warmup: 2, total: epochs * 3 },
         label_smoothing: 0.1,
+        distill: None,
         augment: true,
         seed: 5,
         normalize: Normalize { mean: [0.5; 3], std: [0.25; 3] },
@@ -193,7 +263,7 @@ mod qat_tests {
         let images: Vec<usize> = (0..labels.len()).collect();
         let q = backprop::Qat { layers, seed: 9, images: &images, tape_bytes: backprop::TAPE_BYTES };
         let tape = backprop::forward(&mut net, x.to_vec(), labels.len(), true, Some(&q)).unwrap();
-        softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.0).0 / labels.len() as f64
+        softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.0, None).0 / labels.len() as f64
     }
 
     /// One PS-QAT forward and backward over `x` (images numbered 0..n).
@@ -202,7 +272,7 @@ mod qat_tests {
         let q = backprop::Qat { layers, seed: 9, images: &images, tape_bytes };
         let mut work = net.clone();
         let tape = backprop::forward(&mut work, x.to_vec(), labels.len(), true, Some(&q)).unwrap();
-        let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.0);
+        let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.0, None);
         backprop::backward(net, &tape, d, Some(&q))
     }
 
