@@ -73,7 +73,7 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('PS-QAT', () => {
     const out = tmp();
     const { stdout } = await run('node', [
       CLI, 'train', '--from', model('resnet20-bn.onnx'), '--out', out, '--epochs', '1', '--lr', '0.01',
-      '--converter', 'mtj', '--samples', '2', '--calibration-images', '32', '--mtj-grad', 'expected', ...small,
+      '--converter', 'mtj', '--samples', '2', '--calibration-images', '32', '--mtj-grad', 'expected', '--learn-clip', ...small,
     ]);
     const log = JSON.parse(stdout.trim().split('\n').at(-1)!);
     const path = join(out, 'model.onnx');

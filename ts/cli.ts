@@ -215,7 +215,7 @@ const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a CIFAR-10 ResNet from scratch or fine-tune an ONNX model; checkpoints every epoch, resumable',
-    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--mtj-grad ste|expected] [--teacher MODEL.onnx [--distill-alpha X] [--distill-temperature X]] [--json] | --resume DIR [--epochs N] [--stop-after N]',
+    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--mtj-grad ste|expected] [--learn-clip] [--teacher MODEL.onnx [--distill-alpha X] [--distill-temperature X]] [--json] | --resume DIR [--epochs N] [--stop-after N]',
     options: {
       arch: { type: 'string' },
       from: { type: 'string' },
@@ -237,6 +237,7 @@ const commands: Record<string, Command> = {
       'stop-after': { type: 'string' },
       'train-images': { type: 'string' },
       'mtj-grad': { type: 'string' },
+      'learn-clip': { type: 'boolean' },
       teacher: { type: 'string' },
       'distill-alpha': { type: 'string' },
       'distill-temperature': { type: 'string' },
@@ -267,6 +268,7 @@ const commands: Record<string, Command> = {
       ...configHelp,
       '--config FILE.json': 'simulator settings as JSON (as for eval); flags override it',
       '--mtj-grad NAME': 'PS-QAT surrogate through the MTJ sampler: ste (identity inside the clamp range, the authors\') or expected (derivative of the expected transfer curve) (default ste)',
+      '--learn-clip': 'PS-QAT: learn each crossbar layer\'s input clip (LSQ inside the range, PACT at the clip) instead of keeping the calibrated one',
       '--teacher MODEL.onnx': 'distil from this model, run in FP32 in eval mode on the same augmented images (knowledge distillation)',
       '--distill-alpha X': 'weight of the teacher term: loss = (1 − α)·CE + α·τ²·KL(teacher ‖ student) at temperature τ (default 0.5)',
       '--distill-temperature X': 'softmax temperature τ of the teacher term (default 4)',
@@ -300,6 +302,7 @@ const commands: Record<string, Command> = {
         trainImages: v['train-images'] as never,
         stox: configFrom(v),
         mtjGrad: v['mtj-grad'] as never,
+        learnClip: v['learn-clip'] as boolean | undefined,
         teacher: v.teacher as string | undefined,
         distillAlpha: v['distill-alpha'] as never,
         distillTemperature: v['distill-temperature'] as never,

@@ -256,6 +256,8 @@ export interface TrainConfigJs {
   mtjGrad?: string
   /** Knowledge distillation from a teacher network. */
   distill?: DistillJs
+  /** PS-QAT: learn each crossbar layer's input clip (LSQ/PACT gradient). */
+  learnClip?: boolean
 }
 
 export interface TrainProgress {

@@ -38,6 +38,8 @@ export interface TrainSettings {
   stox: Partial<StoxConfig>;
   /** Surrogate gradient of the MTJ sampler. */
   mtjGrad: 'ste' | 'expected';
+  /** PS-QAT: learn each crossbar layer's input clip (LSQ/PACT gradient) instead of keeping the calibrated one. */
+  learnClip: boolean;
   /** Knowledge distillation from this ONNX model (run in FP32, eval mode). */
   teacher?: string;
   /** Weight α of the teacher term: (1 − α)·CE + α·τ²·KL(teacher ‖ student). */
@@ -92,6 +94,7 @@ const DEFAULTS: Omit<TrainSettings, 'arch' | 'from'> = {
   seed: 0,
   stox: {},
   mtjGrad: 'ste',
+  learnClip: false,
   distillAlpha: 0.5,
   distillTemperature: 4,
 };
@@ -118,6 +121,7 @@ export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
     seed: int('--seed', o.seed ?? DEFAULTS.seed, 0, Number.MAX_SAFE_INTEGER),
     stox: o.stox ?? DEFAULTS.stox,
     mtjGrad: oneOf('--mtj-grad', o.mtjGrad ?? DEFAULTS.mtjGrad, ['ste', 'expected'] as const),
+    learnClip: Boolean(o.learnClip ?? DEFAULTS.learnClip),
     distillAlpha: num('--distill-alpha', o.distillAlpha ?? DEFAULTS.distillAlpha, 0, 1),
     distillTemperature: num('--distill-temperature', o.distillTemperature ?? DEFAULTS.distillTemperature, 1e-3, 1000),
   };

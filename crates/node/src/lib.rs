@@ -8,7 +8,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use stoxnet_core::calibrate::{self, ConverterSpec, LayerSpec, Resolved};
 use stoxnet_core::converter::Converter;
-use stoxnet_core::crossbar::{ColumnParams, Mapping, Noise, SignedMapping, Split};
+use stoxnet_core::crossbar::{ColumnParams, LayerConfig, Mapping, Noise, SignedMapping, Split};
 use stoxnet_core::engine::{self, Stox};
 use stoxnet_core::graph::{self, Network, Node, Op, Shape};
 use stoxnet_core::mtj::Curve;
@@ -693,6 +693,8 @@ pub struct TrainConfigJs {
     pub mtj_grad: Option<String>,
     /// Knowledge distillation from a teacher network.
     pub distill: Option<DistillJs>,
+    /// PS-QAT: learn each crossbar layer's input clip (LSQ/PACT gradient).
+    pub learn_clip: Option<bool>,
 }
 
 #[napi(object)]
@@ -798,7 +800,7 @@ pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Arr
                         .enumerate()
                         .map(|(i, l)| l.as_ref().map(|l| layer_spec(&format!("layer '{}'", net.nodes.get(i).map_or("?", |n| n.name.as_str())), l)).transpose())
                         .collect::<stoxnet_core::Result<Vec<_>>>()?;
-                    Some((specs, grad))
+                    Some((specs, grad, config.learn_clip.unwrap_or(false)))
                 }
             };
             Ok(CreateTrainer { net: Some(net), teacher, cfg, init: config.init, qat, calibration: calibration.to_vec(), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }), threads: threads as usize, cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default() })
@@ -811,7 +813,7 @@ pub struct CreateTrainer {
     teacher: Option<(Network, String)>,
     cfg: TrainConfig,
     init: bool,
-    qat: Option<(Vec<Option<LayerSpec>>, MtjGrad)>,
+    qat: Option<(Vec<Option<LayerSpec>>, MtjGrad, bool)>,
     calibration: Vec<f32>,
     data: Arc<Dataset>,
     threads: usize,
@@ -830,10 +832,14 @@ impl Task for CreateTrainer {
             }
             let qat = match &self.qat {
                 None => Vec::new(),
-                Some((specs, grad)) => {
+                Some((specs, grad, learn_clip)) => {
                     let pool = engine::thread_pool(self.threads)?;
                     let (stox, _) = pool.install(|| calibrate::prepare(&net, specs, self.cfg.seed, &self.calibration, &self.cancel))?;
-                    stox.layers.iter().enumerate().map(|(i, l)| l.as_ref().map(|l| QatLayer::new(&net.nodes[i], l.config.clone(), *grad)).transpose()).collect::<stoxnet_core::Result<Vec<_>>>()?
+                    let layer = |i: usize, config: &LayerConfig| {
+                        let q = QatLayer::new(&net.nodes[i], config.clone(), *grad)?;
+                        Ok(if *learn_clip { q.with_learned_clip(net.shapes[net.nodes[i].inputs[0]].len()) } else { q })
+                    };
+                    stox.layers.iter().enumerate().map(|(i, l)| l.as_ref().map(|l| layer(i, &l.config)).transpose()).collect::<stoxnet_core::Result<Vec<_>>>()?
                 }
             };
             let trainer = Trainer::new(net, self.cfg.clone())?.with_qat(qat)?;

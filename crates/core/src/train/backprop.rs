@@ -334,18 +334,17 @@ fn linear_backward(l: &crate::graph::Linear, x: &[f32], dy: &[f32], n: usize) ->
     (dx, g)
 }
 
-/// Gradients of the learned normalisation and readout of crossbar layers
-/// (by node): d scale, d shift, d gain, d offset per column.
-pub type QatGrads = Vec<Option<[Vec<f32>; 4]>>;
+/// Gradients of the learned state of crossbar layers, by node.
+pub type QatGrads = Vec<Option<qat::XbarGrads>>;
 
-/// Backward of a crossbar conv under PS-QAT (see qat.rs): (dx, [dW, db?], dparams).
+/// Backward of a crossbar conv under PS-QAT (see qat.rs): (dx, [dW, db?], learned-state gradients).
 #[allow(clippy::too_many_arguments)]
-fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Buf, Vec<Vec<f32>>, [Vec<f32>; 4]) {
+fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Buf, Vec<Vec<f32>>, qat::XbarGrads) {
     let layer = &t.layer;
     let (p, k, o) = (os.h * os.w, layer.k, layer.out);
     let cols = layer.columns.len();
     let has_bias = c.bias.is_some();
-    let grads = || vec![vec![0f32; o * k], vec![0f32; if has_bias { o } else { 0 }], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols]];
+    let grads = || vec![vec![0f32; o * k], vec![0f32; if has_bias { o } else { 0 }], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols], vec![0f32; 1]];
     let per = cols * p;
     // Replay buffers: partial sums, converter outputs, the (unused) layer output.
     let replay = if t.recorded.is_some() { [0; 3] } else { [per, per, os.len()] };
@@ -365,19 +364,32 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
         qat::backward_image(ql, layer, &wt, rows, psi, ci, dyi, p, g);
         dlevels.fill(0.0);
         col2im(c, &g.dcols, xs, os, dlevels);
-        // Straight-through the input quantiser inside its range.
-        let (lo, hi) = if layer.input.signed { (-ql.config.input_clip, ql.config.input_clip) } else { (0.0, ql.config.input_clip) };
-        let inv = 1.0 / layer.input.step;
-        for ((d, &dl), &v) in dxi.iter_mut().zip(dlevels.iter()).zip(xi) {
-            *d = if v > lo && v < hi { dl * inv } else { 0.0 };
+        // Straight-through the input quantiser inside its range; the clip's
+        // gradient with q = step·level (qat.rs).
+        let input = &layer.input;
+        let (lo, hi) = if input.signed { (-ql.config.input_clip, ql.config.input_clip) } else { (0.0, ql.config.input_clip) };
+        let below = if input.signed { -1.0 } else { 0.0 };
+        let (inv, mut dclip) = (1.0 / input.step, 0f32);
+        for (((d, &dl), &v), &level) in dxi.iter_mut().zip(dlevels.iter()).zip(xi).zip(levels.iter()) {
+            let dq = dl * inv;
+            let (pass, dq_dclip) = if v >= hi {
+                (0.0, 1.0)
+            } else if v <= lo {
+                (0.0, below)
+            } else {
+                (dq, (level - v * input.inv_step) / input.levels)
+            };
+            *d = pass;
+            dclip += dq * dq_dclip;
         }
+        acc[6][0] += dclip;
         acc[0].iter_mut().zip(&g.dw).for_each(|(a, b)| *a += b);
         acc[1].iter_mut().zip(&g.db).for_each(|(a, b)| *a += b);
         for (a, d) in acc[2..].iter_mut().zip(&g.dparams) {
             a.iter_mut().zip(d).for_each(|(a, b)| *a += b);
         }
     });
-    let dparams: [Vec<f32>; 4] = std::array::from_fn(|j| std::mem::take(&mut total[2 + j]));
+    let learned = qat::XbarGrads { params: std::array::from_fn(|j| std::mem::take(&mut total[2 + j])), clip: total[6][0] };
     total.truncate(2);
     // Straight-through the weight quantiser: dw = d level / scale.
     for (oo, &s) in layer.weight_scale.iter().enumerate() {
@@ -386,7 +398,7 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     if !has_bias {
         total.truncate(1);
     }
-    (dx, total, dparams)
+    (dx, total, learned)
 }
 
 /// Backward from the gradient of the output value; returns parameter

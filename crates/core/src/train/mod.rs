@@ -233,16 +233,20 @@ impl Trainer {
                     c.sgd.update(lr, p, g, v);
                 }
             }
-            // The learned normalisation and readout: same optimiser, no weight decay.
+            // The learned normalisation, readout and clip: same optimiser, no weight decay.
             let plain = sgd::Sgd { weight_decay: 0.0, ..c.sgd };
             for (layer, g) in self.qat.iter_mut().zip(&qgrads) {
                 if let (Some(layer), Some(g)) = (layer, g) {
-                    if layer.learned[0].is_empty() {
-                        continue;
+                    if !layer.learned[0].is_empty() {
+                        let g = layer.learned_grads(g);
+                        for ((p, g), v) in layer.learned.iter_mut().zip(&g).zip(layer.velocity.iter_mut()) {
+                            plain.update(lr, p, g, v);
+                        }
                     }
-                    let g = layer.learned_grads(g);
-                    for ((p, g), v) in layer.learned.iter_mut().zip(&g).zip(layer.velocity.iter_mut()) {
-                        plain.update(lr, p, g, v);
+                    if let Some(clip) = &mut layer.clip {
+                        plain.update(lr, std::slice::from_mut(&mut clip.value), &[g.clip * clip.grad_scale], std::slice::from_mut(&mut clip.velocity));
+                        // A clip at or below zero has no levels: keep it positive.
+                        clip.value = clip.value.max(1e-3 * clip.base);
                     }
                     layer.compose();
                 }
@@ -278,6 +282,9 @@ impl Trainer {
             for v in &layer.velocity {
                 out.extend(v);
             }
+            if let Some(c) = &layer.clip {
+                out.extend([c.value, c.velocity]);
+            }
         }
         out
     }
@@ -310,6 +317,11 @@ impl Trainer {
             }
             for v in &mut layer.velocity {
                 take(v);
+            }
+            if let Some(c) = &mut layer.clip {
+                let mut pair = [0f32; 2];
+                take(&mut pair);
+                [c.value, c.velocity] = pair;
             }
             layer.compose();
         }

@@ -15,6 +15,16 @@
 //! and the inputs (d x_in = d level / step inside [0, clip]).
 //! One weight slice and one input stream per weight: bit-sliced training
 //! would need a surrogate for the digit decomposition, which is refused.
+//!
+//! The input clip can be learned too (`with_learned_clip`). The gradient is
+//! taken in float space, q = step·level with step = clip/levels:
+//! ∂q/∂clip = (level − x/step)/levels inside the range (LSQ, Esser et al.
+//! 2020) and ±1 where x is clipped (PACT, Choi et al. 2018). For that to be
+//! the whole gradient, a normalising converter's scale follows the clip
+//! and its readout the inverse (scale = γn·s0·r, gain = γr·g0/r,
+//! offset = (h0 + βr·g0)/r with r = clip/clip0): it then normalises Σ w·q,
+//! and its output, which the layer scales by the step, does not move with
+//! the clip. Other converters' outputs are Σ w·q already.
 
 use crate::bail;
 use crate::converter::Converter;
@@ -47,6 +57,28 @@ pub struct QatLayer {
     /// γn, βn, γr, βr per column.
     pub learned: [Vec<f32>; 4],
     pub velocity: [Vec<f32>; 4],
+    pub clip: Option<LearnedClip>,
+}
+
+/// A learned input clip, from its calibrated value `base`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnedClip {
+    pub base: f32,
+    pub value: f32,
+    pub velocity: f32,
+    /// LSQ's gradient scale 1/√(features · levels): without it the clip,
+    /// whose gradient sums over every input of the layer, would take steps
+    /// hundreds of times larger than the weights'.
+    pub grad_scale: f32,
+}
+
+/// Raw gradients of a crossbar layer's learned state: d scale, d shift,
+/// d gain, d offset per column (empty unless the converter normalises), and
+/// d clip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct XbarGrads {
+    pub params: [Vec<f32>; 4],
+    pub clip: f32,
 }
 
 impl QatLayer {
@@ -67,33 +99,51 @@ impl QatLayer {
         let n = base[0].len();
         let learned = [vec![1f32; n], vec![0f32; n], vec![1f32; n], vec![0f32; n]];
         let velocity = std::array::from_fn(|_| vec![0f32; n]);
-        Ok(QatLayer { config, grad, base, learned, velocity })
+        Ok(QatLayer { config, grad, base, learned, velocity, clip: None })
+    }
+
+    /// Learns the input clip too; `features`: the layer's inputs per image.
+    pub fn with_learned_clip(mut self, features: usize) -> QatLayer {
+        let levels = crate::quant::InputQuant::new(self.config.mapping.input_bits, self.config.input_clip, self.config.input_signed).levels;
+        let c = self.config.input_clip;
+        self.clip = Some(LearnedClip { base: c, value: c, velocity: 0.0, grad_scale: 1.0 / (features as f32 * levels).sqrt() });
+        self
+    }
+
+    /// clip / calibrated clip: the factor a normalising scale follows.
+    fn clip_ratio(&self) -> f32 {
+        self.clip.as_ref().map_or(1.0, |c| c.value / c.base)
     }
 
     /// Recomputes `config.params` from the calibrated base and the learned values.
     pub fn compose(&mut self) {
+        let r = self.clip_ratio();
+        if let Some(c) = &self.clip {
+            self.config.input_clip = c.value;
+        }
         let [s0, t0, g0, h0] = &self.base;
         let [gn, bn, gr, br] = &self.learned;
         let ColumnParams { norm_scale, norm_shift, readout_gain, readout_offset, .. } = &mut self.config.params;
         for i in 0..s0.len() {
-            norm_scale[i] = gn[i] * s0[i];
+            norm_scale[i] = gn[i] * s0[i] * r;
             norm_shift[i] = bn[i] + gn[i] * t0[i];
-            readout_gain[i] = gr[i] * g0[i];
-            readout_offset[i] = h0[i] + br[i] * g0[i];
+            readout_gain[i] = gr[i] * g0[i] / r;
+            readout_offset[i] = (h0[i] + br[i] * g0[i]) / r;
         }
     }
 
     /// Turns gradients of (scale, shift, gain, offset) into gradients of the
     /// learned (γn, βn, γr, βr).
-    pub fn learned_grads(&self, raw: &[Vec<f32>; 4]) -> [Vec<f32>; 4] {
+    pub fn learned_grads(&self, raw: &XbarGrads) -> [Vec<f32>; 4] {
         let [s0, t0, g0, _] = &self.base;
-        let [ds, dt, dg, dh] = raw;
+        let [ds, dt, dg, dh] = &raw.params;
         let n = s0.len();
+        let r = self.clip_ratio();
         [
-            (0..n).map(|i| ds[i] * s0[i] + dt[i] * t0[i]).collect(),
+            (0..n).map(|i| ds[i] * s0[i] * r + dt[i] * t0[i]).collect(),
             dt.clone(),
-            (0..n).map(|i| dg[i] * g0[i]).collect(),
-            (0..n).map(|i| dh[i] * g0[i]).collect(),
+            (0..n).map(|i| dg[i] * g0[i] / r).collect(),
+            (0..n).map(|i| dh[i] * g0[i] / r).collect(),
         ]
     }
 

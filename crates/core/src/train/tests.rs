@@ -240,6 +240,11 @@ mod qat_tests {
 
     /// c2 (4→8, K = 36) on three balanced 12-row subarrays with an MTJ, T = 4.
     fn qat_layers(net: &Network, grad: MtjGrad) -> Vec<Option<QatLayer>> {
+        qat_layers_with(net, grad, |_| {})
+    }
+
+    /// `qat_layers` with its configuration changed by `edit`.
+    fn qat_layers_with(net: &Network, grad: MtjGrad, edit: impl Fn(&mut LayerConfig)) -> Vec<Option<QatLayer>> {
         let cols = 3 * 8;
         let config = LayerConfig {
             mapping: Mapping { rows: 16, cols: 128, split: Split::Balanced, weight_bits: 4, weight_slice_bits: 4, input_bits: 4, input_stream_bits: 4, weight_quant: WeightQuant::Uniform, signed: SignedMapping::Differential },
@@ -255,6 +260,8 @@ mod qat_tests {
                 ..ColumnParams::default()
             },
         };
+        let mut config = config;
+        edit(&mut config);
         net.nodes.iter().enumerate().map(|(i, n)| (i == 3).then(|| QatLayer::new(n, config.clone(), grad).unwrap())).collect()
     }
 
@@ -332,6 +339,90 @@ mod qat_tests {
         assert!(num * ana > 0.0 && (num - ana).abs() < 0.35 * ana.abs(), "numeric {num} analytic {ana}");
     }
 
+    /// `tiny` with the hardtanh after c2 opened to ±100: the loss is then
+    /// smooth in c2's output, so a finite difference in the clip only meets
+    /// the kinks the clip itself makes.
+    fn smooth_tiny() -> Network {
+        let mut net = tiny();
+        net.nodes[7].op = Op::Hardtanh { min: -100.0, max: 100.0 };
+        net
+    }
+
+    /// c2's input (a ReLU output) quantised to 16 bits, some of it above the
+    /// clip, and the clip learned. The loss is then piecewise smooth in the
+    /// clip, with a kink wherever the clip crosses an input value; a finite
+    /// difference must stay inside one smooth piece. So the clip is put in
+    /// the middle of the widest gap between input values in 0.8…1.2 and h is
+    /// a quarter of that gap. Moving the clip by h moves each inside level by
+    /// at most one step (clip/65535), so rounding adds under 1 % of the
+    /// clipped inputs' gradient; f64 loss from f32 logits adds about
+    /// 1e-7 / h.
+    fn clip_setup(net: &Network, x: &[f32], grad: MtjGrad, converter: Converter, norm: f32) -> (Vec<Option<QatLayer>>, f32) {
+        let mut work = net.clone();
+        let tape = backprop::forward(&mut work, x.to_vec(), x.len() / 72, true, None).unwrap();
+        let mut near: Vec<f32> = tape.values[net.nodes[3].inputs[0]].iter().cloned().filter(|v| (0.8..1.2).contains(v)).collect();
+        near.sort_by(f32::total_cmp);
+        let (gap, at) = near.windows(2).map(|w| (w[1] - w[0], 0.5 * (w[0] + w[1]))).max_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
+        let mut layers = qat_layers_with(net, grad, |c| {
+            let levels = 65535.0;
+            c.mapping.input_bits = 16;
+            c.mapping.input_stream_bits = 16;
+            // The normalisation and readout were set for 15 levels over a
+            // clip of 2.0 (the layer's output is scaled by the step).
+            let ratio = 15.0 * at / (2.0 * levels);
+            c.params.norm_scale.iter_mut().for_each(|s| *s *= norm * ratio);
+            c.params.readout_gain.iter_mut().for_each(|g| *g /= ratio);
+            c.params.readout_offset.iter_mut().for_each(|h| *h /= ratio);
+            c.input_clip = at;
+            c.converter = converter;
+        });
+        let inputs = net.shapes[net.nodes[3].inputs[0]].len();
+        layers[3] = layers[3].take().map(|l| l.with_learned_clip(inputs));
+        (layers, gap / 4.0)
+    }
+
+    /// (finite difference, analytic) gradient of the mean loss in the clip.
+    fn clip_gradient(net: &Network, layers: &[Option<QatLayer>], x: &[f32], labels: &[u8], h: f32) -> (f64, f64) {
+        let (_, qg) = qat_grads(net, layers, x, labels, backprop::TAPE_BYTES);
+        let moved = |delta: f32| {
+            let mut l = layers.to_vec();
+            let q = l[3].as_mut().unwrap();
+            q.clip.as_mut().unwrap().value += delta;
+            q.compose();
+            qat_loss(net, &l, x, labels)
+        };
+        ((moved(h) - moved(-h)) / (2.0 * h as f64), qg[3].as_ref().unwrap().clip as f64)
+    }
+
+    /// Ideal conversion: the loss depends on the inputs only through
+    /// q = step·level, so the LSQ + PACT gradient is its derivative.
+    #[test]
+    fn learned_clip_gradient_matches_finite_differences() {
+        let net = smooth_tiny();
+        let (x, labels) = batch(4);
+        let (layers, h) = clip_setup(&net, &x, MtjGrad::Ste, Converter::Ideal, 1.0);
+        let clip = layers[3].as_ref().unwrap().config.input_clip;
+        let mut work = net.clone();
+        let input = backprop::forward(&mut work, x.clone(), 4, true, None).unwrap().values.swap_remove(3);
+        assert!(input.iter().filter(|&&v| v > clip).count() > 10 && input.iter().any(|&v| v > 0.0 && v < clip));
+        let (num, ana) = clip_gradient(&net, &layers, &x, &labels, h);
+        assert!(ana.abs() > 1e-3 && (num - ana).abs() <= 0.01 * ana.abs(), "numeric {num} analytic {ana} (h {h})");
+    }
+
+    /// An MTJ layer with the `expected` surrogate and 4096 samples (a nearly
+    /// smooth loss, as in `expected_surrogate_tracks_the_mean_loss`, with
+    /// its tolerance): the gradient holds only because the normalisation
+    /// follows the clip. Without that, a wider clip would shrink every
+    /// partial sum the normalisation sees, an effect the gradient leaves out.
+    #[test]
+    fn learned_clip_gradient_through_the_mtj_tracks_the_mean_loss() {
+        let net = smooth_tiny();
+        let (x, labels) = batch(4);
+        let (layers, h) = clip_setup(&net, &x, MtjGrad::Expected, Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 4096 }, 1.0);
+        let (num, ana) = clip_gradient(&net, &layers, &x, &labels, h);
+        assert!(num * ana > 0.0 && (num - ana).abs() < 0.35 * ana.abs(), "numeric {num} analytic {ana} (h {h})");
+    }
+
     /// Backward reads the recorded partial sums and converter outputs, or
     /// replays the forward when they exceed the tape budget: the same
     /// gradients, bit for bit.
@@ -369,5 +460,25 @@ mod qat_tests {
         assert_eq!(r.state(), a.state());
         // The learned normalisation moved.
         assert_ne!(a.qat[3].as_ref().unwrap().config.params.norm_shift, qat_layers(&tiny(), MtjGrad::Ste)[3].as_ref().unwrap().config.params.norm_shift);
+        // With a learned clip: the clip moves, and resume stays bit for bit.
+        let features = tiny().shapes[3].len();
+        let make = || {
+            let mut layers = qat_layers(&tiny(), MtjGrad::Ste);
+            layers[3] = layers[3].take().map(|l| l.with_learned_clip(features));
+            Trainer::new(tiny(), TrainConfig { augment: false, ..config(20) }).unwrap().with_qat(layers).unwrap()
+        };
+        let mut a = make();
+        a.train_batches(&data, 0, 0, 3).unwrap();
+        a.train_batches(&data, 1, 0, 3).unwrap();
+        let mut b = make();
+        b.train_batches(&data, 0, 0, 3).unwrap();
+        let (state, step) = (b.state(), b.step);
+        let mut r = make();
+        r.load_state(&state, step).unwrap();
+        r.train_batches(&data, 1, 0, 3).unwrap();
+        assert_eq!(r.state(), a.state());
+        let q = a.qat[3].as_ref().unwrap();
+        assert_ne!(q.config.input_clip, 2.0);
+        assert_eq!(q.config.input_clip, q.clip.as_ref().unwrap().value);
     }
 }
