@@ -139,21 +139,7 @@ fn distillation_trains_toward_the_teacher_and_resumes_bit_for_bit() {
     }
     let last = t.train_batches(&data, 19, 0, 3).unwrap();
     assert!(last.loss_sum < 0.5 * first.loss_sum, "{} -> {}", first.loss_sum, last.loss_sum);
-    let mut r = fresh();
-    for e in 0..10 {
-        r.train_batches(&data, e, 0, 3).unwrap();
-    }
-    let (state, step) = (r.state(), r.step);
-    let mut r = fresh();
-    r.load_state(&state, step).unwrap();
-    for e in 10..20 {
-        r.train_batches(&data, e, 0, 3).unwrap();
-    }
-    let mut u = fresh();
-    for e in 0..20 {
-        u.train_batches(&data, e, 0, 3).unwrap();
-    }
-    assert_eq!(r.state(), u.state());
+    assert_resume_is_bit_identical(fresh, &data, 10, 20);
     // Teacher checks: it needs distillation settings and the student's shape.
     let err = Trainer::new(tiny(), config(1)).unwrap().with_teacher(teacher.clone()).err().unwrap();
     assert!(err.0.contains("teacher") && err.0.contains("alpha"), "{}", err.0);
@@ -161,6 +147,27 @@ fn distillation_trains_toward_the_teacher_and_resumes_bit_for_bit() {
     other.input.h = 8;
     let err = Trainer::new(tiny(), cfg.clone()).unwrap().with_teacher(other).err().unwrap();
     assert!(err.0.contains("teacher: takes 2x8x6"), "{}", err.0);
+}
+
+/// Trains `make()` for `epochs` epochs straight through, and again with a
+/// save and a fresh trainer resuming after epoch `stop`: the states must be
+/// equal bit for bit. Returns the straight-through trainer.
+fn assert_resume_is_bit_identical(make: impl Fn() -> Trainer, data: &Dataset, stop: usize, epochs: usize) -> Trainer {
+    let mut straight = make();
+    for e in 0..epochs {
+        straight.train_batches(data, e, 0, 3).unwrap();
+    }
+    let mut first = make();
+    for e in 0..stop {
+        first.train_batches(data, e, 0, 3).unwrap();
+    }
+    let mut resumed = make();
+    resumed.load_state(&first.state(), first.step).unwrap();
+    for e in stop..epochs {
+        resumed.train_batches(data, e, 0, 3).unwrap();
+    }
+    assert_eq!(resumed.state(), straight.state());
+    straight
 }
 
 fn config(epochs: usize) -> TrainConfig {
@@ -448,16 +455,7 @@ mod qat_tests {
         }
         let last = t.train_batches(&data, 19, 0, 3).unwrap();
         assert!(last.loss_sum < 0.8 * first.loss_sum, "{} -> {}", first.loss_sum, last.loss_sum);
-        let mut a = make();
-        a.train_batches(&data, 0, 0, 3).unwrap();
-        a.train_batches(&data, 1, 0, 3).unwrap();
-        let mut b = make();
-        b.train_batches(&data, 0, 0, 3).unwrap();
-        let (state, step) = (b.state(), b.step);
-        let mut r = make();
-        r.load_state(&state, step).unwrap();
-        r.train_batches(&data, 1, 0, 3).unwrap();
-        assert_eq!(r.state(), a.state());
+        let a = assert_resume_is_bit_identical(make, &data, 1, 2);
         // The learned normalisation moved.
         assert_ne!(a.qat[3].as_ref().unwrap().config.params.norm_shift, qat_layers(&tiny(), MtjGrad::Ste)[3].as_ref().unwrap().config.params.norm_shift);
         // With a learned clip: the clip moves, and resume stays bit for bit.
@@ -467,16 +465,7 @@ mod qat_tests {
             layers[3] = layers[3].take().map(|l| l.with_learned_clip(features));
             Trainer::new(tiny(), TrainConfig { augment: false, ..config(20) }).unwrap().with_qat(layers).unwrap()
         };
-        let mut a = make();
-        a.train_batches(&data, 0, 0, 3).unwrap();
-        a.train_batches(&data, 1, 0, 3).unwrap();
-        let mut b = make();
-        b.train_batches(&data, 0, 0, 3).unwrap();
-        let (state, step) = (b.state(), b.step);
-        let mut r = make();
-        r.load_state(&state, step).unwrap();
-        r.train_batches(&data, 1, 0, 3).unwrap();
-        assert_eq!(r.state(), a.state());
+        let a = assert_resume_is_bit_identical(make, &data, 1, 2);
         let q = a.qat[3].as_ref().unwrap();
         assert_ne!(q.config.input_clip, 2.0);
         assert_eq!(q.config.input_clip, q.clip.as_ref().unwrap().value);
