@@ -776,7 +776,6 @@ pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Arr
                     total,
                 },
                 label_smoothing: config.label_smoothing as f32,
-                distill: config.distill.as_ref().map(|d| Distill { alpha: d.alpha as f32, temperature: d.temperature as f32 }),
                 augment: config.augment,
                 seed: config.seed as u64,
                 normalize: Normalize { mean: std::array::from_fn(|i| config.mean[i] as f32), std: std::array::from_fn(|i| config.std[i] as f32) },
@@ -789,7 +788,7 @@ pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Arr
             let teacher = config
                 .distill
                 .as_ref()
-                .map(|d| network(&d.teacher).map(|n| (n, d.source.clone())).map_err(|e| stoxnet_core::Error::new(format!("teacher {}: {}", d.source, e.0))))
+                .map(|d| network(&d.teacher).map(|n| (n, Distill { alpha: d.alpha as f32, temperature: d.temperature as f32 }, d.source.clone())).map_err(|e| stoxnet_core::Error::new(format!("teacher {}: {}", d.source, e.0))))
                 .transpose()?;
             let qat = match &config.layers {
                 None => None,
@@ -810,7 +809,7 @@ pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Arr
 
 pub struct CreateTrainer {
     net: Option<Network>,
-    teacher: Option<(Network, String)>,
+    teacher: Option<(Network, Distill, String)>,
     cfg: TrainConfig,
     init: bool,
     qat: Option<(Vec<Option<LayerSpec>>, MtjGrad, bool)>,
@@ -844,7 +843,7 @@ impl Task for CreateTrainer {
             };
             let trainer = Trainer::new(net, self.cfg.clone())?.with_qat(qat)?;
             match self.teacher.take() {
-                Some((t, source)) => trainer.with_teacher(t).map_err(|e| stoxnet_core::Error::new(format!("{source}: {}", e.0))),
+                Some((t, d, source)) => trainer.with_teacher(t, d).map_err(|e| stoxnet_core::Error::new(format!("{source}: {}", e.0))),
                 None => Ok(trainer),
             }
         })

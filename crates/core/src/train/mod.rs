@@ -24,8 +24,6 @@ pub struct TrainConfig {
     pub batch: usize,
     pub sgd: Sgd,
     pub label_smoothing: f32,
-    /// Knowledge distillation from a teacher network (`Trainer::with_teacher`).
-    pub distill: Option<Distill>,
     pub augment: bool,
     pub seed: u64,
     pub normalize: Normalize,
@@ -151,8 +149,9 @@ pub struct Trainer {
     pub qat: Vec<Option<qat::QatLayer>>,
     /// Optimiser steps taken so far.
     pub step: usize,
-    /// The distillation teacher (eval-mode BatchNorm, never updated).
-    teacher: Option<Network>,
+    /// The distillation teacher (eval-mode BatchNorm, never updated) and how
+    /// its logits enter the loss.
+    teacher: Option<(Network, Distill)>,
 }
 
 impl Trainer {
@@ -174,16 +173,13 @@ impl Trainer {
         Ok(self)
     }
 
-    /// Distils from `teacher` (needs `config.distill`): same input and classes.
-    pub fn with_teacher(mut self, teacher: Network) -> Result<Trainer> {
-        if self.config.distill.is_none() {
-            bail!("teacher: a teacher network needs distillation settings (alpha, temperature)");
-        }
+    /// Distils from `teacher`, which takes the same input and gives the same classes.
+    pub fn with_teacher(mut self, teacher: Network, distill: Distill) -> Result<Trainer> {
         let (a, b) = (&teacher.input, &self.net.input);
         if (a.c, a.h, a.w) != (b.c, b.h, b.w) || teacher.classes() != self.net.classes() {
             bail!("teacher: takes {}x{}x{} inputs and gives {} classes; the trained network takes {}x{}x{} and gives {}", a.c, a.h, a.w, teacher.classes(), b.c, b.h, b.w, self.net.classes());
         }
-        self.teacher = Some(teacher);
+        self.teacher = Some((teacher, distill));
         Ok(self)
     }
 
@@ -215,9 +211,9 @@ impl Trainer {
             // Stochastic draws of image i in epoch e are keyed e·N + i: fresh every epoch.
             let images: Vec<usize> = idx.iter().map(|&i| epoch * data.len() + i as usize).collect();
             let q = (!self.qat.is_empty()).then(|| backprop::Qat { layers: &self.qat, seed: c.seed, images: &images, tape_bytes: backprop::TAPE_BYTES });
-            let soft = match (&mut self.teacher, c.distill) {
-                (Some(t), Some(d)) => Some((backprop::forward(t, x.clone(), idx.len(), false, None)?.values.swap_remove(t.output), d)),
-                _ => None,
+            let soft = match &mut self.teacher {
+                Some((t, d)) => Some((backprop::forward(t, x.clone(), idx.len(), false, None)?.values.swap_remove(t.output), *d)),
+                None => None,
             };
             let tape = backprop::forward(&mut self.net, x, idx.len(), true, q.as_ref())?;
             let (loss, correct, dlogits) = softmax_cross_entropy(&tape.values[self.net.output], &labels, classes, c.label_smoothing, soft.as_ref().map(|(l, d)| (&l[..], *d)));

@@ -128,10 +128,11 @@ fn distillation_trains_toward_the_teacher_and_resumes_bit_for_bit() {
         teacher.train_batches(&data, e, 0, 3).unwrap();
     }
     let teacher = teacher.net;
-    let cfg = TrainConfig { augment: false, distill: Some(Distill { alpha: 1.0, temperature: 2.0 }), ..config(20) };
+    let cfg = TrainConfig { augment: false, ..config(20) };
+    let distill = Distill { alpha: 1.0, temperature: 2.0 };
     let mut student = tiny();
     init(&mut student, 99);
-    let fresh = || Trainer::new(student.clone(), cfg.clone()).unwrap().with_teacher(teacher.clone()).unwrap();
+    let fresh = || Trainer::new(student.clone(), cfg.clone()).unwrap().with_teacher(teacher.clone(), distill).unwrap();
     let mut t = fresh();
     let first = t.train_batches(&data, 0, 0, 3).unwrap();
     for e in 1..20 {
@@ -140,12 +141,10 @@ fn distillation_trains_toward_the_teacher_and_resumes_bit_for_bit() {
     let last = t.train_batches(&data, 19, 0, 3).unwrap();
     assert!(last.loss_sum < 0.5 * first.loss_sum, "{} -> {}", first.loss_sum, last.loss_sum);
     assert_resume_is_bit_identical(fresh, &data, 10, 20);
-    // Teacher checks: it needs distillation settings and the student's shape.
-    let err = Trainer::new(tiny(), config(1)).unwrap().with_teacher(teacher.clone()).err().unwrap();
-    assert!(err.0.contains("teacher") && err.0.contains("alpha"), "{}", err.0);
+    // The teacher must take the student's input.
     let mut other = teacher.clone();
     other.input.h = 8;
-    let err = Trainer::new(tiny(), cfg.clone()).unwrap().with_teacher(other).err().unwrap();
+    let err = Trainer::new(tiny(), cfg.clone()).unwrap().with_teacher(other, distill).err().unwrap();
     assert!(err.0.contains("teacher: takes 2x8x6"), "{}", err.0);
 }
 
@@ -176,7 +175,6 @@ fn config(epochs: usize) -> TrainConfig {
         batch: 4,
         sgd: Sgd { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 5e-4, schedule: Schedule::Cosine, warmup: 2, total: epochs * 3 },
         label_smoothing: 0.1,
-        distill: None,
         augment: true,
         seed: 5,
         normalize: Normalize { mean: [0.5; 3], std: [0.25; 3] },
