@@ -19,15 +19,15 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'stoxnet-train-'));
 const small = ['--data', DATA_DIR, '--train-images', '256', '--batch', '64', '--seed', '3', '--json'];
 
 describe.skipIf(!HAVE_DATA)('stoxnet train (FP32, from scratch)', () => {
-  it('logs, checkpoints, resumes bit for bit and exports a model onnxruntime agrees with', async () => {
+  it('logs, checkpoints, resumes bit for bit (with an EMA of the model) and exports a model onnxruntime agrees with', async () => {
     const [a, b] = [tmp(), tmp()];
-    const { stdout } = await run('node', [CLI, 'train', '--arch', 'resnet20', '--out', a, '--epochs', '2', ...small]);
+    const { stdout } = await run('node', [CLI, 'train', '--arch', 'resnet20', '--out', a, '--epochs', '2', '--ema', '0.9', ...small]);
     const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.epoch)).toEqual([1, 2]);
     for (const key of ['loss', 'trainTop1', 'testTop1', 'lr', 'imagesPerSecond']) expect(typeof lines[0][key]).toBe('number');
     expect(readFileSync(join(a, 'log.jsonl'), 'utf8').trim().split('\n')).toHaveLength(2);
     // Stop after one epoch, resume: the same checkpoint and model, byte for byte.
-    await run('node', [CLI, 'train', '--arch', 'resnet20', '--out', b, '--epochs', '2', '--stop-after', '1', ...small]);
+    await run('node', [CLI, 'train', '--arch', 'resnet20', '--out', b, '--epochs', '2', '--ema', '0.9', '--stop-after', '1', ...small]);
     await run('node', [CLI, 'train', '--resume', b, '--data', DATA_DIR, '--train-images', '256']);
     expect(readFileSync(join(b, 'checkpoint.bin')).equals(readFileSync(join(a, 'checkpoint.bin')))).toBe(true);
     expect(readFileSync(join(b, 'model.onnx')).equals(readFileSync(join(a, 'model.onnx')))).toBe(true);
@@ -45,6 +45,8 @@ describe.skipIf(!HAVE_DATA)('stoxnet train (FP32, from scratch)', () => {
     expect(both.stderr).toMatch(/give exactly one of --arch NAME or --from MODEL.onnx/);
     const resume = await run('node', [CLI, 'train', '--resume', tmp()]).catch((e) => e);
     expect(resume.stderr).toMatch(/no checkpoint in/);
+    const ema = await run('node', [CLI, 'train', '--arch', 'resnet20', '--out', tmp(), '--ema', '1', ...small]).catch((e) => e);
+    expect(ema.stderr).toMatch(/--ema: expected a number in \[0.000001, 0.999999\], got "1"/);
   });
 });
 
@@ -73,7 +75,7 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('PS-QAT', () => {
     const out = tmp();
     const { stdout } = await run('node', [
       CLI, 'train', '--from', model('resnet20-bn.onnx'), '--out', out, '--epochs', '1', '--lr', '0.01',
-      '--converter', 'mtj', '--samples', '2', '--calibration-images', '32', '--mtj-grad', 'expected', '--learn-clip', ...small,
+      '--converter', 'mtj', '--samples', '2', '--calibration-images', '32', '--mtj-grad', 'expected', '--learn-clip', '--ema', '0.5', ...small,
     ]);
     const log = JSON.parse(stdout.trim().split('\n').at(-1)!);
     const path = join(out, 'model.onnx');

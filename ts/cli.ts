@@ -215,7 +215,7 @@ const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a CIFAR-10 ResNet from scratch or fine-tune an ONNX model; checkpoints every epoch, resumable',
-    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--mtj-grad ste|expected] [--learn-clip] [--teacher MODEL.onnx [--distill-alpha X] [--distill-temperature X]] [--json] | --resume DIR [--epochs N] [--stop-after N]',
+    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--mtj-grad ste|expected] [--learn-clip] [--teacher MODEL.onnx [--distill-alpha X] [--distill-temperature X]] [--ema DECAY] [--json] | --resume DIR [--epochs N] [--stop-after N]',
     options: {
       arch: { type: 'string' },
       from: { type: 'string' },
@@ -241,6 +241,7 @@ const commands: Record<string, Command> = {
       teacher: { type: 'string' },
       'distill-alpha': { type: 'string' },
       'distill-temperature': { type: 'string' },
+      ema: { type: 'string' },
       config: { type: 'string' },
       json: { type: 'boolean' },
       ...configOptions,
@@ -272,6 +273,7 @@ const commands: Record<string, Command> = {
       '--teacher MODEL.onnx': 'distil from this model, run in FP32 in eval mode on the same augmented images (knowledge distillation)',
       '--distill-alpha X': 'weight of the teacher term: loss = (1 − α)·CE + α·τ²·KL(teacher ‖ student) at temperature τ (default 0.5)',
       '--distill-temperature X': 'softmax temperature τ of the teacher term (default 4)',
+      '--ema DECAY': 'keep an exponential moving average of the weights, BatchNorm statistics and learned crossbar state (decay per step, e.g. 0.999); the test accuracy, checkpoint and model.onnx are the average\'s',
       '--json': 'print each epoch\'s log line on stdout',
     },
     interrupted: (v) => `the state is checkpointed in ${v.resume ?? v.out}; continue with \`stoxnet train --resume ${v.resume ?? v.out}\``,
@@ -306,6 +308,7 @@ const commands: Record<string, Command> = {
         teacher: v.teacher as string | undefined,
         distillAlpha: v['distill-alpha'] as never,
         distillTemperature: v['distill-temperature'] as never,
+        ema: v.ema as never,
         onProgress: (done, total) => bar.update(done, total),
         onEpoch: (e) => {
           bar.stop();

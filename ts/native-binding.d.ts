@@ -46,9 +46,12 @@ export declare class NativeTrainer {
   trainBatches(epoch: number, from: number, to: number, threads: number): Promise<TrainProgress>
   /** The learning rate of the next step. */
   learningRate(): number
-  /** The current network (eval-mode BatchNorm uses the running statistics). */
+  /**
+   * The network the run produces (its EMA if it keeps one); eval-mode
+   * BatchNorm uses the running statistics.
+   */
   network(): NetworkSpec
-  /** The learned state of each PS-QAT crossbar layer. */
+  /** The learned state of each PS-QAT crossbar layer of that network. */
   learned(): Array<LearnedJs>
   /** Parameters, BatchNorm statistics and momentum, for a checkpoint. */
   state(): TrainState
@@ -258,6 +261,8 @@ export interface TrainConfigJs {
   distill?: DistillJs
   /** PS-QAT: learn each crossbar layer's input clip (LSQ/PACT gradient). */
   learnClip?: boolean
+  /** Keep an exponential moving average of the model with this decay per step. */
+  ema?: number
 }
 
 export interface TrainProgress {

@@ -46,6 +46,12 @@ export interface TrainSettings {
   distillAlpha: number;
   /** Softmax temperature τ of the teacher term. */
   distillTemperature: number;
+  /**
+   * Decay per step of an exponential moving average of the model (weights,
+   * BatchNorm statistics, learned crossbar state); the test accuracy and the
+   * exported model are then the average's.
+   */
+  ema?: number;
 }
 
 export interface TrainOptions extends Partial<TrainSettings> {
@@ -126,6 +132,8 @@ export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
     distillTemperature: num('--distill-temperature', o.distillTemperature ?? DEFAULTS.distillTemperature, 1e-3, 1000),
   };
   if (o.teacher !== undefined) s.teacher = resolve(o.teacher);
+  // Decay 0 would be no average, decay 1 no update.
+  if (o.ema !== undefined) s.ema = num('--ema', o.ema, 1e-6, 1 - 1e-6);
   resolveConfig(s.stox as Record<string, unknown>); // validated here, once
   if (o.arch !== undefined) s.arch = oneOf('--arch', o.arch, ARCHS);
   if (o.from !== undefined) s.from = resolve(o.from);

@@ -695,6 +695,8 @@ pub struct TrainConfigJs {
     pub distill: Option<DistillJs>,
     /// PS-QAT: learn each crossbar layer's input clip (LSQ/PACT gradient).
     pub learn_clip: Option<bool>,
+    /// Keep an exponential moving average of the model with this decay per step.
+    pub ema: Option<f64>,
 }
 
 #[napi(object)]
@@ -802,7 +804,7 @@ pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Arr
                     Some((specs, grad, config.learn_clip.unwrap_or(false)))
                 }
             };
-            Ok(CreateTrainer { net: Some(net), teacher, cfg, init: config.init, qat, calibration: calibration.to_vec(), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }), threads: threads as usize, cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default() })
+            Ok(CreateTrainer { net: Some(net), teacher, cfg, init: config.init, qat, ema: config.ema.map(|d| d as f32), calibration: calibration.to_vec(), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }), threads: threads as usize, cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default() })
         })?;
     Ok(AsyncTask::new(setup))
 }
@@ -813,6 +815,7 @@ pub struct CreateTrainer {
     cfg: TrainConfig,
     init: bool,
     qat: Option<(Vec<Option<LayerSpec>>, MtjGrad, bool)>,
+    ema: Option<f32>,
     calibration: Vec<f32>,
     data: Arc<Dataset>,
     threads: usize,
@@ -841,7 +844,10 @@ impl Task for CreateTrainer {
                     stox.layers.iter().enumerate().map(|(i, l)| l.as_ref().map(|l| layer(i, &l.config)).transpose()).collect::<stoxnet_core::Result<Vec<_>>>()?
                 }
             };
-            let trainer = Trainer::new(net, self.cfg.clone())?.with_qat(qat)?;
+            let mut trainer = Trainer::new(net, self.cfg.clone())?.with_qat(qat)?;
+            if let Some(decay) = self.ema {
+                trainer = trainer.with_ema(decay)?;
+            }
             match self.teacher.take() {
                 Some((t, d, source)) => trainer.with_teacher(t, d).map_err(|e| stoxnet_core::Error::new(format!("{source}: {}", e.0))),
                 None => Ok(trainer),
@@ -877,22 +883,24 @@ impl NativeTrainer {
         })
     }
 
-    /// The current network (eval-mode BatchNorm uses the running statistics).
+    /// The network the run produces (its EMA if it keeps one); eval-mode
+    /// BatchNorm uses the running statistics.
     #[napi]
     pub fn network(&self) -> napi::Result<NetworkSpec> {
         guarded(|| {
-            let t = self.trainer.lock().map_err(|_| stoxnet_core::Error::new("trainer is poisoned by an earlier panic"))?;
-            Ok(spec_of(&t.net))
+            let mut t = self.trainer.lock().map_err(|_| stoxnet_core::Error::new("trainer is poisoned by an earlier panic"))?;
+            Ok(spec_of(&t.model().0))
         })
     }
 
-    /// The learned state of each PS-QAT crossbar layer.
+    /// The learned state of each PS-QAT crossbar layer of that network.
     #[napi]
     pub fn learned(&self) -> napi::Result<Vec<LearnedJs>> {
         guarded(|| {
-            let t = self.trainer.lock().map_err(|_| stoxnet_core::Error::new("trainer is poisoned by an earlier panic"))?;
+            let mut t = self.trainer.lock().map_err(|_| stoxnet_core::Error::new("trainer is poisoned by an earlier panic"))?;
             let arr = |v: &Vec<f32>| (!v.is_empty()).then(|| Float32Array::new(v.clone()));
-            Ok(t.qat
+            Ok(t.model()
+                .1
                 .iter()
                 .enumerate()
                 .filter_map(|(i, l)| {

@@ -152,6 +152,7 @@ pub struct Trainer {
     /// The distillation teacher (eval-mode BatchNorm, never updated) and how
     /// its logits enter the loss.
     teacher: Option<(Network, Distill)>,
+    ema: Option<Ema>,
 }
 
 impl Trainer {
@@ -161,13 +162,16 @@ impl Trainer {
         }
         let mut net = net;
         let velocity = net.nodes.iter_mut().map(|n| backprop::params_mut(&mut n.op).iter().map(|p| vec![0f32; p.len()]).collect()).collect();
-        Ok(Trainer { net, config, velocity, qat: Vec::new(), step: 0, teacher: None })
+        Ok(Trainer { net, config, velocity, qat: Vec::new(), step: 0, teacher: None, ema: None })
     }
 
     /// Trains these crossbar layers with PS-QAT (`layers[i]` for node i).
     pub fn with_qat(mut self, layers: Vec<Option<qat::QatLayer>>) -> Result<Trainer> {
         if !layers.is_empty() && layers.len() != self.net.nodes.len() {
             bail!("PS-QAT layer list covers {} nodes, the network has {}", layers.len(), self.net.nodes.len());
+        }
+        if self.ema.is_some() {
+            bail!("PS-QAT layers must be set before the EMA, which averages their learned state too");
         }
         self.qat = layers;
         Ok(self)
@@ -180,6 +184,18 @@ impl Trainer {
             bail!("teacher: takes {}x{}x{} inputs and gives {} classes; the trained network takes {}x{}x{} and gives {}", a.c, a.h, a.w, teacher.classes(), b.c, b.h, b.w, self.net.classes());
         }
         self.teacher = Some((teacher, distill));
+        Ok(self)
+    }
+
+    /// Keeps an exponential moving average of the model with this decay per
+    /// step, starting from the current model; `model()` then returns it.
+    pub fn with_ema(mut self, decay: f32) -> Result<Trainer> {
+        if !(decay > 0.0 && decay < 1.0) {
+            bail!("EMA decay must be in (0, 1), got {decay}");
+        }
+        let mut values = Vec::new();
+        self.for_each_part(|part, x| if part == Part::Model { values.extend_from_slice(x) });
+        self.ema = Some(Ema { decay, values });
         Ok(self)
     }
 
@@ -247,6 +263,7 @@ impl Trainer {
                     layer.compose();
                 }
             }
+            self.update_ema();
             self.step += 1;
             progress.loss_sum += loss;
             progress.correct += correct;
@@ -255,32 +272,78 @@ impl Trainer {
         Ok(progress)
     }
 
-    /// Every float of the trainer state (parameters, BatchNorm statistics,
-    /// momentum) in a fixed order, for checkpoints.
-    pub fn state(&mut self) -> Vec<f32> {
-        let mut out = Vec::new();
-        for (node, v) in self.net.nodes.iter_mut().zip(&self.velocity) {
-            if let Op::BatchNorm(b) = &node.op {
-                out.extend(&b.mean);
-                out.extend(&b.var);
+    /// Visits every float of the trainer state in checkpoint order, each
+    /// slice marked as part of the model or of the optimiser.
+    fn for_each_part(&mut self, mut f: impl FnMut(Part, &mut [f32])) {
+        for (node, v) in self.net.nodes.iter_mut().zip(&mut self.velocity) {
+            if let Op::BatchNorm(b) = &mut node.op {
+                f(Part::Model, &mut b.mean);
+                f(Part::Model, &mut b.var);
             }
             for p in backprop::params_mut(&mut node.op) {
-                out.extend(p.iter());
+                f(Part::Model, p);
             }
             for buf in v {
-                out.extend(buf);
+                f(Part::Optimiser, buf);
             }
         }
         for layer in self.qat.iter_mut().flatten() {
-            for p in &layer.learned {
-                out.extend(p.iter());
+            for p in &mut layer.learned {
+                f(Part::Model, p);
             }
-            for v in &layer.velocity {
-                out.extend(v);
+            for v in &mut layer.velocity {
+                f(Part::Optimiser, v);
             }
-            if let Some(c) = &layer.clip {
-                out.extend([c.value, c.velocity]);
+            if let Some(c) = &mut layer.clip {
+                f(Part::Model, std::slice::from_mut(&mut c.value));
+                f(Part::Optimiser, std::slice::from_mut(&mut c.velocity));
             }
+        }
+    }
+
+    /// Averages the model into the EMA: e ← e + (1 − decay)·(x − e).
+    fn update_ema(&mut self) {
+        let Some(mut ema) = self.ema.take() else { return };
+        let (mut at, w) = (0, 1.0 - ema.decay);
+        self.for_each_part(|part, x| {
+            if part == Part::Model {
+                ema.values[at..at + x.len()].iter_mut().zip(x.iter()).for_each(|(e, &x)| *e += w * (x - *e));
+                at += x.len();
+            }
+        });
+        self.ema = Some(ema);
+    }
+
+    /// Exchanges the model with its EMA (no-op without one).
+    fn swap_ema(&mut self) {
+        let Some(mut ema) = self.ema.take() else { return };
+        let mut at = 0;
+        self.for_each_part(|part, x| {
+            if part == Part::Model {
+                x.swap_with_slice(&mut ema.values[at..at + x.len()]);
+                at += x.len();
+            }
+        });
+        self.ema = Some(ema);
+        self.qat.iter_mut().flatten().for_each(|l| l.compose());
+    }
+
+    /// The model the run produces, with its crossbar layers' learned state:
+    /// the EMA if the run keeps one, else the current weights.
+    pub fn model(&mut self) -> (Network, Vec<Option<qat::QatLayer>>) {
+        self.swap_ema();
+        let model = (self.net.clone(), self.qat.clone());
+        self.swap_ema();
+        model
+    }
+
+    /// Every float of the trainer state (parameters, BatchNorm statistics,
+    /// momentum, then the EMA) in a fixed order, for checkpoints.
+    pub fn state(&mut self) -> Vec<f32> {
+        let mut out = Vec::new();
+        self.for_each_part(|_, x| out.extend_from_slice(x));
+        if let Some(ema) = &self.ema {
+            out.extend(&ema.values);
         }
         out
     }
@@ -291,39 +354,33 @@ impl Trainer {
             bail!("checkpoint holds {} values, this network and optimiser need {}", state.len(), expected);
         }
         let mut at = 0;
-        let mut take = |dst: &mut [f32]| {
-            dst.copy_from_slice(&state[at..at + dst.len()]);
-            at += dst.len();
-        };
-        for (node, v) in self.net.nodes.iter_mut().zip(&mut self.velocity) {
-            if let Op::BatchNorm(b) = &mut node.op {
-                take(&mut b.mean);
-                take(&mut b.var);
-            }
-            for p in backprop::params_mut(&mut node.op) {
-                take(p);
-            }
-            for buf in v {
-                take(buf);
-            }
+        self.for_each_part(|_, x| {
+            x.copy_from_slice(&state[at..at + x.len()]);
+            at += x.len();
+        });
+        if let Some(ema) = &mut self.ema {
+            ema.values.copy_from_slice(&state[at..]);
         }
-        for layer in self.qat.iter_mut().flatten() {
-            for p in &mut layer.learned {
-                take(p);
-            }
-            for v in &mut layer.velocity {
-                take(v);
-            }
-            if let Some(c) = &mut layer.clip {
-                let mut pair = [0f32; 2];
-                take(&mut pair);
-                [c.value, c.velocity] = pair;
-            }
-            layer.compose();
-        }
+        self.qat.iter_mut().flatten().for_each(|l| l.compose());
         self.step = step;
         Ok(())
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Part {
+    Model,
+    Optimiser,
+}
+
+/// An exponential moving average of the model's floats (parameters,
+/// BatchNorm statistics, learned crossbar state), updated after every step.
+/// Averaging the running BatchNorm statistics too matters under PS-QAT: each
+/// batch's statistics carry that batch's MTJ draws, and momentum 0.1 keeps
+/// only the last few batches.
+struct Ema {
+    decay: f32,
+    values: Vec<f32>,
 }
 
 #[cfg(test)]

@@ -216,6 +216,39 @@ fn same_seed_same_weights_and_resume_is_bit_identical() {
     assert_eq!(r.state(), a);
 }
 
+/// The model's floats in checkpoint order (a fresh trainer's momentum is zero).
+fn flat(net: &Network) -> Vec<f32> {
+    Trainer::new(net.clone(), config(3)).unwrap().state()
+}
+
+/// The EMA: after each step every parameter and BatchNorm statistic is
+/// e + (1 − d)·(x − e) of the previous EMA e and the new weights x (the same
+/// f32 operations, so equality is exact); the raw weights train as without
+/// an EMA; and a resumed run keeps the EMA bit for bit.
+#[test]
+fn ema_averages_the_model_and_resumes_bit_for_bit() {
+    let data = dataset();
+    let d = 0.75;
+    let make = || Trainer::new(tiny(), config(3)).unwrap().with_ema(d).unwrap();
+    let (mut t, mut plain) = (make(), Trainer::new(tiny(), config(3)).unwrap());
+    let mut expected = flat(&tiny());
+    assert_eq!(flat(&t.model().0), expected, "the EMA starts at the initial model");
+    for b in 0..3 {
+        t.train_batches(&data, 0, b, b + 1).unwrap();
+        plain.train_batches(&data, 0, b, b + 1).unwrap();
+        assert_eq!(flat(&t.net), flat(&plain.net));
+        let now = flat(&t.net);
+        expected.iter_mut().zip(&now).for_each(|(e, &x)| *e += (1.0 - d) * (x - *e));
+        assert_eq!(flat(&t.model().0), expected, "step {b}");
+    }
+    assert_ne!(expected, flat(&t.net));
+    assert_resume_is_bit_identical(make, &data, 1, 3);
+    for bad in [0.0, 1.0, f32::NAN] {
+        let err = Trainer::new(tiny(), config(3)).unwrap().with_ema(bad).err().unwrap();
+        assert!(err.0.contains("EMA decay must be in (0, 1)"), "{}", err.0);
+    }
+}
+
 #[test]
 fn training_reduces_the_loss_and_a_nan_stops_it() {
     let data = dataset();
@@ -463,9 +496,24 @@ mod qat_tests {
             layers[3] = layers[3].take().map(|l| l.with_learned_clip(features));
             Trainer::new(tiny(), TrainConfig { augment: false, ..config(20) }).unwrap().with_qat(layers).unwrap()
         };
-        let a = assert_resume_is_bit_identical(make, &data, 1, 2);
+        let mut a = assert_resume_is_bit_identical(make, &data, 1, 2);
         let q = a.qat[3].as_ref().unwrap();
         assert_ne!(q.config.input_clip, 2.0);
         assert_eq!(q.config.input_clip, q.clip.as_ref().unwrap().value);
+        // With an EMA too: it averages the clip and the learned normalisation,
+        // its layers are composed from them, and resume stays bit for bit.
+        let raw = a.qat[3].clone().unwrap();
+        let mut e = assert_resume_is_bit_identical(|| make().with_ema(0.5).unwrap(), &data, 1, 2);
+        assert_eq!(e.qat[3].as_ref().unwrap().config, raw.config, "the EMA does not change the training");
+        let avg = e.model().1[3].clone().unwrap();
+        let clip = avg.clip.as_ref().unwrap().value;
+        assert!(clip != raw.config.input_clip && clip != 2.0 && avg.config.input_clip == clip);
+        assert_ne!(avg.learned[1], raw.learned[1]);
+        let mut composed = avg.clone();
+        composed.compose();
+        assert_eq!(composed.config, avg.config);
+        assert_eq!(a.model().1[3].as_ref().unwrap().config, raw.config, "without an EMA the model is the current one");
+        let err = Trainer::new(tiny(), config(2)).unwrap().with_ema(0.5).unwrap().with_qat(qat_layers(&tiny(), MtjGrad::Ste)).err().unwrap();
+        assert!(err.0.contains("before the EMA"), "{}", err.0);
     }
 }
