@@ -53,7 +53,7 @@ export declare class NativeTrainer {
   network(): NetworkSpec
   /** The learned state of each PS-QAT crossbar layer of that network. */
   learned(): Array<LearnedJs>
-  /** Parameters, BatchNorm statistics and momentum, for a checkpoint. */
+  /** Parameters, BatchNorm statistics, momentum and the EMA (if kept), for a checkpoint. */
   state(): TrainState
   loadState(state: TrainState): void
 }

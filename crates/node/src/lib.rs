@@ -924,7 +924,7 @@ impl NativeTrainer {
         })
     }
 
-    /// Parameters, BatchNorm statistics and momentum, for a checkpoint.
+    /// Parameters, BatchNorm statistics, momentum and the EMA (if kept), for a checkpoint.
     #[napi]
     pub fn state(&self) -> napi::Result<TrainState> {
         guarded(|| {
