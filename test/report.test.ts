@@ -195,6 +195,19 @@ describe('HTML report', () => {
     expect(html).toContain('Each point evaluated 1000 test images. Seeds: 1, 2 (2 per configuration).');
   });
 
+  it('tells the same settings on two models apart and names the model in the table and the Pareto caption', async () => {
+    const qat = sweep().map((r) => ({ ...r, index: r.index + 16, model: 'resnet20-qat.onnx', top1: r.top1 + 0.01 }));
+    const results = [...sweep(), ...qat];
+    const designs = designGroups(results);
+    expect(designs).toHaveLength(16);
+    expect([designs[0].label, designs[8].label]).toEqual(['mtj model=resnet20.onnx T=1', 'mtj model=resnet20-qat.onnx T=1']);
+    expect(designs[8].points).toEqual(qat.filter((r) => r.settings.samples === 1 && r.converter === 'mtj'));
+    const html = await renderReport(results);
+    expect(html).toContain('<td>mtj model=resnet20-qat.onnx T=1</td><td class="num">2</td><td class="num">63.05 ± 0.92</td>');
+    // The more accurate model is on the front, and the caption says which points are its.
+    expect(/Pareto front \(black[^<]*/.exec(html)![0]).toMatch(/#\d+ adc model=resnet20-qat\.onnx adcBits=8 seed \d/);
+  });
+
   it('escapes settings that reach plot labels', async () => {
     const results = sweep().map((r) => ({ ...r, settings: { ...r.settings, note: r.converter === 'adc' ? 'a<b & c' : 'plain' } }));
     const html = await renderReport(results);

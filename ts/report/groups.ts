@@ -17,6 +17,13 @@ const NOT_IN_LABEL = new Set(['converter', 'samples', 'seed']);
 
 const show = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
 
+/**
+ * A point's settings with its model: the same settings on two models (result
+ * files of several sweeps, or `stoxnet cost` lines) are two designs, and
+ * their labels say which model each is.
+ */
+const settingsOf = (r: SweepResult): Record<string, unknown> => ({ ...r.settings, model: r.model });
+
 function canonical(entries: [string, unknown][]): string {
   return JSON.stringify(entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
@@ -24,18 +31,18 @@ function canonical(entries: [string, unknown][]): string {
 /** Settings keys whose value is not the same on every point: the ones a label must show. */
 function varyingKeys(results: SweepResult[]): string[] {
   const values = new Map<string, Set<string>>();
-  for (const r of results) for (const [k, v] of Object.entries(r.settings)) {
+  for (const r of results) for (const [k, v] of Object.entries(settingsOf(r))) {
     if (!values.has(k)) values.set(k, new Set());
     values.get(k)!.add(show(v));
   }
-  return [...values].filter(([k, vs]) => !NOT_IN_LABEL.has(k) && (vs.size > 1 || results.some((r) => !(k in r.settings)))).map(([k]) => k);
+  return [...values].filter(([k, vs]) => !NOT_IN_LABEL.has(k) && (vs.size > 1 || results.some((r) => !(k in settingsOf(r))))).map(([k]) => k);
 }
 
-/** The settings no label shows because every point has the same value, e.g. `rows=128`. */
+/** The settings no label shows because every point has the same value, e.g. `rows=128` (the model is in the summary's first sentence). */
 export function fixedSettings(results: SweepResult[]): string[] {
   const varying = new Set(varyingKeys(results));
   const first = results[0]?.settings ?? {};
-  return Object.entries(first).filter(([k]) => !NOT_IN_LABEL.has(k) && !varying.has(k)).map(([k, v]) => `${k}=${show(v)}`);
+  return Object.entries(first).filter(([k]) => !NOT_IN_LABEL.has(k) && k !== 'model' && !varying.has(k)).map(([k, v]) => `${k}=${show(v)}`);
 }
 
 const formatT = (t: number) => (Number.isInteger(t) ? String(t) : t.toFixed(2));
@@ -47,7 +54,8 @@ function group(results: SweepResult[], identity: (r: SweepResult) => [string, un
     const key = canonical([['converter (resolved)', r.converter], ...identity(r)]);
     let g = groups.get(key);
     if (!g) {
-      const parts = [r.converter, ...keys.filter((k) => k in r.settings).map((k) => `${k}=${show(r.settings[k])}`)];
+      const settings = settingsOf(r);
+      const parts = [r.converter, ...keys.filter((k) => k in settings).map((k) => `${k}=${show(settings[k])}`)];
       if (withT && r.converter === 'mtj' && r.meanSamples !== null) parts.push(`T=${formatT(r.meanSamples)}`);
       g = { key, label: parts.join(' '), converter: r.converter, points: [] };
       groups.set(key, g);
@@ -64,18 +72,18 @@ function group(results: SweepResult[], identity: (r: SweepResult) => [string, un
   return out;
 }
 
-/** Curves of accuracy against T: points that differ only in samples and seed. */
+/** Curves of accuracy against T: points (of one model) that differ only in samples and seed. */
 export function seriesGroups(results: SweepResult[]): Group[] {
-  return group(results, (r) => Object.entries(r.settings).filter(([k]) => k !== 'samples' && k !== 'seed'), false);
+  return group(results, (r) => Object.entries(settingsOf(r)).filter(([k]) => k !== 'samples' && k !== 'seed'), false);
 }
 
 /**
- * Hardware configurations: points that differ only in seed. Converters other
+ * Hardware configurations: points (of one model) that differ only in seed. Converters other
  * than the MTJ do not use `samples`, so a grid that crosses them with T gives
  * repeats of one design, not several.
  */
 export function designGroups(results: SweepResult[]): Group[] {
-  return group(results, (r) => Object.entries(r.settings).filter(([k]) => k !== 'seed' && (k !== 'samples' || r.converter === 'mtj')), true);
+  return group(results, (r) => Object.entries(settingsOf(r)).filter(([k]) => k !== 'seed' && (k !== 'samples' || r.converter === 'mtj')), true);
 }
 
 export interface Stats {
