@@ -70,7 +70,7 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet cost', () => {
 
   it('prints totals, per-component and per-layer tables for people', async () => {
     const { stdout } = await run('node', [CLI, 'cost', '--model', model('resnet20.onnx'), '--data', DATA_DIR, '--preset', 'stoxnet-paper', '--images', '3', '--calibration-images', '16']);
-    for (const name of ['fp-adc', 'sparse-adc', 'stox-uniform', 'stox-inhomogeneous']) expect(stdout).toMatch(new RegExp(`^${name}\\s+\\d`, 'm'));
+    for (const name of ['fp-adc', 'sparse-adc', 'stox-uniform', 'stox-inhomogeneous']) expect(stdout).toMatch(new RegExp(`^${name}\\s+resnet20\\.onnx\\s+1\\s+\\d+\\.\\d\\d ± 0\\.00\\s+\\d`, 'm'));
     expect(stdout).toMatch(/^fp-adc: cells [\d.]+%.*adc [\d.]+%/m);
     const layers = stdout.split('per layer: energy nJ / latency µs\n')[1].trim().split('\n');
     expect(layers).toHaveLength(21); // header + 20 conv/linear layers

@@ -8,11 +8,11 @@ import { readFileSync } from 'node:fs';
 import { BACKENDS, evaluate } from './eval.js';
 import { ARCHS } from './arch.js';
 import { train } from './train.js';
-import { compareCosts, PRESETS as COST_PRESETS, type CostReport } from './cost/compare.js';
+import { compareCosts, costResults, PRESETS as COST_PRESETS, type CostReport } from './cost/compare.js';
 import { demo, DEMO_MODEL } from './demo.js';
 import { PRESETS } from './cost/tech.js';
 import { parseShard, readGrid } from './sweep/grid.js';
-import { mergeResults, readResults } from './sweep/results.js';
+import { mergeResults, readResults, writeResults } from './sweep/results.js';
 import { renderReport, toCsv } from './report/index.js';
 import { writeFileAtomic } from './atomic.js';
 import { runSweep } from './sweep/run.js';
@@ -117,10 +117,11 @@ function writeTable(rows: string[][]): void {
 function writeCostTotals(report: CostReport): void {
   const rows = report.configs.map((c) => {
     const r = report.ratios[c.name];
-    return [c.name, (c.top1 * 100).toFixed(2), (c.energyPJ / 1e6).toFixed(3), (c.latencyNs / 1e3).toFixed(1), c.areaMm2.toFixed(3), (c.edp / 1e9).toFixed(2), r.energy.toFixed(2), r.latency.toFixed(2), r.area.toFixed(2), r.edp.toFixed(2)];
+    const top1 = `${(c.top1Mean * 100).toFixed(2)} ± ${(c.top1Sd * 100).toFixed(2)}`;
+    return [c.name, c.model, String(c.seeds.length), top1, (c.energyPJ / 1e6).toFixed(3), (c.latencyNs / 1e3).toFixed(1), c.areaMm2.toFixed(3), (c.edp / 1e9).toFixed(2), r.energy.toFixed(2), r.latency.toFixed(2), r.area.toFixed(2), r.edp.toFixed(2)];
   });
-  const head = ['config', 'top-1 %', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP'];
-  process.stdout.write(`technology ${report.tech}, ${report.images} test images per configuration; ratios are ${report.configs[0].name} ÷ configuration\n`);
+  const head = ['config', 'model', 'seeds', 'top-1 % (mean ± sd)', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP'];
+  process.stdout.write(`technology ${report.tech}, ${report.images} test images per configuration and seed; ratios are ${report.configs[0].name} ÷ configuration\n`);
   writeTable([head, ...rows]);
 }
 
@@ -324,11 +325,13 @@ const commands: Record<string, Command> = {
   },
   cost: {
     summary: 'energy, latency, area and EDP of converter configurations side by side, from the simulated operation counts',
-    usage: 'stoxnet cost --model PATH [--data DIR] [mapping flags of eval] --compare fp-adc,low-bit-adc,sparse-adc,sense-amp,stox[:T|:schedule] [--adc-bits B] [--tech PRESET|FILE] [--images N] [--threads N] [--json]',
+    usage: 'stoxnet cost [--model PATH] [--data DIR] [mapping flags of eval] --compare CONFIG[=MODEL],... | --preset NAME [--seeds a,b,...] [--adc-bits B] [--tech PRESET|FILE] [--images N] [--threads N] [--json] [--results FILE.jsonl]',
     options: {
       model: { type: 'string' },
       data: { type: 'string' },
       compare: { type: 'string' },
+      seeds: { type: 'string' },
+      results: { type: 'string' },
       preset: { type: 'string' },
       tech: { type: 'string' },
       images: { type: 'string' },
@@ -338,18 +341,19 @@ const commands: Record<string, Command> = {
       ...configOptions,
     },
     help: {
-      '--model PATH': 'ONNX model',
-      '--compare LIST': 'configurations, the first is the baseline: fp-adc (lossless ADC: log2(rows) + slice + stream bits), low-bit-adc (--adc-bits, calibrated range), sparse-adc, sense-amp, ideal, stox (MTJ, --samples), stox:T, stox:<schedule>',
+      '--model PATH': 'ONNX model of the entries that do not name their own (needed only then)',
+      '--compare LIST': 'configurations, the first is the baseline: fp-adc (lossless ADC: log2(rows) + slice + stream bits), low-bit-adc (--adc-bits, calibrated range), sparse-adc, sense-amp, ideal, stox (MTJ, --samples), stox:T, stox:<schedule>, stox:FILE.json (per-layer T, {"samplesPerLayer": [...]}); each optionally =MODEL.onnx, its own model (relative to the current directory), e.g. fp-adc=adc.onnx,stox:4=stox.onnx. Each model brings its embedded settings and learned parameters; the entry sets the converter',
+      '--seeds a,b,...': 'evaluate every configuration once per sampling seed; the table gives top-1 mean ± sample sd, costs are the mean (default: one run with --seed, else the model\'s seed)',
       '--adc-bits B': 'resolution of low-bit-adc (default 4)',
-      '--preset NAME': 'stoxnet-paper: 128 rows, 4w4a as 1-bit cells and 1-bit streams, compare fp-adc,sparse-adc,stox-uniform,stox-inhomogeneous (flags override)',
+      '--preset NAME': 'stoxnet-paper: 128 rows, 4w4a as 1-bit cells and 1-bit streams, compare fp-adc,sparse-adc,stox-uniform,stox-inhomogeneous (flags override); stoxnet-fair: every converter on the model of models/ trained for it, each with its own mapping (fp-adc and sparse-adc on resnet20-cifar10-ideal-4w4a, low-bit-adc on -adc4-4w4a, sense-amp on -senseamp-4w4a, stox:1 on -mtj1-4w4a, stox:4 on -stox-4w4a, stox:<mixed schedule> on -stox-mixed-4w4a); a missing model is an error naming it',
       '--tech PRESET|FILE': `technology: ${PRESETS.join(', ')} (default ${PRESETS[0]}), or a JSON file (complete, or with "base": PRESET and the values it overrides)`,
       '--images N': 'test images evaluated per configuration (default 500)',
       '--threads N': 'worker threads, 0 = one per core',
-      '--json': 'one object: {configs: [{name, top1, energyPJ, latencyNs, areaMm2, edp, perLayer, perComponent}], ratios: {name: {energy, latency, area, edp}}}',
+      '--json': 'one object: {configs: [{name, model, seeds, top1 (mean), top1Mean, top1Sd, top1PerSeed, energyPJ, latencyNs, areaMm2, edp, perLayer, perComponent, runs (per seed)}], ratios: {name: {energy, latency, area, edp}}}',
+      '--results FILE.jsonl': 'also write one result line per configuration and seed (settings: configuration, model, seed) for `stoxnet report FILE.jsonl --out report.html`',
       '(mapping flags)': 'as for eval: --rows, --split, --weight-bits, --weight-slice-bits, --input-bits, --input-stream-bits, --signed, --samples, ...',
     },
     async run(v, _, signal) {
-      if (typeof v.model !== 'string') throw new UsageError('cost: --model PATH is required');
       let preset: (typeof COST_PRESETS)[keyof typeof COST_PRESETS] | undefined;
       if (v.preset !== undefined) {
         if (!(v.preset as string in COST_PRESETS)) throw new UsageError(`cost: unknown --preset ${JSON.stringify(v.preset)}; presets: ${Object.keys(COST_PRESETS).join(', ')}`);
@@ -361,16 +365,18 @@ const commands: Record<string, Command> = {
       const adcBits = config.adcBits;
       delete config.adcBits;
       const report = await compareCosts({
-        model: v.model,
+        model: v.model as string | undefined,
         data: v.data as string | undefined,
         images: v.images as never,
         threads: v.threads as never,
         config,
         compare: [...compare],
+        seeds: typeof v.seeds === 'string' ? (v.seeds.split(',') as never) : undefined,
         adcBits: adcBits as never,
         tech: v.tech as string | undefined,
         signal,
       });
+      if (typeof v.results === 'string') writeResults(v.results, costResults(report));
       if (v.json) {
         process.stdout.write(JSON.stringify(report) + '\n');
         return;
@@ -381,13 +387,16 @@ const commands: Record<string, Command> = {
         const parts = Object.entries(c.perComponent.energyPJ).filter(([, e]) => e > 0).map(([k, e]) => `${k} ${((100 * e) / c.energyPJ).toFixed(1)}%`);
         process.stdout.write(`${c.name}: ${parts.join(', ')}\n`);
       }
-      // Per layer: energy (nJ) and latency (µs) of each configuration, side by side.
+      // Per layer: energy (nJ) and latency (µs) of each configuration, side by side, in
+      // network order (models exported elsewhere name the same layers differently).
       process.stdout.write('\nper layer: energy nJ / latency µs\n');
       const layerHead = ['layer', ...report.configs.map((c) => c.name)];
-      const layerRows = report.configs[0].perLayer.map((l, k) => [
-        `${l.name}${l.crossbar ? '' : ' (digital)'}`,
-        ...report.configs.map((c) => `${(c.perLayer[k].energyPJ / 1e3).toFixed(1)} / ${(c.perLayer[k].latencyNs / 1e3).toFixed(2)}`),
-      ]);
+      const depth = Math.max(...report.configs.map((c) => c.perLayer.length));
+      const layerRows = Array.from({ length: depth }, (_, k) => {
+        const at = report.configs.map((c) => c.perLayer[k]);
+        const first = at.find((l) => l !== undefined)!;
+        return [`${first.name}${first.crossbar ? '' : ' (digital)'}`, ...at.map((l) => (l ? `${(l.energyPJ / 1e3).toFixed(1)} / ${(l.latencyNs / 1e3).toFixed(2)}` : '—'))];
+      });
       writeTable([layerHead, ...layerRows]);
     },
   },

@@ -3,7 +3,7 @@
 export { ARCHS, resnet, type Arch } from './arch.js';
 export type { Backend, BatchResult, LayerOps } from './backend.js';
 export { ConfigError } from './config.js';
-export { compareCosts, entryConfig, PRESETS as COST_PRESETS, type CompareOptions, type ConfigCost, type CostReport } from './cost/compare.js';
+export { compareCosts, costResults, entryConfig, PRESETS as COST_PRESETS, type CompareOptions, type ConfigCost, type CostReport, type SeedRun } from './cost/compare.js';
 export { loadTech, PRESETS as TECH_PRESETS, validateTech, type Technology, type TechFile } from './cost/tech.js';
 export { CIFAR10_CLASSES, normalize, readCifar10, type Cifar10Split } from './data/cifar10.js';
 export { downloadCifar10 } from './data/download.js';

@@ -1,12 +1,22 @@
 // `stoxnet cost`: evaluates several converter configurations on the same
-// images and mapping, turns each one's operation counts into energy,
-// latency and area (crates/core/src/cost.rs), and compares them with the
-// first, the baseline.
+// images, each on its own model or on a shared one, turns each one's
+// operation counts into energy, latency and area (crates/core/src/cost.rs),
+// and compares them with the first, the baseline.
+import { existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { ConfigError, int } from '../config.js';
 import { evaluate, type EvalRun } from '../eval.js';
+import type { LayerCostJs } from '../native-binding.js';
 import { native } from '../native.js';
+import { packageRoot } from '../paths.js';
+import { stats } from '../report/groups.js';
 import { SCHEDULES, type StoxConfig } from '../stox.js';
+import { canonical } from '../sweep/grid.js';
+import type { PointCost, SweepResult } from '../sweep/result.js';
 import { loadTech, type Technology } from './tech.js';
+
+/** The project's own models (models/README.md). */
+const MODELS = join(packageRoot(), 'models');
 
 /**
  * `stoxnet-paper`: our reading of the StoX-Net abstract's hardware setting
@@ -17,24 +27,54 @@ import { loadTech, type Technology } from './tech.js';
  * a = 4. "stox-uniform" is one T for every layer (T = 1); "stox-inhomogeneous"
  * is the first-16-then-4 schedule. Every assumption is a flag that can be
  * overridden.
+ *
+ * `stoxnet-fair`: every converter on a model trained for it (models/), so
+ * that no row's accuracy is that of weights trained for another converter.
+ * The lossless ADC gives the same bits as the ideal converter, and the sparse
+ * ADC is lossless on the calibration images, so both run the ideal-trained
+ * model. No shared mapping: each model brings the one it was trained with.
  */
 export const PRESETS = {
   'stoxnet-paper': {
     config: { rows: 128, split: 'balanced', weightBits: 4, weightSliceBits: 1, inputBits: 4, inputStreamBits: 1, transfer: 'sigmoid', sensitivity: 4, policy: 'first-last-digital' } as Partial<StoxConfig>,
     compare: ['fp-adc', 'sparse-adc', 'stox-uniform', 'stox-inhomogeneous'],
   },
+  'stoxnet-fair': {
+    config: {} as Partial<StoxConfig>,
+    compare: [
+      ['fp-adc', 'resnet20-cifar10-ideal-4w4a.onnx'],
+      ['low-bit-adc', 'resnet20-cifar10-adc4-4w4a.onnx'],
+      ['sparse-adc', 'resnet20-cifar10-ideal-4w4a.onnx'],
+      ['sense-amp', 'resnet20-cifar10-senseamp-4w4a.onnx'],
+      ['stox:1', 'resnet20-cifar10-mtj1-4w4a.onnx'],
+      ['stox:4', 'resnet20-cifar10-stox-4w4a.onnx'],
+      [`stox:${join(MODELS, 'resnet20-cifar10-stox-mixed.schedule.json')}`, 'resnet20-cifar10-stox-mixed-4w4a.onnx'],
+    ].map(([entry, model]) => `${entry}=${join(MODELS, model)}`),
+  },
 } as const;
 
 export interface CompareOptions {
-  model: string;
+  /** Model of the entries that do not name their own; needed only when some entry does not. */
+  model?: string;
   data?: string;
   /** Test images evaluated per configuration (default 500). */
   images?: number;
   threads?: number;
-  /** Mapping and other settings shared by every configuration. */
+  /** Mapping and other settings shared by every configuration; they override each model's embedded settings. */
   config?: Partial<StoxConfig>;
-  /** Configurations, the first is the baseline: fp-adc, low-bit-adc, sparse-adc, sense-amp, ideal, stox[:T|:schedule]. */
+  /**
+   * Configurations, the first is the baseline: fp-adc, low-bit-adc,
+   * sparse-adc, sense-amp, ideal, stox[:T|:schedule|:FILE.json], each
+   * optionally `=MODEL.onnx`, its own model (a path relative to the current
+   * directory; default `model`).
+   */
   compare: string[];
+  /**
+   * Sampling seeds: each configuration is evaluated once per seed (seed = s)
+   * and its accuracy and cost are the mean over them. Default: one run with
+   * the configured seed, else the model's.
+   */
+  seeds?: number[];
   /** Resolution of `low-bit-adc` (default 4). */
   adcBits?: number;
   /** A preset name or a technology file. */
@@ -52,11 +92,36 @@ export interface LayerCostReport {
   energy: Record<string, number>;
 }
 
+/** One evaluation of a configuration, with one sampling seed. */
+export interface SeedRun {
+  seed: number;
+  correct: number;
+  logitsDigest: string;
+  /** Wall time of the evaluation and costing. */
+  seconds: number;
+  /** Its own cost: cell energy depends on the data the converters pass on. */
+  cost: PointCost;
+}
+
 export interface ConfigCost {
+  /** The entry without its model (a schedule file as its base name); with `=MODEL` when another entry has the same configuration. */
   name: string;
+  /** Model file name. */
+  model: string;
+  /** Resolved converter of the crossbar layers: ideal, adc, sparse-adc, sense-amp, mtj. */
+  converter: string;
+  /** MTJ samples per crossbar layer in order (empty for other converters). */
+  samples: number[];
+  /** The sampling seeds evaluated, one run each. */
+  seeds: number[];
+  /** Mean top-1 over the seeds (= top1Mean). */
   top1: number;
+  top1Mean: number;
+  /** Sample standard deviation over the seeds; 0 for one seed. */
+  top1Sd: number;
+  top1PerSeed: { seed: number; top1: number }[];
   images: number;
-  /** per image */
+  /** per image, mean over the seeds (also every field below) */
   energyPJ: number;
   /** per image, layers one after another */
   latencyNs: number;
@@ -66,8 +131,11 @@ export interface ConfigCost {
   /** energy × latency, pJ·ns */
   edp: number;
   perLayer: LayerCostReport[];
-  perComponent: { energyPJ: Record<string, number>; latencyNs: Record<string, number>; areaMm2: Record<string, number> };
+  perComponent: PointCost['perComponent'];
+  /** The settings evaluated (over the model's embedded ones), the seed aside. */
   config: Partial<StoxConfig>;
+  /** Each seed's run: `costResults` makes the result lines from them. */
+  runs: SeedRun[];
 }
 
 export interface CostReport {
@@ -78,11 +146,23 @@ export interface CostReport {
   ratios: Record<string, { energy: number; latency: number; area: number; edp: number }>;
 }
 
-/** The converter settings a comparison entry stands for. */
+// An entry that sets T replaces every T setting of the model or the shared
+// config: an embedded samplesPerLayer would override its samples, and a
+// schedule beside a samplesPerLayer is refused.
+const mtj = (t: Partial<Pick<StoxConfig, 'samples' | 'schedule'>>): Partial<StoxConfig> => ({ converter: 'mtj', samplesPerLayer: undefined, schedule: undefined, ...t });
+
+/** `NAME[:ARG]` → [NAME, ARG]; at the first colon, so that ARG may be a path. */
+function nameArg(entry: string): [string, string | undefined] {
+  const colon = entry.indexOf(':');
+  return colon < 0 ? [entry, undefined] : [entry.slice(0, colon), entry.slice(colon + 1)];
+}
+
+/** The converter settings a comparison entry (without its `=MODEL`) stands for. */
 export function entryConfig(entry: string, adcBits: number): Partial<StoxConfig> {
-  const [name, arg] = entry.split(':');
+  const [name, arg] = nameArg(entry);
   switch (name) {
     case 'fp-adc':
+      // adcBits undefined (not absent) so that it also clears a model's embedded resolution: the default is lossless.
       return { converter: 'adc', adcRange: 'full', adcBits: undefined };
     case 'low-bit-adc':
       return { converter: 'adc', adcRange: 'calibrated', adcBits };
@@ -93,24 +173,33 @@ export function entryConfig(entry: string, adcBits: number): Partial<StoxConfig>
     case 'ideal':
       return { converter: 'ideal' };
     case 'stox-uniform':
-      return { converter: 'mtj', samples: arg === undefined ? 1 : int(`--compare ${entry}`, arg, 1, 1 << 20) };
+      return mtj({ samples: arg === undefined ? 1 : int(`--compare ${entry}`, arg, 1, 1 << 20) });
     case 'stox-inhomogeneous':
-      return { converter: 'mtj', schedule: (arg ?? 'first-16-then-4') as StoxConfig['schedule'] };
+      return mtj({ schedule: (arg ?? 'first-16-then-4') as StoxConfig['schedule'] });
     case 'stox':
       if (arg === undefined) return { converter: 'mtj' };
-      if ((SCHEDULES as readonly string[]).includes(arg)) return { converter: 'mtj', schedule: arg as StoxConfig['schedule'] };
-      return { converter: 'mtj', samples: int(`--compare ${entry}`, arg, 1, 1 << 20) };
+      // A per-layer schedule file ({"samplesPerLayer": [...]}), read by resolveConfig.
+      if (arg.endsWith('.json') || (SCHEDULES as readonly string[]).includes(arg)) return mtj({ schedule: arg as StoxConfig['schedule'] });
+      return mtj({ samples: int(`--compare ${entry}`, arg, 1, 1 << 20) });
     default:
-      throw new ConfigError(`--compare: unknown configuration ${JSON.stringify(entry)}; use fp-adc, low-bit-adc, sparse-adc, sense-amp, ideal, stox, stox:T, stox:<schedule>, stox-uniform[:T] or stox-inhomogeneous[:schedule]`);
+      throw new ConfigError(`--compare: unknown configuration ${JSON.stringify(entry)}; use fp-adc, low-bit-adc, sparse-adc, sense-amp, ideal, stox, stox:T, stox:<schedule>, stox:<FILE.json>, stox-uniform[:T] or stox-inhomogeneous[:schedule], each optionally =MODEL.onnx`);
   }
 }
 
-/** Energy, latency and area per image of one evaluated configuration. */
-export function costOf(name: string, run: EvalRun, technology: Technology, config: Partial<StoxConfig>): ConfigCost {
-  if (!run.simulator || !run.nodeOps) throw new ConfigError(`configuration ${name}: needs crossbar layers to cost (converter ${run.report.converter})`);
-  const components = native().costComponents();
-  const costs = run.simulator.cost(run.nodeOps, technology.tech);
-  const names = new Map(run.report.ops!.layers.map((l) => [l.node, l]));
+/** A comparison entry `CONFIG[=MODEL]` split at the first `=`. */
+export function splitEntry(entry: string): { config: string; model?: string } {
+  const eq = entry.indexOf('=');
+  return eq < 0 ? { config: entry } : { config: entry.slice(0, eq), model: entry.slice(eq + 1) };
+}
+
+/** An entry's configuration as tables show it: a schedule file by its base name. */
+export function entryName(config: string): string {
+  const [name, arg] = nameArg(config);
+  return arg?.endsWith('.json') ? `${name}:${basename(arg)}` : config;
+}
+
+/** Totals, per layer and per component of one set of per-node costs. */
+function totals(costs: LayerCostJs[], components: string[], layers: Map<number, { name: string; crossbar: boolean }>) {
   const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
   const perComponent = { energyPJ: {} as Record<string, number>, latencyNs: {} as Record<string, number>, areaMm2: {} as Record<string, number> };
   components.forEach((c, k) => {
@@ -118,27 +207,14 @@ export function costOf(name: string, run: EvalRun, technology: Technology, confi
     perComponent.latencyNs[c] = costs.reduce((s, x) => s + x.latency[k], 0);
     perComponent.areaMm2[c] = costs.reduce((s, x) => s + x.area[k], 0) / 1e6;
   });
-  const perLayer = costs.flatMap((c, node) => {
-    const l = names.get(node);
+  const perLayer: LayerCostReport[] = costs.flatMap((c, node) => {
+    const l = layers.get(node);
     if (!l) return [];
-    return [
-      {
-        node,
-        name: l.name,
-        crossbar: l.crossbar,
-        energyPJ: sum(c.energy),
-        latencyNs: sum(c.latency),
-        areaMm2: sum(c.area) / 1e6,
-        energy: Object.fromEntries(components.map((n, k) => [n, c.energy[k]])),
-      },
-    ];
+    return [{ node, name: l.name, crossbar: l.crossbar, energyPJ: sum(c.energy), latencyNs: sum(c.latency), areaMm2: sum(c.area) / 1e6, energy: Object.fromEntries(components.map((n, k) => [n, c.energy[k]])) }];
   });
   const energyPJ = costs.reduce((s, c) => s + sum(c.energy), 0);
   const latencyNs = costs.reduce((s, c) => s + sum(c.latency), 0);
   return {
-    name,
-    top1: run.report.top1,
-    images: run.report.images,
     energyPJ,
     latencyNs,
     pipelinedImagesPerSecond: 1e9 / Math.max(...costs.map((c) => sum(c.latency))),
@@ -146,7 +222,72 @@ export function costOf(name: string, run: EvalRun, technology: Technology, confi
     edp: energyPJ * latencyNs,
     perLayer,
     perComponent,
-    config,
+  };
+}
+
+export interface CostConfigOptions {
+  model: string;
+  data?: string;
+  images: number;
+  threads?: number;
+  config: Partial<StoxConfig>;
+  /** One run per seed; default one run with the configured (else the model's) seed. */
+  seeds?: number[];
+  signal?: AbortSignal;
+}
+
+/** Evaluates one configuration once per seed and turns its operation counts into energy, latency and area per image. */
+export async function costConfig(name: string, o: CostConfigOptions, technology: Technology): Promise<ConfigCost> {
+  const evaluated: { run: EvalRun; costs: LayerCostJs[]; seconds: number }[] = [];
+  for (const seed of o.seeds ?? [undefined]) {
+    const t0 = performance.now();
+    const config = seed === undefined ? o.config : { ...o.config, seed };
+    const run = await evaluate({ model: o.model, data: o.data, limit: o.images, threads: o.threads, config, signal: o.signal });
+    if (!run.simulator || !run.nodeOps) throw new ConfigError(`configuration ${name}: needs crossbar layers to cost (converter ${run.report.converter})`);
+    evaluated.push({ run, costs: run.simulator.cost(run.nodeOps, technology.tech), seconds: (performance.now() - t0) / 1000 });
+  }
+  const components = native().costComponents();
+  const { report } = evaluated[0].run;
+  const layers = new Map(report.ops!.layers.map((l) => [l.node, l]));
+  const meanOf = (xs: number[][]) => xs[0].map((_, k) => xs.reduce((s, x) => s + x[k], 0) / xs.length);
+  const mean = evaluated[0].costs.map((_, node) => {
+    const at = evaluated.map((e) => e.costs[node]);
+    return { energy: meanOf(at.map((c) => c.energy)), latency: meanOf(at.map((c) => c.latency)), area: meanOf(at.map((c) => c.area)) };
+  });
+  const runs = evaluated.map(({ run, costs, seconds }): SeedRun => {
+    const t = totals(costs, components, layers);
+    return {
+      seed: run.report.seed,
+      correct: run.report.correct,
+      logitsDigest: run.report.logitsDigest,
+      seconds,
+      cost: {
+        tech: technology.name,
+        energyPJ: t.energyPJ,
+        latencyNs: t.latencyNs,
+        areaMm2: t.areaMm2,
+        edp: t.edp,
+        perComponent: t.perComponent,
+        perLayer: t.perLayer.map(({ name, crossbar, energyPJ, latencyNs, areaMm2 }) => ({ name, crossbar, energyPJ, latencyNs, areaMm2 })),
+      },
+    };
+  });
+  const top1PerSeed = evaluated.map(({ run }) => ({ seed: run.report.seed, top1: run.report.top1 }));
+  const acc = stats(top1PerSeed.map((s) => s.top1));
+  return {
+    name,
+    model: report.model,
+    converter: report.converter,
+    samples: report.config.layers.flatMap((l) => (l.samples === undefined ? [] : [l.samples])),
+    seeds: top1PerSeed.map((s) => s.seed),
+    top1: acc.mean,
+    top1Mean: acc.mean,
+    top1Sd: acc.std,
+    top1PerSeed,
+    images: report.images,
+    ...totals(mean, components, layers),
+    config: o.config,
+    runs,
   };
 }
 
@@ -154,18 +295,61 @@ export async function compareCosts(o: CompareOptions): Promise<CostReport> {
   if (o.compare.length === 0) throw new ConfigError('--compare: give at least one configuration');
   const images = int('--images', o.images ?? 500, 1, 10_000);
   const adcBits = int('--adc-bits', o.adcBits ?? 4, 1, 24);
+  const seeds = o.seeds?.map((s) => int('--seeds', s, 0, Number.MAX_SAFE_INTEGER));
+  if (seeds?.length === 0) throw new ConfigError('--seeds: give at least one seed');
+  seeds?.forEach((s, i) => {
+    if (seeds.indexOf(s) !== i) throw new ConfigError(`--seeds: ${s} is given twice`);
+  });
   const technology = loadTech(o.tech);
-  const entries = o.compare.map((e) => [e, entryConfig(e, adcBits)] as const); // all validated before any runs
+  // Every entry is checked, and its model found, before anything runs.
+  const parsed = o.compare.map((entry) => {
+    const { config, model = o.model } = splitEntry(entry);
+    const name = entryName(config);
+    const converter = entryConfig(config, adcBits);
+    if (!model) throw new ConfigError(`--compare ${name}: no model; give --model PATH or ${config}=MODEL.onnx`);
+    if (!existsSync(model)) throw new ConfigError(`--compare ${name}: model ${model} does not exist`);
+    return { name, model, converter };
+  });
+  // Names key the ratios and the result lines: the same configuration on two models is told apart by its model.
+  const repeated = (name: string) => parsed.filter((e) => e.name === name).length > 1;
+  const entries = parsed.map((e) => (repeated(e.name) ? { ...e, name: `${e.name}=${basename(e.model)}` } : e));
+  entries.forEach((e, i) => {
+    if (entries.findIndex((f) => f.name === e.name) !== i) throw new ConfigError(`--compare: ${e.name} is given twice`);
+  });
   const configs: ConfigCost[] = [];
-  for (const [entry, converter] of entries) {
-    const config = { ...o.config, ...converter };
-    if (config.adcBits === undefined) delete config.adcBits;
-    const run = await evaluate({ model: o.model, data: o.data, limit: images, threads: o.threads, config, signal: o.signal });
-    configs.push(costOf(entry, run, technology, config));
+  for (const e of entries) {
+    const config = { ...o.config, ...e.converter };
+    configs.push(await costConfig(e.name, { model: e.model, data: o.data, images, threads: o.threads, config, seeds, signal: o.signal }, technology));
   }
   const [base] = configs;
   const ratios = Object.fromEntries(
     configs.map((c) => [c.name, { energy: base.energyPJ / c.energyPJ, latency: base.latencyNs / c.latencyNs, area: base.areaMm2 / c.areaMm2, edp: base.edp / c.edp }]),
   );
   return { tech: technology.name, images, configs, ratios };
+}
+
+/** The result line (the format `stoxnet sweep` writes and `stoxnet report` reads) of a configuration's k-th seed. */
+export function resultLine(c: ConfigCost, k: number, point: Pick<SweepResult, 'index' | 'key' | 'settings'>): SweepResult {
+  const run = c.runs[k];
+  return {
+    ...point,
+    config: { ...c.config, seed: run.seed },
+    model: c.model,
+    images: c.images,
+    correct: run.correct,
+    top1: run.correct / c.images,
+    seed: run.seed,
+    converter: c.converter,
+    samples: c.samples,
+    meanSamples: c.samples.length ? c.samples.reduce((a, b) => a + b, 0) / c.samples.length : null,
+    cost: run.cost,
+    logitsDigest: run.logitsDigest,
+    seconds: run.seconds,
+  };
+}
+
+/** A comparison as result lines for `stoxnet report`: one per configuration and seed, settings {configuration, model, seed}. */
+export function costResults(report: CostReport): SweepResult[] {
+  const lines = report.configs.flatMap((c) => c.runs.map((run, k) => ({ c, k, settings: { configuration: c.name, model: c.model, seed: run.seed } })));
+  return lines.map(({ c, k, settings }, index) => resultLine(c, k, { index, key: canonical(settings), settings }));
 }

@@ -1,5 +1,5 @@
 // results.jsonl files: read back (checked against the grid), appended one
-// whole line per write, and merged from shards.
+// whole line per write, merged from shards, or written whole (`stoxnet cost --results`).
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { writeFileAtomic } from '../atomic.js';
 import { ConfigError } from '../config.js';
@@ -94,6 +94,11 @@ export function mergeResults(grid: Grid, files: string[], out: string): SweepRes
     throw new ConfigError(`merge: ${missing.length} of ${grid.points.length} points missing: ${list}${missing.length > 5 ? '; …' : ''}`);
   }
   const merged = grid.points.map((p) => byIndex.get(p.index)!.r);
-  writeFileAtomic(out, merged.map((r) => JSON.stringify(r) + '\n').join(''));
+  writeResults(out, merged);
   return merged;
+}
+
+/** Writes `results` as a whole results file, atomically. */
+export function writeResults(file: string, results: SweepResult[]): void {
+  writeFileAtomic(file, results.map((r) => JSON.stringify(r) + '\n').join(''));
 }

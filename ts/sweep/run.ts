@@ -2,11 +2,9 @@
 // each with accuracy and cost, one result line per point. A rerun skips the
 // points already in the output, so an interrupted sweep resumes.
 import { existsSync } from 'node:fs';
-import { basename } from 'node:path';
 import { ConfigError, int } from '../config.js';
-import { costOf } from '../cost/compare.js';
+import { costConfig, resultLine } from '../cost/compare.js';
 import { loadTech } from '../cost/tech.js';
-import { evaluate } from '../eval.js';
 import { resolveConfig, type StoxConfig } from '../stox.js';
 import { readGrid, shardPoints, type Grid, type Point } from './grid.js';
 import type { SweepResult } from './result.js';
@@ -82,37 +80,8 @@ export async function runSweep(o: SweepOptions): Promise<SweepSummary> {
   const todo = points.filter((p) => !done.has(p.index));
   let finished = points.length - todo.length;
   for (const p of todo) {
-    const config = configs.get(p.index)!;
-    const t0 = performance.now();
-    const run = await evaluate({ model, data: o.data, limit: images, threads: o.threads, config, signal: o.signal });
-    const cost = costOf(p.key, run, technology, config);
-    const layers = run.report.config.layers;
-    const samples = layers.flatMap((l) => (l.samples === undefined ? [] : [l.samples]));
-    const result: SweepResult = {
-      index: p.index,
-      key: p.key,
-      settings: p.settings,
-      config,
-      model: basename(model),
-      images: run.report.images,
-      correct: run.report.correct,
-      top1: run.report.top1,
-      seed: run.report.seed,
-      converter: run.report.converter,
-      samples,
-      meanSamples: samples.length ? samples.reduce((a, b) => a + b, 0) / samples.length : null,
-      cost: {
-        tech: technology.name,
-        energyPJ: cost.energyPJ,
-        latencyNs: cost.latencyNs,
-        areaMm2: cost.areaMm2,
-        edp: cost.edp,
-        perComponent: cost.perComponent,
-        perLayer: cost.perLayer.map(({ name, crossbar, energyPJ, latencyNs, areaMm2 }) => ({ name, crossbar, energyPJ, latencyNs, areaMm2 })),
-      },
-      logitsDigest: run.report.logitsDigest,
-      seconds: (performance.now() - t0) / 1000,
-    };
+    const cost = await costConfig(p.key, { model, data: o.data, images, threads: o.threads, config: configs.get(p.index)!, signal: o.signal }, technology);
+    const result = resultLine(cost, 0, p);
     appendResult(o.out, result);
     o.onPoint?.(result, ++finished, points.length);
   }
