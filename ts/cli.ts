@@ -5,6 +5,7 @@ import cliProgress from 'cli-progress';
 import { ConfigError } from './config.js';
 import { downloadCifar10 } from './data/download.js';
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { BACKENDS, evaluate } from './eval.js';
 import { ARCHS } from './arch.js';
 import { train } from './train.js';
@@ -127,7 +128,7 @@ function writeCostTotals(report: CostReport): void {
 
 const commands: Record<string, Command> = {
   demo: {
-    summary: 'fetch CIFAR-10 if missing, evaluate the project\'s PS-QAT StoX ResNet20 and cost it against ADC baselines (also `npm start`)',
+    summary: 'fetch CIFAR-10 if missing, evaluate the project\'s PS-QAT StoX ResNet20, and cost each converter on its own model (the stoxnet-fair rows whose model exists; also `npm start`)',
     usage: 'stoxnet demo [--model PATH] [--data DIR] [--images N] [--cost-images N] [--threads N]',
     options: {
       model: { type: 'string' },
@@ -137,15 +138,15 @@ const commands: Record<string, Command> = {
       threads: { type: 'string' },
     },
     help: {
-      '--model PATH': `a model trained with PS-QAT (default models/${DEMO_MODEL} of this package)`,
+      '--model PATH': `the model of the accuracy (default models/${DEMO_MODEL} of this package); the cost rows use their own models`,
       '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache; downloaded there, checksummed, when missing)',
       '--images N': 'test images for the accuracy (default all 10,000)',
-      '--cost-images N': 'test images per configuration of the cost comparison (default 200)',
+      '--cost-images N': 'test images per configuration of the cost comparison, each on its own model (default 200)',
       '--threads N': 'worker threads, 0 = one per core',
     },
     async run(v, _, signal) {
       const bar = progressBar('eval');
-      const { accuracy: a, cost } = await demo({
+      const { accuracy: a, cost, skipped } = await demo({
         signal, model: v.model as string | undefined, data: v.data as string | undefined, images: v.images as never, costImages: v['cost-images'] as never, threads: v.threads as never, onProgress: bar.update });
       bar.stop();
       const layers = a.config.layers;
@@ -155,6 +156,7 @@ const commands: Record<string, Command> = {
           `top-1 ${(a.top1 * 100).toFixed(2)} % on ${a.images} CIFAR-10 test images (seed ${a.seed}), ${a.imagesPerSecond.toFixed(0)} images/s\n\n`,
       );
       writeCostTotals(cost);
+      if (skipped.length) process.stdout.write(`not costed, model not in models/ yet: ${skipped.map((k) => `${k.name} (${basename(k.model)})`).join(', ')}\n`);
     },
   },
   eval: {
