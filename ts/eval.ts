@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import type { Backend, LayerOps } from './backend.js';
 import { ConfigError, int, oneOf } from './config.js';
-import { CIFAR10_CLASSES, normalize, readCifar10 } from './data/cifar10.js';
+import { CIFAR10_CLASSES, holdOut, normalize, readCifar10, VALIDATION_IMAGES, type Cifar10Split } from './data/cifar10.js';
 import { resolveDataDir } from './data/location.js';
 import { logitsDigest } from './digest.js';
 import { nativeBackend, nativeUnavailable } from './native.js';
@@ -13,6 +13,9 @@ import { createSimulator, type LayerReport } from './simulator.js';
 import { resolveConfig, type StoxConfig } from './stox.js';
 
 export const BACKENDS = ['native', 'ort', 'js'] as const;
+/** Which images an evaluation classifies: the test set, or the validation split held out of training. */
+export const EVAL_SETS = ['test', 'validation'] as const;
+export type EvalSet = (typeof EVAL_SETS)[number];
 
 export interface EvalOptions {
   /** Path of an ONNX model. */
@@ -24,7 +27,13 @@ export interface EvalOptions {
   config?: Partial<StoxConfig>;
   /** Calibrate afresh instead of using a trained model's learned clips and normalisation. */
   ignoreLearned?: boolean;
-  /** Evaluate the first `limit` test images (default all 10,000). */
+  /**
+   * `test` (default): the 10,000 test images. `validation`: the last 5,000
+   * training images (data/cifar10.ts `VALIDATION_IMAGES`), for choices that
+   * must not look at the test set; the test file is then never opened.
+   */
+  evalSet?: EvalSet;
+  /** Evaluate the first `limit` images of the set (default all). */
   limit?: number;
   /** Images per engine call (default 100). Does not change results. */
   batch?: number;
@@ -52,6 +61,8 @@ export interface EvalReport {
   model: string;
   backend: string;
   converter: string;
+  /** which images: the test set or the validation split */
+  evalSet: EvalSet;
   images: number;
   correct: number;
   /** fraction in [0, 1] */
@@ -111,8 +122,27 @@ function opsReport(net: Network, ops: LayerOps[] | undefined, crossbar: Set<numb
   return { layers, totals };
 }
 
-/** Classifies CIFAR-10 test images with the chosen backend and simulator settings. */
+/** Reads the images an evaluation classifies (only the files of that set). */
+export async function readEvalSet(dataDir: string, set: EvalSet): Promise<Cifar10Split> {
+  if (set === 'test') return readCifar10(dataDir, 'test');
+  return holdOut(await readCifar10(dataDir, 'train'), VALIDATION_IMAGES).validation;
+}
+
+/** Classifies CIFAR-10 test (or validation) images with the chosen backend and simulator settings. */
 export async function evaluate(options: EvalOptions): Promise<EvalRun> {
+  options.signal?.throwIfAborted();
+  const evalSet = oneOf('evalSet', options.evalSet ?? 'test', EVAL_SETS);
+  const net = await importOnnx(options.model);
+  const dataDir = resolveDataDir(options.data, evalSet === 'validation');
+  return evaluateNetwork(net, options.model, await readEvalSet(dataDir, evalSet), { ...options, evalSet, data: dataDir });
+}
+
+/**
+ * `evaluate` on an imported network and images already read (`images` are
+ * the raw bytes of `options.evalSet`): callers that evaluate many
+ * configurations read both once.
+ */
+export async function evaluateNetwork(net: Network, modelPath: string, images: Cifar10Split, options: Omit<EvalOptions, 'model'>): Promise<EvalRun> {
   options.signal?.throwIfAborted();
   let backendName = oneOf('backend', options.backend ?? 'native', BACKENDS);
   const missing = backendName === 'native' ? nativeUnavailable() : undefined;
@@ -124,26 +154,25 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   const batch = int('batch', options.batch ?? 100, 1, 10_000);
   const threads = int('threads', options.threads ?? 0, 0, 1024);
   const limit = options.limit === undefined ? undefined : int('limit', options.limit, 1);
-  const net = await importOnnx(options.model);
   // A model trained with PS-QAT carries its settings; explicit ones override them.
   const config = resolveConfig({ ...(net.stox?.config ?? {}), ...(options.config ?? {}) } as Record<string, unknown>);
   if (backendName === 'ort' && config.converter !== 'fp') {
     throw new ConfigError(`backend ort runs the model in FP32 only; --converter ${config.converter} needs --backend native or js`);
   }
-  const dataDir = resolveDataDir(options.data);
+  const dataDir = resolveDataDir(options.data, options.evalSet === 'validation');
   let backend: Backend;
   let layers: LayerReport[] = [];
   let simulator: NativeSimulator | undefined;
-  if (backendName === 'ort') backend = await ortBackend(options.model, threads, net.input);
+  if (backendName === 'ort') backend = await ortBackend(modelPath, threads, net.input);
   else if (config.converter === 'fp' && backendName === 'native') backend = nativeBackend(net, threads);
   else ({ backend, layers, simulator } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers, signal: options.signal }));
   options.signal?.throwIfAborted();
 
-  const test = await readCifar10(dataDir, 'test');
+  const test = images;
   const total = Math.min(limit ?? test.count, test.count);
   const imageLen = net.input[0] * net.input[1] * net.input[2];
   const classes = backend.classes;
-  if (classes !== CIFAR10_CLASSES.length) throw new ConfigError(`${basename(options.model)}: the model gives ${classes} values per image; CIFAR-10 has ${CIFAR10_CLASSES.length} classes`);
+  if (classes !== CIFAR10_CLASSES.length) throw new ConfigError(`${basename(modelPath)}: the model gives ${classes} values per image; CIFAR-10 has ${CIFAR10_CLASSES.length} classes`);
   const logits = new Float32Array(total * classes);
   const perClass = new Array<number>(classes).fill(0);
   const perClassTotal = new Array<number>(classes).fill(0);
@@ -171,9 +200,10 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   }
   return {
     report: {
-      model: basename(options.model),
+      model: basename(modelPath),
       backend: backend.name,
       converter: config.converter,
+      evalSet: options.evalSet ?? 'test',
       images: total,
       correct,
       top1: correct / total,

@@ -263,6 +263,8 @@ export interface TrainConfigJs {
   learnClip?: boolean
   /** Keep an exponential moving average of the model with this decay per step. */
   ema?: number
+  /** PS-QAT: each step, every MTJ layer trains at a T drawn from this set. */
+  samplesRandom?: Array<number>
 }
 
 export interface TrainProgress {

@@ -1,6 +1,7 @@
 // The simulator's configuration: what the user sets (flags, a JSON file, or
 // a typed object), validated once here, and its resolution into one crossbar
 // spec per IR node (crates/core/src/calibrate.rs `LayerSpec`).
+import { readFileSync } from 'node:fs';
 import { ConfigError, int, oneOf, show } from './config.js';
 import type { LayerSpecJs } from './native-binding.js';
 import type { Network } from './network.js';
@@ -35,8 +36,12 @@ export interface StoxConfig {
   samples: number;
   /** Explicit T per crossbar layer (overrides `samples`). */
   samplesPerLayer?: number[];
-  /** Named per-layer T (METHOD.md §3; overrides `samples`). */
-  schedule?: ScheduleName;
+  /**
+   * Named per-layer T (overrides `samples`), or the path of a schedule file
+   * (`stoxnet schedule search` writes them): JSON with `samplesPerLayer`.
+   * A file resolves into `samplesPerLayer`.
+   */
+  schedule?: ScheduleName | `${string}.json`;
   transfer: 'sigmoid' | 'tanh' | 'fitted';
   /** Sensitivity a of the sigmoid / tanh transfer curve. */
   sensitivity: number;
@@ -155,13 +160,15 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
     calibrationImages: int(f('calibrationImages'), get('calibrationImages'), 1, 50_000),
   };
   if (input.adcBits !== undefined) c.adcBits = int(f('adcBits'), input.adcBits, 1, 24);
-  if (input.schedule !== undefined) c.schedule = oneOf(f('schedule'), input.schedule, SCHEDULES);
+  if (typeof input.schedule === 'string' && input.schedule.endsWith('.json')) c.samplesPerLayer = readScheduleFile(input.schedule);
+  else if (input.schedule !== undefined) c.schedule = oneOf(f('schedule'), input.schedule, SCHEDULES);
   if (input.digitalLayers !== undefined) {
     const raw = typeof input.digitalLayers === 'string' ? input.digitalLayers.split(',').filter(Boolean) : input.digitalLayers;
     if (!Array.isArray(raw) || raw.some((n) => typeof n !== 'string')) throw new ConfigError(`${f('digitalLayers')}: expected a list of layer names, got ${show(input.digitalLayers)}`);
     c.digitalLayers = raw;
   }
   if (input.samplesPerLayer !== undefined) {
+    if (c.samplesPerLayer) throw new ConfigError(`${f('schedule')} ${show(input.schedule)} and ${f('samplesPerLayer')} both set the samples per layer; give one`);
     const raw = typeof input.samplesPerLayer === 'string' ? input.samplesPerLayer.split(',') : input.samplesPerLayer;
     if (!Array.isArray(raw) || raw.length === 0) throw new ConfigError(`${f('samplesPerLayer')}: expected a list of integers, got ${show(input.samplesPerLayer)}`);
     c.samplesPerLayer = raw.map((v, i) => int(`${f('samplesPerLayer')}[${i}]`, v, 1, 1 << 20));
@@ -184,6 +191,19 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
     }
   }
   return c;
+}
+
+/** The T per crossbar layer of a schedule file (`{"samplesPerLayer": [...]}`, as `stoxnet schedule search` writes). */
+export function readScheduleFile(path: string): number[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new ConfigError(`${FLAGS.schedule} ${path}: cannot read a schedule file: ${(e as Error).message}`);
+  }
+  const list = (doc as { samplesPerLayer?: unknown } | null)?.samplesPerLayer;
+  if (!Array.isArray(list) || list.length === 0) throw new ConfigError(`${FLAGS.schedule} ${path}: expected a JSON object with "samplesPerLayer": [T per crossbar layer], got ${show(doc)}`);
+  return list.map((v, i) => int(`${FLAGS.schedule} ${path}: samplesPerLayer[${i}]`, v, 1, 1 << 20));
 }
 
 /** ADC bits that convert every partial sum of the mapping exactly (crossbar.rs `lossless_adc_bits`). */
@@ -234,7 +254,8 @@ export function samplesPerLayer(c: StoxConfig, layers: number): number[] {
     }
     return c.samplesPerLayer;
   }
-  if (c.schedule) return scheduleSamples(c.schedule, layers);
+  // A resolved configuration names only built-in schedules (files resolve into samplesPerLayer).
+  if (c.schedule) return scheduleSamples(c.schedule as ScheduleName, layers);
   return new Array<number>(layers).fill(c.samples);
 }
 

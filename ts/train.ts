@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { ARCHS, resnet, type Arch } from './arch.js';
 import { writeFileAtomic } from './atomic.js';
 import { ConfigError, int, oneOf } from './config.js';
-import { normalize, readCifar10 } from './data/cifar10.js';
+import { holdOut, normalize, readCifar10, VALIDATION_IMAGES } from './data/cifar10.js';
 import { resolveDataDir } from './data/location.js';
 import { argmax } from './eval.js';
 import type { Backend } from './backend.js';
@@ -52,6 +52,13 @@ export interface TrainSettings {
    * exported model are then the average's.
    */
   ema?: number;
+  /**
+   * Hold out the last N training images (the validation split): the run
+   * trains on the others and logs its accuracy on them each epoch.
+   */
+  valImages: number;
+  /** PS-QAT: each step, every MTJ layer trains at a T drawn from this set (sampling-length-aware training). */
+  samplesRandom?: number[];
 }
 
 export interface TrainOptions extends Partial<TrainSettings> {
@@ -78,8 +85,10 @@ export interface EpochLog {
   epochs: number;
   loss: number;
   trainTop1: number;
-  /** all 10,000 test images, eval-mode BatchNorm */
+  /** all 10,000 test images, eval-mode BatchNorm (reported, never used to choose anything) */
   testTop1: number;
+  /** the held-out validation images, eval-mode BatchNorm (absent without a validation split) */
+  valTop1?: number;
   lr: number;
   imagesPerSecond: number;
   seconds: number;
@@ -103,6 +112,7 @@ const DEFAULTS: Omit<TrainSettings, 'arch' | 'from'> = {
   learnClip: false,
   distillAlpha: 0.5,
   distillTemperature: 4,
+  valImages: VALIDATION_IMAGES,
 };
 
 function num(name: string, v: unknown, min: number, max: number): number {
@@ -130,7 +140,13 @@ export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
     learnClip: Boolean(o.learnClip ?? DEFAULTS.learnClip),
     distillAlpha: num('--distill-alpha', o.distillAlpha ?? DEFAULTS.distillAlpha, 0, 1),
     distillTemperature: num('--distill-temperature', o.distillTemperature ?? DEFAULTS.distillTemperature, 1e-3, 1000),
+    valImages: int('--val-images', o.valImages ?? DEFAULTS.valImages, 0, 49_998),
   };
+  if (o.samplesRandom !== undefined) {
+    const raw = typeof o.samplesRandom === 'string' ? (o.samplesRandom as string).split(',') : o.samplesRandom;
+    if (!Array.isArray(raw) || raw.length === 0) throw new ConfigError(`--samples-random: expected a list of integers, got ${JSON.stringify(o.samplesRandom)}`);
+    s.samplesRandom = raw.map((v, i) => int(`--samples-random[${i}]`, v, 1, 1 << 20));
+  }
   if (o.teacher !== undefined) s.teacher = resolve(o.teacher);
   // Decay 0 would be no average, decay 1 no update.
   if (o.ema !== undefined) s.ema = num('--ema', o.ema, 1e-6, 1 - 1e-6);
@@ -178,8 +194,8 @@ function readCheckpoint(path: string): { header: CheckpointHeader; values: Float
   return { header, values };
 }
 
-/** Top-1 of a backend on pre-normalised test images (all of them). */
-async function testTop1(backend: Backend, images: Float32Array, labels: Uint8Array, signal?: AbortSignal): Promise<number> {
+/** Top-1 of a backend on pre-normalised images (all of them). */
+async function top1On(backend: Backend, images: Float32Array, labels: Uint8Array, signal?: AbortSignal): Promise<number> {
   const len = images.length / labels.length;
   let correct = 0;
   const batch = 500;
@@ -240,8 +256,9 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
   if (o.resume) {
     if (!existsSync(ckpt)) throw new Error(`--resume: no checkpoint in ${o.out}`);
     resumed = readCheckpoint(ckpt);
-    // Validated like fresh settings: checkpoints from before a setting existed get its default.
-    settings = resolveTrainSettings(resumed.header.settings);
+    // Validated like fresh settings: checkpoints from before a setting existed get its default,
+    // except the validation split: such runs trained on every image.
+    settings = resolveTrainSettings({ ...resumed.header.settings, valImages: resumed.header.settings.valImages ?? 0 });
     // A new epoch budget re-shapes the learning-rate schedule from the next step on.
     if (o.epochs !== undefined) settings.epochs = int('--epochs', o.epochs, resumed.header.epoch, 100_000);
   } else {
@@ -249,8 +266,10 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
   }
   const net = settings.arch ? resnet(settings.arch) : await importOnnx(settings.from!);
   const dir = resolveDataDir(o.data);
-  const [trainSet, testSet] = await Promise.all([readCifar10(dir, 'train'), readCifar10(dir, 'test')]);
+  const [allTrain, testSet] = await Promise.all([readCifar10(dir, 'train'), readCifar10(dir, 'test')]);
+  const { fit: trainSet, validation } = holdOut(allTrain, settings.valImages);
   const testImages = normalize(testSet.images, testSet.count);
+  const valImages = normalize(validation.images, validation.count);
   const n = o.trainImages === undefined ? trainSet.count : int('--train-images', o.trainImages, 2, trainSet.count);
   const stox = resolveConfig(settings.stox as Record<string, unknown>);
   const qat = stox.converter !== 'fp';
@@ -295,8 +314,11 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
     within = undefined;
     const seconds = before + Number(process.hrtime.bigint() - t0) / 1e9;
     let testTop1Now: number;
+    let valTop1: number | undefined;
     try {
-      testTop1Now = await testTop1(await evaluator(), testImages, testSet.labels, o.signal);
+      const backend = await evaluator();
+      if (validation.count > 0) valTop1 = await top1On(backend, valImages, validation.labels, o.signal);
+      testTop1Now = await top1On(backend, testImages, testSet.labels, o.signal);
     } catch (e) {
       if (o.signal?.aborted) stop(batches);
       throw e;
@@ -307,6 +329,7 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
       loss: total.lossSum / total.images,
       trainTop1: total.correct / total.images,
       testTop1: testTop1Now,
+      ...(valTop1 === undefined ? {} : { valTop1 }),
       lr,
       imagesPerSecond: total.images / seconds,
       seconds,

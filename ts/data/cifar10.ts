@@ -109,6 +109,25 @@ export async function readCifar10(dir: string, split: 'train' | 'test'): Promise
   return { images, labels, count };
 }
 
+/**
+ * Training images held out as the validation split: the last 5,000 of
+ * data_batch_5. Every choice the project makes (per-layer schedules, model
+ * selection) is made on them, never on the test set, and models trained for
+ * such choices train on the first 45,000 only.
+ */
+export const VALIDATION_IMAGES = 5000;
+
+/** The images `from..to` of a split. */
+export function subset(set: Cifar10Split, from: number, to: number): Cifar10Split {
+  return { images: set.images.subarray(from * IMAGE_BYTES, to * IMAGE_BYTES), labels: set.labels.subarray(from, to), count: to - from };
+}
+
+/** A training split without its last `held` images, and those images. */
+export function holdOut(train: Cifar10Split, held: number): { fit: Cifar10Split; validation: Cifar10Split } {
+  if (!Number.isInteger(held) || held < 0 || held >= train.count) throw new Error(`validation split: ${held} held-out images from ${train.count} training images`);
+  return { fit: subset(train, 0, train.count - held), validation: subset(train, train.count - held, train.count) };
+}
+
 export function md5(data: Uint8Array): string {
   return createHash('md5').update(data).digest('hex');
 }

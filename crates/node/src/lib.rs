@@ -697,6 +697,8 @@ pub struct TrainConfigJs {
     pub learn_clip: Option<bool>,
     /// Keep an exponential moving average of the model with this decay per step.
     pub ema: Option<f64>,
+    /// PS-QAT: each step, every MTJ layer trains at a T drawn from this set.
+    pub samples_random: Option<Vec<u32>>,
 }
 
 #[napi(object)]
@@ -804,7 +806,7 @@ pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Arr
                     Some((specs, grad, config.learn_clip.unwrap_or(false)))
                 }
             };
-            Ok(CreateTrainer { net: Some(net), teacher, cfg, init: config.init, qat, ema: config.ema.map(|d| d as f32), calibration: calibration.to_vec(), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }), threads: threads as usize, cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default() })
+            Ok(CreateTrainer { net: Some(net), teacher, cfg, init: config.init, qat, ema: config.ema.map(|d| d as f32), samples_random: config.samples_random.clone(), calibration: calibration.to_vec(), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }), threads: threads as usize, cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default() })
         })?;
     Ok(AsyncTask::new(setup))
 }
@@ -816,6 +818,7 @@ pub struct CreateTrainer {
     init: bool,
     qat: Option<(Vec<Option<LayerSpec>>, MtjGrad, bool)>,
     ema: Option<f32>,
+    samples_random: Option<Vec<u32>>,
     calibration: Vec<f32>,
     data: Arc<Dataset>,
     threads: usize,
@@ -845,6 +848,9 @@ impl Task for CreateTrainer {
                 }
             };
             let mut trainer = Trainer::new(net, self.cfg.clone())?.with_qat(qat)?;
+            if let Some(choices) = self.samples_random.take() {
+                trainer = trainer.with_random_samples(choices)?;
+            }
             if let Some(decay) = self.ema {
                 trainer = trainer.with_ema(decay)?;
             }

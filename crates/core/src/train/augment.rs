@@ -10,6 +10,8 @@ use crate::rng;
 const SHUFFLE: u64 = 5;
 const AUGMENT: u64 = 6;
 pub const INIT: u64 = 7;
+/// Per-step choice of MTJ samples T (sampling-length-aware training).
+pub const SAMPLES: u64 = 8;
 
 /// The order of the training images in `epoch` (Fisher–Yates).
 pub fn permutation(seed: u64, epoch: usize, n: usize) -> Vec<u32> {

@@ -12,6 +12,7 @@ use rand_core::RngCore;
 use rayon::prelude::*;
 
 use crate::bail;
+use crate::converter::Converter;
 use crate::error::Result;
 use crate::graph::{Network, Op};
 use crate::{pmath, rng};
@@ -153,6 +154,9 @@ pub struct Trainer {
     /// its logits enter the loss.
     teacher: Option<(Network, Distill)>,
     ema: Option<Ema>,
+    /// Sampling-length-aware training: each step, every MTJ layer draws its T
+    /// from this set (empty: the layers keep their configured T).
+    samples_choice: Vec<u32>,
 }
 
 impl Trainer {
@@ -162,7 +166,7 @@ impl Trainer {
         }
         let mut net = net;
         let velocity = net.nodes.iter_mut().map(|n| backprop::params_mut(&mut n.op).iter().map(|p| vec![0f32; p.len()]).collect()).collect();
-        Ok(Trainer { net, config, velocity, qat: Vec::new(), step: 0, teacher: None, ema: None })
+        Ok(Trainer { net, config, velocity, qat: Vec::new(), step: 0, teacher: None, ema: None, samples_choice: Vec::new() })
     }
 
     /// Trains these crossbar layers with PS-QAT (`layers[i]` for node i).
@@ -185,6 +189,38 @@ impl Trainer {
         }
         self.teacher = Some((teacher, distill));
         Ok(self)
+    }
+
+    /// Trains the MTJ layers at a T drawn per step and per layer, uniformly
+    /// from `choices`, keyed by (seed, step, node): one model then serves
+    /// every per-layer schedule over that set, and a resumed run draws the
+    /// same T as an uninterrupted one.
+    pub fn with_random_samples(mut self, choices: Vec<u32>) -> Result<Trainer> {
+        if choices.is_empty() || choices.contains(&0) {
+            bail!("random samples: expected a non-empty set of T >= 1, got {choices:?}");
+        }
+        if !self.qat.iter().flatten().any(|l| matches!(l.config.converter, Converter::Mtj { .. })) {
+            bail!("random samples: no MTJ crossbar layer to train (set the PS-QAT layers first, with the mtj converter)");
+        }
+        self.samples_choice = choices;
+        Ok(self)
+    }
+
+    /// The T each MTJ layer uses at optimiser step `step` (`None`: digital
+    /// or not an MTJ layer).
+    pub fn samples_at(&self, step: usize) -> Vec<Option<u32>> {
+        self.qat
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match l.as_ref()?.config.converter {
+                Converter::Mtj { samples, .. } if self.samples_choice.is_empty() => Some(samples),
+                Converter::Mtj { .. } => {
+                    let r = rng::stream(self.config.seed, &[augment::SAMPLES, step as u64, i as u64]).next_u64();
+                    Some(self.samples_choice[(r % self.samples_choice.len() as u64) as usize])
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Keeps an exponential moving average of the model with this decay per
@@ -224,6 +260,16 @@ impl Trainer {
             });
             let labels: Vec<u8> = idx.iter().map(|&i| data.labels[i as usize]).collect();
             let saved = self.net.clone();
+            if !self.samples_choice.is_empty() {
+                let draws = self.samples_at(self.step);
+                for (layer, t) in self.qat.iter_mut().zip(draws) {
+                    if let (Some(l), Some(t)) = (layer, t) {
+                        if let Converter::Mtj { samples, .. } = &mut l.config.converter {
+                            *samples = t;
+                        }
+                    }
+                }
+            }
             // Stochastic draws of image i in epoch e are keyed e·N + i: fresh every epoch.
             let images: Vec<usize> = idx.iter().map(|&i| epoch * data.len() + i as usize).collect();
             let q = (!self.qat.is_empty()).then(|| backprop::Qat { layers: &self.qat, seed: c.seed, images: &images, tape_bytes: backprop::TAPE_BYTES });

@@ -516,4 +516,38 @@ mod qat_tests {
         let err = Trainer::new(tiny(), config(2)).unwrap().with_ema(0.5).unwrap().with_qat(qat_layers(&tiny(), MtjGrad::Ste)).err().unwrap();
         assert!(err.0.contains("before the EMA"), "{}", err.0);
     }
+
+    /// Sampling-length-aware training: every step draws T for each MTJ
+    /// layer from the set, keyed by (seed, step, node), the layer trains at
+    /// that T, and a resumed run draws the same T (bit-identical state).
+    #[test]
+    fn random_samples_are_drawn_per_step_and_resume_bit_for_bit() {
+        let data = dataset();
+        let make = |seed: u64| Trainer::new(tiny(), TrainConfig { augment: false, seed, ..config(4) }).unwrap().with_qat(qat_layers(&tiny(), MtjGrad::Ste)).unwrap();
+        let t = make(5).with_random_samples(vec![1, 2, 4]).unwrap();
+        let draws: Vec<u32> = (0..60).map(|s| t.samples_at(s)[3].unwrap()).collect();
+        assert!(t.samples_at(0).iter().enumerate().all(|(i, d)| d.is_some() == (i == 3)), "only the MTJ layer draws");
+        for v in [1, 2, 4] {
+            // 60 uniform draws from 3 values: each appears 20 ± 3.7 times; below 8 is 3.3 σ out.
+            let n = draws.iter().filter(|&&d| d == v).count();
+            assert!(n >= 8, "T = {v} drawn {n} times in 60 steps: {draws:?}");
+        }
+        let other: Vec<u32> = (0..60).map(|s| make(6).with_random_samples(vec![1, 2, 4]).unwrap().samples_at(s)[3].unwrap()).collect();
+        assert_ne!(draws, other, "the draws follow the seed");
+        // The layer trains at the drawn T: after step s, its converter holds draws[s].
+        let mut t = t;
+        for step in 0..3 {
+            t.train_batches(&data, 0, step, step + 1).unwrap();
+            assert!(matches!(t.qat[3].as_ref().unwrap().config.converter, Converter::Mtj { samples, .. } if samples == draws[step]));
+        }
+        let random = assert_resume_is_bit_identical(|| make(5).with_random_samples(vec![1, 2, 4]).unwrap(), &data, 1, 3);
+        let fixed = assert_resume_is_bit_identical(|| make(5), &data, 1, 3);
+        let (mut random, mut fixed) = (random, fixed);
+        assert_ne!(random.state(), fixed.state(), "random T trains differently from the configured T");
+        for bad in [vec![], vec![0, 2]] {
+            assert!(make(5).with_random_samples(bad).err().unwrap().0.contains("T >= 1"));
+        }
+        let fp32 = Trainer::new(tiny(), config(2)).unwrap().with_random_samples(vec![1, 2]).err().unwrap();
+        assert!(fp32.0.contains("no MTJ crossbar layer"), "{}", fp32.0);
+    }
 }
