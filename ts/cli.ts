@@ -17,6 +17,7 @@ import { mergeResults, readResults, writeResults } from './sweep/results.js';
 import { renderReport, toCsv } from './report/index.js';
 import { writeFileAtomic } from './atomic.js';
 import { runSweep } from './sweep/run.js';
+import { searchSchedule } from './schedule/search.js';
 import { CONVERTERS, DEFAULTS, FLAGS, SCHEDULES, type StoxConfig } from './stox.js';
 
 interface Command {
@@ -49,7 +50,7 @@ const configHelp: Record<string, string> = {
   '--adc-range NAME': 'full (every possible partial sum) or calibrated (observed min..max on training images) (default full)',
   '--samples N': `MTJ samples T on every crossbar layer (default ${DEFAULTS.samples})`,
   '--samples-per-layer a,b,...': 'T per crossbar layer, one value per layer',
-  '--schedule NAME': `named per-layer T: ${SCHEDULES.join(', ')}`,
+  '--schedule NAME|FILE.json': `named per-layer T (${SCHEDULES.join(', ')}) or a schedule file {"samplesPerLayer": [...]} as \`stoxnet schedule search\` writes`,
   '--mtj-transfer NAME': 'MTJ switching curve: sigmoid (sigmoid(a·x)), tanh ((1+tanh(a·x))/2) or fitted (sigmoid(3.598(x−0.0082)), |x| ≤ 0.8) (default sigmoid)',
   '--sensitivity A': `sensitivity a of the sigmoid/tanh curve (default ${DEFAULTS.sensitivity})`,
   '--weight-noise S': 'relative σ of each cell\'s programmed conductance (default 0)',
@@ -161,7 +162,7 @@ const commands: Record<string, Command> = {
   },
   eval: {
     summary: 'classify the CIFAR-10 test set with a model on simulated crossbars and report accuracy and op counts',
-    usage: 'stoxnet eval --model PATH [--data DIR] [--converter NAME] [mapping, converter and noise flags] [--config FILE.json] [--backend native|ort|js] [--limit N] [--batch N] [--threads N] [--json]',
+    usage: 'stoxnet eval --model PATH [--data DIR] [--converter NAME] [mapping, converter and noise flags] [--config FILE.json] [--backend native|ort|js] [--eval-set test|validation] [--limit N] [--batch N] [--threads N] [--json]',
     options: {
       model: { type: 'string' },
       data: { type: 'string' },
@@ -172,6 +173,7 @@ const commands: Record<string, Command> = {
       threads: { type: 'string' },
       json: { type: 'boolean' },
       'ignore-learned': { type: 'boolean' },
+      'eval-set': { type: 'string' },
       ...configOptions,
     },
     help: {
@@ -181,7 +183,8 @@ const commands: Record<string, Command> = {
       '--config FILE.json': 'the settings above as a JSON object with the API names (rows, weightBits, samplesPerLayer, ...); flags override it',
       '--ignore-learned': 'calibrate clips and normalisation afresh instead of using the model\'s learned ones',
       '--backend NAME': `engine: ${BACKENDS.join(', ')} (default native; ort = onnxruntime FP32; js = the pure-JS reference)`,
-      '--limit N': 'evaluate only the first N test images (default all 10,000)',
+      '--eval-set NAME': 'test (the 10,000 test images) or validation (the last 5,000 training images, held out of every model trained here; the test file is not opened) (default test)',
+      '--limit N': 'evaluate only the first N images of the set (default all)',
       '--batch N': 'images per engine call (default 100; results do not depend on it)',
       '--threads N': 'worker threads, 0 = one per core (default 0; results do not depend on it)',
       '--json': 'print one JSON object on stdout: top1, correct, images, perClass, seconds, imagesPerSecond, backend, seed, config, ops, logitsDigest',
@@ -196,6 +199,7 @@ const commands: Record<string, Command> = {
         backend: v.backend as never,
         config: configFrom(v),
         ignoreLearned: v['ignore-learned'] as boolean | undefined,
+        evalSet: v['eval-set'] as never,
         limit: v.limit as never,
         batch: v.batch as never,
         threads: v.threads as never,
@@ -208,7 +212,7 @@ const commands: Record<string, Command> = {
       }
       const conv = report.ops?.totals.conversions ?? 0;
       process.stdout.write(
-        `${report.model} on ${report.images} CIFAR-10 test images (${report.backend}, converter ${report.converter}, seed ${report.seed})\n` +
+        `${report.model} on ${report.images} CIFAR-10 ${report.evalSet} images (${report.backend}, converter ${report.converter}, seed ${report.seed})\n` +
           `top-1 ${(report.top1 * 100).toFixed(2)} % (${report.correct}/${report.images})\n` +
           (report.config.layers.length ? `${report.config.layers.length} crossbar layers, ${(conv / report.images).toLocaleString('en-US')} conversions per image\n` : '') +
           `${report.imagesPerSecond.toFixed(1)} images/s (${report.seconds.toFixed(2)} s in the engine, ${report.threads || 'all'} threads, batch ${report.batch})\n` +
@@ -218,7 +222,7 @@ const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a CIFAR-10 ResNet from scratch or fine-tune an ONNX model; checkpoints every epoch, resumable',
-    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--mtj-grad ste|expected] [--learn-clip] [--teacher MODEL.onnx [--distill-alpha X] [--distill-temperature X]] [--ema DECAY] [--json] | --resume DIR [--epochs N] [--stop-after N]',
+    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--val-images N] [--mtj-grad ste|expected] [--learn-clip] [--samples-random LIST] [--teacher MODEL.onnx [--distill-alpha X] [--distill-temperature X]] [--ema DECAY] [--json] | --resume DIR [--epochs N] [--stop-after N]',
     options: {
       arch: { type: 'string' },
       from: { type: 'string' },
@@ -239,6 +243,8 @@ const commands: Record<string, Command> = {
       threads: { type: 'string' },
       'stop-after': { type: 'string' },
       'train-images': { type: 'string' },
+      'val-images': { type: 'string' },
+      'samples-random': { type: 'string' },
       'mtj-grad': { type: 'string' },
       'learn-clip': { type: 'boolean' },
       teacher: { type: 'string' },
@@ -268,7 +274,8 @@ const commands: Record<string, Command> = {
       '--seed N': 'seed of initialisation, shuffling and augmentation (default 0)',
       '--threads N': 'worker threads, 0 = one per core (default 0)',
       '--stop-after N': 'stop after N epochs of this invocation (resume later)',
-      '--train-images N': 'train on the first N training images only (quick experiments; default all 50,000)',
+      '--val-images N': 'hold out the last N training images as the validation split: not trained on, accuracy logged each epoch as valTop1 (default 5000; 0 trains on all 50,000)',
+      '--train-images N': 'train on the first N of the remaining training images only (quick experiments)',
       ...configHelp,
       '--config FILE.json': 'simulator settings as JSON (as for eval); flags override it',
       '--mtj-grad NAME': 'PS-QAT surrogate through the MTJ sampler: ste (identity inside the clamp range, the authors\') or expected (derivative of the expected transfer curve) (default ste)',
@@ -276,6 +283,7 @@ const commands: Record<string, Command> = {
       '--teacher MODEL.onnx': 'distil from this model, run in FP32 in eval mode on the same augmented images (knowledge distillation)',
       '--distill-alpha X': 'weight of the teacher term: loss = (1 − α)·CE + α·τ²·KL(teacher ‖ student) at temperature τ (default 0.5)',
       '--distill-temperature X': 'softmax temperature τ of the teacher term (default 4)',
+      '--samples-random LIST': 'PS-QAT with mtj: each step, every crossbar layer trains at a T drawn uniformly from LIST (e.g. 1,2,4), keyed by seed, step and layer, so one model serves every per-layer schedule over LIST',
       '--ema DECAY': 'keep an exponential moving average of the weights, BatchNorm statistics and learned crossbar state (decay per step, e.g. 0.999); the test accuracy, checkpoint and model.onnx are the average\'s',
       '--json': 'print each epoch\'s log line on stdout',
     },
@@ -305,6 +313,8 @@ const commands: Record<string, Command> = {
         threads: v.threads as never,
         stopAfter: v['stop-after'] === undefined ? undefined : Number(v['stop-after']),
         trainImages: v['train-images'] as never,
+        valImages: v['val-images'] as never,
+        samplesRandom: v['samples-random'] as never,
         stox: configFrom(v),
         mtjGrad: v['mtj-grad'] as never,
         learnClip: v['learn-clip'] as boolean | undefined,
@@ -318,7 +328,7 @@ const commands: Record<string, Command> = {
           process.stdout.write(
             v.json
               ? JSON.stringify(e) + '\n'
-              : `epoch ${e.epoch}/${e.epochs}: loss ${e.loss.toFixed(4)}, train ${(e.trainTop1 * 100).toFixed(2)} %, test ${(e.testTop1 * 100).toFixed(2)} %, lr ${e.lr.toFixed(5)}, ${e.imagesPerSecond.toFixed(0)} images/s\n`,
+              : `epoch ${e.epoch}/${e.epochs}: loss ${e.loss.toFixed(4)}, train ${(e.trainTop1 * 100).toFixed(2)} %, ${e.valTop1 === undefined ? '' : `validation ${(e.valTop1 * 100).toFixed(2)} %, `}test ${(e.testTop1 * 100).toFixed(2)} %, lr ${e.lr.toFixed(5)}, ${e.imagesPerSecond.toFixed(0)} images/s\n`,
           );
         },
       });
@@ -449,6 +459,66 @@ const commands: Record<string, Command> = {
           process.stderr.write(`point ${r.index} (${done}/${total}) ${r.key}: top-1 ${(r.top1 * 100).toFixed(2)} %, ${(r.cost.energyPJ / 1e6).toFixed(3)} µJ, ${(r.cost.latencyNs / 1e3).toFixed(1)} µs, ${r.cost.areaMm2.toFixed(3)} mm², ${r.seconds.toFixed(1)} s\n`),
       });
       process.stderr.write(`${summary.ran} points evaluated, ${summary.skipped} already in ${v.out}${summary.repaired ? ' (a torn last line was dropped)' : ''}; ${summary.points} points in this ${shard ? `shard ${shard[0]}/${shard[1]}` : 'grid'}\n`);
+    },
+  },
+  schedule: {
+    summary: 'search the MTJ samples T of every crossbar layer on the validation split (never the test set): best accuracy under a cost budget, or least cost above an accuracy floor',
+    usage: 'stoxnet schedule search --model PATH (--budget X | --floor A) [--metric samples|energy|latency|edp] [--choices 1,2,4,8] [--images N] [--seed N] [--tech PRESET|FILE] [--out SCHEDULE.json] [--results POINTS.jsonl] [--data DIR] [--threads N] [mapping flags of eval]',
+    options: {
+      model: { type: 'string' },
+      budget: { type: 'string' },
+      floor: { type: 'string' },
+      metric: { type: 'string' },
+      choices: { type: 'string' },
+      images: { type: 'string' },
+      tech: { type: 'string' },
+      out: { type: 'string' },
+      results: { type: 'string' },
+      data: { type: 'string' },
+      threads: { type: 'string' },
+      config: { type: 'string' },
+      ...configOptions,
+    },
+    help: {
+      search: 'the only subcommand: measured greedy descent from every layer at the largest T; every schedule it evaluates is accuracy on the validation split (the last 5,000 training images) and cost from the same run',
+      '--model PATH': 'a PS-QAT model with the mtj converter (ideally trained with --samples-random and --val-images 5000, so that the validation images are unseen)',
+      '--budget X': 'maximise validation top-1 with the metric at most X (mean samples per conversion, pJ, ns or pJ·ns per image)',
+      '--floor A': 'minimise the metric with validation top-1 at least A (a fraction, e.g. 0.885)',
+      '--metric NAME': 'samples (mean MTJ samples per conversion, weighted by each layer\'s conversions), energy, latency or edp (default edp)',
+      '--choices LIST': 'the T a layer may take (default 1,2,4,8)',
+      '--images N': 'validation images per evaluation (default all 5,000)',
+      '--seed N': 'seed of every draw, the same for every schedule evaluated (default the model\'s)',
+      '--tech NAME|FILE': `technology preset (${Object.keys(PRESETS).join(', ')}) or file (default isaac-32nm)`,
+      '--out FILE': 'write the chosen schedule as JSON ({"samplesPerLayer": [...], ...}): eval, cost, sweep and train take it as --schedule FILE',
+      '--results FILE': 'write every evaluated schedule as result lines for `stoxnet report`',
+      '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache); only the training files are read',
+      '--threads N': 'worker threads, 0 = one per core',
+      ...configHelp,
+    },
+    async run(v, positionals, signal) {
+      if (positionals[0] !== 'search' || positionals.length > 1) throw new UsageError(`schedule: expected the subcommand search, got ${JSON.stringify(positionals.join(' '))}`);
+      if (typeof v.model !== 'string') throw new UsageError('schedule search: --model PATH is required');
+      const config = configFrom(v);
+      const { schedule, lines } = await searchSchedule({
+        signal,
+        model: v.model,
+        data: v.data as string | undefined,
+        budget: v.budget as never,
+        floor: v.floor as never,
+        metric: v.metric as never,
+        choices: v.choices as never,
+        images: v.images as never,
+        seed: config.seed,
+        tech: v.tech as string | undefined,
+        threads: v.threads as never,
+        config,
+        onPoint: (p, done, planned) =>
+          process.stderr.write(`${done}/${planned} ${p.phase} T ${p.samples.join(',')}: validation top-1 ${(p.top1 * 100).toFixed(2)} %, ${p.meanSamples.toFixed(2)} samples/conversion, ${(p.energyPJ / 1e6).toFixed(3)} µJ, ${(p.latencyNs / 1e3).toFixed(1)} µs\n`),
+      });
+      const json = JSON.stringify(schedule, null, 2) + '\n';
+      if (typeof v.out === 'string') writeFileAtomic(v.out, json);
+      if (typeof v.results === 'string') writeResults(v.results, lines);
+      process.stdout.write(json);
     },
   },
   report: {

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ConfigError, int } from '../config.js';
-import { evaluate, type EvalRun } from '../eval.js';
+import { evaluate, type EvalRun, type EvalSet } from '../eval.js';
 import type { LayerCostJs } from '../native-binding.js';
 import { native } from '../native.js';
 import { packageRoot } from '../paths.js';
@@ -233,6 +233,8 @@ export interface CostConfigOptions {
   config: Partial<StoxConfig>;
   /** One run per seed; default one run with the configured (else the model's) seed. */
   seeds?: number[];
+  /** The images evaluated (default the test set; the schedule search uses the validation split). */
+  evalSet?: EvalSet;
   signal?: AbortSignal;
 }
 
@@ -242,7 +244,7 @@ export async function costConfig(name: string, o: CostConfigOptions, technology:
   for (const seed of o.seeds ?? [undefined]) {
     const t0 = performance.now();
     const config = seed === undefined ? o.config : { ...o.config, seed };
-    const run = await evaluate({ model: o.model, data: o.data, limit: o.images, threads: o.threads, config, signal: o.signal });
+    const run = await evaluate({ model: o.model, data: o.data, evalSet: o.evalSet, limit: o.images, threads: o.threads, config, signal: o.signal });
     if (!run.simulator || !run.nodeOps) throw new ConfigError(`configuration ${name}: needs crossbar layers to cost (converter ${run.report.converter})`);
     evaluated.push({ run, costs: run.simulator.cost(run.nodeOps, technology.tech), seconds: (performance.now() - t0) / 1000 });
   }

@@ -1,0 +1,87 @@
+// The per-layer schedule search: it chooses on the validation split only (a
+// data folder without the test file is enough), the same seed gives the same
+// schedule, its constraint holds, and the schedule file it writes is what
+// eval, cost and train take as --schedule FILE.json.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { TRAIN_FILES } from '../ts/data/cifar10.js';
+import { evaluate } from '../ts/eval.js';
+import { packageRoot } from '../ts/paths.js';
+import { readResults } from '../ts/sweep/results.js';
+import { resolveConfig } from '../ts/stox.js';
+import { CLI, DATA_DIR, HAVE_DATA } from './helpers/env.js';
+
+const run = promisify(execFile);
+const tmp = () => mkdtempSync(join(tmpdir(), 'stoxnet-schedule-'));
+const STOX = join(packageRoot(), 'models', 'resnet20-cifar10-stox-4w4a.onnx');
+
+describe('schedule files', () => {
+  it('resolve into samplesPerLayer, and bad files are named', () => {
+    const dir = tmp();
+    const file = join(dir, 's.json');
+    writeFileSync(file, JSON.stringify({ samplesPerLayer: [1, 2, 4] }));
+    const c = resolveConfig({ converter: 'mtj', schedule: file });
+    expect(c.samplesPerLayer).toEqual([1, 2, 4]);
+    expect(c.schedule).toBeUndefined();
+    // A resolved configuration resolves to itself (models embed it).
+    expect(resolveConfig(c as unknown as Record<string, unknown>)).toEqual(c);
+    writeFileSync(file, JSON.stringify({ samplesPerLayer: [1, 0] }));
+    expect(() => resolveConfig({ schedule: file })).toThrow(/s\.json: samplesPerLayer\[1\]/);
+    writeFileSync(file, '{"samples": [1]}');
+    expect(() => resolveConfig({ schedule: file })).toThrow(/s\.json: expected a JSON object with "samplesPerLayer"/);
+    expect(() => resolveConfig({ schedule: join(dir, 'missing.json') })).toThrow(/missing\.json: cannot read/);
+    writeFileSync(file, JSON.stringify({ samplesPerLayer: [1] }));
+    expect(() => resolveConfig({ schedule: file, samplesPerLayer: [2] })).toThrow(/both set the samples per layer/);
+  });
+});
+
+describe.skipIf(!HAVE_DATA)('stoxnet schedule search', () => {
+  it('never opens the test file, is reproducible, meets its budget, and its file drives eval', async () => {
+    // A data folder with the training files only: any read of the test set would fail.
+    const data = tmp();
+    for (const f of TRAIN_FILES) symlinkSync(join(DATA_DIR, f), join(data, f));
+    const search = async (out: string, seed: string) => {
+      const dir = tmp();
+      const args = ['schedule', 'search', '--model', STOX, '--data', data, '--choices', '1,4', '--metric', 'samples', '--budget', '2.5', '--images', '40', '--seed', seed, '--out', join(dir, out), '--results', join(dir, 'points.jsonl')];
+      const { stdout } = await run('node', [CLI, ...args]);
+      return { printed: JSON.parse(stdout), file: join(dir, out), points: readResults(join(dir, 'points.jsonl')).results };
+    };
+    const a = await search('a.json', '3');
+    const b = await search('b.json', '3');
+    expect(readFileSync(a.file, 'utf8')).toBe(readFileSync(b.file, 'utf8'));
+    expect(a.printed).toEqual(JSON.parse(readFileSync(a.file, 'utf8')));
+    const s = a.printed;
+    expect(s.layers).toHaveLength(18);
+    expect(s.samplesPerLayer).toHaveLength(18);
+    expect(s.samplesPerLayer.every((t: number) => t === 1 || t === 4)).toBe(true);
+    expect(s.validation.meanSamples).toBeLessThanOrEqual(2.5);
+    // Every point it measured is a result line; the chosen one is the most accurate within the budget.
+    // 2 uniform + 18 sensitivity + at most 18 greedy steps (some repeat a measured schedule).
+    expect(a.points.length).toBe(s.evaluated);
+    expect(a.points.length).toBeGreaterThanOrEqual(2 + 18 + 1);
+    const within = a.points.filter((p) => (p.settings.meanSamplesPerConversion as number) <= 2.5);
+    expect(s.validation.top1).toBe(Math.max(...within.map((p) => p.top1)));
+    expect(a.points.every((p) => p.images === 40)).toBe(true);
+    // Another seed draws other samples: the measured accuracies differ somewhere.
+    const c = await search('c.json', '4');
+    expect(c.points.map((p) => p.top1)).not.toEqual(a.points.map((p) => p.top1));
+    // The schedule file is a --schedule for eval: the same bits as the explicit list.
+    const viaFile = await evaluate({ model: STOX, data: DATA_DIR, limit: 50, config: { schedule: a.file as `${string}.json`, seed: 1 } });
+    const explicit = await evaluate({ model: STOX, data: DATA_DIR, limit: 50, config: { samplesPerLayer: s.samplesPerLayer, seed: 1 } });
+    expect(viaFile.report.logitsDigest).toBe(explicit.report.logitsDigest);
+    expect(viaFile.report.config.layers.map((l) => l.samples)).toEqual(s.samplesPerLayer);
+  });
+
+  it('refuses a constraint it cannot meet, and takes exactly one of budget and floor', async () => {
+    const fail = (args: string[]) => run('node', [CLI, 'schedule', 'search', '--model', STOX, '--data', DATA_DIR, '--images', '10', ...args]).then(
+      () => '',
+      (e: { stderr: string }) => e.stderr,
+    );
+    expect(await fail(['--choices', '2,4', '--metric', 'samples', '--budget', '1.5'])).toMatch(/no schedule over T ∈ \{2, 4\} has samples ≤ 1\.5 \(the lowest measured is 2\)/);
+    expect(await fail(['--budget', '2', '--floor', '0.5'])).toMatch(/exactly one of --budget/);
+  });
+});
