@@ -9,7 +9,8 @@
 //!   d scale = Σ d x · ps;          d shift = Σ d x;         d ps = d x · scale
 //! where c'(x) is the straight-through identity inside the clamp range (the
 //! authors', `ste`) or the derivative of the expected transfer curve
-//! (`expected`); ideal and ADC converters pass d ps = d acc (STE). Then
+//! (`expected`); the ideal converter passes d ps = d acc, an ADC too inside
+//! its range [lo, lo + step·(2^bits − 1)] and 0 where it clips (STE). Then
 //! d W_s = d ps · X_sᵀ and d X_s = W_sᵀ · d ps as for a digital conv, and
 //! straight-through estimators reach the float weights (d w = d q / scale)
 //! and the inputs (d x_in = d level / step inside [0, clip]).
@@ -246,11 +247,19 @@ pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], ro
             let col = &layer.columns[idx];
             let scale = layer.out_scale[o];
             let (dyr, dpsr) = (&dy[o * p..(o + 1) * p], &mut g.dps[o * p..(o + 1) * p]);
+            let (psr, cr) = (&ps[idx * p..(idx + 1) * p], &c[idx * p..(idx + 1) * p]);
             if !normalises {
-                dpsr.iter_mut().zip(dyr).for_each(|(d, &g)| *d = g * scale);
+                match qat.config.converter {
+                    // Straight through inside the ADC's range, zero where it clips
+                    // (the code saturates: the output no longer follows ps).
+                    Converter::Adc { bits } => {
+                        let (lo, hi) = (col.lo, col.lo + col.step * ((1u64 << bits) - 1) as f32);
+                        dpsr.iter_mut().zip(dyr).zip(psr).for_each(|((d, &g), &v)| *d = if (lo..=hi).contains(&v) { g * scale } else { 0.0 });
+                    }
+                    _ => dpsr.iter_mut().zip(dyr).for_each(|(d, &g)| *d = g * scale),
+                }
                 continue;
             }
-            let (psr, cr) = (&ps[idx * p..(idx + 1) * p], &c[idx * p..(idx + 1) * p]);
             // Lanes of d gain, d offset, d scale, d shift.
             let mut sums = [[0f32; L]; 4];
             let mut pixel = |j: usize, l: usize, sums: &mut [[f32; L]; 4]| {

@@ -321,13 +321,20 @@ mod qat_tests {
         backprop::backward(net, &tape, d, Some(&q))
     }
 
-    /// The readout gain and offset act linearly on fixed samples (the samples
-    /// do not depend on them), so their PS-QAT gradients are true gradients:
-    /// central differences with h = 1e-2 agree to f32 rounding (1e-4 + 1 %).
+    /// The readout gain and offset act linearly on fixed samples (the samples,
+    /// or the sense amp's signs, do not depend on them), so their PS-QAT
+    /// gradients are true gradients: central differences with h = 1e-2 agree
+    /// to f32 rounding (1e-4 + 1 %).
     #[test]
     fn readout_gradients_are_exact() {
+        for converter in [Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 4 }, Converter::SenseAmp] {
+            readout_gradients_are_exact_for(converter);
+        }
+    }
+
+    fn readout_gradients_are_exact_for(converter: Converter) {
         let net = tiny();
-        let layers = qat_layers(&net, MtjGrad::Ste);
+        let layers = qat_layers_with(&net, MtjGrad::Ste, |c| c.converter = converter);
         let (x, labels) = batch(4);
         let (_, qg) = qat_grads(&net, &layers, &x, &labels, backprop::TAPE_BYTES);
         let layer = layers[3].as_ref().unwrap();
@@ -344,7 +351,7 @@ mod qat_tests {
                 };
                 let num = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
                 let ana = g[which][col] as f64;
-                assert!((num - ana).abs() <= 1e-4 + 0.01 * ana.abs(), "param {which} col {col}: numeric {num} analytic {ana}");
+                assert!((num - ana).abs() <= 1e-4 + 0.01 * ana.abs(), "{converter:?} param {which} col {col}: numeric {num} analytic {ana}");
             }
         }
     }
@@ -549,5 +556,71 @@ mod qat_tests {
         }
         let fp32 = Trainer::new(tiny(), config(2)).unwrap().with_random_samples(vec![1, 2]).err().unwrap();
         assert!(fp32.0.contains("no MTJ crossbar layer"), "{}", fp32.0);
+    }
+
+    /// c2 with an ADC of `bits` over [lo, lo + (2^bits − 1)] in unit steps.
+    fn adc_layers(net: &Network, bits: u32, lo: f32) -> Vec<Option<QatLayer>> {
+        qat_layers_with(net, MtjGrad::Ste, |c| {
+            c.converter = Converter::Adc { bits };
+            c.params = ColumnParams { adc_lo: vec![lo; 24], adc_step: vec![1.0; 24], ..ColumnParams::default() };
+        })
+    }
+
+    /// An ADC passes the gradient straight through where it converts and
+    /// stops it where it clips. c2's partial sums are integers in
+    /// ±12·7·15 = ±1260: a 12-bit ADC from −2048 in unit steps converts each
+    /// exactly, so its forward values and gradients are the ideal
+    /// converter's, bit for bit; an ADC whose range starts just above every
+    /// partial sum saturates all of them, and no gradient reaches c2's
+    /// weights (the opened hardtanh of `smooth_tiny` lets the rest of the
+    /// network still learn); a range that cuts through the partial sums
+    /// gives gradients between the two.
+    #[test]
+    fn adc_gradients_pass_straight_through_inside_the_range_and_stop_where_it_clips() {
+        let net = smooth_tiny();
+        let (x, labels) = batch(4);
+        let ideal = qat_layers_with(&net, MtjGrad::Ste, |c| {
+            c.converter = Converter::Ideal;
+            c.params = ColumnParams::default();
+        });
+        let g = |layers: &[Option<QatLayer>]| qat_grads(&net, layers, &x, &labels, backprop::TAPE_BYTES).0;
+        let exact = g(&ideal);
+        assert!(exact[3][0].iter().any(|&v| v != 0.0));
+        assert_eq!(g(&adc_layers(&net, 12, -2048.0)), exact);
+        let saturated = g(&adc_layers(&net, 4, 1261.0));
+        assert!(saturated[3][0].iter().all(|&v| v == 0.0), "no gradient through saturated codes");
+        assert!(saturated[0][0].iter().any(|&v| v != 0.0), "c1 still learns through the shortcut");
+        // Codes 0..15 from −4: partial sums of 0..11 convert, the rest clip.
+        let cut = g(&adc_layers(&net, 4, -4.0));
+        assert!(cut[3][0] != exact[3][0] && cut[3][0].iter().any(|&v| v != 0.0));
+    }
+
+    /// PS-QAT through every converter: training moves c2's weights, and a
+    /// resumed run is the uninterrupted one, bit for bit.
+    #[test]
+    fn training_through_each_converter_resumes_bit_for_bit() {
+        let data = dataset();
+        let converters: [(&str, Box<dyn Fn(&Network) -> Vec<Option<QatLayer>>>); 3] = [
+            (
+                "ideal",
+                Box::new(|n: &Network| {
+                    qat_layers_with(n, MtjGrad::Ste, |c| {
+                        c.converter = Converter::Ideal;
+                        c.params = ColumnParams::default();
+                    })
+                }),
+            ),
+            ("adc", Box::new(|n: &Network| adc_layers(n, 4, -4.0))),
+            ("sense-amp", Box::new(|n: &Network| qat_layers_with(n, MtjGrad::Ste, |c| c.converter = Converter::SenseAmp))),
+        ];
+        for (name, layers) in &converters {
+            let make = || Trainer::new(tiny(), TrainConfig { augment: false, ..config(3) }).unwrap().with_qat(layers(&tiny())).unwrap();
+            let trained = assert_resume_is_bit_identical(make, &data, 1, 3);
+            let before = match &tiny().nodes[3].op {
+                Op::Conv(c) => c.weight.clone(),
+                _ => unreachable!(),
+            };
+            assert!(matches!(&trained.net.nodes[3].op, Op::Conv(c) if c.weight != before), "{name}: c2 did not train");
+        }
     }
 }
