@@ -83,5 +83,8 @@ describe.skipIf(!HAVE_DATA)('stoxnet schedule search', () => {
     );
     expect(await fail(['--choices', '2,4', '--metric', 'samples', '--budget', '1.5'])).toMatch(/no schedule over T ∈ \{2, 4\} has samples ≤ 1\.5 \(the lowest measured is 2\)/);
     expect(await fail(['--budget', '2', '--floor', '0.5'])).toMatch(/exactly one of --budget/);
+    expect(await fail(['--choices', '1,4', '--budget', 'uniform:2'])).toMatch(/--budget uniform:2: T = 2 is not among --choices 1,4/);
+    // Within the EDP of every layer at T = 2, but at most 1.5 samples per conversion: T ∈ {2, 4} cannot.
+    expect(await fail(['--choices', '2,4', '--metric', 'edp', '--budget', 'uniform:2', '--max-samples', '1.5'])).toMatch(/no schedule over T ∈ \{2, 4\} has at most 1\.5 samples per conversion/);
   });
 });

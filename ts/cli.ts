@@ -463,11 +463,12 @@ const commands: Record<string, Command> = {
   },
   schedule: {
     summary: 'search the MTJ samples T of every crossbar layer on the validation split (never the test set): best accuracy under a cost budget, or least cost above an accuracy floor',
-    usage: 'stoxnet schedule search --model PATH (--budget X | --floor A) [--metric samples|energy|latency|edp] [--choices 1,2,4,8] [--images N] [--seed N] [--tech PRESET|FILE] [--out SCHEDULE.json] [--results POINTS.jsonl] [--data DIR] [--threads N] [mapping flags of eval]',
+    usage: 'stoxnet schedule search --model PATH (--budget X|uniform:T | --floor A) [--max-samples X] [--metric samples|energy|latency|edp] [--choices 1,2,4,8] [--images N] [--seed N] [--tech PRESET|FILE] [--out SCHEDULE.json] [--results POINTS.jsonl] [--data DIR] [--threads N] [mapping flags of eval]',
     options: {
       model: { type: 'string' },
       budget: { type: 'string' },
       floor: { type: 'string' },
+      'max-samples': { type: 'string' },
       metric: { type: 'string' },
       choices: { type: 'string' },
       images: { type: 'string' },
@@ -482,7 +483,8 @@ const commands: Record<string, Command> = {
     help: {
       search: 'the only subcommand: measured greedy descent from every layer at the largest T; every schedule it evaluates is accuracy on the validation split (the last 5,000 training images) and cost from the same run',
       '--model PATH': 'a PS-QAT model with the mtj converter (ideally trained with --samples-random and --val-images 5000, so that the validation images are unseen)',
-      '--budget X': 'maximise validation top-1 with the metric at most X (mean samples per conversion, pJ, ns or pJ·ns per image)',
+      '--budget X|uniform:T': 'maximise validation top-1 with the metric at most X (mean samples per conversion, pJ, ns or pJ·ns per image), or at most what every layer at T costs (as measured by this search)',
+      '--max-samples X': 'also require at most X MTJ samples per conversion on average, whatever the metric',
       '--floor A': 'minimise the metric with validation top-1 at least A (a fraction, e.g. 0.885)',
       '--metric NAME': 'samples (mean MTJ samples per conversion, weighted by each layer\'s conversions), energy, latency or edp (default edp)',
       '--choices LIST': 'the T a layer may take (default 1,2,4,8)',
@@ -505,6 +507,7 @@ const commands: Record<string, Command> = {
         data: v.data as string | undefined,
         budget: v.budget as never,
         floor: v.floor as never,
+        maxSamples: v['max-samples'] as never,
         metric: v.metric as never,
         choices: v.choices as never,
         images: v.images as never,

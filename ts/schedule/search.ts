@@ -41,10 +41,15 @@ export interface ScheduleSearchOptions {
    * image), `latency` (ns per image) or `edp` (pJ·ns).
    */
   metric?: Metric;
-  /** Maximise accuracy with the metric at most this … */
-  budget?: number;
+  /**
+   * Maximise accuracy with the metric at most this: a number, or
+   * `uniform:T`, the metric of every layer at T as this search measures it …
+   */
+  budget?: number | `uniform:${number}`;
   /** … or minimise the metric with validation top-1 (a fraction) at least this. */
   floor?: number;
+  /** A second constraint, whatever the metric: mean samples per conversion at most this. */
+  maxSamples?: number;
   /** Validation images per evaluation (default all 5,000). */
   images?: number;
   /** Seed of every draw (default the model's). */
@@ -79,7 +84,10 @@ export interface ScheduleFile {
   model: string;
   metric: Metric;
   budget?: number;
+  /** The budget as given when it was `uniform:T`. */
+  budgetOf?: string;
   floor?: number;
+  maxSamples?: number;
   choices: number[];
   seed: number;
   tech: string;
@@ -109,11 +117,15 @@ function number(name: string, v: unknown, min: number, max: number): number {
 export async function searchSchedule(o: ScheduleSearchOptions): Promise<ScheduleSearchResult> {
   const metric = oneOf('--metric', o.metric ?? 'edp', METRICS);
   if ((o.budget === undefined) === (o.floor === undefined)) throw new ConfigError('schedule search: give exactly one of --budget X (maximise accuracy) or --floor A (minimise the metric)');
-  const budget = o.budget === undefined ? undefined : number('--budget', o.budget, 0, Number.MAX_VALUE);
+  const budgetOf = typeof o.budget === 'string' && o.budget.startsWith('uniform:') ? o.budget : undefined;
+  let budget = o.budget === undefined || budgetOf ? undefined : number('--budget', o.budget, 0, Number.MAX_VALUE);
   const floor = o.floor === undefined ? undefined : number('--floor', o.floor, 0, 1);
+  const maxSamples = o.maxSamples === undefined ? undefined : number('--max-samples', o.maxSamples, 1, 1 << 20);
   const rawChoices = typeof o.choices === 'string' ? (o.choices as string).split(',') : (o.choices ?? [1, 2, 4, 8]);
   if (!Array.isArray(rawChoices) || rawChoices.length === 0) throw new ConfigError(`--choices: expected a list of T, got ${JSON.stringify(o.choices)}`);
   const choices = [...new Set(rawChoices.map((v, i) => int(`--choices[${i}]`, v, 1, 1 << 20)))].sort((a, b) => a - b);
+  const uniformBudget = budgetOf === undefined ? undefined : int('--budget uniform:T', budgetOf.slice('uniform:'.length), 1, 1 << 20);
+  if (uniformBudget !== undefined && !choices.includes(uniformBudget)) throw new ConfigError(`--budget ${budgetOf}: T = ${uniformBudget} is not among --choices ${choices.join(',')}`);
   const images = int('--images', o.images ?? VALIDATION_IMAGES, 1, VALIDATION_IMAGES);
   const technology = loadTech(o.tech);
   const base: Partial<StoxConfig> = { ...o.config, converter: 'mtj', ...(o.seed === undefined ? {} : { seed: int('--seed', o.seed, 0, Number.MAX_SAFE_INTEGER) }) };
@@ -150,6 +162,7 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
   // 1. Uniform T: the reference points and the per-layer cost tables.
   const uniform = new Map<number, SearchPoint>();
   for (const c of [...choices].reverse()) uniform.set(c, await measure('uniform', new Array<number>(n).fill(c)));
+  if (uniformBudget !== undefined) budget = metricOf(metric, uniform.get(uniformBudget)!);
   const layerCost = (c: number, l: number) => uniform.get(c)!.cost.perLayer.find((r) => r.name === layers[l])!;
   const fixed = (() => {
     const all = uniform.get(top)!.cost;
@@ -210,8 +223,9 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
   }
 
   // 4. The best measured schedule that meets the constraint (ties: the cheaper, then the first measured).
-  const feasible = points.filter((p) => (budget !== undefined ? metricOf(metric, p) <= budget : p.top1 >= floor!));
+  const feasible = points.filter((p) => (budget !== undefined ? metricOf(metric, p) <= budget : p.top1 >= floor!) && (maxSamples === undefined || p.meanSamples <= maxSamples));
   if (feasible.length === 0) {
+    if (maxSamples !== undefined && points.every((p) => p.meanSamples > maxSamples)) throw new ConfigError(`schedule search: no schedule over T ∈ {${choices.join(', ')}} has at most ${maxSamples} samples per conversion`);
     const closest = budget !== undefined ? Math.min(...points.map((p) => metricOf(metric, p))) : Math.max(...points.map((p) => p.top1));
     throw new ConfigError(budget !== undefined ? `schedule search: no schedule over T ∈ {${choices.join(', ')}} has ${metric} ≤ ${budget} (the lowest measured is ${closest})` : `schedule search: no schedule over T ∈ {${choices.join(', ')}} reaches validation top-1 ${floor} (the best measured is ${closest})`);
   }
@@ -229,6 +243,8 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
       model: probe.report.model,
       metric,
       ...(budget === undefined ? { floor } : { budget }),
+      ...(budgetOf === undefined ? {} : { budgetOf }),
+      ...(maxSamples === undefined ? {} : { maxSamples }),
       choices,
       seed,
       tech: technology.name,
