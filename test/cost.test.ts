@@ -62,6 +62,8 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet cost', () => {
     expect(r.ratios['fp-adc']).toEqual({ energy: 1, latency: 1, area: 1, edp: 1 });
     const [fp, low, t1, t4] = r.configs;
     expect(r.ratios['stox:1'].energy).toBeCloseTo(fp.energyPJ / t1.energyPJ, 9);
+    // Without a sparse-adc row there is no second baseline.
+    expect(r.ratiosToSparse).toBeUndefined();
     // More samples: more MTJ energy and latency; more ADC bits: more ADC energy.
     expect(t4.perComponent.energyPJ.mtj).toBeCloseTo(4 * t1.perComponent.energyPJ.mtj, 6);
     expect(t4.latencyNs).toBeGreaterThan(t1.latencyNs);
@@ -70,6 +72,9 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet cost', () => {
 
   it('prints totals, per-component and per-layer tables for people', async () => {
     const { stdout } = await run('node', [CLI, 'cost', '--model', model('resnet20.onnx'), '--data', DATA_DIR, '--preset', 'stoxnet-paper', '--images', '3', '--calibration-images', '16']);
+    // The paper's second baseline: the last column is sparse-adc ÷ configuration, 1.00 on its own row.
+    expect(stdout).toMatch(/×EDP vs sparse\n/);
+    expect(stdout).toMatch(/^sparse-adc\s.*\s1\.00\n/m);
     for (const name of ['fp-adc', 'sparse-adc', 'stox-uniform', 'stox-inhomogeneous']) expect(stdout).toMatch(new RegExp(`^${name}\\s+resnet20\\.onnx\\s+1\\s+\\d+\\.\\d\\d ± 0\\.00\\s+\\d`, 'm'));
     expect(stdout).toMatch(/^fp-adc: cells [\d.]+%.*adc [\d.]+%/m);
     const layers = stdout.split('per layer: energy nJ / latency µs\n')[1].trim().split('\n');

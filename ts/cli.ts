@@ -120,10 +120,11 @@ function writeCostTotals(report: CostReport): void {
   const rows = report.configs.map((c) => {
     const r = report.ratios[c.name];
     const top1 = `${(c.top1Mean * 100).toFixed(2)} ± ${(c.top1Sd * 100).toFixed(2)}`;
-    return [c.name, c.model, String(c.seeds.length), top1, (c.energyPJ / 1e6).toFixed(3), (c.latencyNs / 1e3).toFixed(1), c.areaMm2.toFixed(3), (c.edp / 1e9).toFixed(2), r.energy.toFixed(2), r.latency.toFixed(2), r.area.toFixed(2), r.edp.toFixed(2)];
+    const vsSparse = report.ratiosToSparse ? [report.ratiosToSparse[c.name].edp.toFixed(2)] : [];
+    return [c.name, c.model, String(c.seeds.length), top1, (c.energyPJ / 1e6).toFixed(3), (c.latencyNs / 1e3).toFixed(1), c.areaMm2.toFixed(3), (c.edp / 1e9).toFixed(2), r.energy.toFixed(2), r.latency.toFixed(2), r.area.toFixed(2), r.edp.toFixed(2), ...vsSparse];
   });
-  const head = ['config', 'model', 'seeds', 'top-1 % (mean ± sd)', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP'];
-  process.stdout.write(`technology ${report.tech}, ${report.images} test images per configuration and seed; ratios are ${report.configs[0].name} ÷ configuration\n`);
+  const head = ['config', 'model', 'seeds', 'top-1 % (mean ± sd)', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP', ...(report.ratiosToSparse ? ['×EDP vs sparse'] : [])];
+  process.stdout.write(`technology ${report.tech}, ${report.images} test images per configuration and seed; ratios are ${report.configs[0].name} ÷ configuration${report.ratiosToSparse ? ' (last column: sparse-adc ÷ configuration)' : ''}\n`);
   writeTable([head, ...rows]);
 }
 
@@ -361,7 +362,7 @@ const commands: Record<string, Command> = {
       '--tech PRESET|FILE': `technology: ${PRESETS.join(', ')} (default ${PRESETS[0]}), or a JSON file (complete, or with "base": PRESET and the values it overrides)`,
       '--images N': 'test images evaluated per configuration (default 500)',
       '--threads N': 'worker threads, 0 = one per core',
-      '--json': 'one object: {configs: [{name, model, seeds, top1 (mean), top1Mean, top1Sd, top1PerSeed, energyPJ, latencyNs, areaMm2, edp, perLayer, perComponent, runs (per seed)}], ratios: {name: {energy, latency, area, edp}}}',
+      '--json': 'one object: {configs: [{name, model, seeds, top1 (mean), top1Mean, top1Sd, top1PerSeed, energyPJ, latencyNs, areaMm2, edp, perLayer, perComponent, runs (per seed)}], ratios: {name: {energy, latency, area, edp}} against the first, ratiosToSparse: the same against the sparse-adc row when there is one}',
       '--results FILE.jsonl': 'also write one result line per configuration and seed (settings: configuration, model, seed) for `stoxnet report FILE.jsonl --out report.html`',
       '(mapping flags)': 'as for eval: --rows, --split, --weight-bits, --weight-slice-bits, --input-bits, --input-stream-bits, --signed, --samples, ...',
     },

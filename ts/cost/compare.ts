@@ -143,7 +143,21 @@ export interface CostReport {
   images: number;
   configs: ConfigCost[];
   /** baseline ÷ configuration: "16" means 16× better */
-  ratios: Record<string, { energy: number; latency: number; area: number; edp: number }>;
+  ratios: Record<string, Ratios>;
+  /** sparse-adc ÷ configuration, when the comparison has a sparse-adc row (the paper's second baseline) */
+  ratiosToSparse?: Record<string, Ratios>;
+}
+
+export interface Ratios {
+  energy: number;
+  latency: number;
+  area: number;
+  edp: number;
+}
+
+/** base ÷ each configuration. */
+function ratiosTo(base: ConfigCost, configs: ConfigCost[]): Record<string, Ratios> {
+  return Object.fromEntries(configs.map((c) => [c.name, { energy: base.energyPJ / c.energyPJ, latency: base.latencyNs / c.latencyNs, area: base.areaMm2 / c.areaMm2, edp: base.edp / c.edp }]));
 }
 
 // An entry that sets T replaces every T setting of the model or the shared
@@ -323,11 +337,8 @@ export async function compareCosts(o: CompareOptions): Promise<CostReport> {
     const config = { ...o.config, ...e.converter };
     configs.push(await costConfig(e.name, { model: e.model, data: o.data, images, threads: o.threads, config, seeds, signal: o.signal }, technology));
   }
-  const [base] = configs;
-  const ratios = Object.fromEntries(
-    configs.map((c) => [c.name, { energy: base.energyPJ / c.energyPJ, latency: base.latencyNs / c.latencyNs, area: base.areaMm2 / c.areaMm2, edp: base.edp / c.edp }]),
-  );
-  return { tech: technology.name, images, configs, ratios };
+  const sparse = configs.find((c) => c.name === 'sparse-adc');
+  return { tech: technology.name, images, configs, ratios: ratiosTo(configs[0], configs), ...(sparse ? { ratiosToSparse: ratiosTo(sparse, configs) } : {}) };
 }
 
 /** The result line (the format `stoxnet sweep` writes and `stoxnet report` reads) of a configuration's k-th seed. */
