@@ -48,6 +48,8 @@ export const PRESETS = {
       ['sense-amp', 'resnet20-cifar10-senseamp-4w4a.onnx'],
       ['stox:1', 'resnet20-cifar10-mtj1-4w4a.onnx'],
       ['stox:4', 'resnet20-cifar10-stox-4w4a.onnx'],
+      // The searched schedule beside uniform T = 2 of the same model: what the schedule buys.
+      ['stox:2', 'resnet20-cifar10-stox-mixed-4w4a.onnx'],
       [`stox:${join(MODELS, 'resnet20-cifar10-stox-mixed.schedule.json')}`, 'resnet20-cifar10-stox-mixed-4w4a.onnx'],
     ].map(([entry, model]) => `${entry}=${join(MODELS, model)}`),
   },
