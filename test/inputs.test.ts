@@ -181,6 +181,12 @@ describe('ONNX files', () => {
       message: "bad.onnx: initializer 'stoxnet/conv1/normScale' contains NaN or Inf",
     },
     {
+      input: 'a learned ADC resolution that is not a whole number of bits',
+      run: bytes(exportedWith({ adcBits: Float32Array.of(2.5) })),
+      type: OnnxImportError,
+      message: "bad.onnx: initializer 'stoxnet/conv1/adcBits' must hold one integer in 1..24, got [2.5]",
+    },
+    {
       input: "a STRING attribute without its value (Pad 'mode')",
       run: onnx(cnn({ nodes: [node('Pad', ['x', 'p'], ['px'], { mode: { type: 3 } }, 'pad1'), ...cnn().nodes.map((n, i) => (i ? n : node('Conv', ['px', 'w', 'b'], ['c'], {}, 'conv1')))], initializers: [...cnn().initializers!, i64('p', [0, 1, 0, 0, 0, 1, 0, 0])] })),
       type: OnnxImportError,

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { writeFileAtomic } from '../ts/atomic.js';
 import { evaluate } from '../ts/eval.js';
-import { exportOnnx } from '../ts/onnx/export.js';
+import { exportOnnx, learnedParams } from '../ts/onnx/export.js';
 import { importOnnx } from '../ts/onnx/import.js';
 import { CLI, DATA_DIR, HAVE_DATA, HAVE_MODELS, model } from './helpers/env.js';
 
@@ -88,12 +88,41 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('PS-QAT', () => {
     expect(again.report.top1).toBe(log.testTop1);
     // Export → import → export → import keeps every bit of the simulation.
     const copy = join(out, 'copy.onnx');
-    writeFileAtomic(copy, exportOnnx(net, { config: net.stox!.config, params: Object.fromEntries(Object.entries(net.stox!.layers).map(([k, l]) => [k, { ...l.params, inputClip: Float32Array.of(l.inputClip!) }])) as never }));
+    writeFileAtomic(copy, exportOnnx(net, { config: net.stox!.config, params: learnedParams(net.stox!.layers) }));
     const [x, y] = await Promise.all([evaluate({ model: path, data: DATA_DIR, limit: 100 }), evaluate({ model: copy, data: DATA_DIR, limit: 100 })]);
     expect(y.report.logitsDigest).toBe(x.report.logitsDigest);
     // onnxruntime still loads it, with FP32 semantics.
     const fp = await evaluate({ model: path, data: DATA_DIR, limit: 100, backend: 'ort', config: { converter: 'fp' } });
     expect(fp.report.images).toBe(100);
+  });
+
+  it('fine-tunes through ideal, adc, sparse-adc and sense-amp; each exported model reproduces its accuracy without flags, sparse-adc as the ADC it resolved to', async () => {
+    const converters: [string, string[]][] = [['ideal', []], ['adc', ['--adc-bits', '4', '--adc-range', 'calibrated']], ['sparse-adc', []], ['sense-amp', []]];
+    for (const [converter, flags] of converters) {
+      // sparse-adc also runs two epochs straight and the same two with a stop and a resume between them.
+      const epochs = converter === 'sparse-adc' ? '2' : '1';
+      const args = (out: string) => [CLI, 'train', '--from', model('resnet20-bn.onnx'), '--out', out, '--epochs', epochs, '--lr', '0.01', '--converter', converter, ...flags, ...small];
+      const out = tmp();
+      const { stdout } = await run('node', args(out));
+      const log = JSON.parse(stdout.trim().split('\n').at(-1)!);
+      const path = join(out, 'model.onnx');
+      const { report } = await evaluate({ model: path, data: DATA_DIR });
+      expect(report.converter, converter).toBe(converter);
+      expect(report.top1, converter).toBe(log.testTop1);
+      if (converter !== 'sparse-adc') continue;
+      // Every layer runs as the ADC training calibrated: the bits sparse-adc resolves on the starting model.
+      const calibrated = await evaluate({ model: model('resnet20-bn.onnx'), data: DATA_DIR, limit: 1, config: { converter: 'sparse-adc' } });
+      const bits = calibrated.report.config.layers.map((l) => l.adcBits);
+      expect(report.config.layers.map((l) => l.converter)).toEqual(bits.map(() => 'adc'));
+      expect(report.config.layers.map((l) => l.adcBits)).toEqual(bits);
+      const net = await importOnnx(path);
+      expect(report.config.layers.map((l) => net.stox!.layers[l.name].adcBits)).toEqual(bits);
+      const resumed = tmp();
+      await run('node', [...args(resumed), '--stop-after', '1']);
+      await run('node', [CLI, 'train', '--resume', resumed, '--data', DATA_DIR, '--train-images', '256']);
+      expect(readFileSync(join(resumed, 'checkpoint.bin')).equals(readFileSync(join(out, 'checkpoint.bin')))).toBe(true);
+      expect(readFileSync(join(resumed, 'model.onnx')).equals(readFileSync(join(out, 'model.onnx')))).toBe(true);
+    }
   });
 
   it('a corrupted embedded setting is named', async () => {

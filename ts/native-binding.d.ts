@@ -151,10 +151,14 @@ export interface LayerSpecJs {
   params?: ColumnParamsJs
 }
 
-/** A crossbar layer's learned state: input clip and per-column parameters. */
+/**
+ * A crossbar layer's learned state: input clip, per-column parameters and,
+ * for an ADC layer, its resolution (a sparse-adc's calibrated bits).
+ */
 export interface LearnedJs {
   node: number
   inputClip: number
+  adcBits?: number
   params: ColumnParamsJs
 }
 

@@ -86,12 +86,13 @@ export const LEARNED_PARAMS = ['adcLo', 'adcStep', 'normScale', 'normShift', 're
 /**
  * What a model trained with PS-QAT carries besides its FP32 graph: the
  * simulator settings it was trained with (ONNX metadata `stoxnet.config`)
- * and, per crossbar node, its input clip and learned per-column parameters
+ * and, per crossbar node, its input clip, the resolution of its ADC (the
+ * bits a sparse-adc resolved to) and learned per-column parameters
  * (initializers `stoxnet/<node>/<param>`).
  */
 export interface EmbeddedStox {
   config: Record<string, unknown>;
-  layers: Record<string, { inputClip?: number; params: Partial<Record<(typeof LEARNED_PARAMS)[number], Float32Array>> }>;
+  layers: Record<string, { inputClip?: number; adcBits?: number; params: Partial<Record<(typeof LEARNED_PARAMS)[number], Float32Array>> }>;
 }
 
 export interface Network {

@@ -59,6 +59,10 @@ export function applyLearned(net: Network, specs: (LayerSpecJs | null)[], learne
     if (!spec || !l) return;
     if (l.inputClip !== undefined) spec.inputClip = l.inputClip;
     spec.params = { ...l.params };
+    // A sparse-adc is the fewest bits covering the calibrated range; a trained layer has fixed
+    // that range and those bits, and re-deriving them from its new weights would change the
+    // converter it was trained for. So it runs as the calibrated ADC it was trained as.
+    if (spec.converter === 'sparse-adc' && l.adcBits !== undefined && l.params.adcLo) Object.assign(spec, { converter: 'adc', adcRange: 'calibrated', adcBits: l.adcBits });
   });
 }
 

@@ -15,7 +15,7 @@ import { native, nativeBackend, withAbort } from './native.js';
 import type { EmbeddedStox, Network } from './network.js';
 import { applyLearned, createSimulator } from './simulator.js';
 import { layerSpecs, resolveConfig, type StoxConfig } from './stox.js';
-import { exportOnnx } from './onnx/export.js';
+import { exportOnnx, learnedParams } from './onnx/export.js';
 import { importOnnx } from './onnx/import.js';
 
 export interface TrainSettings {
@@ -213,7 +213,7 @@ function learnedByName(net: Network, learned: LearnedJs[]): EmbeddedStox['layers
   return Object.fromEntries(
     learned.map((l) => [
       net.nodes[l.node].name,
-      { inputClip: l.inputClip, params: Object.fromEntries(Object.entries(l.params).filter(([, v]) => v)) as EmbeddedStox['layers'][string]['params'] },
+      { inputClip: l.inputClip, adcBits: l.adcBits ?? undefined, params: Object.fromEntries(Object.entries(l.params).filter(([, v]) => v)) as EmbeddedStox['layers'][string]['params'] },
     ]),
   );
 }
@@ -343,13 +343,11 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
   }
   const model = join(o.out, 'model.onnx');
   const final = trainer.network() as Network;
-  const learned = qat ? learnedByName(final, trainer.learned()) : {};
-  const params = Object.fromEntries(Object.entries(learned).map(([name, l]) => [name, { ...l.params, inputClip: Float32Array.of(l.inputClip!) }]));
   writeFileAtomic(
     model,
     exportOnnx(final, {
       config: qat ? stox : undefined,
-      params: params as Record<string, Record<string, Float32Array>>,
+      params: qat ? learnedParams(learnedByName(final, trainer.learned())) : {},
       doc: `trained by stoxnet: ${JSON.stringify(settings)}; epochs completed ${epoch}`,
     }),
   );

@@ -3,7 +3,7 @@
 // along: the configuration as metadata `stoxnet.config` (JSON), and each
 // learned per-column array as an initializer `stoxnet/<node>/<param>` that
 // no graph node reads (onnxruntime ignores it; importOnnx picks it up).
-import type { IrNode, Network } from '../network.js';
+import type { EmbeddedStox, IrNode, Network } from '../network.js';
 import { encodeModel } from './proto.js';
 
 const FLOAT = 1;
@@ -29,6 +29,16 @@ export interface ExportExtras {
   params?: Record<string, Record<string, Float32Array>>;
   /** Free-text provenance (`doc_string`). */
   doc?: string;
+}
+
+/** A model's learned layers as `params`: input clip and ADC bits as one-value arrays beside the per-column ones. */
+export function learnedParams(layers: EmbeddedStox['layers']): Record<string, Record<string, Float32Array>> {
+  return Object.fromEntries(
+    Object.entries(layers).map(([name, l]) => [
+      name,
+      { ...l.params, ...(l.inputClip === undefined ? {} : { inputClip: Float32Array.of(l.inputClip) }), ...(l.adcBits === undefined ? {} : { adcBits: Float32Array.of(l.adcBits) }) },
+    ]),
+  );
 }
 
 export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array {

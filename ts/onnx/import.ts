@@ -186,10 +186,13 @@ class Importer {
       if (param === 'inputClip') {
         if (data.length !== 1 || !(data[0] > 0)) fail(`initializer '${t.name}' must hold one positive value`);
         layer.inputClip = data[0];
+      } else if (param === 'adcBits') {
+        if (data.length !== 1 || !Number.isInteger(data[0]) || data[0] < 1 || data[0] > 24) fail(`initializer '${t.name}' must hold one integer in 1..24, got [${data.join(', ')}]`);
+        layer.adcBits = data[0];
       } else if ((LEARNED_PARAMS as readonly string[]).includes(param)) {
         layer.params[param as (typeof LEARNED_PARAMS)[number]] = data;
       } else {
-        fail(`initializer '${t.name}': unknown parameter '${param}' (known: inputClip, ${LEARNED_PARAMS.join(', ')})`);
+        fail(`initializer '${t.name}': unknown parameter '${param}' (known: inputClip, adcBits, ${LEARNED_PARAMS.join(', ')})`);
       }
     }
     return { config, layers };

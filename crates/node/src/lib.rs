@@ -711,11 +711,13 @@ pub struct DistillJs {
     pub temperature: f64,
 }
 
-/// A crossbar layer's learned state: input clip and per-column parameters.
+/// A crossbar layer's learned state: input clip, per-column parameters and,
+/// for an ADC layer, its resolution (a sparse-adc's calibrated bits).
 #[napi(object)]
 pub struct LearnedJs {
     pub node: u32,
     pub input_clip: f64,
+    pub adc_bits: Option<u32>,
     pub params: ColumnParamsJs,
 }
 
@@ -915,6 +917,10 @@ impl NativeTrainer {
                         LearnedJs {
                             node: i as u32,
                             input_clip: l.config.input_clip as f64,
+                            adc_bits: match l.config.converter {
+                                Converter::Adc { bits } => Some(bits),
+                                _ => None,
+                            },
                             params: ColumnParamsJs {
                                 adc_lo: arr(&p.adc_lo),
                                 adc_step: arr(&p.adc_step),
