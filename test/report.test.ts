@@ -88,7 +88,7 @@ function sweep(): SweepResult[] {
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'stoxnet-report-'));
 const ARTIFACTS = join(packageRoot(), 'dist', 'test-artifacts');
-const PLOT_IDS = ['accuracy-vs-samples', 'energy-breakdown', 'latency-breakdown', 'area-breakdown', 'accuracy-vs-energy', 'per-layer-energy'];
+const PLOT_IDS = ['accuracy-vs-samples', 'energy-breakdown', 'latency-breakdown', 'area-breakdown', 'accuracy-vs-energy', 'accuracy-vs-edp', 'per-layer-energy'];
 
 describe('results', () => {
   it('reads a results.jsonl, and names the file and line of a bad line', () => {

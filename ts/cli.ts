@@ -120,8 +120,9 @@ function writeCostTotals(report: CostReport): void {
   const rows = report.configs.map((c) => {
     const r = report.ratios[c.name];
     const top1 = `${(c.top1Mean * 100).toFixed(2)} ± ${(c.top1Sd * 100).toFixed(2)}`;
+    // pJ·ns ÷ 1e12 = µJ·ms.
     const vsSparse = report.ratiosToSparse ? [report.ratiosToSparse[c.name].edp.toFixed(2)] : [];
-    return [c.name, c.model, String(c.seeds.length), top1, (c.energyPJ / 1e6).toFixed(3), (c.latencyNs / 1e3).toFixed(1), c.areaMm2.toFixed(3), (c.edp / 1e9).toFixed(2), r.energy.toFixed(2), r.latency.toFixed(2), r.area.toFixed(2), r.edp.toFixed(2), ...vsSparse];
+    return [c.name, c.model, String(c.seeds.length), top1, (c.energyPJ / 1e6).toFixed(3), (c.latencyNs / 1e3).toFixed(1), c.areaMm2.toFixed(3), (c.edp / 1e12).toFixed(3), r.energy.toFixed(2), r.latency.toFixed(2), r.area.toFixed(2), r.edp.toFixed(2), ...vsSparse];
   });
   const head = ['config', 'model', 'seeds', 'top-1 % (mean ± sd)', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP', ...(report.ratiosToSparse ? ['×EDP vs sparse'] : [])];
   process.stdout.write(`technology ${report.tech}, ${report.images} test images per configuration and seed; ratios are ${report.configs[0].name} ÷ configuration${report.ratiosToSparse ? ' (last column: sparse-adc ÷ configuration)' : ''}\n`);

@@ -2,7 +2,7 @@
 // external resource), readable offline and checkable by a headless browser.
 import type { SweepResult } from '../sweep/result.js';
 import { designGroups, distinctSeeds, fixedSettings, seriesGroups, stats, type Group } from './groups.js';
-import { accuracyVsEnergy, accuracyVsSamples, breakdown, perLayerEnergy, type Plot } from './plots.js';
+import { accuracyVsCost, accuracyVsSamples, breakdown, perLayerEnergy, type Plot } from './plots.js';
 import { toSvg } from './svg.js';
 import { areaUnit, energyUnit, formatNumber, latencyUnit } from './units.js';
 
@@ -95,7 +95,8 @@ export async function renderReport(results: SweepResult[], options: ReportOption
     ['Energy by component', breakdown(designs, 'energyPJ'), 'No component has energy.'],
     ['Latency by component', breakdown(designs, 'latencyNs'), 'No component has latency.'],
     ['Area by component', breakdown(designs, 'areaMm2'), 'No component has area.'],
-    ['Accuracy vs energy', accuracyVsEnergy(results, series), ''],
+    ['Accuracy vs energy', accuracyVsCost(results, series, 'energy'), ''],
+    ['Accuracy vs EDP', accuracyVsCost(results, series, 'edp'), ''],
     ['Energy per layer', perLayerEnergy(designs), 'No layer has energy.'],
   ];
   const body: string[] = [];

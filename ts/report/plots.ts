@@ -5,7 +5,7 @@ import type { TopLevelSpec } from 'vega-lite';
 import type { SweepResult } from '../sweep/result.js';
 import { stats, type Group } from './groups.js';
 import { paretoFront } from './pareto.js';
-import { areaUnit, energyUnit, formatNumber, latencyUnit } from './units.js';
+import { areaUnit, edpUnit, energyUnit, formatNumber, latencyUnit } from './units.js';
 
 export interface Plot {
   /** Element id of the figure, and what the browser check reports it as. */
@@ -122,25 +122,33 @@ export function breakdown(designs: Group[], part: keyof typeof PARTS): Plot | nu
   };
 }
 
-/** c. Accuracy against energy of every point, and the points no other point beats in both. */
-export function accuracyVsEnergy(results: SweepResult[], series: Group[]): Plot {
+/** What an accuracy trade-off plot puts on its x axis. */
+const COSTS = {
+  energy: { of: (r: SweepResult) => r.cost.energyPJ, what: 'energy', axis: 'energy per image', unit: energyUnit },
+  // The paper's figure of merit: energy × latency per image.
+  edp: { of: (r: SweepResult) => r.cost.edp, what: 'EDP', axis: 'energy-delay product per image', unit: edpUnit },
+} as const;
+
+/** c. Accuracy against energy (or EDP) of every point, and the points no other point beats in both. */
+export function accuracyVsCost(results: SweepResult[], series: Group[], cost: keyof typeof COSTS): Plot {
+  const c = COSTS[cost];
   const seriesOf = new Map(series.flatMap((s) => s.points.map((p) => [p, s.label] as const)));
-  const unit = energyUnit(results.map((r) => r.cost.energyPJ));
-  const rows = results.map((r) => ({ series: seriesOf.get(r)!, energy: r.cost.energyPJ / unit.factor, top1: pct(r.top1), seed: r.seed, index: r.index }));
-  const front = paretoFront(results.map((r) => ({ energy: r.cost.energyPJ, accuracy: r.top1 }))).map((i) => rows[i]);
-  const energies = rows.map((r) => r.energy).filter((e) => e > 0);
+  const unit = c.unit(results.map(c.of));
+  const rows = results.map((r) => ({ series: seriesOf.get(r)!, cost: c.of(r) / unit.factor, top1: pct(r.top1), seed: r.seed, index: r.index }));
+  const front = paretoFront(results.map((r) => ({ energy: c.of(r), accuracy: r.top1 }))).map((i) => rows[i]);
+  const costs = rows.map((r) => r.cost).filter((e) => e > 0);
   // Converters differ by orders of magnitude in energy; a linear axis would crush the cheap ones together.
-  const log = energies.length === rows.length && Math.max(...energies) / Math.min(...energies) > 20;
+  const log = costs.length === rows.length && Math.max(...costs) / Math.min(...costs) > 20;
   const names = series.map((s) => s.label);
   const color = { type: 'nominal' as const, title: 'configuration', scale: { domain: [...names, FRONT], range: [...palette(names), '#000000'] } };
-  const x = { field: 'energy', type: 'quantitative' as const, scale: log ? { type: 'log' as const } : { zero: false }, title: `energy per image (${unit.name}${log ? ', log scale' : ''})` };
+  const x = { field: 'cost', type: 'quantitative' as const, scale: log ? { type: 'log' as const } : { zero: false }, title: `${c.axis} (${unit.name}${log ? ', log scale' : ''})` };
   const y = { field: 'top1', type: 'quantitative' as const, scale: { zero: false }, title: 'top-1 accuracy (%)' };
   return {
-    id: 'accuracy-vs-energy',
-    heading: 'Accuracy vs energy',
-    caption: `Pareto front (black; highest accuracy for the energy), ${front.length} of ${rows.length} points: ${front.map((f) => `#${f.index} ${f.series} seed ${f.seed} (${formatNumber(f.top1)} %, ${formatNumber(f.energy)} ${unit.name})`).join('; ')}.`,
+    id: `accuracy-vs-${cost}`,
+    heading: `Accuracy vs ${c.what}`,
+    caption: `Pareto front (black; highest accuracy for the ${c.what}), ${front.length} of ${rows.length} points: ${front.map((f) => `#${f.index} ${f.series} seed ${f.seed} (${formatNumber(f.top1)} %, ${formatNumber(f.cost)} ${unit.name})`).join('; ')}.`,
     spec: {
-      title: 'Top-1 accuracy vs energy per image',
+      title: `Top-1 accuracy vs ${c.axis}`,
       width: 620,
       height: 360,
       config: CONFIG,

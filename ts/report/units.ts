@@ -8,6 +8,8 @@ export interface Unit {
 }
 
 const ENERGY: Unit[] = [{ name: 'pJ', factor: 1 }, { name: 'nJ', factor: 1e3 }, { name: 'µJ', factor: 1e6 }, { name: 'mJ', factor: 1e9 }];
+// pJ·ns is 1e-21 J·s; µJ·µs and µJ·ms are the scales of a CIFAR network per image.
+const EDP: Unit[] = [{ name: 'pJ·ns', factor: 1 }, { name: 'nJ·µs', factor: 1e6 }, { name: 'µJ·µs', factor: 1e9 }, { name: 'µJ·ms', factor: 1e12 }, { name: 'mJ·ms', factor: 1e15 }];
 const LATENCY: Unit[] = [{ name: 'ns', factor: 1 }, { name: 'µs', factor: 1e3 }, { name: 'ms', factor: 1e6 }, { name: 's', factor: 1e9 }];
 
 function pick(units: Unit[], values: number[]): Unit {
@@ -17,6 +19,7 @@ function pick(units: Unit[], values: number[]): Unit {
 
 export const energyUnit = (pj: number[]) => pick(ENERGY, pj);
 export const latencyUnit = (ns: number[]) => pick(LATENCY, ns);
+export const edpUnit = (pjns: number[]) => pick(EDP, pjns);
 /** mm² down to a thousandth; below that (a single macro, say) µm² keeps digits readable. */
 export function areaUnit(mm2: number[]): Unit {
   const max = Math.max(0, ...mm2.filter(Number.isFinite));
