@@ -60,13 +60,12 @@ describe('the stoxnet-fair preset', () => {
         ['low-bit-adc', 'resnet20-cifar10-adc4-4w4a.onnx'],
         ['sparse-adc', 'resnet20-cifar10-ideal-4w4a.onnx'],
         ['sense-amp', 'resnet20-cifar10-senseamp-4w4a.onnx'],
-        ['stox:1', 'resnet20-cifar10-mtj1-4w4a.onnx'],
-        ['stox:4', 'resnet20-cifar10-stox-4w4a.onnx'],
-        ['stox:2', 'resnet20-cifar10-stox-mixed-4w4a.onnx'],
+        ['stox:1', 'resnet20-cifar10-stox-mixed-4w4a.onnx'],
         ['stox:resnet20-cifar10-stox-mixed.schedule.json', 'resnet20-cifar10-stox-mixed-4w4a.onnx'],
+        ['stox:4', 'resnet20-cifar10-stox-4w4a.onnx'],
       ].map(([name, file]) => [name, join(models, file)]),
     );
-    expect(entryConfig(rows[7].config, 4)).toEqual({ converter: 'mtj', schedule: join(models, 'resnet20-cifar10-stox-mixed.schedule.json') });
+    expect(entryConfig(rows[5].config, 4)).toEqual({ converter: 'mtj', schedule: join(models, 'resnet20-cifar10-stox-mixed.schedule.json') });
     expect(PRESETS['stoxnet-fair'].config).toEqual({});
   });
 
