@@ -33,6 +33,21 @@ export function int(name: string, value: unknown, min: number, max = Number.MAX_
   return v;
 }
 
+export function num(name: string, value: unknown, min: number, max: number): number {
+  const v = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+    throw new ConfigError(`${name}: expected a number in [${min}, ${max}], got ${show(value)}`);
+  }
+  return v;
+}
+
+/** A non-empty list of integers, given as an array or as "a,b,c" (a flag). */
+export function ints(name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number[] {
+  const raw = typeof value === 'string' ? value.split(',') : value;
+  if (!Array.isArray(raw) || raw.length === 0) throw new ConfigError(`${name}: expected a list of integers, got ${show(value)}`);
+  return raw.map((v, i) => int(`${name}[${i}]`, v, min, max));
+}
+
 export function oneOf<T extends string>(name: string, value: unknown, options: readonly T[]): T {
   if (typeof value !== 'string' || !options.includes(value as T)) {
     throw new ConfigError(`${name}: expected one of ${options.join(', ')}, got ${show(value)}`);

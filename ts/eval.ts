@@ -123,26 +123,13 @@ function opsReport(net: Network, ops: LayerOps[] | undefined, crossbar: Set<numb
 }
 
 /** Reads the images an evaluation classifies (only the files of that set). */
-export async function readEvalSet(dataDir: string, set: EvalSet): Promise<Cifar10Split> {
+async function readEvalSet(dataDir: string, set: EvalSet): Promise<Cifar10Split> {
   if (set === 'test') return readCifar10(dataDir, 'test');
   return holdOut(await readCifar10(dataDir, 'train'), VALIDATION_IMAGES).validation;
 }
 
 /** Classifies CIFAR-10 test (or validation) images with the chosen backend and simulator settings. */
 export async function evaluate(options: EvalOptions): Promise<EvalRun> {
-  options.signal?.throwIfAborted();
-  const evalSet = oneOf('evalSet', options.evalSet ?? 'test', EVAL_SETS);
-  const net = await importOnnx(options.model);
-  const dataDir = resolveDataDir(options.data, evalSet === 'validation');
-  return evaluateNetwork(net, options.model, await readEvalSet(dataDir, evalSet), { ...options, evalSet, data: dataDir });
-}
-
-/**
- * `evaluate` on an imported network and images already read (`images` are
- * the raw bytes of `options.evalSet`): callers that evaluate many
- * configurations read both once.
- */
-export async function evaluateNetwork(net: Network, modelPath: string, images: Cifar10Split, options: Omit<EvalOptions, 'model'>): Promise<EvalRun> {
   options.signal?.throwIfAborted();
   let backendName = oneOf('backend', options.backend ?? 'native', BACKENDS);
   const missing = backendName === 'native' ? nativeUnavailable() : undefined;
@@ -154,25 +141,27 @@ export async function evaluateNetwork(net: Network, modelPath: string, images: C
   const batch = int('batch', options.batch ?? 100, 1, 10_000);
   const threads = int('threads', options.threads ?? 0, 0, 1024);
   const limit = options.limit === undefined ? undefined : int('limit', options.limit, 1);
+  const evalSet = oneOf('evalSet', options.evalSet ?? 'test', EVAL_SETS);
+  const net = await importOnnx(options.model);
   // A model trained with PS-QAT carries its settings; explicit ones override them.
   const config = resolveConfig({ ...(net.stox?.config ?? {}), ...(options.config ?? {}) } as Record<string, unknown>);
   if (backendName === 'ort' && config.converter !== 'fp') {
     throw new ConfigError(`backend ort runs the model in FP32 only; --converter ${config.converter} needs --backend native or js`);
   }
-  const dataDir = resolveDataDir(options.data, options.evalSet === 'validation');
+  const dataDir = resolveDataDir(options.data, evalSet === 'validation');
   let backend: Backend;
   let layers: LayerReport[] = [];
   let simulator: NativeSimulator | undefined;
-  if (backendName === 'ort') backend = await ortBackend(modelPath, threads, net.input);
+  if (backendName === 'ort') backend = await ortBackend(options.model, threads, net.input);
   else if (config.converter === 'fp' && backendName === 'native') backend = nativeBackend(net, threads);
   else ({ backend, layers, simulator } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers, signal: options.signal }));
   options.signal?.throwIfAborted();
 
-  const test = images;
+  const test = await readEvalSet(dataDir, evalSet);
   const total = Math.min(limit ?? test.count, test.count);
   const imageLen = net.input[0] * net.input[1] * net.input[2];
   const classes = backend.classes;
-  if (classes !== CIFAR10_CLASSES.length) throw new ConfigError(`${basename(modelPath)}: the model gives ${classes} values per image; CIFAR-10 has ${CIFAR10_CLASSES.length} classes`);
+  if (classes !== CIFAR10_CLASSES.length) throw new ConfigError(`${basename(options.model)}: the model gives ${classes} values per image; CIFAR-10 has ${CIFAR10_CLASSES.length} classes`);
   const logits = new Float32Array(total * classes);
   const perClass = new Array<number>(classes).fill(0);
   const perClassTotal = new Array<number>(classes).fill(0);
@@ -200,10 +189,10 @@ export async function evaluateNetwork(net: Network, modelPath: string, images: C
   }
   return {
     report: {
-      model: basename(modelPath),
+      model: basename(options.model),
       backend: backend.name,
       converter: config.converter,
-      evalSet: options.evalSet ?? 'test',
+      evalSet,
       images: total,
       correct,
       top1: correct / total,

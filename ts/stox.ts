@@ -2,7 +2,7 @@
 // a typed object), validated once here, and its resolution into one crossbar
 // spec per IR node (crates/core/src/calibrate.rs `LayerSpec`).
 import { readFileSync } from 'node:fs';
-import { ConfigError, int, oneOf, show } from './config.js';
+import { ConfigError, int, ints, num, oneOf, show } from './config.js';
 import type { LayerSpecJs } from './native-binding.js';
 import type { Network } from './network.js';
 
@@ -113,14 +113,6 @@ export const FLAGS: Record<keyof StoxConfig, string> = {
   calibrationImages: '--calibration-images',
 };
 
-function num(name: string, value: unknown, min: number, max: number): number {
-  const v = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
-    throw new ConfigError(`${name}: expected a number in [${min}, ${max}], got ${show(value)}`);
-  }
-  return v;
-}
-
 /**
  * Validates a partial configuration (from flags, a JSON file or the API)
  * and fills in the defaults. Errors name the flag and the value.
@@ -169,9 +161,7 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
   }
   if (input.samplesPerLayer !== undefined) {
     if (c.samplesPerLayer) throw new ConfigError(`${f('schedule')} ${show(input.schedule)} and ${f('samplesPerLayer')} both set the samples per layer; give one`);
-    const raw = typeof input.samplesPerLayer === 'string' ? input.samplesPerLayer.split(',') : input.samplesPerLayer;
-    if (!Array.isArray(raw) || raw.length === 0) throw new ConfigError(`${f('samplesPerLayer')}: expected a list of integers, got ${show(input.samplesPerLayer)}`);
-    c.samplesPerLayer = raw.map((v, i) => int(`${f('samplesPerLayer')}[${i}]`, v, 1, 1 << 20));
+    c.samplesPerLayer = ints(f('samplesPerLayer'), input.samplesPerLayer, 1, 1 << 20);
   }
   if (c.schedule && c.samplesPerLayer) throw new ConfigError(`${f('schedule')} and ${f('samplesPerLayer')} both set the samples per layer; give one`);
   if (c.converter !== 'fp') {
@@ -202,8 +192,8 @@ export function readScheduleFile(path: string): number[] {
     throw new ConfigError(`${FLAGS.schedule} ${path}: cannot read a schedule file: ${(e as Error).message}`);
   }
   const list = (doc as { samplesPerLayer?: unknown } | null)?.samplesPerLayer;
-  if (!Array.isArray(list) || list.length === 0) throw new ConfigError(`${FLAGS.schedule} ${path}: expected a JSON object with "samplesPerLayer": [T per crossbar layer], got ${show(doc)}`);
-  return list.map((v, i) => int(`${FLAGS.schedule} ${path}: samplesPerLayer[${i}]`, v, 1, 1 << 20));
+  if (!Array.isArray(list)) throw new ConfigError(`${FLAGS.schedule} ${path}: expected a JSON object with "samplesPerLayer": [T per crossbar layer], got ${show(doc)}`);
+  return ints(`${FLAGS.schedule} ${path}: samplesPerLayer`, list, 1, 1 << 20);
 }
 
 /** ADC bits that convert every partial sum of the mapping exactly (crossbar.rs `lossless_adc_bits`). */

@@ -5,7 +5,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ARCHS, resnet, type Arch } from './arch.js';
 import { writeFileAtomic } from './atomic.js';
-import { ConfigError, int, oneOf } from './config.js';
+import { ConfigError, int, ints, num, oneOf } from './config.js';
 import { holdOut, normalize, readCifar10, VALIDATION_IMAGES } from './data/cifar10.js';
 import { resolveDataDir } from './data/location.js';
 import { argmax } from './eval.js';
@@ -115,12 +115,6 @@ const DEFAULTS: Omit<TrainSettings, 'arch' | 'from'> = {
   valImages: VALIDATION_IMAGES,
 };
 
-function num(name: string, v: unknown, min: number, max: number): number {
-  const x = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-  if (typeof x !== 'number' || !Number.isFinite(x) || x < min || x > max) throw new ConfigError(`${name}: expected a number in [${min}, ${max}], got ${JSON.stringify(v)}`);
-  return x;
-}
-
 export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
   if ((o.arch === undefined) === (o.from === undefined)) throw new ConfigError('train: give exactly one of --arch NAME or --from MODEL.onnx');
   const s: TrainSettings = {
@@ -142,11 +136,7 @@ export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
     distillTemperature: num('--distill-temperature', o.distillTemperature ?? DEFAULTS.distillTemperature, 1e-3, 1000),
     valImages: int('--val-images', o.valImages ?? DEFAULTS.valImages, 0, 49_998),
   };
-  if (o.samplesRandom !== undefined) {
-    const raw = typeof o.samplesRandom === 'string' ? (o.samplesRandom as string).split(',') : o.samplesRandom;
-    if (!Array.isArray(raw) || raw.length === 0) throw new ConfigError(`--samples-random: expected a list of integers, got ${JSON.stringify(o.samplesRandom)}`);
-    s.samplesRandom = raw.map((v, i) => int(`--samples-random[${i}]`, v, 1, 1 << 20));
-  }
+  if (o.samplesRandom !== undefined) s.samplesRandom = ints('--samples-random', o.samplesRandom, 1, 1 << 20);
   if (o.teacher !== undefined) s.teacher = resolve(o.teacher);
   // Decay 0 would be no average, decay 1 no update.
   if (o.ema !== undefined) s.ema = num('--ema', o.ema, 1e-6, 1 - 1e-6);

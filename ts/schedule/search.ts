@@ -18,12 +18,12 @@
 // Every draw uses the one seed (common random numbers), so a difference
 // between two schedules is not sampling noise between two seeds, and the
 // same seed gives the same schedule.
-import { ConfigError, int, oneOf } from '../config.js';
+import { ConfigError, int, ints, num, oneOf } from '../config.js';
 import { costConfig, resultLine, type ConfigCost } from '../cost/compare.js';
 import { loadTech } from '../cost/tech.js';
 import { evaluate } from '../eval.js';
 import { VALIDATION_IMAGES } from '../data/cifar10.js';
-import { resolveConfig, type StoxConfig } from '../stox.js';
+import type { StoxConfig } from '../stox.js';
 import type { SweepResult } from '../sweep/result.js';
 import { canonical } from '../sweep/grid.js';
 
@@ -108,22 +108,14 @@ function metricOf(m: Metric, p: Pick<SearchPoint, 'meanSamples' | 'energyPJ' | '
   return m === 'samples' ? p.meanSamples : m === 'energy' ? p.energyPJ : m === 'latency' ? p.latencyNs : p.edp;
 }
 
-function number(name: string, v: unknown, min: number, max: number): number {
-  const x = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-  if (typeof x !== 'number' || !Number.isFinite(x) || x < min || x > max) throw new ConfigError(`${name}: expected a number in [${min}, ${max}], got ${JSON.stringify(v)}`);
-  return x;
-}
-
 export async function searchSchedule(o: ScheduleSearchOptions): Promise<ScheduleSearchResult> {
   const metric = oneOf('--metric', o.metric ?? 'edp', METRICS);
   if ((o.budget === undefined) === (o.floor === undefined)) throw new ConfigError('schedule search: give exactly one of --budget X (maximise accuracy) or --floor A (minimise the metric)');
   const budgetOf = typeof o.budget === 'string' && o.budget.startsWith('uniform:') ? o.budget : undefined;
-  let budget = o.budget === undefined || budgetOf ? undefined : number('--budget', o.budget, 0, Number.MAX_VALUE);
-  const floor = o.floor === undefined ? undefined : number('--floor', o.floor, 0, 1);
-  const maxSamples = o.maxSamples === undefined ? undefined : number('--max-samples', o.maxSamples, 1, 1 << 20);
-  const rawChoices = typeof o.choices === 'string' ? (o.choices as string).split(',') : (o.choices ?? [1, 2, 4, 8]);
-  if (!Array.isArray(rawChoices) || rawChoices.length === 0) throw new ConfigError(`--choices: expected a list of T, got ${JSON.stringify(o.choices)}`);
-  const choices = [...new Set(rawChoices.map((v, i) => int(`--choices[${i}]`, v, 1, 1 << 20)))].sort((a, b) => a - b);
+  let budget = o.budget === undefined || budgetOf ? undefined : num('--budget', o.budget, 0, Number.MAX_VALUE);
+  const floor = o.floor === undefined ? undefined : num('--floor', o.floor, 0, 1);
+  const maxSamples = o.maxSamples === undefined ? undefined : num('--max-samples', o.maxSamples, 1, 1 << 20);
+  const choices = [...new Set(ints('--choices', o.choices ?? [1, 2, 4, 8], 1, 1 << 20))].sort((a, b) => a - b);
   const uniformBudget = budgetOf === undefined ? undefined : int('--budget uniform:T', budgetOf.slice('uniform:'.length), 1, 1 << 20);
   if (uniformBudget !== undefined && !choices.includes(uniformBudget)) throw new ConfigError(`--budget ${budgetOf}: T = ${uniformBudget} is not among --choices ${choices.join(',')}`);
   const images = int('--images', o.images ?? VALIDATION_IMAGES, 1, VALIDATION_IMAGES);
@@ -139,7 +131,6 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
   const layers = crossbar.map((l) => l.name);
   const conversions = crossbar.map((l) => l.conversions);
   const seed = probe.report.seed;
-  resolveConfig({ ...base, samplesPerLayer: choices.map(() => 1) } as Record<string, unknown>);
   const n = layers.length;
   const meanSamples = (t: number[]) => t.reduce((s, v, l) => s + v * conversions[l], 0) / conversions.reduce((a, b) => a + b, 0);
 
