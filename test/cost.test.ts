@@ -18,7 +18,9 @@ describe('technology files', () => {
       for (const v of Object.values(t.values)) expect(v.source.length).toBeGreaterThan(10);
     }
     const isaac = loadTech('isaac-32nm');
-    expect(isaac.tech.cellReadEnergy).toBeCloseTo(0.03, 12); // 30 fJ → pJ
+    const { readVoltage: v, cellOnResistance: on, cellOffResistance: off, readPulse: t } = isaac.tech;
+    expect(v * v / on * t * 1e3).toBeCloseTo(0.03, 3); // V²/R·t of a low-resistance cell: 30 fJ in pJ
+    expect(off).toBe(20_000); // kOhm → Ohm
     expect(isaac.tech.cellArea).toBeCloseTo(25 / 16384, 12); // crossbar area per cell
     expect(isaac.tech.bufferEnergy).toBeCloseTo(20.45 / 256, 12);
     expect(loadTech('neurosim-22nm').tech.adcEnergy[0]).toBeCloseTo(0.0098, 12);
@@ -31,10 +33,11 @@ describe('technology files', () => {
       writeFileSync(f, JSON.stringify(body));
       return f;
     };
-    const over = loadTech(write('o.json', { base: 'isaac-32nm', values: { mtjWriteEnergy: { value: 0.05, unit: 'pJ', source: 'test' }, digitalArea: { value: 2e5, unit: 'um2', source: 'test' } } }));
-    expect(over.tech.mtjWriteEnergy).toBe(0.05);
+    const over = loadTech(write('o.json', { base: 'isaac-32nm', values: { mtjWriteCurrent: { value: 0.05, unit: 'mA', source: 'test' }, digitalArea: { value: 2e5, unit: 'um2', source: 'test' } } }));
+    expect(over.tech.mtjWriteCurrent).toBe(50);
     expect(over.tech.digitalArea).toBe(2e5);
-    expect(() => loadTech(write('m.json', { name: 'x', values: { cellArea: { value: 1, unit: 'um2', source: 's' } } }))).toThrow(/field 'cellReadEnergy' is missing/);
+    expect(() => loadTech(write('m.json', { name: 'x', values: { cellArea: { value: 1, unit: 'um2', source: 's' } } }))).toThrow(/field 'readVoltage' is missing/);
+    expect(() => loadTech(write('r.json', { base: 'isaac-32nm', values: { cellOffResistance: { value: 1, unit: 'kOhm', source: 's' } } }))).toThrow(/field 'cellOffResistance' \(1000 Ohm\) is below 'cellOnResistance' \(1333 Ohm\)/);
     expect(() => loadTech(write('n.json', { base: 'isaac-32nm', values: { dacEnergy: { value: -1, unit: 'pJ', source: 's' } } }))).toThrow(/field 'dacEnergy': -1 is not a non-negative number/);
     expect(() => loadTech(write('u.json', { base: 'isaac-32nm', values: { dacEnergy: { value: 1, unit: 'kWh', source: 's' } } }))).toThrow(/field 'dacEnergy': unit "kWh" is not one of fJ, pJ, nJ/);
     expect(() => loadTech(write('s.json', { base: 'isaac-32nm', values: { dacEnergy: { value: 1, unit: 'pJ', source: '' } } }))).toThrow(/field 'dacEnergy' has no source/);
@@ -57,9 +60,20 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet cost', () => {
       // Every configuration reads crossbars; only MTJ configurations spend time sampling.
       expect(c.perComponent.latencyNs.cells).toBeGreaterThan(0);
       expect(c.perComponent.latencyNs.mtj > 0).toBe(c.name.startsWith('stox'));
-      expect(c.perLayer).toHaveLength(20);
+      // 20 conv/linear layers and the rest (BatchNorm, ReLU, add, pooling) as one row: together the totals.
+      expect(c.perLayer).toHaveLength(21);
+      expect(c.perLayer[20].name).toBe('(other)');
+      expect(total(Object.fromEntries(c.perLayer.map((l: { name: string; energyPJ: number }) => [l.name, l.energyPJ])))).toBeCloseTo(c.energyPJ, 3);
+      expect(total(Object.fromEntries(c.perLayer.map((l: { name: string; latencyNs: number }) => [l.name, l.latencyNs])))).toBeCloseTo(c.latencyNs, 3);
+      expect(total(Object.fromEntries(c.perLayer.map((l: { name: string; areaMm2: number }) => [l.name, l.areaMm2])))).toBeCloseTo(c.areaMm2, 9);
+      // Two scopes: system is the totals; macro leaves out the buffers and the digital layers.
+      expect(c.scope.system).toEqual({ energyPJ: c.energyPJ, latencyNs: c.latencyNs, areaMm2: c.areaMm2, edp: c.edp });
+      const parts = c.perComponent.energyPJ;
+      expect(c.scope.macro.energyPJ).toBeCloseTo(c.energyPJ - parts.buffer - parts.digital, 3);
+      expect(c.scope.macro.latencyNs).toBeCloseTo(c.latencyNs - c.perComponent.latencyNs.digital, 3);
     }
-    expect(r.ratios['fp-adc']).toEqual({ energy: 1, latency: 1, area: 1, edp: 1 });
+    const one = { energy: 1, latency: 1, area: 1, edp: 1 };
+    expect(r.ratios['fp-adc']).toEqual({ ...one, macro: one });
     const [fp, low, t1, t4] = r.configs;
     expect(r.ratios['stox:1'].energy).toBeCloseTo(fp.energyPJ / t1.energyPJ, 9);
     // Without a sparse-adc row there is no second baseline.
@@ -78,7 +92,9 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet cost', () => {
     for (const name of ['fp-adc', 'sparse-adc', 'stox-uniform', 'stox-inhomogeneous']) expect(stdout).toMatch(new RegExp(`^${name}\\s+resnet20\\.onnx\\s+1\\s+\\d+\\.\\d\\d ± 0\\.00\\s+\\d`, 'm'));
     expect(stdout).toMatch(/^fp-adc: cells [\d.]+%.*adc [\d.]+%/m);
     const layers = stdout.split('per layer: energy nJ / latency µs\n')[1].trim().split('\n');
-    expect(layers).toHaveLength(21); // header + 20 conv/linear layers
+    expect(layers).toHaveLength(22); // header + 20 conv/linear layers + (other)
+    expect(layers[21]).toMatch(/^\(other\)\s/);
+    expect(stdout).toMatch(/^macro scope /m);
     expect(layers[1]).toMatch(/^\/conv1\/Conv \(digital\)/);
     expect(layers[2].trim().split(/\s{2,}/)).toHaveLength(5);
   });

@@ -494,11 +494,6 @@ describe('configuration', () => {
       { converter: 'ideal', rows: 4096, weightBits: 8, inputBits: 8 },
       '--rows 4096 × (2^8 − 1) weight-slice levels × (2^8 − 1) input-stream levels = 266342400 reaches 2^24; partial sums would not be exact in f32 (lower --rows, --weight-slice-bits or --input-stream-bits)',
     ),
-    cfg(
-      'adc with a lossless default of 25 bits',
-      { converter: 'adc', rows: 129, weightBits: 1, inputBits: 16 },
-      '--adc-bits: the lossless default log2(rows) + slice bits + stream bits is 25, more than 24; give --adc-bits',
-    ),
   ]);
 
   // Checks that need the network: its crossbar layers and their names.
@@ -564,7 +559,7 @@ describe('technology files', () => {
     { input: 'a field that is a bare number', run: () => loadTech(paths.numberField), type: ConfigError, message: `${paths.numberField}: field 'cellArea': expected an object with "value", "unit" and "source", got 25` },
     { input: 'unit "toString"', run: () => loadTech(paths.protoUnit), type: ConfigError, message: `${paths.protoUnit}: field 'cellArea': unit "toString" is not one of um2, mm2` },
     { input: '"per": 1e999 (Infinity)', run: () => loadTech(paths.perInf), type: ConfigError, message: `${paths.perInf}: field 'cellArea': "per" must be a positive number, got Infinity` },
-    { input: 'a misspelt field in a file overriding a preset', run: () => loadTech(paths.typo), type: ConfigError, message: new RegExp(`^${paths.typo}: unknown field "celArea"; known: cellReadEnergy, cellArea, .*, digitalArea$`) },
+    { input: 'a misspelt field in a file overriding a preset', run: () => loadTech(paths.typo), type: ConfigError, message: new RegExp(`^${paths.typo}: unknown field "celArea"; known: readVoltage, cellOnResistance, .*, digitalArea$`) },
     { input: 'base: an unknown preset', run: () => loadTech(paths.base), type: ConfigError, message: 'unknown technology preset "isaac-7nm"; presets: isaac-32nm, neurosim-22nm' },
     { input: 'a value without a source', run: () => loadTech(paths.noSource), type: ConfigError, message: `${paths.noSource}: field 'dacArea' has no source` },
     { input: 'ADC resolutions not ascending', run: () => loadTech(paths.bits), type: ConfigError, message: `${paths.bits}: field 'adcBits' must list at least two ascending integer resolutions` },

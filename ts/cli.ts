@@ -9,7 +9,7 @@ import { basename } from 'node:path';
 import { BACKENDS, evaluate } from './eval.js';
 import { ARCHS } from './arch.js';
 import { train } from './train.js';
-import { compareCosts, costResults, PRESETS as COST_PRESETS, type CostReport } from './cost/compare.js';
+import { compareCosts, costResults, OTHER, PRESETS as COST_PRESETS, type CostReport, type Ratios } from './cost/compare.js';
 import { demo, DEMO_MODEL } from './demo.js';
 import { PRESETS } from './cost/tech.js';
 import { parseShard, readGrid } from './sweep/grid.js';
@@ -46,7 +46,7 @@ const configHelp: Record<string, string> = {
   '--input-stream-bits N': 'bits per input stream / DAC step (default = input bits: one stream)',
   '--weight-quant NAME': 'uniform (symmetric per channel + digital rescale) or away (the authors\' standardise + round away from zero) (default uniform)',
   '--signed NAME': 'differential (positive/negative columns) or offset (offset-binary + reference column) (default differential)',
-  '--adc-bits N': 'ADC resolution (default lossless: log2(rows) + slice bits + stream bits)',
+  '--adc-bits N': 'ADC resolution (default lossless per layer: the fewest bits that span ±(its largest subarray\'s rows × largest slice digit × largest stream digit))',
   '--adc-range NAME': 'full (every possible partial sum) or calibrated (observed min..max on training images) (default full)',
   '--samples N': `MTJ samples T on every crossbar layer (default ${DEFAULTS.samples})`,
   '--samples-per-layer a,b,...': 'T per crossbar layer, one value per layer',
@@ -115,18 +115,23 @@ function writeTable(rows: string[][]): void {
   for (const r of rows) process.stdout.write(r.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i] + 3))).join('') + '\n');
 }
 
-/** Totals of a cost comparison with the ratios to its baseline. */
+/** Totals of a cost comparison with the ratios to its baseline: the system scope, then the macro scope. */
 function writeCostTotals(report: CostReport): void {
-  const rows = report.configs.map((c) => {
-    const r = report.ratios[c.name];
-    const top1 = `${(c.top1Mean * 100).toFixed(2)} ± ${(c.top1Sd * 100).toFixed(2)}`;
-    // pJ·ns ÷ 1e12 = µJ·ms.
-    const vsSparse = report.ratiosToSparse ? [report.ratiosToSparse[c.name].edp.toFixed(2)] : [];
-    return [c.name, c.model, String(c.seeds.length), top1, (c.energyPJ / 1e6).toFixed(3), (c.latencyNs / 1e3).toFixed(1), c.areaMm2.toFixed(3), (c.edp / 1e12).toFixed(3), r.energy.toFixed(2), r.latency.toFixed(2), r.area.toFixed(2), r.edp.toFixed(2), ...vsSparse];
-  });
-  const head = ['config', 'model', 'seeds', 'top-1 % (mean ± sd)', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP', ...(report.ratiosToSparse ? ['×EDP vs sparse'] : [])];
   process.stdout.write(`technology ${report.tech}, ${report.images} test images per configuration and seed; ratios are ${report.configs[0].name} ÷ configuration${report.ratiosToSparse ? ' (last column: sparse-adc ÷ configuration)' : ''}\n`);
-  writeTable([head, ...rows]);
+  for (const scope of ['system', 'macro'] as const) {
+    const pick = (r: Ratios) => (scope === 'system' ? r : r.macro);
+    const rows = report.configs.map((c) => {
+      const t = c.scope[scope];
+      const r = pick(report.ratios[c.name]);
+      const top1 = `${(c.top1Mean * 100).toFixed(2)} ± ${(c.top1Sd * 100).toFixed(2)}`;
+      // pJ·ns ÷ 1e12 = µJ·ms.
+      const vsSparse = report.ratiosToSparse ? [pick(report.ratiosToSparse[c.name]).edp.toFixed(2)] : [];
+      return [c.name, c.model, String(c.seeds.length), top1, (t.energyPJ / 1e6).toFixed(3), (t.latencyNs / 1e3).toFixed(1), t.areaMm2.toFixed(3), (t.edp / 1e12).toFixed(3), r.energy.toFixed(2), r.latency.toFixed(2), r.area.toFixed(2), r.edp.toFixed(2), ...vsSparse];
+    });
+    const head = ['config', 'model', 'seeds', 'top-1 % (mean ± sd)', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP', ...(report.ratiosToSparse ? ['×EDP vs sparse'] : [])];
+    process.stdout.write(scope === 'system' ? '\nsystem scope (everything: crossbars, periphery, buffers, digital layers)\n' : '\nmacro scope (crossbars and their periphery: cells, DACs, converters, sample-and-hold, counters, shift-and-add, readout)\n');
+    writeTable([head, ...rows]);
+  }
 }
 
 const commands: Record<string, Command> = {
@@ -356,14 +361,14 @@ const commands: Record<string, Command> = {
     },
     help: {
       '--model PATH': 'ONNX model of the entries that do not name their own (needed only then)',
-      '--compare LIST': 'configurations, the first is the baseline: fp-adc (lossless ADC: log2(rows) + slice + stream bits), low-bit-adc (--adc-bits, calibrated range), sparse-adc, sense-amp, ideal, stox (MTJ, --samples), stox:T, stox:<schedule>, stox:FILE.json (per-layer T, {"samplesPerLayer": [...]}); each optionally =MODEL.onnx, its own model (relative to the current directory), e.g. fp-adc=adc.onnx,stox:4=stox.onnx. Each model brings its embedded settings and learned parameters; the entry sets the converter',
+      '--compare LIST': 'configurations, the first is the baseline: fp-adc (lossless ADC per layer, from its real rows, slices and streams), low-bit-adc (--adc-bits, calibrated range), sparse-adc, sense-amp, ideal, stox (MTJ, --samples), stox:T, stox:<schedule>, stox:FILE.json (per-layer T, {"samplesPerLayer": [...]}); each optionally =MODEL.onnx, its own model (relative to the current directory), e.g. fp-adc=adc.onnx,stox:4=stox.onnx. Each model brings its embedded settings and learned parameters; the entry sets the converter',
       '--seeds a,b,...': 'evaluate every configuration once per sampling seed; the table gives top-1 mean ± sample sd, costs are the mean (default: one run with --seed, else the model\'s seed)',
       '--adc-bits B': 'resolution of low-bit-adc (default 4)',
       '--preset NAME': 'stoxnet-paper: 128 rows, 4w4a as 1-bit cells and 1-bit streams, compare fp-adc,sparse-adc,stox-uniform,stox-inhomogeneous (flags override); stoxnet-fair: every converter on the model of models/ trained for it, each with its own mapping (fp-adc and sparse-adc on resnet20-cifar10-ideal-4w4a, low-bit-adc on -adc4-4w4a, sense-amp on -senseamp-4w4a, stox:1 and the searched schedule on -stox-mixed-4w4a (trained at T drawn from 1, 2, 4), stox:4 on -stox-4w4a); a missing model is an error naming it',
       '--tech PRESET|FILE': `technology: ${PRESETS.join(', ')} (default ${PRESETS[0]}), or a JSON file (complete, or with "base": PRESET and the values it overrides)`,
       '--images N': 'test images evaluated per configuration (default 500)',
       '--threads N': 'worker threads, 0 = one per core',
-      '--json': 'one object: {configs: [{name, model, seeds, top1 (mean), top1Mean, top1Sd, top1PerSeed, energyPJ, latencyNs, areaMm2, edp, perLayer, perComponent, runs (per seed)}], ratios: {name: {energy, latency, area, edp}} against the first, ratiosToSparse: the same against the sparse-adc row when there is one}',
+      '--json': 'one object: {configs: [{name, model, seeds, top1 (mean), top1Mean, top1Sd, top1PerSeed, energyPJ, latencyNs, areaMm2, edp (system scope), scope: {macro, system}: {energyPJ, latencyNs, areaMm2, edp}, perLayer (conv/linear layers, then (other): the rows add up to the totals), perComponent, runs (per seed)}], ratios: {name: {energy, latency, area, edp, macro: {…}}} against the first, ratiosToSparse: the same against the sparse-adc row when there is one}',
       '--results FILE.jsonl': 'also write one result line per configuration and seed (settings: configuration, model, seed) for `stoxnet report FILE.jsonl --out report.html`',
       '(mapping flags)': 'as for eval: --rows, --split, --weight-bits, --weight-slice-bits, --input-bits, --input-stream-bits, --signed, --samples, ...',
     },
@@ -409,7 +414,7 @@ const commands: Record<string, Command> = {
       const layerRows = Array.from({ length: depth }, (_, k) => {
         const at = report.configs.map((c) => c.perLayer[k]);
         const first = at.find((l) => l !== undefined)!;
-        return [`${first.name}${first.crossbar ? '' : ' (digital)'}`, ...at.map((l) => (l ? `${(l.energyPJ / 1e3).toFixed(1)} / ${(l.latencyNs / 1e3).toFixed(2)}` : '—'))];
+        return [`${first.name}${first.crossbar || first.name === OTHER ? '' : ' (digital)'}`, ...at.map((l) => (l ? `${(l.energyPJ / 1e3).toFixed(1)} / ${(l.latencyNs / 1e3).toFixed(2)}` : '—'))];
       });
       writeTable([layerHead, ...layerRows]);
     },

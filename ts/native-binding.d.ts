@@ -116,6 +116,8 @@ export interface LayerOpsJs {
   cellReads: number
   dacDrives: number
   activeRows: number
+  driveSq: number
+  cellLoad: number
   conversions: number
   mtjSamples: number
   shiftAdds: number
@@ -161,6 +163,12 @@ export interface LearnedJs {
   adcBits?: number
   params: ColumnParamsJs
 }
+
+/**
+ * The components of the `macro` scope (crossbars and their periphery); the
+ * `system` scope is all of `costComponents()`.
+ */
+export declare function macroComponents(): Array<string>
 
 export interface NetworkSpec {
   /** `[channels, height, width]` of one image. */
@@ -209,9 +217,12 @@ export interface ResolvedJs {
  * validates the JSON files and converts units.
  */
 export interface TechJs {
-  cellReadEnergy: number
+  readVoltage: number
+  cellOnResistance: number
+  cellOffResistance: number
+  readPulse: number
+  readSettling: number
   cellArea: number
-  crossbarReadLatency: number
   dacEnergy: number
   dacArea: number
   adcBits: Array<number>
@@ -224,15 +235,16 @@ export interface TechJs {
   senseAmpEnergy: number
   senseAmpArea: number
   senseAmpLatency: number
-  mtjWriteEnergy: number
+  mtjWriteCurrent: number
+  mtjResistance: number
   mtjReadEnergy: number
   mtjResetEnergy: number
   mtjSampleLatency: number
   mtjArea: number
-  counterEnergy: number
-  counterArea: number
   shiftAddEnergy: number
   shiftAddArea: number
+  readoutEnergy: number
+  readoutArea: number
   bufferEnergy: number
   digitalMacEnergy: number
   digitalOpEnergy: number

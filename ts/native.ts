@@ -10,6 +10,7 @@ interface Binding {
   createTrainer: typeof createTrainer;
   AbortHandle: typeof AbortHandleClass;
   costComponents(): string[];
+  macroComponents(): string[];
 }
 
 let loaded: Binding | Error | undefined;

@@ -7,7 +7,7 @@ import { normalize, readCifar10 } from './data/cifar10.js';
 import { ConfigError } from './config.js';
 import { native, nativeUnavailable, withAbort } from './native.js';
 import type { EmbeddedStox, Network } from './network.js';
-import { splitRows } from './reference/crossbar.js';
+import { splitRows, weightSlices } from './reference/crossbar.js';
 import { referenceBackend } from './reference/engine.js';
 import type { LayerSpecJs, NativeSimulator, ResolvedJs } from './native-binding.js';
 import { layerSpecs, type StoxConfig } from './stox.js';
@@ -88,7 +88,7 @@ function resolveGiven(net: Network, specs: (LayerSpecJs | null)[]): ResolvedJs[]
     if (!given(s) || !(s.converter === 'mtj' || s.converter === 'sense-amp' || s.converter === 'ideal')) return undefined;
     const n = net.nodes[node] as { weight: Float32Array; shape: number[] };
     const ranges = splitRows(n.weight.length / n.shape[0], s.rows, s.split);
-    const physicalColumns = (s.signed === 'differential' ? 2 * n.shape[0] : n.shape[0] + 1) * Math.ceil(s.weightBits / s.weightSliceBits);
+    const physicalColumns = (s.signed === 'differential' ? 2 * n.shape[0] : n.shape[0] + 1) * weightSlices(s);
     resolved.push({
       node,
       inputClip: s.inputClip!,

@@ -29,7 +29,7 @@ export interface StoxConfig {
   inputStreamBits?: number;
   weightQuant: 'uniform' | 'away';
   signed: 'differential' | 'offset';
-  /** ADC resolution (default: lossless for the mapping, log2(rows) + slice bits + stream bits). */
+  /** ADC resolution (default: lossless for each layer, from its real rows, slices and streams: crossbar.rs `lossless_adc_bits`). */
   adcBits?: number;
   adcRange: 'full' | 'calibrated';
   /** MTJ samples T for every crossbar layer. */
@@ -175,10 +175,6 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
     if (bound >= 2 ** 24) {
       throw new ConfigError(`${f('rows')} ${c.rows} × (2^${wsb} − 1) weight-slice levels × (2^${isb} − 1) input-stream levels = ${bound} reaches 2^24; partial sums would not be exact in f32 (lower ${f('rows')}, ${f('weightSliceBits')} or ${f('inputStreamBits')})`);
     }
-    const lossless = losslessAdcBits(c.rows, wsb, isb);
-    if (c.converter === 'adc' && c.adcBits === undefined && lossless > 24) {
-      throw new ConfigError(`${f('adcBits')}: the lossless default log2(rows) + slice bits + stream bits is ${lossless}, more than 24; give ${f('adcBits')}`);
-    }
   }
   return c;
 }
@@ -194,11 +190,6 @@ export function readScheduleFile(path: string): number[] {
   const list = (doc as { samplesPerLayer?: unknown } | null)?.samplesPerLayer;
   if (!Array.isArray(list)) throw new ConfigError(`${FLAGS.schedule} ${path}: expected a JSON object with "samplesPerLayer": [T per crossbar layer], got ${show(doc)}`);
   return ints(`${FLAGS.schedule} ${path}: samplesPerLayer`, list, 1, 1 << 20);
-}
-
-/** ADC bits that convert every partial sum of the mapping exactly (crossbar.rs `lossless_adc_bits`). */
-function losslessAdcBits(rows: number, weightSliceBits: number, inputStreamBits: number): number {
-  return Math.ceil(Math.log2(rows)) + weightSliceBits + inputStreamBits;
 }
 
 /** T per crossbar layer for a named schedule over `n` layers. */
@@ -274,7 +265,7 @@ export function layerSpecs(net: Network, c: StoxConfig): (LayerSpecJs | null)[] 
       weightQuant: c.weightQuant,
       signed: c.signed,
       converter: c.converter,
-      adcBits: c.adcBits ?? losslessAdcBits(c.rows, weightSliceBits, inputStreamBits),
+      adcBits: c.adcBits,
       adcRange: c.adcRange,
       transfer: c.transfer,
       sensitivity: c.sensitivity,

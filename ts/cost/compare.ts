@@ -12,7 +12,7 @@ import { packageRoot } from '../paths.js';
 import { stats } from '../report/groups.js';
 import { SCHEDULES, type StoxConfig } from '../stox.js';
 import { canonical } from '../sweep/grid.js';
-import type { PointCost, SweepResult } from '../sweep/result.js';
+import type { PointCost, Scope, ScopeCost, SweepResult } from '../sweep/result.js';
 import { loadTech, type Technology } from './tech.js';
 
 /** The project's own models (models/README.md). */
@@ -22,8 +22,8 @@ const MODELS = join(packageRoot(), 'models');
  * `stoxnet-paper`: our reading of the StoX-Net abstract's hardware setting
  * for ResNet20 on CIFAR-10 (the paper body could not be read, METHOD.md):
  * 128-row subarrays, 4-bit weights and inputs mapped as 1-bit cells and
- * 1-bit input streams (so the full-precision ADC has log2(128) + 1 + 1 = 9
- * bits), balanced split, first conv and last linear digital, MTJ sigmoid
+ * 1-bit input streams (so the full-precision ADC has 8 bits: the balanced
+ * split gives ResNet20's layers 72–116 rows, 2·116 + 1 = 233 levels), balanced split, first conv and last linear digital, MTJ sigmoid
  * a = 4. "stox-uniform" is one T for every layer (T = 1); "stox-inhomogeneous"
  * is the first-16-then-4 schedule. Every assumption is a flag that can be
  * overridden.
@@ -133,6 +133,8 @@ export interface ConfigCost {
   edp: number;
   perLayer: LayerCostReport[];
   perComponent: PointCost['perComponent'];
+  /** Macro and system scope (PointCost['scope']); the totals above are the system scope. */
+  scope: Record<Scope, ScopeCost>;
   /** The settings evaluated (over the model's embedded ones), the seed aside. */
   config: Partial<StoxConfig>;
   /** Each seed's run: `costResults` makes the result lines from them. */
@@ -154,11 +156,14 @@ export interface Ratios {
   latency: number;
   area: number;
   edp: number;
+  /** The same ratios in the macro scope (crossbars and their periphery), the scope papers usually quote. */
+  macro: { energy: number; latency: number; area: number; edp: number };
 }
 
-/** base ÷ each configuration. */
+/** base ÷ each configuration, system and macro scope. */
 function ratiosTo(base: ConfigCost, configs: ConfigCost[]): Record<string, Ratios> {
-  return Object.fromEntries(configs.map((c) => [c.name, { energy: base.energyPJ / c.energyPJ, latency: base.latencyNs / c.latencyNs, area: base.areaMm2 / c.areaMm2, edp: base.edp / c.edp }]));
+  const over = (a: ScopeCost, b: ScopeCost) => ({ energy: a.energyPJ / b.energyPJ, latency: a.latencyNs / b.latencyNs, area: a.areaMm2 / b.areaMm2, edp: a.edp / b.edp });
+  return Object.fromEntries(configs.map((c) => [c.name, { ...over(base.scope.system, c.scope.system), macro: over(base.scope.macro, c.scope.macro) }]));
 }
 
 // An entry that sets T replaces every T setting of the model or the shared
@@ -213,7 +218,10 @@ export function entryName(config: string): string {
   return arg?.endsWith('.json') ? `${name}:${basename(arg)}` : config;
 }
 
-/** Totals, per layer and per component of one set of per-node costs. */
+/** The name of the per-layer row that holds every node that is not a conv/linear layer. */
+export const OTHER = '(other)';
+
+/** Totals, per layer, per component and per scope of one set of per-node costs. */
 function totals(costs: LayerCostJs[], components: string[], layers: Map<number, { name: string; crossbar: boolean }>) {
   const sum = (v: number[]) => v.reduce((a, b) => a + b, 0);
   const perComponent = { energyPJ: {} as Record<string, number>, latencyNs: {} as Record<string, number>, areaMm2: {} as Record<string, number> };
@@ -222,21 +230,36 @@ function totals(costs: LayerCostJs[], components: string[], layers: Map<number, 
     perComponent.latencyNs[c] = costs.reduce((s, x) => s + x.latency[k], 0);
     perComponent.areaMm2[c] = costs.reduce((s, x) => s + x.area[k], 0) / 1e6;
   });
+  const row = (name: string, crossbar: boolean, nodes: LayerCostJs[], node: number): LayerCostReport => ({
+    node,
+    name,
+    crossbar,
+    energyPJ: sum(nodes.map((c) => sum(c.energy))),
+    latencyNs: sum(nodes.map((c) => sum(c.latency))),
+    areaMm2: sum(nodes.map((c) => sum(c.area))) / 1e6,
+    energy: Object.fromEntries(components.map((n, k) => [n, sum(nodes.map((c) => c.energy[k]))])),
+  });
   const perLayer: LayerCostReport[] = costs.flatMap((c, node) => {
     const l = layers.get(node);
-    if (!l) return [];
-    return [{ node, name: l.name, crossbar: l.crossbar, energyPJ: sum(c.energy), latencyNs: sum(c.latency), areaMm2: sum(c.area) / 1e6, energy: Object.fromEntries(components.map((n, k) => [n, c.energy[k]])) }];
+    return l ? [row(l.name, l.crossbar, [c], node)] : [];
   });
-  const energyPJ = costs.reduce((s, c) => s + sum(c.energy), 0);
-  const latencyNs = costs.reduce((s, c) => s + sum(c.latency), 0);
+  // The rest (BatchNorm, ReLU, add, pooling) as one row, so that the rows add up to the totals.
+  const rest = costs.filter((_, node) => !layers.has(node));
+  if (rest.length) perLayer.push(row(OTHER, false, rest, -1));
+  const macro = new Set(native().macroComponents());
+  const scope = (inScope: (c: string) => boolean): ScopeCost => {
+    const part = (v: Record<string, number>) => sum(Object.entries(v).flatMap(([c, x]) => (inScope(c) ? [x] : [])));
+    const energyPJ = part(perComponent.energyPJ);
+    const latencyNs = part(perComponent.latencyNs);
+    return { energyPJ, latencyNs, areaMm2: part(perComponent.areaMm2), edp: energyPJ * latencyNs };
+  };
+  const system = scope(() => true);
   return {
-    energyPJ,
-    latencyNs,
+    ...system,
     pipelinedImagesPerSecond: 1e9 / Math.max(...costs.map((c) => sum(c.latency))),
-    areaMm2: Object.values(perComponent.areaMm2).reduce((a, b) => a + b, 0),
-    edp: energyPJ * latencyNs,
     perLayer,
     perComponent,
+    scope: { macro: scope((c) => macro.has(c)), system },
   };
 }
 
@@ -285,6 +308,7 @@ export async function costConfig(name: string, o: CostConfigOptions, technology:
         areaMm2: t.areaMm2,
         edp: t.edp,
         perComponent: t.perComponent,
+        scope: t.scope,
         perLayer: t.perLayer.map(({ name, crossbar, energyPJ, latencyNs, areaMm2 }) => ({ name, crossbar, energyPJ, latencyNs, areaMm2 })),
       },
     };

@@ -1,6 +1,6 @@
 // Technology files: every number of the cost model with its unit and
 // source (ts/cost/tech/*.json). Loaded and validated once here; the Rust
-// cost model receives canonical units (pJ, ns, µm²).
+// cost model receives canonical units (pJ, ns, µm², V, Ω, µA).
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ConfigError, show } from '../config.js';
@@ -9,12 +9,15 @@ import { packageRoot } from '../paths.js';
 
 export const PRESETS = ['isaac-32nm', 'neurosim-22nm'] as const;
 
-type Dimension = 'energy' | 'time' | 'area' | 'count';
+type Dimension = 'energy' | 'time' | 'area' | 'count' | 'voltage' | 'resistance' | 'current';
 
 const FIELDS: Record<keyof TechJs, Dimension> = {
-  cellReadEnergy: 'energy',
+  readVoltage: 'voltage',
+  cellOnResistance: 'resistance',
+  cellOffResistance: 'resistance',
+  readPulse: 'time',
+  readSettling: 'time',
   cellArea: 'area',
-  crossbarReadLatency: 'time',
   dacEnergy: 'energy',
   dacArea: 'area',
   adcBits: 'count',
@@ -27,15 +30,16 @@ const FIELDS: Record<keyof TechJs, Dimension> = {
   senseAmpEnergy: 'energy',
   senseAmpArea: 'area',
   senseAmpLatency: 'time',
-  mtjWriteEnergy: 'energy',
+  mtjWriteCurrent: 'current',
+  mtjResistance: 'resistance',
   mtjReadEnergy: 'energy',
   mtjResetEnergy: 'energy',
   mtjSampleLatency: 'time',
   mtjArea: 'area',
-  counterEnergy: 'energy',
-  counterArea: 'area',
   shiftAddEnergy: 'energy',
   shiftAddArea: 'area',
+  readoutEnergy: 'energy',
+  readoutArea: 'area',
   bufferEnergy: 'energy',
   digitalMacEnergy: 'energy',
   digitalOpEnergy: 'energy',
@@ -43,12 +47,15 @@ const FIELDS: Record<keyof TechJs, Dimension> = {
   digitalArea: 'area',
 };
 
-/** Factor to the canonical unit (pJ, ns, µm²) of each accepted unit. */
+/** Factor to the canonical unit (pJ, ns, µm², V, Ω, µA) of each accepted unit. */
 const UNITS: Record<Dimension, Record<string, number>> = {
   energy: { fJ: 1e-3, pJ: 1, nJ: 1e3 },
   time: { ps: 1e-3, ns: 1, us: 1e3 },
   area: { um2: 1, mm2: 1e6 },
   count: { bits: 1, columns: 1, 'per-ns': 1 },
+  voltage: { mV: 1e-3, V: 1 },
+  resistance: { Ohm: 1, kOhm: 1e3, MOhm: 1e6 },
+  current: { uA: 1, mA: 1e3 },
 };
 
 export interface TechValue {
@@ -135,6 +142,8 @@ export function validateTech(t: TechFile, file: string): Technology {
   if (bits.length < 2 || bits.some((b, i) => !Number.isInteger(b) || (i > 0 && b <= bits[i - 1]))) throw new ConfigError(`${file}: field 'adcBits' must list at least two ascending integer resolutions`);
   for (const k of ['adcSharing', 'digitalRate'] as const) if (!((tech[k] as number) > 0)) throw new ConfigError(`${file}: field '${k}' must be positive`);
   if (!Number.isInteger(tech.adcSharing)) throw new ConfigError(`${file}: field 'adcSharing' must be an integer`);
+  if (!((tech.cellOnResistance as number) > 0)) throw new ConfigError(`${file}: field 'cellOnResistance' must be positive`);
+  if ((tech.cellOffResistance as number) < (tech.cellOnResistance as number)) throw new ConfigError(`${file}: field 'cellOffResistance' (${tech.cellOffResistance} Ohm) is below 'cellOnResistance' (${tech.cellOnResistance} Ohm)`);
   return { name: t.name ?? file, tech: tech as unknown as TechJs, values: t.values as Record<keyof TechJs, TechValue> };
 }
 

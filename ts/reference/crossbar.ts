@@ -16,6 +16,17 @@ const f = Math.fround;
 const clamp = (x: number, lo: number, hi: number) => (x < lo ? lo : x > hi ? hi : x);
 
 /** Row ranges of the subarrays: balanced = torch.chunk into ceil(K/rows) parts; filled = full parts + rest. */
+/**
+ * Weight slices of a mapping: the stored magnitudes cut into slices
+ * (crossbar.rs `Mapping::magnitude_bits`). Symmetric uniform levels reach
+ * ±(2^(b−1) − 1), b − 1 bits (one for ±1); 'away' levels and offset-binary
+ * codes need b bits.
+ */
+export function weightSlices(s: Pick<LayerSpecJs, 'weightBits' | 'weightSliceBits' | 'weightQuant' | 'signed'>): number {
+  const magnitude = s.signed === 'differential' && s.weightQuant === 'uniform' ? Math.max(s.weightBits - 1, 1) : s.weightBits;
+  return Math.ceil(magnitude / s.weightSliceBits);
+}
+
 export function splitRows(k: number, rows: number, split: string): [number, number][] {
   const chunk = split === 'balanced' ? Math.ceil(k / Math.ceil(k / rows)) : rows;
   const out: [number, number][] = [];
@@ -97,7 +108,7 @@ export class CrossbarLayer {
   ) {
     const k = weight.length / out;
     this.ranges = splitRows(k, spec.rows, spec.split);
-    this.slices = Math.ceil(spec.weightBits / spec.weightSliceBits);
+    this.slices = weightSlices(spec);
     this.streams = Math.ceil(spec.inputBits / spec.inputStreamBits);
     this.curve = curveOf(spec);
     // sparse-adc takes its bits from calibration.

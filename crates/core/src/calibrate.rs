@@ -29,8 +29,9 @@ use crate::bail;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ConverterSpec {
     Ideal,
-    /// `calibrated`: range from the observed partial sums; else the full range.
-    Adc { bits: u32, calibrated: bool },
+    /// `calibrated`: range from the observed partial sums; else the full
+    /// range. `bits` `None`: lossless for the layer (`Mapping::lossless_adc_bits`).
+    Adc { bits: Option<u32>, calibrated: bool },
     SparseAdc,
     SenseAmp,
     Mtj(Converter),
@@ -260,11 +261,15 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
         let layer = ideal_stox.layers[i].as_ref().unwrap();
         let mut params = s.params.clone();
         let (slices, streams, out) = (s.mapping.slices(), s.mapping.streams(), layer.out);
+        let lossless = s.mapping.lossless_adc_bits(layer.k, s.input_signed);
         let converter = match s.converter {
             ConverterSpec::Ideal => Converter::Ideal,
-            ConverterSpec::Adc { bits, calibrated: false } => Converter::Adc { bits },
-            ConverterSpec::Adc { bits, calibrated: true } => {
-                if params.adc_lo.is_empty() {
+            ConverterSpec::Adc { bits, calibrated } => {
+                let bits = bits.unwrap_or(lossless);
+                if lossless > 24 && bits == lossless {
+                    bail!("node '{}': the lossless ADC needs {lossless} bits, more than 24; give the ADC bits", net.nodes[i].name);
+                }
+                if calibrated && params.adc_lo.is_empty() {
                     // One range per (slice, stream): min and max over the layer's columns.
                     let mut lo = vec![f64::INFINITY; slices * streams];
                     let mut hi = vec![f64::NEG_INFINITY; slices * streams];
@@ -285,7 +290,6 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
                 Converter::Adc { bits }
             }
             ConverterSpec::SparseAdc => {
-                let lossless = s.mapping.lossless_adc_bits();
                 if params.adc_lo.is_empty() {
                     let lo = stats[i].iter().fold(f64::INFINITY, |a, m| a.min(m.min));
                     let hi = stats[i].iter().fold(f64::NEG_INFINITY, |a, m| a.max(m.max));
@@ -381,4 +385,35 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
     let stox = build(net, &configs, seed)?;
     let resolved = configs.iter().map(|c| c.as_ref().map(|c| Resolved { input_clip: c.input_clip, converter: c.converter, params: c.params.clone() })).collect();
     Ok((stox, resolved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crossbar::{SignedMapping, Split};
+    use crate::graph::{Linear, Node, Shape};
+    use crate::quant::WeightQuant;
+
+    /// The lossless default is the layer's own: 129 real rows × 1-bit
+    /// weights × 16-bit inputs need 25 bits, which the engine refuses
+    /// (naming the node); 24 explicit bits are accepted.
+    #[test]
+    fn lossless_adc_default_is_per_layer_and_bounded() {
+        let k = 129;
+        let w: Vec<f32> = (0..2 * k).map(|i| if i % 3 == 0 { -0.5 } else { 0.5 }).collect();
+        let fc = Linear { weight: w, bias: None, out_features: 2, in_features: k };
+        let net = Network::new(Shape { c: k, h: 1, w: 1 }, vec![Node { name: "fc".into(), op: Op::Linear(fc), inputs: vec![0] }], 1).unwrap();
+        let spec = |bits| LayerSpec {
+            mapping: Mapping { rows: 129, cols: 128, split: Split::Filled, weight_bits: 1, weight_slice_bits: 1, input_bits: 16, input_stream_bits: 16, weight_quant: WeightQuant::Uniform, signed: SignedMapping::Differential },
+            converter: ConverterSpec::Adc { bits, calibrated: false },
+            input_clip: Some(1.0),
+            input_signed: false,
+            noise: Noise::default(),
+            params: ColumnParams::default(),
+        };
+        let err = prepare(&net, &[Some(spec(None))], 0, &[], &Cancel::default()).err().expect("25 lossless bits are refused");
+        assert!(err.to_string().contains("node 'fc': the lossless ADC needs 25 bits"), "{err}");
+        let (_, resolved) = prepare(&net, &[Some(spec(Some(24)))], 0, &[], &Cancel::default()).unwrap();
+        assert_eq!(resolved[0].as_ref().unwrap().converter, Converter::Adc { bits: 24 });
+    }
 }

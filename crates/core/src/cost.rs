@@ -10,12 +10,20 @@ use crate::engine::Stox;
 use crate::graph::Network;
 use crate::ops::LayerOps;
 
-/// A technology, in canonical units (pJ, ns, µm²).
+/// A technology, in canonical units (pJ, ns, µm², V, Ω, µA).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tech {
-    pub cell_read_energy: f64,
+    /// Row voltage of a full-scale input digit.
+    pub read_voltage: f64,
+    /// Cell resistance at the largest digit a cell holds (on) and at zero (off).
+    pub cell_on_resistance: f64,
+    pub cell_off_resistance: f64,
+    /// How long the column current flows per read (and per MTJ sample, whose
+    /// SOT write it drives): it sets the cells' energy and the read's time.
+    pub read_pulse: f64,
+    /// Row-driver and periphery settling before each read's pulse.
+    pub read_settling: f64,
     pub cell_area: f64,
-    pub crossbar_read_latency: f64,
     /// Per drive of a 1-bit DAC; a b-bit drive costs b times as much.
     pub dac_energy: f64,
     pub dac_area: f64,
@@ -32,15 +40,20 @@ pub struct Tech {
     pub sense_amp_energy: f64,
     pub sense_amp_area: f64,
     pub sense_amp_latency: f64,
-    pub mtj_write_energy: f64,
+    /// SOT write current and the resistance it flows through, for one read pulse.
+    pub mtj_write_current: f64,
+    pub mtj_resistance: f64,
     pub mtj_read_energy: f64,
     pub mtj_reset_energy: f64,
+    /// Read and reset of the MTJ after each sample's write pulse.
     pub mtj_sample_latency: f64,
     pub mtj_area: f64,
-    pub counter_energy: f64,
-    pub counter_area: f64,
+    /// 16-bit shift-and-add; a w-bit counter costs w/16 of it.
     pub shift_add_energy: f64,
     pub shift_add_area: f64,
+    /// Digital readout gain·c + offset of a normalising converter, per conversion.
+    pub readout_energy: f64,
+    pub readout_area: f64,
     /// Activation buffer energy per bit read or written.
     pub buffer_energy: f64,
     pub digital_mac_energy: f64,
@@ -60,6 +73,9 @@ impl Tech {
         }
         if self.adc_bits.windows(2).any(|w| w[0] >= w[1]) || self.adc_sharing == 0 || self.digital_rate <= 0.0 {
             crate::bail!("technology: ADC bits must ascend, adcSharing and digitalRate must be positive");
+        }
+        if !(self.cell_on_resistance > 0.0 && self.cell_off_resistance >= self.cell_on_resistance) {
+            crate::bail!("technology: cell resistances must satisfy 0 < on <= off, got on {} and off {}", self.cell_on_resistance, self.cell_off_resistance);
         }
         Ok(())
     }
@@ -82,18 +98,32 @@ impl Tech {
         let lin = |v: &[f64]| v[i] + (v[j] - v[i]) * t;
         (geo(&self.adc_energy), geo(&self.adc_area), lin(&self.adc_latency))
     }
+
+    /// Energy (pJ) of one read pulse through a conductance `g` (S) at the full row voltage: V²·g·t.
+    pub fn pulse_energy(&self, g: f64) -> f64 {
+        self.read_voltage * self.read_voltage * g * self.read_pulse * 1e3
+    }
+
+    /// Energy (pJ) of one SOT write: I²·R over the read pulse that drives it.
+    pub fn mtj_write_energy(&self) -> f64 {
+        self.mtj_write_current * self.mtj_write_current * self.mtj_resistance * self.read_pulse * 1e-9
+    }
 }
 
-pub const COMPONENTS: [&str; 10] = ["cells", "dac", "adc", "sampleHold", "senseAmp", "mtj", "counter", "shiftAdd", "buffer", "digital"];
+pub const COMPONENTS: [&str; 11] = ["cells", "dac", "adc", "sampleHold", "senseAmp", "mtj", "counter", "shiftAdd", "readout", "buffer", "digital"];
+
+/// Components of the `macro` scope (a crossbar and its periphery); the
+/// `system` scope adds the activation buffers and the digital layers.
+pub const MACRO: usize = 9;
 
 /// Cost of one layer per image: energy, area and latency by component
 /// (index as `COMPONENTS`). Latency parts are in series: crossbar reads
 /// (cells), conversions (adc, senseAmp or mtj) and digital work.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LayerCost {
-    pub energy: [f64; 10],
-    pub area: [f64; 10],
-    pub latency: [f64; 10],
+    pub energy: [f64; 11],
+    pub area: [f64; 11],
+    pub latency: [f64; 11],
 }
 
 impl LayerCost {
@@ -108,23 +138,47 @@ impl LayerCost {
     }
 }
 
+/// Bits of a counter that sums `samples` ±1 samples (none for one sample:
+/// the sample is the code).
+pub fn counter_bits(samples: u32) -> u32 {
+    if samples <= 1 {
+        0
+    } else {
+        (samples as f64 + 1.0).log2().ceil() as u32
+    }
+}
+
 fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
     let m = &layer.config.mapping;
-    let per = |v: u64| v as f64 / o.images.max(1) as f64;
+    let per = |v: u128| v as f64 / o.images.max(1) as f64;
     let mut c = LayerCost::default();
-    let [cells, dac, adc, sh, sa, mtj, counter, shift, buffer] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+    let [cells, dac, adc, sh, sa, mtj, counter, shift, readout, buffer] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
     let stream_bits = m.input_stream_bits as f64;
-    // Only rows driven with a nonzero digit draw current through their cells
-    // and cost driver energy; idle rows cost nothing (data-dependent).
     let columns = layer.physical_columns() as f64;
-    let tiles = columns / m.cols as f64;
-    c.energy[cells] = per(o.active_rows) * columns * t.cell_read_energy;
-    c.energy[dac] = per(o.active_rows) * tiles.ceil() * t.dac_energy * stream_bits;
-    c.energy[shift] = per(o.shift_adds) * t.shift_add_energy;
+    let tiles = (columns / m.cols as f64).ceil();
+    // The column current flows once per read, and again for every MTJ
+    // sample: each sample's SOT write is driven by it.
+    let pulses = match layer.config.converter {
+        Converter::Mtj { samples, .. } => samples as f64,
+        _ => 1.0,
+    };
+    // A row at input digit x sees V·x/x_max (amplitude-coded DAC), a cell
+    // holding digit d conducts g_off + (g_on − g_off)·d/d_max, so a pulse
+    // costs V²·t·Σ (x/x_max)²·g over the driven rows' cells: the counts give
+    // Σ x² and Σ x²·(the row's stored digits).
+    let x_max = ((1u64 << m.input_stream_bits) - 1) as f64;
+    let d_max = ((1u64 << m.weight_slice_bits) - 1) as f64;
+    let (g_on, g_off) = (1.0 / t.cell_on_resistance, 1.0 / t.cell_off_resistance);
+    let read = (per(o.drive_sq) * columns * t.pulse_energy(g_off) + per(o.cell_load) / d_max * t.pulse_energy(g_on - g_off)) / (x_max * x_max);
+    c.energy[cells] = pulses * read;
+    // Only rows driven with a nonzero digit cost driver energy, per pulse.
+    c.energy[dac] = pulses * per(o.active_rows as u128) * tiles * t.dac_energy * stream_bits;
+    // Every converter's code is shift-added into its output once.
+    c.energy[shift] = per(o.shift_adds as u128) * t.shift_add_energy;
     // Inputs read for every row drive, outputs (16-bit) written once.
-    c.energy[buffer] = (per(o.dac_drives) * stream_bits + per(o.digital_ops) * 16.0) * t.buffer_energy;
+    c.energy[buffer] = (per(o.dac_drives as u128) * stream_bits + per(o.digital_ops as u128) * 16.0) * t.buffer_energy;
     let subarrays = layer.physical_subarrays() as f64;
-    let activations = per(o.subarray_reads) / subarrays;
+    let activations = per(o.subarray_reads as u128) / subarrays;
     // Logical columns (converter inputs) per physical subarray.
     let logical = match m.signed {
         SignedMapping::Differential => m.cols / 2,
@@ -132,34 +186,52 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
     }
     .min(layer.out * m.slices()) as f64;
     let groups = (logical / t.adc_sharing as f64).ceil();
+    let conversions = per(o.conversions as u128);
+    let read_time = t.read_settling + pulses * t.read_pulse;
     let (conv, conv_latency) = match layer.config.converter {
         Converter::Adc { bits } => {
             let (e, a, l) = t.adc(bits);
-            c.energy[adc] = per(o.conversions) * e;
-            c.energy[sh] = per(o.conversions) * t.sample_hold_energy;
+            c.energy[adc] = conversions * e;
+            c.energy[sh] = conversions * t.sample_hold_energy;
             c.area[adc] = subarrays * groups * a;
             c.area[sh] = subarrays * logical * t.sample_hold_area;
             (adc, logical.min(t.adc_sharing as f64) * l)
         }
         Converter::SenseAmp => {
-            c.energy[sa] = per(o.conversions) * t.sense_amp_energy;
+            c.energy[sa] = conversions * t.sense_amp_energy;
             c.area[sa] = subarrays * logical * t.sense_amp_area;
             (sa, t.sense_amp_latency)
         }
         Converter::Mtj { samples, .. } => {
-            c.energy[mtj] = per(o.mtj_samples) * (t.mtj_write_energy + t.mtj_read_energy + t.mtj_reset_energy);
-            c.energy[counter] = per(o.mtj_samples) * t.counter_energy;
+            c.energy[mtj] = per(o.mtj_samples as u128) * (t.mtj_write_energy() + t.mtj_read_energy + t.mtj_reset_energy);
+            // A w-bit counter per column sums the T samples into one code.
+            let w = counter_bits(samples) as f64 / 16.0;
+            c.energy[counter] = if w > 0.0 { per(o.mtj_samples as u128) * t.shift_add_energy * w } else { 0.0 };
             c.area[mtj] = subarrays * logical * t.mtj_area;
-            c.area[counter] = subarrays * logical * t.counter_area;
+            c.area[counter] = subarrays * logical * t.shift_add_area * w;
             (mtj, samples as f64 * t.mtj_sample_latency)
         }
         // An ideal converter is not hardware: no cost, reported as such.
         Converter::Ideal => (adc, 0.0),
     };
-    c.area[cells] = subarrays * (m.rows * m.cols) as f64 * t.cell_area;
-    c.area[dac] = subarrays * m.rows as f64 * t.dac_area;
+    let mut rows = m.rows as f64;
+    if layer.config.converter.normalises() {
+        // The per-column shift before the converter is a bias row (its
+        // conductances hold the shifts) driven at full scale with every pulse,
+        // costed as if every cell conducted g_on; the readout gain·c + offset
+        // is a digital multiply-add per conversion, one unit per column group.
+        // The per-column scale is taken as the converter's input gain trim and
+        // not costed (no source).
+        rows += 1.0;
+        c.energy[cells] += pulses * activations * subarrays * m.cols.min(layer.physical_columns()) as f64 * t.pulse_energy(g_on);
+        c.energy[dac] += pulses * activations * subarrays * t.dac_energy * stream_bits;
+        c.energy[readout] = conversions * t.readout_energy;
+        c.area[readout] = subarrays * groups * t.readout_area;
+    }
+    c.area[cells] = subarrays * rows * m.cols as f64 * t.cell_area;
+    c.area[dac] = subarrays * rows * t.dac_area;
     c.area[shift] = subarrays * groups * t.shift_add_area;
-    c.latency[cells] = activations * t.crossbar_read_latency;
+    c.latency[cells] = activations * read_time;
     c.latency[conv] = activations * conv_latency;
     c
 }
@@ -167,8 +239,8 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
 fn digital_cost(o: &LayerOps, t: &Tech) -> LayerCost {
     let per = |v: u64| v as f64 / o.images.max(1) as f64;
     let mut c = LayerCost::default();
-    c.energy[9] = per(o.digital_macs) * t.digital_mac_energy + per(o.digital_ops) * t.digital_op_energy;
-    c.latency[9] = (per(o.digital_macs) + per(o.digital_ops)) / t.digital_rate;
+    c.energy[10] = per(o.digital_macs) * t.digital_mac_energy + per(o.digital_ops) * t.digital_op_energy;
+    c.latency[10] = (per(o.digital_macs) + per(o.digital_ops)) / t.digital_rate;
     c
 }
 
@@ -184,8 +256,8 @@ pub fn cost(net: &Network, stox: Option<&Stox>, ops: &[LayerOps], t: &Tech) -> V
             None => digital_cost(&ops[i], t),
         })
         .collect();
-    if let Some(first) = costs.iter_mut().find(|c| c.energy[9] > 0.0) {
-        first.area[9] = t.digital_area;
+    if let Some(first) = costs.iter_mut().find(|c| c.energy[10] > 0.0) {
+        first.area[10] = t.digital_area;
     }
     costs
 }
@@ -197,13 +269,16 @@ mod tests {
     use crate::crossbar::{ColumnParams, Mapping, Noise, Split};
     use crate::graph::{Conv, Node, Op, Shape};
     use crate::mtj::Curve;
-    use crate::quant::WeightQuant;
+    use crate::quant::{quantize_weights, WeightQuant};
 
     pub(crate) fn tech() -> Tech {
         Tech {
-            cell_read_energy: 0.01,
+            read_voltage: 0.2,
+            cell_on_resistance: 1000.0,
+            cell_off_resistance: 10000.0,
+            read_pulse: 1.0,
+            read_settling: 9.0,
             cell_area: 0.1,
-            crossbar_read_latency: 10.0,
             dac_energy: 0.5,
             dac_area: 1.0,
             adc_bits: vec![4, 8],
@@ -216,15 +291,16 @@ mod tests {
             sense_amp_energy: 0.02,
             sense_amp_area: 1.0,
             sense_amp_latency: 1.0,
-            mtj_write_energy: 0.01,
+            mtj_write_current: 100.0,
+            mtj_resistance: 1000.0,
             mtj_read_energy: 0.002,
             mtj_reset_energy: 0.01,
             mtj_sample_latency: 2.0,
             mtj_area: 1.0,
-            counter_energy: 0.001,
-            counter_area: 5.0,
             shift_add_energy: 0.02,
             shift_add_area: 60.0,
+            readout_energy: 0.2,
+            readout_area: 300.0,
             buffer_energy: 0.001,
             digital_mac_energy: 4.0,
             digital_op_energy: 1.0,
@@ -248,6 +324,33 @@ mod tests {
         (net, stox, ops)
     }
 
+    /// Σ x² and Σ x²·(row's stored digits) over every row drive of the tiny
+    /// layer, by a direct loop over its 3×3 windows (no im2col).
+    fn drives_by_hand() -> (f64, f64) {
+        let w: Vec<f32> = (0..4 * 18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect();
+        let q = quantize_weights(&w, 4, 4, WeightQuant::Uniform);
+        let load: Vec<f64> = (0..18).map(|r| (0..4).map(|o| q.q[o * 18 + r].abs() as f64).sum()).collect();
+        let (mut sq, mut cell) = (0.0, 0.0);
+        for image in 0..2 {
+            let x = |c: usize, h: usize, w: usize| (((image * 32 + c * 16 + h * 4 + w) % 5) as f64 * 0.2 * 15.0).round();
+            for (oh, ow) in (0..4).flat_map(|h| (0..4).map(move |w| (h, w))) {
+                for (c, kh, kw) in (0..2).flat_map(|c| (0..3).flat_map(move |kh| (0..3).map(move |kw| (c, kh, kw)))) {
+                    let (ih, iw) = (oh as i32 + kh as i32 - 1, ow as i32 + kw as i32 - 1);
+                    if (0..4).contains(&ih) && (0..4).contains(&iw) {
+                        let v = x(c, ih as usize, iw as usize);
+                        sq += v * v;
+                        cell += v * v * load[c * 9 + kh * 3 + kw];
+                    }
+                }
+            }
+        }
+        (sq / 2.0, cell / 2.0)
+    }
+
+    fn near(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9 * b.abs().max(1.0)
+    }
+
     /// Counts × unit costs by hand: K = 18 rows → balanced 9 + 9; 4 outputs
     /// × 2 (differential) = 8 physical columns = one 8-wide subarray per row
     /// tile; 16 pixels, one stream.
@@ -258,24 +361,66 @@ mod tests {
         let c = &cost(&net, Some(&stox), &ops, &t)[0];
         let conversions = 16.0 * 2.0 * 4.0; // pixels × subarrays × outputs
         assert_eq!(ops[0].conversions as f64 / 2.0, conversions);
-        let near = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.abs().max(1.0);
         // Rows driven with a nonzero input: some of the 16 × 18 (padding and zero inputs are idle).
         let active = ops[0].active_rows as f64 / 2.0;
         assert!(active > 0.0 && active < 16.0 * 18.0, "{active}");
-        assert!(near(c.energy[0], active * 8.0 * 0.01)); // 8 cells on every active row
-        assert!(near(c.energy[1], active * 0.5 * 4.0)); // one 4-bit DAC drive per active row
-        assert!(near(c.energy[5], conversions * 3.0 * 0.022));
-        assert!(near(c.energy[6], conversions * 3.0 * 0.001));
-        assert!(near(c.energy[7], conversions * 0.02));
-        assert!(near(c.energy[8], (16.0 * 18.0 * 4.0 + 64.0 * 16.0) * 0.001));
-        // 2 physical subarrays, each activated 16 times: 10 ns read + 3 samples × 2 ns.
-        assert!(near(c.latency[0], 16.0 * 10.0) && near(c.latency[5], 16.0 * 6.0) && near(c.latency_total(), 16.0 * (10.0 + 6.0)));
-        // Per subarray: 10×8 cells, 10 DACs, 4 logical columns with an MTJ and a counter, one shift-add group.
-        assert!(near(c.area[0], 2.0 * 80.0 * 0.1));
-        assert!(near(c.area[1], 2.0 * 10.0));
+        let (sq, load) = drives_by_hand();
+        assert!(near(ops[0].drive_sq as f64 / 2.0, sq) && near(ops[0].cell_load as f64 / 2.0, load));
+        // V²·g·t: 0.04 V² × 1 mS × 1 ns = 40 fJ on, 4 fJ off; 8 cells per row, digits of 4-bit cells over 15, inputs over 15.
+        let (on, off) = (0.04 * 1e-3 * 1e3, 0.04 * 1e-4 * 1e3);
+        let bias_row = 16.0 * 2.0 * 8.0 * on; // pixels × subarrays × cells, per pulse
+        assert!(near(c.energy[0], 3.0 * ((sq * 8.0 * off + load / 15.0 * (on - off)) / 225.0 + bias_row)), "{}", c.energy[0]);
+        // One 4-bit DAC drive per active row and per bias row, per pulse (3 samples).
+        assert!(near(c.energy[1], 3.0 * (active + 32.0) * 0.5 * 4.0));
+        // Write (100 µA)²·1 kΩ·1 ns = 10 fJ + read + reset, per sample.
+        assert!(near(c.energy[5], conversions * 3.0 * (0.01 + 0.002 + 0.01)));
+        // A 2-bit counter (3 samples) per column: 2/16 of a shift-add per sample; one shift-add and one readout per conversion.
+        assert!(near(c.energy[6], conversions * 3.0 * 0.02 * 2.0 / 16.0));
+        assert!(near(c.energy[7], conversions * 0.02) && near(c.energy[8], conversions * 0.2));
+        assert!(near(c.energy[9], (16.0 * 18.0 * 4.0 + 64.0 * 16.0) * 0.001));
+        // 2 physical subarrays, each activated 16 times: settling 9 ns + 3 pulses of 1 ns, then 3 samples × 2 ns (read, reset).
+        assert!(near(c.latency[0], 16.0 * 12.0) && near(c.latency[5], 16.0 * 6.0) && near(c.latency_total(), 16.0 * 18.0));
+        // Per subarray: (10 + bias) × 8 cells, 11 DACs, 4 logical columns with an MTJ and a 2-bit counter, one shift-add and readout group.
+        assert!(near(c.area[0], 2.0 * 88.0 * 0.1));
+        assert!(near(c.area[1], 2.0 * 11.0));
         assert!(near(c.area[5], 2.0 * 4.0 * 1.0));
-        assert!(near(c.area[6], 2.0 * 4.0 * 5.0));
-        assert!(near(c.area[7], 2.0 * 60.0));
+        assert!(near(c.area[6], 2.0 * 4.0 * 60.0 * 2.0 / 16.0));
+        assert!(near(c.area[7], 2.0 * 60.0) && near(c.area[8], 2.0 * 300.0));
+    }
+
+    /// Every MTJ sample drives the column current again: T = 2 costs a
+    /// second array pass (cells and drivers) and a second pulse of time.
+    #[test]
+    fn each_mtj_sample_is_an_array_pass() {
+        let t = tech();
+        let mtj = |samples| {
+            let (net, stox, ops) = tiny(ConverterSpec::Mtj(Converter::Mtj { curve: Curve::sigmoid(4.0), samples }));
+            cost(&net, Some(&stox), &ops, &t)[0].clone()
+        };
+        let (one, two) = (mtj(1), mtj(2));
+        assert!(near(two.energy[0], 2.0 * one.energy[0]) && near(two.energy[1], 2.0 * one.energy[1]));
+        assert!(near(two.latency[0] - one.latency[0], 16.0 * t.read_pulse));
+        // A single ±1 sample is its own code: no counter.
+        assert_eq!((one.energy[6], one.area[6]), (0.0, 0.0));
+        assert!(two.energy[6] > 0.0 && two.area[6] > 0.0);
+        assert_eq!((counter_bits(1), counter_bits(2), counter_bits(3), counter_bits(4), counter_bits(16)), (0, 2, 2, 3, 5));
+    }
+
+    /// One pulse sets both the cells' energy and the read time.
+    #[test]
+    fn the_read_pulse_sets_energy_and_latency() {
+        let (net, stox, ops) = tiny(ConverterSpec::Adc { bits: Some(8), calibrated: false });
+        let t = tech();
+        let long = Tech { read_pulse: 3.0, ..tech() };
+        let (a, b) = (&cost(&net, Some(&stox), &ops, &t)[0], &cost(&net, Some(&stox), &ops, &long)[0]);
+        assert!(near(b.energy[0], 3.0 * a.energy[0]));
+        assert!(near(b.latency[0] - a.latency[0], 16.0 * 2.0));
+        // The ADC's path has no readout and no bias row.
+        assert_eq!((a.energy[8], a.area[8]), (0.0, 0.0));
+        assert!(near(a.area[0], 2.0 * 80.0 * 0.1));
+        // Every converter's code is shift-added once: the same for the ADC as for the MTJ.
+        let (net2, stox2, ops2) = tiny(ConverterSpec::Mtj(Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 4 }));
+        assert_eq!(a.energy[7], cost(&net2, Some(&stox2), &ops2, &t)[0].energy[7]);
     }
 
     #[test]
@@ -288,7 +433,7 @@ mod tests {
         let (a, b) = (mtj(1), mtj(4));
         assert!(b.energy[5] > a.energy[5] && b.latency[5] > a.latency[5]);
         let adc = |bits| {
-            let (net, stox, ops) = tiny(ConverterSpec::Adc { bits, calibrated: false });
+            let (net, stox, ops) = tiny(ConverterSpec::Adc { bits: Some(bits), calibrated: false });
             cost(&net, Some(&stox), &ops, &t)[0].clone()
         };
         let (lo, hi) = (adc(4), adc(8));

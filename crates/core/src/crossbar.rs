@@ -51,8 +51,19 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// Bits of the magnitudes the cells store: symmetric uniform levels reach
+    /// ±(2^(b−1) − 1), so b − 1 bits (one for binary ±1); 'away' levels reach
+    /// ±2^(b−1) and offset-binary codes 2^b − 1, so b bits. Slicing only
+    /// these bits leaves no slice that is zero by design.
+    pub fn magnitude_bits(&self) -> u32 {
+        match (self.signed, self.weight_quant) {
+            (SignedMapping::Differential, WeightQuant::Uniform) => (self.weight_bits - 1).max(1),
+            _ => self.weight_bits,
+        }
+    }
+
     pub fn slices(&self) -> usize {
-        self.weight_bits.div_ceil(self.weight_slice_bits) as usize
+        self.magnitude_bits().div_ceil(self.weight_slice_bits) as usize
     }
 
     pub fn streams(&self) -> usize {
@@ -85,9 +96,19 @@ impl Mapping {
         Ok(())
     }
 
-    /// Lossless ADC bits for this mapping: log2(rows) + slice bits + stream bits.
-    pub fn lossless_adc_bits(&self) -> u32 {
-        (self.rows as f64).log2().ceil() as u32 + self.weight_slice_bits + self.input_stream_bits
+    /// The fewest ADC bits that convert every partial sum this mapping can
+    /// produce for a layer of `k` rows exactly, on the signed range
+    /// [−bound, bound] a full-range ADC spans: bound = the largest subarray's
+    /// real rows × the largest digit a slice can hold (the top slice may hold
+    /// fewer bits) × the largest stream digit. Balanced 1-bit slices and
+    /// streams on 72–116 rows need 8 bits, not the 9 of log2(128) + 1 + 1.
+    pub fn lossless_adc_bits(&self, k: usize, input_signed: bool) -> u32 {
+        let rows = split_rows(k, self.rows, self.split).iter().map(|(a, b)| b - a).max().unwrap_or(0) as f64;
+        // Largest digit when `bits` are cut into pieces of `width` (the first piece is the widest).
+        let widest = |bits: u32, width: u32| ((1u64 << width.min(bits)) - 1) as f64;
+        let input_bits = if input_signed { (self.input_bits - 1).max(1) } else { self.input_bits };
+        let bound = rows * widest(self.magnitude_bits(), self.weight_slice_bits) * widest(input_bits, self.input_stream_bits);
+        (2.0 * bound + 1.0).log2().ceil() as u32
     }
 }
 
@@ -158,6 +179,9 @@ pub struct CrossbarLayer {
     thresholds: Vec<Option<Thresholds>>,
     /// Largest |digit| per slice (sets the ADC full range).
     pub max_digit: Vec<f32>,
+    /// Per layer row: the sum of the digits its cells store (every slice,
+    /// both columns of a differential pair, the offset reference), nominal.
+    row_load: Vec<u64>,
     /// Digital rescale per output: weight scale × input step.
     pub out_scale: Vec<f32>,
     /// The weight quantiser's scale per output (weight ≈ level × scale).
@@ -212,6 +236,7 @@ impl CrossbarLayer {
         let sigma = config.noise.cell;
         let mut weights = Vec::with_capacity(slices * ranges.len());
         let mut max_digit = vec![0f32; slices];
+        let mut row_load = vec![0u64; k];
         for i in 0..slices {
             for &(k0, k1) in &ranges {
                 let rows = k1 - k0;
@@ -220,6 +245,7 @@ impl CrossbarLayer {
                 let reference: Vec<f32> = match m.signed {
                     SignedMapping::Offset => {
                         let r = digit(half, i, m.weight_slice_bits);
+                        row_load[k0..k1].iter_mut().for_each(|l| *l += r as u64);
                         (0..rows).map(|_| if sigma > 0.0 && r != 0.0 { r * (1.0 + sigma * normal(&mut cells)) } else { r }).collect()
                     }
                     SignedMapping::Differential => Vec::new(),
@@ -231,6 +257,7 @@ impl CrossbarLayer {
                             SignedMapping::Differential => {
                                 let d = digit(level, i, m.weight_slice_bits);
                                 max_digit[i] = max_digit[i].max(d.abs());
+                                row_load[k0 + r] += d.abs() as u64;
                                 if sigma > 0.0 {
                                     let (gp, gn) = (normal(&mut cells), normal(&mut cells));
                                     d.max(0.0) * (1.0 + sigma * gp) - (-d).max(0.0) * (1.0 + sigma * gn)
@@ -240,6 +267,7 @@ impl CrossbarLayer {
                             }
                             SignedMapping::Offset => {
                                 let d = digit(level + half, i, m.weight_slice_bits);
+                                row_load[k0 + r] += d as u64;
                                 let cell = if sigma > 0.0 { d * (1.0 + sigma * normal(&mut cells)) } else { d };
                                 let r0 = digit(half, i, m.weight_slice_bits);
                                 max_digit[i] = max_digit[i].max((d - r0).abs());
@@ -263,7 +291,7 @@ impl CrossbarLayer {
             Converter::Mtj { curve, .. } if packed.is_some() && config.noise.read == 0.0 => columns.iter().map(|c| Thresholds::new(&c.device, &curve, c.scale, c.shift)).collect(),
             _ => Vec::new(),
         };
-        Ok(CrossbarLayer { layer, config, out, k, ranges, weights, packed, columns, thresholds, max_digit, out_scale, weight_scale: q.scale, bias: bias.map(|b| b.to_vec()), input })
+        Ok(CrossbarLayer { layer, config, out, k, ranges, weights, packed, columns, thresholds, max_digit, row_load, out_scale, weight_scale: q.scale, bias: bias.map(|b| b.to_vec()), input })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -366,8 +394,11 @@ impl CrossbarLayer {
                     *d = (pmath::small_uint(l) >> shift & mask) as u8;
                 }
                 unfold.apply(&scratch.digits_u8, &mut scratch.cols_u8[j * plane..(j + 1) * plane]);
+                for (row, &load) in scratch.cols_u8[j * plane..(j + 1) * plane].chunks_exact(p).zip(&self.row_load) {
+                    let (nonzero, sq) = drives(row);
+                    ops.count_drives(nonzero, sq, load);
+                }
             }
-            ops.active_rows += count_nonzero(&scratch.cols_u8);
         } else {
             scratch.cols.resize(streams * plane, 0.0);
             scratch.digits.resize(x.len(), 0.0);
@@ -376,8 +407,12 @@ impl CrossbarLayer {
                     *d = digit(l, j, m.input_stream_bits);
                 }
                 unfold.apply(&scratch.digits, &mut scratch.cols[j * plane..(j + 1) * plane]);
+                for (row, &load) in scratch.cols[j * plane..(j + 1) * plane].chunks_exact(p).zip(&self.row_load) {
+                    // Digits are integers below 2^16 in magnitude: exact in f64.
+                    let sq = row.iter().map(|&d| d as f64 * d as f64).sum::<f64>() as u64;
+                    ops.count_drives(row.iter().filter(|&&d| d != 0.0).count() as u64, sq, load);
+                }
             }
-            ops.active_rows += scratch.cols.iter().filter(|&&v| v != 0.0).count() as u64;
         }
         scratch.ps.resize(self.out * p, 0.0);
         let acc = out;
@@ -471,23 +506,20 @@ impl CrossbarLayer {
     }
 }
 
-/// Nonzero bytes, counted in 64 u8 lanes (flushed before they can wrap) so
-/// that it vectorises.
-fn count_nonzero(v: &[u8]) -> u64 {
-    let mut total = 0u64;
-    let chunks = v.chunks_exact(64);
-    let rest = chunks.remainder();
-    let mut lanes = [0u8; 64];
-    for (n, c) in chunks.enumerate() {
-        for l in 0..64 {
-            lanes[l] += (c[l] != 0) as u8;
+/// Nonzero digits and the sum of their squares in one row of drives, in
+/// u32 lanes over blocks short enough that 255² sums cannot wrap.
+fn drives(row: &[u8]) -> (u64, u64) {
+    let (mut nonzero, mut sq) = (0u64, 0u64);
+    for block in row.chunks(1 << 16) {
+        let (mut n, mut s) = (0u32, 0u32);
+        for &b in block {
+            n += (b != 0) as u32;
+            s += b as u32 * b as u32;
         }
-        if n % 255 == 254 {
-            total += lanes.iter().map(|&x| x as u64).sum::<u64>();
-            lanes = [0; 64];
-        }
+        nonzero += n as u64;
+        sq += s as u64;
     }
-    total + lanes.iter().map(|&x| x as u64).sum::<u64>() + rest.iter().filter(|&&x| x != 0).count() as u64
+    (nonzero, sq)
 }
 
 /// Smallest and largest value, in 32 lanes (four independent vectors, so
@@ -543,9 +575,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_nonzero_bytes_past_lane_wraparound() {
-        let v: Vec<u8> = (0..64 * 600 + 37).map(|i| (i % 3 != 0) as u8 * (i % 7) as u8).collect();
-        assert_eq!(count_nonzero(&v), v.iter().filter(|&&x| x != 0).count() as u64);
+    fn counts_drives_past_block_boundaries() {
+        let v: Vec<u8> = (0..(1 << 17) + 37).map(|i| (i % 3 != 0) as u8 * (i % 256) as u8).collect();
+        let sq: u64 = v.iter().map(|&x| x as u64 * x as u64).sum();
+        assert_eq!(drives(&v), (v.iter().filter(|&&x| x != 0).count() as u64, sq));
+    }
+
+    fn mapping(split: Split, weight_slice_bits: u32, input_stream_bits: u32, weight_quant: WeightQuant, signed: SignedMapping) -> Mapping {
+        Mapping { rows: 128, cols: 128, split, weight_bits: 4, weight_slice_bits, input_bits: 4, input_stream_bits, weight_quant, signed }
+    }
+
+    #[test]
+    fn lossless_bits_follow_the_real_rows() {
+        use {SignedMapping::*, Split::*, WeightQuant::*};
+        // 1-bit slices and streams, balanced over ResNet20's 144, 288, 576 rows
+        // (72, 96, 116 per subarray): at most 2·116 + 1 = 233 levels, 8 bits.
+        for k in [144, 288, 576] {
+            assert_eq!(mapping(Balanced, 1, 1, Uniform, Differential).lossless_adc_bits(k, false), 8, "k = {k}");
+        }
+        // Filled 128-row subarrays: 2·128 + 1 = 257 levels, 9 bits.
+        assert_eq!(mapping(Filled, 1, 1, Uniform, Differential).lossless_adc_bits(576, false), 9);
+        // One 4-bit slice (magnitudes ≤ 7) and one 4-bit stream (≤ 15): 2·116·7·15 + 1 = 24361 → 15 bits; 2·72·7·15 + 1 = 15121 → 14.
+        assert_eq!(mapping(Balanced, 4, 4, Uniform, Differential).lossless_adc_bits(576, false), 15);
+        assert_eq!(mapping(Balanced, 4, 4, Uniform, Differential).lossless_adc_bits(144, false), 14);
+        // 2-bit slices of 3 magnitude bits: the first slice holds digits ≤ 3; 2-bit streams ≤ 3: 2·96·3·3 + 1 = 1729 → 11 bits.
+        assert_eq!(mapping(Balanced, 2, 2, Uniform, Differential).lossless_adc_bits(288, false), 11);
+        // Signed inputs have 3 magnitude bits: 2·116·7·7 + 1 = 11369 → 14 bits.
+        assert_eq!(mapping(Balanced, 4, 4, Uniform, Differential).lossless_adc_bits(576, true), 14);
+        // Offset-binary 4-bit codes in 1-bit slices: 1-bit digits, 8 bits on 116 rows.
+        assert_eq!(mapping(Balanced, 1, 1, Uniform, Offset).lossless_adc_bits(576, false), 8);
+    }
+
+    /// Slicing the magnitudes the quantiser produces leaves every slice used.
+    #[test]
+    fn no_weight_slice_is_zero_by_design() {
+        use {SignedMapping::*, WeightQuant::*};
+        let (out, k) = (2, 40);
+        let w: Vec<f32> = (0..out * k).map(|i| (i % k) as f32 / (k - 1) as f32 * 2.0 - 1.0).collect();
+        for (bits, quant, signed, slices) in [(1, Uniform, Differential, 3), (2, Uniform, Differential, 2), (4, Uniform, Differential, 1), (1, Away, Differential, 4), (1, Uniform, Offset, 4)] {
+            let config = LayerConfig { mapping: mapping(Split::Balanced, bits, 4, quant, signed), converter: Converter::Ideal, input_clip: 1.0, input_signed: false, noise: Noise::default(), params: ColumnParams::default() };
+            let layer = CrossbarLayer::new(0, "l", &w, None, out, config, 0).unwrap();
+            assert_eq!(layer.max_digit.len(), slices, "{bits}-bit slices, {quant:?}, {signed:?}");
+            assert!(layer.max_digit.iter().all(|&d| d > 0.0), "{bits}-bit slices, {quant:?}, {signed:?}: {:?}", layer.max_digit);
+        }
     }
 
     #[test]

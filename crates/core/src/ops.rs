@@ -15,6 +15,12 @@ pub struct LayerOps {
     /// Row drives with a nonzero input digit (the rows that draw current):
     /// data-dependent, summed over streams and pixels, once per row.
     pub active_rows: u64,
+    /// Σ over row drives of the input digit squared (a row's V², in units
+    /// of one digit step): with `cell_load` it gives the cells' read energy.
+    pub drive_sq: u128,
+    /// Σ over row drives of the input digit squared × the sum of the digits
+    /// stored on that row's cells (all slices, columns and reference cells).
+    pub cell_load: u128,
     /// Partial sums converted (one per subarray, slice, stream, column, pixel).
     pub conversions: u64,
     /// MTJ write/read/reset cycles.
@@ -38,6 +44,8 @@ impl Default for LayerOps {
             cell_reads: 0,
             dac_drives: 0,
             active_rows: 0,
+            drive_sq: 0,
+            cell_load: 0,
             conversions: 0,
             mtj_samples: 0,
             shift_adds: 0,
@@ -50,6 +58,15 @@ impl Default for LayerOps {
 }
 
 impl LayerOps {
+    /// One row's drives over a stream: `nonzero` driven pixels, `sq` = Σ
+    /// digit², on a row whose cells store digits summing to `load`.
+    #[inline]
+    pub fn count_drives(&mut self, nonzero: u64, sq: u64, load: u64) {
+        self.active_rows += nonzero;
+        self.drive_sq += sq as u128;
+        self.cell_load += sq as u128 * load as u128;
+    }
+
     /// Counts are sums and ranges are min/max, so merging in any order gives
     /// the same totals.
     pub fn merge(&mut self, o: &LayerOps) {
@@ -58,6 +75,8 @@ impl LayerOps {
         self.cell_reads += o.cell_reads;
         self.dac_drives += o.dac_drives;
         self.active_rows += o.active_rows;
+        self.drive_sq += o.drive_sq;
+        self.cell_load += o.cell_load;
         self.conversions += o.conversions;
         self.mtj_samples += o.mtj_samples;
         self.shift_adds += o.shift_adds;

@@ -198,6 +198,8 @@ pub struct LayerOpsJs {
     pub cell_reads: f64,
     pub dac_drives: f64,
     pub active_rows: f64,
+    pub drive_sq: f64,
+    pub cell_load: f64,
     pub conversions: f64,
     pub mtj_samples: f64,
     pub shift_adds: f64,
@@ -221,6 +223,8 @@ fn ops_js(o: &LayerOps) -> LayerOpsJs {
         cell_reads: o.cell_reads as f64,
         dac_drives: o.dac_drives as f64,
         active_rows: o.active_rows as f64,
+        drive_sq: o.drive_sq as f64,
+        cell_load: o.cell_load as f64,
         conversions: o.conversions as f64,
         mtj_samples: o.mtj_samples as f64,
         shift_adds: o.shift_adds as f64,
@@ -268,7 +272,7 @@ fn layer_spec(at: &str, l: &LayerSpecJs) -> stoxnet_core::Result<LayerSpec> {
     let converter = match l.converter.as_str() {
         "ideal" => ConverterSpec::Ideal,
         "adc" => ConverterSpec::Adc {
-            bits: need("adcBits", l.adc_bits)?,
+            bits: l.adc_bits,
             calibrated: choice(at, "adcRange", l.adc_range.as_deref().unwrap_or("full"), &[("full", false), ("calibrated", true)])?,
         },
         "sparse-adc" => ConverterSpec::SparseAdc,
@@ -442,9 +446,12 @@ impl Task for Prepare {
 /// validates the JSON files and converts units.
 #[napi(object)]
 pub struct TechJs {
-    pub cell_read_energy: f64,
+    pub read_voltage: f64,
+    pub cell_on_resistance: f64,
+    pub cell_off_resistance: f64,
+    pub read_pulse: f64,
+    pub read_settling: f64,
     pub cell_area: f64,
-    pub crossbar_read_latency: f64,
     pub dac_energy: f64,
     pub dac_area: f64,
     pub adc_bits: Vec<u32>,
@@ -457,15 +464,16 @@ pub struct TechJs {
     pub sense_amp_energy: f64,
     pub sense_amp_area: f64,
     pub sense_amp_latency: f64,
-    pub mtj_write_energy: f64,
+    pub mtj_write_current: f64,
+    pub mtj_resistance: f64,
     pub mtj_read_energy: f64,
     pub mtj_reset_energy: f64,
     pub mtj_sample_latency: f64,
     pub mtj_area: f64,
-    pub counter_energy: f64,
-    pub counter_area: f64,
     pub shift_add_energy: f64,
     pub shift_add_area: f64,
+    pub readout_energy: f64,
+    pub readout_area: f64,
     pub buffer_energy: f64,
     pub digital_mac_energy: f64,
     pub digital_op_energy: f64,
@@ -512,11 +520,21 @@ pub fn cost_components() -> Vec<String> {
     stoxnet_core::cost::COMPONENTS.iter().map(|s| s.to_string()).collect()
 }
 
+/// The components of the `macro` scope (crossbars and their periphery); the
+/// `system` scope is all of `costComponents()`.
+#[napi]
+pub fn macro_components() -> Vec<String> {
+    stoxnet_core::cost::COMPONENTS[..stoxnet_core::cost::MACRO].iter().map(|s| s.to_string()).collect()
+}
+
 fn tech(t: &TechJs) -> stoxnet_core::Result<stoxnet_core::cost::Tech> {
     let tech = stoxnet_core::cost::Tech {
-        cell_read_energy: t.cell_read_energy,
+        read_voltage: t.read_voltage,
+        cell_on_resistance: t.cell_on_resistance,
+        cell_off_resistance: t.cell_off_resistance,
+        read_pulse: t.read_pulse,
+        read_settling: t.read_settling,
         cell_area: t.cell_area,
-        crossbar_read_latency: t.crossbar_read_latency,
         dac_energy: t.dac_energy,
         dac_area: t.dac_area,
         adc_bits: t.adc_bits.clone(),
@@ -529,15 +547,16 @@ fn tech(t: &TechJs) -> stoxnet_core::Result<stoxnet_core::cost::Tech> {
         sense_amp_energy: t.sense_amp_energy,
         sense_amp_area: t.sense_amp_area,
         sense_amp_latency: t.sense_amp_latency,
-        mtj_write_energy: t.mtj_write_energy,
+        mtj_write_current: t.mtj_write_current,
+        mtj_resistance: t.mtj_resistance,
         mtj_read_energy: t.mtj_read_energy,
         mtj_reset_energy: t.mtj_reset_energy,
         mtj_sample_latency: t.mtj_sample_latency,
         mtj_area: t.mtj_area,
-        counter_energy: t.counter_energy,
-        counter_area: t.counter_area,
         shift_add_energy: t.shift_add_energy,
         shift_add_area: t.shift_add_area,
+        readout_energy: t.readout_energy,
+        readout_area: t.readout_area,
         buffer_energy: t.buffer_energy,
         digital_mac_energy: t.digital_mac_energy,
         digital_op_energy: t.digital_op_energy,
@@ -555,6 +574,8 @@ fn ops_core(o: &LayerOpsJs) -> LayerOps {
         cell_reads: o.cell_reads as u64,
         dac_drives: o.dac_drives as u64,
         active_rows: o.active_rows as u64,
+        drive_sq: o.drive_sq as u128,
+        cell_load: o.cell_load as u128,
         conversions: o.conversions as u64,
         mtj_samples: o.mtj_samples as u64,
         shift_adds: o.shift_adds as u64,
