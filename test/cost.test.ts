@@ -43,6 +43,9 @@ describe('technology files', () => {
     expect(() => loadTech(write('s.json', { base: 'isaac-32nm', values: { dacEnergy: { value: 1, unit: 'pJ', source: '' } } }))).toThrow(/field 'dacEnergy' has no source/);
     expect(() => loadTech(write('b.json', { base: 'isaac-32nm', values: { adcEnergy: { value: [1], unit: 'pJ', source: 's' } } }))).toThrow(/field 'adcEnergy' has 1 entries, adcBits has 7/);
     expect(() => loadTech('no-such-preset')).toThrow(ConfigError);
+    expect(() => loadTech(write('a.json', { base: 'isaac-32nm', values: { adcArchitecture: { value: 'pipelined', unit: 'choice', source: 's' } } }))).toThrow(/field 'adcArchitecture': "pipelined" is not one of sar, flash/);
+    const flash = loadTech(write('f.json', { base: 'isaac-32nm', values: { adcArchitecture: { value: 'flash', unit: 'choice', source: 's' }, pipeline: { value: 'read-convert', unit: 'choice', source: 's' } } }));
+    expect([flash.tech.adcArchitecture, flash.tech.pipeline]).toEqual(['flash', 'read-convert']);
   });
 });
 

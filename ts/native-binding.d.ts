@@ -225,10 +225,11 @@ export interface TechJs {
   cellArea: number
   dacEnergy: number
   dacArea: number
+  adcArchitecture: string
   adcBits: Array<number>
   adcEnergy: Array<number>
   adcArea: Array<number>
-  adcLatency: Array<number>
+  adcCycle: number
   adcSharing: number
   sampleHoldEnergy: number
   sampleHoldArea: number
@@ -250,6 +251,7 @@ export interface TechJs {
   digitalOpEnergy: number
   digitalRate: number
   digitalArea: number
+  pipeline: string
 }
 
 export interface TrainConfigJs {

@@ -9,7 +9,7 @@ import { packageRoot } from '../paths.js';
 
 export const PRESETS = ['isaac-32nm', 'neurosim-22nm'] as const;
 
-type Dimension = 'energy' | 'time' | 'area' | 'count' | 'voltage' | 'resistance' | 'current';
+type Dimension = 'energy' | 'time' | 'area' | 'count' | 'voltage' | 'resistance' | 'current' | 'choice';
 
 const FIELDS: Record<keyof TechJs, Dimension> = {
   readVoltage: 'voltage',
@@ -20,10 +20,11 @@ const FIELDS: Record<keyof TechJs, Dimension> = {
   cellArea: 'area',
   dacEnergy: 'energy',
   dacArea: 'area',
+  adcArchitecture: 'choice',
   adcBits: 'count',
   adcEnergy: 'energy',
   adcArea: 'area',
-  adcLatency: 'time',
+  adcCycle: 'time',
   adcSharing: 'count',
   sampleHoldEnergy: 'energy',
   sampleHoldArea: 'area',
@@ -45,6 +46,13 @@ const FIELDS: Record<keyof TechJs, Dimension> = {
   digitalOpEnergy: 'energy',
   digitalRate: 'count',
   digitalArea: 'area',
+  pipeline: 'choice',
+};
+
+/** The values of the 'choice' fields (crates/core/src/cost.rs parses them). */
+const CHOICES: Partial<Record<keyof TechJs, readonly string[]>> = {
+  adcArchitecture: ['sar', 'flash'],
+  pipeline: ['none', 'read-convert'],
 };
 
 /** Factor to the canonical unit (pJ, ns, µm², V, Ω, µA) of each accepted unit. */
@@ -56,10 +64,11 @@ const UNITS: Record<Dimension, Record<string, number>> = {
   voltage: { mV: 1e-3, V: 1 },
   resistance: { Ohm: 1, kOhm: 1e3, MOhm: 1e6 },
   current: { uA: 1, mA: 1e3 },
+  choice: { choice: 1 },
 };
 
 export interface TechValue {
-  value: number | number[];
+  value: number | number[] | string;
   unit: string;
   /** The value is given for this many units (e.g. a crossbar's area for its cells). */
   per?: number;
@@ -114,7 +123,7 @@ export function validateTech(t: TechFile, file: string): Technology {
   for (const key of Object.keys(t.values)) {
     if (!Object.hasOwn(FIELDS, key)) throw new ConfigError(`${file}: unknown field ${show(key)}; known: ${Object.keys(FIELDS).join(', ')}`);
   }
-  const tech = {} as Record<string, number | number[]>;
+  const tech = {} as Record<string, number | number[] | string>;
   for (const [key, dim] of Object.entries(FIELDS) as [keyof TechJs, Dimension][]) {
     const at = `${file}: field '${key}'`;
     const v = t.values[key];
@@ -124,19 +133,25 @@ export function validateTech(t: TechFile, file: string): Technology {
     const factor = Object.hasOwn(UNITS[dim], v.unit) ? UNITS[dim][v.unit] : undefined;
     if (factor === undefined) throw new ConfigError(`${at}: unit ${show(v.unit)} is not one of ${Object.keys(UNITS[dim]).join(', ')}`);
     if (typeof v.source !== 'string' || v.source.trim() === '') throw new ConfigError(`${at} has no source`);
+    const choices = CHOICES[key];
+    if (choices) {
+      if (typeof v.value !== 'string' || !choices.includes(v.value)) throw new ConfigError(`${at}: ${show(v.value)} is not one of ${choices.join(', ')}`);
+      tech[key] = v.value;
+      continue;
+    }
     const per = v.per ?? 1;
     if (!(typeof per === 'number' && Number.isFinite(per) && per > 0)) throw new ConfigError(`${at}: "per" must be a positive number, got ${show(per)}`);
-    const isList = key === 'adcBits' || key === 'adcEnergy' || key === 'adcArea' || key === 'adcLatency';
+    const isList = key === 'adcBits' || key === 'adcEnergy' || key === 'adcArea';
     const values = Array.isArray(v.value) ? v.value : [v.value];
     if (Array.isArray(v.value) !== isList) throw new ConfigError(`${at}: expected ${isList ? 'a list of numbers' : 'a number'}`);
-    for (const x of values) {
+    for (const x of values as unknown[]) {
       if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) throw new ConfigError(`${at}: ${show(x)} is not a non-negative number`);
     }
-    const converted = values.map((x) => (x * factor) / per);
+    const converted = (values as number[]).map((x) => (x * factor) / per);
     tech[key] = isList ? converted : converted[0];
   }
   const bits = tech.adcBits as number[];
-  for (const k of ['adcEnergy', 'adcArea', 'adcLatency'] as const) {
+  for (const k of ['adcEnergy', 'adcArea'] as const) {
     if ((tech[k] as number[]).length !== bits.length) throw new ConfigError(`${file}: field '${k}' has ${(tech[k] as number[]).length} entries, adcBits has ${bits.length}`);
   }
   if (bits.length < 2 || bits.some((b, i) => !Number.isInteger(b) || (i > 0 && b <= bits[i - 1]))) throw new ConfigError(`${file}: field 'adcBits' must list at least two ascending integer resolutions`);

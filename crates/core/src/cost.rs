@@ -27,12 +27,17 @@ pub struct Tech {
     /// Per drive of a 1-bit DAC; a b-bit drive costs b times as much.
     pub dac_energy: f64,
     pub dac_area: f64,
-    /// ADC resolution table (ascending bits) with energy per conversion,
-    /// area and latency per conversion; outside the table, see `adc`.
+    /// How the ADC converts: SAR (energy and area from the table below,
+    /// bits + 1 cycles) or flash (2^bits − 1 sense-amp comparators, one
+    /// comparator time).
+    pub adc_architecture: AdcArchitecture,
+    /// SAR ADC resolution table (ascending bits) with energy per conversion
+    /// and area; outside the table, see `adc`.
     pub adc_bits: Vec<u32>,
     pub adc_energy: Vec<f64>,
     pub adc_area: Vec<f64>,
-    pub adc_latency: Vec<f64>,
+    /// One SAR cycle: a b-bit conversion takes b + 1 of them.
+    pub adc_cycle: f64,
     /// Columns sharing one ADC (their conversions are serialised).
     pub adc_sharing: u32,
     pub sample_hold_energy: f64,
@@ -61,6 +66,46 @@ pub struct Tech {
     /// Digital throughput, multiply-accumulates (or element ops) per ns.
     pub digital_rate: f64,
     pub digital_area: f64,
+    /// Whether a conversion overlaps the next read.
+    pub pipeline: Pipeline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdcArchitecture {
+    Sar,
+    Flash,
+}
+
+/// Read and conversion in series (`None`), or ISAAC's pipeline: the sample-
+/// and-hold (or the sense amp's latch) keeps one read's partial sums while
+/// they convert, so the next read overlaps the conversion. An MTJ cannot
+/// overlap: each of its samples needs the read's column current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipeline {
+    None,
+    ReadConvert,
+}
+
+impl std::str::FromStr for AdcArchitecture {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "sar" => Ok(AdcArchitecture::Sar),
+            "flash" => Ok(AdcArchitecture::Flash),
+            _ => Err(crate::Error::new(format!("technology: adcArchitecture must be sar or flash, got '{s}'"))),
+        }
+    }
+}
+
+impl std::str::FromStr for Pipeline {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "none" => Ok(Pipeline::None),
+            "read-convert" => Ok(Pipeline::ReadConvert),
+            _ => Err(crate::Error::new(format!("technology: pipeline must be none or read-convert, got '{s}'"))),
+        }
+    }
 }
 
 impl Tech {
@@ -68,8 +113,8 @@ impl Tech {
     /// same, naming the file and field).
     pub fn check(&self) -> crate::Result<()> {
         let n = self.adc_bits.len();
-        if n < 2 || self.adc_energy.len() != n || self.adc_area.len() != n || self.adc_latency.len() != n {
-            crate::bail!("technology: the ADC table needs at least two resolutions with energy, area and latency each");
+        if n < 2 || self.adc_energy.len() != n || self.adc_area.len() != n {
+            crate::bail!("technology: the ADC table needs at least two resolutions with energy and area each");
         }
         if self.adc_bits.windows(2).any(|w| w[0] >= w[1]) || self.adc_sharing == 0 || self.digital_rate <= 0.0 {
             crate::bail!("technology: ADC bits must ascend, adcSharing and digitalRate must be positive");
@@ -80,14 +125,21 @@ impl Tech {
         Ok(())
     }
 
-    /// (energy, area, latency) of a `bits`-bit ADC: the table entry, or
-    /// beyond the table geometric extrapolation of energy and area from the
-    /// last two entries per bit and linear extrapolation of latency.
+    /// (energy, area, latency) of one `bits`-bit ADC conversion. SAR: the
+    /// table entry, or beyond the table geometric extrapolation of energy
+    /// and area from the nearest two entries per bit; bits + 1 cycles
+    /// (NeuroSim's SAR model). Flash: 2^bits − 1 comparators (sense amps)
+    /// and their thermometer code in one comparator time.
     pub fn adc(&self, bits: u32) -> (f64, f64, f64) {
+        if self.adc_architecture == AdcArchitecture::Flash {
+            let comparators = ((1u64 << bits) - 1) as f64;
+            return (comparators * self.sense_amp_energy, comparators * self.sense_amp_area, self.sense_amp_latency);
+        }
+        let latency = (bits + 1) as f64 * self.adc_cycle;
         let b = &self.adc_bits;
         let n = b.len();
         if let Some(i) = b.iter().position(|&x| x == bits) {
-            return (self.adc_energy[i], self.adc_area[i], self.adc_latency[i]);
+            return (self.adc_energy[i], self.adc_area[i], latency);
         }
         let (i, j) = if bits > b[n - 1] { (n - 2, n - 1) } else if bits < b[0] { (1, 0) } else {
             let hi = b.iter().position(|&x| x > bits).unwrap();
@@ -95,8 +147,7 @@ impl Tech {
         };
         let t = (bits as f64 - b[i] as f64) / (b[j] as f64 - b[i] as f64);
         let geo = |v: &[f64]| v[i] * (v[j] / v[i]).powf(t);
-        let lin = |v: &[f64]| v[i] + (v[j] - v[i]) * t;
-        (geo(&self.adc_energy), geo(&self.adc_area), lin(&self.adc_latency))
+        (geo(&self.adc_energy), geo(&self.adc_area), latency)
     }
 
     /// Energy (pJ) of one read pulse through a conductance `g` (S) at the full row voltage: V²·g·t.
@@ -231,8 +282,17 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
     c.area[cells] = subarrays * rows * m.cols as f64 * t.cell_area;
     c.area[dac] = subarrays * rows * t.dac_area;
     c.area[shift] = subarrays * groups * t.shift_add_area;
-    c.latency[cells] = activations * read_time;
-    c.latency[conv] = activations * conv_latency;
+    let overlaps = t.pipeline == Pipeline::ReadConvert && !matches!(layer.config.converter, Converter::Mtj { .. } | Converter::Ideal);
+    if overlaps && activations > 0.0 {
+        // n reads and n conversions overlapped: n × the slower stage, plus the
+        // faster one once to fill the pipeline; each stage keeps its share.
+        let (slow, fast) = if read_time >= conv_latency { (cells, conv) } else { (conv, cells) };
+        c.latency[slow] = activations * read_time.max(conv_latency);
+        c.latency[fast] = read_time.min(conv_latency);
+    } else {
+        c.latency[cells] = activations * read_time;
+        c.latency[conv] = activations * conv_latency;
+    }
     c
 }
 
@@ -281,10 +341,11 @@ mod tests {
             cell_area: 0.1,
             dac_energy: 0.5,
             dac_area: 1.0,
+            adc_architecture: AdcArchitecture::Sar,
             adc_bits: vec![4, 8],
             adc_energy: vec![1.0, 4.0],
             adc_area: vec![100.0, 400.0],
-            adc_latency: vec![2.0, 4.0],
+            adc_cycle: 0.5,
             adc_sharing: 8,
             sample_hold_energy: 0.1,
             sample_hold_area: 2.0,
@@ -306,6 +367,7 @@ mod tests {
             digital_op_energy: 1.0,
             digital_rate: 10.0,
             digital_area: 0.5,
+            pipeline: Pipeline::None,
         }
     }
 
@@ -448,10 +510,41 @@ mod tests {
     #[test]
     fn adc_table_interpolates_and_extrapolates() {
         let t = tech();
-        assert_eq!(t.adc(4), (1.0, 100.0, 2.0));
+        assert_eq!(t.adc(4), (1.0, 100.0, 2.5)); // 4 + 1 SAR cycles of 0.5 ns
         let (e6, _, l6) = t.adc(6);
-        assert!(near_rel(e6, 2.0) && near_rel(l6, 3.0)); // geometric midpoint of 1 and 4; linear latency
+        assert!(near_rel(e6, 2.0) && near_rel(l6, 3.5)); // geometric midpoint of 1 and 4
         let (e10, a10, l10) = t.adc(10);
-        assert!(near_rel(e10, 8.0) && near_rel(a10, 800.0) && near_rel(l10, 5.0));
+        assert!(near_rel(e10, 8.0) && near_rel(a10, 800.0) && near_rel(l10, 5.5));
+    }
+
+    /// SAR latency grows with bits (so low-bit and sparse ADCs gain time);
+    /// a flash ADC converts in one comparator time with 2^b − 1 comparators.
+    #[test]
+    fn sar_and_flash_adcs() {
+        let sar = tech();
+        assert!(sar.adc(3).2 < sar.adc(8).2);
+        let flash = Tech { adc_architecture: AdcArchitecture::Flash, ..tech() };
+        let (e, a, l) = flash.adc(4);
+        assert!(near_rel(e, 15.0 * 0.02) && near_rel(a, 15.0) && l == flash.sense_amp_latency);
+        assert!(near_rel(flash.adc(8).0 / flash.adc(4).0, 255.0 / 15.0));
+        assert_eq!("flash".parse::<AdcArchitecture>().unwrap(), AdcArchitecture::Flash);
+        assert!("pipelined".parse::<AdcArchitecture>().unwrap_err().to_string().contains("sar or flash, got 'pipelined'"));
+    }
+
+    /// With the read-convert pipeline an ADC layer takes n × the slower of
+    /// read and conversion plus the faster once; an MTJ layer cannot overlap.
+    #[test]
+    fn read_convert_pipeline() {
+        let serial = tech();
+        let piped = Tech { pipeline: Pipeline::ReadConvert, ..tech() };
+        let (net, stox, ops) = tiny(ConverterSpec::Adc { bits: Some(8), calibrated: false });
+        let (a, b) = (&cost(&net, Some(&stox), &ops, &serial)[0], &cost(&net, Some(&stox), &ops, &piped)[0]);
+        // 16 activations; read 9 + 1 ns; 4 logical columns share one ADC: 4 × 4.5 ns = 18 ns per activation.
+        assert!(near(a.latency_total(), 16.0 * (10.0 + 18.0)));
+        assert!(near(b.latency[2], 16.0 * 18.0) && near(b.latency[0], 10.0) && near(b.latency_total(), 16.0 * 18.0 + 10.0));
+        assert_eq!(a.energy, b.energy);
+        let (net, stox, ops) = tiny(ConverterSpec::Mtj(Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 2 }));
+        assert_eq!(cost(&net, Some(&stox), &ops, &serial)[0].latency, cost(&net, Some(&stox), &ops, &piped)[0].latency);
+        assert_eq!("read-convert".parse::<Pipeline>().unwrap(), Pipeline::ReadConvert);
     }
 }

@@ -454,10 +454,11 @@ pub struct TechJs {
     pub cell_area: f64,
     pub dac_energy: f64,
     pub dac_area: f64,
+    pub adc_architecture: String,
     pub adc_bits: Vec<u32>,
     pub adc_energy: Vec<f64>,
     pub adc_area: Vec<f64>,
-    pub adc_latency: Vec<f64>,
+    pub adc_cycle: f64,
     pub adc_sharing: u32,
     pub sample_hold_energy: f64,
     pub sample_hold_area: f64,
@@ -479,6 +480,7 @@ pub struct TechJs {
     pub digital_op_energy: f64,
     pub digital_rate: f64,
     pub digital_area: f64,
+    pub pipeline: String,
 }
 
 /// One node's cost per image: energy (pJ), area (µm²) and latency (ns) per
@@ -537,10 +539,11 @@ fn tech(t: &TechJs) -> stoxnet_core::Result<stoxnet_core::cost::Tech> {
         cell_area: t.cell_area,
         dac_energy: t.dac_energy,
         dac_area: t.dac_area,
+        adc_architecture: t.adc_architecture.parse()?,
         adc_bits: t.adc_bits.clone(),
         adc_energy: t.adc_energy.clone(),
         adc_area: t.adc_area.clone(),
-        adc_latency: t.adc_latency.clone(),
+        adc_cycle: t.adc_cycle,
         adc_sharing: t.adc_sharing,
         sample_hold_energy: t.sample_hold_energy,
         sample_hold_area: t.sample_hold_area,
@@ -562,6 +565,7 @@ fn tech(t: &TechJs) -> stoxnet_core::Result<stoxnet_core::cost::Tech> {
         digital_op_energy: t.digital_op_energy,
         digital_rate: t.digital_rate,
         digital_area: t.digital_area,
+        pipeline: t.pipeline.parse()?,
     };
     tech.check()?;
     Ok(tech)
