@@ -20,7 +20,7 @@ import type { SweepResult } from '../ts/sweep/result.js';
 
 const run = promisify(execFile);
 
-const COMPONENTS = ['cells', 'dac', 'adc', 'sampleHold', 'senseAmp', 'mtj', 'counter', 'shiftAdd', 'buffer', 'digital'];
+const COMPONENTS = ['cells', 'dac', 'adc', 'sampleHold', 'senseAmp', 'mtj', 'shiftAdd', 'buffer', 'digital'];
 const LAYERS = [
   { name: 'conv1', crossbar: false, share: 0.1 },
   { name: 'layer1.0.conv1', crossbar: true, share: 0.35 },
@@ -36,12 +36,12 @@ function point(index: number, settings: Record<string, unknown>, top1: number, m
   const seed = Number(settings.seed);
   const energy: Record<string, number> = Object.fromEntries(COMPONENTS.map((c) => [c, 0]));
   Object.assign(energy, { cells: 900, dac: 300, buffer: 450, digital: 120, shiftAdd: 80 });
-  if (converter === 'mtj') Object.assign(energy, { mtj: 40 * T, counter: 15 * T });
+  if (converter === 'mtj') Object.assign(energy, { mtj: 40 * T, shiftAdd: 15 * T });
   else Object.assign(energy, { adc: (converter === 'sparse-adc' ? 0.4 : 1) * 25 * 2 ** bits, sampleHold: 60 });
   const latency: Record<string, number> = Object.fromEntries(COMPONENTS.map((c) => [c, 0]));
-  Object.assign(latency, { cells: 100, dac: 20, digital: 50 }, converter === 'mtj' ? { mtj: 10 * T, counter: 2 * T } : { adc: 1.5 * bits });
+  Object.assign(latency, { cells: 100, dac: 20, digital: 50 }, converter === 'mtj' ? { mtj: 10 * T } : { adc: 1.5 * bits });
   const area: Record<string, number> = Object.fromEntries(COMPONENTS.map((c) => [c, 0]));
-  Object.assign(area, { cells: 0.12, dac: 0.03, buffer: 0.2, digital: 0.05 }, converter === 'mtj' ? { mtj: 0.004, counter: 0.01 } : { adc: 0.0012 * 2 ** bits, sampleHold: 0.01 });
+  Object.assign(area, { cells: 0.12, dac: 0.03, buffer: 0.2, digital: 0.05 }, converter === 'mtj' ? { mtj: 0.004, shiftAdd: 0.01 } : { adc: 0.0012 * 2 ** bits, sampleHold: 0.01 });
   const sum = (r: Record<string, number>) => Object.values(r).reduce((a, b) => a + b, 0);
   const energyPJ = sum(energy) * 1000;
   for (const c of COMPONENTS) energy[c] *= 1000;

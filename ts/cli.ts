@@ -129,7 +129,7 @@ function writeCostTotals(report: CostReport): void {
       return [c.name, c.model, String(c.seeds.length), top1, (t.energyPJ / 1e6).toFixed(3), (t.latencyNs / 1e3).toFixed(1), t.areaMm2.toFixed(3), (t.edp / 1e12).toFixed(3), r.energy.toFixed(2), r.latency.toFixed(2), r.area.toFixed(2), r.edp.toFixed(2), ...vsSparse];
     });
     const head = ['config', 'model', 'seeds', 'top-1 % (mean ± sd)', 'energy µJ', 'latency µs', 'area mm²', 'EDP µJ·ms', '×energy', '×latency', '×area', '×EDP', ...(report.ratiosToSparse ? ['×EDP vs sparse'] : [])];
-    process.stdout.write(scope === 'system' ? '\nsystem scope (everything: crossbars, periphery, buffers, digital layers)\n' : '\nmacro scope (crossbars and their periphery: cells, DACs, converters, sample-and-hold, counters, shift-and-add, readout)\n');
+    process.stdout.write(scope === 'system' ? '\nsystem scope (everything: crossbars, periphery, buffers, digital layers)\n' : '\nmacro scope (crossbars and their periphery: cells, DACs, converters, sample-and-hold, shift-and-add)\n');
     writeTable([head, ...rows]);
   }
 }

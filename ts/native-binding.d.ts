@@ -244,8 +244,6 @@ export interface TechJs {
   mtjArea: number
   shiftAddEnergy: number
   shiftAddArea: number
-  readoutEnergy: number
-  readoutArea: number
   bufferEnergy: number
   digitalMacEnergy: number
   digitalOpEnergy: number

@@ -39,8 +39,6 @@ const FIELDS: Record<keyof TechJs, Dimension> = {
   mtjArea: 'area',
   shiftAddEnergy: 'energy',
   shiftAddArea: 'area',
-  readoutEnergy: 'energy',
-  readoutArea: 'area',
   bufferEnergy: 'energy',
   digitalMacEnergy: 'energy',
   digitalOpEnergy: 'energy',

@@ -12,14 +12,13 @@ export interface PointCost {
   areaMm2: number;
   /** energy × latency, pJ·ns */
   edp: number;
-  /** By component (cells, dac, adc, sampleHold, senseAmp, mtj, counter, shiftAdd, readout, buffer, digital). */
+  /** By component (cells, dac, adc, sampleHold, senseAmp, mtj, shiftAdd, buffer, digital). */
   perComponent: { energyPJ: Record<string, number>; latencyNs: Record<string, number>; areaMm2: Record<string, number> };
   /** Conv/linear layers in order, then "(other)": every other node (BatchNorm, ReLU, add, pooling). The rows add up to the totals. */
   perLayer: { name: string; crossbar: boolean; energyPJ: number; latencyNs: number; areaMm2: number }[];
   /**
    * The same totals in two scopes: `macro` (crossbars and their periphery:
-   * cells, DACs, converters, sample-and-hold, counters, shift-and-add,
-   * readout), `system` (plus activation buffers and the digital layers; the
+   * cells, DACs, converters, sample-and-hold, shift-and-add), `system` (plus activation buffers and the digital layers; the
    * totals above). Absent from results written before scopes existed.
    */
   scope?: Record<Scope, ScopeCost>;

@@ -53,12 +53,9 @@ pub struct Tech {
     /// Read and reset of the MTJ after each sample's write pulse.
     pub mtj_sample_latency: f64,
     pub mtj_area: f64,
-    /// 16-bit shift-and-add; a w-bit counter costs w/16 of it.
+    /// 16-bit shift-and-add into an output's accumulator.
     pub shift_add_energy: f64,
     pub shift_add_area: f64,
-    /// Digital readout gain·c + offset of a normalising converter, per conversion.
-    pub readout_energy: f64,
-    pub readout_area: f64,
     /// Activation buffer energy per bit read or written.
     pub buffer_energy: f64,
     pub digital_mac_energy: f64,
@@ -161,20 +158,20 @@ impl Tech {
     }
 }
 
-pub const COMPONENTS: [&str; 11] = ["cells", "dac", "adc", "sampleHold", "senseAmp", "mtj", "counter", "shiftAdd", "readout", "buffer", "digital"];
+pub const COMPONENTS: [&str; 9] = ["cells", "dac", "adc", "sampleHold", "senseAmp", "mtj", "shiftAdd", "buffer", "digital"];
 
 /// Components of the `macro` scope (a crossbar and its periphery); the
 /// `system` scope adds the activation buffers and the digital layers.
-pub const MACRO: usize = 9;
+pub const MACRO: usize = 7;
 
 /// Cost of one layer per image: energy, area and latency by component
 /// (index as `COMPONENTS`). Latency parts are in series: crossbar reads
 /// (cells), conversions (adc, senseAmp or mtj) and digital work.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LayerCost {
-    pub energy: [f64; 11],
-    pub area: [f64; 11],
-    pub latency: [f64; 11],
+    pub energy: [f64; 9],
+    pub area: [f64; 9],
+    pub latency: [f64; 9],
 }
 
 impl LayerCost {
@@ -189,21 +186,11 @@ impl LayerCost {
     }
 }
 
-/// Bits of a counter that sums `samples` ±1 samples (none for one sample:
-/// the sample is the code).
-pub fn counter_bits(samples: u32) -> u32 {
-    if samples <= 1 {
-        0
-    } else {
-        (samples as f64 + 1.0).log2().ceil() as u32
-    }
-}
-
 fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
     let m = &layer.config.mapping;
     let per = |v: u128| v as f64 / o.images.max(1) as f64;
     let mut c = LayerCost::default();
-    let [cells, dac, adc, sh, sa, mtj, counter, shift, readout, buffer] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+    let [cells, dac, adc, sh, sa, mtj, shift, buffer] = [0, 1, 2, 3, 4, 5, 6, 7];
     let stream_bits = m.input_stream_bits as f64;
     let columns = layer.physical_columns() as f64;
     let tiles = (columns / m.cols as f64).ceil();
@@ -224,8 +211,6 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
     c.energy[cells] = pulses * read;
     // Only rows driven with a nonzero digit cost driver energy, per pulse.
     c.energy[dac] = pulses * per(o.active_rows as u128) * tiles * t.dac_energy * stream_bits;
-    // Every converter's code is shift-added into its output once.
-    c.energy[shift] = per(o.shift_adds as u128) * t.shift_add_energy;
     // Inputs read for every row drive, outputs (16-bit) written once.
     c.energy[buffer] = (per(o.dac_drives as u128) * stream_bits + per(o.digital_ops as u128) * 16.0) * t.buffer_energy;
     let subarrays = layer.physical_subarrays() as f64;
@@ -238,6 +223,17 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
     .min(layer.out * m.slices()) as f64;
     let groups = (logical / t.adc_sharing as f64).ceil();
     let conversions = per(o.conversions as u128);
+    // One accumulator model: every code is added, shifted by its slice and
+    // stream, into its output's accumulator — once per conversion, or for an
+    // MTJ once per sample (the column's readout gain, pre-shifted, added for
+    // each sample; a ±1 sample needs no counter). Readout offsets sum over an
+    // output's columns into one constant, folded into its bias.
+    let adds = match layer.config.converter {
+        Converter::Mtj { .. } => per(o.mtj_samples as u128),
+        Converter::Ideal => 0.0,
+        _ => conversions,
+    };
+    c.energy[shift] = adds * t.shift_add_energy;
     let read_time = t.read_settling + pulses * t.read_pulse;
     let (conv, conv_latency) = match layer.config.converter {
         Converter::Adc { bits } => {
@@ -255,11 +251,7 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
         }
         Converter::Mtj { samples, .. } => {
             c.energy[mtj] = per(o.mtj_samples as u128) * (t.mtj_write_energy() + t.mtj_read_energy + t.mtj_reset_energy);
-            // A w-bit counter per column sums the T samples into one code.
-            let w = counter_bits(samples) as f64 / 16.0;
-            c.energy[counter] = if w > 0.0 { per(o.mtj_samples as u128) * t.shift_add_energy * w } else { 0.0 };
             c.area[mtj] = subarrays * logical * t.mtj_area;
-            c.area[counter] = subarrays * logical * t.shift_add_area * w;
             (mtj, samples as f64 * t.mtj_sample_latency)
         }
         // An ideal converter is not hardware: no cost, reported as such.
@@ -267,17 +259,17 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
     };
     let mut rows = m.rows as f64;
     if layer.config.converter.normalises() {
-        // The per-column shift before the converter is a bias row (its
-        // conductances hold the shifts) driven at full scale with every pulse,
-        // costed as if every cell conducted g_on; the readout gain·c + offset
-        // is a digital multiply-add per conversion, one unit per column group.
-        // The per-column scale is taken as the converter's input gain trim and
-        // not costed (no source).
-        rows += 1.0;
-        c.energy[cells] += pulses * activations * subarrays * m.cols.min(layer.physical_columns()) as f64 * t.pulse_energy(g_on);
-        c.energy[dac] += pulses * activations * subarrays * t.dac_energy * stream_bits;
-        c.energy[readout] = conversions * t.readout_energy;
-        c.area[readout] = subarrays * groups * t.readout_area;
+        // The per-column shift of x = ps·scale + shift is a current of
+        // |shift/scale| partial-sum steps, from bias rows whose cells hold it
+        // (d_max steps per cell), driven at full scale with every pulse.
+        // The per-column scale is the converter's input gain; no source gives
+        // its cost, so it is not costed.
+        let bias = |col: &crate::converter::Column| (col.shift / col.scale).abs() as f64;
+        let mean = layer.columns.iter().map(bias).sum::<f64>() / layer.columns.len() as f64;
+        let bias_rows = (layer.columns.iter().map(bias).fold(0.0, f64::max) / d_max).ceil();
+        c.energy[cells] += pulses * conversions * mean / d_max * t.pulse_energy(g_on - g_off);
+        c.energy[dac] += pulses * activations * subarrays * bias_rows * t.dac_energy * stream_bits;
+        rows += bias_rows;
     }
     c.area[cells] = subarrays * rows * m.cols as f64 * t.cell_area;
     c.area[dac] = subarrays * rows * t.dac_area;
@@ -299,8 +291,8 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
 fn digital_cost(o: &LayerOps, t: &Tech) -> LayerCost {
     let per = |v: u64| v as f64 / o.images.max(1) as f64;
     let mut c = LayerCost::default();
-    c.energy[10] = per(o.digital_macs) * t.digital_mac_energy + per(o.digital_ops) * t.digital_op_energy;
-    c.latency[10] = (per(o.digital_macs) + per(o.digital_ops)) / t.digital_rate;
+    c.energy[8] = per(o.digital_macs) * t.digital_mac_energy + per(o.digital_ops) * t.digital_op_energy;
+    c.latency[8] = (per(o.digital_macs) + per(o.digital_ops)) / t.digital_rate;
     c
 }
 
@@ -316,8 +308,8 @@ pub fn cost(net: &Network, stox: Option<&Stox>, ops: &[LayerOps], t: &Tech) -> V
             None => digital_cost(&ops[i], t),
         })
         .collect();
-    if let Some(first) = costs.iter_mut().find(|c| c.energy[10] > 0.0) {
-        first.area[10] = t.digital_area;
+    if let Some(first) = costs.iter_mut().find(|c| c.energy[8] > 0.0) {
+        first.area[8] = t.digital_area;
     }
     costs
 }
@@ -360,8 +352,6 @@ mod tests {
             mtj_area: 1.0,
             shift_add_energy: 0.02,
             shift_add_area: 60.0,
-            readout_energy: 0.2,
-            readout_area: 300.0,
             buffer_energy: 0.001,
             digital_mac_energy: 4.0,
             digital_op_energy: 1.0,
@@ -378,7 +368,7 @@ mod tests {
         let net = Network::new(Shape { c: 2, h: 4, w: 4 }, vec![Node { name: "c".into(), op: Op::Conv(conv), inputs: vec![0] }], 1).unwrap();
         let mapping = Mapping { rows: 10, cols: 8, split: Split::Balanced, weight_bits: 4, weight_slice_bits: 4, input_bits: 4, input_stream_bits: 4, weight_quant: WeightQuant::Uniform, signed: SignedMapping::Differential };
         let cols = 2 * 4;
-        let params = ColumnParams { norm_scale: vec![0.1; cols], norm_shift: vec![0.0; cols], readout_gain: vec![1.0; cols], readout_offset: vec![0.0; cols], ..Default::default() };
+        let params = ColumnParams { norm_scale: vec![0.1; cols], norm_shift: (0..cols).map(|c| if c % 2 == 0 { 0.3 } else { -0.6 }).collect(), readout_gain: vec![1.0; cols], readout_offset: vec![0.0; cols], ..Default::default() };
         let spec = LayerSpec { mapping, converter, input_clip: Some(1.0), input_signed: false, noise: Noise::default(), params };
         let (stox, _) = prepare(&net, &[Some(spec)], 1, &[], &Default::default()).unwrap();
         let images: Vec<f32> = (0..2 * 32).map(|i| (i % 5) as f32 * 0.2).collect();
@@ -430,24 +420,23 @@ mod tests {
         assert!(near(ops[0].drive_sq as f64 / 2.0, sq) && near(ops[0].cell_load as f64 / 2.0, load));
         // V²·g·t: 0.04 V² × 1 mS × 1 ns = 40 fJ on, 4 fJ off; 8 cells per row, digits of 4-bit cells over 15, inputs over 15.
         let (on, off) = (0.04 * 1e-3 * 1e3, 0.04 * 1e-4 * 1e3);
-        let bias_row = 16.0 * 2.0 * 8.0 * on; // pixels × subarrays × cells, per pulse
-        assert!(near(c.energy[0], 3.0 * ((sq * 8.0 * off + load / 15.0 * (on - off)) / 225.0 + bias_row)), "{}", c.energy[0]);
+        // Shifts ±0.3, ∓0.6 at scale 0.1: bias currents of 3 and 6 steps, mean 4.5, one bias row of 4-bit cells (≤ 15 steps).
+        let bias = conversions * 4.5 / 15.0 * (on - off);
+        assert!(near(c.energy[0], 3.0 * ((sq * 8.0 * off + load / 15.0 * (on - off)) / 225.0 + bias)), "{}", c.energy[0]);
         // One 4-bit DAC drive per active row and per bias row, per pulse (3 samples).
         assert!(near(c.energy[1], 3.0 * (active + 32.0) * 0.5 * 4.0));
         // Write (100 µA)²·1 kΩ·1 ns = 10 fJ + read + reset, per sample.
         assert!(near(c.energy[5], conversions * 3.0 * (0.01 + 0.002 + 0.01)));
-        // A 2-bit counter (3 samples) per column: 2/16 of a shift-add per sample; one shift-add and one readout per conversion.
-        assert!(near(c.energy[6], conversions * 3.0 * 0.02 * 2.0 / 16.0));
-        assert!(near(c.energy[7], conversions * 0.02) && near(c.energy[8], conversions * 0.2));
-        assert!(near(c.energy[9], (16.0 * 18.0 * 4.0 + 64.0 * 16.0) * 0.001));
+        // Each sample adds its column's gain into the output's accumulator: no counter, no multiplier.
+        assert!(near(c.energy[6], conversions * 3.0 * 0.02));
+        assert!(near(c.energy[7], (16.0 * 18.0 * 4.0 + 64.0 * 16.0) * 0.001));
         // 2 physical subarrays, each activated 16 times: settling 9 ns + 3 pulses of 1 ns, then 3 samples × 2 ns (read, reset).
         assert!(near(c.latency[0], 16.0 * 12.0) && near(c.latency[5], 16.0 * 6.0) && near(c.latency_total(), 16.0 * 18.0));
-        // Per subarray: (10 + bias) × 8 cells, 11 DACs, 4 logical columns with an MTJ and a 2-bit counter, one shift-add and readout group.
+        // Per subarray: (10 + 1 bias row) × 8 cells, 11 DACs, 4 logical columns with an MTJ, one shift-add group.
         assert!(near(c.area[0], 2.0 * 88.0 * 0.1));
         assert!(near(c.area[1], 2.0 * 11.0));
         assert!(near(c.area[5], 2.0 * 4.0 * 1.0));
-        assert!(near(c.area[6], 2.0 * 4.0 * 60.0 * 2.0 / 16.0));
-        assert!(near(c.area[7], 2.0 * 60.0) && near(c.area[8], 2.0 * 300.0));
+        assert!(near(c.area[6], 2.0 * 60.0));
     }
 
     /// Every MTJ sample drives the column current again: T = 2 costs a
@@ -462,10 +451,8 @@ mod tests {
         let (one, two) = (mtj(1), mtj(2));
         assert!(near(two.energy[0], 2.0 * one.energy[0]) && near(two.energy[1], 2.0 * one.energy[1]));
         assert!(near(two.latency[0] - one.latency[0], 16.0 * t.read_pulse));
-        // A single ±1 sample is its own code: no counter.
-        assert_eq!((one.energy[6], one.area[6]), (0.0, 0.0));
-        assert!(two.energy[6] > 0.0 && two.area[6] > 0.0);
-        assert_eq!((counter_bits(1), counter_bits(2), counter_bits(3), counter_bits(4), counter_bits(16)), (0, 2, 2, 3, 5));
+        // One accumulator add per sample.
+        assert!(near(two.energy[6], 2.0 * one.energy[6]));
     }
 
     /// One pulse sets both the cells' energy and the read time.
@@ -477,12 +464,11 @@ mod tests {
         let (a, b) = (&cost(&net, Some(&stox), &ops, &t)[0], &cost(&net, Some(&stox), &ops, &long)[0]);
         assert!(near(b.energy[0], 3.0 * a.energy[0]));
         assert!(near(b.latency[0] - a.latency[0], 16.0 * 2.0));
-        // The ADC's path has no readout and no bias row.
-        assert_eq!((a.energy[8], a.area[8]), (0.0, 0.0));
+        // The ADC's path has no bias row.
         assert!(near(a.area[0], 2.0 * 80.0 * 0.1));
-        // Every converter's code is shift-added once: the same for the ADC as for the MTJ.
+        // One accumulator model: an ADC code is added once per conversion, an MTJ sample once per sample.
         let (net2, stox2, ops2) = tiny(ConverterSpec::Mtj(Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 4 }));
-        assert_eq!(a.energy[7], cost(&net2, Some(&stox2), &ops2, &t)[0].energy[7]);
+        assert!(near(cost(&net2, Some(&stox2), &ops2, &t)[0].energy[6], 4.0 * a.energy[6]));
     }
 
     #[test]
