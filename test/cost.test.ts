@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../ts/config.js';
 import { loadTech, PRESETS } from '../ts/cost/tech.js';
+import { evaluate } from '../ts/eval.js';
 import { CLI, DATA_DIR, HAVE_DATA, HAVE_MODELS, model } from './helpers/env.js';
 
 const run = promisify(execFile);
@@ -100,6 +101,22 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet cost', () => {
     expect(stdout).toMatch(/^macro scope /m);
     expect(layers[1]).toMatch(/^\/conv1\/Conv \(digital\)/);
     expect(layers[2].trim().split(/\s{2,}/)).toHaveLength(5);
+  });
+
+  it('sums every operation count over the batches (cell energy covers all images)', async () => {
+    const crossbar = async (limit: number) => (await evaluate({ model: model('resnet20.onnx'), data: DATA_DIR, limit, config: { converter: 'mtj', samples: 1, calibrationImages: 16 } })).report.ops!.layers.filter((l) => l.crossbar);
+    // Batches of 100: 100 images are one batch, 200 are two, whose counts add.
+    const [one, two] = [await crossbar(100), await crossbar(200)];
+    for (const [k, l] of two.entries()) {
+      expect(l.images).toBe(200);
+      for (const key of ['activeRows', 'driveSq', 'cellLoad'] as const) {
+        expect(l[key] / one[k][key]).toBeGreaterThan(1.5);
+        expect(l[key] / one[k][key]).toBeLessThan(2.5);
+      }
+      // A driven row has a digit of 1 to 15 (4-bit inputs, one stream).
+      expect(l.driveSq).toBeGreaterThanOrEqual(l.activeRows);
+      expect(l.driveSq).toBeLessThanOrEqual(225 * l.activeRows);
+    }
   });
 
   it('names a bad configuration', async () => {

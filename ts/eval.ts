@@ -49,6 +49,8 @@ export interface OpsTotals {
   cellReads: number;
   dacDrives: number;
   activeRows: number;
+  driveSq: number;
+  cellLoad: number;
   conversions: number;
   mtjSamples: number;
   shiftAdds: number;
@@ -101,14 +103,14 @@ export function argmax(row: Float32Array): number {
   return best;
 }
 
-const COUNTS = ['subarrayReads', 'cellReads', 'dacDrives', 'activeRows', 'conversions', 'mtjSamples', 'shiftAdds', 'digitalMacs', 'digitalOps'] as const;
+const COUNTS = ['subarrayReads', 'cellReads', 'dacDrives', 'activeRows', 'driveSq', 'cellLoad', 'conversions', 'mtjSamples', 'shiftAdds', 'digitalMacs', 'digitalOps'] as const;
 
 function mergeOps(into: LayerOps[] | undefined, add: LayerOps[]): LayerOps[] {
   if (!into) return add.map((o) => ({ ...o }));
   into.forEach((o, i) => {
     const a = add[i];
-    o.images += a.images;
-    for (const k of COUNTS) o[k] += a[k];
+    // Every field but the partial-sum range is a count, summed (ops.rs `LayerOps::merge`).
+    for (const k of Object.keys(a) as (keyof LayerOps)[]) if (k !== 'psMin' && k !== 'psMax') (o[k] as number) += a[k] as number;
     if (a.psMin !== undefined) o.psMin = o.psMin === undefined ? a.psMin : Math.min(o.psMin, a.psMin);
     if (a.psMax !== undefined) o.psMax = o.psMax === undefined ? a.psMax : Math.max(o.psMax, a.psMax);
   });
