@@ -40,6 +40,24 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('npm pack → npm install in an empt
     expect(api.nodes).toBeGreaterThan(20);
     expect(api.conversions).toBeGreaterThan(0);
 
+    // The published declarations are complete: a strict TypeScript project compiles against them
+    // with skipLibCheck off, and a wrongly typed option is a compile error.
+    const tsc = join(packageRoot(), 'node_modules', 'typescript', 'bin', 'tsc');
+    const project = (file: string, source: string) => {
+      writeFileSync(join(app, file), source);
+      const compilerOptions = { strict: true, skipLibCheck: false, noEmit: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', typeRoots: [join(packageRoot(), 'node_modules', '@types')], types: ['node'] };
+      writeFileSync(join(app, `tsconfig.${file}.json`), JSON.stringify({ compilerOptions, files: [file] }));
+      return run('node', [tsc, '-p', `tsconfig.${file}.json`], { cwd: app });
+    };
+    const typed = `import { evaluate, compareCosts, type StoxConfig } from 'stoxnet';
+      const config: Partial<StoxConfig> = { converter: 'mtj', samples: 2 };
+      const { report } = await evaluate({ model: 'm.onnx', limit: 1, config });
+      const costs = await compareCosts({ model: 'm.onnx', compare: ['fp-adc', 'stox:2'] });
+      export const out: [number, number] = [report.top1, costs.configs[0].scope.macro.edp];\n`;
+    await project('typed.mts', typed);
+    const wrong = await project('wrong.mts', typed.replace('samples: 2', "samples: 'two'")).catch((e) => e);
+    expect(wrong.stdout).toMatch(/wrong\.mts\(2,\d+\): error TS2322: Type 'string' is not assignable to type 'number'/);
+
     const help = await run('npx', ['stoxnet', '--help'], { cwd: app, env });
     expect(help.stdout).toContain('commands:');
     const cli = JSON.parse((await run('npx', ['stoxnet', 'eval', '--model', model('resnet20.onnx'), '--limit', '20', '--json'], { cwd: app, env })).stdout);
