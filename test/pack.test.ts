@@ -22,10 +22,13 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('npm pack → npm install in an empt
     const app = join(dir, 'app');
     await run('mkdir', [app]);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
-    // onnxruntime-node's own install script downloads GPU binaries unless told not to (offline machines).
-    writeFileSync(join(app, '.npmrc'), 'onnxruntime-node-install=skip\n');
-    await run('npm', ['install', '--no-audit', '--no-fund', join(dir, tarball)], { cwd: app, maxBuffer: 1 << 26, timeout: 1_500_000 });
+    // No .npmrc and no environment variable: onnxruntime-node (whose install script fetches GPU
+    // binaries) is an optional peer, so a plain install neither pulls it in nor mentions it.
+    const env0 = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/onnxruntime/i.test(k)));
+    const install = await run('npm', ['install', '--no-audit', '--no-fund', join(dir, tarball)], { cwd: app, env: env0, maxBuffer: 1 << 26, timeout: 1_500_000 });
     expect(readdirSync(join(app, 'node_modules', 'stoxnet'))).toContain('stoxnet.node');
+    expect(readdirSync(join(app, 'node_modules'))).not.toContain('onnxruntime-node');
+    expect(install.stdout + install.stderr).not.toMatch(/onnxruntime/i);
 
     const env = { ...process.env, STOXNET_DATA: DATA_DIR };
     const script = `
@@ -66,6 +69,10 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('npm pack → npm install in an empt
     const demo = await run('npx', ['stoxnet', 'demo', '--images', '20', '--cost-images', '5'], { cwd: app, env });
     expect(demo.stdout).toMatch(/resnet20-cifar10-stox-4w4a\.onnx: \d+ crossbar layers, converter mtj/);
     expect(demo.stdout).toMatch(/top-1 [\d.]+ % on 20 CIFAR-10 test images/);
+
+    // The onnxruntime backend says how to add its optional package.
+    const ort = await run('npx', ['stoxnet', 'eval', '--model', model('resnet20.onnx'), '--limit', '2', '--backend', 'ort'], { cwd: app, env }).catch((e) => e);
+    expect(ort.stderr).toMatch(/the onnxruntime backend needs the optional package onnxruntime-node: add it with `ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1\.30\.0`/);
 
     // Without the addon: a warning naming the missing file, and the JS engine gives the same logits.
     rmSync(join(app, 'node_modules', 'stoxnet', 'stoxnet.node'));
