@@ -17,6 +17,7 @@
 //! All sums run through `engine::ordered_fold`, so calibration is
 //! deterministic for any thread count.
 
+use crate::bail;
 use crate::converter::Converter;
 use crate::crossbar::{ColumnParams, CrossbarLayer, LayerConfig, Mapping, Noise};
 use crate::engine::{ordered_fold, Cancel, Stox};
@@ -24,14 +25,16 @@ use crate::error::Result;
 use crate::graph::{Network, Op};
 use crate::mtj::{Device, Thresholds};
 use crate::ops::LayerOps;
-use crate::bail;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ConverterSpec {
     Ideal,
     /// `calibrated`: range from the observed partial sums; else the full
     /// range. `bits` `None`: lossless for the layer (`Mapping::lossless_adc_bits`).
-    Adc { bits: Option<u32>, calibrated: bool },
+    Adc {
+        bits: Option<u32>,
+        calibrated: bool,
+    },
     SparseAdc,
     SenseAmp,
     Mtj(Converter),
@@ -181,7 +184,15 @@ impl Moments {
 }
 
 /// Per-column statistics gathered by `f(node, column, ps) -> values to add`.
-fn column_fold<T: Clone + Send + Sync>(net: &Network, stox: &Stox, images: &[f32], cancel: &Cancel, empty: T, add: impl Fn(&mut T, usize, usize, &[f32]) + Sync, merge: impl Fn(&mut T, &T)) -> Vec<Vec<T>> {
+fn column_fold<T: Clone + Send + Sync>(
+    net: &Network,
+    stox: &Stox,
+    images: &[f32],
+    cancel: &Cancel,
+    empty: T,
+    add: impl Fn(&mut T, usize, usize, &[f32]) + Sync,
+    merge: impl Fn(&mut T, &T),
+) -> Vec<Vec<T>> {
     let n = net.nodes.len();
     let sizes: Vec<usize> = stox.layers.iter().map(|l| l.as_ref().map_or(0, |l| l.columns.len())).collect();
     ordered_fold(
@@ -238,7 +249,16 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
     let ideal: Vec<Option<LayerConfig>> = specs
         .iter()
         .enumerate()
-        .map(|(i, s)| s.as_ref().map(|s| LayerConfig { mapping: s.mapping.clone(), converter: Converter::Ideal, input_clip: clips[i], input_signed: s.input_signed, noise: Noise::default(), params: ColumnParams::default() }))
+        .map(|(i, s)| {
+            s.as_ref().map(|s| LayerConfig {
+                mapping: s.mapping.clone(),
+                converter: Converter::Ideal,
+                input_clip: clips[i],
+                input_signed: s.input_signed,
+                noise: Noise::default(),
+                params: ColumnParams::default(),
+            })
+        })
         .collect();
     let needs_stats = specs.iter().flatten().any(|s| match s.converter {
         ConverterSpec::SparseAdc | ConverterSpec::Adc { calibrated: true, .. } => s.params.adc_lo.is_empty(),
@@ -404,7 +424,17 @@ mod tests {
         let fc = Linear { weight: w, bias: None, out_features: 2, in_features: k };
         let net = Network::new(Shape { c: k, h: 1, w: 1 }, vec![Node { name: "fc".into(), op: Op::Linear(fc), inputs: vec![0] }], 1).unwrap();
         let spec = |bits| LayerSpec {
-            mapping: Mapping { rows: 129, cols: 128, split: Split::Filled, weight_bits: 1, weight_slice_bits: 1, input_bits: 16, input_stream_bits: 16, weight_quant: WeightQuant::Uniform, signed: SignedMapping::Differential },
+            mapping: Mapping {
+                rows: 129,
+                cols: 128,
+                split: Split::Filled,
+                weight_bits: 1,
+                weight_slice_bits: 1,
+                input_bits: 16,
+                input_stream_bits: 16,
+                weight_quant: WeightQuant::Uniform,
+                signed: SignedMapping::Differential,
+            },
             converter: ConverterSpec::Adc { bits, calibrated: false },
             input_clip: Some(1.0),
             input_signed: false,

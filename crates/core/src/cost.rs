@@ -138,7 +138,11 @@ impl Tech {
         if let Some(i) = b.iter().position(|&x| x == bits) {
             return (self.adc_energy[i], self.adc_area[i], latency);
         }
-        let (i, j) = if bits > b[n - 1] { (n - 2, n - 1) } else if bits < b[0] { (1, 0) } else {
+        let (i, j) = if bits > b[n - 1] {
+            (n - 2, n - 1)
+        } else if bits < b[0] {
+            (1, 0)
+        } else {
             let hi = b.iter().position(|&x| x > bits).unwrap();
             (hi - 1, hi)
         };
@@ -366,9 +370,25 @@ mod tests {
         let w: Vec<f32> = (0..4 * 18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect();
         let conv = Conv { weight: w, bias: None, out_channels: 4, in_channels: 2, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] };
         let net = Network::new(Shape { c: 2, h: 4, w: 4 }, vec![Node { name: "c".into(), op: Op::Conv(conv), inputs: vec![0] }], 1).unwrap();
-        let mapping = Mapping { rows: 10, cols: 8, split: Split::Balanced, weight_bits: 4, weight_slice_bits: 4, input_bits: 4, input_stream_bits: 4, weight_quant: WeightQuant::Uniform, signed: SignedMapping::Differential };
+        let mapping = Mapping {
+            rows: 10,
+            cols: 8,
+            split: Split::Balanced,
+            weight_bits: 4,
+            weight_slice_bits: 4,
+            input_bits: 4,
+            input_stream_bits: 4,
+            weight_quant: WeightQuant::Uniform,
+            signed: SignedMapping::Differential,
+        };
         let cols = 2 * 4;
-        let params = ColumnParams { norm_scale: vec![0.1; cols], norm_shift: (0..cols).map(|c| if c % 2 == 0 { 0.3 } else { -0.6 }).collect(), readout_gain: vec![1.0; cols], readout_offset: vec![0.0; cols], ..Default::default() };
+        let params = ColumnParams {
+            norm_scale: vec![0.1; cols],
+            norm_shift: (0..cols).map(|c| if c % 2 == 0 { 0.3 } else { -0.6 }).collect(),
+            readout_gain: vec![1.0; cols],
+            readout_offset: vec![0.0; cols],
+            ..Default::default()
+        };
         let spec = LayerSpec { mapping, converter, input_clip: Some(1.0), input_signed: false, noise: Noise::default(), params };
         let (stox, _) = prepare(&net, &[Some(spec)], 1, &[], &Default::default()).unwrap();
         let images: Vec<f32> = (0..2 * 32).map(|i| (i % 5) as f32 * 0.2).collect();
@@ -387,7 +407,7 @@ mod tests {
             let x = |c: usize, h: usize, w: usize| (((image * 32 + c * 16 + h * 4 + w) % 5) as f64 * 0.2 * 15.0).round();
             for (oh, ow) in (0..4).flat_map(|h| (0..4).map(move |w| (h, w))) {
                 for (c, kh, kw) in (0..2).flat_map(|c| (0..3).flat_map(move |kh| (0..3).map(move |kw| (c, kh, kw)))) {
-                    let (ih, iw) = (oh as i32 + kh as i32 - 1, ow as i32 + kw as i32 - 1);
+                    let (ih, iw) = (oh + kh as i32 - 1, ow + kw as i32 - 1);
                     if (0..4).contains(&ih) && (0..4).contains(&iw) {
                         let v = x(c, ih as usize, iw as usize);
                         sq += v * v;

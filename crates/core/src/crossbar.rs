@@ -8,8 +8,8 @@ use rand_core::RngCore;
 use crate::bail;
 use crate::converter::{self, Column, Converter, Draws};
 use crate::error::Result;
-use crate::graph::{Conv, Shape};
 use crate::gemm::gemm;
+use crate::graph::{Conv, Shape};
 use crate::mtj::{Device, Thresholds};
 use crate::mvm::{self, PackedWeights};
 use crate::ops::LayerOps;
@@ -210,6 +210,8 @@ fn normal(r: &mut impl RngCore) -> f32 {
 impl CrossbarLayer {
     /// Quantises and programs `weight` (`out × k`, row-major) with the seed's
     /// cell variation and MTJ spread.
+    // `i` walks the slices of several per-slice arrays at once.
+    #[allow(clippy::needless_range_loop)]
     pub fn new(layer: usize, name: &str, weight: &[f32], bias: Option<&[f32]>, out: usize, config: LayerConfig, seed: u64) -> Result<CrossbarLayer> {
         let at = format!("layer '{name}'");
         let m = &config.mapping;
@@ -282,9 +284,7 @@ impl CrossbarLayer {
         let columns = Self::columns(&config, &ranges, slices, streams, out, &max_digit, seed, layer, &at)?;
         let integer = sigma == 0.0 && !config.input_signed && m.input_stream_bits <= 8 && weights.iter().flatten().all(|&w| w.abs() <= 127.0);
         let binary = m.weight_slice_bits == 1 && m.input_stream_bits == 1;
-        let packed = integer.then(|| {
-            (0..slices).flat_map(|_| ranges.iter()).zip(&weights).map(|(&(k0, k1), w)| PackedWeights::new(w, out, k1 - k0, binary)).collect()
-        });
+        let packed = integer.then(|| (0..slices).flat_map(|_| ranges.iter()).zip(&weights).map(|(&(k0, k1), w)| PackedWeights::new(w, out, k1 - k0, binary)).collect());
         let input = InputQuant::new(m.input_bits, config.input_clip, config.input_signed);
         let out_scale = q.scale.iter().map(|&s| s * input.step).collect();
         let thresholds = match config.converter {
@@ -298,7 +298,9 @@ impl CrossbarLayer {
     fn columns(config: &LayerConfig, ranges: &[(usize, usize)], slices: usize, streams: usize, out: usize, max_digit: &[f32], seed: u64, layer: usize, at: &str) -> Result<Vec<Column>> {
         let n = ranges.len() * slices * streams * out;
         let p = &config.params;
-        for (name, v) in [("adcLo", &p.adc_lo), ("adcStep", &p.adc_step), ("normScale", &p.norm_scale), ("normShift", &p.norm_shift), ("readoutGain", &p.readout_gain), ("readoutOffset", &p.readout_offset)] {
+        for (name, v) in
+            [("adcLo", &p.adc_lo), ("adcStep", &p.adc_step), ("normScale", &p.norm_scale), ("normShift", &p.norm_shift), ("readoutGain", &p.readout_gain), ("readoutOffset", &p.readout_offset)]
+        {
             if !v.is_empty() && v.len() != n {
                 bail!("{at}: {name} has {} values, the mapping has {n} columns (subarrays × slices × streams × outputs)", v.len());
             }
@@ -376,8 +378,8 @@ impl CrossbarLayer {
         seed: u64,
         out: &mut [f32],
         ops: &mut LayerOps,
-        mut observe: Option<&mut dyn FnMut(usize, &[f32])>,
-        mut record: Option<(&mut [f32], &mut [f32])>,
+        mut observe: Option<Observe>,
+        mut record: Option<Record>,
     ) {
         let m = &self.config.mapping;
         let (slices, streams) = (m.slices(), m.streams());
@@ -506,6 +508,13 @@ impl CrossbarLayer {
     }
 }
 
+/// Calibration's view of every raw partial-sum row: (column, row of p sums).
+pub type Observe<'a> = &'a mut dyn FnMut(usize, &[f32]);
+
+/// Where training records a layer's partial sums and converter outputs
+/// (`columns × p` each, canonical column order).
+pub type Record<'a> = (&'a mut [f32], &'a mut [f32]);
+
 /// Nonzero digits and the sum of their squares in one row of drives, in
 /// u32 lanes over blocks short enough that 255² sums cannot wrap.
 fn drives(row: &[u8]) -> (u64, u64) {
@@ -543,7 +552,11 @@ fn range(v: &[f32]) -> (f32, f32) {
 /// How a layer's input becomes the `k × p` matrix its crossbar reads.
 #[derive(Clone, Copy)]
 pub enum Unfold<'a> {
-    Conv { conv: &'a Conv, input: Shape, output: Shape },
+    Conv {
+        conv: &'a Conv,
+        input: Shape,
+        output: Shape,
+    },
     /// A linear layer reads its input vector (p = 1).
     Identity,
 }
@@ -613,7 +626,14 @@ mod tests {
         let (out, k) = (2, 40);
         let w: Vec<f32> = (0..out * k).map(|i| (i % k) as f32 / (k - 1) as f32 * 2.0 - 1.0).collect();
         for (bits, quant, signed, slices) in [(1, Uniform, Differential, 3), (2, Uniform, Differential, 2), (4, Uniform, Differential, 1), (1, Away, Differential, 4), (1, Uniform, Offset, 4)] {
-            let config = LayerConfig { mapping: mapping(Split::Balanced, bits, 4, quant, signed), converter: Converter::Ideal, input_clip: 1.0, input_signed: false, noise: Noise::default(), params: ColumnParams::default() };
+            let config = LayerConfig {
+                mapping: mapping(Split::Balanced, bits, 4, quant, signed),
+                converter: Converter::Ideal,
+                input_clip: 1.0,
+                input_signed: false,
+                noise: Noise::default(),
+                params: ColumnParams::default(),
+            };
             let layer = CrossbarLayer::new(0, "l", &w, None, out, config, 0).unwrap();
             assert_eq!(layer.max_digit.len(), slices, "{bits}-bit slices, {quant:?}, {signed:?}");
             assert!(layer.max_digit.iter().all(|&d| d > 0.0), "{bits}-bit slices, {quant:?}, {signed:?}: {:?}", layer.max_digit);

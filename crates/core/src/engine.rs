@@ -62,8 +62,7 @@ impl Workspace {
     }
 
     fn cols_len(net: &Network) -> usize {
-        net
-            .nodes
+        net.nodes
             .iter()
             .enumerate()
             .map(|(i, n)| match &n.op {
@@ -132,7 +131,19 @@ impl Workspace {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_crossbar(layer: &CrossbarLayer, x: &[f32], p: usize, unfold: Unfold, scratch: &mut crossbar::Scratch, index: usize, seed: u64, out: &mut [f32], ops: &mut LayerOps, node: usize, observe: Option<Observer<'_, '_>>) {
+fn run_crossbar(
+    layer: &CrossbarLayer,
+    x: &[f32],
+    p: usize,
+    unfold: Unfold,
+    scratch: &mut crossbar::Scratch,
+    index: usize,
+    seed: u64,
+    out: &mut [f32],
+    ops: &mut LayerOps,
+    node: usize,
+    observe: Option<Observer<'_, '_>>,
+) {
     match observe {
         Some(f) => {
             let mut g = |col: usize, ps: &[f32]| f(node, col, ps);
@@ -197,7 +208,7 @@ pub fn ordered_fold<A: Send>(net: &Network, images: &[f32], cancel: &Cancel, ini
 /// packed in `images`, numbered `first, first + 1, …` for the RNG.
 pub fn forward(net: &Network, stox: Option<&Stox>, images: &[f32], first: usize) -> Result<(Vec<f32>, Vec<LayerOps>)> {
     let len = net.input.len();
-    if images.len() % len != 0 {
+    if !images.len().is_multiple_of(len) {
         bail!("image buffer has {} values, not a multiple of the input size {}", images.len(), len);
     }
     if let Some(s) = stox {
@@ -242,12 +253,7 @@ pub fn thread_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> 
     if let Some((_, p)) = pools.iter().find(|(n, _)| *n == threads) {
         return Ok(p.clone());
     }
-    let pool = std::sync::Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| crate::error::Error::new(format!("cannot start {threads} threads: {e}")))?,
-    );
+    let pool = std::sync::Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| crate::error::Error::new(format!("cannot start {threads} threads: {e}")))?);
     pools.push((threads, pool.clone()));
     Ok(pool)
 }

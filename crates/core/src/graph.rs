@@ -14,6 +14,8 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// Values of one image of this shape (a shape is never "empty": no is_empty).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         self.c * self.h * self.w
     }
@@ -71,11 +73,17 @@ pub enum Op {
     BatchNorm(BatchNorm),
     Relu,
     /// Clamp to [min, max] (ONNX Clip; hardtanh when ±1).
-    Hardtanh { min: f32, max: f32 },
+    Hardtanh {
+        min: f32,
+        max: f32,
+    },
     Add,
     Slice(Slice),
     /// Zero channels added before and after (the option-A shortcut's Pad).
-    PadChannels { before: usize, after: usize },
+    PadChannels {
+        before: usize,
+        after: usize,
+    },
     GlobalAvgPool,
     Flatten,
     Linear(Linear),
@@ -146,6 +154,8 @@ fn within(n: Option<usize>, max: usize) -> Option<usize> {
 
 impl Network {
     /// Checks every node's inputs, parameters and shapes; errors name the node.
+    // `!(x > 0)` on floats is deliberate: it refuses NaN too.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn new(input: Shape, nodes: Vec<Node>, output: usize) -> Result<Network> {
         if within(input.checked_len(), MAX_ELEMENTS).filter(|&n| n > 0).is_none() {
             bail!("network input shape {}x{}x{} is empty or too large", input.c, input.h, input.w);
@@ -168,12 +178,18 @@ impl Network {
                     if c.in_channels != x.c {
                         bail!("{}: weight expects {} input channels, input has {}", at(), c.in_channels, x.c);
                     }
-                    let expect = within(
-                        c.out_channels.checked_mul(c.in_channels).and_then(|n| n.checked_mul(c.kernel[0])).and_then(|n| n.checked_mul(c.kernel[1])),
-                        MAX_ELEMENTS,
-                    );
+                    let expect = within(c.out_channels.checked_mul(c.in_channels).and_then(|n| n.checked_mul(c.kernel[0])).and_then(|n| n.checked_mul(c.kernel[1])), MAX_ELEMENTS);
                     if expect != Some(c.weight.len()) || c.weight.is_empty() {
-                        bail!("{}: weight has {} values, shape {}x{}x{}x{} needs {}", at(), c.weight.len(), c.out_channels, c.in_channels, c.kernel[0], c.kernel[1], expect.map_or("too many".into(), |n| n.to_string()));
+                        bail!(
+                            "{}: weight has {} values, shape {}x{}x{}x{} needs {}",
+                            at(),
+                            c.weight.len(),
+                            c.out_channels,
+                            c.in_channels,
+                            c.kernel[0],
+                            c.kernel[1],
+                            expect.map_or("too many".into(), |n| n.to_string())
+                        );
                     }
                     if let Some(b) = &c.bias {
                         if b.len() != c.out_channels {

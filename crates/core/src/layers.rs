@@ -73,7 +73,6 @@ fn clear_columns<T: Copy>(lines: &mut [T], w: usize, lo: usize, hi: usize, zero:
     }
 }
 
-
 /// Outputs `lo..hi` along one axis whose input `o·stride + tap − pad`
 /// lies inside an input of `size` (the rest read padding).
 fn valid_outputs(stride: usize, pad: usize, size: usize, outputs: usize, tap: usize) -> (usize, usize) {
@@ -139,7 +138,13 @@ pub fn relu(x: &[f32], out: &mut [f32]) {
 /// `x < min ? min : x > max ? max : x`.
 pub fn hardtanh(x: &[f32], min: f32, max: f32, out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = if v < min { min } else if v > max { max } else { v };
+        *o = if v < min {
+            min
+        } else if v > max {
+            max
+        } else {
+            v
+        };
     }
 }
 
@@ -192,7 +197,15 @@ mod tests {
     /// path of stride-1 "same" convolutions) equals the definition.
     #[test]
     fn im2col_matches_its_definition() {
-        let cases = [([3, 3], [1, 1], [1, 1, 1, 1]), ([3, 3], [1, 1], [0, 0, 0, 0]), ([3, 3], [2, 2], [1, 1, 1, 1]), ([1, 1], [1, 1], [0, 0, 0, 0]), ([5, 5], [1, 1], [2, 2, 2, 2]), ([3, 3], [1, 1], [0, 2, 2, 0]), ([2, 3], [1, 2], [1, 0, 0, 1])];
+        let cases = [
+            ([3, 3], [1, 1], [1, 1, 1, 1]),
+            ([3, 3], [1, 1], [0, 0, 0, 0]),
+            ([3, 3], [2, 2], [1, 1, 1, 1]),
+            ([1, 1], [1, 1], [0, 0, 0, 0]),
+            ([5, 5], [1, 1], [2, 2, 2, 2]),
+            ([3, 3], [1, 1], [0, 2, 2, 0]),
+            ([2, 3], [1, 2], [1, 0, 0, 1]),
+        ];
         for (kernel, stride, pads) in cases {
             let (ci, h, w) = (3, 7, 6);
             let cv = Conv { weight: vec![], bias: None, out_channels: 1, in_channels: ci, kernel, stride, pads };

@@ -74,6 +74,8 @@ impl Thresholds {
 
     /// The table for `x = ps·scale + shift` over integer `ps`, or `None` when
     /// the unclamped range spans more than `MAX` integers.
+    // `!(a < b)` on floats is deliberate: a NaN bound gives no table.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn new(device: &Device, curve: &Curve, scale: f32, shift: f32) -> Option<Thresholds> {
         let x = |v: i32| v as f32 * scale + shift;
         if !(scale.is_finite() && shift.is_finite()) || scale == 0.0 {
@@ -170,7 +172,13 @@ mod tests {
     fn thresholds_table_equals_the_curve() {
         let dev = Device { slope: 1.07, offset: -0.03 };
         // Table sizes on both sides of the 16 entries a permute holds.
-        for (curve, scale, shift, entries) in [(Curve::sigmoid(4.0), 0.0123f32, 0.21f32, 169), (Curve::sigmoid(4.0), -0.0071, -0.4, 288), (Curve::fitted(), 0.3, 0.05, 11), (Curve::sigmoid(4.0), 0.2, 0.1, 16), (Curve::sigmoid(4.0), 0.18, 0.0, 17)] {
+        for (curve, scale, shift, entries) in [
+            (Curve::sigmoid(4.0), 0.0123f32, 0.21f32, 169),
+            (Curve::sigmoid(4.0), -0.0071, -0.4, 288),
+            (Curve::fitted(), 0.3, 0.05, 11),
+            (Curve::sigmoid(4.0), 0.2, 0.1, 16),
+            (Curve::sigmoid(4.0), 0.18, 0.0, 17),
+        ] {
             let t = Thresholds::new(&dev, &curve, scale, shift).expect("small range");
             assert_eq!(t.table.len(), entries.max(16));
             for v in -5000..5000 {

@@ -133,7 +133,7 @@ pub fn mvm(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32]) {
 fn bits<const N: usize>(pos: &[u32], neg: &[u32], o0: usize, words: usize, x: &PackedInputs, p: usize, ps: &mut [f32]) {
     use std::arch::x86_64::*;
     assert!((o0 + N) * words <= pos.len() && (o0 + N) * words <= neg.len());
-    assert!(words * x.stride <= x.x.len() && x.stride >= p && x.stride % BLOCK == 0 && (o0 + N - 1) * p + p <= ps.len());
+    assert!(words * x.stride <= x.x.len() && x.stride >= p && x.stride.is_multiple_of(BLOCK) && (o0 + N - 1) * p + p <= ps.len());
     // SAFETY: the features are enabled at compile time; the input loads
     // stay inside `x` (words × stride, asserted), the weight reads inside
     // the masks, and the masked stores inside the outputs' rows of `ps`.
@@ -217,6 +217,8 @@ mod vnni {
 
     /// Four outputs × 32 columns.
     #[inline(always)]
+    // `r` indexes the accumulator rows and the weight rows together.
+    #[allow(clippy::needless_range_loop)]
     pub unsafe fn block(w: &[i8], quads: usize, x: &[u32], p: usize, o0: usize, j0: usize, ps: &mut [f32]) {
         assert!((o0 + 4) * quads * 4 <= w.len() && (quads - 1) * p + j0 + 32 <= x.len() && (o0 + 3) * p + j0 + 32 <= ps.len());
         let mut acc = [[_mm512_setzero_si512(); 2]; 4];

@@ -11,8 +11,8 @@
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 // Cody–Waite split of ln 2: the high part has few mantissa bits, so n·LN2_HI is exact.
-const LN2_HI: f32 = 0.693_145_751_953_125;
-const LN2_LO: f32 = 1.428_606_765_330_187_0e-6;
+const LN2_HI: f32 = f32::from_bits(0x3f31_7200); // 0.693145751953125
+const LN2_LO: f32 = f32::from_bits(0x35bf_be8e); // 1.4286068e-6
 
 /// `2^n` for integer `n` in [-126, 127]: adding 2^23 + 127 puts n + 127 in
 /// the low mantissa bits, and shifting them into the exponent field gives
@@ -24,6 +24,8 @@ fn pow2(n: f32) -> f32 {
 
 /// e^x, with x clamped to [-87, 88] (outside it f32 over/underflows anyway).
 #[inline(always)]
+// Not `clamp`: max/min map NaN to -87 as the JS reference does; clamp keeps NaN.
+#[allow(clippy::manual_clamp)]
 pub fn exp(x: f32) -> f32 {
     let x = x.max(-87.0).min(88.0);
     let n = (x * LOG2E + 0.5).floor();

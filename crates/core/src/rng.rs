@@ -51,6 +51,8 @@ pub struct Lanes {
 }
 
 impl Lanes {
+    // `l` indexes the lanes of the state and of the seeds together.
+    #[allow(clippy::needless_range_loop)]
     pub fn new(seed: u64, domain: Domain, layer: usize, image: usize) -> Lanes {
         let mut s = [[0u32; LANES]; 4];
         for l in 0..LANES {
@@ -70,6 +72,8 @@ impl Lanes {
     /// code, which made the generator the converter's critical path.
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
     #[inline(always)]
+    // Eight lanes at a time, not an Iterator: it never ends and yields arrays.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> [u32; LANES] {
         use std::arch::x86_64::*;
         // SAFETY: AVX2 is enabled at compile time, and every load and store

@@ -24,11 +24,7 @@ fn guarded<T>(f: impl FnOnce() -> stoxnet_core::Result<T>) -> napi::Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r.map_err(js_err),
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
+            let msg = payload.downcast_ref::<String>().cloned().or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into());
             Err(napi::Error::new(Status::GenericFailure, format!("stoxnet internal error (panic): {msg}")))
         }
     }
@@ -105,25 +101,13 @@ fn node(n: &NodeSpec) -> stoxnet_core::Result<Node> {
         "Relu" => Op::Relu,
         "Hardtanh" => Op::Hardtanh { min: *field(n, "min", &n.min)? as f32, max: *field(n, "max", &n.max)? as f32 },
         "Add" => Op::Add,
-        "Slice" => Op::Slice(graph::Slice {
-            start: dims::<2>(n, "start", &n.start)?,
-            end: dims::<2>(n, "end", &n.end)?,
-            step: dims::<2>(n, "step", &n.step)?,
-        }),
-        "PadChannels" => Op::PadChannels {
-            before: *field(n, "before", &n.before)? as usize,
-            after: *field(n, "after", &n.after)? as usize,
-        },
+        "Slice" => Op::Slice(graph::Slice { start: dims::<2>(n, "start", &n.start)?, end: dims::<2>(n, "end", &n.end)?, step: dims::<2>(n, "step", &n.step)? }),
+        "PadChannels" => Op::PadChannels { before: *field(n, "before", &n.before)? as usize, after: *field(n, "after", &n.after)? as usize },
         "GlobalAvgPool" => Op::GlobalAvgPool,
         "Flatten" => Op::Flatten,
         "Linear" => {
             let [o, i] = dims::<2>(n, "shape", &n.shape)?;
-            Op::Linear(graph::Linear {
-                weight: floats(field(n, "weight", &n.weight)?),
-                bias: n.bias.as_ref().map(floats),
-                out_features: o,
-                in_features: i,
-            })
+            Op::Linear(graph::Linear { weight: floats(field(n, "weight", &n.weight)?), bias: n.bias.as_ref().map(floats), out_features: o, in_features: i })
         }
         other => stoxnet_core::bail!("node '{}': unknown IR op '{}'", n.name, other),
     };
@@ -236,9 +220,11 @@ fn ops_js(o: &LayerOps) -> LayerOpsJs {
 }
 
 fn choice<T: Copy>(at: &str, field: &str, v: &str, options: &[(&str, T)]) -> stoxnet_core::Result<T> {
-    options.iter().find(|(k, _)| *k == v).map(|(_, t)| *t).ok_or_else(|| {
-        stoxnet_core::Error::new(format!("{at}: {field} must be one of {}, got '{v}'", options.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")))
-    })
+    options
+        .iter()
+        .find(|(k, _)| *k == v)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| stoxnet_core::Error::new(format!("{at}: {field} must be one of {}, got '{v}'", options.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "))))
 }
 
 fn params(p: &Option<ColumnParamsJs>) -> ColumnParams {
@@ -271,10 +257,7 @@ fn layer_spec(at: &str, l: &LayerSpecJs) -> stoxnet_core::Result<LayerSpec> {
     let need = |name: &str, v: Option<u32>| v.ok_or_else(|| stoxnet_core::Error::new(format!("{at}: converter '{}' needs {name}", l.converter)));
     let converter = match l.converter.as_str() {
         "ideal" => ConverterSpec::Ideal,
-        "adc" => ConverterSpec::Adc {
-            bits: l.adc_bits,
-            calibrated: choice(at, "adcRange", l.adc_range.as_deref().unwrap_or("full"), &[("full", false), ("calibrated", true)])?,
-        },
+        "adc" => ConverterSpec::Adc { bits: l.adc_bits, calibrated: choice(at, "adcRange", l.adc_range.as_deref().unwrap_or("full"), &[("full", false), ("calibrated", true)])? },
         "sparse-adc" => ConverterSpec::SparseAdc,
         "sense-amp" => ConverterSpec::SenseAmp,
         "mtj" => {
@@ -368,7 +351,14 @@ impl NativeNetwork {
                 .map(|(i, l)| l.as_ref().map(|l| layer_spec(&format!("layer '{}'", self.net.nodes.get(i).map_or("?", |n| n.name.as_str())), l)).transpose())
                 .collect::<stoxnet_core::Result<Vec<_>>>()
         })?;
-        Ok(AsyncTask::new(Prepare { net: self.net.clone(), specs, seed: seed as u64, images: calibration.to_vec(), threads: threads as usize, cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default() }))
+        Ok(AsyncTask::new(Prepare {
+            net: self.net.clone(),
+            specs,
+            seed: seed as u64,
+            images: calibration.to_vec(),
+            threads: threads as usize,
+            cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default(),
+        }))
     }
 }
 
@@ -770,67 +760,91 @@ use stoxnet_core::train::{
 /// training); `abort.abort()` stops that calibration. Arguments are checked
 /// before the promise is returned.
 #[napi(ts_return_type = "Promise<NativeTrainer>")]
-pub fn create_trainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array, threads: u32, abort: Option<&AbortHandle>) -> napi::Result<AsyncTask<CreateTrainer>> {
+pub fn create_trainer(
+    spec: NetworkSpec,
+    config: TrainConfigJs,
+    images: Uint8Array,
+    labels: Uint8Array,
+    calibration: Float32Array,
+    threads: u32,
+    abort: Option<&AbortHandle>,
+) -> napi::Result<AsyncTask<CreateTrainer>> {
     let setup = guarded(|| {
-            let net = network(&spec)?;
-            let dims = [net.input.c, net.input.h, net.input.w];
-            let len: usize = dims.iter().product();
-            if labels.is_empty() || images.len() != labels.len() * len {
-                stoxnet_core::bail!("training set: {} image bytes for {} labels, expected {} per image", images.len(), labels.len(), len);
+        let net = network(&spec)?;
+        let dims = [net.input.c, net.input.h, net.input.w];
+        let len: usize = dims.iter().product();
+        if labels.is_empty() || images.len() != labels.len() * len {
+            stoxnet_core::bail!("training set: {} image bytes for {} labels, expected {} per image", images.len(), labels.len(), len);
+        }
+        if let Some(bad) = labels.iter().position(|&l| l as usize >= net.classes()) {
+            stoxnet_core::bail!("training set: label {} of image {bad} is not below the network's {} classes", labels[bad], net.classes());
+        }
+        let schedule = choice("train", "schedule", &config.schedule, &[("cosine", Schedule::Cosine), ("onecycle", Schedule::OneCycle)])?;
+        if config.mean.len() != 3 || config.std.len() != 3 {
+            stoxnet_core::bail!("train: mean and std need 3 values each");
+        }
+        if !(config.seed >= 0.0 && config.seed.fract() == 0.0 && config.seed <= 9_007_199_254_740_991.0) {
+            stoxnet_core::bail!("seed must be an integer in [0, 2^53), got {}", config.seed);
+        }
+        let batches = labels.len().div_ceil(config.batch.max(1) as usize);
+        let total = batches * config.epochs as usize;
+        let cfg = TrainConfig {
+            epochs: config.epochs as usize,
+            batch: config.batch as usize,
+            sgd: Sgd {
+                lr: config.lr as f32,
+                momentum: config.momentum as f32,
+                nesterov: config.nesterov,
+                weight_decay: config.weight_decay as f32,
+                schedule,
+                warmup: (config.warmup_epochs * batches as f64).round() as usize,
+                total,
+            },
+            label_smoothing: config.label_smoothing as f32,
+            augment: config.augment,
+            seed: config.seed as u64,
+            normalize: Normalize { mean: std::array::from_fn(|i| config.mean[i] as f32), std: std::array::from_fn(|i| config.std[i] as f32) },
+        };
+        if let Some(d) = &config.distill {
+            if !((0.0..=1.0).contains(&d.alpha) && d.temperature > 0.0 && d.temperature.is_finite()) {
+                stoxnet_core::bail!("train: distillation needs alpha in [0, 1] and a positive temperature, got alpha {} temperature {}", d.alpha, d.temperature);
             }
-            if let Some(bad) = labels.iter().position(|&l| l as usize >= net.classes()) {
-                stoxnet_core::bail!("training set: label {} of image {bad} is not below the network's {} classes", labels[bad], net.classes());
+        }
+        let teacher = config
+            .distill
+            .as_ref()
+            .map(|d| {
+                network(&d.teacher)
+                    .map(|n| (n, Distill { alpha: d.alpha as f32, temperature: d.temperature as f32 }, d.source.clone()))
+                    .map_err(|e| stoxnet_core::Error::new(format!("teacher {}: {}", d.source, e.0)))
+            })
+            .transpose()?;
+        let qat = match &config.layers {
+            None => None,
+            Some(layers) => {
+                let grad = choice("train", "mtjGrad", config.mtj_grad.as_deref().unwrap_or("ste"), &[("ste", MtjGrad::Ste), ("expected", MtjGrad::Expected)])?;
+                let specs = layers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| l.as_ref().map(|l| layer_spec(&format!("layer '{}'", net.nodes.get(i).map_or("?", |n| n.name.as_str())), l)).transpose())
+                    .collect::<stoxnet_core::Result<Vec<_>>>()?;
+                Some((specs, grad, config.learn_clip.unwrap_or(false)))
             }
-            let schedule = choice("train", "schedule", &config.schedule, &[("cosine", Schedule::Cosine), ("onecycle", Schedule::OneCycle)])?;
-            if config.mean.len() != 3 || config.std.len() != 3 {
-                stoxnet_core::bail!("train: mean and std need 3 values each");
-            }
-            if !(config.seed >= 0.0 && config.seed.fract() == 0.0 && config.seed <= 9_007_199_254_740_991.0) {
-                stoxnet_core::bail!("seed must be an integer in [0, 2^53), got {}", config.seed);
-            }
-            let batches = labels.len().div_ceil(config.batch.max(1) as usize);
-            let total = batches * config.epochs as usize;
-            let cfg = TrainConfig {
-                epochs: config.epochs as usize,
-                batch: config.batch as usize,
-                sgd: Sgd {
-                    lr: config.lr as f32,
-                    momentum: config.momentum as f32,
-                    nesterov: config.nesterov,
-                    weight_decay: config.weight_decay as f32,
-                    schedule,
-                    warmup: (config.warmup_epochs * batches as f64).round() as usize,
-                    total,
-                },
-                label_smoothing: config.label_smoothing as f32,
-                augment: config.augment,
-                seed: config.seed as u64,
-                normalize: Normalize { mean: std::array::from_fn(|i| config.mean[i] as f32), std: std::array::from_fn(|i| config.std[i] as f32) },
-            };
-            if let Some(d) = &config.distill {
-                if !(0.0..=1.0).contains(&d.alpha) || !(d.temperature > 0.0 && d.temperature.is_finite()) {
-                    stoxnet_core::bail!("train: distillation needs alpha in [0, 1] and a positive temperature, got alpha {} temperature {}", d.alpha, d.temperature);
-                }
-            }
-            let teacher = config
-                .distill
-                .as_ref()
-                .map(|d| network(&d.teacher).map(|n| (n, Distill { alpha: d.alpha as f32, temperature: d.temperature as f32 }, d.source.clone())).map_err(|e| stoxnet_core::Error::new(format!("teacher {}: {}", d.source, e.0))))
-                .transpose()?;
-            let qat = match &config.layers {
-                None => None,
-                Some(layers) => {
-                    let grad = choice("train", "mtjGrad", config.mtj_grad.as_deref().unwrap_or("ste"), &[("ste", MtjGrad::Ste), ("expected", MtjGrad::Expected)])?;
-                    let specs = layers
-                        .iter()
-                        .enumerate()
-                        .map(|(i, l)| l.as_ref().map(|l| layer_spec(&format!("layer '{}'", net.nodes.get(i).map_or("?", |n| n.name.as_str())), l)).transpose())
-                        .collect::<stoxnet_core::Result<Vec<_>>>()?;
-                    Some((specs, grad, config.learn_clip.unwrap_or(false)))
-                }
-            };
-            Ok(CreateTrainer { net: Some(net), teacher, cfg, init: config.init, qat, ema: config.ema.map(|d| d as f32), samples_random: config.samples_random.clone(), calibration: calibration.to_vec(), data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }), threads: threads as usize, cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default() })
-        })?;
+        };
+        Ok(CreateTrainer {
+            net: Some(net),
+            teacher,
+            cfg,
+            init: config.init,
+            qat,
+            ema: config.ema.map(|d| d as f32),
+            samples_random: config.samples_random.clone(),
+            calibration: calibration.to_vec(),
+            data: Arc::new(Dataset { images: images.to_vec(), labels: labels.to_vec(), dims }),
+            threads: threads as usize,
+            cancel: abort.map(|a| a.cancel.clone()).unwrap_or_default(),
+        })
+    })?;
     Ok(AsyncTask::new(setup))
 }
 
@@ -891,7 +905,6 @@ impl Task for CreateTrainer {
 
 #[napi]
 impl NativeTrainer {
-
     #[napi(getter)]
     pub fn batches_per_epoch(&self) -> u32 {
         self.trainer.lock().map(|t| t.batches_per_epoch(self.data.len()) as u32).unwrap_or(0)

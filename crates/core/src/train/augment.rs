@@ -57,11 +57,7 @@ pub fn prepare(image: &[u8], dims: [usize; 3], norm: &Normalize, augment: Option
                 let sy = y as isize + dy;
                 let sx0 = if flip { (w - 1 - x) as isize } else { x as isize };
                 let sx = sx0 + dx;
-                out[(ch * h + y) * w + x] = if sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize {
-                    norm.pixel(ch, image[(ch * h + sy as usize) * w + sx as usize])
-                } else {
-                    zero
-                };
+                out[(ch * h + y) * w + x] = if sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize { norm.pixel(ch, image[(ch * h + sy as usize) * w + sx as usize]) } else { zero };
             }
         }
     }

@@ -87,10 +87,13 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                         None => (0..n).map(|_| None).collect(),
                     };
                     let conv: &Conv = c;
-                    out.par_chunks_exact_mut(os.len()).zip(input.par_chunks_exact(xs.len())).zip(q.images.par_iter()).zip(slots).for_each_init(Scratch::default, |scratch, (((o, x), &image), slot)| {
-                        let unfold = Unfold::Conv { conv, input: xs, output: os };
-                        layer.forward(x, p, unfold, scratch, image, q.seed, o, &mut LayerOps::default(), None, slot);
-                    });
+                    out.par_chunks_exact_mut(os.len()).zip(input.par_chunks_exact(xs.len())).zip(q.images.par_iter()).zip(slots).for_each_init(
+                        Scratch::default,
+                        |scratch, (((o, x), &image), slot)| {
+                            let unfold = Unfold::Conv { conv, input: xs, output: os };
+                            layer.forward(x, p, unfold, scratch, image, q.seed, o, &mut LayerOps::default(), None, slot);
+                        },
+                    );
                     record = Some(XbarTape { layer, recorded });
                 }
                 Op::Conv(c) => {
@@ -135,6 +138,8 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
 }
 
 /// Train-mode BatchNorm over the batch; returns (x̂, 1/std) for backward.
+// `ch` indexes the statistics of several per-channel arrays.
+#[allow(clippy::needless_range_loop)]
 fn batch_norm_train(b: &mut crate::graph::BatchNorm, x: &[f32], out: &mut [f32], n: usize, s: Shape) -> (Buf, Vec<f32>) {
     let (c, p) = (s.c, s.h * s.w);
     let m = (n * p) as f64;
@@ -305,16 +310,24 @@ fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape
     transpose(&c.weight, o, k, &mut wt);
     let nb = if c.bias.is_some() { o } else { 0 };
     let scratch = || (Buf::zeroed(p * k), Buf::zeroed(k * p), Buf::zeroed(o * k));
-    let (dx, mut g) = chunked_backward(x, dy, n, (xs.len(), os.len()), || vec![vec![0f32; o * k], vec![0f32; nb]], scratch, |acc, (rows, dcols, tmp), dxi, dyi, xi, _| {
-        im2row(c, xi, xs, os, rows);
-        gemm_fused(dyi, rows, tmp, o, p, k);
-        acc[0].iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
-        for (ch, row) in dyi.chunks_exact(p).enumerate().take(nb) {
-            acc[1][ch] += row.iter().sum::<f32>();
-        }
-        gemm_fused(&wt, dyi, dcols, k, o, p);
-        col2im(c, dcols, xs, os, dxi);
-    });
+    let (dx, mut g) = chunked_backward(
+        x,
+        dy,
+        n,
+        (xs.len(), os.len()),
+        || vec![vec![0f32; o * k], vec![0f32; nb]],
+        scratch,
+        |acc, (rows, dcols, tmp), dxi, dyi, xi, _| {
+            im2row(c, xi, xs, os, rows);
+            gemm_fused(dyi, rows, tmp, o, p, k);
+            acc[0].iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
+            for (ch, row) in dyi.chunks_exact(p).enumerate().take(nb) {
+                acc[1][ch] += row.iter().sum::<f32>();
+            }
+            gemm_fused(&wt, dyi, dcols, k, o, p);
+            col2im(c, dcols, xs, os, dxi);
+        },
+    );
     g.truncate(if nb > 0 { 2 } else { 1 });
     (dx, g)
 }
@@ -323,13 +336,21 @@ fn linear_backward(l: &crate::graph::Linear, x: &[f32], dy: &[f32], n: usize) ->
     let (fi, fo) = (l.in_features, l.out_features);
     let mut wt = vec![0f32; fi * fo];
     transpose(&l.weight, fo, fi, &mut wt);
-    let (dx, mut g) = chunked_backward(x, dy, n, (fi, fo), || vec![vec![0f32; fo * fi], vec![0f32; fo]], || (), |acc, _, dxi, dyi, xi, _| {
-        for (oo, &g) in dyi.iter().enumerate() {
-            acc[0][oo * fi..(oo + 1) * fi].iter_mut().zip(xi).for_each(|(a, &v)| *a += g * v);
-            acc[1][oo] += g;
-        }
-        gemm_fused(&wt, dyi, dxi, fi, fo, 1);
-    });
+    let (dx, mut g) = chunked_backward(
+        x,
+        dy,
+        n,
+        (fi, fo),
+        || vec![vec![0f32; fo * fi], vec![0f32; fo]],
+        || (),
+        |acc, _, dxi, dyi, xi, _| {
+            for (oo, &g) in dyi.iter().enumerate() {
+                acc[0][oo * fi..(oo + 1) * fi].iter_mut().zip(xi).for_each(|(a, &v)| *a += g * v);
+                acc[1][oo] += g;
+            }
+            gemm_fused(&wt, dyi, dxi, fi, fo, 1);
+        },
+    );
     g.truncate(if l.bias.is_some() { 2 } else { 1 });
     (dx, g)
 }

@@ -230,7 +230,11 @@ impl Trainer {
             bail!("EMA decay must be in (0, 1), got {decay}");
         }
         let mut values = Vec::new();
-        self.for_each_part(|part, x| if part == Part::Model { values.extend_from_slice(x) });
+        self.for_each_part(|part, x| {
+            if part == Part::Model {
+                values.extend_from_slice(x)
+            }
+        });
         self.ema = Some(Ema { decay, values });
         Ok(self)
     }

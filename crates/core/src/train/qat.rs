@@ -31,8 +31,8 @@ use crate::bail;
 use crate::converter::Converter;
 use crate::crossbar::{ColumnParams, CrossbarLayer, LayerConfig};
 use crate::error::Result;
-use crate::graph::{Node, Op};
 use crate::gemm::{gemm_fused, gemm_fused_strided};
+use crate::graph::{Node, Op};
 use crate::pmath;
 use crate::pool::Buf;
 
@@ -140,12 +140,7 @@ impl QatLayer {
         let [ds, dt, dg, dh] = &raw.params;
         let n = s0.len();
         let r = self.clip_ratio();
-        [
-            (0..n).map(|i| ds[i] * s0[i] * r + dt[i] * t0[i]).collect(),
-            dt.clone(),
-            (0..n).map(|i| dg[i] * g0[i] / r).collect(),
-            (0..n).map(|i| dh[i] * g0[i] / r).collect(),
-        ]
+        [(0..n).map(|i| ds[i] * s0[i] * r + dt[i] * t0[i]).collect(), dt.clone(), (0..n).map(|i| dg[i] * g0[i] / r).collect(), (0..n).map(|i| dh[i] * g0[i] / r).collect()]
     }
 
     /// Derivative of the converter output with respect to x (normalising

@@ -6,7 +6,15 @@ use crate::graph::{BatchNorm, Conv, Linear, Node, Shape, Slice};
 /// Hardtanh → GAP → Flatten → Linear: every op of the IR on a tiny input.
 pub(crate) fn tiny() -> Network {
     let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
-    let conv = |o, c, stride, bias: bool| Conv { weight: vec![0.0; o * c * 9], bias: bias.then(|| vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [stride, stride], pads: [1, 1, 1, 1] };
+    let conv = |o, c, stride, bias: bool| Conv {
+        weight: vec![0.0; o * c * 9],
+        bias: bias.then(|| vec![0.0; o]),
+        out_channels: o,
+        in_channels: c,
+        kernel: [3, 3],
+        stride: [stride, stride],
+        pads: [1, 1, 1, 1],
+    };
     let nodes = vec![
         node("c1", Op::Conv(conv(4, 2, 1, true)), vec![0]),
         node("bn", Op::BatchNorm(BatchNorm { scale: vec![1.0; 4], bias: vec![0.0; 4], mean: vec![0.0; 4], var: vec![1.0; 4], eps: 1e-5 }), vec![1]),
@@ -285,7 +293,17 @@ mod qat_tests {
     fn qat_layers_with(net: &Network, grad: MtjGrad, edit: impl Fn(&mut LayerConfig)) -> Vec<Option<QatLayer>> {
         let cols = 3 * 8;
         let config = LayerConfig {
-            mapping: Mapping { rows: 16, cols: 128, split: Split::Balanced, weight_bits: 4, weight_slice_bits: 4, input_bits: 4, input_stream_bits: 4, weight_quant: WeightQuant::Uniform, signed: SignedMapping::Differential },
+            mapping: Mapping {
+                rows: 16,
+                cols: 128,
+                split: Split::Balanced,
+                weight_bits: 4,
+                weight_slice_bits: 4,
+                input_bits: 4,
+                input_stream_bits: 4,
+                weight_quant: WeightQuant::Uniform,
+                signed: SignedMapping::Differential,
+            },
             converter: Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 4 },
             input_clip: 2.0,
             input_signed: false,
@@ -543,9 +561,9 @@ mod qat_tests {
         assert_ne!(draws, other, "the draws follow the seed");
         // The layer trains at the drawn T: after step s, its converter holds draws[s].
         let mut t = t;
-        for step in 0..3 {
+        for (step, &drawn) in draws.iter().enumerate().take(3) {
             t.train_batches(&data, 0, step, step + 1).unwrap();
-            assert!(matches!(t.qat[3].as_ref().unwrap().config.converter, Converter::Mtj { samples, .. } if samples == draws[step]));
+            assert!(matches!(t.qat[3].as_ref().unwrap().config.converter, Converter::Mtj { samples, .. } if samples == drawn));
         }
         let random = assert_resume_is_bit_identical(|| make(5).with_random_samples(vec![1, 2, 4]).unwrap(), &data, 1, 3);
         let fixed = assert_resume_is_bit_identical(|| make(5), &data, 1, 3);
@@ -600,7 +618,8 @@ mod qat_tests {
     #[test]
     fn training_through_each_converter_resumes_bit_for_bit() {
         let data = dataset();
-        let converters: [(&str, Box<dyn Fn(&Network) -> Vec<Option<QatLayer>>>); 3] = [
+        type Layers = Box<dyn Fn(&Network) -> Vec<Option<QatLayer>>>;
+        let converters: [(&str, Layers); 3] = [
             (
                 "ideal",
                 Box::new(|n: &Network| {
