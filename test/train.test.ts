@@ -38,6 +38,18 @@ describe.skipIf(!HAVE_DATA)('stoxnet train (FP32, from scratch)', () => {
     expect(nat.report.top1).toBeCloseTo(lines[1].testTop1, 1);
   });
 
+  it('shows progress on a terminal (batches, ETA, epoch, loss, images/s) and nothing in a pipe', async () => {
+    const args = [CLI, 'train', '--arch', 'resnet20', '--out', tmp(), '--epochs', '1', '--data', DATA_DIR, '--train-images', '256', '--batch', '64', '--seed', '3'];
+    // `script` runs the command on a pseudo-terminal (its stderr is a TTY) and copies what it prints.
+    const command = [process.execPath, ...args].map((a) => `'${a}'`).join(' ');
+    const tty = await run('script', ['-qfec', command, '/dev/null']);
+    expect(tty.stdout).toMatch(/train \[[^\]]*\] \d+% \d\/4 ETA \S+ {2}epoch 1\/1, loss \d+\.\d{4}, \d+ images\/s/);
+    expect(tty.stdout).toMatch(/epoch 1\/1: loss /);
+    const pipe = await run('node', args);
+    expect(pipe.stdout).toMatch(/^epoch 1\/1: loss /);
+    expect(pipe.stderr).not.toMatch(/ETA|\[/);
+  });
+
   it('rejects bad settings naming the flag', async () => {
     const err = await run('node', [CLI, 'train', '--arch', 'resnet21', '--out', tmp(), ...small]).catch((e) => e);
     expect(err.stderr).toMatch(/--arch: expected one of resnet20, resnet32, resnet44, resnet56, got "resnet21"/);

@@ -87,20 +87,22 @@ function configFrom(v: Record<string, string | boolean | undefined>): Partial<St
   return config as Partial<StoxConfig>;
 }
 
-function progressBar(label: string): { update(done: number, total: number): void; stop(): void } {
+/** A progress bar on stderr when it is a terminal; silent in pipes and files. `info` follows the ETA. */
+function progressBar(label: string): { update(done: number, total: number, info?: string): void; stop(): void } {
   if (!process.stderr.isTTY) return { update() {}, stop() {} };
   const bar = new cliProgress.SingleBar(
-    { stream: process.stderr, format: `${label} [{bar}] {percentage}% {value}/{total} {eta_formatted}`, hideCursor: true },
+    { stream: process.stderr, format: `${label} [{bar}] {percentage}% {value}/{total} ETA {eta_formatted}{info}`, hideCursor: true },
     cliProgress.Presets.shades_classic,
   );
   let started = false;
   return {
-    update(done, total) {
+    update(done, total, info = '') {
       if (!started) {
-        bar.start(total, 0);
+        bar.start(total, 0, { info });
         started = true;
       }
-      bar.update(done);
+      bar.setTotal(total);
+      bar.update(done, { info });
     },
     stop() {
       if (started) bar.stop();
@@ -329,7 +331,7 @@ const commands: Record<string, Command> = {
         distillAlpha: v['distill-alpha'] as never,
         distillTemperature: v['distill-temperature'] as never,
         ema: v.ema as never,
-        onProgress: (done, total) => bar.update(done, total),
+        onProgress: (done, total, epoch, so) => bar.update(done, total, `  epoch ${epoch}/${so.epochs}, loss ${so.loss.toFixed(4)}, ${so.imagesPerSecond.toFixed(0)} images/s`),
         onEpoch: (e) => {
           bar.stop();
           process.stdout.write(
@@ -508,6 +510,8 @@ const commands: Record<string, Command> = {
       if (positionals[0] !== 'search' || positionals.length > 1) throw new UsageError(`schedule: expected the subcommand search, got ${JSON.stringify(positionals.join(' '))}`);
       if (typeof v.model !== 'string') throw new UsageError('schedule search: --model PATH is required');
       const config = configFrom(v);
+      // On a terminal, a bar with the last point measured; quiet in pipes (--results keeps every point).
+      const bar = progressBar('search');
       const { schedule, lines } = await searchSchedule({
         signal,
         model: v.model,
@@ -523,8 +527,9 @@ const commands: Record<string, Command> = {
         threads: v.threads as never,
         config,
         onPoint: (p, done, planned) =>
-          process.stderr.write(`${done}/${planned} ${p.phase} T ${p.samples.join(',')}: validation top-1 ${(p.top1 * 100).toFixed(2)} %, ${p.meanSamples.toFixed(2)} samples/conversion, ${(p.energyPJ / 1e6).toFixed(3)} µJ, ${(p.latencyNs / 1e3).toFixed(1)} µs\n`),
+          bar.update(done, planned, `  ${p.phase} T ${p.samples.join(',')}: validation ${(p.top1 * 100).toFixed(2)} %, ${p.meanSamples.toFixed(2)} samples/conversion, ${(p.energyPJ / 1e6).toFixed(3)} µJ`),
       });
+      bar.stop();
       const json = JSON.stringify(schedule, null, 2) + '\n';
       if (typeof v.out === 'string') writeFileAtomic(v.out, json);
       if (typeof v.results === 'string') writeResults(v.results, lines);

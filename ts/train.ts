@@ -71,7 +71,8 @@ export interface TrainOptions extends Partial<TrainSettings> {
   stopAfter?: number;
   /** Train on the first N training images only (tests, quick experiments). */
   trainImages?: number;
-  onProgress?: (done: number, total: number, epoch: number) => void;
+  /** After each batch: batches done of the epoch's, and the epoch so far (1-based epoch, mean loss, training images/s). */
+  onProgress?: (done: number, total: number, epoch: number, so: { epochs: number; loss: number; imagesPerSecond: number }) => void;
   onEpoch?: (log: EpochLog) => void;
   /**
    * Stops within one batch: the state is checkpointed (mid-epoch) and the
@@ -299,7 +300,8 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
       if (o.signal?.aborted) stop(b);
       const p = await trainer.trainBatches(epoch, b, b + 1, threads);
       total = { lossSum: total.lossSum + p.lossSum, correct: total.correct + p.correct, images: total.images + p.images, step: p.step };
-      o.onProgress?.(b + 1, batches, epoch);
+      const elapsed = before + Number(process.hrtime.bigint() - t0) / 1e9;
+      o.onProgress?.(b + 1, batches, epoch + 1, { epochs: settings.epochs, loss: total.lossSum / total.images, imagesPerSecond: total.images / elapsed });
     }
     within = undefined;
     const seconds = before + Number(process.hrtime.bigint() - t0) / 1e9;
