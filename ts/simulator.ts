@@ -32,6 +32,8 @@ export interface SimulatorOptions {
   engine: 'native' | 'js';
   /** Learned clips and per-column parameters by node name (a PS-QAT model's); the rest is calibrated. */
   learned?: EmbeddedStox['layers'];
+  /** Normalised calibration images to use instead of the first training images of `dataDir`. */
+  calibration?: Float32Array;
   /** Stops the calibration between images. */
   signal?: AbortSignal;
 }
@@ -113,8 +115,8 @@ export async function createSimulator(net: Network, config: StoxConfig, o: Simul
     return { backend: referenceBackend(net, specs, resolved, config.seed), layers: layerReports(net, specs, resolved) };
   }
   const needsCalibration = specs.some((s) => s !== null && !given(s));
-  let calibration: Float32Array = new Float32Array(0);
-  if (needsCalibration) {
+  let calibration: Float32Array = o.calibration ?? new Float32Array(0);
+  if (needsCalibration && !o.calibration) {
     const train = await readCifar10(o.dataDir, 'train');
     const n = Math.min(config.calibrationImages, train.count);
     calibration = normalize(train.images.subarray(0, n * train.images.length / train.count), n);
