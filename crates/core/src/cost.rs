@@ -266,8 +266,10 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
         // The per-column shift of x = ps·scale + shift is a current of
         // |shift/scale| partial-sum steps, from bias rows whose cells hold it
         // (d_max steps per cell), driven at full scale with every pulse.
-        // The per-column scale is the converter's input gain; no source gives
-        // its cost, so it is not costed.
+        // The per-column scale is folded into the column's programmed
+        // conductance window (each level programmed at scale·g, the layer's
+        // largest scale at the full window), so it costs nothing at read
+        // time; the cells are charged unscaled, an upper bound.
         let bias = |col: &crate::converter::Column| (col.shift / col.scale).abs() as f64;
         let mean = layer.columns.iter().map(bias).sum::<f64>() / layer.columns.len() as f64;
         let bias_rows = (layer.columns.iter().map(bias).fold(0.0, f64::max) / d_max).ceil();
