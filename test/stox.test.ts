@@ -51,7 +51,9 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('crossbar engine on resnet20', () =>
   it('a lossless full-range ADC gives the digest of the ideal converter', async () => {
     const ideal = await evaluate(base({ converter: 'ideal' }, { limit: 100 }));
     const adc = await evaluate(base({ converter: 'adc', adcRange: 'full' }, { limit: 100 }));
-    expect(adc.report.config.layers[0].adcBits).toBe(15); // log2(128) + 4 + 4
+    // Lossless per layer: 2 × real rows × 7 (4-bit symmetric magnitudes) × 15 (4-bit inputs) + 1 levels.
+    expect(adc.report.config.layers[0].adcBits).toBe(14); // 144 rows as 72 + 72: 15,121 levels
+    expect(Math.max(...adc.report.config.layers.map((l) => l.adcBits!))).toBe(15); // 576 rows as 116 × 4 + 112: 24,361 levels
     expect(adc.report.logitsDigest).toBe(ideal.report.logitsDigest);
     // Fewer bits over the same range lose information.
     const adc8 = await evaluate(base({ converter: 'adc', adcRange: 'full', adcBits: 8 }, { limit: 100 }));
