@@ -45,7 +45,7 @@ describe.skipIf(!HAVE_DATA)('stoxnet demo', () => {
     }
     if (missing.length) expect(stdout).toContain(`not costed, model not in models/ yet: ${missing.map((r) => `${r.name} (${basename(r.model)})`).join(', ')}\n`);
     else expect(stdout).not.toContain('not costed');
-    // StoX costs less energy than the full-precision ADC.
-    if (energy.has('fp-adc')) expect(energy.get('stox:4')).toBeLessThan(energy.get('fp-adc')!);
+    // Every MTJ sample drives the array again: four samples cost more energy than one.
+    if (energy.has('stox:1')) expect(energy.get('stox:4')).toBeGreaterThan(1.5 * energy.get('stox:1')!);
   }, 600_000);
 });
