@@ -33,8 +33,8 @@ const STEPS: Step[] = [
   { step: 'shipped stoxnet-paper preset (isaac-32nm: SAR ADC shared by 128 columns, 100 ns read, no pipeline)', source: 'ts/cost/tech/isaac-32nm.json', values: {} },
   {
     step: "PUMA's 1-bit DAC instead of ISAAC's row driver",
-    source: 'PUMA include/constants.py: 1-bit DAC ≈ 3.5 fJ, 0.167 µm² (COST-MODEL-SOURCES.md)',
-    values: { dacEnergy: v(3.5, 'fJ', 'PUMA 1-bit DAC (COST-MODEL-SOURCES.md)'), dacArea: v(0.167, 'um2', 'PUMA 1-bit DAC (COST-MODEL-SOURCES.md)') },
+    source: 'PUMA include/constants.py: 1-bit DAC ≈ 3.5 fJ per drive (over its 100 ns MVM: 0.035 µW), 0.167 µm² (COST-MODEL-SOURCES.md)',
+    values: { dacPower: v(0.035, 'uW', 'PUMA 1-bit DAC, 3.5 fJ per drive over its 100 ns MVM (COST-MODEL-SOURCES.md)'), dacArea: v(0.167, 'um2', 'PUMA 1-bit DAC (COST-MODEL-SOURCES.md)') },
   },
   {
     step: "NeuroSim's 8 columns per ADC instead of 128",

@@ -39,9 +39,9 @@ describe('technology files', () => {
     expect(over.tech.digitalArea).toBe(2e5);
     expect(() => loadTech(write('m.json', { name: 'x', values: { cellArea: { value: 1, unit: 'um2', source: 's' } } }))).toThrow(/field 'readVoltage' is missing/);
     expect(() => loadTech(write('r.json', { base: 'isaac-32nm', values: { cellOffResistance: { value: 1, unit: 'kOhm', source: 's' } } }))).toThrow(/field 'cellOffResistance' \(1000 Ohm\) is below 'cellOnResistance' \(1333 Ohm\)/);
-    expect(() => loadTech(write('n.json', { base: 'isaac-32nm', values: { dacEnergy: { value: -1, unit: 'pJ', source: 's' } } }))).toThrow(/field 'dacEnergy': -1 is not a non-negative number/);
-    expect(() => loadTech(write('u.json', { base: 'isaac-32nm', values: { dacEnergy: { value: 1, unit: 'kWh', source: 's' } } }))).toThrow(/field 'dacEnergy': unit "kWh" is not one of fJ, pJ, nJ/);
-    expect(() => loadTech(write('s.json', { base: 'isaac-32nm', values: { dacEnergy: { value: 1, unit: 'pJ', source: '' } } }))).toThrow(/field 'dacEnergy' has no source/);
+    expect(() => loadTech(write('n.json', { base: 'isaac-32nm', values: { dacPower: { value: -1, unit: 'uW', source: 's' } } }))).toThrow(/field 'dacPower': -1 is not a non-negative number/);
+    expect(() => loadTech(write('u.json', { base: 'isaac-32nm', values: { dacPower: { value: 1, unit: 'kWh', source: 's' } } }))).toThrow(/field 'dacPower': unit "kWh" is not one of nW, uW, mW/);
+    expect(() => loadTech(write('s.json', { base: 'isaac-32nm', values: { dacPower: { value: 1, unit: 'uW', source: '' } } }))).toThrow(/field 'dacPower' has no source/);
     expect(() => loadTech(write('b.json', { base: 'isaac-32nm', values: { adcEnergy: { value: [1], unit: 'pJ', source: 's' } } }))).toThrow(/field 'adcEnergy' has 1 entries, adcBits has 7/);
     expect(() => loadTech('no-such-preset')).toThrow(ConfigError);
     expect(() => loadTech(write('a.json', { base: 'isaac-32nm', values: { adcArchitecture: { value: 'pipelined', unit: 'choice', source: 's' } } }))).toThrow(/field 'adcArchitecture': "pipelined" is not one of sar, flash/);

@@ -34,18 +34,18 @@ describe.skipIf(!HAVE_DATA)('stoxnet demo', () => {
     const present = rows.filter((r) => existsSync(r.model));
     const missing = rows.filter((r) => !present.includes(r));
     expect(present.map((r) => r.name)).toContain('stox:4');
-    const energy = new Map<string, number>();
+    const latency = new Map<string, number>();
     for (const r of present) {
       const row = stdout.split('\n').find((l) => l.startsWith(r.name + ' '));
       expect(row, `${r.name} row in\n${stdout}`).toBeDefined();
-      const [, model, seeds, , e] = row!.trim().split(/\s{2,}/);
+      const [, model, seeds, , e, l] = row!.trim().split(/\s{2,}/);
       expect([model, seeds]).toEqual([basename(r.model), '1']);
       expect(Number(e)).toBeGreaterThan(0);
-      energy.set(r.name, Number(e));
+      latency.set(r.name, Number(l));
     }
     if (missing.length) expect(stdout).toContain(`not costed, model not in models/ yet: ${missing.map((r) => `${r.name} (${basename(r.model)})`).join(', ')}\n`);
     else expect(stdout).not.toContain('not costed');
-    // Every MTJ sample drives the array again: four samples cost more energy than one.
-    if (energy.has('stox:1')) expect(energy.get('stox:4')).toBeGreaterThan(1.5 * energy.get('stox:1')!);
+    // Every MTJ sample is another pulse and another read and reset of the MTJ: four samples take longer than one.
+    if (latency.has('stox:1')) expect(latency.get('stox:4')).toBeGreaterThan(latency.get('stox:1')!);
   }, 600_000);
 });

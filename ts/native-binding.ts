@@ -223,7 +223,7 @@ export interface TechJs {
   readPulse: number
   readSettling: number
   cellArea: number
-  dacEnergy: number
+  dacPower: number
   dacArea: number
   adcArchitecture: string
   adcBits: Array<number>

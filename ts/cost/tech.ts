@@ -1,6 +1,6 @@
 // Technology files: every number of the cost model with its unit and
 // source (ts/cost/tech/*.json). Loaded and validated once here; the Rust
-// cost model receives canonical units (pJ, ns, µm², V, Ω, µA).
+// cost model receives canonical units (pJ, ns, µm², V, Ω, µA, mW = pJ/ns).
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { ConfigError, show } from '../config.js';
@@ -9,7 +9,7 @@ import { packageRoot } from '../paths.js';
 
 export const PRESETS = ['isaac-32nm', 'neurosim-22nm'] as const;
 
-type Dimension = 'energy' | 'time' | 'area' | 'count' | 'voltage' | 'resistance' | 'current' | 'choice';
+type Dimension = 'energy' | 'time' | 'area' | 'count' | 'voltage' | 'resistance' | 'current' | 'power' | 'choice';
 
 const FIELDS: Record<keyof TechJs, Dimension> = {
   readVoltage: 'voltage',
@@ -18,7 +18,7 @@ const FIELDS: Record<keyof TechJs, Dimension> = {
   readPulse: 'time',
   readSettling: 'time',
   cellArea: 'area',
-  dacEnergy: 'energy',
+  dacPower: 'power',
   dacArea: 'area',
   adcArchitecture: 'choice',
   adcBits: 'count',
@@ -53,7 +53,7 @@ const CHOICES: Partial<Record<keyof TechJs, readonly string[]>> = {
   pipeline: ['none', 'read-convert'],
 };
 
-/** Factor to the canonical unit (pJ, ns, µm², V, Ω, µA) of each accepted unit. */
+/** Factor to the canonical unit (pJ, ns, µm², V, Ω, µA, mW = pJ/ns) of each accepted unit. */
 const UNITS: Record<Dimension, Record<string, number>> = {
   energy: { fJ: 1e-3, pJ: 1, nJ: 1e3 },
   time: { ps: 1e-3, ns: 1, us: 1e3 },
@@ -62,6 +62,7 @@ const UNITS: Record<Dimension, Record<string, number>> = {
   voltage: { mV: 1e-3, V: 1 },
   resistance: { Ohm: 1, kOhm: 1e3, MOhm: 1e6 },
   current: { uA: 1, mA: 1e3 },
+  power: { nW: 1e-6, uW: 1e-3, mW: 1 },
   choice: { choice: 1 },
 };
 

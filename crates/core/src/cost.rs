@@ -24,8 +24,9 @@ pub struct Tech {
     /// Row-driver and periphery settling before each read's pulse.
     pub read_settling: f64,
     pub cell_area: f64,
-    /// Per drive of a 1-bit DAC; a b-bit drive costs b times as much.
-    pub dac_energy: f64,
+    /// Power of a 1-bit DAC while it drives a row (pJ/ns = mW); a b-bit
+    /// drive costs b times as much. A row is driven for the whole read.
+    pub dac_power: f64,
     pub dac_area: f64,
     /// How the ADC converts: SAR (energy and area from the table below,
     /// bits + 1 cycles) or flash (2^bits − 1 sense-amp comparators, one
@@ -213,8 +214,11 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
     let (g_on, g_off) = (1.0 / t.cell_on_resistance, 1.0 / t.cell_off_resistance);
     let read = (per(o.drive_sq) * columns * t.pulse_energy(g_off) + per(o.cell_load) / d_max * t.pulse_energy(g_on - g_off)) / (x_max * x_max);
     c.energy[cells] = pulses * read;
-    // Only rows driven with a nonzero digit cost driver energy, per pulse.
-    c.energy[dac] = pulses * per(o.active_rows as u128) * tiles * t.dac_energy * stream_bits;
+    // Only rows driven with a nonzero digit cost driver energy: the driver's
+    // power for the whole read (settling, then every pulse; the row stays
+    // driven through an MTJ's samples).
+    let read_time = t.read_settling + pulses * t.read_pulse;
+    c.energy[dac] = per(o.active_rows as u128) * tiles * t.dac_power * stream_bits * read_time;
     // Inputs read for every row drive, outputs (16-bit) written once.
     c.energy[buffer] = (per(o.dac_drives as u128) * stream_bits + per(o.digital_ops as u128) * 16.0) * t.buffer_energy;
     let subarrays = layer.physical_subarrays() as f64;
@@ -238,7 +242,6 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
         _ => conversions,
     };
     c.energy[shift] = adds * t.shift_add_energy;
-    let read_time = t.read_settling + pulses * t.read_pulse;
     let (conv, conv_latency) = match layer.config.converter {
         Converter::Adc { bits } => {
             let (e, a, l) = t.adc(bits);
@@ -274,7 +277,7 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
         let mean = layer.columns.iter().map(bias).sum::<f64>() / layer.columns.len() as f64;
         let bias_rows = (layer.columns.iter().map(bias).fold(0.0, f64::max) / d_max).ceil();
         c.energy[cells] += pulses * conversions * mean / d_max * t.pulse_energy(g_on - g_off);
-        c.energy[dac] += pulses * activations * subarrays * bias_rows * t.dac_energy * stream_bits;
+        c.energy[dac] += activations * subarrays * bias_rows * t.dac_power * stream_bits * read_time;
         rows += bias_rows;
     }
     c.area[cells] = subarrays * rows * m.cols as f64 * t.cell_area;
@@ -337,7 +340,7 @@ mod tests {
             read_pulse: 1.0,
             read_settling: 9.0,
             cell_area: 0.1,
-            dac_energy: 0.5,
+            dac_power: 0.05,
             dac_area: 1.0,
             adc_architecture: AdcArchitecture::Sar,
             adc_bits: vec![4, 8],
@@ -445,8 +448,8 @@ mod tests {
         // Shifts ±0.3, ∓0.6 at scale 0.1: bias currents of 3 and 6 steps, mean 4.5, one bias row of 4-bit cells (≤ 15 steps).
         let bias = conversions * 4.5 / 15.0 * (on - off);
         assert!(near(c.energy[0], 3.0 * ((sq * 8.0 * off + load / 15.0 * (on - off)) / 225.0 + bias)), "{}", c.energy[0]);
-        // One 4-bit DAC drive per active row and per bias row, per pulse (3 samples).
-        assert!(near(c.energy[1], 3.0 * (active + 32.0) * 0.5 * 4.0));
+        // A 4-bit drive of every active row and of the bias row for the whole read: 9 ns settling + 3 pulses.
+        assert!(near(c.energy[1], (active + 32.0) * 0.05 * 4.0 * 12.0));
         // Write (100 µA)²·1 kΩ·1 ns = 10 fJ + read + reset, per sample.
         assert!(near(c.energy[5], conversions * 3.0 * (0.01 + 0.002 + 0.01)));
         // Each sample adds its column's gain into the output's accumulator: no counter, no multiplier.
@@ -462,7 +465,8 @@ mod tests {
     }
 
     /// Every MTJ sample drives the column current again: T = 2 costs a
-    /// second array pass (cells and drivers) and a second pulse of time.
+    /// second pass of the cells' current and a second pulse of time (and of
+    /// the row drivers' power).
     #[test]
     fn each_mtj_sample_is_an_array_pass() {
         let t = tech();
@@ -471,7 +475,9 @@ mod tests {
             cost(&net, Some(&stox), &ops, &t)[0].clone()
         };
         let (one, two) = (mtj(1), mtj(2));
-        assert!(near(two.energy[0], 2.0 * one.energy[0]) && near(two.energy[1], 2.0 * one.energy[1]));
+        assert!(near(two.energy[0], 2.0 * one.energy[0]));
+        // The rows stay driven one pulse longer: settling 9 + 2 pulses against 9 + 1.
+        assert!(near(two.energy[1], one.energy[1] * 11.0 / 10.0));
         assert!(near(two.latency[0] - one.latency[0], 16.0 * t.read_pulse));
         // One accumulator add per sample.
         assert!(near(two.energy[6], 2.0 * one.energy[6]));
@@ -486,6 +492,8 @@ mod tests {
         let (a, b) = (&cost(&net, Some(&stox), &ops, &t)[0], &cost(&net, Some(&stox), &ops, &long)[0]);
         assert!(near(b.energy[0], 3.0 * a.energy[0]));
         assert!(near(b.latency[0] - a.latency[0], 16.0 * 2.0));
+        // The drivers hold their rows for the longer read: 9 + 3 ns against 9 + 1.
+        assert!(near(b.energy[1], 1.2 * a.energy[1]));
         // The ADC's path has no bias row.
         assert!(near(a.area[0], 2.0 * 80.0 * 0.1));
         // One accumulator model: an ADC code is added once per conversion, an MTJ sample once per sample.
