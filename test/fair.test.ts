@@ -60,7 +60,7 @@ describe('the stoxnet-fair preset', () => {
         ['low-bit-adc', 'resnet20-cifar10-adc4-4w4a.onnx'],
         ['sparse-adc', 'resnet20-cifar10-ideal-4w4a.onnx'],
         ['sense-amp', 'resnet20-cifar10-senseamp-4w4a.onnx'],
-        ['stox:1', 'resnet20-cifar10-stox-mixed-4w4a.onnx'],
+        ['stox:1', 'resnet20-cifar10-stox-t1-4w4a.onnx'],
         ['stox:resnet20-cifar10-stox-mixed.schedule.json', 'resnet20-cifar10-stox-mixed-4w4a.onnx'],
         ['stox:4', 'resnet20-cifar10-stox-4w4a.onnx'],
       ].map(([name, file]) => [name, join(models, file)]),

@@ -46,8 +46,8 @@ export const PRESETS = {
       ['low-bit-adc', 'resnet20-cifar10-adc4-4w4a.onnx'],
       ['sparse-adc', 'resnet20-cifar10-ideal-4w4a.onnx'],
       ['sense-amp', 'resnet20-cifar10-senseamp-4w4a.onnx'],
-      // T = 1 and the searched schedule run the model trained at T drawn from {1, 2, 4}.
-      ['stox:1', 'resnet20-cifar10-stox-mixed-4w4a.onnx'],
+      // T = 1 on the model trained at T = 1; the searched schedule on the one trained at T drawn from {1, 2, 4}.
+      ['stox:1', 'resnet20-cifar10-stox-t1-4w4a.onnx'],
       [`stox:${join(MODELS, 'resnet20-cifar10-stox-mixed.schedule.json')}`, 'resnet20-cifar10-stox-mixed-4w4a.onnx'],
       ['stox:4', 'resnet20-cifar10-stox-4w4a.onnx'],
     ].map(([entry, model]) => `${entry}=${join(MODELS, model)}`),
