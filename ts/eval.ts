@@ -44,19 +44,10 @@ export interface EvalOptions {
   signal?: AbortSignal;
 }
 
-export interface OpsTotals {
-  subarrayReads: number;
-  cellReads: number;
-  dacDrives: number;
-  activeRows: number;
-  driveSq: number;
-  cellLoad: number;
-  conversions: number;
-  mtjSamples: number;
-  shiftAdds: number;
-  digitalMacs: number;
-  digitalOps: number;
-}
+/** The operation counts the report totals over all nodes (crates/core/src/ops.rs). */
+const COUNTS = ['subarrayReads', 'cellReads', 'dacDrives', 'activeRows', 'driveSq', 'cellLoad', 'conversions', 'mtjSamples', 'shiftAdds', 'digitalMacs', 'digitalOps'] as const;
+
+export type OpsTotals = Record<(typeof COUNTS)[number], number>;
 
 /** The JSON contract of `stoxnet eval --json`. */
 export interface EvalReport {
@@ -103,8 +94,6 @@ export function argmax(row: Float32Array): number {
   return best;
 }
 
-const COUNTS = ['subarrayReads', 'cellReads', 'dacDrives', 'activeRows', 'driveSq', 'cellLoad', 'conversions', 'mtjSamples', 'shiftAdds', 'digitalMacs', 'digitalOps'] as const;
-
 function mergeOps(into: LayerOps[] | undefined, add: LayerOps[]): LayerOps[] {
   if (!into) return add.map((o) => ({ ...o }));
   into.forEach((o, i) => {
@@ -120,7 +109,7 @@ function mergeOps(into: LayerOps[] | undefined, add: LayerOps[]): LayerOps[] {
 function opsReport(net: Network, ops: LayerOps[] | undefined, crossbar: Set<number>): EvalReport['ops'] {
   if (!ops) return null;
   const layers = net.nodes.flatMap((n, i) => (n.op === 'Conv' || n.op === 'Linear' ? [{ node: i, name: n.name, op: n.op, crossbar: crossbar.has(i), ...ops[i] }] : []));
-  const totals = Object.fromEntries(COUNTS.map((k) => [k, ops.reduce((s, o) => s + o[k], 0)])) as unknown as OpsTotals;
+  const totals = Object.fromEntries(COUNTS.map((k) => [k, ops.reduce((s, o) => s + o[k], 0)])) as OpsTotals;
   return { layers, totals };
 }
 

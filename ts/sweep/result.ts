@@ -18,8 +18,9 @@ export interface PointCost {
   perLayer: { name: string; crossbar: boolean; energyPJ: number; latencyNs: number; areaMm2: number }[];
   /**
    * The same totals in two scopes: `macro` (crossbars and their periphery:
-   * cells, DACs, converters, sample-and-hold, shift-and-add), `system` (plus activation buffers and the digital layers; the
-   * totals above). Absent from results written before scopes existed.
+   * cells, DACs, converters, sample-and-hold, shift-and-add) and `system`
+   * (plus activation buffers and the digital layers: the totals above).
+   * Absent from results written before scopes existed.
    */
   scope?: Record<Scope, ScopeCost>;
 }

@@ -410,9 +410,9 @@ impl CrossbarLayer {
                 }
                 unfold.apply(&scratch.digits, &mut scratch.cols[j * plane..(j + 1) * plane]);
                 for (row, &load) in scratch.cols[j * plane..(j + 1) * plane].chunks_exact(p).zip(&self.row_load) {
-                    // Digits are integers below 2^16 in magnitude: exact in f64.
-                    let sq = row.iter().map(|&d| d as f64 * d as f64).sum::<f64>() as u64;
-                    ops.count_drives(row.iter().filter(|&&d| d != 0.0).count() as u64, sq, load);
+                    // Digits are integers below 2^16 in magnitude: their squares are exact in u64.
+                    let (nonzero, sq) = row.iter().fold((0u64, 0u64), |(n, s), &d| (n + (d != 0.0) as u64, s + (d as i64 * d as i64) as u64));
+                    ops.count_drives(nonzero, sq, load);
                 }
             }
         }
