@@ -33,13 +33,13 @@ const STEPS: Step[] = [
   { step: 'shipped stoxnet-paper preset (isaac-32nm: SAR ADC shared by 128 columns, 100 ns read, no pipeline)', source: 'ts/cost/tech/isaac-32nm.json', values: {} },
   {
     step: "PUMA's 1-bit DAC instead of ISAAC's row driver",
-    source: 'PUMA include/constants.py: 1-bit DAC ≈ 3.5 fJ per drive (over its 100 ns MVM: 0.035 µW), 0.167 µm² (COST-MODEL-SOURCES.md)',
-    values: { dacPower: v(0.035, 'uW', 'PUMA 1-bit DAC, 3.5 fJ per drive over its 100 ns MVM (COST-MODEL-SOURCES.md)'), dacArea: v(0.167, 'um2', 'PUMA 1-bit DAC (COST-MODEL-SOURCES.md)') },
+    source: 'PUMA include/constants.py: 1-bit DAC ≈ 3.5 fJ per drive (over its 100 ns MVM: 0.035 µW), 0.167 µm² (docs/cost-model.md §15)',
+    values: { dacPower: v(0.035, 'uW', 'PUMA 1-bit DAC, 3.5 fJ per drive over its 100 ns MVM (docs/cost-model.md §15)'), dacArea: v(0.167, 'um2', 'PUMA 1-bit DAC (docs/cost-model.md §15)') },
   },
   {
     step: "NeuroSim's 8 columns per ADC instead of 128",
-    source: 'NeuroSim numColMuxed = 8 (COST-MODEL-SOURCES.md)',
-    values: { adcSharing: v(8, 'columns', 'NeuroSim numColMuxed = 8 (COST-MODEL-SOURCES.md)') },
+    source: 'NeuroSim numColMuxed = 8 (docs/cost-model.md §14.7)',
+    values: { adcSharing: v(8, 'columns', 'NeuroSim numColMuxed = 8 (docs/cost-model.md §14.7)') },
   },
   {
     step: "ISAAC's read-convert pipeline",

@@ -396,7 +396,7 @@ describe.skipIf(nativeUnavailable() !== undefined)('IR given to the engine', () 
     },
     {
       input: 'an image buffer of 5 values for a 3×8×8 input',
-      run: () => new (native().NativeNetwork)(smallNetwork() as never).forward(new Float32Array(5), 0, 1),
+      run: () => new (native().NativeNetwork)(smallNetwork() as never).digital().forward(new Float32Array(5), 0, 1),
       type: Error,
       message: 'image buffer has 5 values, not a multiple of the input size 192',
       check: invalid,

@@ -7,11 +7,14 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { writeFileAtomic } from '../ts/atomic.js';
 import { evaluate } from '../ts/eval.js';
 import { exportOnnx, learnedParams } from '../ts/onnx/export.js';
 import { importOnnx } from '../ts/onnx/import.js';
+import { native } from '../ts/native.js';
+import type { NativeTrainer } from '../ts/native-binding.js';
+import { train } from '../ts/train.js';
 import { CLI, DATA_DIR, HAVE_DATA, HAVE_MODELS, model } from './helpers/env.js';
 
 const run = promisify(execFile);
@@ -106,6 +109,25 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('PS-QAT', () => {
     // onnxruntime still loads it, with FP32 semantics.
     const fp = await evaluate({ model: path, data: DATA_DIR, limit: 100, backend: 'ort', config: { converter: 'fp' } });
     expect(fp.report.images).toBe(100);
+  });
+
+  it('evaluates each epoch in the engine: the network crosses to JavaScript once, at export', async () => {
+    const proto = (native() as unknown as { NativeTrainer: { prototype: NativeTrainer } }).NativeTrainer.prototype;
+    const network = vi.spyOn(proto, 'network');
+    const evaluator = vi.spyOn(proto, 'evaluator');
+    try {
+      const out = tmp();
+      const { log } = await train({ from: model('resnet20-bn.onnx'), out, data: DATA_DIR, epochs: 2, trainImages: 128, batch: 64, seed: 3, lr: 0.01, stox: { converter: 'mtj', samples: 1, calibrationImages: 16 } });
+      expect(log).toHaveLength(2);
+      expect(evaluator).toHaveBeenCalledTimes(2);
+      expect(network).toHaveBeenCalledTimes(1);
+      // What the engine evaluated is what the exported file holds.
+      const { report } = await evaluate({ model: join(out, 'model.onnx'), data: DATA_DIR });
+      expect(report.top1).toBe(log[1].testTop1);
+    } finally {
+      network.mockRestore();
+      evaluator.mockRestore();
+    }
   });
 
   it('fine-tunes through ideal, adc, sparse-adc and sense-amp; each exported model reproduces its accuracy without flags, sparse-adc as the ADC it resolved to', async () => {

@@ -1,12 +1,10 @@
-import type { LayerOpsJs } from './native-binding.js';
+import type { OpCountsJs } from './native-binding.js';
 
-export type LayerOps = LayerOpsJs;
+export type OpCounts = OpCountsJs;
 
 export interface BatchResult {
   /** n × classes */
   logits: Float32Array;
-  /** Operation counts per IR node, when the backend counts them. */
-  ops?: LayerOps[];
 }
 
 /** Something that turns a batch of normalised images into logits. */
@@ -18,4 +16,6 @@ export interface Backend {
    * `first … first + n − 1` (the index keys every random draw).
    */
   run(images: Float32Array, first: number): Promise<BatchResult>;
+  /** Operation counts per IR node over every batch run so far, when the backend counts them (the native engine). */
+  counts?(): OpCounts[];
 }

@@ -1,8 +1,32 @@
 // Validation at the boundary: every user-supplied option is checked once,
 // here, and errors name the option and the value.
+import { readFileSync } from 'node:fs';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
+}
+
+/** The text of a user-given file; one that cannot be read is a ConfigError `what: reason`, `what` naming the file (e.g. `--grid FILE`). */
+export function readTextFile(path: string, what: string = path): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`${what}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** JSON text parsed; text that is not JSON is a ConfigError `what: not valid JSON (reason)`. */
+export function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${what}: not valid JSON (${(e as Error).message})`, { cause: e });
+  }
+}
+
+/** A user-given JSON file, parsed; errors name it as `what` (default its path): `what: reason` or `what: not valid JSON (reason)`. */
+export function readJsonFile(path: string, what: string = path): unknown {
+  return parseJson(readTextFile(path, what), what);
 }
 
 /**

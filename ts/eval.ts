@@ -1,5 +1,5 @@
 import { basename } from 'node:path';
-import type { Backend, LayerOps } from './backend.js';
+import type { Backend, OpCounts } from './backend.js';
 import { ConfigError, int, oneOf } from './config.js';
 import { CIFAR10_CLASSES, holdOut, normalize, readCifar10, VALIDATION_IMAGES, type Cifar10Split } from './data/cifar10.js';
 import { resolveDataDir } from './data/location.js';
@@ -44,7 +44,7 @@ export interface EvalOptions {
   signal?: AbortSignal;
 }
 
-/** The operation counts the report totals over all nodes (crates/core/src/ops.rs). */
+/** The operation counts the report totals over all nodes (crates/core/src/counts.rs). */
 const COUNTS = ['subarrayReads', 'cellReads', 'dacDrives', 'activeRows', 'driveSq', 'cellLoad', 'conversions', 'mtjSamples', 'shiftAdds', 'digitalMacs', 'digitalOps'] as const;
 
 export type OpsTotals = Record<(typeof COUNTS)[number], number>;
@@ -73,7 +73,7 @@ export interface EvalReport {
   /** the resolved configuration, with what calibration decided per crossbar layer */
   config: StoxConfig & { layers: LayerReport[] };
   /** operation counts summed over the evaluated images (per Conv/Linear layer, and totals) */
-  ops: { layers: (LayerOps & { node: number; name: string; op: string; crossbar: boolean })[]; totals: OpsTotals } | null;
+  ops: { layers: (OpCounts & { node: number; name: string; op: string; crossbar: boolean })[]; totals: OpsTotals } | null;
   /** sha256 of all logits as little-endian float32, in image order */
   logitsDigest: string;
 }
@@ -81,8 +81,6 @@ export interface EvalReport {
 export interface EvalRun {
   report: EvalReport;
   logits: Float32Array;
-  /** Operation counts per IR node, summed over the images (native engine). */
-  nodeOps?: LayerOps[];
   /** The programmed crossbar simulation (native engine, crossbar converters). */
   simulator?: NativeSimulator;
 }
@@ -94,19 +92,7 @@ export function argmax(row: Float32Array): number {
   return best;
 }
 
-function mergeOps(into: LayerOps[] | undefined, add: LayerOps[]): LayerOps[] {
-  if (!into) return add.map((o) => ({ ...o }));
-  into.forEach((o, i) => {
-    const a = add[i];
-    // Every field but the partial-sum range is a count, summed (ops.rs `LayerOps::merge`).
-    for (const k of Object.keys(a) as (keyof LayerOps)[]) if (k !== 'psMin' && k !== 'psMax') (o[k] as number) += a[k] as number;
-    if (a.psMin !== undefined) o.psMin = o.psMin === undefined ? a.psMin : Math.min(o.psMin, a.psMin);
-    if (a.psMax !== undefined) o.psMax = o.psMax === undefined ? a.psMax : Math.max(o.psMax, a.psMax);
-  });
-  return into;
-}
-
-function opsReport(net: Network, ops: LayerOps[] | undefined, crossbar: Set<number>): EvalReport['ops'] {
+function opsReport(net: Network, ops: OpCounts[] | undefined, crossbar: Set<number>): EvalReport['ops'] {
   if (!ops) return null;
   const layers = net.nodes.flatMap((n, i) => (n.op === 'Conv' || n.op === 'Linear' ? [{ node: i, name: n.name, op: n.op, crossbar: crossbar.has(i), ...ops[i] }] : []));
   const totals = Object.fromEntries(COUNTS.map((k) => [k, ops.reduce((s, o) => s + o[k], 0)])) as OpsTotals;
@@ -156,7 +142,6 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   const logits = new Float32Array(total * classes);
   const perClass = new Array<number>(classes).fill(0);
   const perClassTotal = new Array<number>(classes).fill(0);
-  let ops: LayerOps[] | undefined;
   let correct = 0;
   let seconds = 0;
   for (let start = 0; start < total; start += batch) {
@@ -166,7 +151,6 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
     const t0 = process.hrtime.bigint();
     const out = await backend.run(images, start);
     seconds += Number(process.hrtime.bigint() - t0) / 1e9;
-    if (out.ops) ops = mergeOps(ops, out.ops);
     logits.set(out.logits, start * classes);
     for (let i = 0; i < n; i++) {
       const label = test.labels[start + i];
@@ -178,6 +162,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
     }
     options.onProgress?.(start + n, total);
   }
+  const ops = backend.counts?.();
   return {
     report: {
       model: basename(options.model),
@@ -199,7 +184,6 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
       logitsDigest: logitsDigest(logits),
     },
     logits,
-    nodeOps: ops,
     simulator,
   };
 }

@@ -13,12 +13,8 @@ export declare class AbortHandle {
 export declare class NativeNetwork {
   constructor(spec: NetworkSpec)
   get classes(): number
-  /**
-   * Digital FP32 logits and op counts for a batch of images
-   * (`n × c × h × w` floats) numbered from `first`, on `threads` workers
-   * (0 = one per core), off the JS thread.
-   */
-  forward(images: Float32Array, first: number, threads: number): Promise<ForwardResult>
+  /** The network run digitally in FP32. */
+  digital(): NativeSimulator
   /**
    * Programs the crossbar layers (`layers[i]` for node i, null = digital),
    * calibrating on `calibration` images what the specs leave open.
@@ -27,16 +23,24 @@ export declare class NativeNetwork {
   simulator(layers: Array<LayerSpecJs | undefined | null>, seed: number, calibration: Float32Array, threads: number, abort?: AbortHandle | undefined | null): Promise<NativeSimulator>
 }
 
-/** A network with its crossbar layers programmed. */
+/**
+ * A network ready to classify (crossbar layers programmed, or digital),
+ * keeping the operation counts of every image it classified.
+ */
 export declare class NativeSimulator {
+  get classes(): number
   /** What calibration decided for each crossbar layer. */
   resolved(): Array<ResolvedJs>
   /**
-   * Cost per node of one image, from op counts summed over the evaluated
-   * images (as `forward` returned them, merged).
+   * Logits (`n × classes`) of a batch of images (`n × c × h × w` floats)
+   * numbered from `first`, on `threads` workers (0 = one per core), off
+   * the JS thread; their operations add to `counts()`.
    */
-  cost(ops: Array<LayerOpsJs>, technology: TechJs): Array<LayerCostJs>
-  forward(images: Float32Array, first: number, threads: number): Promise<ForwardResult>
+  forward(images: Float32Array, first: number, threads: number): Promise<Float32Array>
+  /** Operation counts per node, summed over every image classified. */
+  counts(): Array<OpCountsJs>
+  /** Cost per node of one image, averaged over the images classified. */
+  cost(technology: TechJs): Array<LayerCostJs>
 }
 
 /** A training run: the network, the optimiser state and the training set. */
@@ -47,12 +51,17 @@ export declare class NativeTrainer {
   /** The learning rate of the next step. */
   learningRate(): number
   /**
-   * The network the run produces (its EMA if it keeps one); eval-mode
-   * BatchNorm uses the running statistics.
+   * The model the run produces (its EMA if it keeps one), to export;
+   * eval-mode BatchNorm uses the running statistics.
    */
   network(): NetworkSpec
-  /** The learned state of each PS-QAT crossbar layer of that network. */
+  /** The learned state of each PS-QAT crossbar layer of that model. */
   learned(): Array<LearnedJs>
+  /**
+   * That model ready to classify, built here from the trainer's state
+   * (no weights pass through JavaScript); `seed` keys its random draws.
+   */
+  evaluator(seed: number): NativeSimulator
   /** Parameters, BatchNorm statistics, momentum and the EMA (if kept), for a checkpoint. */
   state(): TrainState
   loadState(state: TrainState): void
@@ -65,6 +74,9 @@ export declare class NativeTrainer {
  */
 export declare function __panicForTest(message: string): Promise<void>
 
+export type AdcRangeJs = 'full' | 'calibrated'
+
+/** Per-column converter parameters (crates/core/src/config.rs `ColumnParams`); absent = calibrated. */
 export interface ColumnParamsJs {
   adcLo?: Float32Array
   adcStep?: Float32Array
@@ -74,14 +86,17 @@ export interface ColumnParamsJs {
   readoutOffset?: Float32Array
 }
 
+export type ConverterJs = 'ideal' | 'adc' | 'sparse-adc' | 'sense-amp' | 'mtj'
+
 export declare function costComponents(): Array<string>
 
 /**
  * Starts a training run off the JS thread (initialisation and PS-QAT
- * calibration take seconds). `calibration`: normalised training images for
- * PS-QAT's initial clips, normalisation and readout (may be empty for FP32
- * training); `abort.abort()` stops that calibration. Arguments are checked
- * before the promise is returned.
+ * calibration take seconds). `images`/`labels`: the training set, CHW
+ * bytes; `calibration`: normalised training images for PS-QAT's initial
+ * clips, normalisation and readout (may be empty for FP32 training);
+ * `abort.abort()` stops that calibration. The settings are checked before
+ * the promise is returned.
  */
 export declare function createTrainer(spec: NetworkSpec, config: TrainConfigJs, images: Uint8Array, labels: Uint8Array, calibration: Float32Array, threads: number, abort?: AbortHandle | undefined | null): Promise<NativeTrainer>
 
@@ -89,14 +104,9 @@ export interface DistillJs {
   teacher: NetworkSpec
   /** Where the teacher came from (a file path), named in its errors. */
   source: string
-  /** Weight of the soft (teacher) term, in [0, 1]. */
+  /** Weight of the soft (teacher) term. */
   alpha: number
   temperature: number
-}
-
-export interface ForwardResult {
-  logits: Float32Array
-  ops: Array<LayerOpsJs>
 }
 
 /**
@@ -109,41 +119,26 @@ export interface LayerCostJs {
   latency: Array<number>
 }
 
-/** Operation counts of one node (see crates/core/src/ops.rs). */
-export interface LayerOpsJs {
-  images: number
-  subarrayReads: number
-  cellReads: number
-  dacDrives: number
-  activeRows: number
-  driveSq: number
-  cellLoad: number
-  conversions: number
-  mtjSamples: number
-  shiftAdds: number
-  digitalMacs: number
-  digitalOps: number
-  psMin?: number
-  psMax?: number
-}
-
-/** One crossbar layer as ts/stox.ts resolves it from the user's config. */
+/**
+ * One crossbar layer. `adcBits` absent: lossless for the layer; `inputClip`
+ * and `params` absent: calibrated.
+ */
 export interface LayerSpecJs {
   rows: number
   cols: number
-  split: string
+  split: SplitJs
   weightBits: number
   weightSliceBits: number
   inputBits: number
   inputStreamBits: number
-  weightQuant: string
-  signed: string
-  converter: string
+  weightQuant: WeightQuantJs
+  signed: SignedJs
+  converter: ConverterJs
   adcBits?: number
-  adcRange?: string
-  transfer?: string
-  sensitivity?: number
-  samples?: number
+  adcRange: AdcRangeJs
+  transfer: TransferJs
+  sensitivity: number
+  samples: number
   inputClip?: number
   inputSigned: boolean
   cellNoise: number
@@ -170,6 +165,8 @@ export interface LearnedJs {
  */
 export declare function macroComponents(): Array<string>
 
+export type MtjGradJs = 'ste' | 'expected'
+
 export interface NetworkSpec {
   /** `[channels, height, width]` of one image. */
   input: Array<number>
@@ -177,7 +174,7 @@ export interface NetworkSpec {
   output: number
 }
 
-/** One IR node as the TypeScript facade describes it (ts/network.ts). */
+/** One IR node. */
 export interface NodeSpec {
   name: string
   op: string
@@ -199,11 +196,40 @@ export interface NodeSpec {
   max?: number
 }
 
-/** What calibration decided for one crossbar layer. */
+/**
+ * Operation counts of one node (crates/core/src/counts.rs), summed over
+ * the images classified; the partial-sum range is absent where none was seen.
+ */
+export interface OpCountsJs {
+  images: number
+  subarrayReads: number
+  cellReads: number
+  dacDrives: number
+  activeRows: number
+  driveSq: number
+  cellLoad: number
+  conversions: number
+  mtjSamples: number
+  shiftAdds: number
+  digitalMacs: number
+  digitalOps: number
+  psMin?: number
+  psMax?: number
+}
+
+export interface QatJs {
+  /** Crossbar spec per node (null = digital). */
+  layers: Array<LayerSpecJs | undefined | null>
+  mtjGrad: MtjGradJs
+  /** Learn each crossbar layer's input clip (LSQ/PACT gradient). */
+  learnClip: boolean
+}
+
+/** What calibration decided for one crossbar layer, and its geometry. */
 export interface ResolvedJs {
   node: number
   inputClip: number
-  converter: string
+  converter: ConverterJs
   adcBits?: number
   samples?: number
   subarrays: number
@@ -212,9 +238,15 @@ export interface ResolvedJs {
   params: ColumnParamsJs
 }
 
+export type ScheduleJs = 'cosine' | 'onecycle'
+
+export type SignedJs = 'differential' | 'offset'
+
+export type SplitJs = 'balanced' | 'filled'
+
 /**
- * A technology in canonical units (pJ, ns, µm²); ts/cost.ts loads and
- * validates the JSON files and converts units.
+ * A technology in canonical units; ts/cost/tech.ts loads the JSON files
+ * and converts their units.
  */
 export interface TechJs {
   readVoltage: number
@@ -259,8 +291,7 @@ export interface TrainConfigJs {
   momentum: number
   nesterov: boolean
   weightDecay: number
-  /** "cosine" or "onecycle" */
-  schedule: string
+  schedule: ScheduleJs
   warmupEpochs: number
   labelSmoothing: number
   augment: boolean
@@ -269,14 +300,10 @@ export interface TrainConfigJs {
   std: Array<number>
   /** Initialise the weights from the seed (training from scratch). */
   init: boolean
-  /** PS-QAT: crossbar spec per node (null = digital); absent = FP32 training. */
-  layers?: Array<LayerSpecJs | undefined | null>
-  /** "ste" (identity inside the clamp range) or "expected" (derivative of the expected transfer curve). */
-  mtjGrad?: string
+  /** PS-QAT; absent = FP32 training. */
+  qat?: QatJs
   /** Knowledge distillation from a teacher network. */
   distill?: DistillJs
-  /** PS-QAT: learn each crossbar layer's input clip (LSQ/PACT gradient). */
-  learnClip?: boolean
   /** Keep an exponential moving average of the model with this decay per step. */
   ema?: number
   /** PS-QAT: each step, every MTJ layer trains at a T drawn from this set. */
@@ -294,3 +321,7 @@ export interface TrainState {
   values: Float32Array
   step: number
 }
+
+export type TransferJs = 'sigmoid' | 'tanh' | 'fitted'
+
+export type WeightQuantJs = 'uniform' | 'away'

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import type { AbortHandle as AbortHandleClass, createTrainer, NativeNetwork as NativeNetworkClass, NetworkSpec } from './native-binding.js';
+import type { AbortHandle as AbortHandleClass, createTrainer, NativeNetwork as NativeNetworkClass, NativeSimulator, NetworkSpec } from './native-binding.js';
 import type { Backend } from './backend.js';
 import type { Network } from './network.js';
 import { packageRoot } from './paths.js';
@@ -61,12 +61,17 @@ export async function withAbort<T>(signal: AbortSignal | undefined, call: (handl
   }
 }
 
-/** Runs the IR digitally (FP32) in the Rust engine. */
-export function nativeBackend(net: Network, threads: number): Backend {
-  const engine = new (native().NativeNetwork)(net);
+/** A native simulation as a backend; its operation counts stay in the engine until asked for. */
+export function simulatorBackend(sim: NativeSimulator, threads: number): Backend {
   return {
     name: 'native',
-    classes: engine.classes,
-    run: (images, first) => engine.forward(images, first, threads),
+    classes: sim.classes,
+    run: async (images, first) => ({ logits: await sim.forward(images, first, threads) }),
+    counts: () => sim.counts(),
   };
+}
+
+/** Runs the IR digitally (FP32) in the Rust engine. */
+export function nativeBackend(net: Network, threads: number): Backend {
+  return simulatorBackend(new (native().NativeNetwork)(net).digital(), threads);
 }

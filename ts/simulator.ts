@@ -5,7 +5,7 @@
 import type { Backend } from './backend.js';
 import { normalize, readCifar10 } from './data/cifar10.js';
 import { ConfigError } from './config.js';
-import { native, nativeUnavailable, withAbort } from './native.js';
+import { native, nativeUnavailable, simulatorBackend, withAbort } from './native.js';
 import type { EmbeddedStox, Network } from './network.js';
 import { splitRows, weightSlices } from './reference/crossbar.js';
 import { referenceBackend } from './reference/engine.js';
@@ -128,6 +128,6 @@ export async function createSimulator(net: Network, config: StoxConfig, o: Simul
   const backend: Backend =
     o.engine === 'js'
       ? referenceBackend(net, specs, resolved, config.seed)
-      : { name: 'native', classes: engine.classes, run: (images, first) => sim.forward(images, first, o.threads) };
+      : simulatorBackend(sim, o.threads);
   return { backend, layers, simulator: sim };
 }

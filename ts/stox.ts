@@ -1,8 +1,7 @@
 // The simulator's configuration: what the user sets (flags, a JSON file, or
 // a typed object), validated once here, and its resolution into one crossbar
 // spec per IR node (crates/core/src/calibrate.rs `LayerSpec`).
-import { readFileSync } from 'node:fs';
-import { ConfigError, int, ints, num, oneOf, show } from './config.js';
+import { ConfigError, int, ints, num, oneOf, readJsonFile, show } from './config.js';
 import type { LayerSpecJs } from './native-binding.js';
 import type { Network } from './network.js';
 
@@ -181,12 +180,7 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
 
 /** The T per crossbar layer of a schedule file (`{"samplesPerLayer": [...]}`, as `stoxnet schedule search` writes). */
 export function readScheduleFile(path: string): number[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new ConfigError(`${FLAGS.schedule} ${path}: cannot read a schedule file: ${(e as Error).message}`);
-  }
+  const doc = readJsonFile(path, `${FLAGS.schedule} ${path}: cannot read a schedule file`);
   const list = (doc as { samplesPerLayer?: unknown } | null)?.samplesPerLayer;
   if (!Array.isArray(list)) throw new ConfigError(`${FLAGS.schedule} ${path}: expected a JSON object with "samplesPerLayer": [T per crossbar layer], got ${show(doc)}`);
   return ints(`${FLAGS.schedule} ${path}: samplesPerLayer`, list, 1, 1 << 20);
@@ -242,7 +236,8 @@ export function samplesPerLayer(c: StoxConfig, layers: number): number[] {
 
 /** One crossbar spec per IR node (null = digital). */
 export function layerSpecs(net: Network, c: StoxConfig): (LayerSpecJs | null)[] {
-  if (c.converter === 'fp') return net.nodes.map(() => null);
+  const converter = c.converter;
+  if (converter === 'fp') return net.nodes.map(() => null);
   const nodes = crossbarNodes(net, c.policy, c.digitalLayers);
   const T = samplesPerLayer(c, nodes.length);
   const specs: (LayerSpecJs | null)[] = net.nodes.map(() => null);
@@ -264,7 +259,7 @@ export function layerSpecs(net: Network, c: StoxConfig): (LayerSpecJs | null)[] 
       inputStreamBits,
       weightQuant: c.weightQuant,
       signed: c.signed,
-      converter: c.converter,
+      converter,
       adcBits: c.adcBits,
       adcRange: c.adcRange,
       transfer: c.transfer,

@@ -6,14 +6,14 @@ import { join, resolve } from 'node:path';
 import { ARCHS, resnet, type Arch } from './arch.js';
 import { writeFileAtomic } from './atomic.js';
 import { ConfigError, int, ints, num, oneOf } from './config.js';
-import { holdOut, normalize, readCifar10, VALIDATION_IMAGES } from './data/cifar10.js';
+import { holdOut, IMAGE_BYTES, NORMALIZATION, normalize, readCifar10, VALIDATION_IMAGES } from './data/cifar10.js';
 import { resolveDataDir } from './data/location.js';
 import { argmax } from './eval.js';
 import type { Backend } from './backend.js';
 import type { LayerSpecJs, LearnedJs, NativeTrainer, TrainProgress } from './native-binding.js';
-import { native, nativeBackend, withAbort } from './native.js';
+import { native, simulatorBackend, withAbort } from './native.js';
 import type { EmbeddedStox, Network } from './network.js';
-import { applyLearned, createSimulator } from './simulator.js';
+import { applyLearned } from './simulator.js';
 import { layerSpecs, resolveConfig, type StoxConfig } from './stox.js';
 import { exportOnnx, learnedParams } from './onnx/export.js';
 import { importOnnx } from './onnx/import.js';
@@ -222,13 +222,20 @@ export async function createTrainer(net: Network, settings: TrainSettings, image
     specs = layerSpecs(net, stox);
     applyLearned(net, specs, net.stox?.layers);
     const m = Math.min(stox.calibrationImages, labels.length);
-    calibration = normalize(images.subarray(0, m * 3072), m);
+    calibration = normalize(images.subarray(0, m * IMAGE_BYTES), m);
   }
   const distill = settings.teacher === undefined ? undefined : { teacher: await importOnnx(settings.teacher), source: settings.teacher, alpha: settings.distillAlpha, temperature: settings.distillTemperature };
   return withAbort(signal, (handle) =>
     native().createTrainer(
       net,
-      { ...settings, init: settings.arch !== undefined, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], layers: specs, distill },
+      {
+        ...settings,
+        init: settings.arch !== undefined,
+        mean: [...NORMALIZATION.mean],
+        std: [...NORMALIZATION.std],
+        qat: specs && { layers: specs, mtjGrad: settings.mtjGrad, learnClip: settings.learnClip },
+        distill,
+      },
       images,
       labels,
       calibration,
@@ -264,14 +271,10 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
   const n = o.trainImages === undefined ? trainSet.count : int('--train-images', o.trainImages, 2, trainSet.count);
   const stox = resolveConfig(settings.stox as Record<string, unknown>);
   const qat = stox.converter !== 'fp';
-  const trainer = await createTrainer(net, settings, trainSet.images.subarray(0, n * 3072), trainSet.labels.subarray(0, n), threads, o.signal);
-  // Test accuracy in eval mode: FP32, or the StoX engine with the learned state (seed = the run's seed).
-  const evaluator = async (): Promise<Backend> => {
-    const now = trainer.network() as Network;
-    if (!qat) return nativeBackend(now, threads);
-    const { backend } = await createSimulator(now, stox, { dataDir: dir, threads, engine: 'native', learned: learnedByName(now, trainer.learned()) });
-    return backend;
-  };
+  const trainer = await createTrainer(net, settings, trainSet.images.subarray(0, n * IMAGE_BYTES), trainSet.labels.subarray(0, n), threads, o.signal);
+  // Test accuracy in eval mode: FP32, or the StoX engine with the learned state (seed = the
+  // simulator's seed), built in the engine from the trainer's state.
+  const evaluator = (): Backend => simulatorBackend(trainer.evaluator(stox.seed), threads);
   let epoch = 0;
   if (resumed) {
     trainer.loadState({ values: resumed.values, step: resumed.header.step });
@@ -308,7 +311,7 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
     let testTop1Now: number;
     let valTop1: number | undefined;
     try {
-      const backend = await evaluator();
+      const backend = evaluator();
       if (validation.count > 0) valTop1 = await top1On(backend, valImages, validation.labels, o.signal);
       testTop1Now = await top1On(backend, testImages, testSet.labels, o.signal);
     } catch (e) {

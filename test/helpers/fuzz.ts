@@ -722,7 +722,7 @@ export async function fuzzOnnx(o: OnnxFuzzOptions): Promise<Tally> {
         const image = Float32Array.from({ length: n }, () => (rng.next() - 0.5) * 5);
         stats.forwards++;
         try {
-          const { logits } = await engine.forward(image, 0, 1);
+          const logits = await engine.digital().forward(image, 0, 1);
           if (logits.length !== engine.classes) {
             t.failures.push({ kind: 'forward: wrong logits', ...where, message: `${logits.length} logits for ${engine.classes} classes` });
           } else if (logits.every(Number.isFinite)) stats.finite++;
@@ -815,7 +815,7 @@ export async function fuzzConfigs(o: ConfigFuzzOptions): Promise<Tally> {
       stats.simulated++;
       try {
         const sim = await engine!.simulator(specs, config.seed, images, 1);
-        const { logits } = await sim.forward(images.subarray(0, len), 0, 1);
+        const logits = await sim.forward(images.subarray(0, len), 0, 1);
         // Noise (σ up to 10^6 LSB) may make logits large, never NaN.
         if (logits.some(Number.isNaN)) t.failures.push({ kind: 'simulator: NaN logits', ...where, message: Array.from(logits).join(',') });
       } catch (e) {

@@ -20,7 +20,7 @@ const MODELS = join(packageRoot(), 'models');
 
 /**
  * `stoxnet-paper`: our reading of the StoX-Net abstract's hardware setting
- * for ResNet20 on CIFAR-10 (the paper body could not be read, METHOD.md):
+ * for ResNet20 on CIFAR-10 (the paper body could not be read, docs/method.md §1):
  * 128-row subarrays, 4-bit weights and inputs mapped as 1-bit cells and
  * 1-bit input streams (so the full-precision ADC has 8 bits: the balanced
  * split gives ResNet20's layers 72–116 rows, 2·116 + 1 = 233 levels), balanced split, first conv and last linear digital, MTJ sigmoid
@@ -283,8 +283,8 @@ export async function costConfig(name: string, o: CostConfigOptions, technology:
     const t0 = performance.now();
     const config = seed === undefined ? o.config : { ...o.config, seed };
     const run = await evaluate({ model: o.model, data: o.data, evalSet: o.evalSet, limit: o.images, threads: o.threads, config, signal: o.signal });
-    if (!run.simulator || !run.nodeOps) throw new ConfigError(`configuration ${name}: needs crossbar layers to cost (converter ${run.report.converter})`);
-    evaluated.push({ run, costs: run.simulator.cost(run.nodeOps, technology.tech), seconds: (performance.now() - t0) / 1000 });
+    if (!run.simulator) throw new ConfigError(`configuration ${name}: needs crossbar layers to cost (converter ${run.report.converter})`);
+    evaluated.push({ run, costs: run.simulator.cost(technology.tech), seconds: (performance.now() - t0) / 1000 });
   }
   const components = native().costComponents();
   const { report } = evaluated[0].run;

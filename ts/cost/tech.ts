@@ -1,9 +1,8 @@
 // Technology files: every number of the cost model with its unit and
 // source (ts/cost/tech/*.json). Loaded and validated once here; the Rust
 // cost model receives canonical units (pJ, ns, µm², V, Ω, µA, mW = pJ/ns).
-import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { ConfigError, show } from '../config.js';
+import { ConfigError, parseJson, readTextFile, show } from '../config.js';
 import type { TechJs } from '../native-binding.js';
 import { packageRoot } from '../paths.js';
 
@@ -99,12 +98,7 @@ function checkShape(t: unknown, file: string): asserts t is TechFile {
 }
 
 function parse(text: string, file: string): TechFile {
-  let t: unknown;
-  try {
-    t = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const t = parseJson(text, file);
   checkShape(t, file);
   return t;
 }
@@ -112,7 +106,7 @@ function parse(text: string, file: string): TechFile {
 function readPreset(name: string): TechFile {
   if (!(PRESETS as readonly string[]).includes(name)) throw new ConfigError(`unknown technology preset ${show(name)}; presets: ${PRESETS.join(', ')}`);
   const file = join(packageRoot(), 'ts', 'cost', 'tech', `${name}.json`);
-  return parse(readFileSync(file, 'utf8'), basename(file));
+  return parse(readTextFile(file, basename(file)), basename(file));
 }
 
 /** Checks every field (present, unit, non-negative finite numbers, a source) and converts to canonical units. */
@@ -164,13 +158,7 @@ export function validateTech(t: TechFile, file: string): Technology {
 /** A preset, or a file (complete, or with `base` naming the preset it overrides). */
 export function loadTech(presetOrFile: string = PRESETS[0]): Technology {
   if ((PRESETS as readonly string[]).includes(presetOrFile)) return validateTech(readPreset(presetOrFile), `${presetOrFile}.json`);
-  let text: string;
-  try {
-    text = readFileSync(presetOrFile, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`--tech ${presetOrFile}: ${(e as Error).message}`);
-  }
-  const file = parse(text, presetOrFile);
+  const file = parse(readTextFile(presetOrFile, `--tech ${presetOrFile}`), presetOrFile);
   if (file.base !== undefined) {
     const base = readPreset(file.base);
     return validateTech({ ...base, name: file.name ?? `${base.name}+${basename(presetOrFile)}`, values: { ...base.values, ...file.values } }, presetOrFile);

@@ -146,6 +146,15 @@ export async function verifyCifar10(dir: string): Promise<void> {
   }
 }
 
+/**
+ * The per-channel mean and std (ImageNet's) of `normalize` by default and of
+ * the trainer's input: one definition for every place that normalises images.
+ */
+export const NORMALIZATION: { readonly mean: readonly [number, number, number]; readonly std: readonly [number, number, number] } = {
+  mean: [0.485, 0.456, 0.406],
+  std: [0.229, 0.224, 0.225],
+};
+
 export interface NormalizeOptions {
   mean?: [number, number, number];
   std?: [number, number, number];
@@ -162,8 +171,8 @@ export interface NormalizeOptions {
  * as `(p as f32 / 255.0 - mean) / std` in Rust or numpy float32.
  */
 export function normalize(images: Uint8Array, count: number, opts: NormalizeOptions = {}): Float32Array {
-  const mean = opts.mean ?? [0.485, 0.456, 0.406];
-  const std = opts.std ?? [0.229, 0.224, 0.225];
+  const mean = opts.mean ?? NORMALIZATION.mean;
+  const std = opts.std ?? NORMALIZATION.std;
   const plane = IMAGE_HEIGHT * IMAGE_WIDTH;
   if (images.length < count * IMAGE_BYTES) {
     throw new Error(`normalize: ${count} images need ${count * IMAGE_BYTES} bytes, got ${images.length}`);

@@ -1,9 +1,8 @@
 // A sweep's grid: the design points, in a fixed order, and which of them a
 // shard runs. The order and the keys are what make sweeps resumable and
 // shardable: point i is the same point on every machine.
-import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { ConfigError, int } from '../config.js';
+import { ConfigError, int, readJsonFile } from '../config.js';
 import { FLAGS, type StoxConfig } from '../stox.js';
 
 /** GRID.json as written by the user. */
@@ -94,19 +93,7 @@ export function parseGrid(value: unknown, file: string): Grid {
 }
 
 export function readGrid(file: string): Grid {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`--grid ${file}: ${(e as Error).message}`);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`--grid ${file}: not valid JSON (${(e as Error).message})`);
-  }
-  return parseGrid(value, file);
+  return parseGrid(readJsonFile(file, `--grid ${file}`), file);
 }
 
 /** `k/n` → [k, n] with 0 ≤ k < n. */

@@ -18,39 +18,14 @@
 //! deterministic for any thread count.
 
 use crate::bail;
+use crate::config::{ColumnParams, ConverterSpec, LayerConfig, LayerSpec, Noise};
 use crate::converter::Converter;
-use crate::crossbar::{ColumnParams, CrossbarLayer, LayerConfig, Mapping, Noise};
-use crate::engine::{ordered_fold, Cancel, Stox};
+use crate::counts::OpCounts;
+use crate::crossbar::CrossbarLayer;
+use crate::engine::{ordered_fold, Cancel, Crossbars};
 use crate::error::Result;
 use crate::graph::{Network, Op};
 use crate::mtj::{Device, Thresholds};
-use crate::ops::LayerOps;
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ConverterSpec {
-    Ideal,
-    /// `calibrated`: range from the observed partial sums; else the full
-    /// range. `bits` `None`: lossless for the layer (`Mapping::lossless_adc_bits`).
-    Adc {
-        bits: Option<u32>,
-        calibrated: bool,
-    },
-    SparseAdc,
-    SenseAmp,
-    Mtj(Converter),
-}
-
-/// What the user asked for one layer; `None` fields are calibrated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerSpec {
-    pub mapping: Mapping,
-    pub converter: ConverterSpec,
-    pub input_clip: Option<f32>,
-    pub input_signed: bool,
-    pub noise: Noise,
-    /// Given parameters (a trained model's); empty vectors are calibrated.
-    pub params: ColumnParams,
-}
 
 /// What calibration decided, per crossbar layer, for reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +82,7 @@ fn input_clips(net: &Network, specs: &[Option<LayerSpec>], images: &[f32], cance
         cancel,
         || vec![0f32; n],
         |acc, ws, idx, image| {
-            ws.forward(net, None, image, idx, &mut vec![LayerOps::default(); n], None);
+            ws.forward(net, None, image, idx, &mut vec![OpCounts::default(); n], None);
             for &i in &wanted {
                 acc[i] = ws.value(src(i)).iter().fold(acc[i], |m, v| m.max(v.abs()));
             }
@@ -120,7 +95,7 @@ fn input_clips(net: &Network, specs: &[Option<LayerSpec>], images: &[f32], cance
         cancel,
         || vec![vec![0u64; BINS]; n],
         |acc, ws, idx, image| {
-            ws.forward(net, None, image, idx, &mut vec![LayerOps::default(); n], None);
+            ws.forward(net, None, image, idx, &mut vec![OpCounts::default(); n], None);
             for &i in &wanted {
                 let scale = BINS as f32 / maxes[i].max(f32::MIN_POSITIVE);
                 let signed = specs[i].as_ref().unwrap().input_signed;
@@ -186,7 +161,7 @@ impl Moments {
 /// Per-column statistics gathered by `f(node, column, ps) -> values to add`.
 fn column_fold<T: Clone + Send + Sync>(
     net: &Network,
-    stox: &Stox,
+    stox: &Crossbars,
     images: &[f32],
     cancel: &Cancel,
     empty: T,
@@ -201,7 +176,7 @@ fn column_fold<T: Clone + Send + Sync>(
         cancel,
         || sizes.iter().map(|&s| vec![empty.clone(); s]).collect::<Vec<_>>(),
         |acc, ws, idx, image| {
-            let mut ops = vec![LayerOps::default(); n];
+            let mut ops = vec![OpCounts::default(); n];
             let mut obs = |node: usize, col: usize, ps: &[f32]| add(&mut acc[node][col], node, col, ps);
             ws.forward(net, Some(stox), image, idx, &mut ops, Some(&mut obs));
         },
@@ -209,7 +184,9 @@ fn column_fold<T: Clone + Send + Sync>(
     )
 }
 
-fn build(net: &Network, configs: &[Option<LayerConfig>], seed: u64) -> Result<Stox> {
+/// Programs the crossbar layers of `net` with resolved configurations
+/// (`configs[i]` for node i, `None` = digital); `seed` keys their draws.
+pub fn program(net: &Network, configs: &[Option<LayerConfig>], seed: u64) -> Result<Crossbars> {
     let mut layers = Vec::with_capacity(net.nodes.len());
     for (i, node) in net.nodes.iter().enumerate() {
         layers.push(match &configs[i] {
@@ -220,13 +197,13 @@ fn build(net: &Network, configs: &[Option<LayerConfig>], seed: u64) -> Result<St
             None => None,
         });
     }
-    Ok(Stox { layers, seed })
+    Ok(Crossbars { layers, seed })
 }
 
 /// Programs the crossbar layers of `net` (`specs[i]` for node i, `None` =
 /// digital), calibrating on `images` whatever the specs leave open.
 /// `cancel` stops it between images (returning a "cancelled" error).
-pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[f32], cancel: &Cancel) -> Result<(Stox, Vec<Option<Resolved>>)> {
+pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[f32], cancel: &Cancel) -> Result<(Crossbars, Vec<Option<Resolved>>)> {
     if specs.len() != net.nodes.len() {
         bail!("layer policy covers {} nodes, the network has {}", specs.len(), net.nodes.len());
     }
@@ -265,7 +242,7 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
         ConverterSpec::SenseAmp | ConverterSpec::Mtj(_) => s.params.norm_scale.is_empty(),
         _ => false,
     });
-    let ideal_stox = build(net, &ideal, seed)?;
+    let ideal_stox = program(net, &ideal, seed)?;
     let stats = if needs_stats {
         column_fold(net, &ideal_stox, images, cancel, Moments::EMPTY, |m, _, _, ps| ps.iter().for_each(|&v| m.add(v as f64)), |a, b| a.merge(b))
     } else {
@@ -334,7 +311,7 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
     let needs_readout = configs.iter().flatten().any(|c| c.converter.normalises() && c.params.readout_gain.is_empty());
     if needs_readout {
         let fit: Vec<Option<LayerConfig>> = configs.iter().map(|c| c.clone().map(|c| LayerConfig { converter: Converter::Ideal, noise: Noise::default(), ..c })).collect();
-        let stox = build(net, &fit, seed)?;
+        let stox = program(net, &fit, seed)?;
         let norm: Vec<Option<(Converter, ColumnParams)>> = configs.iter().map(|c| c.as_ref().map(|c| (c.converter, c.params.clone()))).collect();
         let tables: Vec<Option<Vec<Option<Thresholds>>>> = norm
             .iter()
@@ -402,7 +379,7 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
             c.params.readout_offset = offset;
         }
     }
-    let stox = build(net, &configs, seed)?;
+    let stox = program(net, &configs, seed)?;
     let resolved = configs.iter().map(|c| c.as_ref().map(|c| Resolved { input_clip: c.input_clip, converter: c.converter, params: c.params.clone() })).collect();
     Ok((stox, resolved))
 }
@@ -410,7 +387,7 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crossbar::{SignedMapping, Split};
+    use crate::config::{Mapping, SignedMapping, Split};
     use crate::graph::{Linear, Node, Shape};
     use crate::quant::WeightQuant;
 

@@ -1,14 +1,15 @@
 //! Hardware cost: energy, latency and area per layer and per component,
-//! from the operation counts the engine produced (ops.rs) and the mapping of
+//! from the operation counts the engine produced (counts.rs) and the mapping of
 //! the programmed crossbar layers. Units: pJ, ns, µm² (areas reported in
 //! mm²). Every number comes from a technology file (ts/cost/tech/*.json),
 //! where each carries its source.
 
+use crate::config::SignedMapping;
 use crate::converter::Converter;
-use crate::crossbar::{CrossbarLayer, SignedMapping};
-use crate::engine::Stox;
+use crate::counts::OpCounts;
+use crate::crossbar::CrossbarLayer;
+use crate::engine::Crossbars;
 use crate::graph::Network;
-use crate::ops::LayerOps;
 
 /// A technology, in canonical units (pJ, ns, µm², V, Ω, µA).
 #[derive(Debug, Clone, PartialEq)]
@@ -191,7 +192,7 @@ impl LayerCost {
     }
 }
 
-fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
+fn crossbar_cost(layer: &CrossbarLayer, o: &OpCounts, t: &Tech) -> LayerCost {
     let m = &layer.config.mapping;
     let per = |v: u128| v as f64 / o.images.max(1) as f64;
     let mut c = LayerCost::default();
@@ -297,7 +298,7 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &LayerOps, t: &Tech) -> LayerCost {
     c
 }
 
-fn digital_cost(o: &LayerOps, t: &Tech) -> LayerCost {
+fn digital_cost(o: &OpCounts, t: &Tech) -> LayerCost {
     let per = |v: u64| v as f64 / o.images.max(1) as f64;
     let mut c = LayerCost::default();
     c.energy[8] = per(o.digital_macs) * t.digital_mac_energy + per(o.digital_ops) * t.digital_op_energy;
@@ -307,7 +308,7 @@ fn digital_cost(o: &LayerOps, t: &Tech) -> LayerCost {
 
 /// Per-node cost (digital nodes, crossbar layers) of one image, and the
 /// digital units' area once for the chip.
-pub fn cost(net: &Network, stox: Option<&Stox>, ops: &[LayerOps], t: &Tech) -> Vec<LayerCost> {
+pub fn cost(net: &Network, stox: Option<&Crossbars>, ops: &[OpCounts], t: &Tech) -> Vec<LayerCost> {
     let mut costs: Vec<LayerCost> = net
         .nodes
         .iter()
@@ -324,10 +325,10 @@ pub fn cost(net: &Network, stox: Option<&Stox>, ops: &[LayerOps], t: &Tech) -> V
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::calibrate::{prepare, ConverterSpec, LayerSpec};
-    use crate::crossbar::{ColumnParams, Mapping, Noise, Split};
+    use crate::calibrate::prepare;
+    use crate::config::{ColumnParams, ConverterSpec, LayerSpec, Mapping, Noise, Split};
     use crate::graph::{Conv, Node, Op, Shape};
     use crate::mtj::Curve;
     use crate::quant::{quantize_weights, WeightQuant};
@@ -371,7 +372,7 @@ mod tests {
     }
 
     /// One 2→4 3x3 conv (K = 18) on a 4x4 image, pad 1: p = 16 pixels.
-    fn tiny(converter: ConverterSpec) -> (Network, Stox, Vec<LayerOps>) {
+    fn tiny(converter: ConverterSpec) -> (Network, Crossbars, Vec<OpCounts>) {
         let w: Vec<f32> = (0..4 * 18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect();
         let conv = Conv { weight: w, bias: None, out_channels: 4, in_channels: 2, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] };
         let net = Network::new(Shape { c: 2, h: 4, w: 4 }, vec![Node { name: "c".into(), op: Op::Conv(conv), inputs: vec![0] }], 1).unwrap();

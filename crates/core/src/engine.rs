@@ -7,14 +7,15 @@
 use rayon::prelude::*;
 
 use crate::bail;
+use crate::counts::OpCounts;
 use crate::crossbar::{self, CrossbarLayer, Unfold};
 use crate::error::Result;
 use crate::graph::{Network, Op};
 use crate::layers;
-use crate::ops::LayerOps;
 
-/// Crossbar layers (by node index; `None` = digital FP32) and the seed.
-pub struct Stox {
+/// A network's programmed crossbar layers (by node index; `None` = digital
+/// FP32) and the seed of every random draw they make.
+pub struct Crossbars {
     pub layers: Vec<Option<CrossbarLayer>>,
     pub seed: u64,
 }
@@ -79,7 +80,7 @@ impl Workspace {
     }
 
     /// Forward pass of image number `index`; returns the output value.
-    pub fn forward(&mut self, net: &Network, stox: Option<&Stox>, image: &[f32], index: usize, ops: &mut [LayerOps], mut observe: Option<Observer<'_, '_>>) -> &[f32] {
+    pub fn forward(&mut self, net: &Network, stox: Option<&Crossbars>, image: &[f32], index: usize, ops: &mut [OpCounts], mut observe: Option<Observer<'_, '_>>) -> &[f32] {
         self.values[0].copy_from_slice(image);
         for (i, node) in net.nodes.iter().enumerate() {
             let (done, rest) = self.values.split_at_mut(i + 1);
@@ -140,7 +141,7 @@ fn run_crossbar(
     index: usize,
     seed: u64,
     out: &mut [f32],
-    ops: &mut LayerOps,
+    ops: &mut OpCounts,
     node: usize,
     observe: Option<Observer<'_, '_>>,
 ) {
@@ -206,7 +207,7 @@ pub fn ordered_fold<A: Send>(net: &Network, images: &[f32], cancel: &Cancel, ini
 
 /// Logits `[n × classes]` and per-node operation counts for `n` images
 /// packed in `images`, numbered `first, first + 1, …` for the RNG.
-pub fn forward(net: &Network, stox: Option<&Stox>, images: &[f32], first: usize) -> Result<(Vec<f32>, Vec<LayerOps>)> {
+pub fn forward(net: &Network, stox: Option<&Crossbars>, images: &[f32], first: usize) -> Result<(Vec<f32>, Vec<OpCounts>)> {
     let len = net.input.len();
     if !images.len().is_multiple_of(len) {
         bail!("image buffer has {} values, not a multiple of the input size {}", images.len(), len);
@@ -224,7 +225,7 @@ pub fn forward(net: &Network, stox: Option<&Stox>, images: &[f32], first: usize)
         .zip(images.par_chunks(len))
         .enumerate()
         .fold(
-            || (Workspace::take(net), vec![LayerOps::default(); nodes]),
+            || (Workspace::take(net), vec![OpCounts::default(); nodes]),
             |(mut ws, mut ops), (i, (out, image))| {
                 out.copy_from_slice(ws.forward(net, stox, image, first + i, &mut ops, None));
                 (ws, ops)
@@ -235,7 +236,7 @@ pub fn forward(net: &Network, stox: Option<&Stox>, images: &[f32], first: usize)
             ops
         })
         .reduce(
-            || vec![LayerOps::default(); nodes],
+            || vec![OpCounts::default(); nodes],
             |mut a, b| {
                 a.iter_mut().zip(&b).for_each(|(x, y)| x.merge(y));
                 a
@@ -246,7 +247,7 @@ pub fn forward(net: &Network, stox: Option<&Stox>, images: &[f32], first: usize)
 
 /// A rayon pool of exactly `threads` workers (0 = one per core), shared by
 /// every call that asks for that many: starting threads per call cost time,
-/// and per-thread state (`pool::Buf` free lists) lives as long as the pool.
+/// and per-thread state (`buffers::Buf` free lists) lives as long as the pool.
 pub fn thread_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> {
     static POOLS: std::sync::Mutex<Vec<(usize, std::sync::Arc<rayon::ThreadPool>)>> = std::sync::Mutex::new(Vec::new());
     let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());

@@ -2,9 +2,12 @@
 //! crossbar partial sums are converted by stochastic SOT-MTJs (StoX-Net).
 //! Pure Rust, no FFI; the Node binding lives in `crates/node`.
 
+pub mod buffers;
 pub mod calibrate;
+pub mod config;
 pub mod converter;
 pub mod cost;
+pub mod counts;
 pub mod crossbar;
 pub mod engine;
 pub mod error;
@@ -13,11 +16,10 @@ pub mod graph;
 pub mod layers;
 pub mod mtj;
 pub mod mvm;
-pub mod ops;
 pub mod pmath;
-pub mod pool;
 pub mod quant;
 pub mod rng;
+pub mod simulator;
 pub mod train;
 
 pub use error::{Error, Result};

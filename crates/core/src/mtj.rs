@@ -14,7 +14,24 @@ pub struct Curve {
     pub clamp: f32,
 }
 
+/// The transfer curves by name; `sigmoid` and `tanh` take the sensitivity a.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    Sigmoid,
+    Tanh,
+    Fitted,
+}
+
 impl Curve {
+    /// The curve `transfer` names, with sensitivity `a` (unused by `fitted`).
+    pub fn new(transfer: Transfer, a: f32) -> Curve {
+        match transfer {
+            Transfer::Sigmoid => Curve::sigmoid(a),
+            Transfer::Tanh => Curve::tanh(a),
+            Transfer::Fitted => Curve::fitted(),
+        }
+    }
+
     /// `sigmoid(a·x)` (the paper's default, a = 4).
     pub fn sigmoid(a: f32) -> Curve {
         Curve { slope: a, center: 0.0, clamp: 1.0 }

@@ -34,6 +34,14 @@ pub enum Domain {
     MtjDevice = 4,
 }
 
+/// A seed given as a double (a JavaScript number): an integer in [0, 2^53).
+pub fn seed_from_f64(v: f64) -> crate::Result<u64> {
+    if !(v >= 0.0 && v.fract() == 0.0 && v <= 9_007_199_254_740_991.0) {
+        crate::bail!("seed must be an integer in [0, 2^53), got {v}");
+    }
+    Ok(v as u64)
+}
+
 pub fn key(seed: u64, words: &[u64]) -> u64 {
     words.iter().fold(seed, |h, &w| SplitMix64::seed_from_u64(h ^ w).next_u64())
 }

@@ -6,12 +6,12 @@
 
 use rayon::prelude::*;
 
+use crate::buffers::Buf;
+use crate::counts::OpCounts;
 use crate::crossbar::{CrossbarLayer, Scratch, Unfold};
 use crate::gemm::gemm_fused;
 use crate::graph::{Conv, Network, Op, Shape};
 use crate::layers;
-use crate::ops::LayerOps;
-use crate::pool::Buf;
 use crate::train::qat::{self, QatLayer};
 
 /// Crossbar layers under PS-QAT (by node) and the RNG image index of each
@@ -91,7 +91,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                         Scratch::default,
                         |scratch, (((o, x), &image), slot)| {
                             let unfold = Unfold::Conv { conv, input: xs, output: os };
-                            layer.forward(x, p, unfold, scratch, image, q.seed, o, &mut LayerOps::default(), None, slot);
+                            layer.forward(x, p, unfold, scratch, image, q.seed, o, &mut OpCounts::default(), None, slot);
                         },
                     );
                     record = Some(XbarTape { layer, recorded });
@@ -376,7 +376,7 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
         let (psi, ci): (&[f32], &[f32]) = match &t.recorded {
             Some((ps, cs)) => (&ps[i * per..(i + 1) * per], &cs[i * per..(i + 1) * per]),
             None => {
-                layer.forward(xi, p, unfold, sc, q.images[i], q.seed, y_buf, &mut LayerOps::default(), None, Some((&mut ps_buf[..], &mut c_buf[..])));
+                layer.forward(xi, p, unfold, sc, q.images[i], q.seed, y_buf, &mut OpCounts::default(), None, Some((&mut ps_buf[..], &mut c_buf[..])));
                 (ps_buf, c_buf)
             }
         };

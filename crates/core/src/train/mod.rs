@@ -6,6 +6,7 @@
 pub mod augment;
 pub mod backprop;
 pub mod qat;
+pub mod setup;
 pub mod sgd;
 
 use rand_core::RngCore;
@@ -13,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::bail;
 use crate::converter::Converter;
+use crate::engine::Crossbars;
 use crate::error::Result;
 use crate::graph::{Network, Op};
 use crate::{pmath, rng};
@@ -257,7 +259,7 @@ impl Trainer {
             if idx.len() < 2 {
                 continue;
             }
-            let mut x = crate::pool::Buf::zeroed(idx.len() * len);
+            let mut x = crate::buffers::Buf::zeroed(idx.len() * len);
             x.par_chunks_exact_mut(len).zip(idx.par_iter()).for_each(|(out, &i)| {
                 let i = i as usize;
                 augment::prepare(&data.images[i * len..(i + 1) * len], data.dims, &c.normalize, c.augment.then_some((c.seed, epoch, i)), out);
@@ -385,6 +387,20 @@ impl Trainer {
         let model = (self.net.clone(), self.qat.clone());
         self.swap_ema();
         model
+    }
+
+    /// The model the run produces (as `model`) ready for inference: its
+    /// PS-QAT layers programmed on crossbars with their learned state, `seed`
+    /// keying every random draw. Evaluation through it takes no weights out
+    /// of the trainer's side.
+    pub fn evaluator(&mut self, seed: u64) -> Result<(Network, Option<Crossbars>)> {
+        let (net, qat) = self.model();
+        if qat.is_empty() {
+            return Ok((net, None));
+        }
+        let configs: Vec<_> = qat.iter().map(|l| l.as_ref().map(|l| l.config.clone())).collect();
+        let crossbars = crate::calibrate::program(&net, &configs, seed)?;
+        Ok((net, Some(crossbars)))
     }
 
     /// Every float of the trainer state (parameters, BatchNorm statistics,

@@ -1,4 +1,4 @@
-//! PS-quantization-aware training of crossbar layers (METHOD.md §4).
+//! PS-quantization-aware training of crossbar layers (docs/method.md §7).
 //!
 //! Forward is the StoX engine's own (`CrossbarLayer::forward` on the current
 //! weights, programmed anew each step, sampling keyed by epoch and image).
@@ -28,13 +28,14 @@
 //! the clip. Other converters' outputs are Σ w·q already.
 
 use crate::bail;
+use crate::buffers::Buf;
+use crate::config::{ColumnParams, LayerConfig};
 use crate::converter::Converter;
-use crate::crossbar::{ColumnParams, CrossbarLayer, LayerConfig};
+use crate::crossbar::CrossbarLayer;
 use crate::error::Result;
 use crate::gemm::{gemm_fused, gemm_fused_strided};
 use crate::graph::{Node, Op};
 use crate::pmath;
-use crate::pool::Buf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MtjGrad {

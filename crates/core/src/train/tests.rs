@@ -278,8 +278,8 @@ fn training_reduces_the_loss_and_a_nan_stops_it() {
 
 mod qat_tests {
     use super::*;
+    use crate::config::{ColumnParams, LayerConfig, Mapping, Noise, SignedMapping, Split};
     use crate::converter::Converter;
-    use crate::crossbar::{ColumnParams, LayerConfig, Mapping, Noise, SignedMapping, Split};
     use crate::mtj::Curve;
     use crate::quant::WeightQuant;
     use crate::train::qat::{MtjGrad, QatLayer};

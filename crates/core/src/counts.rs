@@ -3,7 +3,7 @@
 //! and area.
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LayerOps {
+pub struct OpCounts {
     /// Images this layer processed.
     pub images: u64,
     /// Activations of a physical subarray by one input vector and stream.
@@ -36,9 +36,9 @@ pub struct LayerOps {
     pub ps_max: f32,
 }
 
-impl Default for LayerOps {
+impl Default for OpCounts {
     fn default() -> Self {
-        LayerOps {
+        OpCounts {
             images: 0,
             subarray_reads: 0,
             cell_reads: 0,
@@ -57,7 +57,7 @@ impl Default for LayerOps {
     }
 }
 
-impl LayerOps {
+impl OpCounts {
     /// One row's drives over a stream: `nonzero` driven pixels, `sq` = Σ
     /// digit², on a row whose cells store digits summing to `load`.
     #[inline]
@@ -69,7 +69,7 @@ impl LayerOps {
 
     /// Counts are sums and ranges are min/max, so merging in any order gives
     /// the same totals.
-    pub fn merge(&mut self, o: &LayerOps) {
+    pub fn merge(&mut self, o: &OpCounts) {
         self.images += o.images;
         self.subarray_reads += o.subarray_reads;
         self.cell_reads += o.cell_reads;
