@@ -6,14 +6,15 @@
 // command that reproduces it (`--first K` with one case). Exits 1 on any
 // failure. A case that runs longer than --hang-seconds (default 60) is
 // reported by a watchdog thread, which then kills the process.
-import { readFileSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { int } from '../ts/config.js';
 import { nativeUnavailable } from '../ts/native.js';
 import { importOnnxBytes } from '../ts/onnx/import.js';
-import { HAVE_MODELS, model } from '../test/helpers/env.js';
-import { type Tally, fuzzConfigs, fuzzOnnx, seedModels, smallNetwork } from '../test/helpers/fuzz.js';
+import { packageRoot } from '../ts/paths.js';
+import { type Tally, fuzzConfigs, fuzzOnnx, seedModels, smallNetwork } from './fuzz-cases.js';
 
 const { values: v } = parseArgs({
   options: {
@@ -41,7 +42,9 @@ const share = (name: string, s: string) => {
 const forwardShare = share('--forward-share', v['forward-share']!);
 const nativeShare = share('--native-share', v['native-share']!);
 const hangSeconds = int('--hang-seconds', v['hang-seconds'], 1);
-const resnetPath = v.model ?? (HAVE_MODELS ? model('resnet20.onnx') : undefined);
+// The real resnet20.onnx where the tests find it (STOXNET_MODELS, else ../shared/models).
+const found = join(process.env.STOXNET_MODELS ?? join(packageRoot(), '..', 'shared', 'models'), 'resnet20.onnx');
+const resnetPath = v.model ?? (existsSync(found) ? found : undefined);
 const resnet20 = resnetPath ? readFileSync(resnetPath) : undefined;
 const useNative = !v['no-native'] && nativeUnavailable() === undefined;
 

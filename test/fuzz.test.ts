@@ -1,5 +1,5 @@
 // Seeded fuzzing of the input boundaries (generators and checks in
-// test/helpers/fuzz.ts; bench/fuzz.ts runs the same for any number of
+// bench/fuzz-cases.ts; bench/fuzz.ts runs the same for any number of
 // cases). Seed 20261126; each case has its own mulberry32 generator seeded
 // from (seed, case number), so a failure reproduces alone:
 // `node dist/bench/fuzz.js --seed 20261126 --first K --onnx 1 --configs 0`.
@@ -8,7 +8,7 @@ import { describe, expect, test } from 'vitest';
 import { importOnnxBytes } from '../ts/onnx/import.js';
 import { nativeUnavailable } from '../ts/native.js';
 import { HAVE_MODELS, model } from './helpers/env.js';
-import { type Tally, fuzzConfigs, fuzzOnnx, seedModels, smallNetwork } from './helpers/fuzz.js';
+import { type Tally, fuzzConfigs, fuzzOnnx, seedModels, smallNetwork } from '../bench/fuzz-cases.js';
 
 const SEED = 20261126;
 const CASES = 10_000;

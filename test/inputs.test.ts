@@ -19,8 +19,8 @@ import { OnnxImportError, importOnnx, importOnnxBytes } from '../ts/onnx/import.
 import { packageRoot } from '../ts/paths.js';
 import { layerSpecs, resolveConfig } from '../ts/stox.js';
 import { DATA_DIR, HAVE_DATA, HAVE_MODELS, model as realModel } from './helpers/env.js';
-import { smallNetwork } from './helpers/fuzz.js';
-import { INT64, type ModelSpec, attr, externalTensor, i64, model, node, randoms, tensor, valueInfo } from './helpers/onnx-builder.js';
+import { smallNetwork } from '../bench/fuzz-cases.js';
+import { INT64, type ModelSpec, attr, externalTensor, i64, model, node, randoms, tensor, valueInfo } from '../bench/onnx-builder.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stoxnet-inputs-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -547,6 +547,7 @@ describe('technology files', () => {
     base: file('base.json', { base: 'isaac-7nm', values: {} }),
     noSource: file('nosource.json', edit('dacArea', { value: 1, unit: 'um2' })),
     bits: file('bits.json', edit('adcBits', { ...preset.values.adcBits, value: [...(preset.values.adcBits!.value as number[])].reverse() })),
+    fraction: file('fraction.json', edit('adcBits', { ...preset.values.adcBits, value: (preset.values.adcBits!.value as number[]).map((b, i) => (i === 1 ? b + 0.5 : b)) })),
   };
   table('technology file', [
     { input: 'missing field cellArea', run: () => loadTech(paths.missing), type: ConfigError, message: `${paths.missing}: field 'cellArea' is missing` },
@@ -563,6 +564,7 @@ describe('technology files', () => {
     { input: 'base: an unknown preset', run: () => loadTech(paths.base), type: ConfigError, message: 'unknown technology preset "isaac-7nm"; presets: isaac-32nm, neurosim-22nm' },
     { input: 'a value without a source', run: () => loadTech(paths.noSource), type: ConfigError, message: `${paths.noSource}: field 'dacArea' has no source` },
     { input: 'ADC resolutions not ascending', run: () => loadTech(paths.bits), type: ConfigError, message: `${paths.bits}: field 'adcBits' must list at least two ascending integer resolutions` },
+    { input: 'a fractional ADC resolution', run: () => loadTech(paths.fraction), type: ConfigError, message: `${paths.fraction}: field 'adcBits[1]': invalid type: floating point \`5.5\`, expected u32` },
     { input: 'a file that does not exist', run: () => loadTech(join(dir, 'nope.json')), type: ConfigError, message: `--tech ${join(dir, 'nope.json')}: ENOENT: no such file or directory, open '${join(dir, 'nope.json')}'` },
     { input: 'validateTech(null)', run: () => validateTech(null as never, 'api'), type: ConfigError, message: 'api: expected an object with "values"' },
   ]);

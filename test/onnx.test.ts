@@ -28,7 +28,7 @@ import {
   randoms,
   tensor,
   valueInfo,
-} from './helpers/onnx-builder.js';
+} from '../bench/onnx-builder.js';
 
 function imp(spec: ModelSpec): Network {
   return importOnnxBytes(model(spec), 'test.onnx');

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { logitsDigest } from '../ts/digest.js';
 import { createSimulator } from '../ts/simulator.js';
 import { resolveConfig, type StoxConfig } from '../ts/stox.js';
-import { caseRng, smallNetwork } from './helpers/fuzz.js';
+import { caseRng, smallNetwork } from '../bench/fuzz-cases.js';
 
 const net = smallNetwork();
 const len = net.input[0] * net.input[1] * net.input[2];

@@ -13,6 +13,8 @@ export declare class AbortHandle {
 export declare class NativeNetwork {
   constructor(spec: NetworkSpec)
   get classes(): number
+  /** Whether programming these layers needs calibration images. */
+  needsCalibration(layers: Array<LayerSpecJs | undefined | null>): boolean
   /** The network run digitally in FP32. */
   digital(): NativeSimulator
   /**
@@ -39,8 +41,11 @@ export declare class NativeSimulator {
   forward(images: Float32Array, first: number, threads: number): Promise<Float32Array>
   /** Operation counts per node, summed over every image classified. */
   counts(): Array<OpCountsJs>
-  /** Cost per node of one image, averaged over the images classified. */
-  cost(technology: TechJs): Array<LayerCostJs>
+  /**
+   * Cost per node of one image, averaged over the images classified;
+   * `technology`: canonical values by field name (`techFields()`).
+   */
+  cost(technology: Record<string, number | number[] | string>): Array<LayerCostJs>
 }
 
 /** A training run: the network, the optimiser state and the training set. */
@@ -75,6 +80,12 @@ export declare class NativeTrainer {
 export declare function __panicForTest(message: string): Promise<void>
 
 export type AdcRangeJs = 'full' | 'calibrated'
+
+/**
+ * Checks a technology (canonical values by field name) as the cost model
+ * will read it; the error names the field.
+ */
+export declare function checkTech(technology: Record<string, number | number[] | string>): void
 
 /** Per-column converter parameters (crates/core/src/config.rs `ColumnParams`); absent = calibrated. */
 export interface ColumnParamsJs {
@@ -245,44 +256,18 @@ export type SignedJs = 'differential' | 'offset'
 export type SplitJs = 'balanced' | 'filled'
 
 /**
- * A technology in canonical units; ts/cost/tech.ts loads the JSON files
- * and converts their units.
+ * One field of a technology: its name, what it measures (the units it
+ * takes), whether it is a list, and the values a choice may take.
  */
-export interface TechJs {
-  readVoltage: number
-  cellOnResistance: number
-  cellOffResistance: number
-  readPulse: number
-  readSettling: number
-  cellArea: number
-  dacPower: number
-  dacArea: number
-  adcArchitecture: string
-  adcBits: Array<number>
-  adcEnergy: Array<number>
-  adcArea: Array<number>
-  adcCycle: number
-  adcSharing: number
-  sampleHoldEnergy: number
-  sampleHoldArea: number
-  senseAmpEnergy: number
-  senseAmpArea: number
-  senseAmpLatency: number
-  mtjWriteCurrent: number
-  mtjResistance: number
-  mtjReadEnergy: number
-  mtjResetEnergy: number
-  mtjSampleLatency: number
-  mtjArea: number
-  shiftAddEnergy: number
-  shiftAddArea: number
-  bufferEnergy: number
-  digitalMacEnergy: number
-  digitalOpEnergy: number
-  digitalRate: number
-  digitalArea: number
-  pipeline: string
+export interface TechFieldJs {
+  name: string
+  dimension: string
+  list: boolean
+  choices: Array<string>
 }
+
+/** Every field a technology file gives. */
+export declare function techFields(): Array<TechFieldJs>
 
 export interface TrainConfigJs {
   epochs: number

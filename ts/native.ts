@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import type { AbortHandle as AbortHandleClass, createTrainer, NativeNetwork as NativeNetworkClass, NativeSimulator, NetworkSpec } from './native-binding.js';
+import type { AbortHandle as AbortHandleClass, createTrainer, NativeNetwork as NativeNetworkClass, NativeSimulator, NetworkSpec, TechFieldJs } from './native-binding.js';
 import type { Backend } from './backend.js';
 import type { Network } from './network.js';
 import { packageRoot } from './paths.js';
@@ -10,6 +10,8 @@ interface Binding {
   createTrainer: typeof createTrainer;
   AbortHandle: typeof AbortHandleClass;
   costComponents(): string[];
+  techFields(): TechFieldJs[];
+  checkTech(technology: Record<string, number | number[] | string>): void;
   macroComponents(): string[];
 }
 

@@ -7,8 +7,8 @@ import { normalize, readCifar10 } from './data/cifar10.js';
 import { ConfigError } from './config.js';
 import { native, nativeUnavailable, simulatorBackend, withAbort } from './native.js';
 import type { EmbeddedStox, Network } from './network.js';
-import { splitRows, weightSlices } from './reference/crossbar.js';
 import { referenceBackend } from './reference/engine.js';
+import { resolveGiven } from './reference/resolve.js';
 import type { LayerSpecJs, NativeSimulator, ResolvedJs } from './native-binding.js';
 import { layerSpecs, type StoxConfig } from './stox.js';
 
@@ -68,43 +68,6 @@ export function applyLearned(net: Network, specs: (LayerSpecJs | null)[], learne
   });
 }
 
-/** Whether a spec leaves nothing to calibrate (the test of `prepare` in crates/core/src/calibrate.rs). */
-function given(s: LayerSpecJs): boolean {
-  const p = s.params;
-  if (s.inputClip === undefined) return false;
-  if (s.converter === 'sparse-adc' || (s.converter === 'adc' && s.adcRange === 'calibrated')) return !!p?.adcLo;
-  if (s.converter === 'mtj' || s.converter === 'sense-amp') return !!p?.normScale && !!p.readoutGain;
-  return true;
-}
-
-/**
- * What calibration would resolve, for layers whose clips and parameters are
- * all given (a PS-QAT model's learned ones): lets the JS engine run without
- * the addon. Undefined when a layer needs calibration.
- */
-function resolveGiven(net: Network, specs: (LayerSpecJs | null)[]): ResolvedJs[] | undefined {
-  const resolved: ResolvedJs[] = [];
-  for (const [node, s] of specs.entries()) {
-    if (!s) continue;
-    // ADC bits and ranges are resolved in the addon; MTJ, sense-amp and ideal layers need only what is given.
-    if (!given(s) || !(s.converter === 'mtj' || s.converter === 'sense-amp' || s.converter === 'ideal')) return undefined;
-    const n = net.nodes[node] as { weight: Float32Array; shape: number[] };
-    const ranges = splitRows(n.weight.length / n.shape[0], s.rows, s.split);
-    const physicalColumns = (s.signed === 'differential' ? 2 * n.shape[0] : n.shape[0] + 1) * weightSlices(s);
-    resolved.push({
-      node,
-      inputClip: s.inputClip!,
-      converter: s.converter,
-      samples: s.samples,
-      subarrays: ranges.length,
-      physicalSubarrays: ranges.length * Math.ceil(physicalColumns / s.cols),
-      subarrayRows: ranges.map(([a, b]) => b - a),
-      params: s.params ?? {},
-    });
-  }
-  return resolved;
-}
-
 export async function createSimulator(net: Network, config: StoxConfig, o: SimulatorOptions): Promise<{ backend: Backend; layers: LayerReport[]; simulator?: NativeSimulator }> {
   const specs = layerSpecs(net, config);
   applyLearned(net, specs, o.learned);
@@ -114,14 +77,13 @@ export async function createSimulator(net: Network, config: StoxConfig, o: Simul
     if (!resolved) throw new ConfigError(`${missing}; without it only the JS engine runs, and only models whose crossbar layers carry learned clips and parameters (calibration runs in the addon)`);
     return { backend: referenceBackend(net, specs, resolved, config.seed), layers: layerReports(net, specs, resolved) };
   }
-  const needsCalibration = specs.some((s) => s !== null && !given(s));
+  const engine = new (native().NativeNetwork)(net);
   let calibration: Float32Array = o.calibration ?? new Float32Array(0);
-  if (needsCalibration && !o.calibration) {
+  if (!o.calibration && engine.needsCalibration(specs)) {
     const train = await readCifar10(o.dataDir, 'train');
     const n = Math.min(config.calibrationImages, train.count);
     calibration = normalize(train.images.subarray(0, n * train.images.length / train.count), n);
   }
-  const engine = new (native().NativeNetwork)(net);
   const sim: NativeSimulator = await withAbort(o.signal, (handle) => engine.simulator(specs, config.seed, calibration, o.threads, handle));
   const resolved: ResolvedJs[] = sim.resolved();
   const layers = layerReports(net, specs, resolved);

@@ -3,54 +3,18 @@
 // cost model receives canonical units (pJ, ns, µm², V, Ω, µA, mW = pJ/ns).
 import { basename, join } from 'node:path';
 import { ConfigError, parseJson, readTextFile, show } from '../config.js';
-import type { TechJs } from '../native-binding.js';
+import type { TechFieldJs } from '../native-binding.js';
+import { native } from '../native.js';
 import { packageRoot } from '../paths.js';
 
 export const PRESETS = ['isaac-32nm', 'neurosim-22nm'] as const;
 
 type Dimension = 'energy' | 'time' | 'area' | 'count' | 'voltage' | 'resistance' | 'current' | 'power' | 'choice';
 
-const FIELDS: Record<keyof TechJs, Dimension> = {
-  readVoltage: 'voltage',
-  cellOnResistance: 'resistance',
-  cellOffResistance: 'resistance',
-  readPulse: 'time',
-  readSettling: 'time',
-  cellArea: 'area',
-  dacPower: 'power',
-  dacArea: 'area',
-  adcArchitecture: 'choice',
-  adcBits: 'count',
-  adcEnergy: 'energy',
-  adcArea: 'area',
-  adcCycle: 'time',
-  adcSharing: 'count',
-  sampleHoldEnergy: 'energy',
-  sampleHoldArea: 'area',
-  senseAmpEnergy: 'energy',
-  senseAmpArea: 'area',
-  senseAmpLatency: 'time',
-  mtjWriteCurrent: 'current',
-  mtjResistance: 'resistance',
-  mtjReadEnergy: 'energy',
-  mtjResetEnergy: 'energy',
-  mtjSampleLatency: 'time',
-  mtjArea: 'area',
-  shiftAddEnergy: 'energy',
-  shiftAddArea: 'area',
-  bufferEnergy: 'energy',
-  digitalMacEnergy: 'energy',
-  digitalOpEnergy: 'energy',
-  digitalRate: 'count',
-  digitalArea: 'area',
-  pipeline: 'choice',
-};
-
-/** The values of the 'choice' fields (crates/core/src/cost.rs parses them). */
-const CHOICES: Partial<Record<keyof TechJs, readonly string[]>> = {
-  adcArchitecture: ['sar', 'flash'],
-  pipeline: ['none', 'read-convert'],
-};
+/** The fields of a technology, as the core names them (crates/core/src/cost.rs `FIELDS`). */
+function fields(): TechFieldJs[] {
+  return native().techFields();
+}
 
 /** Factor to the canonical unit (pJ, ns, µm², V, Ω, µA, mW = pJ/ns) of each accepted unit. */
 const UNITS: Record<Dimension, Record<string, number>> = {
@@ -78,15 +42,15 @@ export interface TechFile {
   description?: string;
   /** A preset this file overrides; without it the file must be complete. */
   base?: string;
-  values: Partial<Record<keyof TechJs, TechValue>>;
+  values: Partial<Record<string, TechValue>>;
 }
 
 export interface Technology {
   name: string;
-  /** Canonical units, for the cost model. */
-  tech: TechJs;
+  /** Canonical units by field name, for the cost model. */
+  tech: Record<string, number | number[] | string>;
   /** Every value as given, with its source, for reports. */
-  values: Record<keyof TechJs, TechValue>;
+  values: Record<string, TechValue>;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -113,11 +77,13 @@ function readPreset(name: string): TechFile {
 export function validateTech(t: TechFile, file: string): Technology {
   checkShape(t, file);
   // A misspelt field in a file that overrides a preset would otherwise be ignored, silently.
+  const known = fields();
   for (const key of Object.keys(t.values)) {
-    if (!Object.hasOwn(FIELDS, key)) throw new ConfigError(`${file}: unknown field ${show(key)}; known: ${Object.keys(FIELDS).join(', ')}`);
+    if (!known.some((f) => f.name === key)) throw new ConfigError(`${file}: unknown field ${show(key)}; known: ${known.map((f) => f.name).join(', ')}`);
   }
   const tech = {} as Record<string, number | number[] | string>;
-  for (const [key, dim] of Object.entries(FIELDS) as [keyof TechJs, Dimension][]) {
+  for (const { name: key, dimension, list: isList, choices } of known) {
+    const dim = dimension as Dimension;
     const at = `${file}: field '${key}'`;
     const v = t.values[key];
     if (v === undefined) throw new ConfigError(`${at} is missing`);
@@ -126,15 +92,13 @@ export function validateTech(t: TechFile, file: string): Technology {
     const factor = Object.hasOwn(UNITS[dim], v.unit) ? UNITS[dim][v.unit] : undefined;
     if (factor === undefined) throw new ConfigError(`${at}: unit ${show(v.unit)} is not one of ${Object.keys(UNITS[dim]).join(', ')}`);
     if (typeof v.source !== 'string' || v.source.trim() === '') throw new ConfigError(`${at} has no source`);
-    const choices = CHOICES[key];
-    if (choices) {
+    if (dim === 'choice') {
       if (typeof v.value !== 'string' || !choices.includes(v.value)) throw new ConfigError(`${at}: ${show(v.value)} is not one of ${choices.join(', ')}`);
       tech[key] = v.value;
       continue;
     }
     const per = v.per ?? 1;
     if (!(typeof per === 'number' && Number.isFinite(per) && per > 0)) throw new ConfigError(`${at}: "per" must be a positive number, got ${show(per)}`);
-    const isList = key === 'adcBits' || key === 'adcEnergy' || key === 'adcArea';
     const values = Array.isArray(v.value) ? v.value : [v.value];
     if (Array.isArray(v.value) !== isList) throw new ConfigError(`${at}: expected ${isList ? 'a list of numbers' : 'a number'}`);
     for (const x of values as unknown[]) {
@@ -143,16 +107,13 @@ export function validateTech(t: TechFile, file: string): Technology {
     const converted = (values as number[]).map((x) => (x * factor) / per);
     tech[key] = isList ? converted : converted[0];
   }
-  const bits = tech.adcBits as number[];
-  for (const k of ['adcEnergy', 'adcArea'] as const) {
-    if ((tech[k] as number[]).length !== bits.length) throw new ConfigError(`${file}: field '${k}' has ${(tech[k] as number[]).length} entries, adcBits has ${bits.length}`);
+  // What the cost model relies on (ADC table, positive rates, resistances), checked by the core.
+  try {
+    native().checkTech(tech);
+  } catch (e) {
+    throw new ConfigError(`${file}: ${(e as Error).message}`);
   }
-  if (bits.length < 2 || bits.some((b, i) => !Number.isInteger(b) || (i > 0 && b <= bits[i - 1]))) throw new ConfigError(`${file}: field 'adcBits' must list at least two ascending integer resolutions`);
-  for (const k of ['adcSharing', 'digitalRate'] as const) if (!((tech[k] as number) > 0)) throw new ConfigError(`${file}: field '${k}' must be positive`);
-  if (!Number.isInteger(tech.adcSharing)) throw new ConfigError(`${file}: field 'adcSharing' must be an integer`);
-  if (!((tech.cellOnResistance as number) > 0)) throw new ConfigError(`${file}: field 'cellOnResistance' must be positive`);
-  if ((tech.cellOffResistance as number) < (tech.cellOnResistance as number)) throw new ConfigError(`${file}: field 'cellOffResistance' (${tech.cellOffResistance} Ohm) is below 'cellOnResistance' (${tech.cellOnResistance} Ohm)`);
-  return { name: t.name ?? file, tech: tech as unknown as TechJs, values: t.values as Record<keyof TechJs, TechValue> };
+  return { name: t.name ?? file, tech, values: t.values as Record<string, TechValue> };
 }
 
 /** A preset, or a file (complete, or with `base` naming the preset it overrides). */

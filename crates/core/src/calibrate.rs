@@ -200,6 +200,16 @@ pub fn program(net: &Network, configs: &[Option<LayerConfig>], seed: u64) -> Res
     Ok(Crossbars { layers, seed })
 }
 
+/// Whether any layer leaves something to calibrate on training images: an
+/// input clip, a calibrated ADC range, or a normalisation and readout.
+pub fn needs_images(specs: &[Option<LayerSpec>]) -> bool {
+    specs.iter().flatten().any(|s| {
+        s.input_clip.is_none()
+            || matches!(s.converter, ConverterSpec::SparseAdc | ConverterSpec::Adc { calibrated: true, .. }) && s.params.adc_lo.is_empty()
+            || matches!(s.converter, ConverterSpec::SenseAmp | ConverterSpec::Mtj(_)) && (s.params.norm_scale.is_empty() || s.params.readout_gain.is_empty())
+    })
+}
+
 /// Programs the crossbar layers of `net` (`specs[i]` for node i, `None` =
 /// digital), calibrating on `images` whatever the specs leave open.
 /// `cancel` stops it between images (returning a "cancelled" error).
@@ -212,12 +222,7 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
             bail!("node '{}' ({}): only Conv and Linear layers can run on crossbars", net.nodes[i].name, net.nodes[i].op.kind());
         }
     }
-    let needs_images = specs.iter().flatten().any(|s| {
-        s.input_clip.is_none()
-            || matches!(s.converter, ConverterSpec::SparseAdc | ConverterSpec::Adc { calibrated: true, .. }) && s.params.adc_lo.is_empty()
-            || matches!(s.converter, ConverterSpec::SenseAmp | ConverterSpec::Mtj(_)) && (s.params.norm_scale.is_empty() || s.params.readout_gain.is_empty())
-    });
-    if needs_images && images.is_empty() {
+    if needs_images(specs) && images.is_empty() {
         bail!("calibration needs training images (input clips, ADC ranges or MTJ normalisation are not given)");
     }
     let clips = input_clips(net, specs, images, cancel);

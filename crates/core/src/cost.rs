@@ -11,8 +11,10 @@ use crate::crossbar::CrossbarLayer;
 use crate::engine::Crossbars;
 use crate::graph::Network;
 
-/// A technology, in canonical units (pJ, ns, µm², V, Ω, µA).
-#[derive(Debug, Clone, PartialEq)]
+/// A technology, in canonical units (pJ, ns, µm², V, Ω, µA, mW = pJ/ns);
+/// read from the camelCase names `FIELDS` lists.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tech {
     /// Row voltage of a full-scale input digit.
     pub read_voltage: f64,
@@ -69,7 +71,8 @@ pub struct Tech {
     pub pipeline: Pipeline,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AdcArchitecture {
     Sar,
     Flash,
@@ -79,47 +82,116 @@ pub enum AdcArchitecture {
 /// and-hold (or the sense amp's latch) keeps one read's partial sums while
 /// they convert, so the next read overlaps the conversion. An MTJ cannot
 /// overlap: each of its samples needs the read's column current.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Pipeline {
     None,
     ReadConvert,
 }
 
-impl std::str::FromStr for AdcArchitecture {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<Self> {
-        match s {
-            "sar" => Ok(AdcArchitecture::Sar),
-            "flash" => Ok(AdcArchitecture::Flash),
-            _ => Err(crate::Error::new(format!("technology: adcArchitecture must be sar or flash, got '{s}'"))),
-        }
-    }
+/// What a technology value measures, which sets the units a file may give
+/// it in (ts/cost/tech.ts converts them to the canonical ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    Energy,
+    Time,
+    Area,
+    Count,
+    Voltage,
+    Resistance,
+    Current,
+    Power,
+    /// One of `TechField::choices`.
+    Choice,
 }
 
-impl std::str::FromStr for Pipeline {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<Self> {
-        match s {
-            "none" => Ok(Pipeline::None),
-            "read-convert" => Ok(Pipeline::ReadConvert),
-            _ => Err(crate::Error::new(format!("technology: pipeline must be none or read-convert, got '{s}'"))),
-        }
-    }
+/// One field of `Tech` as a technology file names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TechField {
+    pub name: &'static str,
+    pub dimension: Dimension,
+    /// A list of values (the ADC table) rather than one.
+    pub list: bool,
+    pub choices: &'static [&'static str],
 }
+
+const fn field(name: &'static str, dimension: Dimension) -> TechField {
+    TechField { name, dimension, list: false, choices: &[] }
+}
+
+const fn list(name: &'static str, dimension: Dimension) -> TechField {
+    TechField { name, dimension, list: true, choices: &[] }
+}
+
+const fn choice(name: &'static str, choices: &'static [&'static str]) -> TechField {
+    TechField { name, dimension: Dimension::Choice, list: false, choices }
+}
+
+/// Every field of `Tech`, in its order (a test holds the two together).
+pub const FIELDS: &[TechField] = {
+    use Dimension::*;
+    &[
+        field("readVoltage", Voltage),
+        field("cellOnResistance", Resistance),
+        field("cellOffResistance", Resistance),
+        field("readPulse", Time),
+        field("readSettling", Time),
+        field("cellArea", Area),
+        field("dacPower", Power),
+        field("dacArea", Area),
+        choice("adcArchitecture", &["sar", "flash"]),
+        list("adcBits", Count),
+        list("adcEnergy", Energy),
+        list("adcArea", Area),
+        field("adcCycle", Time),
+        field("adcSharing", Count),
+        field("sampleHoldEnergy", Energy),
+        field("sampleHoldArea", Area),
+        field("senseAmpEnergy", Energy),
+        field("senseAmpArea", Area),
+        field("senseAmpLatency", Time),
+        field("mtjWriteCurrent", Current),
+        field("mtjResistance", Resistance),
+        field("mtjReadEnergy", Energy),
+        field("mtjResetEnergy", Energy),
+        field("mtjSampleLatency", Time),
+        field("mtjArea", Area),
+        field("shiftAddEnergy", Energy),
+        field("shiftAddArea", Area),
+        field("bufferEnergy", Energy),
+        field("digitalMacEnergy", Energy),
+        field("digitalOpEnergy", Energy),
+        field("digitalRate", Count),
+        field("digitalArea", Area),
+        choice("pipeline", &["none", "read-convert"]),
+    ]
+};
 
 impl Tech {
-    /// What `adc` and the latency model rely on (ts/cost/tech.ts checks the
-    /// same, naming the file and field).
+    /// What `adc` and the latency model rely on, naming the field.
+    // `!(x > 0)` on floats is deliberate: it refuses NaN too.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn check(&self) -> crate::Result<()> {
-        let n = self.adc_bits.len();
-        if n < 2 || self.adc_energy.len() != n || self.adc_area.len() != n {
-            crate::bail!("technology: the ADC table needs at least two resolutions with energy and area each");
+        let bits = &self.adc_bits;
+        for (name, v) in [("adcEnergy", &self.adc_energy), ("adcArea", &self.adc_area)] {
+            if v.len() != bits.len() {
+                crate::bail!("field '{name}' has {} entries, adcBits has {}", v.len(), bits.len());
+            }
         }
-        if self.adc_bits.windows(2).any(|w| w[0] >= w[1]) || self.adc_sharing == 0 || self.digital_rate <= 0.0 {
-            crate::bail!("technology: ADC bits must ascend, adcSharing and digitalRate must be positive");
+        if bits.len() < 2 || bits.windows(2).any(|w| w[0] >= w[1]) {
+            crate::bail!("field 'adcBits' must list at least two ascending integer resolutions");
         }
-        if !(self.cell_on_resistance > 0.0 && self.cell_off_resistance >= self.cell_on_resistance) {
-            crate::bail!("technology: cell resistances must satisfy 0 < on <= off, got on {} and off {}", self.cell_on_resistance, self.cell_off_resistance);
+        if self.adc_sharing == 0 {
+            crate::bail!("field 'adcSharing' must be positive");
+        }
+        if !(self.digital_rate > 0.0) {
+            crate::bail!("field 'digitalRate' must be positive");
+        }
+        if !(self.cell_on_resistance > 0.0) {
+            crate::bail!("field 'cellOnResistance' must be positive");
+        }
+        if self.cell_off_resistance < self.cell_on_resistance {
+            crate::bail!("field 'cellOffResistance' ({} Ohm) is below 'cellOnResistance' ({} Ohm)", self.cell_off_resistance, self.cell_on_resistance);
         }
         Ok(())
     }
@@ -371,6 +443,49 @@ pub(crate) mod tests {
         }
     }
 
+    /// A technology as JSON with every field of `FIELDS` (1 each, the ADC
+    /// table ascending, the first choice).
+    fn json_of(fields: &[TechField]) -> serde_json::Map<String, serde_json::Value> {
+        fields
+            .iter()
+            .map(|f| {
+                let v = if f.list {
+                    serde_json::json!([4, 8])
+                } else if f.dimension == Dimension::Choice {
+                    serde_json::json!(f.choices[0])
+                } else {
+                    serde_json::json!(1)
+                };
+                (f.name.to_string(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fields_name_every_tech_field_and_only_those() {
+        let all: Tech = serde_json::from_value(serde_json::Value::Object(json_of(FIELDS))).unwrap();
+        assert!(all.check().is_ok());
+        // Each field is required, and no other name is accepted.
+        for f in FIELDS {
+            let mut m = json_of(FIELDS);
+            m.remove(f.name);
+            let err = serde_json::from_value::<Tech>(serde_json::Value::Object(m)).unwrap_err().to_string();
+            assert!(err.contains(&format!("missing field `{}`", f.name)), "{err}");
+        }
+        let mut m = json_of(FIELDS);
+        m.insert("cellAreaa".into(), serde_json::json!(1));
+        assert!(serde_json::from_value::<Tech>(serde_json::Value::Object(m)).unwrap_err().to_string().contains("unknown field `cellAreaa`"));
+        // Every listed choice is a value of its enum.
+        for f in FIELDS.iter().filter(|f| f.dimension == Dimension::Choice) {
+            for c in f.choices {
+                let mut m = json_of(FIELDS);
+                m.insert(f.name.into(), serde_json::json!(c));
+                assert!(serde_json::from_value::<Tech>(serde_json::Value::Object(m)).is_ok(), "{}: {c}", f.name);
+            }
+        }
+        assert_eq!(FIELDS.len(), std::collections::HashSet::<_>::from_iter(FIELDS.iter().map(|f| f.name)).len());
+    }
+
     /// One 2→4 3x3 conv (K = 18) on a 4x4 image, pad 1: p = 16 pixels.
     fn tiny(converter: ConverterSpec) -> (Network, Crossbars, Vec<OpCounts>) {
         let w: Vec<f32> = (0..4 * 18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect();
@@ -544,8 +659,8 @@ pub(crate) mod tests {
         let (e, a, l) = flash.adc(4);
         assert!(near_rel(e, 15.0 * 0.02) && near_rel(a, 15.0) && l == flash.sense_amp_latency);
         assert!(near_rel(flash.adc(8).0 / flash.adc(4).0, 255.0 / 15.0));
-        assert_eq!("flash".parse::<AdcArchitecture>().unwrap(), AdcArchitecture::Flash);
-        assert!("pipelined".parse::<AdcArchitecture>().unwrap_err().to_string().contains("sar or flash, got 'pipelined'"));
+        assert_eq!(serde_json::from_value::<AdcArchitecture>(serde_json::json!("flash")).unwrap(), AdcArchitecture::Flash);
+        assert!(serde_json::from_value::<AdcArchitecture>(serde_json::json!("pipelined")).unwrap_err().to_string().contains("unknown variant `pipelined`"));
     }
 
     /// With the read-convert pipeline an ADC layer takes n × the slower of
@@ -562,6 +677,6 @@ pub(crate) mod tests {
         assert_eq!(a.energy, b.energy);
         let (net, stox, ops) = tiny(ConverterSpec::Mtj(Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 2 }));
         assert_eq!(cost(&net, Some(&stox), &ops, &serial)[0].latency, cost(&net, Some(&stox), &ops, &piped)[0].latency);
-        assert_eq!("read-convert".parse::<Pipeline>().unwrap(), Pipeline::ReadConvert);
+        assert_eq!(serde_json::from_value::<Pipeline>(serde_json::json!("read-convert")).unwrap(), Pipeline::ReadConvert);
     }
 }

@@ -16,7 +16,7 @@ use stoxnet_core::simulator::Simulator;
 use crate::guard::{cancel_of, guarded, AbortHandle};
 use crate::layer::{resolved_js, LayerSpecJs, OpCountsJs, ResolvedJs};
 use crate::network::NetworkSpec;
-use crate::tech::{LayerCostJs, TechJs};
+use crate::tech::{tech, LayerCostJs};
 
 #[napi]
 pub struct NativeNetwork {
@@ -33,6 +33,12 @@ impl NativeNetwork {
     #[napi(getter)]
     pub fn classes(&self) -> u32 {
         self.net.classes() as u32
+    }
+
+    /// Whether programming these layers needs calibration images.
+    #[napi]
+    pub fn needs_calibration(&self, layers: Vec<Option<LayerSpecJs>>) -> bool {
+        calibrate::needs_images(&layers.iter().map(|l| l.as_ref().map(LayerSpec::from)).collect::<Vec<_>>())
     }
 
     /// The network run digitally in FP32.
@@ -125,10 +131,11 @@ impl NativeSimulator {
         self.sim.counts().iter().map(OpCountsJs::from).collect()
     }
 
-    /// Cost per node of one image, averaged over the images classified.
-    #[napi]
-    pub fn cost(&self, technology: TechJs) -> napi::Result<Vec<LayerCostJs>> {
-        guarded(|| Ok(self.sim.cost(&(&technology).try_into()?)?.iter().map(LayerCostJs::from).collect()))
+    /// Cost per node of one image, averaged over the images classified;
+    /// `technology`: canonical values by field name (`techFields()`).
+    #[napi(ts_args_type = "technology: Record<string, number | number[] | string>")]
+    pub fn cost(&self, technology: serde_json::Value) -> napi::Result<Vec<LayerCostJs>> {
+        guarded(|| Ok(self.sim.cost(&tech(technology)?)?.iter().map(LayerCostJs::from).collect()))
     }
 }
 

@@ -1,45 +1,61 @@
-//! Technologies (in canonical units: pJ, ns, µm², V, Ω, µW, µA) and costs.
+//! Technologies and costs. ts/cost/tech.ts reads the technology files and
+//! converts their units to the canonical ones (pJ, ns, µm², V, Ω, µA,
+//! mW = pJ/ns); the core names the fields (`techFields()`) and reads them.
 
 use napi_derive::napi;
-use stoxnet_core::cost::{LayerCost, Tech, COMPONENTS, MACRO};
+use stoxnet_core::cost::{Dimension, LayerCost, Tech, COMPONENTS, FIELDS, MACRO};
 
-/// A technology in canonical units; ts/cost/tech.ts loads the JSON files
-/// and converts their units.
+/// A technology as an object of canonical values by field name.
+pub fn tech(value: serde_json::Value) -> stoxnet_core::Result<Tech> {
+    // The path names the field (and the list entry) a wrong value sits in.
+    let tech: Tech = serde_path_to_error::deserialize(value).map_err(|e| match e.path().to_string().as_str() {
+        "." => stoxnet_core::Error::new(e.inner().to_string()),
+        path => stoxnet_core::Error::new(format!("field '{path}': {}", e.inner())),
+    })?;
+    tech.check()?;
+    Ok(tech)
+}
+
+/// Checks a technology (canonical values by field name) as the cost model
+/// will read it; the error names the field.
+#[napi(ts_args_type = "technology: Record<string, number | number[] | string>")]
+pub fn check_tech(technology: serde_json::Value) -> napi::Result<()> {
+    crate::guard::guarded(|| tech(technology).map(|_| ()))
+}
+
+/// One field of a technology: its name, what it measures (the units it
+/// takes), whether it is a list, and the values a choice may take.
 #[napi(object)]
-pub struct TechJs {
-    pub read_voltage: f64,
-    pub cell_on_resistance: f64,
-    pub cell_off_resistance: f64,
-    pub read_pulse: f64,
-    pub read_settling: f64,
-    pub cell_area: f64,
-    pub dac_power: f64,
-    pub dac_area: f64,
-    pub adc_architecture: String,
-    pub adc_bits: Vec<u32>,
-    pub adc_energy: Vec<f64>,
-    pub adc_area: Vec<f64>,
-    pub adc_cycle: f64,
-    pub adc_sharing: u32,
-    pub sample_hold_energy: f64,
-    pub sample_hold_area: f64,
-    pub sense_amp_energy: f64,
-    pub sense_amp_area: f64,
-    pub sense_amp_latency: f64,
-    pub mtj_write_current: f64,
-    pub mtj_resistance: f64,
-    pub mtj_read_energy: f64,
-    pub mtj_reset_energy: f64,
-    pub mtj_sample_latency: f64,
-    pub mtj_area: f64,
-    pub shift_add_energy: f64,
-    pub shift_add_area: f64,
-    pub buffer_energy: f64,
-    pub digital_mac_energy: f64,
-    pub digital_op_energy: f64,
-    pub digital_rate: f64,
-    pub digital_area: f64,
-    pub pipeline: String,
+pub struct TechFieldJs {
+    pub name: String,
+    pub dimension: String,
+    pub list: bool,
+    pub choices: Vec<String>,
+}
+
+/// Every field a technology file gives.
+#[napi]
+pub fn tech_fields() -> Vec<TechFieldJs> {
+    FIELDS
+        .iter()
+        .map(|f| TechFieldJs {
+            name: f.name.into(),
+            dimension: match f.dimension {
+                Dimension::Energy => "energy",
+                Dimension::Time => "time",
+                Dimension::Area => "area",
+                Dimension::Count => "count",
+                Dimension::Voltage => "voltage",
+                Dimension::Resistance => "resistance",
+                Dimension::Current => "current",
+                Dimension::Power => "power",
+                Dimension::Choice => "choice",
+            }
+            .into(),
+            list: f.list,
+            choices: f.choices.iter().map(|c| c.to_string()).collect(),
+        })
+        .collect()
 }
 
 /// One node's cost per image: energy (pJ), area (µm²) and latency (ns) per
@@ -67,48 +83,4 @@ pub fn cost_components() -> Vec<String> {
 #[napi]
 pub fn macro_components() -> Vec<String> {
     COMPONENTS[..MACRO].iter().map(|s| s.to_string()).collect()
-}
-
-impl TryFrom<&TechJs> for Tech {
-    type Error = stoxnet_core::Error;
-
-    fn try_from(t: &TechJs) -> stoxnet_core::Result<Tech> {
-        let tech = Tech {
-            read_voltage: t.read_voltage,
-            cell_on_resistance: t.cell_on_resistance,
-            cell_off_resistance: t.cell_off_resistance,
-            read_pulse: t.read_pulse,
-            read_settling: t.read_settling,
-            cell_area: t.cell_area,
-            dac_power: t.dac_power,
-            dac_area: t.dac_area,
-            adc_architecture: t.adc_architecture.parse()?,
-            adc_bits: t.adc_bits.clone(),
-            adc_energy: t.adc_energy.clone(),
-            adc_area: t.adc_area.clone(),
-            adc_cycle: t.adc_cycle,
-            adc_sharing: t.adc_sharing,
-            sample_hold_energy: t.sample_hold_energy,
-            sample_hold_area: t.sample_hold_area,
-            sense_amp_energy: t.sense_amp_energy,
-            sense_amp_area: t.sense_amp_area,
-            sense_amp_latency: t.sense_amp_latency,
-            mtj_write_current: t.mtj_write_current,
-            mtj_resistance: t.mtj_resistance,
-            mtj_read_energy: t.mtj_read_energy,
-            mtj_reset_energy: t.mtj_reset_energy,
-            mtj_sample_latency: t.mtj_sample_latency,
-            mtj_area: t.mtj_area,
-            shift_add_energy: t.shift_add_energy,
-            shift_add_area: t.shift_add_area,
-            buffer_energy: t.buffer_energy,
-            digital_mac_energy: t.digital_mac_energy,
-            digital_op_energy: t.digital_op_energy,
-            digital_rate: t.digital_rate,
-            digital_area: t.digital_area,
-            pipeline: t.pipeline.parse()?,
-        };
-        tech.check()?;
-        Ok(tech)
-    }
 }

@@ -1,5 +1,8 @@
 // Seeded fuzzing of the two input boundaries, shared by test/fuzz.test.ts
-// (10,000 cases each) and bench/fuzz.ts (any number): mutated ONNX files
+// (10,000 cases each) and bench/fuzz.ts (any number), and the small network
+// of test/parity.test.ts. It lives in bench/ (not test/helpers/) because
+// bench/fuzz.ts needs it and everything bench/ imports is compiled into
+// dist/, where nothing from test/ belongs. Mutated ONNX files
 // through importOnnxBytes (then the Rust engine), and random configurations
 // through resolveConfig and layerSpecs. Every case draws from its own
 // generator, seeded from (seed, case number), so one case reproduces alone.
@@ -12,14 +15,14 @@
 // panic caught by the addon, a slow or memory-hungry case, non-finite logits
 // from parameters of ordinary size.
 
-import type { LayerSpecJs } from '../../ts/native-binding.js';
-import { native } from '../../ts/native.js';
-import type { IrNode, Network } from '../../ts/network.js';
-import { exportOnnx } from '../../ts/onnx/export.js';
-import { OnnxImportError, importOnnxBytes } from '../../ts/onnx/import.js';
-import { decodeModel, encodeModel } from '../../ts/onnx/proto.js';
-import { ConfigError } from '../../ts/config.js';
-import { CONVERTERS, FLAGS, POLICIES, SCHEDULES, layerSpecs, resolveConfig } from '../../ts/stox.js';
+import type { LayerSpecJs } from '../ts/native-binding.js';
+import { native } from '../ts/native.js';
+import type { IrNode, Network } from '../ts/network.js';
+import { exportOnnx } from '../ts/onnx/export.js';
+import { OnnxImportError, importOnnxBytes } from '../ts/onnx/import.js';
+import { decodeModel, encodeModel } from '../ts/onnx/proto.js';
+import { ConfigError } from '../ts/config.js';
+import { CONVERTERS, FLAGS, POLICIES, SCHEDULES, layerSpecs, resolveConfig } from '../ts/stox.js';
 import { INT64, INT64_MAX, INT64_MIN, attr, constant, i64, model, node, randoms, tensor, valueInfo } from './onnx-builder.js';
 
 // ---- the generator ----

@@ -1,7 +1,9 @@
-// Builds small ONNX models for the importer tests, encoded with the same
-// protobufjs schema the importer decodes with.
+// Builds small ONNX models for the importer tests and the fuzzers' seed
+// models, encoded with the same protobufjs schema the importer decodes with.
+// It lives in bench/ (not test/helpers/) because bench/fuzz.ts needs it and
+// everything bench/ imports is compiled into dist/.
 
-import { encodeModel } from '../../ts/onnx/proto.js';
+import { encodeModel } from '../ts/onnx/proto.js';
 
 export const FLOAT = 1;
 export const UINT8 = 2;
