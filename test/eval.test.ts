@@ -83,9 +83,22 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet eval CLI', () => {
     expect(api.report.logitsDigest).toBe(r.logitsDigest);
   });
 
-  it('--backend ort runs onnxruntime', async () => {
+  it('--backend ort runs onnxruntime: its logits, which predict what the native engine predicts', async () => {
     const { stdout } = await run('node', [CLI, 'eval', '--model', model('resnet20.onnx'), '--data', DATA_DIR, '--backend', 'ort', '--limit', '100', '--json']);
-    expect(JSON.parse(stdout).backend).toBe('ort');
+    const r = JSON.parse(stdout);
+    expect(r).toMatchObject({ backend: 'ort', images: 100 });
+    const base = { model: model('resnet20.onnx'), data: DATA_DIR, limit: 100 };
+    const [ort, nat] = await Promise.all([evaluate({ ...base, backend: 'ort' }), evaluate(base)]);
+    // The CLI ran onnxruntime: the API's onnxruntime logits, bit for bit, and not the native engine's.
+    expect(r.logitsDigest).toBe(ort.report.logitsDigest);
+    expect(r.logitsDigest).not.toBe(nat.report.logitsDigest);
+    expect(r.correct).toBe(ort.report.correct);
+    expect(r.perClass).toEqual(ort.report.perClass);
+    // Same predictions image by image, logits within float rounding.
+    const { same, maxDiff } = agreement(ort.logits, nat.logits, 10);
+    expect(same).toBe(1);
+    expect(maxDiff).toBeLessThan(1e-3);
+    expect(nat.report.correct).toBe(r.correct);
   });
 
   it('bad flags and values are named, exit code 2', async () => {

@@ -11,7 +11,6 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { PNG } from 'pngjs';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { packageRoot } from '../ts/paths.js';
 import { paretoFront, renderReport, toCsv } from '../ts/report/index.js';
 import { readResults } from '../ts/sweep/results.js';
 import { designGroups } from '../ts/report/groups.js';
@@ -87,7 +86,8 @@ function sweep(): SweepResult[] {
 }
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'stoxnet-report-'));
-const ARTIFACTS = join(packageRoot(), 'dist', 'test-artifacts');
+// Kept after the run for a look at the page and its screenshot, outside the package (dist/ ships).
+const ARTIFACTS = join(tmpdir(), 'stoxnet-test-artifacts');
 const PLOT_IDS = ['accuracy-vs-samples', 'energy-breakdown', 'latency-breakdown', 'area-breakdown', 'accuracy-vs-energy', 'accuracy-vs-edp', 'per-layer-energy'];
 
 describe('results', () => {
