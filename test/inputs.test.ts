@@ -135,10 +135,16 @@ describe('ONNX files', () => {
       message: "bad.onnx: node 'softmax1' (Softmax): unsupported op",
     },
     {
-      input: 'unsupported op: MaxPool',
-      run: onnx(cnn({ nodes: [...cnn().nodes.slice(0, 1), node('MaxPool', ['c'], ['r'], { kernel_shape: attr.ints([2, 2]) }, 'maxpool1'), ...cnn().nodes.slice(2)] })),
+      input: 'unsupported op: LpPool',
+      run: onnx(cnn({ nodes: [...cnn().nodes.slice(0, 1), node('LpPool', ['c'], ['r'], { kernel_shape: attr.ints([2, 2]) }, 'lppool1'), ...cnn().nodes.slice(2)] })),
       type: OnnxImportError,
-      message: "bad.onnx: node 'maxpool1' (MaxPool): unsupported op",
+      message: "bad.onnx: node 'lppool1' (LpPool): unsupported op",
+    },
+    {
+      input: 'an unsupported attribute value: MaxPool with dilations',
+      run: onnx(cnn({ nodes: [...cnn().nodes.slice(0, 1), node('MaxPool', ['c'], ['r'], { kernel_shape: attr.ints([2, 2]), dilations: attr.ints([2, 2]) }, 'maxpool1'), ...cnn().nodes.slice(2)] })),
+      type: OnnxImportError,
+      message: "bad.onnx: node 'maxpool1' (MaxPool): dilations [2,2] are not supported (only 1)",
     },
     { input: 'input rank 3: [N,3,32]', run: onnx(cnn({ inputs: [valueInfo('x', ['N', 3, 32])] })), type: OnnxImportError, message: "bad.onnx: graph input 'x': wrong input rank 3, expected 4 ([N,C,H,W])" },
     {

@@ -205,6 +205,12 @@ export interface NodeSpec {
   after?: number
   min?: number
   max?: number
+  /** MaxPool / AvgPool window `[kh, kw]`. */
+  kernel?: Array<number>
+  /** MaxPool / AvgPool; absent = false. */
+  ceilMode?: boolean
+  /** AvgPool; absent = false. */
+  countIncludePad?: boolean
 }
 
 /**

@@ -57,9 +57,25 @@ export interface LinearNode {
   bias?: Float32Array;
 }
 
+/** ONNX MaxPool / AveragePool (dilation 1); each pad is below the kernel. */
+export interface PoolNode {
+  name: string;
+  op: 'MaxPool' | 'AvgPool';
+  inputs: [number];
+  /** [kh, kw] */
+  kernel: [number, number];
+  stride: [number, number];
+  /** top, left, bottom, right */
+  pads: [number, number, number, number];
+  /** Output size rounded up; a last window starting in the bottom/right padding is dropped. */
+  ceilMode: boolean;
+  /** AvgPool only: divide by the window clipped to the padded input, not by the input pixels it covers. */
+  countIncludePad?: boolean;
+}
+
 export interface SimpleNode {
   name: string;
-  op: 'Relu' | 'GlobalAvgPool' | 'Flatten';
+  op: 'Relu' | 'GlobalAvgPool' | 'GlobalMaxPool' | 'Flatten';
   inputs: [number];
 }
 
@@ -78,7 +94,7 @@ export interface AddNode {
   inputs: [number, number];
 }
 
-export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | SimpleNode | HardtanhNode | AddNode;
+export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | PoolNode | SimpleNode | HardtanhNode | AddNode;
 
 /** Per-column parameter names a trained crossbar layer carries. */
 export const LEARNED_PARAMS = ['adcLo', 'adcStep', 'normScale', 'normShift', 'readoutGain', 'readoutOffset'] as const;

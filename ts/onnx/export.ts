@@ -81,6 +81,13 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
         node(n, 'Gemm', inputs, [intAttr('transB', 1)]);
         break;
       }
+      case 'MaxPool':
+      case 'AvgPool': {
+        const window = [intsAttr('kernel_shape', n.kernel), intsAttr('strides', n.stride), intsAttr('pads', n.pads), intAttr('ceil_mode', n.ceilMode ? 1 : 0)];
+        if (n.op === 'MaxPool') node(n, 'MaxPool', x, window);
+        else node(n, 'AveragePool', x, [...window, intAttr('count_include_pad', n.countIncludePad ? 1 : 0)]);
+        break;
+      }
       case 'Flatten':
         node(n, 'Flatten', x, [intAttr('axis', 1)]);
         break;
@@ -90,7 +97,7 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
         break;
       }
       default:
-        node(n, n.op === 'GlobalAvgPool' ? 'GlobalAveragePool' : n.op, x);
+        node(n, n.op === 'GlobalAvgPool' ? 'GlobalAveragePool' : n.op, x); // GlobalMaxPool, Relu and Add keep their ONNX names
     }
   }
   for (const [nodeName, params] of Object.entries(extras.params ?? {})) {

@@ -6,7 +6,8 @@
 
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { type ConvNode, type EmbeddedStox, type IrNode, LEARNED_PARAMS, type LinearNode, type Network } from '../network.js';
+import { type ConvNode, type EmbeddedStox, type IrNode, LEARNED_PARAMS, type LinearNode, type Network, type PoolNode } from '../network.js';
+import { poolOut } from '../reference/layers.js';
 import { type Const, type FoldBudget, type SliceAxis, canFold, dependsOnBatch, foldBudget, foldNode, ints, scalar, shapeOf, sliceAxes } from './fold.js';
 import {
   Attrs,
@@ -80,7 +81,7 @@ function fmtRuntime(v: Runtime): string {
 }
 
 /** The IR's integer fields (ts/network.ts). */
-const INT_FIELDS = ['shape', 'stride', 'pads', 'start', 'end', 'step', 'before', 'after'] as const;
+const INT_FIELDS = ['shape', 'kernel', 'stride', 'pads', 'start', 'end', 'step', 'before', 'after'] as const;
 
 /**
  * The addon takes these as u32 (crates/node/src/lib.rs NodeSpec), and
@@ -412,6 +413,34 @@ function sliceEnd(s: SliceAxis, size: number): number {
   return Math.min(s.start + s.count * s.step, size);
 }
 
+/** MaxPool and AveragePool: the window attributes, checked as Conv checks its own. */
+function pool(n: Node, op: 'MaxPool' | 'AvgPool'): Runtime {
+  const x = n.rank4(0);
+  const kernel = n.a.ints('kernel_shape');
+  if (kernel.length !== 2 || kernel.some((k) => k < 1)) fail(`kernel_shape ${list(kernel)} is invalid (expected 2 values >= 1)`);
+  const dilations = n.a.ints('dilations', [1, 1]);
+  if (dilations.some((d) => d !== 1)) fail(`dilations ${list(dilations)} are not supported (only 1)`);
+  const strides = n.a.ints('strides', [1, 1]);
+  if (strides.length !== 2 || strides.some((s) => s < 1)) fail(`strides ${list(strides)} are invalid`);
+  const autoPad = n.a.string('auto_pad', 'NOTSET');
+  if (autoPad !== 'NOTSET' && autoPad !== 'VALID') fail(`auto_pad ${autoPad} is not supported (only NOTSET or VALID)`);
+  const pads = autoPad === 'VALID' ? [0, 0, 0, 0] : n.a.ints('pads', [0, 0, 0, 0]);
+  if (pads.length !== 4 || pads.some((p) => p < 0)) fail(`pads ${list(pads)} are invalid`);
+  const [kh, kw] = kernel as [number, number];
+  const [pt, pl, pb, pr] = pads as [number, number, number, number];
+  if (pt >= kh || pb >= kh || pl >= kw || pr >= kw) fail(`pads ${list(pads)} must each be below the kernel ${list(kernel)}`);
+  const ceilMode = n.a.int('ceil_mode', 0) !== 0;
+  const [sh, sw] = strides as [number, number];
+  // With ceil_mode a last window starting in the padding is dropped, as onnxruntime's kernels (not its
+  // static shape inference) and PyTorch do.
+  const oh = poolOut(x.dims[2]!, pt, pb, kh, sh, ceilMode);
+  const ow = poolOut(x.dims[3]!, pl, pr, kw, sw, ceilMode);
+  if (!(oh >= 1 && ow >= 1)) fail(`a ${kh}x${kw} window does not fit the input ${fmtRuntime(x)} with pads ${list(pads)}`);
+  const node: PoolNode = { name: n.name, op, inputs: [x.index], kernel: [kh, kw], stride: [sh, sw], pads: [pt, pl, pb, pr], ceilMode };
+  if (op === 'AvgPool') node.countIncludePad = n.a.int('count_include_pad', 0) !== 0;
+  return n.emit(node, [1, x.dims[1]!, oh, ow]);
+}
+
 const RUNTIME: Record<string, (n: Node) => Value> = {
   Conv(n) {
     const x = n.rank4(0);
@@ -585,6 +614,20 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     if (b < 0 || e < 0) fail(`negative pads ${list(pads)} are not supported`);
     const dims = [1, x.dims[1]! + b + e, x.dims[2]!, x.dims[3]!];
     return n.emit({ name: n.name, op: 'PadChannels', inputs: [x.index], before: b, after: e }, dims);
+  },
+
+  MaxPool(n) {
+    if (n.proto.output.length > 1 && n.proto.output[1]) fail('the Indices output is not supported');
+    return pool(n, 'MaxPool');
+  },
+
+  AveragePool(n) {
+    return pool(n, 'AvgPool');
+  },
+
+  GlobalMaxPool(n) {
+    const x = n.rank4(0);
+    return n.emit({ name: n.name, op: 'GlobalMaxPool', inputs: [x.index] }, [1, x.dims[1]!, 1, 1]);
   },
 
   GlobalAveragePool(n) {

@@ -30,7 +30,12 @@ export class ReferenceEngine {
         case 'PadChannels':
           this.shapes.push({ ...x, c: x.c + n.before + n.after });
           break;
+        case 'MaxPool':
+        case 'AvgPool':
+          this.shapes.push(L.poolOutShape(n, x));
+          break;
         case 'GlobalAvgPool':
+        case 'GlobalMaxPool':
           this.shapes.push({ c: x.c, h: 1, w: 1 });
           break;
         case 'Flatten':
@@ -93,8 +98,17 @@ export class ReferenceEngine {
         case 'PadChannels':
           out = L.padChannels(n.before, n.after, x, xs.h * xs.w);
           break;
+        case 'MaxPool':
+          out = L.maxPool(n, x, xs, os);
+          break;
+        case 'AvgPool':
+          out = L.avgPool(n, x, xs, os);
+          break;
         case 'GlobalAvgPool':
           out = L.globalAvgPool(x, xs.c, xs.h * xs.w);
+          break;
+        case 'GlobalMaxPool':
+          out = L.globalMaxPool(x, xs.c, xs.h * xs.w);
           break;
         case 'Flatten':
           out = x;

@@ -4,7 +4,7 @@
 //
 // Zero terms are skipped: adding ±0 to a sum that started at +0 never
 // changes it, so skipping them gives the same bits and is much faster here.
-import type { BatchNormNode, ConvNode, LinearNode, SliceNode } from '../network.js';
+import type { BatchNormNode, ConvNode, LinearNode, PoolNode, SliceNode } from '../network.js';
 
 const f = Math.fround;
 
@@ -122,6 +122,73 @@ export function globalAvgPool(x: Float32Array, c: number, p: number): Float32Arr
     let acc = 0;
     for (let i = ch * p; i < (ch + 1) * p; i++) acc = f(acc + x[i]);
     out[ch] = f(acc / p);
+  }
+  return out;
+}
+
+/** graph.rs pool_out: a ceil_mode window starting in the bottom/right padding is dropped. */
+export function poolOut(size: number, padA: number, padB: number, k: number, stride: number, ceil: boolean): number {
+  const span = size + padA + padB - k;
+  const out = (ceil ? Math.ceil(span / stride) : Math.floor(span / stride)) + 1;
+  return ceil && (out - 1) * stride >= size + padA ? out - 1 : out;
+}
+
+export function poolOutShape(n: PoolNode, x: Shape): Shape {
+  return {
+    c: x.c,
+    h: poolOut(x.h, n.pads[0], n.pads[2], n.kernel[0], n.stride[0], n.ceilMode),
+    w: poolOut(x.w, n.pads[1], n.pads[3], n.kernel[1], n.stride[1], n.ceilMode),
+  };
+}
+
+/** Input range [lo, hi) under output o's window, and the window clipped to the padded input (layers.rs pool_window). */
+function poolWindow(o: number, stride: number, k: number, padA: number, padB: number, size: number): [number, number, number] {
+  const start = o * stride;
+  return [Math.max(start, padA) - padA, Math.min(start + k, padA + size) - padA, Math.min(start + k, padA + size + padB) - start];
+}
+
+/** Each window's maximum, scanned row by row from -Infinity with a strict `>`. */
+export function maxPool(n: PoolNode, x: Float32Array, xs: Shape, os: Shape): Float32Array {
+  const out = new Float32Array(os.c * os.h * os.w);
+  for (let c = 0; c < xs.c; c++)
+    for (let oy = 0; oy < os.h; oy++) {
+      const [y0, y1] = poolWindow(oy, n.stride[0], n.kernel[0], n.pads[0], n.pads[2], xs.h);
+      for (let ox = 0; ox < os.w; ox++) {
+        const [x0, x1] = poolWindow(ox, n.stride[1], n.kernel[1], n.pads[1], n.pads[3], xs.w);
+        let acc = -Infinity;
+        for (let iy = y0; iy < y1; iy++)
+          for (let ix = x0; ix < x1; ix++) {
+            const v = x[(c * xs.h + iy) * xs.w + ix];
+            if (v > acc) acc = v;
+          }
+        out[(c * os.h + oy) * os.w + ox] = acc;
+      }
+    }
+  return out;
+}
+
+/** Each window's float32 sum of its input pixels, row by row, divided by their count (or the padded window's size). */
+export function avgPool(n: PoolNode, x: Float32Array, xs: Shape, os: Shape): Float32Array {
+  const out = new Float32Array(os.c * os.h * os.w);
+  for (let c = 0; c < xs.c; c++)
+    for (let oy = 0; oy < os.h; oy++) {
+      const [y0, y1, wh] = poolWindow(oy, n.stride[0], n.kernel[0], n.pads[0], n.pads[2], xs.h);
+      for (let ox = 0; ox < os.w; ox++) {
+        const [x0, x1, ww] = poolWindow(ox, n.stride[1], n.kernel[1], n.pads[1], n.pads[3], xs.w);
+        let acc = 0;
+        for (let iy = y0; iy < y1; iy++) for (let ix = x0; ix < x1; ix++) acc = f(acc + x[(c * xs.h + iy) * xs.w + ix]);
+        out[(c * os.h + oy) * os.w + ox] = f(acc / (n.countIncludePad ? wh * ww : (y1 - y0) * (x1 - x0)));
+      }
+    }
+  return out;
+}
+
+export function globalMaxPool(x: Float32Array, c: number, p: number): Float32Array {
+  const out = new Float32Array(c);
+  for (let ch = 0; ch < c; ch++) {
+    let acc = -Infinity;
+    for (let i = ch * p; i < (ch + 1) * p; i++) if (x[i] > acc) acc = x[i];
+    out[ch] = acc;
   }
   return out;
 }

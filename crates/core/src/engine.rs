@@ -118,11 +118,19 @@ impl Workspace {
                         Op::Add => layers::add(x, &done[node.inputs[1]], out),
                         Op::Slice(s) => layers::slice(s, x, xs, out, os),
                         Op::PadChannels { before, .. } => layers::pad_channels(*before, x, xs.h * xs.w, out),
+                        Op::MaxPool(p) => layers::max_pool(p, x, xs, out, os),
+                        Op::AvgPool(p) => layers::avg_pool(p, x, xs, out, os),
                         Op::GlobalAvgPool => layers::global_avg_pool(x, xs.h * xs.w, out),
+                        Op::GlobalMaxPool => layers::global_max_pool(x, xs.h, xs.w, out),
                         Op::Flatten => out.copy_from_slice(x),
                         Op::Conv(_) | Op::Linear(_) => unreachable!(),
                     }
-                    ops[i].digital_ops += os.len() as u64;
+                    ops[i].digital_ops += match op {
+                        // A pooling reads (compares or adds) every value of its window once.
+                        Op::MaxPool(p) | Op::AvgPool(p) => (os.len() * p.kernel[0] * p.kernel[1]) as u64,
+                        Op::GlobalAvgPool | Op::GlobalMaxPool => xs.len() as u64,
+                        _ => os.len() as u64,
+                    };
                     ops[i].images += 1;
                 }
             }

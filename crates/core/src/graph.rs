@@ -58,6 +58,22 @@ pub struct Slice {
     pub step: [usize; 2],
 }
 
+/// A MaxPool / AveragePool window, as ONNX describes it (dilation 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// top, left, bottom, right; each below the kernel, so that every
+    /// window covers at least one input pixel.
+    pub pads: [usize; 4],
+    /// Output size rounded up, dropping a last window that would start in
+    /// the bottom/right padding (onnxruntime and PyTorch agree on this).
+    pub ceil_mode: bool,
+    /// AvgPool only: divide by the window clipped to the padded input
+    /// rather than by the input pixels it covers.
+    pub count_include_pad: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// `[out, in]`, row-major.
@@ -84,7 +100,10 @@ pub enum Op {
         before: usize,
         after: usize,
     },
+    MaxPool(Pool),
+    AvgPool(Pool),
     GlobalAvgPool,
+    GlobalMaxPool,
     Flatten,
     Linear(Linear),
 }
@@ -99,7 +118,10 @@ impl Op {
             Op::Add => "Add",
             Op::Slice(_) => "Slice",
             Op::PadChannels { .. } => "PadChannels",
+            Op::MaxPool(_) => "MaxPool",
+            Op::AvgPool(_) => "AvgPool",
             Op::GlobalAvgPool => "GlobalAvgPool",
+            Op::GlobalMaxPool => "GlobalMaxPool",
             Op::Flatten => "Flatten",
             Op::Linear(_) => "Linear",
         }
@@ -138,6 +160,19 @@ fn conv_out(size: usize, pad_a: usize, pad_b: usize, k: usize, stride: usize) ->
         return None;
     }
     Some((padded - k) / stride + 1)
+}
+
+/// Pooled size along one axis, or None when the window does not fit or a
+/// pad reaches a whole kernel (a window of padding only has no value).
+pub fn pool_out(size: usize, pad_a: usize, pad_b: usize, k: usize, stride: usize, ceil: bool) -> Option<usize> {
+    let padded = size.checked_add(pad_a)?.checked_add(pad_b)?;
+    if k == 0 || stride == 0 || padded < k || pad_a >= k || pad_b >= k {
+        return None;
+    }
+    let span = padded - k;
+    let out = if ceil { span.div_ceil(stride) } else { span / stride } + 1;
+    // With ceil_mode the last window may start past the input, in the padding.
+    Some(if ceil && (out - 1) * stride >= size + pad_a { out - 1 } else { out })
 }
 
 /// Upper bound on elements of any one activation or weight tensor: refuses
@@ -245,7 +280,15 @@ impl Network {
                     Shape { c: x.c, h: dims[0], w: dims[1] }
                 }
                 Op::PadChannels { before, after } => Shape { c: x.c + before + after, ..x },
-                Op::GlobalAvgPool => Shape { c: x.c, h: 1, w: 1 },
+                Op::MaxPool(p) | Op::AvgPool(p) => {
+                    let h = pool_out(x.h, p.pads[0], p.pads[2], p.kernel[0], p.stride[0], p.ceil_mode);
+                    let w = pool_out(x.w, p.pads[1], p.pads[3], p.kernel[1], p.stride[1], p.ceil_mode);
+                    match (h, w) {
+                        (Some(h), Some(w)) => Shape { c: x.c, h, w },
+                        _ => bail!("{}: kernel {:?} stride {:?} pads {:?} do not fit input {}x{} (each pad must be below the kernel)", at(), p.kernel, p.stride, p.pads, x.h, x.w),
+                    }
+                }
+                Op::GlobalAvgPool | Op::GlobalMaxPool => Shape { c: x.c, h: 1, w: 1 },
                 Op::Flatten => Shape { c: x.len(), h: 1, w: 1 },
                 Op::Linear(l) => {
                     if x.len() != l.in_features {

@@ -3,7 +3,7 @@
 //! (ts/reference/layers.ts) produces the same bits.
 
 use crate::gemm::gemm;
-use crate::graph::{BatchNorm, Conv, Linear, Shape, Slice};
+use crate::graph::{BatchNorm, Conv, Linear, Pool, Shape, Slice};
 
 /// Unfolds `x` into `cols[k × p]` with `k = (c, ky, kx)` (the ONNX weight
 /// order) and `p = (oy, ox)`; padding contributes zeros. Pure data
@@ -182,6 +182,85 @@ pub fn global_avg_pool(x: &[f32], p: usize, out: &mut [f32]) {
     }
 }
 
+/// Input rows (or columns) `lo..hi` under output `o`'s window, and the
+/// window's size clipped to the padded input (AvgPool's count_include_pad
+/// divisor). Windows start at `o·stride − pad_a`; `pad_a` is below the kernel.
+pub fn pool_window(o: usize, stride: usize, k: usize, pad_a: usize, pad_b: usize, size: usize) -> (usize, usize, usize) {
+    let start = o * stride;
+    let lo = start.max(pad_a) - pad_a;
+    let hi = (start + k).min(pad_a + size) - pad_a;
+    (lo, hi, (start + k).min(pad_a + size + pad_b) - start)
+}
+
+/// Index in `plane` (rows `w` wide) of the maximum of rows `y0..y1`,
+/// columns `x0..x1`: scanned row by row from `-inf` with a strict `>`, so
+/// the first of equal maxima (padding is ignored, NaN never wins; None when
+/// nothing beats `-inf`). The forward value and the gradient's route both
+/// come from here, in the order the reference follows.
+pub fn window_argmax(plane: &[f32], w: usize, (y0, y1): (usize, usize), (x0, x1): (usize, usize)) -> Option<usize> {
+    let (mut best, mut at) = (f32::NEG_INFINITY, None);
+    for iy in y0..y1 {
+        for (ix, &v) in plane[iy * w + x0..iy * w + x1].iter().enumerate() {
+            if v > best {
+                (best, at) = (v, Some(iy * w + x0 + ix));
+            }
+        }
+    }
+    at
+}
+
+/// Each window's maximum (`window_argmax`).
+pub fn max_pool(pool: &Pool, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
+    let ([kh, kw], [sh, sw], [pt, pl, pb, pr]) = (pool.kernel, pool.stride, pool.pads);
+    for (plane, outs) in x.chunks_exact(xs.h * xs.w).zip(out.chunks_exact_mut(os.h * os.w)) {
+        for (oy, line) in outs.chunks_exact_mut(os.w).enumerate() {
+            let (y0, y1, _) = pool_window(oy, sh, kh, pt, pb, xs.h);
+            for (ox, o) in line.iter_mut().enumerate() {
+                let (x0, x1, _) = pool_window(ox, sw, kw, pl, pr, xs.w);
+                *o = window_argmax(plane, xs.w, (y0, y1), (x0, x1)).map_or(f32::NEG_INFINITY, |i| plane[i]);
+            }
+        }
+    }
+}
+
+/// Each window's mean: a sequential f32 sum of its input pixels, row by
+/// row, divided by their count (or by the padded window's size with
+/// count_include_pad; padding adds zeros, which leave the sum unchanged).
+pub fn avg_pool(pool: &Pool, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
+    let ([kh, kw], [sh, sw], [pt, pl, pb, pr]) = (pool.kernel, pool.stride, pool.pads);
+    for (plane, outs) in x.chunks_exact(xs.h * xs.w).zip(out.chunks_exact_mut(os.h * os.w)) {
+        for (oy, line) in outs.chunks_exact_mut(os.w).enumerate() {
+            let (y0, y1, wh) = pool_window(oy, sh, kh, pt, pb, xs.h);
+            for (ox, o) in line.iter_mut().enumerate() {
+                let (x0, x1, ww) = pool_window(ox, sw, kw, pl, pr, xs.w);
+                let mut acc = 0f32;
+                for row in plane[y0 * xs.w..y1 * xs.w].chunks_exact(xs.w) {
+                    for &v in &row[x0..x1] {
+                        acc += v;
+                    }
+                }
+                *o = acc / avg_pool_count(pool, (y0, y1, wh), (x0, x1, ww)) as f32;
+            }
+        }
+    }
+}
+
+/// The divisor of one AvgPool window, from the two `pool_window`s.
+pub fn avg_pool_count(pool: &Pool, (y0, y1, wh): (usize, usize, usize), (x0, x1, ww): (usize, usize, usize)) -> usize {
+    if pool.count_include_pad {
+        wh * ww
+    } else {
+        (y1 - y0) * (x1 - x0)
+    }
+}
+
+/// Each channel's maximum (`window_argmax` over the whole plane).
+pub fn global_max_pool(x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+    for (o, plane) in out.iter_mut().zip(x.chunks_exact(h * w)) {
+        *o = window_argmax(plane, w, (0, h), (0, w)).map_or(f32::NEG_INFINITY, |i| plane[i]);
+    }
+}
+
 pub fn linear(l: &Linear, x: &[f32], out: &mut [f32]) {
     gemm(&l.weight, x, out, l.out_features, l.in_features, 1);
     if let Some(bias) = &l.bias {
@@ -266,6 +345,58 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// MaxPool and AvgPool equal their definition (windows at `o·stride −
+    /// pad`, input pixels only, the divisor clipped to the padded input with
+    /// count_include_pad), ceil_mode's dropped last window included.
+    #[test]
+    fn pooling_matches_its_definition() {
+        let cases = [([2, 2], [2, 2], [0, 0, 0, 0], false), ([3, 3], [2, 2], [1, 1, 1, 1], true), ([2, 3], [3, 1], [1, 0, 1, 2], true), ([3, 2], [1, 2], [2, 1, 0, 1], false)];
+        for (kernel, stride, pads, ceil_mode) in cases {
+            for count_include_pad in [false, true] {
+                let pool = Pool { kernel, stride, pads, ceil_mode, count_include_pad };
+                let xs = Shape { c: 2, h: 7, w: 8 };
+                let h = crate::graph::pool_out(xs.h, pads[0], pads[2], kernel[0], stride[0], ceil_mode).unwrap();
+                let w = crate::graph::pool_out(xs.w, pads[1], pads[3], kernel[1], stride[1], ceil_mode).unwrap();
+                let os = Shape { c: 2, h, w };
+                let x: Vec<f32> = (0..xs.len()).map(|i| (i as f32 * 0.73).sin()).collect();
+                let (mut max, mut avg) = (vec![0f32; os.len()], vec![0f32; os.len()]);
+                max_pool(&pool, &x, xs, &mut max, os);
+                avg_pool(&pool, &x, xs, &mut avg, os);
+                for c in 0..2 {
+                    for oy in 0..h {
+                        for ox in 0..w {
+                            let (mut m, mut sum, mut n, mut padded) = (f32::NEG_INFINITY, 0f32, 0, 0);
+                            for ky in 0..kernel[0] {
+                                for kx in 0..kernel[1] {
+                                    let iy = (oy * stride[0] + ky) as isize - pads[0] as isize;
+                                    let ix = (ox * stride[1] + kx) as isize - pads[1] as isize;
+                                    if iy < (xs.h + pads[2]) as isize && ix < (xs.w + pads[3]) as isize {
+                                        padded += 1;
+                                    }
+                                    if iy >= 0 && iy < xs.h as isize && ix >= 0 && ix < xs.w as isize {
+                                        let v = x[(c * xs.h + iy as usize) * xs.w + ix as usize];
+                                        m = m.max(v);
+                                        sum += v;
+                                        n += 1;
+                                    }
+                                }
+                            }
+                            assert!(n > 0, "{pool:?}: window ({oy},{ox}) reads no pixel");
+                            let o = (c * h + oy) * w + ox;
+                            assert_eq!(max[o], m, "{pool:?} max at c{c} ({oy},{ox})");
+                            assert_eq!(avg[o].to_bits(), (sum / if count_include_pad { padded } else { n } as f32).to_bits(), "{pool:?} avg at c{c} ({oy},{ox})");
+                        }
+                    }
+                }
+            }
+        }
+        // ceil_mode keeps a last window that starts inside the input (7 → 4), drops one starting in the padding (5 → 2).
+        assert_eq!(crate::graph::pool_out(7, 1, 1, 3, 2, true), Some(4));
+        assert_eq!(crate::graph::pool_out(5, 1, 1, 2, 3, true), Some(2));
+        assert_eq!(crate::graph::pool_out(5, 1, 1, 2, 3, false), Some(2));
+        assert_eq!(crate::graph::pool_out(5, 2, 0, 2, 1, false), None);
     }
 
     #[test]

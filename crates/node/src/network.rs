@@ -27,6 +27,12 @@ pub struct NodeSpec {
     pub after: Option<u32>,
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// MaxPool / AvgPool window `[kh, kw]`.
+    pub kernel: Option<Vec<u32>>,
+    /// MaxPool / AvgPool; absent = false.
+    pub ceil_mode: Option<bool>,
+    /// AvgPool; absent = false.
+    pub count_include_pad: Option<bool>,
 }
 
 #[napi(object)]
@@ -49,6 +55,15 @@ fn dims<const N: usize>(n: &NodeSpec, name: &str, v: &Option<Vec<u32>>) -> stoxn
 }
 fn floats(v: &Float32Array) -> Vec<f32> {
     v.to_vec()
+}
+fn pool(n: &NodeSpec) -> stoxnet_core::Result<graph::Pool> {
+    Ok(graph::Pool {
+        kernel: dims::<2>(n, "kernel", &n.kernel)?,
+        stride: dims::<2>(n, "stride", &n.stride)?,
+        pads: dims::<4>(n, "pads", &n.pads)?,
+        ceil_mode: n.ceil_mode.unwrap_or(false),
+        count_include_pad: n.count_include_pad.unwrap_or(false),
+    })
 }
 fn node(n: &NodeSpec) -> stoxnet_core::Result<Node> {
     let op = match n.op.as_str() {
@@ -76,7 +91,10 @@ fn node(n: &NodeSpec) -> stoxnet_core::Result<Node> {
         "Add" => Op::Add,
         "Slice" => Op::Slice(graph::Slice { start: dims::<2>(n, "start", &n.start)?, end: dims::<2>(n, "end", &n.end)?, step: dims::<2>(n, "step", &n.step)? }),
         "PadChannels" => Op::PadChannels { before: *field(n, "before", &n.before)? as usize, after: *field(n, "after", &n.after)? as usize },
+        "MaxPool" => Op::MaxPool(pool(n)?),
+        "AvgPool" => Op::AvgPool(pool(n)?),
         "GlobalAvgPool" => Op::GlobalAvgPool,
+        "GlobalMaxPool" => Op::GlobalMaxPool,
         "Flatten" => Op::Flatten,
         "Linear" => {
             let [o, i] = dims::<2>(n, "shape", &n.shape)?;
@@ -142,7 +160,16 @@ impl From<&Network> for NetworkSpec {
                         s.min = Some(*min as f64);
                         s.max = Some(*max as f64);
                     }
-                    Op::Relu | Op::Add | Op::GlobalAvgPool | Op::Flatten => {}
+                    Op::MaxPool(p) | Op::AvgPool(p) => {
+                        s.kernel = Some(dims(&p.kernel));
+                        s.stride = Some(dims(&p.stride));
+                        s.pads = Some(dims(&p.pads));
+                        s.ceil_mode = Some(p.ceil_mode);
+                        if matches!(n.op, Op::AvgPool(_)) {
+                            s.count_include_pad = Some(p.count_include_pad);
+                        }
+                    }
+                    Op::Relu | Op::Add | Op::GlobalAvgPool | Op::GlobalMaxPool | Op::Flatten => {}
                 }
                 s
             })

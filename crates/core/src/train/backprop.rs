@@ -10,7 +10,7 @@ use crate::buffers::Buf;
 use crate::counts::OpCounts;
 use crate::crossbar::{CrossbarLayer, Scratch, Unfold};
 use crate::gemm::gemm_fused;
-use crate::graph::{Conv, Network, Op, Shape};
+use crate::graph::{Conv, Network, Op, Pool, Shape};
 use crate::layers;
 use crate::train::qat::{self, QatLayer};
 
@@ -125,7 +125,10 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                     let b = *before;
                     per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::pad_channels(b, x, xs.h * xs.w, o))
                 }
+                Op::MaxPool(p) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::max_pool(p, x, xs, o, os)),
+                Op::AvgPool(p) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::avg_pool(p, x, xs, o, os)),
                 Op::GlobalAvgPool => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::global_avg_pool(x, xs.h * xs.w, o)),
+                Op::GlobalMaxPool => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::global_max_pool(x, xs.h, xs.w, o)),
                 Op::Flatten => out.copy_from_slice(input),
                 Op::Linear(l) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::linear(l, x, o)),
             }
@@ -534,9 +537,66 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                 add_grad(&mut grads, xin, dx);
             }
             Op::Flatten => add_grad(&mut grads, xin, dy),
+            Op::MaxPool(pool) => {
+                let mut dx = Buf::zeroed(n * xs.len());
+                dx.par_chunks_exact_mut(xs.len()).zip(dy.par_chunks_exact(os.len())).zip(x.par_chunks_exact(xs.len())).for_each(|((dxi, dyi), xi)| max_pool_backward(pool, xi, xs, dyi, os, dxi));
+                add_grad(&mut grads, xin, dx);
+            }
+            Op::AvgPool(pool) => {
+                let mut dx = Buf::zeroed(n * xs.len());
+                dx.par_chunks_exact_mut(xs.len()).zip(dy.par_chunks_exact(os.len())).for_each(|(dxi, dyi)| avg_pool_backward(pool, xs, dyi, os, dxi));
+                add_grad(&mut grads, xin, dx);
+            }
+            Op::GlobalMaxPool => {
+                let p = xs.h * xs.w;
+                let mut dx = Buf::zeroed(n * xs.len());
+                // Each channel's gradient goes to the pixel that gave its maximum.
+                dx.chunks_exact_mut(p).zip(x.chunks_exact(p)).zip(dy.iter()).for_each(|((d, plane), &g)| {
+                    if let Some(at) = layers::window_argmax(plane, xs.w, (0, xs.h), (0, xs.w)) {
+                        d[at] += g;
+                    }
+                });
+                add_grad(&mut grads, xin, dx);
+            }
         }
     }
     (params, qgrads)
+}
+
+/// One image's MaxPool gradient: each output's to the input pixel that
+/// gave its maximum (the forward pass's `window_argmax`), summed where
+/// windows overlap.
+fn max_pool_backward(pool: &Pool, x: &[f32], xs: Shape, dy: &[f32], os: Shape, dx: &mut [f32]) {
+    let ([kh, kw], [sh, sw], [pt, pl, pb, pr]) = (pool.kernel, pool.stride, pool.pads);
+    for ((plane, d), g) in x.chunks_exact(xs.h * xs.w).zip(dx.chunks_exact_mut(xs.h * xs.w)).zip(dy.chunks_exact(os.h * os.w)) {
+        for (oy, line) in g.chunks_exact(os.w).enumerate() {
+            let (y0, y1, _) = layers::pool_window(oy, sh, kh, pt, pb, xs.h);
+            for (ox, &gv) in line.iter().enumerate() {
+                let (x0, x1, _) = layers::pool_window(ox, sw, kw, pl, pr, xs.w);
+                if let Some(at) = layers::window_argmax(plane, xs.w, (y0, y1), (x0, x1)) {
+                    d[at] += gv;
+                }
+            }
+        }
+    }
+}
+
+/// One image's AvgPool gradient: each output's, divided by its window's
+/// divisor, to every input pixel of the window.
+fn avg_pool_backward(pool: &Pool, xs: Shape, dy: &[f32], os: Shape, dx: &mut [f32]) {
+    let ([kh, kw], [sh, sw], [pt, pl, pb, pr]) = (pool.kernel, pool.stride, pool.pads);
+    for (d, g) in dx.chunks_exact_mut(xs.h * xs.w).zip(dy.chunks_exact(os.h * os.w)) {
+        for (oy, line) in g.chunks_exact(os.w).enumerate() {
+            let wy = layers::pool_window(oy, sh, kh, pt, pb, xs.h);
+            for (ox, &gv) in line.iter().enumerate() {
+                let wx = layers::pool_window(ox, sw, kw, pl, pr, xs.w);
+                let share = gv / layers::avg_pool_count(pool, wy, wx) as f32;
+                for row in d[wy.0 * xs.w..wy.1 * xs.w].chunks_exact_mut(xs.w) {
+                    row[wx.0..wx.1].iter_mut().for_each(|v| *v += share);
+                }
+            }
+        }
+    }
 }
 
 /// Mutable views of a node's trainable parameters, in gradient order.

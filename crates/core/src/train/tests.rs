@@ -1,6 +1,6 @@
 use super::sgd::{Schedule, Sgd};
 use super::*;
-use crate::graph::{BatchNorm, Conv, Linear, Node, Shape, Slice};
+use crate::graph::{BatchNorm, Conv, Linear, Node, Pool, Shape, Slice};
 
 /// Conv+bias → BN → ReLU → {Conv stride 2, Slice+Pad shortcut} → Add →
 /// Hardtanh → GAP → Flatten → Linear: every op of the IR on a tiny input.
@@ -65,8 +65,15 @@ fn gradients_match_finite_differences() {
     // The hardtanh clips some values and passes others: both paths are checked.
     let clipped = tape.values[8].iter().filter(|v| v.abs() == 1.0).count();
     assert!(clipped > 0 && clipped < tape.values[8].len(), "{clipped} clipped");
-    let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], &labels, 3, 0.1, None);
-    let (grads, _) = backprop::backward(&net, &tape, d, None);
+    assert!(check_gradients(&net, &x, &labels) > 100);
+}
+
+/// Checks every third parameter of every layer as above; returns how many.
+fn check_gradients(net: &Network, x: &[f32], labels: &[u8]) -> usize {
+    let mut work = net.clone();
+    let tape = backprop::forward(&mut work, x.to_vec(), labels.len(), true, None).unwrap();
+    let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.1, None);
+    let (grads, _) = backprop::backward(net, &tape, d, None);
     let h = 2e-3f32;
     let mut checked = 0;
     for (i, g) in grads.iter().enumerate() {
@@ -76,14 +83,41 @@ fn gradients_match_finite_differences() {
                 backprop::params_mut(&mut plus.nodes[i].op)[pi][j] += h;
                 let mut minus = net.clone();
                 backprop::params_mut(&mut minus.nodes[i].op)[pi][j] -= h;
-                let num = (loss(&plus, &x, &labels) - loss(&minus, &x, &labels)) / (2.0 * h as f64);
+                let num = (loss(&plus, x, labels) - loss(&minus, x, labels)) / (2.0 * h as f64);
                 let ana = gp[j] as f64;
                 assert!((num - ana).abs() <= 3e-3 + 0.03 * ana.abs(), "node {} param {pi}[{j}]: numeric {num} analytic {ana}", net.nodes[i].name);
                 checked += 1;
             }
         }
     }
-    assert!(checked > 100);
+    checked
+}
+
+/// Conv → ReLU → MaxPool (padded, ceil_mode) → Conv → AvgPool (asymmetric
+/// pads, ceil_mode, with and without count_include_pad) → GlobalMaxPool →
+/// Flatten → Linear: the pooling gradients against finite differences.
+#[test]
+fn pooling_gradients_match_finite_differences() {
+    for count_include_pad in [false, true] {
+        let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
+        let conv = |o, c| Op::Conv(Conv { weight: vec![0.0; o * c * 9], bias: Some(vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] });
+        let nodes = vec![
+            node("c1", conv(4, 2), vec![0]),
+            node("relu", Op::Relu, vec![1]),
+            node("max", Op::MaxPool(Pool { kernel: [3, 3], stride: [2, 2], pads: [1, 1, 1, 1], ceil_mode: true, count_include_pad: false }), vec![2]),
+            node("c2", conv(4, 4), vec![3]),
+            node("avg", Op::AvgPool(Pool { kernel: [3, 3], stride: [2, 2], pads: [1, 0, 1, 1], ceil_mode: true, count_include_pad }), vec![4]),
+            node("gmax", Op::GlobalMaxPool, vec![5]),
+            node("flat", Op::Flatten, vec![6]),
+            node("fc", Op::Linear(Linear { weight: vec![0.0; 12], bias: Some(vec![0.0; 3]), out_features: 3, in_features: 4 }), vec![7]),
+        ];
+        let mut net = Network::new(Shape { c: 2, h: 6, w: 6 }, nodes, 8).unwrap();
+        // 6×6 → 4×4 (the last window covers one pixel) → 3×2.
+        assert_eq!([net.shapes[3], net.shapes[5]], [Shape { c: 4, h: 4, w: 4 }, Shape { c: 4, h: 3, w: 2 }]);
+        init(&mut net, 12);
+        let (x, labels) = batch(6);
+        assert!(check_gradients(&net, &x, &labels) > 40);
+    }
 }
 
 #[test]
