@@ -413,11 +413,12 @@ function sliceEnd(s: SliceAxis, size: number): number {
   return Math.min(s.start + s.count * s.step, size);
 }
 
-/** MaxPool and AveragePool: the window attributes, checked as Conv checks its own. */
-function pool(n: Node, op: 'MaxPool' | 'AvgPool'): Runtime {
-  const x = n.rank4(0);
-  const kernel = n.a.ints('kernel_shape');
-  if (kernel.length !== 2 || kernel.some((k) => k < 1)) fail(`kernel_shape ${list(kernel)} is invalid (expected 2 values >= 1)`);
+/**
+ * The sliding-window attributes Conv and the poolings share: dilations (only 1), strides, and
+ * pads from `pads` or `auto_pad` (NOTSET or VALID). ONNX pads are [h_begin, w_begin, h_end,
+ * w_end]: top, left, bottom, right, as in the IR.
+ */
+function windowAttrs(n: Node): { strides: [number, number]; pads: [number, number, number, number] } {
   const dilations = n.a.ints('dilations', [1, 1]);
   if (dilations.some((d) => d !== 1)) fail(`dilations ${list(dilations)} are not supported (only 1)`);
   const strides = n.a.ints('strides', [1, 1]);
@@ -426,11 +427,20 @@ function pool(n: Node, op: 'MaxPool' | 'AvgPool'): Runtime {
   if (autoPad !== 'NOTSET' && autoPad !== 'VALID') fail(`auto_pad ${autoPad} is not supported (only NOTSET or VALID)`);
   const pads = autoPad === 'VALID' ? [0, 0, 0, 0] : n.a.ints('pads', [0, 0, 0, 0]);
   if (pads.length !== 4 || pads.some((p) => p < 0)) fail(`pads ${list(pads)} are invalid`);
+  return { strides: strides as [number, number], pads: pads as [number, number, number, number] };
+}
+
+/** MaxPool and AveragePool: the window attributes, checked as Conv checks its own. */
+function pool(n: Node, op: 'MaxPool' | 'AvgPool'): Runtime {
+  const x = n.rank4(0);
+  const kernel = n.a.ints('kernel_shape');
+  if (kernel.length !== 2 || kernel.some((k) => k < 1)) fail(`kernel_shape ${list(kernel)} is invalid (expected 2 values >= 1)`);
+  const { strides, pads } = windowAttrs(n);
   const [kh, kw] = kernel as [number, number];
-  const [pt, pl, pb, pr] = pads as [number, number, number, number];
+  const [pt, pl, pb, pr] = pads;
   if (pt >= kh || pb >= kh || pl >= kw || pr >= kw) fail(`pads ${list(pads)} must each be below the kernel ${list(kernel)}`);
   const ceilMode = n.a.int('ceil_mode', 0) !== 0;
-  const [sh, sw] = strides as [number, number];
+  const [sh, sw] = strides;
   // With ceil_mode a last window starting in the padding is dropped, as onnxruntime's kernels (not its
   // static shape inference) and PyTorch do.
   const oh = poolOut(x.dims[2]!, pt, pb, kh, sh, ceilMode);
@@ -450,20 +460,12 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     const [co, ci, kh, kw] = w.dims as [number, number, number, number];
     const group = n.a.int('group', 1);
     if (group !== 1) fail(`group ${group} is not supported (only 1)`);
-    const dilations = n.a.ints('dilations', [1, 1]);
-    if (dilations.some((d) => d !== 1)) fail(`dilations ${list(dilations)} are not supported (only 1)`);
+    const { strides, pads } = windowAttrs(n);
     if (ci !== x.dims[1]) fail(`weight '${wName}' expects ${ci} input channels, the input ${fmtRuntime(x)} has ${x.dims[1]}`);
     const kernel = n.a.ints('kernel_shape', [kh, kw]);
     if (!same(kernel, [kh, kw])) fail(`kernel_shape ${list(kernel)} does not match weight '${wName}' ${list(w.dims)}`);
-    const strides = n.a.ints('strides', [1, 1]);
-    if (strides.length !== 2 || strides.some((s) => s < 1)) fail(`strides ${list(strides)} are invalid`);
-    const autoPad = n.a.string('auto_pad', 'NOTSET');
-    if (autoPad !== 'NOTSET' && autoPad !== 'VALID') fail(`auto_pad ${autoPad} is not supported (only NOTSET or VALID)`);
-    // ONNX pads are [h_begin, w_begin, h_end, w_end]: top, left, bottom, right, as in the IR.
-    const pads = autoPad === 'VALID' ? [0, 0, 0, 0] : n.a.ints('pads', [0, 0, 0, 0]);
-    if (pads.length !== 4 || pads.some((p) => p < 0)) fail(`pads ${list(pads)} are invalid`);
-    const [sh, sw] = strides as [number, number];
-    const [pt, pl, pb, pr] = pads as [number, number, number, number];
+    const [sh, sw] = strides;
+    const [pt, pl, pb, pr] = pads;
     const oh = Math.floor((x.dims[2]! + pt + pb - kh) / sh) + 1;
     const ow = Math.floor((x.dims[3]! + pl + pr - kw) / sw) + 1;
     if (oh < 1 || ow < 1) fail(`a ${kh}x${kw} kernel does not fit the input ${fmtRuntime(x)} with pads ${list(pads)}`);
