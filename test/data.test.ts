@@ -12,11 +12,12 @@ import {
   IMAGE_BYTES,
   RECORD_BYTES,
   md5,
-  normalize,
   readCifar10,
   verifyCifar10,
 } from '../ts/data/cifar10.js';
-import { cifar10FromSprites, fetchToFile, readTar, spriteToRecords, writeVerified } from '../ts/data/download.js';
+import { readTar } from '../ts/data/archive.js';
+import { normalize } from '../ts/data/dataset.js';
+import { cifar10FromSprites, fetchToFile, spriteToRecords, writeVerified } from '../ts/data/download.js';
 import { cacheDir, resolveDataDir } from '../ts/data/location.js';
 import { packageRoot } from '../ts/paths.js';
 

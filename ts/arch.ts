@@ -1,41 +1,108 @@
-// The CIFAR ResNets of He et al. (2016) with option-A shortcuts, as IR:
-// the architecture `stoxnet train --arch` trains from scratch (weights are
-// initialised in Rust from the seed).
+// The architectures `stoxnet train --arch` trains from scratch, as IR (weights
+// are initialised in Rust from the seed): the CIFAR ResNets of He et al.
+// (2016) with option-A shortcuts, NeuroSim's VGG-8 for CIFAR, and LeNet-5 for
+// 28×28 digits. Each takes the image size and class count of its data set.
+import type { Dataset } from './data/dataset.js';
 import type { IrNode, Network } from './network.js';
 
-export const ARCHS = ['resnet20', 'resnet32', 'resnet44', 'resnet56'] as const;
+export const ARCHS = ['resnet20', 'resnet32', 'resnet44', 'resnet56', 'vgg8', 'lenet5'] as const;
 export type Arch = (typeof ARCHS)[number];
 
-export function resnet(arch: Arch, classes = 10): Network {
+/** Appends nodes and names their output values; one builder for every architecture. */
+class Builder {
+  readonly nodes: IrNode[] = [];
+  push(n: IrNode): number {
+    return this.nodes.push(n); // value index of the new node's output (value 0 is the image)
+  }
+  conv(name: string, input: number, cin: number, cout: number, k: number, stride: number, pad: number): number {
+    return this.push({ name, op: 'Conv', inputs: [input], shape: [cout, cin, k, k], weight: new Float32Array(cout * cin * k * k), stride: [stride, stride], pads: [pad, pad, pad, pad] });
+  }
+  bn(name: string, input: number, c: number): number {
+    return this.push({ name, op: 'BatchNorm', inputs: [input], weight: new Float32Array(c).fill(1), bias: new Float32Array(c), mean: new Float32Array(c), var: new Float32Array(c).fill(1), eps: 1e-5 });
+  }
+  relu(name: string, input: number): number {
+    return this.push({ name, op: 'Relu', inputs: [input] });
+  }
+  maxpool(name: string, input: number): number {
+    return this.push({ name, op: 'MaxPool', inputs: [input], kernel: [2, 2], stride: [2, 2], pads: [0, 0, 0, 0], ceilMode: false });
+  }
+  flatten(name: string, input: number): number {
+    return this.push({ name, op: 'Flatten', inputs: [input] });
+  }
+  linear(name: string, input: number, inF: number, outF: number): number {
+    return this.push({ name, op: 'Linear', inputs: [input], shape: [outF, inF], weight: new Float32Array(outF * inF), bias: new Float32Array(outF) });
+  }
+}
+
+/** The architecture `arch` for the images and classes of `ds`. */
+export function architecture(arch: Arch, ds: Pick<Dataset, 'dims' | 'classes' | 'title'>): Network {
+  if (arch === 'lenet5') return lenet5(ds);
+  if (arch === 'vgg8') return vgg8(ds);
+  return resnet(arch, ds.classes.length, [...ds.dims] as [number, number, number]);
+}
+
+export function resnet(arch: Exclude<Arch, 'vgg8' | 'lenet5'>, classes = 10, input: [number, number, number] = [3, 32, 32]): Network {
   const depth = Number(arch.slice('resnet'.length));
   const blocks = (depth - 2) / 6;
-  const nodes: IrNode[] = [];
-  const push = (n: IrNode) => nodes.push(n) as number; // value index of the new node's output
-  const conv = (name: string, input: number, cin: number, cout: number, stride: number) =>
-    push({ name, op: 'Conv', inputs: [input], shape: [cout, cin, 3, 3], weight: new Float32Array(cout * cin * 9), stride: [stride, stride], pads: [1, 1, 1, 1] });
-  const bn = (name: string, input: number, c: number) =>
-    push({ name, op: 'BatchNorm', inputs: [input], weight: new Float32Array(c).fill(1), bias: new Float32Array(c), mean: new Float32Array(c), var: new Float32Array(c).fill(1), eps: 1e-5 });
-  const relu = (name: string, input: number) => push({ name, op: 'Relu', inputs: [input] });
-
-  let x = relu('relu', bn('bn1', conv('conv1', 0, 3, 16, 1), 16));
-  let [planes, size] = [16, 32];
+  const b = new Builder();
+  let x = b.relu('relu', b.bn('bn1', b.conv('conv1', 0, input[0], 16, 3, 1, 1), 16));
+  let [planes, size] = [16, input[1]];
   for (let stage = 1; stage <= 3; stage++) {
     const out = 16 * 2 ** (stage - 1);
-    for (let b = 0; b < blocks; b++) {
-      const stride = stage > 1 && b === 0 ? 2 : 1;
-      const p = `layer${stage}.${b}`;
-      const y = bn(`${p}.bn2`, conv(`${p}.conv2`, relu(`${p}.relu1`, bn(`${p}.bn1`, conv(`${p}.conv1`, x, planes, out, stride), out)), out, out, 1), out);
+    for (let k = 0; k < blocks; k++) {
+      const stride = stage > 1 && k === 0 ? 2 : 1;
+      const p = `layer${stage}.${k}`;
+      const y = b.bn(`${p}.bn2`, b.conv(`${p}.conv2`, b.relu(`${p}.relu1`, b.bn(`${p}.bn1`, b.conv(`${p}.conv1`, x, planes, out, 3, stride, 1), out)), out, out, 3, 1, 1), out);
       let shortcut = x;
       if (stride !== 1 || planes !== out) {
-        const s = push({ name: `${p}.shortcut.slice`, op: 'Slice', inputs: [x], start: [0, 0], end: [size, size], step: [2, 2] });
-        shortcut = push({ name: `${p}.shortcut.pad`, op: 'PadChannels', inputs: [s], before: out / 4, after: out / 4 });
+        const s = b.push({ name: `${p}.shortcut.slice`, op: 'Slice', inputs: [x], start: [0, 0], end: [size, size], step: [2, 2] });
+        shortcut = b.push({ name: `${p}.shortcut.pad`, op: 'PadChannels', inputs: [s], before: out / 4, after: out / 4 });
       }
-      x = relu(`${p}.relu2`, push({ name: `${p}.add`, op: 'Add', inputs: [y, shortcut] }));
+      x = b.relu(`${p}.relu2`, b.push({ name: `${p}.add`, op: 'Add', inputs: [y, shortcut] }));
       planes = out;
-      size /= stride;
+      size = Math.ceil(size / stride);
     }
   }
-  const flat = push({ name: 'flatten', op: 'Flatten', inputs: [push({ name: 'avgpool', op: 'GlobalAvgPool', inputs: [x] })] });
-  const out = push({ name: 'linear', op: 'Linear', inputs: [flat], shape: [classes, 64], weight: new Float32Array(classes * 64), bias: new Float32Array(classes) });
-  return { input: [3, 32, 32], nodes, output: out };
+  const flat = b.flatten('flatten', b.push({ name: 'avgpool', op: 'GlobalAvgPool', inputs: [x] }));
+  const out = b.linear('linear', flat, 64, classes);
+  return { input, nodes: b.nodes, output: out };
+}
+
+/**
+ * NeuroSim's VGG-8 for CIFAR (DNN+NeuroSim, Peng et al. 2019): 3×3 convs of
+ * 128, 128, 256, 256, 512, 512 channels with a 2×2 max pool after each pair,
+ * then linear layers of 1024 and the classes. BatchNorm after each conv (the
+ * NeuroSim model trains without it, on quantised weights; here it trains in
+ * FP32 from scratch first).
+ */
+function vgg8(ds: Pick<Dataset, 'dims' | 'classes' | 'title'>): Network {
+  const [c, h, w] = ds.dims;
+  if (h % 8 !== 0 || w % 8 !== 0) throw new Error(`vgg8 needs images whose sides divide by 8 (three 2×2 pools); ${ds.title} has ${h}×${w}`);
+  const b = new Builder();
+  let x = 0;
+  let cin = c;
+  for (const [i, cout] of [128, 128, 256, 256, 512, 512].entries()) {
+    x = b.relu(`relu${i + 1}`, b.bn(`bn${i + 1}`, b.conv(`conv${i + 1}`, x, cin, cout, 3, 1, 1), cout));
+    if (i % 2 === 1) x = b.maxpool(`pool${(i + 1) / 2}`, x);
+    cin = cout;
+  }
+  const features = 512 * (h / 8) * (w / 8);
+  x = b.relu('relu7', b.linear('fc1', b.flatten('flatten', x), features, 1024));
+  return { input: [c, h, w], nodes: b.nodes, output: b.linear('fc2', x, 1024, ds.classes.length) };
+}
+
+/**
+ * LeNet-5 (LeCun et al. 1998) as usually trained today: 5×5 convs of 6
+ * (zero-padded to keep 28×28) and 16 channels, each followed by BatchNorm,
+ * ReLU and a 2×2 max pool, then linear layers of 120, 84 and the classes.
+ */
+function lenet5(ds: Pick<Dataset, 'dims' | 'classes' | 'title'>): Network {
+  const [c, h, w] = ds.dims;
+  if (h !== 28 || w !== 28) throw new Error(`lenet5 takes 28×28 images; ${ds.title} has ${h}×${w}`);
+  const b = new Builder();
+  let x = b.maxpool('pool1', b.relu('relu1', b.bn('bn1', b.conv('conv1', 0, c, 6, 5, 1, 2), 6)));
+  x = b.maxpool('pool2', b.relu('relu2', b.bn('bn2', b.conv('conv2', x, 6, 16, 5, 1, 0), 16)));
+  x = b.relu('relu3', b.linear('fc1', b.flatten('flatten', x), 16 * 5 * 5, 120));
+  x = b.relu('relu4', b.linear('fc2', x, 120, 84));
+  return { input: [c, h, w], nodes: b.nodes, output: b.linear('fc3', x, 84, ds.classes.length) };
 }

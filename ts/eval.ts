@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import type { Backend, OpCounts } from './backend.js';
 import { ConfigError, int, oneOf } from './config.js';
-import { CIFAR10_CLASSES, holdOut, normalize, readCifar10, VALIDATION_IMAGES, type Cifar10Split } from './data/cifar10.js';
+import { dataset, holdOut, normalizeFor, VALIDATION_IMAGES, type Dataset, type ImageSet } from './data/dataset.js';
 import { resolveDataDir } from './data/location.js';
 import { logitsDigest } from './digest.js';
 import { nativeBackend, nativeUnavailable } from './native.js';
@@ -20,17 +20,19 @@ export type EvalSet = (typeof EVAL_SETS)[number];
 export interface EvalOptions {
   /** Path of an ONNX model. */
   model: string;
-  /** CIFAR-10 binary folder; default: STOXNET_DATA, else the cache. */
+  /** The data set's folder; default: its environment variable (STOXNET_DATA for CIFAR-10), else the cache. */
   data?: string;
+  /** Which data set (data/dataset.ts); default: the one the model was trained on (its metadata), else CIFAR-10. */
+  dataset?: string;
   backend?: (typeof BACKENDS)[number];
   /** Simulator settings (see StoxConfig); unset keys take the model's embedded settings, else the defaults. */
   config?: Partial<StoxConfig>;
   /** Calibrate afresh instead of using a trained model's learned clips and normalisation. */
   ignoreLearned?: boolean;
   /**
-   * `test` (default): the 10,000 test images. `validation`: the last 5,000
-   * training images (data/cifar10.ts `VALIDATION_IMAGES`), for choices that
-   * must not look at the test set; the test file is then never opened.
+   * `test` (default): the test images. `validation`: the last 5,000
+   * training images (data/dataset.ts `VALIDATION_IMAGES`), for choices that
+   * must not look at the test set; the test files are then never opened.
    */
   evalSet?: EvalSet;
   /** Evaluate the first `limit` images of the set (default all). */
@@ -52,6 +54,8 @@ export type OpsTotals = Record<(typeof COUNTS)[number], number>;
 /** The JSON contract of `stoxnet eval --json`. */
 export interface EvalReport {
   model: string;
+  /** the data set classified (data/dataset.ts) */
+  dataset: string;
   backend: string;
   converter: string;
   /** which images: the test set or the validation split */
@@ -60,10 +64,14 @@ export interface EvalReport {
   correct: number;
   /** fraction in [0, 1] */
   top1: number;
+  /** fraction of images whose label is among the 5 largest logits (ties: the lower class first); null below 5 classes */
+  top5: number | null;
   /** correct predictions per true class */
   perClass: number[];
   /** images per true class */
   perClassTotal: number[];
+  /** confusion[true][predicted]: image counts (top-1 predictions) */
+  confusion: number[][];
   /** time spent in the engine */
   seconds: number;
   imagesPerSecond: number;
@@ -100,12 +108,29 @@ function opsReport(net: Network, ops: OpCounts[] | undefined, crossbar: Set<numb
 }
 
 /** Reads the images an evaluation classifies (only the files of that set). */
-async function readEvalSet(dataDir: string, set: EvalSet): Promise<Cifar10Split> {
-  if (set === 'test') return readCifar10(dataDir, 'test');
-  return holdOut(await readCifar10(dataDir, 'train'), VALIDATION_IMAGES).validation;
+async function readEvalSet(ds: Dataset, dataDir: string, set: EvalSet): Promise<ImageSet> {
+  if (set === 'test') return ds.read(dataDir, 'test');
+  return holdOut(await ds.read(dataDir, 'train'), VALIDATION_IMAGES).validation;
 }
 
-/** Classifies CIFAR-10 test (or validation) images with the chosen backend and simulator settings. */
+/** Whether `label` is among the `k` largest of `row` (ties go to the lower index, as `argmax`). */
+export function inTopK(row: Float32Array, label: number, k: number): boolean {
+  let above = 0;
+  for (let j = 0; j < row.length; j++) if (row[j] > row[label] || (row[j] === row[label] && j < label)) above++;
+  return above < k;
+}
+
+/** The data set an evaluation of `net` reads: the one asked for, else the model's own, else CIFAR-10; its image size must be the model's. */
+export function evalDataset(net: Network, name: string | undefined, model: string): Dataset {
+  const ds = dataset(name ?? net.dataset ?? 'cifar10');
+  const [c, h, w] = ds.dims;
+  if (net.input[0] !== c || net.input[1] !== h || net.input[2] !== w) {
+    throw new ConfigError(`${basename(model)}: the model takes ${net.input.join('×')} images (channels×height×width); ${ds.title} has ${ds.dims.join('×')} (--dataset)`);
+  }
+  return ds;
+}
+
+/** Classifies test (or validation) images of a data set with the chosen backend and simulator settings. */
 export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   options.signal?.throwIfAborted();
   let backendName = oneOf('backend', options.backend ?? 'native', BACKENDS);
@@ -125,40 +150,47 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   if (backendName === 'ort' && config.converter !== 'fp') {
     throw new ConfigError(`backend ort runs the model in FP32 only; --converter ${config.converter} needs --backend native or js`);
   }
-  const dataDir = resolveDataDir(options.data, evalSet === 'validation');
+  const ds = evalDataset(net, options.dataset, options.model);
+  const dataDir = resolveDataDir(options.data, evalSet === 'validation', ds);
   let backend: Backend;
   let layers: LayerReport[] = [];
   let simulator: NativeSimulator | undefined;
   if (backendName === 'ort') backend = await ortBackend(options.model, threads, net.input);
   else if (config.converter === 'fp' && backendName === 'native') backend = nativeBackend(net, threads);
-  else ({ backend, layers, simulator } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers, signal: options.signal }));
+  else ({ backend, layers, simulator } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers, signal: options.signal, dataset: ds }));
   options.signal?.throwIfAborted();
 
-  const test = await readEvalSet(dataDir, evalSet);
+  const test = await readEvalSet(ds, dataDir, evalSet);
   const total = Math.min(limit ?? test.count, test.count);
   const imageLen = net.input[0] * net.input[1] * net.input[2];
   const classes = backend.classes;
-  if (classes !== CIFAR10_CLASSES.length) throw new ConfigError(`${basename(options.model)}: the model gives ${classes} values per image; CIFAR-10 has ${CIFAR10_CLASSES.length} classes`);
+  if (classes !== ds.classes.length) throw new ConfigError(`${basename(options.model)}: the model gives ${classes} values per image; ${ds.title} has ${ds.classes.length} classes`);
   const logits = new Float32Array(total * classes);
   const perClass = new Array<number>(classes).fill(0);
   const perClassTotal = new Array<number>(classes).fill(0);
+  const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
   let correct = 0;
+  let correct5 = 0;
   let seconds = 0;
   for (let start = 0; start < total; start += batch) {
     options.signal?.throwIfAborted();
     const n = Math.min(batch, total - start);
-    const images = normalize(test.images.subarray(start * imageLen, (start + n) * imageLen), n);
+    const images = normalizeFor(ds, test.images.subarray(start * imageLen, (start + n) * imageLen), n);
     const t0 = process.hrtime.bigint();
     const out = await backend.run(images, start);
     seconds += Number(process.hrtime.bigint() - t0) / 1e9;
     logits.set(out.logits, start * classes);
     for (let i = 0; i < n; i++) {
       const label = test.labels[start + i];
+      const row = out.logits.subarray(i * classes, (i + 1) * classes);
+      const predicted = argmax(row);
       perClassTotal[label]++;
-      if (argmax(out.logits.subarray(i * classes, (i + 1) * classes)) === label) {
+      confusion[label][predicted]++;
+      if (predicted === label) {
         correct++;
         perClass[label]++;
       }
+      if (classes >= 5 && inTopK(row, label, 5)) correct5++;
     }
     options.onProgress?.(start + n, total);
   }
@@ -166,14 +198,17 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   return {
     report: {
       model: basename(options.model),
+      dataset: ds.name,
       backend: backend.name,
       converter: config.converter,
       evalSet,
       images: total,
       correct,
       top1: correct / total,
+      top5: classes >= 5 ? correct5 / total : null,
       perClass,
       perClassTotal,
+      confusion,
       seconds,
       imagesPerSecond: total / seconds,
       threads,

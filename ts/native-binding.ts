@@ -81,6 +81,12 @@ export declare function __panicForTest(message: string): Promise<void>
 
 export type AdcRangeJs = 'full' | 'calibrated'
 
+/** Random translation by up to `pad` pixels each way, and a horizontal flip if `flip`. */
+export interface AugmentJs {
+  pad: number
+  flip: boolean
+}
+
 /**
  * Checks a technology (canonical values by field name) as the cost model
  * will read it; the error names the field.
@@ -285,7 +291,7 @@ export interface TrainConfigJs {
   schedule: ScheduleJs
   warmupEpochs: number
   labelSmoothing: number
-  augment: boolean
+  augment: AugmentJs
   seed: number
   mean: Array<number>
   std: Array<number>

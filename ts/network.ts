@@ -118,4 +118,6 @@ export interface Network {
   /** value index of the logits */
   output: number;
   stox?: EmbeddedStox;
+  /** The data set a model trained here learned (metadata `stoxnet.dataset`): eval reads it by default. */
+  dataset?: string;
 }

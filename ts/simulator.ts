@@ -3,7 +3,7 @@
 // backend that runs either natively or in the pure-JS reference with the
 // same calibrated parameters.
 import type { Backend } from './backend.js';
-import { normalize, readCifar10 } from './data/cifar10.js';
+import { DATASETS, normalizeFor, type Dataset } from './data/dataset.js';
 import { ConfigError } from './config.js';
 import { native, nativeUnavailable, simulatorBackend, withAbort } from './native.js';
 import type { EmbeddedStox, Network } from './network.js';
@@ -28,6 +28,8 @@ export interface LayerReport {
 
 export interface SimulatorOptions {
   dataDir: string;
+  /** The data set in `dataDir` (default CIFAR-10). */
+  dataset?: Dataset;
   threads: number;
   engine: 'native' | 'js';
   /** Learned clips and per-column parameters by node name (a PS-QAT model's); the rest is calibrated. */
@@ -80,9 +82,10 @@ export async function createSimulator(net: Network, config: StoxConfig, o: Simul
   const engine = new (native().NativeNetwork)(net);
   let calibration: Float32Array = o.calibration ?? new Float32Array(0);
   if (!o.calibration && engine.needsCalibration(specs)) {
-    const train = await readCifar10(o.dataDir, 'train');
+    const ds = o.dataset ?? DATASETS.cifar10;
+    const train = await ds.read(o.dataDir, 'train');
     const n = Math.min(config.calibrationImages, train.count);
-    calibration = normalize(train.images.subarray(0, n * train.images.length / train.count), n);
+    calibration = normalizeFor(ds, train.images, n);
   }
   const sim: NativeSimulator = await withAbort(o.signal, (handle) => engine.simulator(specs, config.seed, calibration, o.threads, handle));
   const resolved: ResolvedJs[] = sim.resolved();

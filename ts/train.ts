@@ -3,10 +3,10 @@
 // and resumes bit for bit, and exports the result as ONNX.
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ARCHS, resnet, type Arch } from './arch.js';
+import { architecture, ARCHS, type Arch } from './arch.js';
 import { writeFileAtomic } from './atomic.js';
 import { ConfigError, int, ints, num, oneOf } from './config.js';
-import { holdOut, IMAGE_BYTES, NORMALIZATION, normalize, readCifar10, VALIDATION_IMAGES } from './data/cifar10.js';
+import { DATASET_NAMES, DATASETS, holdOut, imageBytes, normalizeFor, VALIDATION_IMAGES, type Dataset, type DatasetName } from './data/dataset.js';
 import { resolveDataDir } from './data/location.js';
 import { argmax } from './eval.js';
 import type { Backend } from './backend.js';
@@ -23,6 +23,8 @@ export interface TrainSettings {
   arch?: Arch;
   /** … or fine-tune this ONNX model. */
   from?: string;
+  /** The data set trained on (data/dataset.ts); its normalisation and augmentation come with it. */
+  dataset: DatasetName;
   epochs: number;
   batch: number;
   lr: number;
@@ -97,6 +99,7 @@ export interface EpochLog {
 }
 
 const DEFAULTS: Omit<TrainSettings, 'arch' | 'from'> = {
+  dataset: 'cifar10',
   epochs: 200,
   batch: 128,
   lr: 0.1,
@@ -119,6 +122,7 @@ const DEFAULTS: Omit<TrainSettings, 'arch' | 'from'> = {
 export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
   if ((o.arch === undefined) === (o.from === undefined)) throw new ConfigError('train: give exactly one of --arch NAME or --from MODEL.onnx');
   const s: TrainSettings = {
+    dataset: oneOf('--dataset', o.dataset ?? DEFAULTS.dataset, DATASET_NAMES),
     epochs: int('--epochs', o.epochs ?? DEFAULTS.epochs, 1, 100_000),
     batch: int('--batch', o.batch ?? DEFAULTS.batch, 2, 50_000),
     lr: num('--lr', o.lr ?? DEFAULTS.lr, 0, 100),
@@ -135,7 +139,7 @@ export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
     learnClip: Boolean(o.learnClip ?? DEFAULTS.learnClip),
     distillAlpha: num('--distill-alpha', o.distillAlpha ?? DEFAULTS.distillAlpha, 0, 1),
     distillTemperature: num('--distill-temperature', o.distillTemperature ?? DEFAULTS.distillTemperature, 1e-3, 1000),
-    valImages: int('--val-images', o.valImages ?? DEFAULTS.valImages, 0, 49_998),
+    valImages: int('--val-images', o.valImages ?? DEFAULTS.valImages, 0, 59_998),
   };
   if (o.samplesRandom !== undefined) s.samplesRandom = ints('--samples-random', o.samplesRandom, 1, 1 << 20);
   if (o.teacher !== undefined) s.teacher = resolve(o.teacher);
@@ -212,17 +216,18 @@ function learnedByName(net: Network, learned: LearnedJs[]): EmbeddedStox['layers
 /**
  * The native trainer for `net` (FP32, or PS-QAT when `settings.stox` names a
  * converter: its crossbar layers calibrated on the first training images).
- * `images`/`labels`: the training set, raw CIFAR bytes.
+ * `images`/`labels`: the training set, raw bytes of the settings' data set.
  */
 export async function createTrainer(net: Network, settings: TrainSettings, images: Uint8Array, labels: Uint8Array, threads = 0, signal?: AbortSignal): Promise<NativeTrainer> {
   const stox = resolveConfig(settings.stox as Record<string, unknown>);
+  const ds = DATASETS[settings.dataset ?? 'cifar10'];
   let specs: (LayerSpecJs | null)[] | undefined;
   let calibration: Float32Array = new Float32Array(0);
   if (stox.converter !== 'fp') {
     specs = layerSpecs(net, stox);
     applyLearned(net, specs, net.stox?.layers);
     const m = Math.min(stox.calibrationImages, labels.length);
-    calibration = normalize(images.subarray(0, m * IMAGE_BYTES), m);
+    calibration = normalizeFor(ds, images, m);
   }
   const distill = settings.teacher === undefined ? undefined : { teacher: await importOnnx(settings.teacher), source: settings.teacher, alpha: settings.distillAlpha, temperature: settings.distillTemperature };
   return withAbort(signal, (handle) =>
@@ -231,8 +236,9 @@ export async function createTrainer(net: Network, settings: TrainSettings, image
       {
         ...settings,
         init: settings.arch !== undefined,
-        mean: [...NORMALIZATION.mean],
-        std: [...NORMALIZATION.std],
+        mean: [...ds.normalization.mean],
+        std: [...ds.normalization.std],
+        augment: settings.augment ? ds.augment : { pad: 0, flip: false },
         qat: specs && { layers: specs, mtjGrad: settings.mtjGrad, learnClip: settings.learnClip },
         distill,
       },
@@ -262,16 +268,20 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
   } else {
     settings = resolveTrainSettings(o);
   }
-  const net = settings.arch ? resnet(settings.arch) : await importOnnx(settings.from!);
-  const dir = resolveDataDir(o.data);
-  const [allTrain, testSet] = await Promise.all([readCifar10(dir, 'train'), readCifar10(dir, 'test')]);
+  const ds: Dataset = DATASETS[settings.dataset];
+  const net = settings.arch ? architecture(settings.arch, ds) : await importOnnx(settings.from!);
+  const [c, h, w] = ds.dims;
+  if (net.input[0] !== c || net.input[1] !== h || net.input[2] !== w) throw new ConfigError(`train: the model takes ${net.input.join('×')} images (channels×height×width); ${ds.title} has ${ds.dims.join('×')} (--dataset)`);
+  const dir = resolveDataDir(o.data, false, ds);
+  const [allTrain, testSet] = await Promise.all([ds.read(dir, 'train'), ds.read(dir, 'test')]);
+  if (settings.valImages >= allTrain.count) throw new ConfigError(`--val-images ${settings.valImages}: ${ds.title} has ${allTrain.count} training images`);
   const { fit: trainSet, validation } = holdOut(allTrain, settings.valImages);
-  const testImages = normalize(testSet.images, testSet.count);
-  const valImages = normalize(validation.images, validation.count);
+  const testImages = normalizeFor(ds, testSet.images, testSet.count);
+  const valImages = normalizeFor(ds, validation.images, validation.count);
   const n = o.trainImages === undefined ? trainSet.count : int('--train-images', o.trainImages, 2, trainSet.count);
   const stox = resolveConfig(settings.stox as Record<string, unknown>);
   const qat = stox.converter !== 'fp';
-  const trainer = await createTrainer(net, settings, trainSet.images.subarray(0, n * IMAGE_BYTES), trainSet.labels.subarray(0, n), threads, o.signal);
+  const trainer = await createTrainer(net, settings, trainSet.images.subarray(0, n * imageBytes(ds)), trainSet.labels.subarray(0, n), threads, o.signal);
   // Test accuracy in eval mode: FP32, or the StoX engine with the learned state (seed = the
   // simulator's seed), built in the engine from the trainer's state.
   const evaluator = (): Backend => simulatorBackend(trainer.evaluator(stox.seed), threads);
@@ -337,7 +347,7 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
     o.onEpoch?.(entry);
   }
   const model = join(o.out, 'model.onnx');
-  const final = trainer.network() as Network;
+  const final: Network = { ...(trainer.network() as Network), dataset: ds.name };
   writeFileAtomic(
     model,
     exportOnnx(final, {

@@ -58,6 +58,8 @@ export interface CompareOptions {
   /** Model of the entries that do not name their own; needed only when some entry does not. */
   model?: string;
   data?: string;
+  /** Which data set (default: the model's own, else CIFAR-10). */
+  dataset?: string;
   /** Test images evaluated per configuration (default 500). */
   images?: number;
   threads?: number;
@@ -266,6 +268,8 @@ function totals(costs: LayerCostJs[], components: string[], layers: Map<number, 
 export interface CostConfigOptions {
   model: string;
   data?: string;
+  /** Which data set (default: the model's own, else CIFAR-10). */
+  dataset?: string;
   images: number;
   threads?: number;
   config: Partial<StoxConfig>;
@@ -282,7 +286,7 @@ export async function costConfig(name: string, o: CostConfigOptions, technology:
   for (const seed of o.seeds ?? [undefined]) {
     const t0 = performance.now();
     const config = seed === undefined ? o.config : { ...o.config, seed };
-    const run = await evaluate({ model: o.model, data: o.data, evalSet: o.evalSet, limit: o.images, threads: o.threads, config, signal: o.signal });
+    const run = await evaluate({ model: o.model, data: o.data, dataset: o.dataset, evalSet: o.evalSet, limit: o.images, threads: o.threads, config, signal: o.signal });
     if (!run.simulator) throw new ConfigError(`configuration ${name}: needs crossbar layers to cost (converter ${run.report.converter})`);
     evaluated.push({ run, costs: run.simulator.cost(technology.tech), seconds: (performance.now() - t0) / 1000 });
   }
@@ -360,7 +364,7 @@ export async function compareCosts(o: CompareOptions): Promise<CostReport> {
   const configs: ConfigCost[] = [];
   for (const e of entries) {
     const config = { ...o.config, ...e.converter };
-    configs.push(await costConfig(e.name, { model: e.model, data: o.data, images, threads: o.threads, config, seeds, signal: o.signal }, technology));
+    configs.push(await costConfig(e.name, { model: e.model, data: o.data, dataset: o.dataset, images, threads: o.threads, config, seeds, signal: o.signal }, technology));
   }
   const sparse = configs.find((c) => c.name === 'sparse-adc');
   return { tech: technology.name, images, configs, ratios: ratiosTo(configs[0], configs), ...(sparse ? { ratiosToSparse: ratiosTo(sparse, configs) } : {}) };

@@ -3,8 +3,9 @@
 // blue bytes (row-major), i.e. CHW.
 
 import { createHash } from 'node:crypto';
-import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ImageSet } from './dataset.js';
+import { readDataFile } from './file.js';
 
 export const CIFAR10_CLASSES = [
   'airplane',
@@ -50,44 +51,12 @@ export const CIFAR10_MD5: Readonly<Record<string, string>> = {
   'test_batch.bin': '803d5f7f4d78ea53de84dbe85f74fb6d',
 };
 
-export interface Cifar10Split {
-  /** count × 3072 bytes, each image CHW (1024 R, 1024 G, 1024 B). */
-  images: Uint8Array;
-  labels: Uint8Array;
-  count: number;
-}
-
-async function readCifarFile(path: string): Promise<Buffer> {
-  let file: FileHandle;
-  try {
-    file = await open(path, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error(`CIFAR-10 file missing: ${path} (download it with \`npx stoxnet data cifar10\`)`);
-    }
-    throw new Error(`cannot read CIFAR-10 file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  try {
-    // Size first: a wrong file may be a large one, refused before it is read.
-    const st = await file.stat();
-    if (!st.isFile()) throw new Error(`CIFAR-10 file ${path} is not a regular file`);
-    if (st.size !== FILE_BYTES) {
-      const hint = st.size < FILE_BYTES ? ' (truncated?)' : '';
-      throw new Error(`CIFAR-10 file ${path} has ${st.size} bytes, expected ${FILE_BYTES}${hint}`);
-    }
-    const data = await file.readFile().catch((err: Error) => {
-      throw new Error(`cannot read CIFAR-10 file ${path}: ${err.message}`, { cause: err });
-    });
-    // The file may change between stat and read.
-    if (data.length !== FILE_BYTES) throw new Error(`CIFAR-10 file ${path} has ${data.length} bytes, expected ${FILE_BYTES}`);
-    return data;
-  } finally {
-    await file.close();
-  }
+function readCifarFile(path: string): Promise<Buffer> {
+  return readDataFile(path, FILE_BYTES, 'CIFAR-10', 'npx stoxnet data cifar10');
 }
 
 /** Reads the training (50,000 images) or test (10,000 images) split from `dir`. */
-export async function readCifar10(dir: string, split: 'train' | 'test'): Promise<Cifar10Split> {
+export async function readCifar10(dir: string, split: 'train' | 'test'): Promise<ImageSet> {
   const files = split === 'train' ? TRAIN_FILES : TEST_FILES;
   const count = files.length * RECORDS_PER_FILE;
   const images = new Uint8Array(count * IMAGE_BYTES);
@@ -109,25 +78,6 @@ export async function readCifar10(dir: string, split: 'train' | 'test'): Promise
   return { images, labels, count };
 }
 
-/**
- * Training images held out as the validation split: the last 5,000 of
- * data_batch_5. Every choice the project makes (per-layer schedules, model
- * selection) is made on them, never on the test set, and models trained for
- * such choices train on the first 45,000 only.
- */
-export const VALIDATION_IMAGES = 5000;
-
-/** The images `from..to` of a split. */
-export function subset(set: Cifar10Split, from: number, to: number): Cifar10Split {
-  return { images: set.images.subarray(from * IMAGE_BYTES, to * IMAGE_BYTES), labels: set.labels.subarray(from, to), count: to - from };
-}
-
-/** A training split without its last `held` images, and those images. */
-export function holdOut(train: Cifar10Split, held: number): { fit: Cifar10Split; validation: Cifar10Split } {
-  if (!Number.isInteger(held) || held < 0 || held >= train.count) throw new Error(`validation split: ${held} held-out images from ${train.count} training images`);
-  return { fit: subset(train, 0, train.count - held), validation: subset(train, train.count - held, train.count) };
-}
-
 export function md5(data: Uint8Array): string {
   return createHash('md5').update(data).digest('hex');
 }
@@ -147,49 +97,10 @@ export async function verifyCifar10(dir: string): Promise<void> {
 }
 
 /**
- * The per-channel mean and std (ImageNet's) of `normalize` by default and of
- * the trainer's input: one definition for every place that normalises images.
+ * The per-channel mean and std (ImageNet's) of the CIFAR-10 models: one
+ * definition for every place that normalises CIFAR-10 images.
  */
 export const NORMALIZATION: { readonly mean: readonly [number, number, number]; readonly std: readonly [number, number, number] } = {
   mean: [0.485, 0.456, 0.406],
   std: [0.229, 0.224, 0.225],
 };
-
-export interface NormalizeOptions {
-  mean?: [number, number, number];
-  std?: [number, number, number];
-}
-
-/**
- * `(pixel/255 − mean[c]) / std[c]` for `count` CHW images, the input the
- * models were trained on.
- *
- * Every step is rounded to float32 (Math.fround after the division by 255,
- * the subtraction and the division by std, with mean and std rounded to
- * float32 first). Since double has more than twice float32's precision, this
- * equals plain IEEE float32 arithmetic, so the result is the same bit for bit
- * as `(p as f32 / 255.0 - mean) / std` in Rust or numpy float32.
- */
-export function normalize(images: Uint8Array, count: number, opts: NormalizeOptions = {}): Float32Array {
-  const mean = opts.mean ?? NORMALIZATION.mean;
-  const std = opts.std ?? NORMALIZATION.std;
-  const plane = IMAGE_HEIGHT * IMAGE_WIDTH;
-  if (images.length < count * IMAGE_BYTES) {
-    throw new Error(`normalize: ${count} images need ${count * IMAGE_BYTES} bytes, got ${images.length}`);
-  }
-  // A byte has only 256 values, so one table per channel does all the arithmetic.
-  const table = new Float32Array(IMAGE_CHANNELS * 256);
-  for (let c = 0; c < IMAGE_CHANNELS; c++) {
-    const mean32 = Math.fround(mean[c]);
-    const std32 = Math.fround(std[c]);
-    for (let p = 0; p < 256; p++) {
-      table[c * 256 + p] = Math.fround(Math.fround(Math.fround(p / 255) - mean32) / std32);
-    }
-  }
-  const out = new Float32Array(count * IMAGE_BYTES);
-  for (let start = 0; start < out.length; start += plane) {
-    const t = ((start / plane) % IMAGE_CHANNELS) * 256;
-    for (let i = start; i < start + plane; i++) out[i] = table[t + images[i]];
-  }
-  return out;
-}

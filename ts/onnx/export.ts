@@ -113,7 +113,10 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
     producerVersion: '0.1.0',
     docString: extras.doc ?? '',
     opsetImport: [{ domain: '', version: '17' }],
-    metadataProps: extras.config === undefined ? [] : [{ key: 'stoxnet.config', value: JSON.stringify(extras.config) }],
+    metadataProps: [
+      ...(extras.config === undefined ? [] : [{ key: 'stoxnet.config', value: JSON.stringify(extras.config) }]),
+      ...(net.dataset === undefined ? [] : [{ key: 'stoxnet.dataset', value: net.dataset }]),
+    ],
     graph: {
       name: 'stoxnet',
       node: nodes,

@@ -155,7 +155,8 @@ class Importer {
     if (!isRuntime(out)) fail(`graph output '${name}' is a constant`);
     const [, c, h, w] = input.dims as [number, number, number, number];
     const stox = this.embeddedStox(model);
-    return { input: [c, h, w], nodes: this.nodes, output: out.index, ...(stox ? { stox } : {}) };
+    const dataset = (model.metadataProps ?? []).find((m) => m.key === 'stoxnet.dataset')?.value;
+    return { input: [c, h, w], nodes: this.nodes, output: out.index, ...(stox ? { stox } : {}), ...(dataset ? { dataset } : {}) };
   }
 
   /** The StoX settings and learned parameters of a model trained here (export.ts). */

@@ -22,7 +22,7 @@ import { ConfigError, int, ints, num, oneOf } from '../config.js';
 import { costConfig, resultLine, type ConfigCost } from '../cost/compare.js';
 import { loadTech } from '../cost/tech.js';
 import { evaluate } from '../eval.js';
-import { VALIDATION_IMAGES } from '../data/cifar10.js';
+import { VALIDATION_IMAGES } from '../data/dataset.js';
 import type { StoxConfig } from '../stox.js';
 import type { SweepResult } from '../sweep/result.js';
 import { canonical } from '../sweep/grid.js';
@@ -33,6 +33,8 @@ export type Metric = (typeof METRICS)[number];
 export interface ScheduleSearchOptions {
   model: string;
   data?: string;
+  /** Which data set (default: the model's own, else CIFAR-10). */
+  dataset?: string;
   /** The T a layer may take (default 1, 2, 4, 8). */
   choices?: number[];
   /**
@@ -126,7 +128,7 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
   delete base.samplesPerLayer;
 
   // The crossbar layers and their conversions per image (they do not depend on T or the data).
-  const probe = await evaluate({ model: o.model, data: o.data, evalSet: 'validation', limit: 1, threads: o.threads, config: base, signal: o.signal });
+  const probe = await evaluate({ model: o.model, data: o.data, dataset: o.dataset, evalSet: 'validation', limit: 1, threads: o.threads, config: base, signal: o.signal });
   const crossbar = probe.report.ops!.layers.filter((l) => l.crossbar);
   const layers = crossbar.map((l) => l.name);
   const conversions = crossbar.map((l) => l.conversions);
@@ -142,7 +144,7 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
     const known = seen.get(t.join(','));
     if (known) return known;
     const config = { ...base, samplesPerLayer: t };
-    const cost = await costConfig(`T ${t.join(',')}`, { model: o.model, data: o.data, images, threads: o.threads, config, evalSet: 'validation', signal: o.signal }, technology);
+    const cost = await costConfig(`T ${t.join(',')}`, { model: o.model, data: o.data, dataset: o.dataset, images, threads: o.threads, config, evalSet: 'validation', signal: o.signal }, technology);
     const p: SearchPoint = { phase, samples: t, top1: cost.top1, meanSamples: meanSamples(t), energyPJ: cost.energyPJ, latencyNs: cost.latencyNs, edp: cost.edp, cost };
     seen.set(t.join(','), p);
     points.push(p);

@@ -22,6 +22,8 @@ export interface SweepOptions {
   /** Overrides the grid's images per point. */
   images?: number;
   data?: string;
+  /** Which data set (default: the model's own, else CIFAR-10). */
+  dataset?: string;
   threads?: number;
   /** Stops the point in progress; the finished points' lines stay, and a rerun continues. */
   signal?: AbortSignal;
@@ -80,7 +82,7 @@ export async function runSweep(o: SweepOptions): Promise<SweepSummary> {
   const todo = points.filter((p) => !done.has(p.index));
   let finished = points.length - todo.length;
   for (const p of todo) {
-    const cost = await costConfig(p.key, { model, data: o.data, images, threads: o.threads, config: configs.get(p.index)!, signal: o.signal }, technology);
+    const cost = await costConfig(p.key, { model, data: o.data, dataset: o.dataset, images, threads: o.threads, config: configs.get(p.index)!, signal: o.signal }, technology);
     const result = resultLine(cost, 0, p);
     appendResult(o.out, result);
     o.onPoint?.(result, ++finished, points.length);

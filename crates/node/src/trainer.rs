@@ -12,6 +12,7 @@ use stoxnet_core::error::Error;
 use stoxnet_core::graph::Network;
 use stoxnet_core::rng::seed_from_f64;
 use stoxnet_core::simulator::Simulator;
+use stoxnet_core::train::augment::Augment;
 use stoxnet_core::train::qat::MtjGrad;
 use stoxnet_core::train::setup::{QatOptions, Run, RunOptions, Teacher};
 use stoxnet_core::train::sgd::Schedule;
@@ -47,7 +48,7 @@ pub struct TrainConfigJs {
     pub schedule: ScheduleJs,
     pub warmup_epochs: f64,
     pub label_smoothing: f64,
-    pub augment: bool,
+    pub augment: AugmentJs,
     pub seed: f64,
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
@@ -61,6 +62,13 @@ pub struct TrainConfigJs {
     pub ema: Option<f64>,
     /// PS-QAT: each step, every MTJ layer trains at a T drawn from this set.
     pub samples_random: Option<Vec<u32>>,
+}
+
+/// Random translation by up to `pad` pixels each way, and a horizontal flip if `flip`.
+#[napi(object)]
+pub struct AugmentJs {
+    pub pad: u32,
+    pub flip: bool,
 }
 
 #[napi(object)]
@@ -110,7 +118,7 @@ fn run(spec: &NetworkSpec, c: &TrainConfigJs, data: &Dataset) -> stoxnet_core::R
         },
         warmup_epochs: c.warmup_epochs,
         label_smoothing: c.label_smoothing as f32,
-        augment: c.augment,
+        augment: Augment { pad: c.augment.pad as usize, flip: c.augment.flip },
         seed: seed_from_f64(c.seed)?,
         mean: c.mean.iter().map(|&v| v as f32).collect(),
         std: c.std.iter().map(|&v| v as f32).collect(),

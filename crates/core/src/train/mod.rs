@@ -18,7 +18,7 @@ use crate::engine::Crossbars;
 use crate::error::Result;
 use crate::graph::{Network, Op};
 use crate::{pmath, rng};
-use augment::Normalize;
+use augment::{Augment, Normalize};
 use sgd::Sgd;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +27,7 @@ pub struct TrainConfig {
     pub batch: usize,
     pub sgd: Sgd,
     pub label_smoothing: f32,
-    pub augment: bool,
+    pub augment: Augment,
     pub seed: u64,
     pub normalize: Normalize,
 }
@@ -262,7 +262,7 @@ impl Trainer {
             let mut x = crate::buffers::Buf::zeroed(idx.len() * len);
             x.par_chunks_exact_mut(len).zip(idx.par_iter()).for_each(|(out, &i)| {
                 let i = i as usize;
-                augment::prepare(&data.images[i * len..(i + 1) * len], data.dims, &c.normalize, c.augment.then_some((c.seed, epoch, i)), out);
+                augment::prepare(&data.images[i * len..(i + 1) * len], data.dims, &c.normalize, c.augment, (c.seed, epoch, i), out);
             });
             let labels: Vec<u8> = idx.iter().map(|&i| data.labels[i as usize]).collect();
             let saved = self.net.clone();

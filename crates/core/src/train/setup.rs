@@ -4,7 +4,7 @@
 //! the crossbar layers calibrated on training images, learned clips sized to
 //! their layers.
 
-use super::augment::Normalize;
+use super::augment::{Augment, Normalize};
 use super::qat::{MtjGrad, QatLayer};
 use super::sgd::{Schedule, Sgd};
 use super::{Dataset, Distill, TrainConfig, Trainer};
@@ -28,7 +28,7 @@ pub struct RunOptions {
     /// Warm-up length in epochs (fractions allowed).
     pub warmup_epochs: f64,
     pub label_smoothing: f32,
-    pub augment: bool,
+    pub augment: Augment,
     pub seed: u64,
     /// Per input channel.
     pub mean: Vec<f32>,
@@ -88,8 +88,12 @@ impl Run {
         if [net.input.c, net.input.h, net.input.w] != data.dims {
             bail!("training set: images are {:?} (channels, height, width), the network takes {:?}", data.dims, [net.input.c, net.input.h, net.input.w]);
         }
-        if o.mean.len() != 3 || o.std.len() != 3 {
-            bail!("train: mean and std need 3 values each (one per input channel), got {} and {}", o.mean.len(), o.std.len());
+        let c = net.input.c;
+        if o.mean.len() != c || o.std.len() != c {
+            bail!("train: mean and std need {c} values each (one per input channel), got {} and {}", o.mean.len(), o.std.len());
+        }
+        if o.augment.pad >= net.input.h.min(net.input.w) {
+            bail!("train: augmentation padding {} must be below the image's {}x{} pixels", o.augment.pad, net.input.h, net.input.w);
         }
         if o.std.iter().any(|&s| !(s > 0.0 && s.is_finite())) || o.mean.iter().any(|m| !m.is_finite()) {
             bail!("train: mean must be finite and std positive, got mean {:?} std {:?}", o.mean, o.std);
@@ -123,7 +127,7 @@ impl Run {
             label_smoothing: o.label_smoothing,
             augment: o.augment,
             seed: o.seed,
-            normalize: Normalize { mean: std::array::from_fn(|i| o.mean[i]), std: std::array::from_fn(|i| o.std[i]) },
+            normalize: Normalize { mean: o.mean, std: o.std },
         };
         let teacher = teacher.map(|t| (t.net, Distill { alpha: t.alpha, temperature: t.temperature }, t.source));
         Ok(Run { net, config, init: o.init, qat, teacher, ema, samples_random })

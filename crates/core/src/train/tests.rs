@@ -165,12 +165,12 @@ fn distillation_gradient_matches_finite_differences() {
 #[test]
 fn distillation_trains_toward_the_teacher_and_resumes_bit_for_bit() {
     let data = dataset();
-    let mut teacher = Trainer::new(tiny(), TrainConfig { augment: false, ..config(30) }).unwrap();
+    let mut teacher = Trainer::new(tiny(), TrainConfig { augment: Augment::NONE, ..config(30) }).unwrap();
     for e in 0..30 {
         teacher.train_batches(&data, e, 0, 3).unwrap();
     }
     let teacher = teacher.net;
-    let cfg = TrainConfig { augment: false, ..config(20) };
+    let cfg = TrainConfig { augment: Augment::NONE, ..config(20) };
     let distill = Distill { alpha: 1.0, temperature: 2.0 };
     let mut student = tiny();
     init(&mut student, 99);
@@ -217,9 +217,9 @@ fn config(epochs: usize) -> TrainConfig {
         batch: 4,
         sgd: Sgd { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 5e-4, schedule: Schedule::Cosine, warmup: 2, total: epochs * 3 },
         label_smoothing: 0.1,
-        augment: true,
+        augment: Augment { pad: 4, flip: true },
         seed: 5,
-        normalize: Normalize { mean: [0.5; 3], std: [0.25; 3] },
+        normalize: Normalize { mean: vec![0.5; 2], std: vec![0.25; 2] },
     }
 }
 
@@ -294,7 +294,7 @@ fn ema_averages_the_model_and_resumes_bit_for_bit() {
 #[test]
 fn training_reduces_the_loss_and_a_nan_stops_it() {
     let data = dataset();
-    let mut t = Trainer::new(tiny(), TrainConfig { augment: false, ..config(30) }).unwrap();
+    let mut t = Trainer::new(tiny(), TrainConfig { augment: Augment::NONE, ..config(30) }).unwrap();
     let first = t.train_batches(&data, 0, 0, 3).unwrap();
     for e in 1..30 {
         t.train_batches(&data, e, 0, 3).unwrap();
@@ -537,7 +537,7 @@ mod qat_tests {
     #[test]
     fn qat_training_learns_and_resumes_bit_for_bit() {
         let data = dataset();
-        let make = || Trainer::new(tiny(), TrainConfig { augment: false, ..config(20) }).unwrap().with_qat(qat_layers(&tiny(), MtjGrad::Ste)).unwrap();
+        let make = || Trainer::new(tiny(), TrainConfig { augment: Augment::NONE, ..config(20) }).unwrap().with_qat(qat_layers(&tiny(), MtjGrad::Ste)).unwrap();
         let mut t = make();
         let first = t.train_batches(&data, 0, 0, 3).unwrap();
         for e in 1..20 {
@@ -553,7 +553,7 @@ mod qat_tests {
         let make = || {
             let mut layers = qat_layers(&tiny(), MtjGrad::Ste);
             layers[3] = layers[3].take().map(|l| l.with_learned_clip(features));
-            Trainer::new(tiny(), TrainConfig { augment: false, ..config(20) }).unwrap().with_qat(layers).unwrap()
+            Trainer::new(tiny(), TrainConfig { augment: Augment::NONE, ..config(20) }).unwrap().with_qat(layers).unwrap()
         };
         let mut a = assert_resume_is_bit_identical(make, &data, 1, 2);
         let q = a.qat[3].as_ref().unwrap();
@@ -582,7 +582,7 @@ mod qat_tests {
     #[test]
     fn random_samples_are_drawn_per_step_and_resume_bit_for_bit() {
         let data = dataset();
-        let make = |seed: u64| Trainer::new(tiny(), TrainConfig { augment: false, seed, ..config(4) }).unwrap().with_qat(qat_layers(&tiny(), MtjGrad::Ste)).unwrap();
+        let make = |seed: u64| Trainer::new(tiny(), TrainConfig { augment: Augment::NONE, seed, ..config(4) }).unwrap().with_qat(qat_layers(&tiny(), MtjGrad::Ste)).unwrap();
         let t = make(5).with_random_samples(vec![1, 2, 4]).unwrap();
         let draws: Vec<u32> = (0..60).map(|s| t.samples_at(s)[3].unwrap()).collect();
         assert!(t.samples_at(0).iter().enumerate().all(|(i, d)| d.is_some() == (i == 3)), "only the MTJ layer draws");
@@ -667,7 +667,7 @@ mod qat_tests {
             ("sense-amp", Box::new(|n: &Network| qat_layers_with(n, MtjGrad::Ste, |c| c.converter = Converter::SenseAmp))),
         ];
         for (name, layers) in &converters {
-            let make = || Trainer::new(tiny(), TrainConfig { augment: false, ..config(3) }).unwrap().with_qat(layers(&tiny())).unwrap();
+            let make = || Trainer::new(tiny(), TrainConfig { augment: Augment::NONE, ..config(3) }).unwrap().with_qat(layers(&tiny())).unwrap();
             let trained = assert_resume_is_bit_identical(make, &data, 1, 3);
             let before = match &tiny().nodes[3].op {
                 Op::Conv(c) => c.weight.clone(),

