@@ -76,8 +76,10 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
             let input = &values[node.inputs[0]];
             let crossbar = qat.and_then(|q| q.layers[i].as_ref().map(|l| (l, q)));
             match &mut node.op {
-                Op::Conv(c) if crossbar.is_some() => {
+                Op::Conv(_) | Op::Linear(_) if crossbar.is_some() => {
                     let (ql, q) = crossbar.unwrap();
+                    let (c, xs) = crossbar_view(&node.op, xs);
+                    let c = &*c;
                     let layer = CrossbarLayer::new(i, &node.name, &c.weight, c.bias.as_deref(), c.out_channels, ql.config.clone(), q.seed)?;
                     let p = os.h * os.w;
                     let per = layer.columns.len() * p;
@@ -358,6 +360,21 @@ fn linear_backward(l: &crate::graph::Linear, x: &[f32], dy: &[f32], n: usize) ->
     (dx, g)
 }
 
+/// A crossbar layer as a convolution: a linear layer is the 1×1 convolution
+/// of its input vector seen as a 1×1 image, so PS-QAT has one crossbar path
+/// (forward, replay and backward) for both. The copy of a linear layer's
+/// weights per step is small beside the layer's own work.
+fn crossbar_view(op: &Op, xs: Shape) -> (std::borrow::Cow<'_, Conv>, Shape) {
+    match op {
+        Op::Conv(c) => (std::borrow::Cow::Borrowed(c), xs),
+        Op::Linear(l) => (
+            std::borrow::Cow::Owned(Conv { weight: l.weight.clone(), bias: l.bias.clone(), out_channels: l.out_features, in_channels: l.in_features, kernel: [1, 1], stride: [1, 1], pads: [0; 4] }),
+            Shape { c: l.in_features, h: 1, w: 1 },
+        ),
+        _ => unreachable!("crossbar layers are Conv or Linear (QatLayer::new)"),
+    }
+}
+
 /// Gradients of the learned state of crossbar layers, by node.
 pub type QatGrads = Vec<Option<qat::XbarGrads>>;
 
@@ -444,9 +461,10 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
         let x = &tape.values[xin];
         let crossbar = qat.and_then(|q| q.layers[i].as_ref().map(|l| (l, q))).zip(tape.xbar[i].as_ref());
         match &node.op {
-            Op::Conv(c) if crossbar.is_some() => {
+            Op::Conv(_) | Op::Linear(_) if crossbar.is_some() => {
                 let ((ql, q), t) = crossbar.unwrap();
-                let (dx, g, dp) = crossbar_backward(ql, t, q, c, x, &dy, n, xs, os);
+                let (c, xs) = crossbar_view(&node.op, xs);
+                let (dx, g, dp) = crossbar_backward(ql, t, q, &c, x, &dy, n, xs, os);
                 params[i] = g;
                 qgrads[i] = Some(dp);
                 if xin != 0 {

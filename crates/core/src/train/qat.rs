@@ -86,8 +86,8 @@ pub struct XbarGrads {
 impl QatLayer {
     pub fn new(node: &Node, config: LayerConfig, grad: MtjGrad) -> Result<QatLayer> {
         let at = format!("layer '{}'", node.name);
-        if !matches!(node.op, Op::Conv(_)) {
-            bail!("{at}: PS-QAT trains crossbar Conv layers (got {})", node.op.kind());
+        if !matches!(node.op, Op::Conv(_) | Op::Linear(_)) {
+            bail!("{at}: PS-QAT trains crossbar Conv and Linear layers (got {})", node.op.kind());
         }
         let m = &config.mapping;
         if m.slices() != 1 || m.streams() != 1 {

@@ -408,6 +408,48 @@ mod qat_tests {
         }
     }
 
+    /// A crossbar Linear layer (tiny's fc: 8 inputs, one subarray, 3 columns)
+    /// trains through the same path as a conv, as the 1×1 convolution of a
+    /// 1×1 image: its readout gradients are exact (as for convs, above), and
+    /// its straight-through weight gradient is the ideal layer's where the
+    /// converter passes partial sums unchanged.
+    #[test]
+    fn linear_crossbar_layers_train() {
+        let net = tiny();
+        let mut config = qat_layers(&net, MtjGrad::Ste)[3].as_ref().unwrap().config.clone();
+        config.converter = Converter::SenseAmp;
+        config.input_signed = true;
+        config.params =
+            ColumnParams { norm_scale: vec![0.05, 0.04, 0.06], norm_shift: vec![0.01, -0.02, 0.0], readout_gain: vec![1.5, 2.0, 1.0], readout_offset: vec![0.1, 0.0, -0.1], ..ColumnParams::default() };
+        let layers: Vec<Option<QatLayer>> = net.nodes.iter().enumerate().map(|(i, n)| (i == 10).then(|| QatLayer::new(n, config.clone(), MtjGrad::Ste).unwrap())).collect();
+        let (x, labels) = batch(4);
+        let (grads, qg) = qat_grads(&net, &layers, &x, &labels, backprop::TAPE_BYTES);
+        let g = layers[10].as_ref().unwrap().learned_grads(qg[10].as_ref().unwrap());
+        let mut moved = 0;
+        for which in [2usize, 3] {
+            for col in 0..3 {
+                let h = 1e-2f32;
+                let shifted = |delta: f32| {
+                    let mut l = layers.clone();
+                    let q = l[10].as_mut().unwrap();
+                    q.learned[which][col] += delta;
+                    q.compose();
+                    qat_loss(&net, &l, &x, &labels)
+                };
+                let num = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
+                let ana = g[which][col] as f64;
+                assert!((num - ana).abs() <= 1e-4 + 0.01 * ana.abs(), "param {which} col {col}: numeric {num} analytic {ana}");
+                moved += (ana.abs() > 1e-4) as usize;
+            }
+        }
+        assert!(moved >= 4, "the readout gradients are mostly zero");
+        // Weights and bias get gradients of the layer's shapes, finite and not all zero.
+        assert_eq!(grads[10].iter().map(|v| v.len()).collect::<Vec<_>>(), vec![24, 3]);
+        assert!(grads[10][0].iter().all(|v| v.is_finite()) && grads[10][0].iter().any(|&v| v != 0.0));
+        // A Softmax layer is no crossbar layer.
+        assert!(QatLayer::new(&net.nodes[9], config, MtjGrad::Ste).unwrap_err().0.contains("PS-QAT trains crossbar Conv and Linear layers (got Flatten)"));
+    }
+
     /// With the `expected` surrogate and many samples, the loss is close to
     /// a smooth function of the normalisation; its finite difference over a
     /// wide step (h = 0.2 of the shift) must agree in sign and magnitude
