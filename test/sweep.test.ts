@@ -52,8 +52,9 @@ describe('sweep grids', () => {
     for (const p of g.points) expect(() => resolveConfig({ ...g.base, ...p.settings })).not.toThrow();
     expect(g.model).toBe(join(packageRoot(), 'models', 'resnet20-cifar10-stox-4w4a.onnx'));
     // Both launchers pass a shard k/n and a per-shard output file to `stoxnet sweep`.
-    const slurm = readFileSync(join(packageRoot(), 'examples', 'sweep.slurm'), 'utf8');
-    expect(slurm).toMatch(/stoxnet sweep --grid examples\/grid\.json --out "results\/shard-\$K\.jsonl" --shard "\$K\/\$N"/);
+    const slurm = readFileSync(join(packageRoot(), 'examples', 'slurm', 'sweep.slurm'), 'utf8');
+    expect(slurm).toContain('"${CLI[@]}" sweep --grid "$GRID" --out "$RESULTS/shard-$K.jsonl" --shard "$K/$N"');
+    expect(slurm).toContain('GRID=${STOXNET_GRID:-examples/grid.json}');
     const job = readFileSync(join(packageRoot(), 'examples', 'sweep-job.yaml'), 'utf8');
     const completions = Number(/completions: (\d+)/.exec(job)![1]);
     expect(job).toContain('completionMode: Indexed');
