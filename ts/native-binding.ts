@@ -211,6 +211,13 @@ export interface NodeSpec {
   ceilMode?: boolean
   /** AvgPool; absent = false. */
   countIncludePad?: boolean
+  /**
+   * Add / Sub / Mul / Div with a constant operand: its values, its
+   * `[c, h, w]`, and whether it is the left operand (absent = false).
+   */
+  constant?: Float32Array
+  constantShape?: Array<number>
+  constantFirst?: boolean
 }
 
 /**

@@ -6,7 +6,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { type ConvNode, type EmbeddedStox, type IrNode, LEARNED_PARAMS, type LinearNode, type Network, type PoolNode } from '../network.js';
+import { type BinaryNode, type ConvNode, type EmbeddedStox, type IrNode, LEARNED_PARAMS, type LinearNode, type Network, type PoolNode } from '../network.js';
 import { poolOut } from '../reference/layers.js';
 import { type Const, type FoldBudget, type SliceAxis, canFold, dependsOnBatch, foldBudget, foldNode, ints, scalar, shapeOf, sliceAxes } from './fold.js';
 import {
@@ -399,13 +399,55 @@ function linear(n: Node, x: Runtime, i: number, transposed: boolean): LinearNode
   return { name: n.name, op: 'Linear', inputs: [x.index], shape: [out, inp], weight };
 }
 
-/** A bias that broadcasts to [N, out]: shape [out], [1, out], or a single value. */
-function linearBias(n: Node, i: number, out: number): Float32Array {
+/** Whether constant input i is a bias of a Linear with `out` features: shape [out], [1, out], or a single value. */
+function isLinearBias(n: Node, i: number, out: number): boolean {
   const c = n.param(i);
-  const ok = c.dims.length <= 2 && (c.dims.at(-1) === out || c.data.length === 1) && c.dims.slice(0, -1).every((d) => d === 1);
-  if (!ok) fail(`bias '${n.proto.input[i]}' has shape ${list(c.dims)}, which does not broadcast to [N,${out}]`);
+  return c.dims.length <= 2 && (c.dims.at(-1) === out || c.data.length === 1) && c.dims.slice(0, -1).every((d) => d === 1);
+}
+
+function linearBias(n: Node, i: number, out: number): Float32Array {
+  if (!isLinearBias(n, i, out)) fail(`bias '${n.proto.input[i]}' has shape ${list(n.param(i).dims)}, which does not broadcast to [N,${out}]`);
   const b = n.floats(i);
   return b.length === out ? b : new Float32Array(out).fill(b[0]!);
+}
+
+/**
+ * The IR's [c, h, w] of an ONNX shape [1, ...rest] (batch folded as 1): rest padded with trailing 1s,
+ * so that [N,C,H,W] is [C,H,W] and [N,F] is [F,1,1], and broadcasting over the IR axes is ONNX's.
+ */
+function irShape(dims: number[]): [number, number, number] {
+  if (dims.length < 2 || dims.length > 4) fail(`shape ${list(dims)} is not supported (only rank 2 to 4, batch first)`);
+  return [dims[1]!, dims[2] ?? 1, dims[3] ?? 1];
+}
+
+/**
+ * Add, Sub, Mul and Div of two tensors, or of a tensor and a constant, with ONNX (numpy) broadcasting.
+ * Shapes are right-aligned; the batch axis may not be broadcast (a constant's leading axis must be 1),
+ * and a tensor must have the result's rank (a lower-rank tensor would align its batch axis elsewhere).
+ */
+function binary(n: Node, op: BinaryNode['op']): Value {
+  const [p, q] = [n.value(0), n.value(1)];
+  const rank = Math.max(p.dims.length, q.dims.length);
+  const aligned = (v: Value) => [...new Array<number>(rank - v.dims.length).fill(1), ...v.dims];
+  const [a, b] = [aligned(p), aligned(q)];
+  const shape = (v: Value) => (isRuntime(v) ? fmtRuntime(v) : list(v.dims));
+  const dims = a.map((d, k) => (d === b[k] || b[k] === 1 ? d : d === 1 ? b[k]! : fail(`operands have shapes ${shape(p)} and ${shape(q)}, which do not broadcast`)));
+  if (dims[0] !== 1) fail(`operands have shapes ${shape(p)} and ${shape(q)}; broadcasting a constant over the batch axis is not supported`);
+  for (const [i, v] of [p, q].entries()) {
+    if (isRuntime(v) && v.dims.length !== rank) fail(`input '${n.proto.input[i]}' has shape ${fmtRuntime(v)} of rank ${v.dims.length}, the result has rank ${rank}`);
+  }
+  if (isRuntime(p) && isRuntime(q)) return n.emit({ name: n.name, op, inputs: [p.index, q.index] }, dims);
+  // Folding handled the all-constant case: exactly one operand is a constant.
+  const r = isRuntime(p) ? 0 : 1;
+  const x = n.runtime(r);
+  // MatMul (or Gemm without C) + Add: the constant is the Linear's bias, added on the same accumulator.
+  const prev = n.fusable(r);
+  if (op === 'Add' && prev?.op === 'Linear' && !prev.bias && isLinearBias(n, 1 - r, prev.shape[0])) {
+    prev.bias = linearBias(n, 1 - r, prev.shape[0]);
+    return x;
+  }
+  const constant = n.floats(1 - r);
+  return n.emit({ name: n.name, op, inputs: [x.index], constant, constantShape: irShape(r === 0 ? b : a), ...(r === 1 ? { constantFirst: true } : {}) }, dims);
 }
 
 /** Exclusive end of a positive-step slice, within the input size. */
@@ -527,22 +569,10 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     return n.emit({ name: n.name, op: 'Hardtanh', inputs: [x.index], min, max }, x.dims);
   },
 
-  Add(n) {
-    const p = n.value(0);
-    const q = n.value(1);
-    if (isRuntime(p) && isRuntime(q)) {
-      if (!same(p.dims, q.dims)) fail(`operands have shapes ${fmtRuntime(p)} and ${fmtRuntime(q)}; only equal shapes are supported`);
-      return n.emit({ name: n.name, op: 'Add', inputs: [p.index, q.index] }, p.dims);
-    }
-    // Folding handled the all-constant case: exactly one operand is a constant.
-    const r = isRuntime(p) ? 0 : 1;
-    const prev = n.fusable(r);
-    if (prev?.op !== 'Linear' || prev.bias) {
-      fail(`operand '${n.proto.input[1 - r]}' is a constant; adding a constant is only supported as the bias of a MatMul`);
-    }
-    prev.bias = linearBias(n, 1 - r, prev.shape[0]);
-    return n.runtime(r);
-  },
+  Add: (n) => binary(n, 'Add'),
+  Sub: (n) => binary(n, 'Sub'),
+  Mul: (n) => binary(n, 'Mul'),
+  Div: (n) => binary(n, 'Div'),
 
   Slice(n) {
     const x = n.rank4(0);

@@ -4,7 +4,7 @@
 //
 // Zero terms are skipped: adding ±0 to a sum that started at +0 never
 // changes it, so skipping them gives the same bits and is much faster here.
-import type { BatchNormNode, ConvNode, LinearNode, PoolNode, SliceNode } from '../network.js';
+import type { BatchNormNode, BinaryNode, ConvNode, LinearNode, PoolNode, SliceNode } from '../network.js';
 
 const f = Math.fround;
 
@@ -97,8 +97,32 @@ export function hardtanh(x: Float32Array, min: number, max: number): Float32Arra
   return x.map((v) => (v < lo ? lo : v > hi ? hi : v));
 }
 
-export function add(a: Float32Array, b: Float32Array): Float32Array {
-  return a.map((v, i) => f(v + b[i]));
+/** graph.rs broadcast: along each axis the sizes are equal or one is 1. */
+export function broadcastShape(a: Shape, b: Shape): Shape {
+  const axis = (x: number, y: number) => Math.max(x, y);
+  return { c: axis(a.c, b.c), h: axis(a.h, b.h), w: axis(a.w, b.w) };
+}
+
+/** The operands of a Binary node in order (layers.rs operands): its inputs, or its input and constant. */
+export function operands(n: BinaryNode, x: [Float32Array, Shape], y?: [Float32Array, Shape]): [[Float32Array, Shape], [Float32Array, Shape]] {
+  if (!n.constant) return [x, y!];
+  const [c, h, w] = n.constantShape!;
+  const k: [Float32Array, Shape] = [n.constant, { c, h, w }];
+  return n.constantFirst ? [k, x] : [x, k];
+}
+
+/** `a ∘ b` per output value with broadcasting (an axis of size 1 is read at 0), one float32 operation each. */
+export function binary(op: BinaryNode['op'], [a, sa]: [Float32Array, Shape], [b, sb]: [Float32Array, Shape], os: Shape): Float32Array {
+  const out = new Float32Array(os.c * os.h * os.w);
+  const at = (s: Shape, c: number, y: number, x: number) => ((s.c === 1 ? 0 : c) * s.h + (s.h === 1 ? 0 : y)) * s.w + (s.w === 1 ? 0 : x);
+  for (let c = 0; c < os.c; c++)
+    for (let y = 0; y < os.h; y++)
+      for (let x = 0; x < os.w; x++) {
+        const u = a[at(sa, c, y, x)];
+        const v = b[at(sb, c, y, x)];
+        out[(c * os.h + y) * os.w + x] = op === 'Add' ? u + v : op === 'Sub' ? u - v : op === 'Mul' ? u * v : u / v;
+      }
+  return out;
 }
 
 export function slice(n: SliceNode, x: Float32Array, xs: Shape, os: Shape): Float32Array {

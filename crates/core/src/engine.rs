@@ -115,7 +115,11 @@ impl Workspace {
                         Op::BatchNorm(b) => layers::batch_norm(b, x, out, xs.h * xs.w),
                         Op::Relu => layers::relu(x, out),
                         Op::Hardtanh { min, max } => layers::hardtanh(x, *min, *max, out),
-                        Op::Add => layers::add(x, &done[node.inputs[1]], out),
+                        Op::Binary(b) => {
+                            let y = node.inputs.get(1).map(|&v| (&done[v][..], net.shapes[v]));
+                            let (p, q) = layers::operands(b, (x, xs), y);
+                            layers::binary(b.arith, p, q, out, os)
+                        }
                         Op::Slice(s) => layers::slice(s, x, xs, out, os),
                         Op::PadChannels { before, .. } => layers::pad_channels(*before, x, xs.h * xs.w, out),
                         Op::MaxPool(p) => layers::max_pool(p, x, xs, out, os),

@@ -74,6 +74,42 @@ pub struct Pool {
     pub count_include_pad: bool,
 }
 
+/// Elementwise arithmetic (ONNX Add, Sub, Mul, Div).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arith {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// A constant operand of a `Binary`, broadcast as a tensor of `shape`.
+#[derive(Debug, Clone)]
+pub struct Constant {
+    pub values: Vec<f32>,
+    pub shape: Shape,
+    /// The constant is the left operand (`c − x`, `c / x`).
+    pub first: bool,
+}
+
+/// `a ∘ b` elementwise with numpy broadcasting over `c × h × w`: along each
+/// axis the operands' sizes are equal or one of them is 1. The operands are
+/// two values (the node's inputs), or one value and a constant. Constants
+/// are not trained: an exported graph stores parameters and fixed buffers
+/// (an input normalisation, say) alike as initializers, and only the latter
+/// may appear here.
+#[derive(Debug, Clone)]
+pub struct Binary {
+    pub arith: Arith,
+    pub constant: Option<Constant>,
+}
+
+/// Broadcast shape of two operands, or None when an axis differs and neither is 1.
+pub fn broadcast(a: Shape, b: Shape) -> Option<Shape> {
+    let axis = |x: usize, y: usize| (x == y || x == 1 || y == 1).then_some(x.max(y));
+    Some(Shape { c: axis(a.c, b.c)?, h: axis(a.h, b.h)?, w: axis(a.w, b.w)? })
+}
+
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// `[out, in]`, row-major.
@@ -93,7 +129,7 @@ pub enum Op {
         min: f32,
         max: f32,
     },
-    Add,
+    Binary(Binary),
     Slice(Slice),
     /// Zero channels added before and after (the option-A shortcut's Pad).
     PadChannels {
@@ -115,7 +151,12 @@ impl Op {
             Op::BatchNorm(_) => "BatchNorm",
             Op::Relu => "Relu",
             Op::Hardtanh { .. } => "Hardtanh",
-            Op::Add => "Add",
+            Op::Binary(b) => match b.arith {
+                Arith::Add => "Add",
+                Arith::Sub => "Sub",
+                Arith::Mul => "Mul",
+                Arith::Div => "Div",
+            },
             Op::Slice(_) => "Slice",
             Op::PadChannels { .. } => "PadChannels",
             Op::MaxPool(_) => "MaxPool",
@@ -129,7 +170,7 @@ impl Op {
 
     fn arity(&self) -> usize {
         match self {
-            Op::Add => 2,
+            Op::Binary(b) if b.constant.is_none() => 2,
             _ => 1,
         }
     }
@@ -262,12 +303,28 @@ impl Network {
                     }
                     x
                 }
-                Op::Add => {
-                    let y = shapes[node.inputs[1]];
-                    if x != y {
-                        bail!("{}: operand shapes {}x{}x{} and {}x{}x{} differ", at(), x.c, x.h, x.w, y.c, y.h, y.w);
+                Op::Binary(b) => {
+                    let y = match &b.constant {
+                        None => shapes[node.inputs[1]],
+                        Some(k) => {
+                            if within(k.shape.checked_len(), MAX_ELEMENTS).filter(|&n| n > 0) != Some(k.values.len()) {
+                                bail!(
+                                    "{}: constant has {} values, shape {}x{}x{} needs {}",
+                                    at(),
+                                    k.values.len(),
+                                    k.shape.c,
+                                    k.shape.h,
+                                    k.shape.w,
+                                    k.shape.checked_len().map_or("too many".into(), |n| n.to_string())
+                                );
+                            }
+                            k.shape
+                        }
+                    };
+                    match broadcast(x, y) {
+                        Some(s) => s,
+                        None => bail!("{}: operand shapes {}x{}x{} and {}x{}x{} do not broadcast", at(), x.c, x.h, x.w, y.c, y.h, y.w),
                     }
-                    x
                 }
                 Op::Slice(s) => {
                     let mut dims = [0usize; 2];

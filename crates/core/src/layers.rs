@@ -3,7 +3,7 @@
 //! (ts/reference/layers.ts) produces the same bits.
 
 use crate::gemm::gemm;
-use crate::graph::{BatchNorm, Conv, Linear, Pool, Shape, Slice};
+use crate::graph::{Arith, BatchNorm, Binary, Conv, Linear, Pool, Shape, Slice};
 
 /// Unfolds `x` into `cols[k × p]` with `k = (c, ky, kx)` (the ONNX weight
 /// order) and `p = (oy, ox)`; padding contributes zeros. Pure data
@@ -148,9 +148,49 @@ pub fn hardtanh(x: &[f32], min: f32, max: f32, out: &mut [f32]) {
     }
 }
 
-pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = x + y;
+/// Index into an operand of shape `s` broadcast to position `(c, y, x)` of
+/// the output: an axis of size 1 is read at 0.
+#[inline(always)]
+pub fn broadcast_index(s: Shape, c: usize, y: usize, x: usize) -> usize {
+    let pick = |size: usize, i: usize| if size == 1 { 0 } else { i };
+    (pick(s.c, c) * s.h + pick(s.h, y)) * s.w + pick(s.w, x)
+}
+
+/// One image's values of an operand, and their shape.
+pub type Operand<'a> = (&'a [f32], Shape);
+
+/// `a ∘ b` per output value, one f32 operation each. When the operand
+/// shapes are equal (the residual Add) the broadcast indexing is skipped.
+pub fn binary(arith: Arith, (a, sa): Operand, (b, sb): Operand, out: &mut [f32], os: Shape) {
+    let op = |x: f32, y: f32| match arith {
+        Arith::Add => x + y,
+        Arith::Sub => x - y,
+        Arith::Mul => x * y,
+        Arith::Div => x / y,
+    };
+    if sa == os && sb == os {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = op(x, y);
+        }
+        return;
+    }
+    for c in 0..os.c {
+        for y in 0..os.h {
+            for x in 0..os.w {
+                out[(c * os.h + y) * os.w + x] = op(a[broadcast_index(sa, c, y, x)], b[broadcast_index(sb, c, y, x)]);
+            }
+        }
+    }
+}
+
+/// The two operands of a `Binary` in order: the node's inputs `x` and `y`,
+/// or `x` and its constant.
+pub fn operands<'a>(b: &'a Binary, x: Operand<'a>, y: Option<Operand<'a>>) -> (Operand<'a>, Operand<'a>) {
+    match (&b.constant, y) {
+        (Some(k), _) if k.first => ((&k.values, k.shape), x),
+        (Some(k), _) => (x, (&k.values, k.shape)),
+        (None, Some(y)) => (x, y),
+        (None, None) => unreachable!("a Binary without a constant has two inputs (Network::new)"),
     }
 }
 
@@ -397,6 +437,39 @@ mod tests {
         assert_eq!(crate::graph::pool_out(5, 1, 1, 2, 3, true), Some(2));
         assert_eq!(crate::graph::pool_out(5, 1, 1, 2, 3, false), Some(2));
         assert_eq!(crate::graph::pool_out(5, 2, 0, 2, 1, false), None);
+    }
+
+    /// Broadcast arithmetic equals its definition: each output reads each
+    /// operand at its own index, or at 0 along an axis of size 1.
+    #[test]
+    fn binary_broadcasts_like_numpy() {
+        let os = Shape { c: 3, h: 2, w: 4 };
+        let shapes = [os, Shape { c: 3, h: 1, w: 1 }, Shape { c: 1, h: 1, w: 1 }, Shape { c: 1, h: 2, w: 4 }, Shape { c: 3, h: 2, w: 1 }, Shape { c: 1, h: 1, w: 4 }];
+        let values = |s: Shape, k: f32| (0..s.len()).map(|i| (i as f32 * k).sin() + 1.5).collect::<Vec<f32>>();
+        for arith in [Arith::Add, Arith::Sub, Arith::Mul, Arith::Div] {
+            for sa in shapes {
+                for sb in shapes {
+                    let Some(s) = crate::graph::broadcast(sa, sb) else { continue };
+                    let (a, b) = (values(sa, 0.37), values(sb, 0.91));
+                    let mut out = vec![0f32; s.len()];
+                    binary(arith, (&a, sa), (&b, sb), &mut out, s);
+                    for (i, &o) in out.iter().enumerate() {
+                        let (c, y, x) = (i / (s.h * s.w), i / s.w % s.h, i % s.w);
+                        let at = |t: Shape| (if t.c == 1 { 0 } else { c } * t.h + if t.h == 1 { 0 } else { y }) * t.w + if t.w == 1 { 0 } else { x };
+                        let (u, v) = (a[at(sa)], b[at(sb)]);
+                        let want = match arith {
+                            Arith::Add => u + v,
+                            Arith::Sub => u - v,
+                            Arith::Mul => u * v,
+                            Arith::Div => u / v,
+                        };
+                        assert_eq!(o.to_bits(), want.to_bits(), "{arith:?} {sa:?} {sb:?} at {i}");
+                    }
+                }
+            }
+        }
+        assert_eq!(crate::graph::broadcast(Shape { c: 3, h: 2, w: 4 }, Shape { c: 2, h: 1, w: 1 }), None);
+        assert_eq!(crate::graph::broadcast(Shape { c: 3, h: 1, w: 4 }, Shape { c: 1, h: 2, w: 1 }), Some(Shape { c: 3, h: 2, w: 4 }));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 use super::sgd::{Schedule, Sgd};
 use super::*;
-use crate::graph::{BatchNorm, Conv, Linear, Node, Pool, Shape, Slice};
+use crate::graph::{Arith, BatchNorm, Binary, Constant, Conv, Linear, Node, Pool, Shape, Slice};
 
 /// Conv+bias → BN → ReLU → {Conv stride 2, Slice+Pad shortcut} → Add →
 /// Hardtanh → GAP → Flatten → Linear: every op of the IR on a tiny input.
@@ -22,7 +22,7 @@ pub(crate) fn tiny() -> Network {
         node("c2", Op::Conv(conv(8, 4, 2, false)), vec![3]),
         node("slice", Op::Slice(Slice { start: [0, 0], end: [6, 6], step: [2, 2] }), vec![3]),
         node("pad", Op::PadChannels { before: 2, after: 2 }, vec![5]),
-        node("add", Op::Add, vec![4, 6]),
+        node("add", Op::Binary(Binary { arith: Arith::Add, constant: None }), vec![4, 6]),
         node("hardtanh", Op::Hardtanh { min: -1.0, max: 1.0 }, vec![7]),
         node("gap", Op::GlobalAvgPool, vec![8]),
         node("flat", Op::Flatten, vec![9]),
@@ -118,6 +118,42 @@ fn pooling_gradients_match_finite_differences() {
         let (x, labels) = batch(6);
         assert!(check_gradients(&net, &x, &labels) > 40);
     }
+}
+
+/// Elementwise arithmetic against finite differences: Add, Sub, Mul and Div
+/// with a constant on either side (per channel, scalar, per pixel) and
+/// between two values broadcast either way ([C,1,1] ∘ [C,H,W] as in a
+/// squeeze-excitation block, and back), the denominator kept away from 0.
+#[test]
+fn elementwise_gradients_match_finite_differences() {
+    let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
+    let conv = |o, c| Op::Conv(Conv { weight: vec![0.0; o * c * 9], bias: Some(vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] });
+    let binary = |arith, constant: Option<(Vec<f32>, [usize; 3], bool)>| {
+        let constant = constant.map(|(values, [c, h, w], first)| Constant { values, shape: Shape { c, h, w }, first });
+        Op::Binary(Binary { arith, constant })
+    };
+    let per_pixel = (0..36).map(|i| 1.0 + i as f32 / 36.0).collect();
+    let nodes = vec![
+        node("c1", conv(4, 2), vec![0]),
+        node("scale", binary(Arith::Mul, Some((vec![0.5, -1.5, 1.0, 2.0], [4, 1, 1], false))), vec![1]),
+        node("flip", binary(Arith::Sub, Some((vec![0.5], [1, 1, 1], true))), vec![2]),
+        node("div", binary(Arith::Div, Some((per_pixel, [1, 6, 6], false))), vec![3]),
+        node("c2", conv(4, 4), vec![4]),
+        node("gap", Op::GlobalAvgPool, vec![5]),
+        node("se", binary(Arith::Mul, None), vec![6, 5]),
+        node("relu", Op::Relu, vec![7]),
+        node("denom", binary(Arith::Add, Some((vec![2.0], [1, 1, 1], true))), vec![8]),
+        node("ratio", binary(Arith::Div, None), vec![5, 9]),
+        node("centre", binary(Arith::Sub, None), vec![10, 6]),
+        node("gap2", Op::GlobalAvgPool, vec![11]),
+        node("flat", Op::Flatten, vec![12]),
+        node("fc", Op::Linear(Linear { weight: vec![0.0; 12], bias: Some(vec![0.0; 3]), out_features: 3, in_features: 4 }), vec![13]),
+    ];
+    let mut net = Network::new(Shape { c: 2, h: 6, w: 6 }, nodes, 14).unwrap();
+    assert_eq!([net.shapes[7], net.shapes[11]], [Shape { c: 4, h: 6, w: 6 }; 2]);
+    init(&mut net, 13);
+    let (x, labels) = batch(6);
+    assert!(check_gradients(&net, &x, &labels) > 40);
 }
 
 #[test]

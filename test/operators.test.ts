@@ -1,0 +1,234 @@
+// Elementwise arithmetic with broadcasting end to end, without external
+// data: small ONNX graphs built here import, agree with onnxruntime in FP32,
+// run bit for bit the same in the JS reference and the native engine
+// (digital and on crossbars), round-trip through export, train, and refuse
+// what the engine does not do with an error naming the node.
+import { describe, expect, it } from 'vitest';
+import { attr, model, node, randoms, tensor, valueInfo } from '../bench/onnx-builder.js';
+import { logitsDigest } from '../ts/digest.js';
+import { native } from '../ts/native.js';
+import type { Network } from '../ts/network.js';
+import { exportOnnx } from '../ts/onnx/export.js';
+import { OnnxImportError, importOnnxBytes } from '../ts/onnx/import.js';
+import { createSimulator } from '../ts/simulator.js';
+import { resolveConfig } from '../ts/stox.js';
+import { createTrainer, resolveTrainSettings } from '../ts/train.js';
+
+const scaled = (n: number, seed: number, scale: number) => randoms(n, seed).map((v) => v * scale);
+/** Values in [lo, hi]: divisors kept away from 0. */
+const within = (n: number, seed: number, lo: number, hi: number) => randoms(n, seed).map((v) => lo + ((v + 1) / 2) * (hi - lo));
+
+const conv = (x: string, w: string, y: string, k = 3) => node('Conv', [x, w, `${w}.b`], [y], { kernel_shape: attr.ints([k, k]), pads: attr.ints(k === 3 ? [1, 1, 1, 1] : [0, 0, 0, 0]) });
+const convWeights = (w: string, o: number, c: number, k: number, seed: number) => [
+  tensor(w, [o, c, k, k], scaled(o * c * k * k, seed, 1.2 / Math.sqrt(c * k * k))),
+  tensor(`${w}.b`, [o], scaled(o, seed + 1, 0.1)),
+];
+
+/** The head every graph ends in: a C-channel image → GlobalAveragePool → Flatten → Gemm to 10 logits. */
+function head(x: string, c: number, seed: number, y = 'y'): { nodes: object[]; initializers: object[] } {
+  return {
+    nodes: [node('GlobalAveragePool', [x], ['gap']), node('Flatten', ['gap'], ['flat']), node('Gemm', ['flat', 'fc.w', 'fc.b'], [y], { transB: attr.int(1) })],
+    initializers: [tensor('fc.w', [10, c], scaled(10 * c, seed, 1 / Math.sqrt(c))), tensor('fc.b', [10], scaled(10, seed + 1, 0.1))],
+  };
+}
+
+function graph(nodes: object[], initializers: object[], y = 'y'): Uint8Array {
+  return model({ inputs: [valueInfo('x', ['N', 3, 32, 32])], nodes, initializers, outputs: [y] });
+}
+
+const GRAPHS: Record<string, () => Uint8Array> = {
+  // (x − mean) / std on the input, per-channel scale, a scalar from the left, a per-pixel [H,W] constant, tensor ∘ tensor
+  // with [N,C,1,1] against [N,C,H,W] both ways, and a constant after a Gemm that already has a bias ([10] against [N,10]).
+  'Add / Sub / Mul / Div with constants and tensors, broadcast': () => {
+    const h = head('q', 8, 20, 'scores');
+    return graph(
+      [
+        node('Sub', ['x', 'mean'], ['xc']),
+        node('Div', ['xc', 'std'], ['xn']),
+        conv('xn', 'w1', 'c1'),
+        node('Mul', ['c1', 'gamma'], ['s1']),
+        node('Sub', ['half', 's1'], ['s2']),
+        node('Add', ['s2', 'plane'], ['s3']),
+        node('Relu', ['s3'], ['r1']),
+        conv('r1', 'w2', 'c2'),
+        node('GlobalAveragePool', ['c2'], ['g']),
+        node('Mul', ['c2', 'g'], ['m']),
+        node('Relu', ['g'], ['gr']),
+        node('Add', ['two', 'gr'], ['den']),
+        node('Div', ['m', 'den'], ['d']),
+        node('Sub', ['d', 'c2'], ['q0']),
+        node('Div', ['one', 'inv'], ['k']),
+        node('Mul', ['q0', 'k'], ['q']),
+        ...h.nodes,
+        node('Sub', ['scores', 'shift'], ['y']),
+      ],
+      [
+        tensor('mean', [3, 1, 1], [0.1, -0.2, 0.05]),
+        tensor('std', [1, 3, 1, 1], [0.5, 1.5, 2]),
+        ...convWeights('w1', 8, 3, 3, 1),
+        tensor('gamma', [8, 1, 1], scaled(8, 3, 1.5)),
+        tensor('half', [], [0.5]),
+        tensor('plane', [32, 32], scaled(32 * 32, 4, 0.3)),
+        ...convWeights('w2', 8, 8, 3, 5),
+        tensor('two', [1], [2]),
+        tensor('one', [1, 1, 1], [1]),
+        tensor('inv', [8, 1, 1], within(8, 7, 0.5, 2)),
+        ...h.initializers,
+        tensor('shift', [10], scaled(10, 8, 0.2)),
+      ],
+    );
+  },
+  // Expand 1×1 → Clip(0, 6) → 3×3 → Clip(0, 6) → project 1×1, plus the block input (ordinary convs: depthwise is not here yet).
+  'MobileNetV2-style residual: ReLU6 as Clip(0, 6), residual Add': () => {
+    const h = head('res', 8, 20);
+    return graph(
+      [
+        conv('x', 'stem', 's'),
+        node('Clip', ['s', 'zero', 'six'], ['s6']),
+        conv('s6', 'expand', 'e', 1),
+        node('Clip', ['e', 'zero', 'six'], ['e6']),
+        conv('e6', 'mid', 'm'),
+        node('Clip', ['m', 'zero', 'six'], ['m6']),
+        conv('m6', 'project', 'p', 1),
+        node('Add', ['p', 's6'], ['res']),
+        ...h.nodes,
+      ],
+      [
+        ...convWeights('stem', 8, 3, 3, 1),
+        tensor('zero', [], [0]),
+        tensor('six', [], [6]),
+        ...convWeights('expand', 24, 8, 1, 3),
+        ...convWeights('mid', 24, 24, 3, 5),
+        ...convWeights('project', 8, 24, 1, 7),
+        ...h.initializers,
+      ],
+    );
+  },
+};
+
+const LEN = 3 * 32 * 32;
+const images = (n: number, seed: number) => Float32Array.from(scaled(n * LEN, seed, 2));
+const calibration = images(16, 11);
+const inputs = images(6, 12);
+
+async function ortLogits(bytes: Uint8Array, x: Float32Array): Promise<Float32Array> {
+  const ort = await import('onnxruntime-node');
+  const session = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 });
+  const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [x.length / LEN, 3, 32, 32]) });
+  return out[session.outputNames[0]!]!.data as Float32Array;
+}
+
+async function logits(net: Network, converter: Record<string, unknown>, engine: 'native' | 'js'): Promise<Float32Array> {
+  const config = resolveConfig({ ...converter, seed: 5, calibrationImages: 16 });
+  const { backend } = await createSimulator(net, config, { dataDir: '', threads: 1, engine, calibration });
+  return (await backend.run(inputs, 40)).logits;
+}
+
+function maxRelativeError(got: Float32Array, want: Float32Array): number {
+  expect(got.length).toBe(want.length);
+  const scale = Math.max(...want.map(Math.abs));
+  return Math.max(...got.map((a, i) => Math.abs(a - want[i]!))) / scale;
+}
+
+const importError = (bytes: Uint8Array) => {
+  try {
+    importOnnxBytes(bytes, 'bad.onnx');
+  } catch (e) {
+    expect(e).toBeInstanceOf(OnnxImportError);
+    return (e as Error).message;
+  }
+  throw new Error('expected an OnnxImportError');
+};
+
+describe('operators: FP32 ≡ onnxruntime, JS reference ≡ native, export round trip', () => {
+  for (const [name, build] of Object.entries(GRAPHS)) {
+    it(name, async () => {
+      const bytes = build();
+      const net = importOnnxBytes(bytes, 'ops.onnx');
+      const want = await ortLogits(bytes, inputs);
+      expect(maxRelativeError(await logits(net, { converter: 'fp' }, 'native'), want)).toBeLessThanOrEqual(1e-4);
+
+      for (const converter of [{ converter: 'fp' }, { converter: 'ideal' }, { converter: 'mtj', samples: 2 }]) {
+        expect(logitsDigest(await logits(net, converter, 'js')), converter.converter).toBe(logitsDigest(await logits(net, converter, 'native')));
+      }
+
+      // Export and import give the same IR, and onnxruntime the same logits.
+      const again = exportOnnx(net);
+      expect(importOnnxBytes(again, 'again.onnx').nodes).toEqual(net.nodes);
+      expect(maxRelativeError(await ortLogits(again, inputs), want)).toBeLessThanOrEqual(1e-6);
+    });
+  }
+
+  it('maps each constant to its broadcast [c, h, w] and side; a constant Add after a bias-less MatMul is its bias', () => {
+    const net = importOnnxBytes(GRAPHS['Add / Sub / Mul / Div with constants and tensors, broadcast']!(), 'ops.onnx');
+    const binary = Object.fromEntries(net.nodes.flatMap((n) => (n.op === 'Add' || n.op === 'Sub' || n.op === 'Mul' || n.op === 'Div' ? [[n.name, n]] : [])));
+    expect(binary.xc).toMatchObject({ op: 'Sub', inputs: [0], constantShape: [3, 1, 1] });
+    expect(binary.xc!.constantFirst).toBeUndefined();
+    expect(binary.s2).toMatchObject({ op: 'Sub', constantShape: [1, 1, 1], constantFirst: true, constant: Float32Array.of(0.5) });
+    expect(binary.s3).toMatchObject({ op: 'Add', constantShape: [1, 32, 32] });
+    expect(binary.m).toMatchObject({ op: 'Mul', inputs: [8, 9] });
+    expect(binary.m!.constant).toBeUndefined();
+    expect(binary.y).toMatchObject({ op: 'Sub', constantShape: [10, 1, 1] });
+
+    const matmul = importOnnxBytes(
+      graph(
+        [node('GlobalAveragePool', ['x'], ['g']), node('Flatten', ['g'], ['f']), node('MatMul', ['f', 'w'], ['mm']), node('Add', ['b', 'mm'], ['y'])],
+        [tensor('w', [3, 10], scaled(30, 1, 1)), tensor('b', [1, 10], scaled(10, 2, 1))],
+      ),
+      'mm.onnx',
+    );
+    expect(matmul.nodes.map((n) => n.op)).toEqual(['GlobalAvgPool', 'Flatten', 'Linear']);
+  });
+});
+
+describe('operators: clear errors', () => {
+  const base = (op: string, b: object) =>
+    graph([conv('x', 'w1', 'c1'), node(op, ['c1', 'k'], ['o'], {}, 'bad1'), ...head('o', 4, 20).nodes], [...convWeights('w1', 4, 3, 3, 1), b, ...head('o', 4, 20).initializers]);
+
+  it('names the node of shapes that do not broadcast', () => {
+    expect(importError(base('Mul', tensor('k', [3, 1, 1], [1, 2, 3])))).toBe("bad.onnx: node 'bad1' (Mul): operands have shapes [N,4,32,32] and [3,1,1], which do not broadcast");
+    expect(importError(base('Add', tensor('k', [2, 4, 1, 1], scaled(8, 1, 1))))).toBe(
+      "bad.onnx: node 'bad1' (Add): operands have shapes [N,4,32,32] and [2,4,1,1]; broadcasting a constant over the batch axis is not supported",
+    );
+    expect(importError(base('Div', tensor('k', [1], [0], { dtype: 7 })))).toBe("bad.onnx: node 'bad1' (Div): initializer 'k' has type int64, expected float");
+    const twoRuntimes = graph(
+      [conv('x', 'w1', 'c1'), node('GlobalAveragePool', ['c1'], ['g']), node('Flatten', ['g'], ['f']), node('Mul', ['c1', 'f'], ['o'], {}, 'bad2'), ...head('o', 4, 20).nodes],
+      [...convWeights('w1', 4, 3, 3, 1), ...head('o', 4, 20).initializers],
+    );
+    expect(importError(twoRuntimes)).toBe("bad.onnx: node 'bad2' (Mul): operands have shapes [N,4,32,32] and [N,4], which do not broadcast");
+  });
+
+  it('the core checks the operands too, naming the node', () => {
+    const net = importOnnxBytes(base('Mul', tensor('k', [4, 1, 1], [1, 2, 3, 4])), 'ops.onnx');
+    const mul = net.nodes.find((n) => n.op === 'Mul')!;
+    if (mul.op !== 'Mul') throw new Error('no Mul');
+    mul.constantShape = [3, 1, 1];
+    expect(() => new (native().NativeNetwork)(net)).toThrow("node 'bad1' (Mul): constant has 4 values, shape 3x1x1 needs 3");
+    mul.constantShape = [4, 1, 1];
+    mul.constant = Float32Array.of(1, 2);
+    mul.constantShape = [2, 1, 1];
+    expect(() => new (native().NativeNetwork)(net)).toThrow("node 'bad1' (Mul): operand shapes 4x32x32 and 2x1x1 do not broadcast");
+  });
+});
+
+describe('operators: training', () => {
+  for (const name of Object.keys(GRAPHS)) {
+    it(`trains through ${name.split(':')[0]}, and hands the constants back unchanged`, async () => {
+      const net = importOnnxBytes(GRAPHS[name]!(), 'ops.onnx');
+      const n = 8;
+      const bytes = Uint8Array.from(randoms(n * LEN, 21), (r) => Math.floor((r + 1) * 127.5));
+      const labels = Uint8Array.from({ length: n }, (_, i) => i % 10);
+      const settings = resolveTrainSettings({ from: 'ops.onnx', epochs: 1, batch: 4, augment: false, lr: 0.01 });
+      const trainer = await createTrainer(net, settings, bytes, labels, 1);
+      const progress = await trainer.trainBatches(0, 0, 2, 1);
+      expect(Number.isFinite(progress.lossSum)).toBe(true);
+      const trained = trainer.network() as unknown as Network;
+      const fixed = (m: Network) => m.nodes.flatMap((x) => (x.op === 'Add' || x.op === 'Sub' || x.op === 'Mul' || x.op === 'Div' || x.op === 'Hardtanh' ? [{ ...x }] : []));
+      expect(fixed(trained)).toEqual(fixed(net).map((x) => expect.objectContaining(x)));
+      // Every weighted layer moved (the gradient reached the first conv through every operator), and the model still exports.
+      const weights = (m: Network) => m.nodes.flatMap((x) => (x.op === 'Conv' || x.op === 'Linear' ? [x.weight] : []));
+      weights(trained).forEach((w, i) => expect(w, `layer ${i}`).not.toEqual(weights(net)[i]));
+      expect(importOnnxBytes(exportOnnx(trained), 'trained.onnx').nodes.map((x) => x.op)).toEqual(net.nodes.map((x) => x.op));
+    });
+  }
+});
