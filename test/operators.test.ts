@@ -1,10 +1,11 @@
-// Elementwise arithmetic with broadcasting end to end, without external
-// data: small ONNX graphs built here import, agree with onnxruntime in FP32,
+// Elementwise arithmetic with broadcasting and the activations (Sigmoid,
+// HardSigmoid, HardSwish, LeakyRelu, ReLU6; Dropout, Identity and a final
+// Softmax vanish at import) end to end, without external data: small ONNX graphs built here import, agree with onnxruntime in FP32,
 // run bit for bit the same in the JS reference and the native engine
 // (digital and on crossbars), round-trip through export, train, and refuse
 // what the engine does not do with an error naming the node.
 import { describe, expect, it } from 'vitest';
-import { attr, model, node, randoms, tensor, valueInfo } from '../bench/onnx-builder.js';
+import { BOOL, attr, model, node, randoms, tensor, valueInfo } from '../bench/onnx-builder.js';
 import { logitsDigest } from '../ts/digest.js';
 import { native } from '../ts/native.js';
 import type { Network } from '../ts/network.js';
@@ -33,7 +34,8 @@ function head(x: string, c: number, seed: number, y = 'y'): { nodes: object[]; i
 }
 
 function graph(nodes: object[], initializers: object[], y = 'y'): Uint8Array {
-  return model({ inputs: [valueInfo('x', ['N', 3, 32, 32])], nodes, initializers, outputs: [y] });
+  // Opset 17: HardSwish needs 14.
+  return model({ inputs: [valueInfo('x', ['N', 3, 32, 32])], nodes, initializers, outputs: [y], opset: 17 });
 }
 
 const GRAPHS: Record<string, () => Uint8Array> = {
@@ -104,7 +106,42 @@ const GRAPHS: Record<string, () => Uint8Array> = {
       ],
     );
   },
+  'Sigmoid, HardSigmoid, HardSwish, LeakyRelu (attributes and defaults), Dropout and Identity': () => activations(false),
 };
+
+/** Every activation after a conv of its own; with `softmax` the logits end in a Softmax, which import drops. */
+function activations(softmax: boolean): Uint8Array {
+  const h = head('a6', 8, 20, softmax ? 'scores' : 'y');
+  return graph(
+    [
+      conv('x', 'w1', 'c1'),
+      node('Sigmoid', ['c1'], ['a1']),
+      conv('a1', 'w2', 'c2'),
+      node('HardSigmoid', ['c2'], ['a2'], { alpha: attr.float(0.3), beta: attr.float(0.6) }),
+      conv('a2', 'w3', 'c3'),
+      node('HardSwish', ['c3'], ['a3']),
+      conv('a3', 'w4', 'c4'),
+      node('LeakyRelu', ['c4'], ['a4'], { alpha: attr.float(0.05) }),
+      node('Dropout', ['a4', 'ratio', 'training'], ['d']),
+      node('Identity', ['d'], ['i']),
+      conv('i', 'w5', 'c5'),
+      node('HardSigmoid', ['c5'], ['a5']),
+      node('LeakyRelu', ['a5'], ['a6']),
+      ...h.nodes,
+      ...(softmax ? [node('Softmax', ['scores'], ['y'], { axis: attr.int(-1) })] : []),
+    ],
+    [
+      ...convWeights('w1', 8, 3, 3, 1),
+      ...convWeights('w2', 8, 8, 3, 3),
+      ...convWeights('w3', 8, 8, 3, 5),
+      ...convWeights('w4', 8, 8, 3, 7),
+      ...convWeights('w5', 8, 8, 3, 9),
+      tensor('ratio', [], [0.5]),
+      tensor('training', [], [0], { dtype: BOOL }),
+      ...h.initializers,
+    ],
+  );
+}
 
 const LEN = 3 * 32 * 32;
 const images = (n: number, seed: number) => Float32Array.from(scaled(n * LEN, seed, 2));
@@ -181,6 +218,53 @@ describe('operators: FP32 ≡ onnxruntime, JS reference ≡ native, export round
   });
 });
 
+describe('activations at import', () => {
+  it('keeps each attribute or its ONNX default; Dropout and Identity vanish; a final Softmax is dropped', () => {
+    const net = importOnnxBytes(activations(false), 'ops.onnx');
+    const acts = net.nodes.filter((n) => n.op === 'Sigmoid' || n.op === 'HardSigmoid' || n.op === 'HardSwish' || n.op === 'LeakyRelu');
+    expect(acts.map((n) => [n.op, n.alpha, n.beta])).toEqual([
+      ['Sigmoid', undefined, undefined],
+      ['HardSigmoid', Math.fround(0.3), Math.fround(0.6)],
+      ['HardSwish', undefined, undefined],
+      ['LeakyRelu', Math.fround(0.05), undefined],
+      ['HardSigmoid', Math.fround(0.2), 0.5],
+      ['LeakyRelu', Math.fround(0.01), undefined],
+    ]);
+    // The conv after Dropout → Identity reads the LeakyRelu directly.
+    const c5 = net.nodes.findIndex((n) => n.name === 'c5');
+    expect(net.nodes[c5]!.inputs).toEqual([net.nodes.findIndex((n) => n.name === 'a4') + 1]);
+    // Softmax is strictly increasing in each logit: the top-1 class is the same, and the importer drops it.
+    const dropped = importOnnxBytes(activations(true), 'softmax.onnx');
+    expect(dropped.nodes.map((n) => n.op)).toEqual(net.nodes.map((n) => n.op));
+    expect(dropped.output).toBe(net.output);
+  });
+
+  it('refuses a Softmax before the output, training-mode Dropout and non-finite attributes, naming the node', () => {
+    const small = (nodes: object[], initializers: object[] = []) =>
+      graph([conv('x', 'w1', 'c1'), ...nodes, ...head('r', 4, 20).nodes], [...convWeights('w1', 4, 3, 3, 1), ...initializers, ...head('r', 4, 20).initializers]);
+    expect(importError(small([node('Softmax', ['c1'], ['r'], { axis: attr.int(1) }, 'sm')]))).toBe(
+      "bad.onnx: node 'sm' (Softmax): only supported as the last node, where it is dropped (it does not change the top-1 class)",
+    );
+    expect(importError(small([node('Dropout', ['c1', 'ratio', 'on'], ['r'], {}, 'drop')], [tensor('ratio', [], [0.5]), tensor('on', [], [1], { dtype: BOOL })]))).toBe(
+      "bad.onnx: node 'drop' (Dropout): training_mode 'on' must be a constant false (dropout runs at inference only)",
+    );
+    expect(importError(small([node('LeakyRelu', ['c1'], ['r'], { alpha: attr.float(Infinity) }, 'leaky')]))).toBe("bad.onnx: node 'leaky' (LeakyRelu): alpha Infinity is not a finite number");
+    const logSoftmax = graph(
+      [conv('x', 'w1', 'c1'), node('GlobalAveragePool', ['c1'], ['g']), node('Flatten', ['g'], ['f']), node('Gemm', ['f', 'fc.w', 'fc.b'], ['s'], { transB: attr.int(1) }), node('LogSoftmax', ['s'], ['y'], { axis: attr.int(0) }, 'lsm')],
+      [...convWeights('w1', 4, 3, 3, 1), ...head('r', 4, 20).initializers],
+    );
+    expect(importError(logSoftmax)).toBe("bad.onnx: node 'lsm' (LogSoftmax): only over the classes of [N,classes] is supported, got axis 0 of [N,10]");
+  });
+
+  it('the core checks the attributes too, naming the node', () => {
+    const net = importOnnxBytes(activations(false), 'ops.onnx');
+    const leaky = net.nodes.find((n) => n.op === 'LeakyRelu')!;
+    if (leaky.op !== 'LeakyRelu') throw new Error('no LeakyRelu');
+    leaky.alpha = Number.NaN;
+    expect(() => new (native().NativeNetwork)(net)).toThrow(`node 'a4' (LeakyRelu): alpha NaN and beta 0 must be finite`);
+  });
+});
+
 describe('operators: clear errors', () => {
   const base = (op: string, b: object) =>
     graph([conv('x', 'w1', 'c1'), node(op, ['c1', 'k'], ['o'], {}, 'bad1'), ...head('o', 4, 20).nodes], [...convWeights('w1', 4, 3, 3, 1), b, ...head('o', 4, 20).initializers]);
@@ -213,7 +297,7 @@ describe('operators: clear errors', () => {
 
 describe('operators: training', () => {
   for (const name of Object.keys(GRAPHS)) {
-    it(`trains through ${name.split(':')[0]}, and hands the constants back unchanged`, async () => {
+    it(`trains through ${name.split(':')[0]}, and hands the constants and attributes back unchanged`, async () => {
       const net = importOnnxBytes(GRAPHS[name]!(), 'ops.onnx');
       const n = 8;
       const bytes = Uint8Array.from(randoms(n * LEN, 21), (r) => Math.floor((r + 1) * 127.5));
@@ -223,7 +307,7 @@ describe('operators: training', () => {
       const progress = await trainer.trainBatches(0, 0, 2, 1);
       expect(Number.isFinite(progress.lossSum)).toBe(true);
       const trained = trainer.network() as unknown as Network;
-      const fixed = (m: Network) => m.nodes.flatMap((x) => (x.op === 'Add' || x.op === 'Sub' || x.op === 'Mul' || x.op === 'Div' || x.op === 'Hardtanh' ? [{ ...x }] : []));
+      const fixed = (m: Network) => m.nodes.flatMap((x) => (x.op !== 'Conv' && x.op !== 'Linear' && x.op !== 'BatchNorm' ? [{ ...x }] : []));
       expect(fixed(trained)).toEqual(fixed(net).map((x) => expect.objectContaining(x)));
       // Every weighted layer moved (the gradient reached the first conv through every operator), and the model still exports.
       const weights = (m: Network) => m.nodes.flatMap((x) => (x.op === 'Conv' || x.op === 'Linear' ? [x.weight] : []));

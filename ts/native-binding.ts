@@ -218,6 +218,10 @@ export interface NodeSpec {
   constant?: Float32Array
   constantShape?: Array<number>
   constantFirst?: boolean
+  /** HardSigmoid and LeakyRelu. */
+  alpha?: number
+  /** HardSigmoid. */
+  beta?: number
 }
 
 /**

@@ -88,6 +88,15 @@ export interface HardtanhNode {
   max: number;
 }
 
+/** ONNX Sigmoid, HardSigmoid (alpha, beta), HardSwish and LeakyRelu (alpha). */
+export interface ActivationNode {
+  name: string;
+  op: 'Sigmoid' | 'HardSigmoid' | 'HardSwish' | 'LeakyRelu';
+  inputs: [number];
+  alpha?: number;
+  beta?: number;
+}
+
 /**
  * Elementwise `a ∘ b` with numpy broadcasting over [c, h, w]: of two values
  * (`inputs` [a, b]; the residual Add), or of one value and a constant
@@ -103,7 +112,7 @@ export interface BinaryNode {
   constantFirst?: boolean;
 }
 
-export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | PoolNode | SimpleNode | HardtanhNode | BinaryNode;
+export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | PoolNode | SimpleNode | HardtanhNode | BinaryNode | ActivationNode;
 
 /** Per-column parameter names a trained crossbar layer carries. */
 export const LEARNED_PARAMS = ['adcLo', 'adcStep', 'normScale', 'normShift', 'readoutGain', 'readoutOffset'] as const;

@@ -113,6 +113,12 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
         node(n, 'Clip', [x[0], bound('min', n.min), bound('max', n.max)]);
         break;
       }
+      case 'HardSigmoid':
+        node(n, n.op, x, [floatAttr('alpha', n.alpha!), floatAttr('beta', n.beta!)]);
+        break;
+      case 'LeakyRelu':
+        node(n, n.op, x, [floatAttr('alpha', n.alpha!)]);
+        break;
       case 'Add':
       case 'Sub':
       case 'Mul':
@@ -124,7 +130,7 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
         } else node(n, n.op, x);
         break;
       default:
-        node(n, n.op === 'GlobalAvgPool' ? 'GlobalAveragePool' : n.op, x); // GlobalMaxPool and Relu keep their ONNX names
+        node(n, n.op === 'GlobalAvgPool' ? 'GlobalAveragePool' : n.op, x); // GlobalMaxPool, Relu, Sigmoid and HardSwish keep their ONNX names
     }
   }
   for (const [nodeName, params] of Object.entries(extras.params ?? {})) {

@@ -6,7 +6,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { type BinaryNode, type ConvNode, type EmbeddedStox, type IrNode, LEARNED_PARAMS, type LinearNode, type Network, type PoolNode } from '../network.js';
+import { type ActivationNode, type BinaryNode, type ConvNode, type EmbeddedStox, type IrNode, LEARNED_PARAMS, type LinearNode, type Network, type PoolNode } from '../network.js';
 import { poolOut } from '../reference/layers.js';
 import { type Const, type FoldBudget, type SliceAxis, canFold, dependsOnBatch, foldBudget, foldNode, ints, scalar, shapeOf, sliceAxes } from './fold.js';
 import {
@@ -27,6 +27,15 @@ import {
 } from './proto.js';
 
 export { OnnxImportError } from './proto.js';
+
+/** Dropout at inference is the identity; a training_mode input that is not a constant false is refused. */
+function dropout(node: NodeProto, x: (Value | undefined)[]): Value {
+  const training = x[2];
+  if (training !== undefined && (isRuntime(training) || dependsOnBatch(training) || training.data.length !== 1 || Number(training.data[0]) !== 0)) {
+    fail(`training_mode '${node.input[2]}' must be a constant false (dropout runs at inference only)`);
+  }
+  return x[0] ?? fail('input 0 is required');
+}
 
 /** A tensor computed at inference time: IR value `index`, first held by the ONNX tensor `name`. */
 interface Runtime {
@@ -102,6 +111,7 @@ class Importer {
   private readonly values = new Map<string, Value>();
   private readonly initializers = new Map<string, TensorProto>();
   private readonly consumers = new Map<string, number>();
+  private outputName = '';
   readonly nodes: IrNode[] = [];
   /** dims of each IR value, by index */
   readonly valueDims: number[][] = [];
@@ -146,6 +156,7 @@ class Importer {
 
     for (const node of g.node) for (const name of node.input) this.consumers.set(name, (this.consumers.get(name) ?? 0) + 1);
     for (const o of g.output) this.consumers.set(o.name, (this.consumers.get(o.name) ?? 0) + 1);
+    this.outputName = g.output[0]!.name;
 
     const order = this.topologicalOrder(g.node, new Set([...this.initializers.keys(), inputs[0]!.name]));
     for (const node of order) located(this.source, nodeLabel(node), () => this.visit(node));
@@ -277,13 +288,28 @@ class Importer {
     const a = new Attrs(node, this.dir);
     const op = node.opType;
     let v: Value;
-    if (op === 'Identity' || op === 'Dropout') v = x[0] ?? fail('input 0 is required');
+    if (op === 'Identity') v = x[0] ?? fail('input 0 is required');
+    else if (op === 'Dropout') v = dropout(node, x);
+    else if (op === 'Softmax' || op === 'LogSoftmax') v = this.finalSoftmax(node, x[0], a);
     else if (op === 'Shape' && x[0] && isRuntime(x[0])) v = shapeOf(x[0].dims, a, true);
     else if (canFold(op) && x.every((i) => i === undefined || !isRuntime(i))) v = foldNode(op, x as (Const | undefined)[], a, this.budget);
     else if (Object.hasOwn(RUNTIME, op)) v = RUNTIME[op]!(new Node(this, node, x, a));
     else if (canFold(op)) fail('unsupported op on a tensor computed at run time (folded only when all inputs are constant)');
     else fail('unsupported op');
     this.values.set(out, v);
+  }
+
+  /**
+   * Softmax and LogSoftmax over the classes are dropped when they make the graph output: both are
+   * strictly increasing in each logit, so the top-1 (and top-k) class is the same, and the simulator
+   * reports classes, not probabilities. Anywhere else they would change what later nodes see.
+   */
+  private finalSoftmax(node: NodeProto, x: Value | undefined, a: Attrs): Value {
+    if (node.output[0] !== this.outputName) fail('only supported as the last node, where it is dropped (it does not change the top-1 class)');
+    if (x === undefined || !isRuntime(x)) fail('input 0 must be a tensor computed at run time');
+    const axis = a.int('axis', -1);
+    if (x.dims.length !== 2 || (axis !== 1 && axis !== -1)) fail(`only over the classes of [N,classes] is supported, got axis ${axis} of ${fmtRuntime(x)}`);
+    return x;
   }
 
   emit(node: IrNode, dims: number[], name: string): Runtime {
@@ -493,6 +519,19 @@ function pool(n: Node, op: 'MaxPool' | 'AvgPool'): Runtime {
   return n.emit(node, [1, x.dims[1]!, oh, ow]);
 }
 
+/** An elementwise activation and its float attributes, each with its ONNX default and finite. */
+function activation(n: Node, op: ActivationNode['op'], defaults: { alpha?: number; beta?: number } = {}): Runtime {
+  const x = n.runtime(0);
+  const node: ActivationNode = { name: n.name, op, inputs: [x.index] };
+  for (const [k, d] of Object.entries(defaults) as ['alpha' | 'beta', number][]) {
+    const v = n.a.float(k, d);
+    if (!Number.isFinite(v)) fail(`${k} ${v} is not a finite number`);
+    // The engine computes in float32 (a float attribute already is one; the defaults are not).
+    node[k] = Math.fround(v);
+  }
+  return n.emit(node, x.dims);
+}
+
 const RUNTIME: Record<string, (n: Node) => Value> = {
   Conv(n) {
     const x = n.rank4(0);
@@ -555,6 +594,11 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     const x = n.runtime(0);
     return n.emit({ name: n.name, op: 'Relu', inputs: [x.index] }, x.dims);
   },
+
+  Sigmoid: (n) => activation(n, 'Sigmoid'),
+  HardSigmoid: (n) => activation(n, 'HardSigmoid', { alpha: 0.2, beta: 0.5 }),
+  HardSwish: (n) => activation(n, 'HardSwish'),
+  LeakyRelu: (n) => activation(n, 'LeakyRelu', { alpha: 0.01 }),
 
   // Clip with constant bounds (inputs from opset 11, attributes before): hardtanh, ReLU6, ...
   Clip(n) {

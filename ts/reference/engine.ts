@@ -105,6 +105,12 @@ export class ReferenceEngine {
           out = L.binary(n.op, ...L.operands(n, [x, xs], y === undefined ? undefined : [values[y], this.shapes[y]]), os);
           break;
         }
+        case 'Sigmoid':
+        case 'HardSigmoid':
+        case 'HardSwish':
+        case 'LeakyRelu':
+          out = L.activation(n, x);
+          break;
         case 'Slice':
           out = L.slice(n, x, xs, os);
           break;

@@ -4,7 +4,8 @@
 //
 // Zero terms are skipped: adding ±0 to a sum that started at +0 never
 // changes it, so skipping them gives the same bits and is much faster here.
-import type { BatchNormNode, BinaryNode, ConvNode, LinearNode, PoolNode, SliceNode } from '../network.js';
+import type { ActivationNode, BatchNormNode, BinaryNode, ConvNode, LinearNode, PoolNode, SliceNode } from '../network.js';
+import { sigmoid } from './pmath.js';
 
 const f = Math.fround;
 
@@ -95,6 +96,27 @@ export function hardtanh(x: Float32Array, min: number, max: number): Float32Arra
   const lo = f(min);
   const hi = f(max);
   return x.map((v) => (v < lo ? lo : v > hi ? hi : v));
+}
+
+/** ONNX HardSwish's HardSigmoid (layers.rs HARD_SWISH). */
+const HARD_SWISH: [number, number] = [f(1 / 6), 0.5];
+
+const unitClamp = (t: number) => (t < 0 ? 0 : t > 1 ? 1 : t);
+
+/** layers.rs activate: `alpha·x + beta` rounded after the product and the sum; the sigmoid from pmath. */
+export function activation(n: ActivationNode, x: Float32Array): Float32Array {
+  const alpha = f(n.alpha ?? 0);
+  const beta = f(n.beta ?? 0);
+  switch (n.op) {
+    case 'Sigmoid':
+      return x.map((v) => sigmoid(v));
+    case 'HardSigmoid':
+      return x.map((v) => unitClamp(f(f(alpha * v) + beta)));
+    case 'HardSwish':
+      return x.map((v) => f(v * unitClamp(f(f(HARD_SWISH[0] * v) + HARD_SWISH[1]))));
+    case 'LeakyRelu':
+      return x.map((v) => (v >= 0 ? v : f(alpha * v)));
+  }
 }
 
 /** graph.rs broadcast: along each axis the sizes are equal or one is 1. */

@@ -120,6 +120,7 @@ impl Workspace {
                             let (p, q) = layers::operands(b, (x, xs), y);
                             layers::binary(b.arith, p, q, out, os)
                         }
+                        Op::Activation(a) => layers::activation(*a, x, out),
                         Op::Slice(s) => layers::slice(s, x, xs, out, os),
                         Op::PadChannels { before, .. } => layers::pad_channels(*before, x, xs.h * xs.w, out),
                         Op::MaxPool(p) => layers::max_pool(p, x, xs, out, os),
@@ -133,6 +134,7 @@ impl Workspace {
                         // A pooling reads (compares or adds) every value of its window once.
                         Op::MaxPool(p) | Op::AvgPool(p) => (os.len() * p.kernel[0] * p.kernel[1]) as u64,
                         Op::GlobalAvgPool | Op::GlobalMaxPool => xs.len() as u64,
+                        Op::Activation(a) => os.len() as u64 * a.digital_ops(),
                         _ => os.len() as u64,
                     };
                     ops[i].images += 1;

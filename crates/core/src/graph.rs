@@ -110,6 +110,34 @@ pub fn broadcast(a: Shape, b: Shape) -> Option<Shape> {
     Some(Shape { c: axis(a.c, b.c)?, h: axis(a.h, b.h)?, w: axis(a.w, b.w)? })
 }
 
+/// Elementwise activations besides ReLU and the clamp (Hardtanh), as ONNX
+/// defines them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    /// `1 / (1 + e^−x)`, with pmath's `exp` so that the JS reference agrees.
+    Sigmoid,
+    /// `clamp(alpha·x + beta, 0, 1)`.
+    HardSigmoid { alpha: f32, beta: f32 },
+    /// `x · HardSigmoid(x)` with alpha 1/6, beta 1/2.
+    HardSwish,
+    /// `x ≥ 0 ? x : alpha·x`.
+    LeakyRelu { alpha: f32 },
+}
+
+impl Activation {
+    /// Digital operations per value, for the cost model: a sigmoid unit
+    /// looks e^−x up (one op) then adds and divides; HardSigmoid is a
+    /// multiply-add and a clamp, HardSwish that and a multiply, LeakyRelu a
+    /// sign test selecting a multiply.
+    pub fn digital_ops(&self) -> u64 {
+        match self {
+            Activation::Sigmoid | Activation::HardSwish => 3,
+            Activation::HardSigmoid { .. } => 2,
+            Activation::LeakyRelu { .. } => 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// `[out, in]`, row-major.
@@ -130,6 +158,7 @@ pub enum Op {
         max: f32,
     },
     Binary(Binary),
+    Activation(Activation),
     Slice(Slice),
     /// Zero channels added before and after (the option-A shortcut's Pad).
     PadChannels {
@@ -156,6 +185,12 @@ impl Op {
                 Arith::Sub => "Sub",
                 Arith::Mul => "Mul",
                 Arith::Div => "Div",
+            },
+            Op::Activation(a) => match a {
+                Activation::Sigmoid => "Sigmoid",
+                Activation::HardSigmoid { .. } => "HardSigmoid",
+                Activation::HardSwish => "HardSwish",
+                Activation::LeakyRelu { .. } => "LeakyRelu",
             },
             Op::Slice(_) => "Slice",
             Op::PadChannels { .. } => "PadChannels",
@@ -325,6 +360,17 @@ impl Network {
                         Some(s) => s,
                         None => bail!("{}: operand shapes {}x{}x{} and {}x{}x{} do not broadcast", at(), x.c, x.h, x.w, y.c, y.h, y.w),
                     }
+                }
+                Op::Activation(a) => {
+                    let (alpha, beta) = match *a {
+                        Activation::HardSigmoid { alpha, beta } => (alpha, beta),
+                        Activation::LeakyRelu { alpha } => (alpha, 0.0),
+                        Activation::Sigmoid | Activation::HardSwish => (0.0, 0.0),
+                    };
+                    if !(alpha.is_finite() && beta.is_finite()) {
+                        bail!("{}: alpha {} and beta {} must be finite", at(), alpha, beta);
+                    }
+                    x
                 }
                 Op::Slice(s) => {
                     let mut dims = [0usize; 2];

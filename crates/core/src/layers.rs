@@ -3,7 +3,8 @@
 //! (ts/reference/layers.ts) produces the same bits.
 
 use crate::gemm::gemm;
-use crate::graph::{Arith, BatchNorm, Binary, Conv, Linear, Pool, Shape, Slice};
+use crate::graph::{Activation, Arith, BatchNorm, Binary, Conv, Linear, Pool, Shape, Slice};
+use crate::pmath;
 
 /// Unfolds `x` into `cols[k × p]` with `k = (c, ky, kx)` (the ONNX weight
 /// order) and `p = (oy, ox)`; padding contributes zeros. Pure data
@@ -145,6 +146,44 @@ pub fn hardtanh(x: &[f32], min: f32, max: f32, out: &mut [f32]) {
         } else {
             v
         };
+    }
+}
+
+/// ONNX HardSwish's HardSigmoid: alpha 1/6, beta 1/2.
+pub const HARD_SWISH: (f32, f32) = (1.0 / 6.0, 0.5);
+
+/// `alpha·x + beta`, rounded after the product and after the sum (no fused
+/// multiply-add, as in the reference); HardSigmoid clamps it to [0, 1].
+#[inline(always)]
+pub fn hard_sigmoid_input((alpha, beta): (f32, f32), v: f32) -> f32 {
+    alpha * v + beta
+}
+
+/// `t < 0 ? 0 : t > 1 ? 1 : t` (NaN stays NaN, as in the reference).
+#[inline(always)]
+fn unit_clamp(t: f32) -> f32 {
+    t.clamp(0.0, 1.0)
+}
+
+#[inline(always)]
+pub fn activate(a: Activation, v: f32) -> f32 {
+    match a {
+        Activation::Sigmoid => pmath::sigmoid(v),
+        Activation::HardSigmoid { alpha, beta } => unit_clamp(hard_sigmoid_input((alpha, beta), v)),
+        Activation::HardSwish => v * unit_clamp(hard_sigmoid_input(HARD_SWISH, v)),
+        Activation::LeakyRelu { alpha } => {
+            if v >= 0.0 {
+                v
+            } else {
+                alpha * v
+            }
+        }
+    }
+}
+
+pub fn activation(a: Activation, x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = activate(a, v);
     }
 }
 
@@ -437,6 +476,22 @@ mod tests {
         assert_eq!(crate::graph::pool_out(5, 1, 1, 2, 3, true), Some(2));
         assert_eq!(crate::graph::pool_out(5, 1, 1, 2, 3, false), Some(2));
         assert_eq!(crate::graph::pool_out(5, 2, 0, 2, 1, false), None);
+    }
+
+    /// The activations equal ONNX's definitions: exactly where they are
+    /// products and clamps, within pmath's 2 ulp for the sigmoid.
+    #[test]
+    fn activations_match_their_definitions() {
+        for i in -400..=400 {
+            let v = i as f32 * 0.02;
+            let sigmoid = 1.0 / (1.0 + (-(v as f64)).exp());
+            assert!((activate(Activation::Sigmoid, v) as f64 - sigmoid).abs() <= 2.5e-7 * sigmoid, "sigmoid({v})");
+            assert_eq!(activate(Activation::HardSigmoid { alpha: 0.2, beta: 0.5 }, v), (0.2 * v + 0.5).clamp(0.0, 1.0), "hard sigmoid({v})");
+            assert_eq!(activate(Activation::HardSwish, v), v * (v * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0), "hard swish({v})");
+            assert_eq!(activate(Activation::LeakyRelu { alpha: 0.01 }, v), if v < 0.0 { 0.01 * v } else { v }, "leaky relu({v})");
+        }
+        assert_eq!(activate(Activation::HardSwish, -3.0), 0.0);
+        assert_eq!(activate(Activation::HardSwish, 3.0), 3.0);
     }
 
     /// Broadcast arithmetic equals its definition: each output reads each

@@ -38,6 +38,10 @@ pub struct NodeSpec {
     pub constant: Option<Float32Array>,
     pub constant_shape: Option<Vec<u32>>,
     pub constant_first: Option<bool>,
+    /// HardSigmoid and LeakyRelu.
+    pub alpha: Option<f64>,
+    /// HardSigmoid.
+    pub beta: Option<f64>,
 }
 
 #[napi(object)]
@@ -107,6 +111,10 @@ fn node(n: &NodeSpec) -> stoxnet_core::Result<Node> {
         "Sub" => binary(n, graph::Arith::Sub)?,
         "Mul" => binary(n, graph::Arith::Mul)?,
         "Div" => binary(n, graph::Arith::Div)?,
+        "Sigmoid" => Op::Activation(graph::Activation::Sigmoid),
+        "HardSigmoid" => Op::Activation(graph::Activation::HardSigmoid { alpha: *field(n, "alpha", &n.alpha)? as f32, beta: *field(n, "beta", &n.beta)? as f32 }),
+        "HardSwish" => Op::Activation(graph::Activation::HardSwish),
+        "LeakyRelu" => Op::Activation(graph::Activation::LeakyRelu { alpha: *field(n, "alpha", &n.alpha)? as f32 }),
         "Slice" => Op::Slice(graph::Slice { start: dims::<2>(n, "start", &n.start)?, end: dims::<2>(n, "end", &n.end)?, step: dims::<2>(n, "step", &n.step)? }),
         "PadChannels" => Op::PadChannels { before: *field(n, "before", &n.before)? as usize, after: *field(n, "after", &n.after)? as usize },
         "MaxPool" => Op::MaxPool(pool(n)?),
@@ -194,6 +202,14 @@ impl From<&Network> for NetworkSpec {
                             s.constant_first = Some(k.first);
                         }
                     }
+                    Op::Activation(a) => match *a {
+                        graph::Activation::HardSigmoid { alpha, beta } => {
+                            s.alpha = Some(alpha as f64);
+                            s.beta = Some(beta as f64);
+                        }
+                        graph::Activation::LeakyRelu { alpha } => s.alpha = Some(alpha as f64),
+                        graph::Activation::Sigmoid | graph::Activation::HardSwish => {}
+                    },
                     Op::Relu | Op::GlobalAvgPool | Op::GlobalMaxPool | Op::Flatten => {}
                 }
                 s

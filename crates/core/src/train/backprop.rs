@@ -10,7 +10,7 @@ use crate::buffers::Buf;
 use crate::counts::OpCounts;
 use crate::crossbar::{CrossbarLayer, Scratch, Unfold};
 use crate::gemm::gemm_fused;
-use crate::graph::{Arith, Binary, Conv, Network, Op, Pool, Shape};
+use crate::graph::{Activation, Arith, Binary, Conv, Network, Op, Pool, Shape};
 use crate::layers;
 use crate::train::qat::{self, QatLayer};
 
@@ -129,6 +129,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                         layers::binary(b.arith, p, q, o, os)
                     })
                 }
+                Op::Activation(a) => layers::activation(*a, input, &mut out),
                 Op::Slice(s) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::slice(s, x, xs, o, os)),
                 Op::PadChannels { before, .. } => {
                     let b = *before;
@@ -516,6 +517,16 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                 dx.iter_mut().zip(dy.iter().zip(y.iter())).for_each(|(d, (&g, &v))| *d = if v > 0.0 { g } else { 0.0 });
                 add_grad(&mut grads, xin, dx);
             }
+            Op::Activation(a) => {
+                let y = &tape.values[i + 1];
+                let mut dx = Buf::zeroed(dy.len());
+                dx.par_chunks_mut(4096).zip(dy.par_chunks(4096)).zip(x.par_chunks(4096)).zip(y.par_chunks(4096)).for_each(|(((d, g), xv), yv)| {
+                    for (((d, &g), &v), &o) in d.iter_mut().zip(g).zip(xv).zip(yv) {
+                        *d = g * activation_slope(*a, v, o);
+                    }
+                });
+                add_grad(&mut grads, xin, dx);
+            }
             Op::Binary(b) => {
                 for (k, &v) in node.inputs.iter().enumerate().rev() {
                     let dv = binary_backward(net, tape, i, b, k, &dy);
@@ -572,6 +583,40 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
         }
     }
     (params, qgrads)
+}
+
+/// The derivative of an activation at input `x` with output `y` (one-sided
+/// where the function has a kink, on the side the forward pass takes).
+fn activation_slope(a: Activation, x: f32, y: f32) -> f32 {
+    match a {
+        Activation::Sigmoid => y * (1.0 - y),
+        Activation::HardSigmoid { alpha, beta } => {
+            let t = layers::hard_sigmoid_input((alpha, beta), x);
+            if t > 0.0 && t < 1.0 {
+                alpha
+            } else {
+                0.0
+            }
+        }
+        // d/dx x·t(x) = t + x·alpha on the slope; 0 below it, where y = 0, and 1 above it, where y = x.
+        Activation::HardSwish => {
+            let t = layers::hard_sigmoid_input(layers::HARD_SWISH, x);
+            if t <= 0.0 {
+                0.0
+            } else if t >= 1.0 {
+                1.0
+            } else {
+                t + x * layers::HARD_SWISH.0
+            }
+        }
+        Activation::LeakyRelu { alpha } => {
+            if x >= 0.0 {
+                1.0
+            } else {
+                alpha
+            }
+        }
+    }
 }
 
 /// The gradient of input `k` of Binary node `i`: per image, `dy` times the

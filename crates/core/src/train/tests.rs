@@ -1,6 +1,6 @@
 use super::sgd::{Schedule, Sgd};
 use super::*;
-use crate::graph::{Arith, BatchNorm, Binary, Constant, Conv, Linear, Node, Pool, Shape, Slice};
+use crate::graph::{Activation, Arith, BatchNorm, Binary, Constant, Conv, Linear, Node, Pool, Shape, Slice};
 
 /// Conv+bias → BN → ReLU → {Conv stride 2, Slice+Pad shortcut} → Add →
 /// Hardtanh → GAP → Flatten → Linear: every op of the IR on a tiny input.
@@ -153,6 +153,38 @@ fn elementwise_gradients_match_finite_differences() {
     assert_eq!([net.shapes[7], net.shapes[11]], [Shape { c: 4, h: 6, w: 6 }; 2]);
     init(&mut net, 13);
     let (x, labels) = batch(6);
+    assert!(check_gradients(&net, &x, &labels) > 40);
+}
+
+/// Conv → Sigmoid → Conv → HardSigmoid → Conv → HardSwish → Conv →
+/// LeakyRelu → GAP → Flatten → Linear: the activation gradients against
+/// finite differences, on both sides of each kink.
+#[test]
+fn activation_gradients_match_finite_differences() {
+    let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
+    let conv = |o, c| Op::Conv(Conv { weight: vec![0.0; o * c * 9], bias: Some(vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] });
+    let nodes = vec![
+        node("c1", conv(4, 2), vec![0]),
+        node("sigmoid", Op::Activation(Activation::Sigmoid), vec![1]),
+        node("c2", conv(4, 4), vec![2]),
+        node("hsig", Op::Activation(Activation::HardSigmoid { alpha: 0.5, beta: 0.4 }), vec![3]),
+        node("c3", conv(4, 4), vec![4]),
+        node("hswish", Op::Activation(Activation::HardSwish), vec![5]),
+        node("c4", conv(4, 4), vec![6]),
+        node("leaky", Op::Activation(Activation::LeakyRelu { alpha: 0.1 }), vec![7]),
+        node("gap", Op::GlobalAvgPool, vec![8]),
+        node("flat", Op::Flatten, vec![9]),
+        node("fc", Op::Linear(Linear { weight: vec![0.0; 12], bias: Some(vec![0.0; 3]), out_features: 3, in_features: 4 }), vec![10]),
+    ];
+    let mut net = Network::new(Shape { c: 2, h: 6, w: 6 }, nodes, 11).unwrap();
+    init(&mut net, 14);
+    let (x, labels) = batch(6);
+    // HardSigmoid clips some values and passes others; LeakyRelu sees both signs.
+    let tape = backprop::forward(&mut net.clone(), x.clone(), labels.len(), true, None).unwrap();
+    let clipped = tape.values[4].iter().filter(|&&v| v == 0.0 || v == 1.0).count();
+    assert!(clipped > 0 && clipped < tape.values[4].len(), "{clipped} clipped");
+    let negative = tape.values[7].iter().filter(|&&v| v < 0.0).count();
+    assert!(negative > 0 && negative < tape.values[7].len(), "{negative} negative");
     assert!(check_gradients(&net, &x, &labels) > 40);
 }
 
