@@ -1,6 +1,6 @@
-// Elementwise arithmetic with broadcasting and the activations (Sigmoid,
+// Elementwise arithmetic with broadcasting, the activations (Sigmoid,
 // HardSigmoid, HardSwish, LeakyRelu, ReLU6; Dropout, Identity and a final
-// Softmax vanish at import) end to end, without external data: small ONNX graphs built here import, agree with onnxruntime in FP32,
+// Softmax vanish at import) and Concat end to end, without external data: small ONNX graphs built here import, agree with onnxruntime in FP32,
 // run bit for bit the same in the JS reference and the native engine
 // (digital and on crossbars), round-trip through export, train, and refuse
 // what the engine does not do with an error naming the node.
@@ -107,6 +107,37 @@ const GRAPHS: Record<string, () => Uint8Array> = {
     );
   },
   'Sigmoid, HardSigmoid, HardSwish, LeakyRelu (attributes and defaults), Dropout and Identity': () => activations(false),
+  // Each layer reads the Concat of everything before it (axis 1, then -3, of 2 and 3 inputs), a 1×1 transition and an
+  // AveragePool; the head concatenates two pooled vectors ([N,F], axis -1).
+  'DenseNet-style block: Concat along the channels': () =>
+    graph(
+      [
+        conv('x', 'stem', 's'),
+        node('Relu', ['s'], ['s0']),
+        conv('s0', 'g1', 'c1'),
+        node('Relu', ['c1'], ['r1']),
+        node('Concat', ['s0', 'r1'], ['k1'], { axis: attr.int(1) }),
+        conv('k1', 'g2', 'c2'),
+        node('Relu', ['c2'], ['r2']),
+        node('Concat', ['s0', 'r1', 'r2'], ['k2'], { axis: attr.int(-3) }),
+        conv('k2', 'transition', 't', 1),
+        node('AveragePool', ['t'], ['p'], { kernel_shape: attr.ints([2, 2]), strides: attr.ints([2, 2]) }),
+        node('GlobalAveragePool', ['p'], ['ga']),
+        node('GlobalMaxPool', ['p'], ['gm']),
+        node('Flatten', ['ga'], ['fa']),
+        node('Flatten', ['gm'], ['fm']),
+        node('Concat', ['fa', 'fm'], ['f'], { axis: attr.int(-1) }),
+        node('Gemm', ['f', 'fc.w', 'fc.b'], ['y'], { transB: attr.int(1) }),
+      ],
+      [
+        ...convWeights('stem', 8, 3, 3, 1),
+        ...convWeights('g1', 4, 8, 3, 3),
+        ...convWeights('g2', 4, 12, 3, 5),
+        ...convWeights('transition', 8, 16, 1, 7),
+        tensor('fc.w', [10, 16], scaled(160, 9, 0.25)),
+        tensor('fc.b', [10], scaled(10, 10, 0.1)),
+      ],
+    ),
 };
 
 /** Every activation after a conv of its own; with `softmax` the logits end in a Softmax, which import drops. */
@@ -262,6 +293,37 @@ describe('activations at import', () => {
     if (leaky.op !== 'LeakyRelu') throw new Error('no LeakyRelu');
     leaky.alpha = Number.NaN;
     expect(() => new (native().NativeNetwork)(net)).toThrow(`node 'a4' (LeakyRelu): alpha NaN and beta 0 must be finite`);
+  });
+});
+
+describe('Concat', () => {
+  const dense = () => importOnnxBytes(GRAPHS['DenseNet-style block: Concat along the channels']!(), 'dense.onnx');
+
+  it('reads its inputs in order, and refuses other axes and shapes naming the node', () => {
+    const net = dense();
+    const value = (name: string) => net.nodes.findIndex((n) => n.name === name) + 1;
+    expect(net.nodes.filter((n) => n.op === 'Concat').map((n) => n.inputs)).toEqual([
+      [value('s0'), value('r1')],
+      [value('s0'), value('r1'), value('r2')],
+      [value('fa'), value('fm')],
+    ]);
+    const bad = (attrs: Record<string, object>, b = 's0') =>
+      graph(
+        [conv('x', 'stem', 's'), node('Relu', ['s'], ['s0']), node('MaxPool', ['s0'], ['half'], { kernel_shape: attr.ints([2, 2]), strides: attr.ints([2, 2]) }), node('Concat', ['s0', b], ['k'], attrs, 'cat'), ...head('k', 16, 20).nodes],
+        [...convWeights('stem', 8, 3, 3, 1), ...head('k', 16, 20).initializers],
+      );
+    expect(importError(bad({ axis: attr.int(2) }))).toBe("bad.onnx: node 'cat' (Concat): axis 2 is not supported (only the channels, 1 or -3)");
+    expect(importError(bad({ axis: attr.int(1) }, 'half'))).toBe("bad.onnx: node 'cat' (Concat): input 'half' has shape [N,8,16,16], which does not fit [N,8,32,32] beside it");
+    expect(importError(bad({}))).toBe("bad.onnx: node 'cat' (Concat): attribute 'axis' is required");
+  });
+
+  it('the core checks the inputs too, naming the node', () => {
+    const net = dense();
+    const cat = net.nodes.find((n) => n.name === 'f')!;
+    cat.inputs = [cat.inputs[0]!, net.nodes.findIndex((n) => n.name === 'p') + 1];
+    expect(() => new (native().NativeNetwork)(net)).toThrow("node 'f' (Concat): input shapes 8x1x1 and 8x16x16 differ in height or width");
+    cat.inputs = [];
+    expect(() => new (native().NativeNetwork)(net)).toThrow("node 'f' (Concat): expects at least 1 input, got 0");
   });
 });
 

@@ -88,6 +88,13 @@ export interface HardtanhNode {
   max: number;
 }
 
+/** ONNX Concat on the channel axis: each image's values are the inputs' values in order. */
+export interface ConcatNode {
+  name: string;
+  op: 'Concat';
+  inputs: number[];
+}
+
 /** ONNX Sigmoid, HardSigmoid (alpha, beta), HardSwish and LeakyRelu (alpha). */
 export interface ActivationNode {
   name: string;
@@ -112,7 +119,7 @@ export interface BinaryNode {
   constantFirst?: boolean;
 }
 
-export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | PoolNode | SimpleNode | HardtanhNode | BinaryNode | ActivationNode;
+export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | PoolNode | SimpleNode | HardtanhNode | BinaryNode | ActivationNode | ConcatNode;
 
 /** Per-column parameter names a trained crossbar layer carries. */
 export const LEARNED_PARAMS = ['adcLo', 'adcStep', 'normScale', 'normShift', 'readoutGain', 'readoutOffset'] as const;

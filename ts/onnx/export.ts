@@ -113,6 +113,9 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
         node(n, 'Clip', [x[0], bound('min', n.min), bound('max', n.max)]);
         break;
       }
+      case 'Concat':
+        node(n, 'Concat', x, [intAttr('axis', 1)]);
+        break;
       case 'HardSigmoid':
         node(n, n.op, x, [floatAttr('alpha', n.alpha!), floatAttr('beta', n.beta!)]);
         break;

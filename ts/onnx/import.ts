@@ -706,6 +706,22 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     return n.emit({ name: n.name, op: 'GlobalMaxPool', inputs: [x.index] }, [1, x.dims[1]!, 1, 1]);
   },
 
+  // Along the channels of images ([N,C,H,W]) or the features of vectors ([N,F]): both are the IR's channel axis.
+  Concat(n) {
+    const xs = n.proto.input.map((_, i) => n.runtime(i));
+    const rank = xs[0]!.dims.length;
+    const axis = n.a.int('axis');
+    if ((axis < 0 ? axis + rank : axis) !== 1) fail(`axis ${axis} is not supported (only the channels, 1${rank === 4 ? ' or -3' : ''})`);
+    for (const [i, x] of xs.entries()) {
+      if (x.dims.length !== rank || x.dims.some((d, k) => k !== 1 && d !== xs[0]!.dims[k])) {
+        fail(`input '${n.proto.input[i]}' has shape ${fmtRuntime(x)}, which does not fit ${fmtRuntime(xs[0]!)} beside it`);
+      }
+    }
+    const dims = [...xs[0]!.dims];
+    dims[1] = xs.reduce((c, x) => c + x.dims[1]!, 0);
+    return n.emit({ name: n.name, op: 'Concat', inputs: xs.map((x) => x.index) }, dims);
+  },
+
   GlobalAveragePool(n) {
     const x = n.rank4(0);
     return n.emit({ name: n.name, op: 'GlobalAvgPool', inputs: [x.index] }, [1, x.dims[1]!, 1, 1]);

@@ -44,6 +44,9 @@ export class ReferenceEngine {
         case 'Linear':
           this.shapes.push({ c: n.shape[0], h: 1, w: 1 });
           break;
+        case 'Concat':
+          this.shapes.push({ ...x, c: n.inputs.reduce((c, v) => c + this.shapes[v].c, 0) });
+          break;
         case 'Add':
         case 'Sub':
         case 'Mul':
@@ -128,6 +131,9 @@ export class ReferenceEngine {
           break;
         case 'GlobalMaxPool':
           out = L.globalMaxPool(x, xs.c, xs.h * xs.w);
+          break;
+        case 'Concat':
+          out = L.concat(n.inputs.map((v) => values[v]));
           break;
         case 'Flatten':
           out = x;

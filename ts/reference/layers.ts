@@ -162,6 +162,17 @@ export function padChannels(before: number, after: number, x: Float32Array, p: n
   return out;
 }
 
+/** The inputs one after the other: with channels outermost, their channels in order. */
+export function concat(inputs: Float32Array[]): Float32Array {
+  const out = new Float32Array(inputs.reduce((n, x) => n + x.length, 0));
+  let at = 0;
+  for (const x of inputs) {
+    out.set(x, at);
+    at += x.length;
+  }
+  return out;
+}
+
 export function globalAvgPool(x: Float32Array, c: number, p: number): Float32Array {
   const out = new Float32Array(c);
   for (let ch = 0; ch < c; ch++) {

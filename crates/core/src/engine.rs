@@ -127,6 +127,7 @@ impl Workspace {
                         Op::AvgPool(p) => layers::avg_pool(p, x, xs, out, os),
                         Op::GlobalAvgPool => layers::global_avg_pool(x, xs.h * xs.w, out),
                         Op::GlobalMaxPool => layers::global_max_pool(x, xs.h, xs.w, out),
+                        Op::Concat => layers::concat(node.inputs.iter().map(|&v| &done[v][..]), out),
                         Op::Flatten => out.copy_from_slice(x),
                         Op::Conv(_) | Op::Linear(_) => unreachable!(),
                     }

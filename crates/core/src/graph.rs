@@ -169,6 +169,9 @@ pub enum Op {
     AvgPool(Pool),
     GlobalAvgPool,
     GlobalMaxPool,
+    /// The inputs' channels one after the other (ONNX Concat on axis 1):
+    /// each image's values are the inputs' values in order.
+    Concat,
     Flatten,
     Linear(Linear),
 }
@@ -198,15 +201,18 @@ impl Op {
             Op::AvgPool(_) => "AvgPool",
             Op::GlobalAvgPool => "GlobalAvgPool",
             Op::GlobalMaxPool => "GlobalMaxPool",
+            Op::Concat => "Concat",
             Op::Flatten => "Flatten",
             Op::Linear(_) => "Linear",
         }
     }
 
-    fn arity(&self) -> usize {
+    /// How many inputs the op reads; None: any number from 1 (Concat).
+    fn arity(&self) -> Option<usize> {
         match self {
-            Op::Binary(b) if b.constant.is_none() => 2,
-            _ => 1,
+            Op::Binary(b) if b.constant.is_none() => Some(2),
+            Op::Concat => None,
+            _ => Some(1),
         }
     }
 }
@@ -275,8 +281,10 @@ impl Network {
         let mut workspace = input.len();
         for (i, node) in nodes.iter().enumerate() {
             let at = || format!("node '{}' ({})", node.name, node.op.kind());
-            if node.inputs.len() != node.op.arity() {
-                bail!("{}: expects {} input(s), got {}", at(), node.op.arity(), node.inputs.len());
+            match node.op.arity() {
+                Some(n) if node.inputs.len() != n => bail!("{}: expects {} input(s), got {}", at(), n, node.inputs.len()),
+                None if node.inputs.is_empty() => bail!("{}: expects at least 1 input, got 0", at()),
+                _ => {}
             }
             for &v in &node.inputs {
                 if v > i {
@@ -392,6 +400,17 @@ impl Network {
                     }
                 }
                 Op::GlobalAvgPool | Op::GlobalMaxPool => Shape { c: x.c, h: 1, w: 1 },
+                Op::Concat => {
+                    let mut c = 0usize;
+                    for &v in &node.inputs {
+                        let y = shapes[v];
+                        if (y.h, y.w) != (x.h, x.w) {
+                            bail!("{}: input shapes {}x{}x{} and {}x{}x{} differ in height or width", at(), x.c, x.h, x.w, y.c, y.h, y.w);
+                        }
+                        c = c.saturating_add(y.c);
+                    }
+                    Shape { c, ..x }
+                }
                 Op::Flatten => Shape { c: x.len(), h: 1, w: 1 },
                 Op::Linear(l) => {
                     if x.len() != l.in_features {

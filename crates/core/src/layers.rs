@@ -250,6 +250,16 @@ pub fn pad_channels(before: usize, x: &[f32], p: usize, out: &mut [f32]) {
     out[before * p..before * p + x.len()].copy_from_slice(x);
 }
 
+/// The inputs one after the other: with channels outermost, that is their
+/// channels in order.
+pub fn concat<'a>(inputs: impl Iterator<Item = &'a [f32]>, out: &mut [f32]) {
+    let mut at = 0;
+    for x in inputs {
+        out[at..at + x.len()].copy_from_slice(x);
+        at += x.len();
+    }
+}
+
 /// Mean over each channel's pixels: a sequential f32 sum divided by the count.
 pub fn global_avg_pool(x: &[f32], p: usize, out: &mut [f32]) {
     for (o, plane) in out.iter_mut().zip(x.chunks_exact(p)) {

@@ -121,6 +121,7 @@ fn node(n: &NodeSpec) -> stoxnet_core::Result<Node> {
         "AvgPool" => Op::AvgPool(pool(n)?),
         "GlobalAvgPool" => Op::GlobalAvgPool,
         "GlobalMaxPool" => Op::GlobalMaxPool,
+        "Concat" => Op::Concat,
         "Flatten" => Op::Flatten,
         "Linear" => {
             let [o, i] = dims::<2>(n, "shape", &n.shape)?;
@@ -210,7 +211,7 @@ impl From<&Network> for NetworkSpec {
                         graph::Activation::LeakyRelu { alpha } => s.alpha = Some(alpha as f64),
                         graph::Activation::Sigmoid | graph::Activation::HardSwish => {}
                     },
-                    Op::Relu | Op::GlobalAvgPool | Op::GlobalMaxPool | Op::Flatten => {}
+                    Op::Relu | Op::GlobalAvgPool | Op::GlobalMaxPool | Op::Concat | Op::Flatten => {}
                 }
                 s
             })

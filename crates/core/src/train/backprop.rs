@@ -139,6 +139,10 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                 Op::AvgPool(p) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::avg_pool(p, x, xs, o, os)),
                 Op::GlobalAvgPool => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::global_avg_pool(x, xs.h * xs.w, o)),
                 Op::GlobalMaxPool => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::global_max_pool(x, xs.h, xs.w, o)),
+                Op::Concat => {
+                    let parts: Vec<(&[f32], usize)> = node.inputs.iter().map(|&v| (&values[v][..], values[v].len() / n)).collect();
+                    per_image(&mut out, os.len()).enumerate().for_each(|(j, o)| layers::concat(parts.iter().map(|&(v, len)| &v[j * len..(j + 1) * len]), o))
+                }
                 Op::Flatten => out.copy_from_slice(input),
                 Op::Linear(l) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::linear(l, x, o)),
             }
@@ -559,6 +563,16 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                 add_grad(&mut grads, xin, dx);
             }
             Op::Flatten => add_grad(&mut grads, xin, dy),
+            // Each input's gradient is its part of each image's.
+            Op::Concat => {
+                let offsets: Vec<usize> = node.inputs.iter().scan(0, |at, &v| Some(std::mem::replace(at, *at + net.shapes[v].len()))).collect();
+                for (&v, &at) in node.inputs.iter().zip(&offsets).rev() {
+                    let len = net.shapes[v].len();
+                    let mut dx = Buf::zeroed(n * len);
+                    dx.par_chunks_exact_mut(len).zip(dy.par_chunks_exact(os.len())).for_each(|(d, g)| d.copy_from_slice(&g[at..at + len]));
+                    add_grad(&mut grads, v, dx);
+                }
+            }
             Op::MaxPool(pool) => {
                 let mut dx = Buf::zeroed(n * xs.len());
                 dx.par_chunks_exact_mut(xs.len()).zip(dy.par_chunks_exact(os.len())).zip(x.par_chunks_exact(xs.len())).for_each(|((dxi, dyi), xi)| max_pool_backward(pool, xi, xs, dyi, os, dxi));

@@ -188,6 +188,31 @@ fn activation_gradients_match_finite_differences() {
     assert!(check_gradients(&net, &x, &labels) > 40);
 }
 
+/// A DenseNet-style block: Conv → ReLU → Conv, Concat of the two, Conv,
+/// then a Concat of four values (one of them twice) → GAP → Flatten →
+/// Linear: the Concat gradients against finite differences.
+#[test]
+fn concat_gradients_match_finite_differences() {
+    let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
+    let conv = |o, c| Op::Conv(Conv { weight: vec![0.0; o * c * 9], bias: Some(vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] });
+    let nodes = vec![
+        node("c1", conv(3, 2), vec![0]),
+        node("relu", Op::Relu, vec![1]),
+        node("c2", conv(2, 3), vec![2]),
+        node("cat1", Op::Concat, vec![2, 3]),
+        node("c3", conv(2, 5), vec![4]),
+        node("cat2", Op::Concat, vec![2, 3, 5, 5]),
+        node("gap", Op::GlobalAvgPool, vec![6]),
+        node("flat", Op::Flatten, vec![7]),
+        node("fc", Op::Linear(Linear { weight: vec![0.0; 27], bias: Some(vec![0.0; 3]), out_features: 3, in_features: 9 }), vec![8]),
+    ];
+    let mut net = Network::new(Shape { c: 2, h: 6, w: 6 }, nodes, 9).unwrap();
+    assert_eq!([net.shapes[4], net.shapes[6]], [Shape { c: 5, h: 6, w: 6 }, Shape { c: 9, h: 6, w: 6 }]);
+    init(&mut net, 15);
+    let (x, labels) = batch(6);
+    assert!(check_gradients(&net, &x, &labels) > 30);
+}
+
 #[test]
 fn loss_gradient_is_softmax_minus_target() {
     let logits = [1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0];
