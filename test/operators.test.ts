@@ -1,11 +1,12 @@
 // Elementwise arithmetic with broadcasting, the activations (Sigmoid,
 // HardSigmoid, HardSwish, LeakyRelu, ReLU6; Dropout, Identity and a final
-// Softmax vanish at import) and Concat end to end, without external data: small ONNX graphs built here import, agree with onnxruntime in FP32,
+// Softmax vanish at import), Concat and squeeze-excitation blocks (with the
+// static Reshape, Squeeze and Unsqueeze they need) end to end, without external data: small ONNX graphs built here import, agree with onnxruntime in FP32,
 // run bit for bit the same in the JS reference and the native engine
 // (digital and on crossbars), round-trip through export, train, and refuse
 // what the engine does not do with an error naming the node.
 import { describe, expect, it } from 'vitest';
-import { BOOL, attr, model, node, randoms, tensor, valueInfo } from '../bench/onnx-builder.js';
+import { BOOL, INT64, attr, i64, model, node, randoms, tensor, valueInfo } from '../bench/onnx-builder.js';
 import { logitsDigest } from '../ts/digest.js';
 import { native } from '../ts/native.js';
 import type { Network } from '../ts/network.js';
@@ -138,7 +139,63 @@ const GRAPHS: Record<string, () => Uint8Array> = {
         tensor('fc.b', [10], scaled(10, 10, 0.1)),
       ],
     ),
+  'squeeze-excitation: GlobalAveragePool → Flatten → Gemm → Relu → Gemm → Sigmoid → Reshape → Mul': () => squeezeExcitation('flatten'),
+  'squeeze-excitation: Reshape with the batch from Shape, Unsqueeze, the scale as the left operand': () => squeezeExcitation('shape'),
+  'squeeze-excitation: Squeeze, HardSigmoid, Unsqueeze (MobileNetV3-style)': () => squeezeExcitation('squeeze'),
 };
+
+/**
+ * Conv → Relu → an SE block scaling its 16 channels by a gate computed from their means ([N,16,1,1] × [N,16,H,W])
+ * → Conv → Relu → head. The gate's vector goes to [N,16] and back to [N,16,1,1] as `how` says.
+ */
+function squeezeExcitation(how: 'flatten' | 'shape' | 'squeeze'): Uint8Array {
+  const h = head('r2', 8, 20);
+  const toVector = {
+    flatten: [node('Flatten', ['g'], ['v'])],
+    shape: [
+      node('Shape', ['g'], ['gs']),
+      node('Gather', ['gs', 'zero'], ['n0'], { axis: attr.int(0) }),
+      node('Unsqueeze', ['n0', 'axis0'], ['n1']),
+      node('Concat', ['n1', 'sixteen'], ['shp'], { axis: attr.int(0) }),
+      node('Reshape', ['g', 'shp'], ['v']),
+    ],
+    squeeze: [node('Squeeze', ['g', 'hw'], ['v'])],
+  }[how];
+  const gate = how === 'squeeze' ? node('HardSigmoid', ['e2'], ['gate']) : node('Sigmoid', ['e2'], ['gate']);
+  const toImage = how === 'flatten' ? node('Reshape', ['gate', 'nc11'], ['g4']) : node('Unsqueeze', ['gate', 'hw'], ['g4']);
+  const scale = how === 'shape' ? node('Mul', ['g4', 'r1'], ['se']) : node('Mul', ['r1', 'g4'], ['se']);
+  return graph(
+    [
+      conv('x', 'w1', 'c1'),
+      node('Relu', ['c1'], ['r1']),
+      node('GlobalAveragePool', ['r1'], ['g']),
+      ...toVector,
+      node('Gemm', ['v', 'se1.w', 'se1.b'], ['e1'], { transB: attr.int(1) }),
+      node('Relu', ['e1'], ['e1r']),
+      node('Gemm', ['e1r', 'se2.w', 'se2.b'], ['e2'], { transB: attr.int(1) }),
+      gate,
+      toImage,
+      scale,
+      conv('se', 'w2', 'c2'),
+      node('Relu', ['c2'], ['r2']),
+      ...h.nodes,
+    ],
+    [
+      ...convWeights('w1', 16, 3, 3, 1),
+      tensor('se1.w', [4, 16], scaled(64, 3, 0.5)),
+      tensor('se1.b', [4], scaled(4, 4, 0.1)),
+      tensor('se2.w', [16, 4], scaled(64, 5, 1)),
+      tensor('se2.b', [16], scaled(16, 6, 0.5)),
+      ...convWeights('w2', 8, 16, 3, 7),
+      tensor('zero', [], [0], { dtype: INT64 }),
+      i64('axis0', [0]),
+      i64('sixteen', [16]),
+      i64('hw', [2, 3]),
+      i64('nc11', [-1, 16, 1, 1]),
+      ...h.initializers,
+    ],
+  );
+}
 
 /** Every activation after a conv of its own; with `softmax` the logits end in a Softmax, which import drops. */
 function activations(softmax: boolean): Uint8Array {
@@ -327,6 +384,30 @@ describe('Concat', () => {
   });
 });
 
+describe('squeeze-excitation', () => {
+  it('imports to one Mul of the image by its gate, whichever way the gate is reshaped', () => {
+    for (const how of ['flatten', 'shape', 'squeeze'] as const) {
+      const net = importOnnxBytes(squeezeExcitation(how), 'se.onnx');
+      const gate = how === 'squeeze' ? 'HardSigmoid' : 'Sigmoid';
+      expect(net.nodes.map((n) => n.op), how).toEqual(['Conv', 'Relu', 'GlobalAvgPool', 'Flatten', 'Linear', 'Relu', 'Linear', gate, 'Mul', 'Conv', 'Relu', 'GlobalAvgPool', 'Flatten', 'Linear']);
+      expect(net.nodes[8]!.inputs, how).toEqual(how === 'shape' ? [8, 2] : [2, 8]);
+    }
+  });
+
+  it('refuses reshapes that move values or the batch, naming the node', () => {
+    const bad = (nodes: object[], inits: object[] = []) =>
+      graph([conv('x', 'w1', 'c1'), ...nodes, ...head('r', 4, 20).nodes], [...convWeights('w1', 4, 3, 3, 1), ...inits, ...head('r', 4, 20).initializers]);
+    expect(importError(bad([node('Reshape', ['c1', 's'], ['r'], {}, 'rs')], [i64('s', [0, 16, 16, 16])]))).toBe(
+      "bad.onnx: node 'rs' (Reshape): reshaping [N,4,32,32] to [N,16,16,16] is not supported (only to [N,F], or adding or removing trailing 1s)",
+    );
+    expect(importError(bad([node('Reshape', ['c1', 's'], ['r'], {}, 'rs')], [i64('s', [2, 2048, 1, 1])]))).toBe(
+      "bad.onnx: node 'rs' (Reshape): shape 's' [2,2048,1,1] must keep the batch first (0, -1 or the batch size from Shape) and fix the other dimensions",
+    );
+    expect(importError(bad([node('Unsqueeze', ['c1', 'a'], ['r'], {}, 'un')], [i64('a', [0])]))).toBe("bad.onnx: node 'un' (Unsqueeze): axes [0] would move the batch axis");
+    expect(importError(bad([node('Squeeze', ['c1'], ['r'], {}, 'sq')]))).toBe("bad.onnx: node 'sq' (Squeeze): Squeeze without axes is not supported (it would remove a batch of 1)");
+  });
+});
+
 describe('operators: clear errors', () => {
   const base = (op: string, b: object) =>
     graph([conv('x', 'w1', 'c1'), node(op, ['c1', 'k'], ['o'], {}, 'bad1'), ...head('o', 4, 20).nodes], [...convWeights('w1', 4, 3, 3, 1), b, ...head('o', 4, 20).initializers]);
@@ -359,7 +440,7 @@ describe('operators: clear errors', () => {
 
 describe('operators: training', () => {
   for (const name of Object.keys(GRAPHS)) {
-    it(`trains through ${name.split(':')[0]}, and hands the constants and attributes back unchanged`, async () => {
+    it(`trains through ${name}, and hands the constants and attributes back unchanged`, async () => {
       const net = importOnnxBytes(GRAPHS[name]!(), 'ops.onnx');
       const n = 8;
       const bytes = Uint8Array.from(randoms(n * LEN, 21), (r) => Math.floor((r + 1) * 127.5));

@@ -8,7 +8,23 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { type ActivationNode, type BinaryNode, type ConvNode, type EmbeddedStox, type IrNode, LEARNED_PARAMS, type LinearNode, type Network, type PoolNode } from '../network.js';
 import { poolOut } from '../reference/layers.js';
-import { type Const, type FoldBudget, type SliceAxis, canFold, dependsOnBatch, foldBudget, foldNode, ints, scalar, shapeOf, sliceAxes } from './fold.js';
+import {
+  type Const,
+  type FoldBudget,
+  type SliceAxis,
+  canFold,
+  dependsOnBatch,
+  foldBudget,
+  foldNode,
+  ints,
+  reshapeDims,
+  scalar,
+  shapeOf,
+  sliceAxes,
+  squeezeDims,
+  unsqueezeAxes,
+  unsqueezeDims,
+} from './fold.js';
 import {
   Attrs,
   type ModelProto,
@@ -498,6 +514,21 @@ function windowAttrs(n: Node): { strides: [number, number]; pads: [number, numbe
   return { strides: strides as [number, number], pads: pads as [number, number, number, number] };
 }
 
+/**
+ * Reshape, Squeeze and Unsqueeze of a tensor computed at run time, to static `dims` (batch first). The IR holds
+ * an image as [c, h, w] in row-major order, which these never move. An image to [N,F] is a Flatten (export writes
+ * it back as one: a Gemm reads only [N,F]); otherwise, when `dims` has the IR shape of the input ([N,C] and
+ * [N,C,1,1] are both [C,1,1]), the value is only renamed; any other relayout is refused.
+ */
+function reshaped(n: Node, x: Runtime, dims: number[]): Value {
+  const fmt = (d: number[]) => `[N${d.slice(1).map((v) => `,${v}`).join('')}]`;
+  const size = (d: number[]) => d.reduce((p, v) => p * v, 1);
+  if (dims[0] !== 1 || size(dims) !== size(x.dims)) fail(`cannot reshape ${fmtRuntime(x)} to ${list(dims)} with the batch first`);
+  if (dims.length === 2 && x.dims.length !== 2) return n.emit({ name: n.name, op: 'Flatten', inputs: [x.index] }, dims);
+  if (dims.length >= 2 && dims.length <= 4 && same(irShape(dims), irShape(x.dims))) return { ...x, dims };
+  return fail(`reshaping ${fmtRuntime(x)} to ${fmt(dims)} is not supported (only to [N,F], or adding or removing trailing 1s)`);
+}
+
 /** MaxPool and AveragePool: the window attributes, checked as Conv checks its own. */
 function pool(n: Node, op: 'MaxPool' | 'AvgPool'): Runtime {
   const x = n.rank4(0);
@@ -725,6 +756,38 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
   GlobalAveragePool(n) {
     const x = n.rank4(0);
     return n.emit({ name: n.name, op: 'GlobalAvgPool', inputs: [x.index] }, [1, x.dims[1]!, 1, 1]);
+  },
+
+  Reshape(n) {
+    const x = n.runtime(0);
+    const shape = n.value(1);
+    const name = n.proto.input[1];
+    if (isRuntime(shape)) fail(`shape '${name}' is computed at run time, expected a constant`);
+    if (n.a.int('allowzero', 0) !== 0) fail('allowzero 1 is not supported');
+    const target = ints(shape, 'shape');
+    // The first dimension stays the batch: the batch size taken from Shape, 0 (copied) or -1 (inferred). Folding
+    // computed the rest with N = 1, so nothing else may depend on it.
+    const batch = shape.batch?.[0] === 1 || target[0] === 0 || target[0] === -1;
+    if (shape.batchShape || shape.batch?.subarray(1).includes(1) || !batch) {
+      fail(`shape '${name}' ${list(target)} must keep the batch first (0, -1 or the batch size from Shape) and fix the other dimensions`);
+    }
+    return reshaped(n, x, reshapeDims(x.dims, target, false));
+  },
+
+  // Unsqueeze and Squeeze move no values; before the batch axis (0) they would change its meaning.
+  Unsqueeze(n) {
+    const x = n.runtime(0);
+    const axes = unsqueezeAxes([undefined, n.has(1) ? n.param(1) : undefined], n.a);
+    if (axes.some((a) => a === 0 || a === -(x.dims.length + axes.length))) fail(`axes ${list(axes)} would move the batch axis`);
+    return reshaped(n, x, unsqueezeDims(x.dims, axes));
+  },
+
+  Squeeze(n) {
+    const x = n.runtime(0);
+    if (!n.has(1) && !n.a.has('axes')) fail('Squeeze without axes is not supported (it would remove a batch of 1)');
+    const axes = unsqueezeAxes([undefined, n.has(1) ? n.param(1) : undefined], n.a);
+    if (axes.some((a) => a === 0 || a === -x.dims.length)) fail(`axes ${list(axes)} would remove the batch axis`);
+    return reshaped(n, x, squeezeDims(x.dims, axes));
   },
 
   Flatten(n) {
