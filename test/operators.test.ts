@@ -327,6 +327,25 @@ describe('activations at import', () => {
     expect(dropped.output).toBe(net.output);
   });
 
+  it('counts their digital operations for the cost model: per value 3 (Sigmoid, HardSwish), 2 (HardSigmoid), 1 (LeakyRelu, each elementwise op)', async () => {
+    for (const build of [() => activations(false), GRAPHS['Add / Sub / Mul / Div with constants and tensors, broadcast']!]) {
+      const net = importOnnxBytes(build(), 'ops.onnx');
+      const { backend } = await createSimulator(net, resolveConfig({ converter: 'fp', seed: 5 }), { dataDir: '', threads: 1, engine: 'native', calibration });
+      await backend.run(inputs, 0);
+      const counts = backend.counts!();
+      const perValue: Record<string, number> = { Sigmoid: 3, HardSwish: 3, HardSigmoid: 2, LeakyRelu: 1, Add: 1, Sub: 1, Mul: 1, Div: 1 };
+      let checked = 0;
+      net.nodes.forEach((n, i) => {
+        if (!(n.op in perValue)) return;
+        // Outputs are 8×32×32 images except the normalised input (3×32×32), the gate's denominator (8) and the logits (10).
+        const values = ({ xc: 3 * 32 * 32, xn: 3 * 32 * 32, den: 8, y: 10 } as Record<string, number>)[n.name] ?? 8 * 32 * 32;
+        expect(counts[i]!.digitalOps, n.name).toBe(6 * values * perValue[n.op]!);
+        checked++;
+      });
+      expect(checked).toBeGreaterThanOrEqual(6);
+    }
+  });
+
   it('refuses a Softmax before the output, training-mode Dropout and non-finite attributes, naming the node', () => {
     const small = (nodes: object[], initializers: object[] = []) =>
       graph([conv('x', 'w1', 'c1'), ...nodes, ...head('r', 4, 20).nodes], [...convWeights('w1', 4, 3, 3, 1), ...initializers, ...head('r', 4, 20).initializers]);
