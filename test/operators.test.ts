@@ -1,10 +1,12 @@
 // Elementwise arithmetic with broadcasting, the activations (Sigmoid,
 // HardSigmoid, HardSwish, LeakyRelu, ReLU6; Dropout, Identity and a final
-// Softmax vanish at import), Concat and squeeze-excitation blocks (with the
-// static Reshape, Squeeze and Unsqueeze they need) end to end, without external data: small ONNX graphs built here import, agree with onnxruntime in FP32,
-// run bit for bit the same in the JS reference and the native engine
-// (digital and on crossbars), round-trip through export, train, and refuse
-// what the engine does not do with an error naming the node.
+// Softmax vanish at import), Concat, squeeze-excitation blocks (with the
+// static Reshape, Squeeze and Unsqueeze they need), Gemm's alpha / beta /
+// transB and a Transpose before Flatten end to end, without external data:
+// small ONNX graphs built here import, agree with onnxruntime in FP32, run
+// bit for bit the same in the JS reference and the native engine (digital
+// and on crossbars), round-trip through export, train, and refuse what the
+// engine does not do with an error naming the node.
 import { describe, expect, it } from 'vitest';
 import { BOOL, INT64, attr, i64, model, node, randoms, tensor, valueInfo } from '../bench/onnx-builder.js';
 import { logitsDigest } from '../ts/digest.js';
@@ -142,6 +144,32 @@ const GRAPHS: Record<string, () => Uint8Array> = {
   'squeeze-excitation: GlobalAveragePool → Flatten → Gemm → Relu → Gemm → Sigmoid → Reshape → Mul': () => squeezeExcitation('flatten'),
   'squeeze-excitation: Reshape with the batch from Shape, Unsqueeze, the scale as the left operand': () => squeezeExcitation('shape'),
   'squeeze-excitation: Squeeze, HardSigmoid, Unsqueeze (MobileNetV3-style)': () => squeezeExcitation('squeeze'),
+  // alpha and beta fold into the Linear's weight and bias; [N,8,1,1] → [N,1,1,8] moves no value before the Flatten.
+  'Gemm with alpha, beta, transB 0 and 1; MatMul + Add; a Transpose before Flatten': () =>
+    graph(
+      [
+        conv('x', 'w1', 'c1'),
+        node('Relu', ['c1'], ['r1']),
+        node('GlobalAveragePool', ['r1'], ['g']),
+        node('Transpose', ['g'], ['gt'], { perm: attr.ints([0, 2, 3, 1]) }),
+        node('Flatten', ['gt'], ['f']),
+        node('Gemm', ['f', 'fc1.w', 'fc1.b'], ['h1'], { alpha: attr.float(0.5), beta: attr.float(2) }),
+        node('Relu', ['h1'], ['h1r']),
+        node('Gemm', ['h1r', 'fc2.w', 'fc2.b'], ['h2'], { transB: attr.int(1), alpha: attr.float(1.5) }),
+        node('Relu', ['h2'], ['h2r']),
+        node('MatMul', ['h2r', 'fc3.w'], ['m']),
+        node('Add', ['m', 'fc3.b'], ['y']),
+      ],
+      [
+        ...convWeights('w1', 8, 3, 3, 1),
+        tensor('fc1.w', [8, 12], scaled(96, 3, 0.6)),
+        tensor('fc1.b', [12], scaled(12, 4, 0.1)),
+        tensor('fc2.w', [12, 12], scaled(144, 5, 0.4)),
+        tensor('fc2.b', [1, 12], scaled(12, 6, 0.1)),
+        tensor('fc3.w', [12, 10], scaled(120, 7, 0.4)),
+        tensor('fc3.b', [10], scaled(10, 8, 0.1)),
+      ],
+    ),
 };
 
 /**
@@ -424,6 +452,38 @@ describe('squeeze-excitation', () => {
     );
     expect(importError(bad([node('Unsqueeze', ['c1', 'a'], ['r'], {}, 'un')], [i64('a', [0])]))).toBe("bad.onnx: node 'un' (Unsqueeze): axes [0] would move the batch axis");
     expect(importError(bad([node('Squeeze', ['c1'], ['r'], {}, 'sq')]))).toBe("bad.onnx: node 'sq' (Squeeze): Squeeze without axes is not supported (it would remove a batch of 1)");
+  });
+});
+
+describe('Gemm, MatMul and Transpose', () => {
+  const build = GRAPHS['Gemm with alpha, beta, transB 0 and 1; MatMul + Add; a Transpose before Flatten']!;
+
+  it('folds alpha and beta into the weight and bias, the MatMul bias into its Linear; the Transpose leaves no node', () => {
+    const net = importOnnxBytes(build(), 'gemm.onnx');
+    expect(net.nodes.map((n) => n.op)).toEqual(['Conv', 'Relu', 'GlobalAvgPool', 'Flatten', 'Linear', 'Relu', 'Linear', 'Relu', 'Linear']);
+    const [fc1, fc2, fc3] = net.nodes.filter((n) => n.op === 'Linear');
+    const w1 = Float32Array.from(scaled(96, 3, 0.6));
+    // fc1.w is [in, out] (transB 0): the IR's [out, in], times alpha.
+    expect(fc1!.weight[1 * 8 + 2]).toBe(Math.fround(0.5 * w1[2 * 12 + 1]!));
+    expect(fc1!.bias![3]).toBe(Math.fround(2 * Math.fround(scaled(12, 4, 0.1)[3]!)));
+    expect(fc2!.weight[5]).toBe(Math.fround(1.5 * Math.fround(scaled(144, 5, 0.4)[5]!)));
+    expect(fc2!.bias).toEqual(Float32Array.from(scaled(12, 6, 0.1)));
+    expect(fc3!.bias).toEqual(Float32Array.from(scaled(10, 8, 0.1)));
+  });
+
+  it('refuses a Transpose that moves values, or that anything but a Flatten reads, and transA, naming the node', () => {
+    const bad = (nodes: object[]) => graph([conv('x', 'w1', 'c1'), ...nodes, ...head('r', 4, 20).nodes], [...convWeights('w1', 4, 3, 3, 1), ...head('r', 4, 20).initializers]);
+    expect(importError(bad([node('Transpose', ['c1'], ['r'], { perm: attr.ints([0, 2, 3, 1]) }, 'tr')]))).toBe(
+      "bad.onnx: node 'tr' (Transpose): perm [0,2,3,1] of [N,4,32,32] moves values, which is not supported (only a Transpose that keeps the batch first and the axes larger than 1 in order)",
+    );
+    expect(importError(bad([node('GlobalAveragePool', ['c1'], ['g']), node('Transpose', ['g'], ['t'], { perm: attr.ints([0, 2, 3, 1]) }), node('Relu', ['t'], ['r'], {}, 'relu')]))).toBe(
+      "bad.onnx: node 'relu' (Relu): input 't' comes from a Transpose, which is only supported right before a Flatten",
+    );
+    const transA = graph(
+      [node('GlobalAveragePool', ['x'], ['g']), node('Flatten', ['g'], ['f']), node('Gemm', ['f', 'w'], ['y'], { transA: attr.int(1) }, 'gemm')],
+      [tensor('w', [3, 10], scaled(30, 1, 1))],
+    );
+    expect(importError(transA)).toBe("bad.onnx: node 'gemm' (Gemm): transA 1 is not supported (the input is [N,features])");
   });
 });
 

@@ -58,6 +58,8 @@ interface Runtime {
   index: number;
   dims: number[];
   name: string;
+  /** A Transpose result laid out as IR value `index` (its ONNX dims have another IR shape): only Flatten reads it. */
+  transposed?: true;
 }
 
 type Value = Const | Runtime;
@@ -372,9 +374,10 @@ class Node {
     return this.x[i] ?? fail(`input ${i} is required`);
   }
 
-  runtime(i: number): Runtime {
+  runtime(i: number, transposed = false): Runtime {
     const v = this.value(i);
     if (!isRuntime(v)) fail(`input '${this.proto.input[i]}' is a constant, expected a tensor computed at run time`);
+    if (v.transposed && !transposed) fail(`input '${this.proto.input[i]}' comes from a Transpose, which is only supported right before a Flatten`);
     return v;
   }
 
@@ -790,21 +793,44 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     return reshaped(n, x, squeezeDims(x.dims, axes));
   },
 
-  Flatten(n) {
+  /**
+   * A Transpose that keeps the batch first and the axes larger than 1 in their order moves no value: [N,C,1,1] to
+   * [N,1,1,C], say. It is only renamed, and a Flatten after it reads the values in the same order as before it.
+   */
+  Transpose(n) {
     const x = n.runtime(0);
+    const r = x.dims.length;
+    const perm = n.a.ints('perm', x.dims.map((_, k) => r - 1 - k));
+    if (perm.length !== r || new Set(perm).size !== r || perm.some((a) => !(a >= 0 && a < r))) fail(`perm ${list(perm)} is not a permutation of ${r} axes`);
+    const kept = perm.filter((a) => x.dims[a] !== 1);
+    if (perm[0] !== 0 || kept.some((a, k) => k > 0 && a < kept[k - 1]!)) {
+      fail(`perm ${list(perm)} of ${fmtRuntime(x)} moves values, which is not supported (only a Transpose that keeps the batch first and the axes larger than 1 in order)`);
+    }
+    const dims = perm.map((a) => x.dims[a]!);
+    return same(irShape(dims), irShape(x.dims)) ? { ...x, dims } : { ...x, dims, transposed: true };
+  },
+
+  Flatten(n) {
+    const x = n.runtime(0, true);
     const axis = n.a.int('axis', 1);
     if ((axis < 0 ? axis + x.dims.length : axis) !== 1) fail(`axis ${axis} is not supported (only 1)`);
     return n.emit({ name: n.name, op: 'Flatten', inputs: [x.index] }, [1, x.dims.slice(1).reduce((p, d) => p * d, 1)]);
   },
 
+  // alpha·(A·B) + beta·C with alpha folded into the weight and beta into the bias: the same values up to one
+  // rounding of each product, and the Linear (on a crossbar too) sees ordinary parameters.
   Gemm(n) {
     const x = n.runtime(0);
-    if (n.a.int('transA', 0) !== 0) fail('transA 1 is not supported');
+    if (n.a.int('transA', 0) !== 0) fail('transA 1 is not supported (the input is [N,features])');
     const alpha = n.a.float('alpha', 1);
     const beta = n.a.float('beta', 1);
-    if (alpha !== 1 || (n.has(2) && beta !== 1)) fail(`alpha ${alpha} and beta ${beta} are not supported (only 1)`);
+    if (!Number.isFinite(alpha) || !Number.isFinite(beta)) fail(`alpha ${alpha} and beta ${beta} must be finite`);
     const node = linear(n, x, 1, n.a.int('transB', 0) === 1);
-    if (n.has(2)) node.bias = linearBias(n, 2, node.shape[0]);
+    if (alpha !== 1) node.weight = node.weight.map((w) => alpha * w);
+    if (n.has(2)) {
+      const bias = linearBias(n, 2, node.shape[0]);
+      node.bias = beta === 1 ? bias : bias.map((b) => beta * b);
+    }
     return n.emit(node, [1, node.shape[0]]);
   },
 
