@@ -601,7 +601,7 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
 
 /// The derivative of an activation at input `x` with output `y` (one-sided
 /// where the function has a kink, on the side the forward pass takes).
-fn activation_slope(a: Activation, x: f32, y: f32) -> f32 {
+pub(crate) fn activation_slope(a: Activation, x: f32, y: f32) -> f32 {
     match a {
         Activation::Sigmoid => y * (1.0 - y),
         Activation::HardSigmoid { alpha, beta } => {
