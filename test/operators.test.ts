@@ -45,7 +45,8 @@ const GRAPHS: Record<string, () => Uint8Array> = {
   // (x − mean) / std on the input, per-channel scale, a scalar from the left, a per-pixel [H,W] constant, tensor ∘ tensor
   // with [N,C,1,1] against [N,C,H,W] both ways, and a constant after a Gemm that already has a bias ([10] against [N,10]).
   'Add / Sub / Mul / Div with constants and tensors, broadcast': () => {
-    const h = head('q', 8, 20, 'scores');
+    // The Gemm is named 'logits', the name export gives the graph output: export picks another.
+    const h = head('q', 8, 20, 'logits');
     return graph(
       [
         node('Sub', ['x', 'mean'], ['xc']),
@@ -65,7 +66,7 @@ const GRAPHS: Record<string, () => Uint8Array> = {
         node('Div', ['one', 'inv'], ['k']),
         node('Mul', ['q0', 'k'], ['q']),
         ...h.nodes,
-        node('Sub', ['scores', 'shift'], ['y']),
+        node('Sub', ['logits', 'shift'], ['y']),
       ],
       [
         tensor('mean', [3, 1, 1], [0.1, -0.2, 0.05]),

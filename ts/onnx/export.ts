@@ -43,7 +43,15 @@ export function learnedParams(layers: EmbeddedStox['layers']): Record<string, Re
 
 export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array {
   const names = ['input', ...net.nodes.map((n) => n.name)];
-  const value = (v: number) => (v === net.output ? 'logits' : names[v]);
+  // The graph's input and output are 'input' and 'logits', unless another value already has that name.
+  const free = (base: string, v: number) => {
+    let name = base;
+    for (let k = 1; names.some((m, u) => u !== v && m === name); k++) name = `${base}_${k}`;
+    return name;
+  };
+  names[0] = free('input', 0);
+  const output = free('logits', net.output);
+  const value = (v: number) => (v === net.output ? output : names[v]);
   const initializers: object[] = [];
   const nodes: object[] = [];
   const node = (n: IrNode, op: string, inputs: string[], attribute: object[] = []) =>
@@ -154,8 +162,8 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
       name: 'stoxnet',
       node: nodes,
       initializer: initializers,
-      input: [valueInfo('input', ['N', c, h, w])],
-      output: [valueInfo('logits', ['N', classes])],
+      input: [valueInfo(names[0]!, ['N', c, h, w])],
+      output: [valueInfo(output, ['N', classes])],
     },
   });
 }
