@@ -146,7 +146,7 @@ const GRAPHS: Record<string, () => Uint8Array> = {
   'squeeze-excitation: Reshape with the batch from Shape, Unsqueeze, the scale as the left operand': () => squeezeExcitation('shape'),
   'squeeze-excitation: Squeeze, HardSigmoid, Unsqueeze (MobileNetV3-style)': () => squeezeExcitation('squeeze'),
   // alpha and beta fold into the Linear's weight and bias; [N,8,1,1] → [N,1,1,8] moves no value before the Flatten.
-  'Gemm with alpha, beta, transB 0 and 1; MatMul + Add; a Transpose before Flatten': () =>
+  'Gemm with alpha, beta, transB 0 and 1; MatMul + Add; a Transpose before Flatten and before Reshape': () =>
     graph(
       [
         conv('x', 'w1', 'c1'),
@@ -154,7 +154,10 @@ const GRAPHS: Record<string, () => Uint8Array> = {
         node('GlobalAveragePool', ['r1'], ['g']),
         node('Transpose', ['g'], ['gt'], { perm: attr.ints([0, 2, 3, 1]) }),
         node('Flatten', ['gt'], ['f']),
-        node('Gemm', ['f', 'fc1.w', 'fc1.b'], ['h1'], { alpha: attr.float(0.5), beta: attr.float(2) }),
+        node('Transpose', ['g'], ['gt2'], { perm: attr.ints([0, 3, 1, 2]) }),
+        node('Reshape', ['gt2', 'nf'], ['f2']),
+        node('Add', ['f', 'f2'], ['f3']),
+        node('Gemm', ['f3', 'fc1.w', 'fc1.b'], ['h1'], { alpha: attr.float(0.5), beta: attr.float(2) }),
         node('Relu', ['h1'], ['h1r']),
         node('Gemm', ['h1r', 'fc2.w', 'fc2.b'], ['h2'], { transB: attr.int(1), alpha: attr.float(1.5) }),
         node('Relu', ['h2'], ['h2r']),
@@ -163,6 +166,7 @@ const GRAPHS: Record<string, () => Uint8Array> = {
       ],
       [
         ...convWeights('w1', 8, 3, 3, 1),
+        i64('nf', [0, -1]),
         tensor('fc1.w', [8, 12], scaled(96, 3, 0.6)),
         tensor('fc1.b', [12], scaled(12, 4, 0.1)),
         tensor('fc2.w', [12, 12], scaled(144, 5, 0.4)),
@@ -457,11 +461,11 @@ describe('squeeze-excitation', () => {
 });
 
 describe('Gemm, MatMul and Transpose', () => {
-  const build = GRAPHS['Gemm with alpha, beta, transB 0 and 1; MatMul + Add; a Transpose before Flatten']!;
+  const build = GRAPHS['Gemm with alpha, beta, transB 0 and 1; MatMul + Add; a Transpose before Flatten and before Reshape']!;
 
   it('folds alpha and beta into the weight and bias, the MatMul bias into its Linear; the Transpose leaves no node', () => {
     const net = importOnnxBytes(build(), 'gemm.onnx');
-    expect(net.nodes.map((n) => n.op)).toEqual(['Conv', 'Relu', 'GlobalAvgPool', 'Flatten', 'Linear', 'Relu', 'Linear', 'Relu', 'Linear']);
+    expect(net.nodes.map((n) => n.op)).toEqual(['Conv', 'Relu', 'GlobalAvgPool', 'Flatten', 'Flatten', 'Add', 'Linear', 'Relu', 'Linear', 'Relu', 'Linear']);
     const [fc1, fc2, fc3] = net.nodes.filter((n) => n.op === 'Linear');
     const w1 = Float32Array.from(scaled(96, 3, 0.6));
     // fc1.w is [in, out] (transB 0): the IR's [out, in], times alpha.
@@ -478,8 +482,11 @@ describe('Gemm, MatMul and Transpose', () => {
       "bad.onnx: node 'tr' (Transpose): perm [0,2,3,1] of [N,4,32,32] moves values, which is not supported (only a Transpose that keeps the batch first and the axes larger than 1 in order)",
     );
     expect(importError(bad([node('GlobalAveragePool', ['c1'], ['g']), node('Transpose', ['g'], ['t'], { perm: attr.ints([0, 2, 3, 1]) }), node('Relu', ['t'], ['r'], {}, 'relu')]))).toBe(
-      "bad.onnx: node 'relu' (Relu): input 't' comes from a Transpose, which is only supported right before a Flatten",
+      "bad.onnx: node 'relu' (Relu): input 't' comes from a Transpose, which is only supported right before a Flatten (or a Reshape to [N,F])",
     );
+    expect(
+      importError(bad([node('GlobalAveragePool', ['c1'], ['g']), node('Transpose', ['g'], ['t'], { perm: attr.ints([0, 2, 3, 1]) }), node('Unsqueeze', ['t'], ['r'], { axes: attr.ints([4]) }, 'un')])),
+    ).toBe("bad.onnx: node 'un' (Unsqueeze): input 't' comes from a Transpose, which is only supported right before a Flatten (or a Reshape to [N,F])");
     const transA = graph(
       [node('GlobalAveragePool', ['x'], ['g']), node('Flatten', ['g'], ['f']), node('Gemm', ['f', 'w'], ['y'], { transA: attr.int(1) }, 'gemm')],
       [tensor('w', [3, 10], scaled(30, 1, 1))],

@@ -58,7 +58,7 @@ interface Runtime {
   index: number;
   dims: number[];
   name: string;
-  /** A Transpose result laid out as IR value `index` (its ONNX dims have another IR shape): only Flatten reads it. */
+  /** A Transpose result laid out as IR value `index` (its ONNX dims have another IR shape): only a flatten reads it. */
   transposed?: true;
 }
 
@@ -377,7 +377,7 @@ class Node {
   runtime(i: number, transposed = false): Runtime {
     const v = this.value(i);
     if (!isRuntime(v)) fail(`input '${this.proto.input[i]}' is a constant, expected a tensor computed at run time`);
-    if (v.transposed && !transposed) fail(`input '${this.proto.input[i]}' comes from a Transpose, which is only supported right before a Flatten`);
+    if (v.transposed && !transposed) fail(`input '${this.proto.input[i]}' comes from a Transpose, which is only supported right before a Flatten (or a Reshape to [N,F])`);
     return v;
   }
 
@@ -527,7 +527,8 @@ function reshaped(n: Node, x: Runtime, dims: number[]): Value {
   const fmt = (d: number[]) => `[N${d.slice(1).map((v) => `,${v}`).join('')}]`;
   const size = (d: number[]) => d.reduce((p, v) => p * v, 1);
   if (dims[0] !== 1 || size(dims) !== size(x.dims)) fail(`cannot reshape ${fmtRuntime(x)} to ${list(dims)} with the batch first`);
-  if (dims.length === 2 && x.dims.length !== 2) return n.emit({ name: n.name, op: 'Flatten', inputs: [x.index] }, dims);
+  if (dims.length === 2 && (x.dims.length !== 2 || x.transposed)) return n.emit({ name: n.name, op: 'Flatten', inputs: [x.index] }, dims);
+  if (x.transposed) fail(`input '${n.proto.input[0]}' comes from a Transpose, which is only supported right before a Flatten (or a Reshape to [N,F])`);
   if (dims.length >= 2 && dims.length <= 4 && same(irShape(dims), irShape(x.dims))) return { ...x, dims };
   return fail(`reshaping ${fmtRuntime(x)} to ${fmt(dims)} is not supported (only to [N,F], or adding or removing trailing 1s)`);
 }
@@ -762,7 +763,7 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
   },
 
   Reshape(n) {
-    const x = n.runtime(0);
+    const x = n.runtime(0, true);
     const shape = n.value(1);
     const name = n.proto.input[1];
     if (isRuntime(shape)) fail(`shape '${name}' is computed at run time, expected a constant`);
