@@ -44,15 +44,6 @@ import {
 
 export { OnnxImportError } from './proto.js';
 
-/** Dropout at inference is the identity; a training_mode input that is not a constant false is refused. */
-function dropout(node: NodeProto, x: (Value | undefined)[]): Value {
-  const training = x[2];
-  if (training !== undefined && (isRuntime(training) || dependsOnBatch(training) || training.data.length !== 1 || Number(training.data[0]) !== 0)) {
-    fail(`training_mode '${node.input[2]}' must be a constant false (dropout runs at inference only)`);
-  }
-  return x[0] ?? fail('input 0 is required');
-}
-
 /** A tensor computed at inference time: IR value `index`, first held by the ONNX tensor `name`. */
 interface Runtime {
   index: number;
@@ -66,6 +57,15 @@ type Value = Const | Runtime;
 
 function isRuntime(v: Value): v is Runtime {
   return 'index' in v;
+}
+
+/** Dropout at inference is the identity; a training_mode input that is not a constant false is refused. */
+function dropout(node: NodeProto, x: (Value | undefined)[]): Value {
+  const training = x[2];
+  if (training !== undefined && (isRuntime(training) || dependsOnBatch(training) || training.data.length !== 1 || Number(training.data[0]) !== 0)) {
+    fail(`training_mode '${node.input[2]}' must be a constant false (dropout runs at inference only)`);
+  }
+  return x[0] ?? fail('input 0 is required');
 }
 
 export async function importOnnx(path: string): Promise<Network> {
@@ -524,13 +524,12 @@ function windowAttrs(n: Node): { strides: [number, number]; pads: [number, numbe
  * [N,C,1,1] are both [C,1,1]), the value is only renamed; any other relayout is refused.
  */
 function reshaped(n: Node, x: Runtime, dims: number[]): Value {
-  const fmt = (d: number[]) => `[N${d.slice(1).map((v) => `,${v}`).join('')}]`;
   const size = (d: number[]) => d.reduce((p, v) => p * v, 1);
   if (dims[0] !== 1 || size(dims) !== size(x.dims)) fail(`cannot reshape ${fmtRuntime(x)} to ${list(dims)} with the batch first`);
   if (dims.length === 2 && (x.dims.length !== 2 || x.transposed)) return n.emit({ name: n.name, op: 'Flatten', inputs: [x.index] }, dims);
   if (x.transposed) fail(`input '${n.proto.input[0]}' comes from a Transpose, which is only supported right before a Flatten (or a Reshape to [N,F])`);
   if (dims.length >= 2 && dims.length <= 4 && same(irShape(dims), irShape(x.dims))) return { ...x, dims };
-  return fail(`reshaping ${fmtRuntime(x)} to ${fmt(dims)} is not supported (only to [N,F], or adding or removing trailing 1s)`);
+  return fail(`reshaping ${fmtRuntime(x)} to ${fmtRuntime({ ...x, dims })} is not supported (only to [N,F], or adding or removing trailing 1s)`);
 }
 
 /** MaxPool and AveragePool: the window attributes, checked as Conv checks its own. */

@@ -95,9 +95,9 @@ pub struct Constant {
 /// `a ∘ b` elementwise with numpy broadcasting over `c × h × w`: along each
 /// axis the operands' sizes are equal or one of them is 1. The operands are
 /// two values (the node's inputs), or one value and a constant. Constants
-/// are not trained: an exported graph stores parameters and fixed buffers
-/// (an input normalisation, say) alike as initializers, and only the latter
-/// may appear here.
+/// are not trained: an exported graph stores learned parameters and fixed
+/// buffers (an input normalisation, say) alike as initializers, and
+/// training a buffer as a parameter would change what the model means.
 #[derive(Debug, Clone)]
 pub struct Binary {
     pub arith: Arith,
