@@ -129,10 +129,10 @@ describe('ONNX files', () => {
       message: "bad.onnx: node 'lstm1' (LSTM): unsupported op",
     },
     {
-      input: 'unsupported op: Softmax in the middle',
+      input: 'Softmax in the middle (it is only dropped at the output)',
       run: onnx(cnn({ nodes: [...cnn().nodes.slice(0, 1), node('Softmax', ['c'], ['r'], { axis: attr.int(1) }, 'softmax1'), ...cnn().nodes.slice(2)] })),
       type: OnnxImportError,
-      message: "bad.onnx: node 'softmax1' (Softmax): unsupported op",
+      message: "bad.onnx: node 'softmax1' (Softmax): only supported as the last node, where it is dropped (it does not change the top-1 class)",
     },
     {
       input: 'unsupported op: LpPool',

@@ -217,6 +217,17 @@ export interface NodeSpec {
   ceilMode?: boolean
   /** AvgPool; absent = false. */
   countIncludePad?: boolean
+  /**
+   * Add / Sub / Mul / Div with a constant operand: its values, its
+   * `[c, h, w]`, and whether it is the left operand (absent = false).
+   */
+  constant?: Float32Array
+  constantShape?: Array<number>
+  constantFirst?: boolean
+  /** HardSigmoid and LeakyRelu. */
+  alpha?: number
+  /** HardSigmoid. */
+  beta?: number
 }
 
 /**

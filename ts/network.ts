@@ -88,13 +88,38 @@ export interface HardtanhNode {
   max: number;
 }
 
-export interface AddNode {
+/** ONNX Concat on the channel axis: each image's values are the inputs' values in order. */
+export interface ConcatNode {
   name: string;
-  op: 'Add';
-  inputs: [number, number];
+  op: 'Concat';
+  inputs: number[];
 }
 
-export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | PoolNode | SimpleNode | HardtanhNode | AddNode;
+/** ONNX Sigmoid, HardSigmoid (alpha, beta), HardSwish and LeakyRelu (alpha). */
+export interface ActivationNode {
+  name: string;
+  op: 'Sigmoid' | 'HardSigmoid' | 'HardSwish' | 'LeakyRelu';
+  inputs: [number];
+  alpha?: number;
+  beta?: number;
+}
+
+/**
+ * Elementwise `a ∘ b` with numpy broadcasting over [c, h, w]: of two values
+ * (`inputs` [a, b]; the residual Add), or of one value and a constant
+ * (`inputs` [x]; the constant is `a` when `constantFirst`). Constants are not trained.
+ */
+export interface BinaryNode {
+  name: string;
+  op: 'Add' | 'Sub' | 'Mul' | 'Div';
+  inputs: [number] | [number, number];
+  constant?: Float32Array;
+  /** [c, h, w] of the constant; each is 1 or the output's size */
+  constantShape?: [number, number, number];
+  constantFirst?: boolean;
+}
+
+export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | PoolNode | SimpleNode | HardtanhNode | BinaryNode | ActivationNode | ConcatNode;
 
 /** Per-column parameter names a trained crossbar layer carries. */
 export const LEARNED_PARAMS = ['adcLo', 'adcStep', 'normScale', 'normShift', 'readoutGain', 'readoutOffset'] as const;

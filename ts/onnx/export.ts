@@ -43,7 +43,15 @@ export function learnedParams(layers: EmbeddedStox['layers']): Record<string, Re
 
 export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array {
   const names = ['input', ...net.nodes.map((n) => n.name)];
-  const value = (v: number) => (v === net.output ? 'logits' : names[v]);
+  // The graph's input and output are 'input' and 'logits', unless another value already has that name.
+  const free = (base: string, v: number) => {
+    let name = base;
+    for (let k = 1; names.some((m, u) => u !== v && m === name); k++) name = `${base}_${k}`;
+    return name;
+  };
+  names[0] = free('input', 0);
+  const output = free('logits', net.output);
+  const value = (v: number) => (v === net.output ? output : names[v]);
   const initializers: object[] = [];
   const nodes: object[] = [];
   const node = (n: IrNode, op: string, inputs: string[], attribute: object[] = []) =>
@@ -52,8 +60,25 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
     initializers.push(t);
     return t.name;
   };
+  // ONNX ranks: the IR's [c, h, w] is [N,C,H,W] until a Flatten or Linear makes it [N,F]. An elementwise
+  // op of a vector and an image unsqueezes the vector, so that ONNX aligns it with the channels.
+  const ranks = [4];
+  const unsqueezed = new Map<number, string>();
+  const atRank = (v: number, rank: number) => {
+    if (ranks[v] === rank) return value(v);
+    let name = unsqueezed.get(v);
+    if (name === undefined) {
+      name = `${names[v]}/unsqueezed`;
+      const axes = init(int64s(`${names[v]}/unsqueeze.axes`, [2, 3]) as { name: string });
+      nodes.push({ name: `${names[v]}/unsqueeze`, opType: 'Unsqueeze', input: [value(v), axes], output: [name], attribute: [] });
+      unsqueezed.set(v, name);
+    }
+    return name;
+  };
   for (const n of net.nodes) {
-    const x = n.inputs.map(value);
+    const rank = n.op === 'Flatten' || n.op === 'Linear' ? 2 : Math.max(...n.inputs.map((v) => ranks[v]!));
+    ranks.push(rank);
+    const x = n.inputs.map((v) => (n.inputs.length > 1 ? atRank(v, rank) : value(v)));
     switch (n.op) {
       case 'Conv': {
         const inputs = [x[0], init(floats(`${n.name}.weight`, n.shape, n.weight) as { name: string })];
@@ -96,8 +121,27 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
         node(n, 'Clip', [x[0], bound('min', n.min), bound('max', n.max)]);
         break;
       }
+      case 'Concat':
+        node(n, 'Concat', x, [intAttr('axis', 1)]);
+        break;
+      case 'HardSigmoid':
+        node(n, n.op, x, [floatAttr('alpha', n.alpha!), floatAttr('beta', n.beta!)]);
+        break;
+      case 'LeakyRelu':
+        node(n, n.op, x, [floatAttr('alpha', n.alpha!)]);
+        break;
+      case 'Add':
+      case 'Sub':
+      case 'Mul':
+      case 'Div':
+        if (n.constant) {
+          // [c, h, w] right-aligned under [N,C,H,W], or [c] under [N,F].
+          const k = init(floats(`${n.name}.constant`, n.constantShape!.slice(0, rank - 1), n.constant) as { name: string });
+          node(n, n.op, n.constantFirst ? [k, x[0]!] : [x[0]!, k]);
+        } else node(n, n.op, x);
+        break;
       default:
-        node(n, n.op === 'GlobalAvgPool' ? 'GlobalAveragePool' : n.op, x); // GlobalMaxPool, Relu and Add keep their ONNX names
+        node(n, n.op === 'GlobalAvgPool' ? 'GlobalAveragePool' : n.op, x); // GlobalMaxPool, Relu, Sigmoid and HardSwish keep their ONNX names
     }
   }
   for (const [nodeName, params] of Object.entries(extras.params ?? {})) {
@@ -121,8 +165,8 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
       name: 'stoxnet',
       node: nodes,
       initializer: initializers,
-      input: [valueInfo('input', ['N', c, h, w])],
-      output: [valueInfo('logits', ['N', classes])],
+      input: [valueInfo(names[0]!, ['N', c, h, w])],
+      output: [valueInfo(output, ['N', classes])],
     },
   });
 }

@@ -264,8 +264,44 @@ function castValue(v: number, to: DType): number {
   return INTEGER.has(to) ? Math.trunc(v) : v;
 }
 
-function unsqueezeAxes(x: (Const | undefined)[], a: Attrs): number[] {
+/** The axes of Unsqueeze or Squeeze: input 1 from opset 13, the attribute before. */
+export function unsqueezeAxes(x: (Const | undefined)[], a: Attrs): number[] {
   return x[1] ? ints(x[1], 'axes') : a.ints('axes');
+}
+
+// The output shapes of Reshape, Unsqueeze and Squeeze, for folded constants and for tensors computed at run time alike.
+
+/** Reshape: 0 copies the input's dimension (unless `allowZero`), one -1 is inferred. */
+export function reshapeDims(src: number[], shape: number[], allowZero: boolean): number[] {
+  const copy = (i: number) => src[i] ?? fail('shape 0 copies a missing dimension');
+  const dims = shape.map((d, i) => (d === 0 && !allowZero ? copy(i) : d));
+  const infer = dims.indexOf(-1);
+  if (infer >= 0) {
+    if (dims.lastIndexOf(-1) !== infer) fail('shape has more than one -1');
+    const size = src.reduce((p, d) => p * d, 1);
+    const rest = dims.reduce((p, d, i) => (i === infer ? p : p * d), 1);
+    if (rest === 0 || size % rest !== 0) fail(`cannot reshape ${list(src)} to ${list(dims)}`);
+    dims[infer] = size / rest;
+  }
+  return dims;
+}
+
+/** Unsqueeze: a 1 inserted at each of `axesIn` (axes of the output). */
+export function unsqueezeDims(src: number[], axesIn: number[]): number[] {
+  const r = src.length + axesIn.length;
+  const axes = new Set(axesIn.map((ax) => normAxis(ax, r)));
+  if (axes.size !== axesIn.length) fail('repeated axis');
+  const dims: number[] = [];
+  let k = 0;
+  for (let i = 0; i < r; i++) dims.push(axes.has(i) ? 1 : src[k++]!);
+  return dims;
+}
+
+/** Squeeze: the given axes, each of size 1, removed; all of size 1 when `given` is undefined. */
+export function squeezeDims(src: number[], given: number[] | undefined): number[] {
+  const axes = new Set(given?.map((ax) => normAxis(ax, src.length)) ?? src.flatMap((d, i) => (d === 1 ? [i] : [])));
+  for (const ax of axes) if (src[ax] !== 1) fail(`cannot squeeze axis ${ax} of size ${src[ax]}`);
+  return src.filter((_, i) => !axes.has(i));
 }
 
 // ---- the op table ----
@@ -309,38 +345,18 @@ const FOLD: Record<string, FoldOp> = {
   Reshape: (x, a) => {
     const src = need(x, 0);
     const shape = need(x, 1);
-    const allowZero = a.int('allowzero', 0) === 1;
-    const copy = (i: number) => src.dims[i] ?? fail('shape 0 copies a missing dimension');
-    const dims = ints(shape, 'shape').map((d, i) => (d === 0 && !allowZero ? copy(i) : d));
-    const infer = dims.indexOf(-1);
-    if (infer >= 0) {
-      if (dims.lastIndexOf(-1) !== infer) fail('shape has more than one -1');
-      const rest = dims.reduce((p, d, i) => (i === infer ? p : p * d), 1);
-      if (rest === 0 || src.data.length % rest !== 0) fail(`cannot reshape ${list(src.dims)} to ${list(dims)}`);
-      dims[infer] = src.data.length / rest;
-    }
-    return taintedBy(reshaped(src, dims), shape);
+    return taintedBy(reshaped(src, reshapeDims(src.dims, ints(shape, 'shape'), a.int('allowzero', 0) === 1)), shape);
   },
 
   Unsqueeze: (x, a) => {
     const src = need(x, 0);
-    const axesIn = unsqueezeAxes(x, a);
-    const r = src.dims.length + axesIn.length;
-    const axes = new Set(axesIn.map((ax) => normAxis(ax, r)));
-    if (axes.size !== axesIn.length) fail('repeated axis');
-    const dims: number[] = [];
-    let k = 0;
-    for (let i = 0; i < r; i++) dims.push(axes.has(i) ? 1 : src.dims[k++]!);
-    return taintedBy(reshaped(src, dims), x[1]);
+    return taintedBy(reshaped(src, unsqueezeDims(src.dims, unsqueezeAxes(x, a))), x[1]);
   },
 
   Squeeze: (x, a) => {
     const src = need(x, 0);
-    const r = src.dims.length;
-    const given = x[1] || a.has('axes') ? unsqueezeAxes(x, a).map((ax) => normAxis(ax, r)) : undefined;
-    const axes = new Set(given ?? src.dims.flatMap((d, i) => (d === 1 ? [i] : [])));
-    for (const ax of axes) if (src.dims[ax] !== 1) fail(`cannot squeeze axis ${ax} of size ${src.dims[ax]}`);
-    return taintedBy(reshaped(src, src.dims.filter((_, i) => !axes.has(i))), x[1]);
+    const given = x[1] || a.has('axes') ? unsqueezeAxes(x, a) : undefined;
+    return taintedBy(reshaped(src, squeezeDims(src.dims, given)), x[1]);
   },
 
   Transpose: (x, a, budget) => {

@@ -6,9 +6,25 @@
 
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { type ConvNode, type EmbeddedStox, type IrNode, LEARNED_PARAMS, type LinearNode, type Network, type PoolNode } from '../network.js';
+import { type ActivationNode, type BinaryNode, type ConvNode, type EmbeddedStox, type IrNode, LEARNED_PARAMS, type LinearNode, type Network, type PoolNode } from '../network.js';
 import { poolOut } from '../reference/layers.js';
-import { type Const, type FoldBudget, type SliceAxis, canFold, dependsOnBatch, foldBudget, foldNode, ints, scalar, shapeOf, sliceAxes } from './fold.js';
+import {
+  type Const,
+  type FoldBudget,
+  type SliceAxis,
+  canFold,
+  dependsOnBatch,
+  foldBudget,
+  foldNode,
+  ints,
+  reshapeDims,
+  scalar,
+  shapeOf,
+  sliceAxes,
+  squeezeDims,
+  unsqueezeAxes,
+  unsqueezeDims,
+} from './fold.js';
 import {
   Attrs,
   type ModelProto,
@@ -33,12 +49,23 @@ interface Runtime {
   index: number;
   dims: number[];
   name: string;
+  /** A Transpose result laid out as IR value `index` (its ONNX dims have another IR shape): only a flatten reads it. */
+  transposed?: true;
 }
 
 type Value = Const | Runtime;
 
 function isRuntime(v: Value): v is Runtime {
   return 'index' in v;
+}
+
+/** Dropout at inference is the identity; a training_mode input that is not a constant false is refused. */
+function dropout(node: NodeProto, x: (Value | undefined)[]): Value {
+  const training = x[2];
+  if (training !== undefined && (isRuntime(training) || dependsOnBatch(training) || training.data.length !== 1 || Number(training.data[0]) !== 0)) {
+    fail(`training_mode '${node.input[2]}' must be a constant false (dropout runs at inference only)`);
+  }
+  return x[0] ?? fail('input 0 is required');
 }
 
 export async function importOnnx(path: string): Promise<Network> {
@@ -102,6 +129,7 @@ class Importer {
   private readonly values = new Map<string, Value>();
   private readonly initializers = new Map<string, TensorProto>();
   private readonly consumers = new Map<string, number>();
+  private outputName = '';
   readonly nodes: IrNode[] = [];
   /** dims of each IR value, by index */
   readonly valueDims: number[][] = [];
@@ -146,6 +174,7 @@ class Importer {
 
     for (const node of g.node) for (const name of node.input) this.consumers.set(name, (this.consumers.get(name) ?? 0) + 1);
     for (const o of g.output) this.consumers.set(o.name, (this.consumers.get(o.name) ?? 0) + 1);
+    this.outputName = g.output[0]!.name;
 
     const order = this.topologicalOrder(g.node, new Set([...this.initializers.keys(), inputs[0]!.name]));
     for (const node of order) located(this.source, nodeLabel(node), () => this.visit(node));
@@ -278,13 +307,28 @@ class Importer {
     const a = new Attrs(node, this.dir);
     const op = node.opType;
     let v: Value;
-    if (op === 'Identity' || op === 'Dropout') v = x[0] ?? fail('input 0 is required');
+    if (op === 'Identity') v = x[0] ?? fail('input 0 is required');
+    else if (op === 'Dropout') v = dropout(node, x);
+    else if (op === 'Softmax' || op === 'LogSoftmax') v = this.finalSoftmax(node, x[0], a);
     else if (op === 'Shape' && x[0] && isRuntime(x[0])) v = shapeOf(x[0].dims, a, true);
     else if (canFold(op) && x.every((i) => i === undefined || !isRuntime(i))) v = foldNode(op, x as (Const | undefined)[], a, this.budget);
     else if (Object.hasOwn(RUNTIME, op)) v = RUNTIME[op]!(new Node(this, node, x, a));
     else if (canFold(op)) fail('unsupported op on a tensor computed at run time (folded only when all inputs are constant)');
     else fail('unsupported op');
     this.values.set(out, v);
+  }
+
+  /**
+   * Softmax and LogSoftmax over the classes are dropped when they make the graph output: both are
+   * strictly increasing in each logit, so the top-1 (and top-k) class is the same, and the simulator
+   * reports classes, not probabilities. Anywhere else they would change what later nodes see.
+   */
+  private finalSoftmax(node: NodeProto, x: Value | undefined, a: Attrs): Value {
+    if (node.output[0] !== this.outputName) fail('only supported as the last node, where it is dropped (it does not change the top-1 class)');
+    if (x === undefined || !isRuntime(x)) fail('input 0 must be a tensor computed at run time');
+    const axis = a.int('axis', -1);
+    if (x.dims.length !== 2 || (axis !== 1 && axis !== -1)) fail(`only over the classes of [N,classes] is supported, got axis ${axis} of ${fmtRuntime(x)}`);
+    return x;
   }
 
   emit(node: IrNode, dims: number[], name: string): Runtime {
@@ -331,9 +375,10 @@ class Node {
     return this.x[i] ?? fail(`input ${i} is required`);
   }
 
-  runtime(i: number): Runtime {
+  runtime(i: number, transposed = false): Runtime {
     const v = this.value(i);
     if (!isRuntime(v)) fail(`input '${this.proto.input[i]}' is a constant, expected a tensor computed at run time`);
+    if (v.transposed && !transposed) fail(`input '${this.proto.input[i]}' comes from a Transpose, which is only supported right before a Flatten (or a Reshape to [N,F])`);
     return v;
   }
 
@@ -400,13 +445,55 @@ function linear(n: Node, x: Runtime, i: number, transposed: boolean): LinearNode
   return { name: n.name, op: 'Linear', inputs: [x.index], shape: [out, inp], weight };
 }
 
-/** A bias that broadcasts to [N, out]: shape [out], [1, out], or a single value. */
-function linearBias(n: Node, i: number, out: number): Float32Array {
+/** Whether constant input i is a bias of a Linear with `out` features: shape [out], [1, out], or a single value. */
+function isLinearBias(n: Node, i: number, out: number): boolean {
   const c = n.param(i);
-  const ok = c.dims.length <= 2 && (c.dims.at(-1) === out || c.data.length === 1) && c.dims.slice(0, -1).every((d) => d === 1);
-  if (!ok) fail(`bias '${n.proto.input[i]}' has shape ${list(c.dims)}, which does not broadcast to [N,${out}]`);
+  return c.dims.length <= 2 && (c.dims.at(-1) === out || c.data.length === 1) && c.dims.slice(0, -1).every((d) => d === 1);
+}
+
+function linearBias(n: Node, i: number, out: number): Float32Array {
+  if (!isLinearBias(n, i, out)) fail(`bias '${n.proto.input[i]}' has shape ${list(n.param(i).dims)}, which does not broadcast to [N,${out}]`);
   const b = n.floats(i);
   return b.length === out ? b : new Float32Array(out).fill(b[0]!);
+}
+
+/**
+ * The IR's [c, h, w] of an ONNX shape [1, ...rest] (batch folded as 1): rest padded with trailing 1s,
+ * so that [N,C,H,W] is [C,H,W] and [N,F] is [F,1,1], and broadcasting over the IR axes is ONNX's.
+ */
+function irShape(dims: number[]): [number, number, number] {
+  if (dims.length < 2 || dims.length > 4) fail(`shape ${list(dims)} is not supported (only rank 2 to 4, batch first)`);
+  return [dims[1]!, dims[2] ?? 1, dims[3] ?? 1];
+}
+
+/**
+ * Add, Sub, Mul and Div of two tensors, or of a tensor and a constant, with ONNX (numpy) broadcasting.
+ * Shapes are right-aligned; the batch axis may not be broadcast (a constant's leading axis must be 1),
+ * and a tensor must have the result's rank (a lower-rank tensor would align its batch axis elsewhere).
+ */
+function binary(n: Node, op: BinaryNode['op']): Value {
+  const [p, q] = [n.value(0), n.value(1)];
+  const rank = Math.max(p.dims.length, q.dims.length);
+  const aligned = (v: Value) => [...new Array<number>(rank - v.dims.length).fill(1), ...v.dims];
+  const [a, b] = [aligned(p), aligned(q)];
+  const shape = (v: Value) => (isRuntime(v) ? fmtRuntime(v) : list(v.dims));
+  const dims = a.map((d, k) => (d === b[k] || b[k] === 1 ? d : d === 1 ? b[k]! : fail(`operands have shapes ${shape(p)} and ${shape(q)}, which do not broadcast`)));
+  if (dims[0] !== 1) fail(`operands have shapes ${shape(p)} and ${shape(q)}; broadcasting a constant over the batch axis is not supported`);
+  for (const [i, v] of [p, q].entries()) {
+    if (isRuntime(v) && v.dims.length !== rank) fail(`input '${n.proto.input[i]}' has shape ${fmtRuntime(v)} of rank ${v.dims.length}, the result has rank ${rank}`);
+  }
+  if (isRuntime(p) && isRuntime(q)) return n.emit({ name: n.name, op, inputs: [p.index, q.index] }, dims);
+  // Folding handled the all-constant case: exactly one operand is a constant.
+  const r = isRuntime(p) ? 0 : 1;
+  const x = n.runtime(r);
+  // MatMul (or Gemm without C) + Add: the constant is the Linear's bias, added on the same accumulator.
+  const prev = n.fusable(r);
+  if (op === 'Add' && prev?.op === 'Linear' && !prev.bias && isLinearBias(n, 1 - r, prev.shape[0])) {
+    prev.bias = linearBias(n, 1 - r, prev.shape[0]);
+    return x;
+  }
+  const constant = n.floats(1 - r);
+  return n.emit({ name: n.name, op, inputs: [x.index], constant, constantShape: irShape(r === 0 ? b : a), ...(r === 1 ? { constantFirst: true } : {}) }, dims);
 }
 
 /** Exclusive end of a positive-step slice, within the input size. */
@@ -431,6 +518,21 @@ function windowAttrs(n: Node): { strides: [number, number]; pads: [number, numbe
   return { strides: strides as [number, number], pads: pads as [number, number, number, number] };
 }
 
+/**
+ * Reshape, Squeeze and Unsqueeze of a tensor computed at run time, to static `dims` (batch first). The IR holds
+ * an image as [c, h, w] in row-major order, which these never move. An image to [N,F] is a Flatten (export writes
+ * it back as one: a Gemm reads only [N,F]); otherwise, when `dims` has the IR shape of the input ([N,C] and
+ * [N,C,1,1] are both [C,1,1]), the value is only renamed; any other relayout is refused.
+ */
+function reshaped(n: Node, x: Runtime, dims: number[]): Value {
+  const size = (d: number[]) => d.reduce((p, v) => p * v, 1);
+  if (dims[0] !== 1 || size(dims) !== size(x.dims)) fail(`cannot reshape ${fmtRuntime(x)} to ${list(dims)} with the batch first`);
+  if (dims.length === 2 && (x.dims.length !== 2 || x.transposed)) return n.emit({ name: n.name, op: 'Flatten', inputs: [x.index] }, dims);
+  if (x.transposed) fail(`input '${n.proto.input[0]}' comes from a Transpose, which is only supported right before a Flatten (or a Reshape to [N,F])`);
+  if (dims.length >= 2 && dims.length <= 4 && same(irShape(dims), irShape(x.dims))) return { ...x, dims };
+  return fail(`reshaping ${fmtRuntime(x)} to ${fmtRuntime({ ...x, dims })} is not supported (only to [N,F], or adding or removing trailing 1s)`);
+}
+
 /** MaxPool and AveragePool: the window attributes, checked as Conv checks its own. */
 function pool(n: Node, op: 'MaxPool' | 'AvgPool'): Runtime {
   const x = n.rank4(0);
@@ -450,6 +552,19 @@ function pool(n: Node, op: 'MaxPool' | 'AvgPool'): Runtime {
   const node: PoolNode = { name: n.name, op, inputs: [x.index], kernel: [kh, kw], stride: [sh, sw], pads: [pt, pl, pb, pr], ceilMode };
   if (op === 'AvgPool') node.countIncludePad = n.a.int('count_include_pad', 0) !== 0;
   return n.emit(node, [1, x.dims[1]!, oh, ow]);
+}
+
+/** An elementwise activation and its float attributes, each with its ONNX default and finite. */
+function activation(n: Node, op: ActivationNode['op'], defaults: { alpha?: number; beta?: number } = {}): Runtime {
+  const x = n.runtime(0);
+  const node: ActivationNode = { name: n.name, op, inputs: [x.index] };
+  for (const [k, d] of Object.entries(defaults) as ['alpha' | 'beta', number][]) {
+    const v = n.a.float(k, d);
+    if (!Number.isFinite(v)) fail(`${k} ${v} is not a finite number`);
+    // The engine computes in float32 (a float attribute already is one; the defaults are not).
+    node[k] = Math.fround(v);
+  }
+  return n.emit(node, x.dims);
 }
 
 const RUNTIME: Record<string, (n: Node) => Value> = {
@@ -515,6 +630,11 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     return n.emit({ name: n.name, op: 'Relu', inputs: [x.index] }, x.dims);
   },
 
+  Sigmoid: (n) => activation(n, 'Sigmoid'),
+  HardSigmoid: (n) => activation(n, 'HardSigmoid', { alpha: 0.2, beta: 0.5 }),
+  HardSwish: (n) => activation(n, 'HardSwish'),
+  LeakyRelu: (n) => activation(n, 'LeakyRelu', { alpha: 0.01 }),
+
   // Clip with constant bounds (inputs from opset 11, attributes before): hardtanh, ReLU6, ...
   Clip(n) {
     const x = n.runtime(0);
@@ -528,22 +648,10 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     return n.emit({ name: n.name, op: 'Hardtanh', inputs: [x.index], min, max }, x.dims);
   },
 
-  Add(n) {
-    const p = n.value(0);
-    const q = n.value(1);
-    if (isRuntime(p) && isRuntime(q)) {
-      if (!same(p.dims, q.dims)) fail(`operands have shapes ${fmtRuntime(p)} and ${fmtRuntime(q)}; only equal shapes are supported`);
-      return n.emit({ name: n.name, op: 'Add', inputs: [p.index, q.index] }, p.dims);
-    }
-    // Folding handled the all-constant case: exactly one operand is a constant.
-    const r = isRuntime(p) ? 0 : 1;
-    const prev = n.fusable(r);
-    if (prev?.op !== 'Linear' || prev.bias) {
-      fail(`operand '${n.proto.input[1 - r]}' is a constant; adding a constant is only supported as the bias of a MatMul`);
-    }
-    prev.bias = linearBias(n, 1 - r, prev.shape[0]);
-    return n.runtime(r);
-  },
+  Add: (n) => binary(n, 'Add'),
+  Sub: (n) => binary(n, 'Sub'),
+  Mul: (n) => binary(n, 'Mul'),
+  Div: (n) => binary(n, 'Div'),
 
   Slice(n) {
     const x = n.rank4(0);
@@ -633,26 +741,97 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     return n.emit({ name: n.name, op: 'GlobalMaxPool', inputs: [x.index] }, [1, x.dims[1]!, 1, 1]);
   },
 
+  // Along the channels of images ([N,C,H,W]) or the features of vectors ([N,F]): both are the IR's channel axis.
+  Concat(n) {
+    const xs = n.proto.input.map((_, i) => n.runtime(i));
+    const rank = xs[0]!.dims.length;
+    const axis = n.a.int('axis');
+    if ((axis < 0 ? axis + rank : axis) !== 1) fail(`axis ${axis} is not supported (only the channels, 1${rank === 4 ? ' or -3' : ''})`);
+    for (const [i, x] of xs.entries()) {
+      if (x.dims.length !== rank || x.dims.some((d, k) => k !== 1 && d !== xs[0]!.dims[k])) {
+        fail(`input '${n.proto.input[i]}' has shape ${fmtRuntime(x)}, which does not fit ${fmtRuntime(xs[0]!)} beside it`);
+      }
+    }
+    const dims = [...xs[0]!.dims];
+    dims[1] = xs.reduce((c, x) => c + x.dims[1]!, 0);
+    return n.emit({ name: n.name, op: 'Concat', inputs: xs.map((x) => x.index) }, dims);
+  },
+
   GlobalAveragePool(n) {
     const x = n.rank4(0);
     return n.emit({ name: n.name, op: 'GlobalAvgPool', inputs: [x.index] }, [1, x.dims[1]!, 1, 1]);
   },
 
-  Flatten(n) {
+  Reshape(n) {
+    const x = n.runtime(0, true);
+    const shape = n.value(1);
+    const name = n.proto.input[1];
+    if (isRuntime(shape)) fail(`shape '${name}' is computed at run time, expected a constant`);
+    if (n.a.int('allowzero', 0) !== 0) fail('allowzero 1 is not supported');
+    const target = ints(shape, 'shape');
+    // The first dimension stays the batch: the batch size taken from Shape, 0 (copied) or -1 (inferred). Folding
+    // computed the rest with N = 1, so nothing else may depend on it.
+    const batch = shape.batch?.[0] === 1 || target[0] === 0 || target[0] === -1;
+    if (shape.batchShape || shape.batch?.subarray(1).includes(1) || !batch) {
+      fail(`shape '${name}' ${list(target)} must keep the batch first (0, -1 or the batch size from Shape) and fix the other dimensions`);
+    }
+    return reshaped(n, x, reshapeDims(x.dims, target, false));
+  },
+
+  // Unsqueeze and Squeeze move no values; before the batch axis (0) they would change its meaning.
+  Unsqueeze(n) {
     const x = n.runtime(0);
+    const axes = unsqueezeAxes([undefined, n.has(1) ? n.param(1) : undefined], n.a);
+    if (axes.some((a) => a === 0 || a === -(x.dims.length + axes.length))) fail(`axes ${list(axes)} would move the batch axis`);
+    return reshaped(n, x, unsqueezeDims(x.dims, axes));
+  },
+
+  Squeeze(n) {
+    const x = n.runtime(0);
+    if (!n.has(1) && !n.a.has('axes')) fail('Squeeze without axes is not supported (it would remove a batch of 1)');
+    const axes = unsqueezeAxes([undefined, n.has(1) ? n.param(1) : undefined], n.a);
+    if (axes.some((a) => a === 0 || a === -x.dims.length)) fail(`axes ${list(axes)} would remove the batch axis`);
+    return reshaped(n, x, squeezeDims(x.dims, axes));
+  },
+
+  /**
+   * A Transpose that keeps the batch first and the axes larger than 1 in their order moves no value: [N,C,1,1] to
+   * [N,1,1,C], say. It is only renamed, and a Flatten after it reads the values in the same order as before it.
+   */
+  Transpose(n) {
+    const x = n.runtime(0);
+    const r = x.dims.length;
+    const perm = n.a.ints('perm', x.dims.map((_, k) => r - 1 - k));
+    if (perm.length !== r || new Set(perm).size !== r || perm.some((a) => !(a >= 0 && a < r))) fail(`perm ${list(perm)} is not a permutation of ${r} axes`);
+    const kept = perm.filter((a) => x.dims[a] !== 1);
+    if (perm[0] !== 0 || kept.some((a, k) => k > 0 && a < kept[k - 1]!)) {
+      fail(`perm ${list(perm)} of ${fmtRuntime(x)} moves values, which is not supported (only a Transpose that keeps the batch first and the axes larger than 1 in order)`);
+    }
+    const dims = perm.map((a) => x.dims[a]!);
+    return same(irShape(dims), irShape(x.dims)) ? { ...x, dims } : { ...x, dims, transposed: true };
+  },
+
+  Flatten(n) {
+    const x = n.runtime(0, true);
     const axis = n.a.int('axis', 1);
     if ((axis < 0 ? axis + x.dims.length : axis) !== 1) fail(`axis ${axis} is not supported (only 1)`);
     return n.emit({ name: n.name, op: 'Flatten', inputs: [x.index] }, [1, x.dims.slice(1).reduce((p, d) => p * d, 1)]);
   },
 
+  // alpha·(A·B) + beta·C with alpha folded into the weight and beta into the bias: the same values up to one
+  // rounding of each product, and the Linear (on a crossbar too) sees ordinary parameters.
   Gemm(n) {
     const x = n.runtime(0);
-    if (n.a.int('transA', 0) !== 0) fail('transA 1 is not supported');
+    if (n.a.int('transA', 0) !== 0) fail('transA 1 is not supported (the input is [N,features])');
     const alpha = n.a.float('alpha', 1);
     const beta = n.a.float('beta', 1);
-    if (alpha !== 1 || (n.has(2) && beta !== 1)) fail(`alpha ${alpha} and beta ${beta} are not supported (only 1)`);
+    if (!Number.isFinite(alpha) || !Number.isFinite(beta)) fail(`alpha ${alpha} and beta ${beta} must be finite`);
     const node = linear(n, x, 1, n.a.int('transB', 0) === 1);
-    if (n.has(2)) node.bias = linearBias(n, 2, node.shape[0]);
+    if (alpha !== 1) node.weight = node.weight.map((w) => alpha * w);
+    if (n.has(2)) {
+      const bias = linearBias(n, 2, node.shape[0]);
+      node.bias = beta === 1 ? bias : bias.map((b) => beta * b);
+    }
     return n.emit(node, [1, node.shape[0]]);
   },
 

@@ -44,6 +44,17 @@ export class ReferenceEngine {
         case 'Linear':
           this.shapes.push({ c: n.shape[0], h: 1, w: 1 });
           break;
+        case 'Concat':
+          this.shapes.push({ ...x, c: n.inputs.reduce((c, v) => c + this.shapes[v].c, 0) });
+          break;
+        case 'Add':
+        case 'Sub':
+        case 'Mul':
+        case 'Div': {
+          const k = n.constantShape;
+          this.shapes.push(L.broadcastShape(x, k ? { c: k[0], h: k[1], w: k[2] } : this.shapes[n.inputs[1]!]));
+          break;
+        }
         default:
           this.shapes.push(x);
       }
@@ -90,7 +101,18 @@ export class ReferenceEngine {
           out = L.hardtanh(x, n.min, n.max);
           break;
         case 'Add':
-          out = L.add(x, values[n.inputs[1]]);
+        case 'Sub':
+        case 'Mul':
+        case 'Div': {
+          const y = n.inputs[1];
+          out = L.binary(n.op, ...L.operands(n, [x, xs], y === undefined ? undefined : [values[y], this.shapes[y]]), os);
+          break;
+        }
+        case 'Sigmoid':
+        case 'HardSigmoid':
+        case 'HardSwish':
+        case 'LeakyRelu':
+          out = L.activation(n, x);
           break;
         case 'Slice':
           out = L.slice(n, x, xs, os);
@@ -109,6 +131,9 @@ export class ReferenceEngine {
           break;
         case 'GlobalMaxPool':
           out = L.globalMaxPool(x, xs.c, xs.h * xs.w);
+          break;
+        case 'Concat':
+          out = L.concat(n.inputs.map((v) => values[v]));
           break;
         case 'Flatten':
           out = x;

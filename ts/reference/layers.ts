@@ -4,7 +4,8 @@
 //
 // Zero terms are skipped: adding ±0 to a sum that started at +0 never
 // changes it, so skipping them gives the same bits and is much faster here.
-import type { BatchNormNode, ConvNode, LinearNode, PoolNode, SliceNode } from '../network.js';
+import type { ActivationNode, BatchNormNode, BinaryNode, ConvNode, LinearNode, PoolNode, SliceNode } from '../network.js';
+import { sigmoid } from './pmath.js';
 
 const f = Math.fround;
 
@@ -97,8 +98,53 @@ export function hardtanh(x: Float32Array, min: number, max: number): Float32Arra
   return x.map((v) => (v < lo ? lo : v > hi ? hi : v));
 }
 
-export function add(a: Float32Array, b: Float32Array): Float32Array {
-  return a.map((v, i) => f(v + b[i]));
+/** ONNX HardSwish's HardSigmoid (layers.rs HARD_SWISH). */
+const HARD_SWISH: [number, number] = [f(1 / 6), 0.5];
+
+const unitClamp = (t: number) => (t < 0 ? 0 : t > 1 ? 1 : t);
+
+/** layers.rs activate: `alpha·x + beta` rounded after the product and the sum; the sigmoid from pmath. */
+export function activation(n: ActivationNode, x: Float32Array): Float32Array {
+  const alpha = f(n.alpha ?? 0);
+  const beta = f(n.beta ?? 0);
+  switch (n.op) {
+    case 'Sigmoid':
+      return x.map((v) => sigmoid(v));
+    case 'HardSigmoid':
+      return x.map((v) => unitClamp(f(f(alpha * v) + beta)));
+    case 'HardSwish':
+      return x.map((v) => f(v * unitClamp(f(f(HARD_SWISH[0] * v) + HARD_SWISH[1]))));
+    case 'LeakyRelu':
+      return x.map((v) => (v >= 0 ? v : f(alpha * v)));
+  }
+}
+
+/** graph.rs broadcast: along each axis the sizes are equal or one is 1. */
+export function broadcastShape(a: Shape, b: Shape): Shape {
+  const axis = (x: number, y: number) => Math.max(x, y);
+  return { c: axis(a.c, b.c), h: axis(a.h, b.h), w: axis(a.w, b.w) };
+}
+
+/** The operands of a Binary node in order (layers.rs operands): its inputs, or its input and constant. */
+export function operands(n: BinaryNode, x: [Float32Array, Shape], y?: [Float32Array, Shape]): [[Float32Array, Shape], [Float32Array, Shape]] {
+  if (!n.constant) return [x, y!];
+  const [c, h, w] = n.constantShape!;
+  const k: [Float32Array, Shape] = [n.constant, { c, h, w }];
+  return n.constantFirst ? [k, x] : [x, k];
+}
+
+/** `a ∘ b` per output value with broadcasting (an axis of size 1 is read at 0), one float32 operation each. */
+export function binary(op: BinaryNode['op'], [a, sa]: [Float32Array, Shape], [b, sb]: [Float32Array, Shape], os: Shape): Float32Array {
+  const out = new Float32Array(os.c * os.h * os.w);
+  const at = (s: Shape, c: number, y: number, x: number) => ((s.c === 1 ? 0 : c) * s.h + (s.h === 1 ? 0 : y)) * s.w + (s.w === 1 ? 0 : x);
+  for (let c = 0; c < os.c; c++)
+    for (let y = 0; y < os.h; y++)
+      for (let x = 0; x < os.w; x++) {
+        const u = a[at(sa, c, y, x)];
+        const v = b[at(sb, c, y, x)];
+        out[(c * os.h + y) * os.w + x] = op === 'Add' ? u + v : op === 'Sub' ? u - v : op === 'Mul' ? u * v : u / v;
+      }
+  return out;
 }
 
 export function slice(n: SliceNode, x: Float32Array, xs: Shape, os: Shape): Float32Array {
@@ -113,6 +159,17 @@ export function slice(n: SliceNode, x: Float32Array, xs: Shape, os: Shape): Floa
 export function padChannels(before: number, after: number, x: Float32Array, p: number): Float32Array {
   const out = new Float32Array(x.length + (before + after) * p);
   out.set(x, before * p);
+  return out;
+}
+
+/** The inputs one after the other: with channels outermost, their channels in order. */
+export function concat(inputs: Float32Array[]): Float32Array {
+  const out = new Float32Array(inputs.reduce((n, x) => n + x.length, 0));
+  let at = 0;
+  for (const x of inputs) {
+    out.set(x, at);
+    at += x.length;
+  }
   return out;
 }
 

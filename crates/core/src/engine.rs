@@ -115,13 +115,19 @@ impl Workspace {
                         Op::BatchNorm(b) => layers::batch_norm(b, x, out, xs.h * xs.w),
                         Op::Relu => layers::relu(x, out),
                         Op::Hardtanh { min, max } => layers::hardtanh(x, *min, *max, out),
-                        Op::Add => layers::add(x, &done[node.inputs[1]], out),
+                        Op::Binary(b) => {
+                            let y = node.inputs.get(1).map(|&v| (&done[v][..], net.shapes[v]));
+                            let (p, q) = layers::operands(b, (x, xs), y);
+                            layers::binary(b.arith, p, q, out, os)
+                        }
+                        Op::Activation(a) => layers::activation(*a, x, out),
                         Op::Slice(s) => layers::slice(s, x, xs, out, os),
                         Op::PadChannels { before, .. } => layers::pad_channels(*before, x, xs.h * xs.w, out),
                         Op::MaxPool(p) => layers::max_pool(p, x, xs, out, os),
                         Op::AvgPool(p) => layers::avg_pool(p, x, xs, out, os),
                         Op::GlobalAvgPool => layers::global_avg_pool(x, xs.h * xs.w, out),
                         Op::GlobalMaxPool => layers::global_max_pool(x, xs.h, xs.w, out),
+                        Op::Concat => layers::concat(node.inputs.iter().map(|&v| &done[v][..]), out),
                         Op::Flatten => out.copy_from_slice(x),
                         Op::Conv(_) | Op::Linear(_) => unreachable!(),
                     }
@@ -129,6 +135,7 @@ impl Workspace {
                         // A pooling reads (compares or adds) every value of its window once.
                         Op::MaxPool(p) | Op::AvgPool(p) => (os.len() * p.kernel[0] * p.kernel[1]) as u64,
                         Op::GlobalAvgPool | Op::GlobalMaxPool => xs.len() as u64,
+                        Op::Activation(a) => os.len() as u64 * a.digital_ops(),
                         _ => os.len() as u64,
                     };
                     ops[i].images += 1;

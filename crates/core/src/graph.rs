@@ -74,6 +74,70 @@ pub struct Pool {
     pub count_include_pad: bool,
 }
 
+/// Elementwise arithmetic (ONNX Add, Sub, Mul, Div).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arith {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// A constant operand of a `Binary`, broadcast as a tensor of `shape`.
+#[derive(Debug, Clone)]
+pub struct Constant {
+    pub values: Vec<f32>,
+    pub shape: Shape,
+    /// The constant is the left operand (`c − x`, `c / x`).
+    pub first: bool,
+}
+
+/// `a ∘ b` elementwise with numpy broadcasting over `c × h × w`: along each
+/// axis the operands' sizes are equal or one of them is 1. The operands are
+/// two values (the node's inputs), or one value and a constant. Constants
+/// are not trained: an exported graph stores learned parameters and fixed
+/// buffers (an input normalisation, say) alike as initializers, and
+/// training a buffer as a parameter would change what the model means.
+#[derive(Debug, Clone)]
+pub struct Binary {
+    pub arith: Arith,
+    pub constant: Option<Constant>,
+}
+
+/// Broadcast shape of two operands, or None when an axis differs and neither is 1.
+pub fn broadcast(a: Shape, b: Shape) -> Option<Shape> {
+    let axis = |x: usize, y: usize| (x == y || x == 1 || y == 1).then_some(x.max(y));
+    Some(Shape { c: axis(a.c, b.c)?, h: axis(a.h, b.h)?, w: axis(a.w, b.w)? })
+}
+
+/// Elementwise activations besides ReLU and the clamp (Hardtanh), as ONNX
+/// defines them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    /// `1 / (1 + e^−x)`, with pmath's `exp` so that the JS reference agrees.
+    Sigmoid,
+    /// `clamp(alpha·x + beta, 0, 1)`.
+    HardSigmoid { alpha: f32, beta: f32 },
+    /// `x · HardSigmoid(x)` with alpha 1/6, beta 1/2.
+    HardSwish,
+    /// `x ≥ 0 ? x : alpha·x`.
+    LeakyRelu { alpha: f32 },
+}
+
+impl Activation {
+    /// Digital operations per value, for the cost model: a sigmoid unit
+    /// looks e^−x up (one op) then adds and divides; HardSigmoid is a
+    /// multiply-add and a clamp, HardSwish that and a multiply, LeakyRelu a
+    /// sign test selecting a multiply.
+    pub fn digital_ops(&self) -> u64 {
+        match self {
+            Activation::Sigmoid | Activation::HardSwish => 3,
+            Activation::HardSigmoid { .. } => 2,
+            Activation::LeakyRelu { .. } => 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// `[out, in]`, row-major.
@@ -93,7 +157,8 @@ pub enum Op {
         min: f32,
         max: f32,
     },
-    Add,
+    Binary(Binary),
+    Activation(Activation),
     Slice(Slice),
     /// Zero channels added before and after (the option-A shortcut's Pad).
     PadChannels {
@@ -104,6 +169,9 @@ pub enum Op {
     AvgPool(Pool),
     GlobalAvgPool,
     GlobalMaxPool,
+    /// The inputs' channels one after the other (ONNX Concat on axis 1):
+    /// each image's values are the inputs' values in order.
+    Concat,
     Flatten,
     Linear(Linear),
 }
@@ -115,22 +183,36 @@ impl Op {
             Op::BatchNorm(_) => "BatchNorm",
             Op::Relu => "Relu",
             Op::Hardtanh { .. } => "Hardtanh",
-            Op::Add => "Add",
+            Op::Binary(b) => match b.arith {
+                Arith::Add => "Add",
+                Arith::Sub => "Sub",
+                Arith::Mul => "Mul",
+                Arith::Div => "Div",
+            },
+            Op::Activation(a) => match a {
+                Activation::Sigmoid => "Sigmoid",
+                Activation::HardSigmoid { .. } => "HardSigmoid",
+                Activation::HardSwish => "HardSwish",
+                Activation::LeakyRelu { .. } => "LeakyRelu",
+            },
             Op::Slice(_) => "Slice",
             Op::PadChannels { .. } => "PadChannels",
             Op::MaxPool(_) => "MaxPool",
             Op::AvgPool(_) => "AvgPool",
             Op::GlobalAvgPool => "GlobalAvgPool",
             Op::GlobalMaxPool => "GlobalMaxPool",
+            Op::Concat => "Concat",
             Op::Flatten => "Flatten",
             Op::Linear(_) => "Linear",
         }
     }
 
-    fn arity(&self) -> usize {
+    /// How many inputs the op reads; None: any number from 1 (Concat).
+    fn arity(&self) -> Option<usize> {
         match self {
-            Op::Add => 2,
-            _ => 1,
+            Op::Binary(b) if b.constant.is_none() => Some(2),
+            Op::Concat => None,
+            _ => Some(1),
         }
     }
 }
@@ -199,8 +281,10 @@ impl Network {
         let mut workspace = input.len();
         for (i, node) in nodes.iter().enumerate() {
             let at = || format!("node '{}' ({})", node.name, node.op.kind());
-            if node.inputs.len() != node.op.arity() {
-                bail!("{}: expects {} input(s), got {}", at(), node.op.arity(), node.inputs.len());
+            match node.op.arity() {
+                Some(n) if node.inputs.len() != n => bail!("{}: expects {} input(s), got {}", at(), n, node.inputs.len()),
+                None if node.inputs.is_empty() => bail!("{}: expects at least 1 input, got 0", at()),
+                _ => {}
             }
             for &v in &node.inputs {
                 if v > i {
@@ -262,10 +346,37 @@ impl Network {
                     }
                     x
                 }
-                Op::Add => {
-                    let y = shapes[node.inputs[1]];
-                    if x != y {
-                        bail!("{}: operand shapes {}x{}x{} and {}x{}x{} differ", at(), x.c, x.h, x.w, y.c, y.h, y.w);
+                Op::Binary(b) => {
+                    let y = match &b.constant {
+                        None => shapes[node.inputs[1]],
+                        Some(k) => {
+                            if within(k.shape.checked_len(), MAX_ELEMENTS).filter(|&n| n > 0) != Some(k.values.len()) {
+                                bail!(
+                                    "{}: constant has {} values, shape {}x{}x{} needs {}",
+                                    at(),
+                                    k.values.len(),
+                                    k.shape.c,
+                                    k.shape.h,
+                                    k.shape.w,
+                                    k.shape.checked_len().map_or("too many".into(), |n| n.to_string())
+                                );
+                            }
+                            k.shape
+                        }
+                    };
+                    match broadcast(x, y) {
+                        Some(s) => s,
+                        None => bail!("{}: operand shapes {}x{}x{} and {}x{}x{} do not broadcast", at(), x.c, x.h, x.w, y.c, y.h, y.w),
+                    }
+                }
+                Op::Activation(a) => {
+                    let (alpha, beta) = match *a {
+                        Activation::HardSigmoid { alpha, beta } => (alpha, beta),
+                        Activation::LeakyRelu { alpha } => (alpha, 0.0),
+                        Activation::Sigmoid | Activation::HardSwish => (0.0, 0.0),
+                    };
+                    if !(alpha.is_finite() && beta.is_finite()) {
+                        bail!("{}: alpha {} and beta {} must be finite", at(), alpha, beta);
                     }
                     x
                 }
@@ -289,6 +400,17 @@ impl Network {
                     }
                 }
                 Op::GlobalAvgPool | Op::GlobalMaxPool => Shape { c: x.c, h: 1, w: 1 },
+                Op::Concat => {
+                    let mut c = 0usize;
+                    for &v in &node.inputs {
+                        let y = shapes[v];
+                        if (y.h, y.w) != (x.h, x.w) {
+                            bail!("{}: input shapes {}x{}x{} and {}x{}x{} differ in height or width", at(), x.c, x.h, x.w, y.c, y.h, y.w);
+                        }
+                        c = c.saturating_add(y.c);
+                    }
+                    Shape { c, ..x }
+                }
                 Op::Flatten => Shape { c: x.len(), h: 1, w: 1 },
                 Op::Linear(l) => {
                     if x.len() != l.in_features {

@@ -3,7 +3,8 @@
 //! (ts/reference/layers.ts) produces the same bits.
 
 use crate::gemm::gemm;
-use crate::graph::{BatchNorm, Conv, Linear, Pool, Shape, Slice};
+use crate::graph::{Activation, Arith, BatchNorm, Binary, Conv, Linear, Pool, Shape, Slice};
+use crate::pmath;
 
 /// Unfolds `x` into `cols[k × p]` with `k = (c, ky, kx)` (the ONNX weight
 /// order) and `p = (oy, ox)`; padding contributes zeros. Pure data
@@ -148,9 +149,87 @@ pub fn hardtanh(x: &[f32], min: f32, max: f32, out: &mut [f32]) {
     }
 }
 
-pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = x + y;
+/// ONNX HardSwish's HardSigmoid: alpha 1/6, beta 1/2.
+pub const HARD_SWISH: (f32, f32) = (1.0 / 6.0, 0.5);
+
+/// `alpha·x + beta`, rounded after the product and after the sum (no fused
+/// multiply-add, as in the reference); HardSigmoid clamps it to [0, 1].
+#[inline(always)]
+pub fn hard_sigmoid_input((alpha, beta): (f32, f32), v: f32) -> f32 {
+    alpha * v + beta
+}
+
+/// `t < 0 ? 0 : t > 1 ? 1 : t` (NaN stays NaN, as in the reference).
+#[inline(always)]
+fn unit_clamp(t: f32) -> f32 {
+    t.clamp(0.0, 1.0)
+}
+
+#[inline(always)]
+pub fn activate(a: Activation, v: f32) -> f32 {
+    match a {
+        Activation::Sigmoid => pmath::sigmoid(v),
+        Activation::HardSigmoid { alpha, beta } => unit_clamp(hard_sigmoid_input((alpha, beta), v)),
+        Activation::HardSwish => v * unit_clamp(hard_sigmoid_input(HARD_SWISH, v)),
+        Activation::LeakyRelu { alpha } => {
+            if v >= 0.0 {
+                v
+            } else {
+                alpha * v
+            }
+        }
+    }
+}
+
+pub fn activation(a: Activation, x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = activate(a, v);
+    }
+}
+
+/// Index into an operand of shape `s` broadcast to position `(c, y, x)` of
+/// the output: an axis of size 1 is read at 0.
+#[inline(always)]
+pub fn broadcast_index(s: Shape, c: usize, y: usize, x: usize) -> usize {
+    let pick = |size: usize, i: usize| if size == 1 { 0 } else { i };
+    (pick(s.c, c) * s.h + pick(s.h, y)) * s.w + pick(s.w, x)
+}
+
+/// One image's values of an operand, and their shape.
+pub type Operand<'a> = (&'a [f32], Shape);
+
+/// `a ∘ b` per output value, one f32 operation each. When the operand
+/// shapes are equal (the residual Add) the broadcast indexing is skipped.
+pub fn binary(arith: Arith, (a, sa): Operand, (b, sb): Operand, out: &mut [f32], os: Shape) {
+    let op = |x: f32, y: f32| match arith {
+        Arith::Add => x + y,
+        Arith::Sub => x - y,
+        Arith::Mul => x * y,
+        Arith::Div => x / y,
+    };
+    if sa == os && sb == os {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = op(x, y);
+        }
+        return;
+    }
+    for c in 0..os.c {
+        for y in 0..os.h {
+            for x in 0..os.w {
+                out[(c * os.h + y) * os.w + x] = op(a[broadcast_index(sa, c, y, x)], b[broadcast_index(sb, c, y, x)]);
+            }
+        }
+    }
+}
+
+/// The two operands of a `Binary` in order: the node's inputs `x` and `y`,
+/// or `x` and its constant.
+pub fn operands<'a>(b: &'a Binary, x: Operand<'a>, y: Option<Operand<'a>>) -> (Operand<'a>, Operand<'a>) {
+    match (&b.constant, y) {
+        (Some(k), _) if k.first => ((&k.values, k.shape), x),
+        (Some(k), _) => (x, (&k.values, k.shape)),
+        (None, Some(y)) => (x, y),
+        (None, None) => unreachable!("a Binary without a constant has two inputs (Network::new)"),
     }
 }
 
@@ -169,6 +248,16 @@ pub fn slice(s: &Slice, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
 pub fn pad_channels(before: usize, x: &[f32], p: usize, out: &mut [f32]) {
     out.fill(0.0);
     out[before * p..before * p + x.len()].copy_from_slice(x);
+}
+
+/// The inputs one after the other: with channels outermost, that is their
+/// channels in order.
+pub fn concat<'a>(inputs: impl Iterator<Item = &'a [f32]>, out: &mut [f32]) {
+    let mut at = 0;
+    for x in inputs {
+        out[at..at + x.len()].copy_from_slice(x);
+        at += x.len();
+    }
 }
 
 /// Mean over each channel's pixels: a sequential f32 sum divided by the count.
@@ -397,6 +486,55 @@ mod tests {
         assert_eq!(crate::graph::pool_out(5, 1, 1, 2, 3, true), Some(2));
         assert_eq!(crate::graph::pool_out(5, 1, 1, 2, 3, false), Some(2));
         assert_eq!(crate::graph::pool_out(5, 2, 0, 2, 1, false), None);
+    }
+
+    /// The activations equal ONNX's definitions: exactly where they are
+    /// products and clamps, within pmath's 2 ulp for the sigmoid.
+    #[test]
+    fn activations_match_their_definitions() {
+        for i in -400..=400 {
+            let v = i as f32 * 0.02;
+            let sigmoid = 1.0 / (1.0 + (-(v as f64)).exp());
+            assert!((activate(Activation::Sigmoid, v) as f64 - sigmoid).abs() <= 2.5e-7 * sigmoid, "sigmoid({v})");
+            assert_eq!(activate(Activation::HardSigmoid { alpha: 0.2, beta: 0.5 }, v), (0.2 * v + 0.5).clamp(0.0, 1.0), "hard sigmoid({v})");
+            assert_eq!(activate(Activation::HardSwish, v), v * (v * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0), "hard swish({v})");
+            assert_eq!(activate(Activation::LeakyRelu { alpha: 0.01 }, v), if v < 0.0 { 0.01 * v } else { v }, "leaky relu({v})");
+        }
+        assert_eq!(activate(Activation::HardSwish, -3.0), 0.0);
+        assert_eq!(activate(Activation::HardSwish, 3.0), 3.0);
+    }
+
+    /// Broadcast arithmetic equals its definition: each output reads each
+    /// operand at its own index, or at 0 along an axis of size 1.
+    #[test]
+    fn binary_broadcasts_like_numpy() {
+        let os = Shape { c: 3, h: 2, w: 4 };
+        let shapes = [os, Shape { c: 3, h: 1, w: 1 }, Shape { c: 1, h: 1, w: 1 }, Shape { c: 1, h: 2, w: 4 }, Shape { c: 3, h: 2, w: 1 }, Shape { c: 1, h: 1, w: 4 }];
+        let values = |s: Shape, k: f32| (0..s.len()).map(|i| (i as f32 * k).sin() + 1.5).collect::<Vec<f32>>();
+        for arith in [Arith::Add, Arith::Sub, Arith::Mul, Arith::Div] {
+            for sa in shapes {
+                for sb in shapes {
+                    let Some(s) = crate::graph::broadcast(sa, sb) else { continue };
+                    let (a, b) = (values(sa, 0.37), values(sb, 0.91));
+                    let mut out = vec![0f32; s.len()];
+                    binary(arith, (&a, sa), (&b, sb), &mut out, s);
+                    for (i, &o) in out.iter().enumerate() {
+                        let (c, y, x) = (i / (s.h * s.w), i / s.w % s.h, i % s.w);
+                        let at = |t: Shape| (if t.c == 1 { 0 } else { c } * t.h + if t.h == 1 { 0 } else { y }) * t.w + if t.w == 1 { 0 } else { x };
+                        let (u, v) = (a[at(sa)], b[at(sb)]);
+                        let want = match arith {
+                            Arith::Add => u + v,
+                            Arith::Sub => u - v,
+                            Arith::Mul => u * v,
+                            Arith::Div => u / v,
+                        };
+                        assert_eq!(o.to_bits(), want.to_bits(), "{arith:?} {sa:?} {sb:?} at {i}");
+                    }
+                }
+            }
+        }
+        assert_eq!(crate::graph::broadcast(Shape { c: 3, h: 2, w: 4 }, Shape { c: 2, h: 1, w: 1 }), None);
+        assert_eq!(crate::graph::broadcast(Shape { c: 3, h: 1, w: 4 }, Shape { c: 1, h: 2, w: 1 }), Some(Shape { c: 3, h: 2, w: 4 }));
     }
 
     #[test]

@@ -33,6 +33,15 @@ pub struct NodeSpec {
     pub ceil_mode: Option<bool>,
     /// AvgPool; absent = false.
     pub count_include_pad: Option<bool>,
+    /// Add / Sub / Mul / Div with a constant operand: its values, its
+    /// `[c, h, w]`, and whether it is the left operand (absent = false).
+    pub constant: Option<Float32Array>,
+    pub constant_shape: Option<Vec<u32>>,
+    pub constant_first: Option<bool>,
+    /// HardSigmoid and LeakyRelu.
+    pub alpha: Option<f64>,
+    /// HardSigmoid.
+    pub beta: Option<f64>,
 }
 
 #[napi(object)]
@@ -65,6 +74,16 @@ fn pool(n: &NodeSpec) -> stoxnet_core::Result<graph::Pool> {
         count_include_pad: n.count_include_pad.unwrap_or(false),
     })
 }
+fn binary(n: &NodeSpec, arith: graph::Arith) -> stoxnet_core::Result<Op> {
+    let constant = match &n.constant {
+        Some(values) => {
+            let [c, h, w] = dims::<3>(n, "constantShape", &n.constant_shape)?;
+            Some(graph::Constant { values: floats(values), shape: Shape { c, h, w }, first: n.constant_first.unwrap_or(false) })
+        }
+        None => None,
+    };
+    Ok(Op::Binary(graph::Binary { arith, constant }))
+}
 fn node(n: &NodeSpec) -> stoxnet_core::Result<Node> {
     let op = match n.op.as_str() {
         "Conv" => {
@@ -88,13 +107,21 @@ fn node(n: &NodeSpec) -> stoxnet_core::Result<Node> {
         }),
         "Relu" => Op::Relu,
         "Hardtanh" => Op::Hardtanh { min: *field(n, "min", &n.min)? as f32, max: *field(n, "max", &n.max)? as f32 },
-        "Add" => Op::Add,
+        "Add" => binary(n, graph::Arith::Add)?,
+        "Sub" => binary(n, graph::Arith::Sub)?,
+        "Mul" => binary(n, graph::Arith::Mul)?,
+        "Div" => binary(n, graph::Arith::Div)?,
+        "Sigmoid" => Op::Activation(graph::Activation::Sigmoid),
+        "HardSigmoid" => Op::Activation(graph::Activation::HardSigmoid { alpha: *field(n, "alpha", &n.alpha)? as f32, beta: *field(n, "beta", &n.beta)? as f32 }),
+        "HardSwish" => Op::Activation(graph::Activation::HardSwish),
+        "LeakyRelu" => Op::Activation(graph::Activation::LeakyRelu { alpha: *field(n, "alpha", &n.alpha)? as f32 }),
         "Slice" => Op::Slice(graph::Slice { start: dims::<2>(n, "start", &n.start)?, end: dims::<2>(n, "end", &n.end)?, step: dims::<2>(n, "step", &n.step)? }),
         "PadChannels" => Op::PadChannels { before: *field(n, "before", &n.before)? as usize, after: *field(n, "after", &n.after)? as usize },
         "MaxPool" => Op::MaxPool(pool(n)?),
         "AvgPool" => Op::AvgPool(pool(n)?),
         "GlobalAvgPool" => Op::GlobalAvgPool,
         "GlobalMaxPool" => Op::GlobalMaxPool,
+        "Concat" => Op::Concat,
         "Flatten" => Op::Flatten,
         "Linear" => {
             let [o, i] = dims::<2>(n, "shape", &n.shape)?;
@@ -169,7 +196,22 @@ impl From<&Network> for NetworkSpec {
                             s.count_include_pad = Some(p.count_include_pad);
                         }
                     }
-                    Op::Relu | Op::Add | Op::GlobalAvgPool | Op::GlobalMaxPool | Op::Flatten => {}
+                    Op::Binary(b) => {
+                        if let Some(k) = &b.constant {
+                            s.constant = Some(arr(&k.values));
+                            s.constant_shape = Some(dims(&[k.shape.c, k.shape.h, k.shape.w]));
+                            s.constant_first = Some(k.first);
+                        }
+                    }
+                    Op::Activation(a) => match *a {
+                        graph::Activation::HardSigmoid { alpha, beta } => {
+                            s.alpha = Some(alpha as f64);
+                            s.beta = Some(beta as f64);
+                        }
+                        graph::Activation::LeakyRelu { alpha } => s.alpha = Some(alpha as f64),
+                        graph::Activation::Sigmoid | graph::Activation::HardSwish => {}
+                    },
+                    Op::Relu | Op::GlobalAvgPool | Op::GlobalMaxPool | Op::Concat | Op::Flatten => {}
                 }
                 s
             })

@@ -10,7 +10,7 @@ use crate::buffers::Buf;
 use crate::counts::OpCounts;
 use crate::crossbar::{CrossbarLayer, Scratch, Unfold};
 use crate::gemm::gemm_fused;
-use crate::graph::{Conv, Network, Op, Pool, Shape};
+use crate::graph::{Activation, Arith, Binary, Conv, Network, Op, Pool, Shape};
 use crate::layers;
 use crate::train::qat::{self, QatLayer};
 
@@ -68,6 +68,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
     let mut xbar = Vec::with_capacity(net.nodes.len());
     for i in 0..net.nodes.len() {
         let (xs, os) = (net.shapes[net.nodes[i].inputs[0]], net.shapes[i + 1]);
+        let ys = net.nodes[i].inputs.get(1).map(|&v| net.shapes[v]);
         let mut out = Buf::zeroed(n * os.len());
         let mut cache = None;
         let mut record = None;
@@ -121,7 +122,16 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                 }
                 Op::Relu => layers::relu(input, &mut out),
                 Op::Hardtanh { min, max } => layers::hardtanh(input, *min, *max, &mut out),
-                Op::Add => layers::add(input, &values[node.inputs[1]], &mut out),
+                Op::Binary(b) => {
+                    let b: &Binary = b;
+                    let y = node.inputs.get(1).map(|&v| &values[v][..]).zip(ys);
+                    per_image(&mut out, os.len()).enumerate().for_each(|(j, o)| {
+                        let y = y.map(|(v, s)| (&v[j * s.len()..(j + 1) * s.len()], s));
+                        let (p, q) = layers::operands(b, (&input[j * xs.len()..(j + 1) * xs.len()], xs), y);
+                        layers::binary(b.arith, p, q, o, os)
+                    })
+                }
+                Op::Activation(a) => layers::activation(*a, input, &mut out),
                 Op::Slice(s) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::slice(s, x, xs, o, os)),
                 Op::PadChannels { before, .. } => {
                     let b = *before;
@@ -131,6 +141,10 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                 Op::AvgPool(p) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::avg_pool(p, x, xs, o, os)),
                 Op::GlobalAvgPool => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::global_avg_pool(x, xs.h * xs.w, o)),
                 Op::GlobalMaxPool => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::global_max_pool(x, xs.h, xs.w, o)),
+                Op::Concat => {
+                    let parts: Vec<(&[f32], usize)> = node.inputs.iter().map(|&v| (&values[v][..], values[v].len() / n)).collect();
+                    per_image(&mut out, os.len()).enumerate().for_each(|(j, o)| layers::concat(parts.iter().map(|&(v, len)| &v[j * len..(j + 1) * len]), o))
+                }
                 Op::Flatten => out.copy_from_slice(input),
                 Op::Linear(l) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::linear(l, x, o)),
             }
@@ -525,9 +539,21 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                 dx.iter_mut().zip(dy.iter().zip(y.iter())).for_each(|(d, (&g, &v))| *d = if v > 0.0 { g } else { 0.0 });
                 add_grad(&mut grads, xin, dx);
             }
-            Op::Add => {
-                add_grad(&mut grads, node.inputs[1], dy.clone());
-                add_grad(&mut grads, xin, dy);
+            Op::Activation(a) => {
+                let y = &tape.values[i + 1];
+                let mut dx = Buf::zeroed(dy.len());
+                dx.par_chunks_mut(4096).zip(dy.par_chunks(4096)).zip(x.par_chunks(4096)).zip(y.par_chunks(4096)).for_each(|(((d, g), xv), yv)| {
+                    for (((d, &g), &v), &o) in d.iter_mut().zip(g).zip(xv).zip(yv) {
+                        *d = g * activation_slope(*a, v, o);
+                    }
+                });
+                add_grad(&mut grads, xin, dx);
+            }
+            Op::Binary(b) => {
+                for (k, &v) in node.inputs.iter().enumerate().rev() {
+                    let dv = binary_backward(net, tape, i, b, k, &dy);
+                    add_grad(&mut grads, v, dv);
+                }
             }
             Op::Slice(s) => {
                 let mut dx = Buf::zeroed(n * xs.len());
@@ -555,6 +581,16 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                 add_grad(&mut grads, xin, dx);
             }
             Op::Flatten => add_grad(&mut grads, xin, dy),
+            // Each input's gradient is its part of each image's.
+            Op::Concat => {
+                let offsets: Vec<usize> = node.inputs.iter().scan(0, |at, &v| Some(std::mem::replace(at, *at + net.shapes[v].len()))).collect();
+                for (&v, &at) in node.inputs.iter().zip(&offsets).rev() {
+                    let len = net.shapes[v].len();
+                    let mut dx = Buf::zeroed(n * len);
+                    dx.par_chunks_exact_mut(len).zip(dy.par_chunks_exact(os.len())).for_each(|(d, g)| d.copy_from_slice(&g[at..at + len]));
+                    add_grad(&mut grads, v, dx);
+                }
+            }
             Op::MaxPool(pool) => {
                 let mut dx = Buf::zeroed(n * xs.len());
                 dx.par_chunks_exact_mut(xs.len()).zip(dy.par_chunks_exact(os.len())).zip(x.par_chunks_exact(xs.len())).for_each(|((dxi, dyi), xi)| max_pool_backward(pool, xi, xs, dyi, os, dxi));
@@ -579,6 +615,76 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
         }
     }
     (params, qgrads)
+}
+
+/// The derivative of an activation at input `x` with output `y` (one-sided
+/// where the function has a kink, on the side the forward pass takes).
+pub(crate) fn activation_slope(a: Activation, x: f32, y: f32) -> f32 {
+    match a {
+        Activation::Sigmoid => y * (1.0 - y),
+        Activation::HardSigmoid { alpha, beta } => {
+            let t = layers::hard_sigmoid_input((alpha, beta), x);
+            if t > 0.0 && t < 1.0 {
+                alpha
+            } else {
+                0.0
+            }
+        }
+        // d/dx x·t(x) = t + x·alpha on the slope; 0 below it, where y = 0, and 1 above it, where y = x.
+        Activation::HardSwish => {
+            let t = layers::hard_sigmoid_input(layers::HARD_SWISH, x);
+            if t <= 0.0 {
+                0.0
+            } else if t >= 1.0 {
+                1.0
+            } else {
+                t + x * layers::HARD_SWISH.0
+            }
+        }
+        Activation::LeakyRelu { alpha } => {
+            if x >= 0.0 {
+                1.0
+            } else {
+                alpha
+            }
+        }
+    }
+}
+
+/// The gradient of input `k` of Binary node `i`: per image, `dy` times the
+/// operation's partial derivative with respect to that operand, summed over
+/// the axes along which the operand was broadcast.
+fn binary_backward(net: &Network, tape: &Tape, i: usize, b: &Binary, k: usize, dy: &[f32]) -> Buf {
+    let node = &net.nodes[i];
+    let (xs, os, ds) = (net.shapes[node.inputs[0]], net.shapes[i + 1], net.shapes[node.inputs[k]]);
+    let ys = node.inputs.get(1).map(|&v| net.shapes[v]);
+    // Which operand input k is: a constant on the left makes input 0 the right operand.
+    let left = k == 0 && !b.constant.as_ref().is_some_and(|c| c.first);
+    let mut dx = Buf::zeroed(tape.n * ds.len());
+    dx.par_chunks_exact_mut(ds.len()).enumerate().for_each(|(j, d)| {
+        let x = (&tape.values[node.inputs[0]][j * xs.len()..(j + 1) * xs.len()], xs);
+        let y = node.inputs.get(1).zip(ys).map(|(&v, s)| (&tape.values[v][j * s.len()..(j + 1) * s.len()], s));
+        let ((a, sa), (bv, sb)) = layers::operands(b, x, y);
+        let (o, g) = (&tape.values[i + 1][j * os.len()..(j + 1) * os.len()], &dy[j * os.len()..(j + 1) * os.len()]);
+        for c in 0..os.c {
+            for oy in 0..os.h {
+                for ox in 0..os.w {
+                    let at = (c * os.h + oy) * os.w + ox;
+                    let (u, v) = (a[layers::broadcast_index(sa, c, oy, ox)], bv[layers::broadcast_index(sb, c, oy, ox)]);
+                    d[layers::broadcast_index(ds, c, oy, ox)] += match (b.arith, left) {
+                        (Arith::Add, _) | (Arith::Sub, true) => g[at],
+                        (Arith::Sub, false) => -g[at],
+                        (Arith::Mul, true) => g[at] * v,
+                        (Arith::Mul, false) => g[at] * u,
+                        (Arith::Div, true) => g[at] / v,
+                        // d(u / v)/dv = −(u / v) / v
+                        (Arith::Div, false) => -(g[at] * o[at]) / v,
+                    };
+                }
+            }
+        }
+    });
+    dx
 }
 
 /// One image's MaxPool gradient: each output's to the input pixel that

@@ -1,6 +1,6 @@
 use super::sgd::{Schedule, Sgd};
 use super::*;
-use crate::graph::{BatchNorm, Conv, Linear, Node, Pool, Shape, Slice};
+use crate::graph::{Activation, Arith, BatchNorm, Binary, Constant, Conv, Linear, Node, Pool, Shape, Slice};
 
 /// Conv+bias → BN → ReLU → {Conv stride 2, Slice+Pad shortcut} → Add →
 /// Hardtanh → GAP → Flatten → Linear: every op of the IR on a tiny input.
@@ -22,7 +22,7 @@ pub(crate) fn tiny() -> Network {
         node("c2", Op::Conv(conv(8, 4, 2, false)), vec![3]),
         node("slice", Op::Slice(Slice { start: [0, 0], end: [6, 6], step: [2, 2] }), vec![3]),
         node("pad", Op::PadChannels { before: 2, after: 2 }, vec![5]),
-        node("add", Op::Add, vec![4, 6]),
+        node("add", Op::Binary(Binary { arith: Arith::Add, constant: None }), vec![4, 6]),
         node("hardtanh", Op::Hardtanh { min: -1.0, max: 1.0 }, vec![7]),
         node("gap", Op::GlobalAvgPool, vec![8]),
         node("flat", Op::Flatten, vec![9]),
@@ -65,11 +65,12 @@ fn gradients_match_finite_differences() {
     // The hardtanh clips some values and passes others: both paths are checked.
     let clipped = tape.values[8].iter().filter(|v| v.abs() == 1.0).count();
     assert!(clipped > 0 && clipped < tape.values[8].len(), "{clipped} clipped");
-    assert!(check_gradients(&net, &x, &labels) > 100);
+    assert!(check_gradients(&net, &x, &labels, 3e-3) > 100);
 }
 
-/// Checks every third parameter of every layer as above; returns how many.
-fn check_gradients(net: &Network, x: &[f32], labels: &[u8]) -> usize {
+/// Checks every third parameter of every layer as above, with an absolute
+/// tolerance of `abs` (3e-3 above); returns how many.
+fn check_gradients(net: &Network, x: &[f32], labels: &[u8], abs: f64) -> usize {
     let mut work = net.clone();
     let tape = backprop::forward(&mut work, x.to_vec(), labels.len(), true, None).unwrap();
     let (_, _, d) = softmax_cross_entropy(&tape.values[net.output], labels, 3, 0.1, None);
@@ -85,7 +86,7 @@ fn check_gradients(net: &Network, x: &[f32], labels: &[u8]) -> usize {
                 backprop::params_mut(&mut minus.nodes[i].op)[pi][j] -= h;
                 let num = (loss(&plus, x, labels) - loss(&minus, x, labels)) / (2.0 * h as f64);
                 let ana = gp[j] as f64;
-                assert!((num - ana).abs() <= 3e-3 + 0.03 * ana.abs(), "node {} param {pi}[{j}]: numeric {num} analytic {ana}", net.nodes[i].name);
+                assert!((num - ana).abs() <= abs + 0.03 * ana.abs(), "node {} param {pi}[{j}]: numeric {num} analytic {ana}", net.nodes[i].name);
                 checked += 1;
             }
         }
@@ -116,8 +117,128 @@ fn pooling_gradients_match_finite_differences() {
         assert_eq!([net.shapes[3], net.shapes[5]], [Shape { c: 4, h: 4, w: 4 }, Shape { c: 4, h: 3, w: 2 }]);
         init(&mut net, 12);
         let (x, labels) = batch(6);
-        assert!(check_gradients(&net, &x, &labels) > 40);
+        assert!(check_gradients(&net, &x, &labels, 3e-3) > 40);
     }
+}
+
+/// Elementwise arithmetic against finite differences: Add, Sub, Mul and Div
+/// with a constant on either side (per channel, scalar, per pixel) and
+/// between two values broadcast either way ([C,1,1] ∘ [C,H,W] as in a
+/// squeeze-excitation block, and back), the denominator kept away from 0.
+#[test]
+fn elementwise_gradients_match_finite_differences() {
+    let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
+    let conv = |o, c| Op::Conv(Conv { weight: vec![0.0; o * c * 9], bias: Some(vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] });
+    let binary = |arith, constant: Option<(Vec<f32>, [usize; 3], bool)>| {
+        let constant = constant.map(|(values, [c, h, w], first)| Constant { values, shape: Shape { c, h, w }, first });
+        Op::Binary(Binary { arith, constant })
+    };
+    let per_pixel = (0..36).map(|i| 1.0 + i as f32 / 36.0).collect();
+    let nodes = vec![
+        node("c1", conv(4, 2), vec![0]),
+        node("scale", binary(Arith::Mul, Some((vec![0.5, -1.5, 1.0, 2.0], [4, 1, 1], false))), vec![1]),
+        node("flip", binary(Arith::Sub, Some((vec![0.5], [1, 1, 1], true))), vec![2]),
+        node("div", binary(Arith::Div, Some((per_pixel, [1, 6, 6], false))), vec![3]),
+        node("c2", conv(4, 4), vec![4]),
+        node("gap", Op::GlobalAvgPool, vec![5]),
+        node("se", binary(Arith::Mul, None), vec![6, 5]),
+        node("relu", Op::Relu, vec![7]),
+        node("denom", binary(Arith::Add, Some((vec![2.0], [1, 1, 1], true))), vec![8]),
+        node("ratio", binary(Arith::Div, None), vec![5, 9]),
+        node("centre", binary(Arith::Sub, None), vec![10, 6]),
+        node("gap2", Op::GlobalAvgPool, vec![11]),
+        node("flat", Op::Flatten, vec![12]),
+        node("fc", Op::Linear(Linear { weight: vec![0.0; 12], bias: Some(vec![0.0; 3]), out_features: 3, in_features: 4 }), vec![13]),
+    ];
+    let mut net = Network::new(Shape { c: 2, h: 6, w: 6 }, nodes, 14).unwrap();
+    assert_eq!([net.shapes[7], net.shapes[11]], [Shape { c: 4, h: 6, w: 6 }; 2]);
+    init(&mut net, 13);
+    let (x, labels) = batch(6);
+    // Gradients here are about 1e-3: a tolerance of 3e-3 would pass a wrong slope.
+    assert!(check_gradients(&net, &x, &labels, 3e-4) > 40);
+}
+
+/// Conv → Sigmoid → Conv → HardSigmoid → Conv → HardSwish → Conv →
+/// LeakyRelu → GAP → Flatten → Linear: the activation gradients against
+/// finite differences, on both sides of each kink.
+#[test]
+fn activation_gradients_match_finite_differences() {
+    let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
+    let conv = |o, c| Op::Conv(Conv { weight: vec![0.0; o * c * 9], bias: Some(vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] });
+    let nodes = vec![
+        node("c1", conv(4, 2), vec![0]),
+        node("sigmoid", Op::Activation(Activation::Sigmoid), vec![1]),
+        node("c2", conv(4, 4), vec![2]),
+        node("hsig", Op::Activation(Activation::HardSigmoid { alpha: 0.5, beta: 0.4 }), vec![3]),
+        node("c3", conv(4, 4), vec![4]),
+        node("hswish", Op::Activation(Activation::HardSwish), vec![5]),
+        node("c4", conv(4, 4), vec![6]),
+        node("leaky", Op::Activation(Activation::LeakyRelu { alpha: 0.1 }), vec![7]),
+        node("gap", Op::GlobalAvgPool, vec![8]),
+        node("flat", Op::Flatten, vec![9]),
+        node("fc", Op::Linear(Linear { weight: vec![0.0; 12], bias: Some(vec![0.0; 3]), out_features: 3, in_features: 4 }), vec![10]),
+    ];
+    let mut net = Network::new(Shape { c: 2, h: 6, w: 6 }, nodes, 11).unwrap();
+    init(&mut net, 14);
+    let (x, labels) = batch(6);
+    // HardSigmoid clips some values and passes others; LeakyRelu sees both signs.
+    let tape = backprop::forward(&mut net.clone(), x.clone(), labels.len(), true, None).unwrap();
+    let clipped = tape.values[4].iter().filter(|&&v| v == 0.0 || v == 1.0).count();
+    assert!(clipped > 0 && clipped < tape.values[4].len(), "{clipped} clipped");
+    let negative = tape.values[7].iter().filter(|&&v| v < 0.0).count();
+    assert!(negative > 0 && negative < tape.values[7].len(), "{negative} negative");
+    // Steps across HardSigmoid's kinks blur the differences here: each slope is checked on its own below.
+    assert!(check_gradients(&net, &x, &labels, 3e-3) > 40);
+}
+
+/// Each activation's slope against central differences of its forward
+/// value, at points whose step crosses no kink.
+#[test]
+fn activation_slopes_match_finite_differences() {
+    let h = 1e-2f32;
+    let cases = [
+        (Activation::Sigmoid, vec![]),
+        (Activation::HardSigmoid { alpha: 0.3, beta: 0.6 }, vec![-2.0, 4.0 / 3.0]),
+        (Activation::HardSwish, vec![-3.0, 3.0]),
+        (Activation::LeakyRelu { alpha: 0.1 }, vec![0.0]),
+    ];
+    for (a, kinks) in cases {
+        for i in -400..=400 {
+            let x = i as f32 * 0.0123 + 0.0037;
+            if kinks.iter().any(|&k: &f32| (x - k).abs() <= 2.0 * h) {
+                continue;
+            }
+            let num = (crate::layers::activate(a, x + h) as f64 - crate::layers::activate(a, x - h) as f64) / (2.0 * h as f64);
+            let ana = backprop::activation_slope(a, x, crate::layers::activate(a, x)) as f64;
+            // Exact for the piecewise-linear ones but for f32 rounding; the sigmoid's truncation error is below 1e-5.
+            assert!((num - ana).abs() <= 2e-4, "{a:?} at {x}: numeric {num} analytic {ana}");
+        }
+    }
+}
+
+/// A DenseNet-style block: Conv → ReLU → Conv, Concat of the two, Conv,
+/// then a Concat of four values (one of them twice) → GAP → Flatten →
+/// Linear: the Concat gradients against finite differences.
+#[test]
+fn concat_gradients_match_finite_differences() {
+    let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
+    let conv = |o, c| Op::Conv(Conv { weight: vec![0.0; o * c * 9], bias: Some(vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] });
+    let nodes = vec![
+        node("c1", conv(3, 2), vec![0]),
+        node("relu", Op::Relu, vec![1]),
+        node("c2", conv(2, 3), vec![2]),
+        node("cat1", Op::Concat, vec![2, 3]),
+        node("c3", conv(2, 5), vec![4]),
+        node("cat2", Op::Concat, vec![2, 3, 5, 5]),
+        node("gap", Op::GlobalAvgPool, vec![6]),
+        node("flat", Op::Flatten, vec![7]),
+        node("fc", Op::Linear(Linear { weight: vec![0.0; 27], bias: Some(vec![0.0; 3]), out_features: 3, in_features: 9 }), vec![8]),
+    ];
+    let mut net = Network::new(Shape { c: 2, h: 6, w: 6 }, nodes, 9).unwrap();
+    assert_eq!([net.shapes[4], net.shapes[6]], [Shape { c: 5, h: 6, w: 6 }, Shape { c: 9, h: 6, w: 6 }]);
+    init(&mut net, 15);
+    let (x, labels) = batch(6);
+    assert!(check_gradients(&net, &x, &labels, 3e-4) > 30);
 }
 
 #[test]
