@@ -20,6 +20,7 @@ import { evaluate, inTopK } from '../ts/eval.js';
 import { importOnnx } from '../ts/onnx/import.js';
 import { nativeUnavailable } from '../ts/native.js';
 import { packageRoot } from '../ts/paths.js';
+import { layerSpecs, resolveConfig } from '../ts/stox.js';
 import { train } from '../ts/train.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'stoxnet-datasets-'));
@@ -146,6 +147,10 @@ describe('architectures sized for the data set', () => {
     expect(architecture('resnet20', DATASETS['fashion-mnist']).input).toEqual([1, 28, 28]);
     expect(() => architecture('vgg8', DATASETS.mnist)).toThrow('vgg8 needs images whose sides divide by 8 (three 2×2 pools); MNIST has 28×28');
     expect(() => architecture('lenet5', DATASETS.cifar10)).toThrow('lenet5 takes 28×28 images; CIFAR-10 has 32×32');
+    // Crossbar inputs after ReLU → MaxPool (→ Flatten) are non-negative: unsigned codes, no bit spent on a sign.
+    const specs = layerSpecs(lenet, resolveConfig({ converter: 'mtj', policy: 'all-crossbar' }));
+    const signed = Object.fromEntries(lenet.nodes.flatMap((n, i) => (specs[i] ? [[n.name, specs[i]!.inputSigned]] : [])));
+    expect(signed).toEqual({ conv1: true, conv2: false, fc1: false, fc2: false, fc3: false });
     expect(() => dataset('imagenet')).toThrow('unknown data set "imagenet"; expected one of cifar10, cifar100, mnist, fashion-mnist');
   });
 });

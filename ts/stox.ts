@@ -214,11 +214,52 @@ export function crossbarNodes(net: Network, policy: StoxConfig['policy'], digita
   return mvm.filter((i) => i !== firstConv && i !== lastLinear);
 }
 
-/** Whether node i's input can be negative (it is not produced by a ReLU). */
+/**
+ * Whether value `v` is never negative: a ReLU's, a clip's from 0, a
+ * sigmoid's, and whatever only moves, selects, pools or concatenates such
+ * values (a conv after ReLU → MaxPool reads non-negative inputs), or adds or
+ * multiplies them with each other or with non-negative constants.
+ */
+function nonNegative(net: Network, v: number, memo = new Map<number, boolean>()): boolean {
+  if (v === 0) return false;
+  const known = memo.get(v);
+  if (known !== undefined) return known;
+  const n = net.nodes[v - 1];
+  const all = (inputs: number[]) => inputs.every((u) => nonNegative(net, u, memo));
+  let result: boolean;
+  switch (n.op) {
+    case 'Relu':
+    case 'Sigmoid':
+    case 'HardSigmoid':
+      result = true;
+      break;
+    case 'Hardtanh':
+      result = n.min >= 0;
+      break;
+    case 'MaxPool':
+    case 'AvgPool':
+    case 'GlobalAvgPool':
+    case 'GlobalMaxPool':
+    case 'Flatten':
+    case 'Slice':
+    case 'PadChannels':
+    case 'Concat':
+      result = all(n.inputs);
+      break;
+    case 'Add':
+    case 'Mul':
+      result = all(n.inputs) && (n.constant?.every((c) => c >= 0) ?? true);
+      break;
+    default:
+      result = false;
+  }
+  memo.set(v, result);
+  return result;
+}
+
+/** Whether node i's input can be negative (see `nonNegative`). */
 function signedInput(net: Network, i: number): boolean {
-  const v = net.nodes[i].inputs[0];
-  const producer = v === 0 ? undefined : net.nodes[v - 1];
-  return !(producer?.op === 'Relu' || (producer?.op === 'Hardtanh' && producer.min >= 0));
+  return !nonNegative(net, net.nodes[i].inputs[0]);
 }
 
 /** Samples T for each crossbar layer, in network order. */
