@@ -7,12 +7,15 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { zipSync } from 'fflate';
+import jpeg from 'jpeg-js';
+import pngjs from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { architecture } from '../ts/arch.js';
 import { readAr, unxz } from '../ts/data/archive.js';
 import { md5 } from '../ts/data/cifar10.js';
 import { CIFAR100_CLASSES, CIFAR100_RECORD_BYTES, readCifar100 } from '../ts/data/cifar100.js';
-import { DATASETS, dataset, holdOut, normalizeFor } from '../ts/data/dataset.js';
+import { DATASETS, dataset, holdOut, normalizeFor, openDataset } from '../ts/data/dataset.js';
 import { downloadDataset } from '../ts/data/download.js';
 import { MNIST_MD5, readIdx } from '../ts/data/idx.js';
 import { resolveDataDir } from '../ts/data/location.js';
@@ -217,4 +220,114 @@ describe.skipIf(!native)('Fashion-MNIST from the Debian registry', () => {
     for (const l of train.labels) histogram[l]++;
     expect(histogram).toEqual(new Array(10).fill(6000));
   }, 180_000);
+});
+
+/** A .npy file: version 1.0 header padded to 64 bytes, then the data. */
+function npy(descr: string, shape: number[], data: ArrayBufferView): Uint8Array {
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  header = header.padEnd(Math.ceil((header.length + 11) / 64) * 64 - 11) + '\n';
+  const out = new Uint8Array(10 + header.length + data.byteLength);
+  out.set([0x93, ...new TextEncoder().encode('NUMPY'), 1, 0], 0);
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  out.set(new TextEncoder().encode(header), 10);
+  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 10 + header.length);
+  return out;
+}
+
+describe('users\' data: .npz arrays and image folders', () => {
+  // Two classes of 28×28 grey images: a bright left half (0) or a bright right half (1), with noise.
+  const make = (n: number, seed: number) => {
+    const x = new Uint8Array(n * 784);
+    const y = new BigInt64Array(n);
+    for (let i = 0; i < n; i++) {
+      y[i] = BigInt(i % 2);
+      for (let p = 0; p < 784; p++) x[i * 784 + p] = ((p % 28 < 14) === (i % 2 === 0) ? 180 : 40) + ((i * 131 + p * 17 + seed) % 50);
+    }
+    return { x, y };
+  };
+
+  it('reads N×H×W uint8 images and int64 labels, trains on them and evaluates with the stored normalisation', async () => {
+    const tr = make(400, 1);
+    const te = make(100, 2);
+    const file = join(scratch, 'halves.npz');
+    writeFileSync(file, zipSync({ 'x_train.npy': npy('|u1', [400, 28, 28], tr.x), 'y_train.npy': npy('<i8', [400], tr.y), 'x_test.npy': npy('|u1', [100, 28, 28], te.x), 'y_test.npy': npy('<i8', [100], te.y) }));
+    const ds = await openDataset(file);
+    expect(ds.dims).toEqual([1, 28, 28]);
+    expect(ds.classes).toEqual(['0', '1']);
+    const test = await ds.read('', 'test');
+    expect(Buffer.from(test.images).equals(Buffer.from(te.x))).toBe(true);
+    expect([...test.labels.subarray(0, 4)]).toEqual([0, 1, 0, 1]);
+    // Normalised by the training images' own statistics.
+    const mean = tr.x.reduce((a, b) => a + b, 0) / tr.x.length / 255;
+    expect(ds.normalization.mean[0]).toBeCloseTo(mean, 10);
+    if (!native) return;
+    const out = join(scratch, 'halves-run');
+    const { model, log } = await train({ arch: 'lenet5', dataset: file, out, epochs: 2, batch: 32, lr: 0.05, warmupEpochs: 0, valImages: 50, seed: 1, threads: 2 });
+    expect(log[1].testTop1).toBeGreaterThan(0.95); // an easy, separable task
+    const net = await importOnnx(model);
+    expect(net.normalization!.mean[0]).toBeCloseTo(mean, 6);
+    await expect(evaluate({ model })).rejects.toThrow(`was trained on a user's data set (halves.npz): give its path with --dataset`);
+    const { report } = await evaluate({ model, dataset: file, threads: 2 });
+    expect(report.top1).toBe(log[1].testTop1);
+    expect(report.top5).toBeNull(); // two classes
+    expect(report.confusion.flat().reduce((a, b) => a + b, 0)).toBe(100);
+  }, 120_000);
+
+  it('takes N×H×W×C and N×C×H×W, floats in 0…1, and names what is wrong', async () => {
+    const rgb = new Float32Array(2 * 4 * 4 * 3).map((_, i) => (i % 3) / 2); // channel c is c/2 everywhere
+    const labels = Int32Array.of(0, 1);
+    const file = (name: string, arrays: Record<string, Uint8Array>) => {
+      const path = join(scratch, name);
+      writeFileSync(path, zipSync(arrays));
+      return path;
+    };
+    const nhwc = file('nhwc.npz', { 'x_train.npy': npy('<f4', [2, 4, 4, 3], rgb), 'y_train.npy': npy('<i4', [2], labels), 'x_test.npy': npy('<f4', [2, 4, 4, 3], rgb), 'y_test.npy': npy('<i4', [2], labels) });
+    const ds = await openDataset(nhwc);
+    expect(ds.dims).toEqual([3, 4, 4]);
+    const img = (await ds.read('', 'train')).images;
+    expect([img[0], img[16], img[32]]).toEqual([0, 128, 255]); // CHW: the planes of channels 0, 1, 2
+    const nchw = new Uint8Array(2 * 3 * 4 * 4).map((_, i) => Math.floor(i / 16) % 3);
+    const c = file('nchw.npz', { 'x_train.npy': npy('|u1', [2, 3, 4, 4], nchw), 'y_train.npy': npy('<i4', [2], labels), 'x_test.npy': npy('|u1', [2, 3, 4, 4], nchw), 'y_test.npy': npy('<i4', [2], labels) });
+    expect((await (await openDataset(c)).read('', 'test')).images.subarray(0, 48)).toEqual(nchw.subarray(0, 48));
+    const missing = file('missing.npz', { 'x_train.npy': npy('|u1', [2, 3, 4, 4], nchw) });
+    await expect(openDataset(missing)).rejects.toThrow(`${missing}: no array 'y_train' (expected x_train, y_train, x_test, y_test; found x_train)`);
+    const badLabels = file('bad-labels.npz', { 'x_train.npy': npy('|u1', [2, 3, 4, 4], nchw), 'y_train.npy': npy('<i4', [3], Int32Array.of(0, 1, 1)), 'x_test.npy': npy('|u1', [2, 3, 4, 4], nchw), 'y_test.npy': npy('<i4', [2], labels) });
+    await expect(openDataset(badLabels)).rejects.toThrow('y_train: labels must be a vector of 2 integers, got shape (3)');
+    const badType = file('bad-type.npz', { 'x_train.npy': npy('>f4', [2, 3, 4, 4], new Float32Array(96)) });
+    await expect(openDataset(badType)).rejects.toThrow('x_train: dtype >f4 is not supported');
+    const wide = file('wide.npz', { 'x_train.npy': npy('<f4', [1, 1, 2, 2], Float32Array.of(0, 1, 300, 2)), 'y_train.npy': npy('<i4', [1], Int32Array.of(0)) });
+    await expect(openDataset(wide)).rejects.toThrow('x_train: pixel values span 0…300; expected 0…255');
+    writeFileSync(join(scratch, 'not.npz'), 'hello');
+    await expect(openDataset(join(scratch, 'not.npz'))).rejects.toThrow('not.npz: not a .npz (zip) archive');
+    await expect(openDataset(join(scratch, 'none.npz'))).rejects.toThrow('--dataset');
+  });
+
+  it('reads an image folder of PNG and JPEG files, one sub-folder per class', async () => {
+    const root = join(scratch, 'folder');
+    const put = (split: string, cls: string, name: string, rgb: [number, number, number], jpg = false) => {
+      const dir = join(root, split, cls);
+      execFileSync('mkdir', ['-p', dir]);
+      const rgba = new Uint8Array(6 * 5 * 4).map((_, i) => (i % 4 === 3 ? 255 : rgb[i % 4]));
+      const data = jpg ? jpeg.encode({ width: 6, height: 5, data: rgba }, 100).data : pngjs.PNG.sync.write(Object.assign(new pngjs.PNG({ width: 6, height: 5 }), { data: Buffer.from(rgba) }));
+      writeFileSync(join(dir, name), data);
+    };
+    put('train', 'cat', 'a.png', [200, 10, 10]);
+    put('train', 'dog', 'b.png', [10, 200, 10]);
+    put('train', 'dog', 'c.jpg', [10, 10, 200], true);
+    put('test', 'cat', 'd.png', [1, 2, 3]);
+    const ds = await openDataset(root);
+    expect(ds.classes).toEqual(['cat', 'dog']);
+    expect(ds.dims).toEqual([3, 5, 6]);
+    const trainSet = await ds.read('', 'train');
+    expect([...trainSet.labels]).toEqual([0, 1, 1]);
+    expect([trainSet.images[0], trainSet.images[30], trainSet.images[60]]).toEqual([200, 10, 10]);
+    // JPEG is lossy: the blue image comes back within a few levels.
+    expect(Math.abs(trainSet.images[2 * 90 + 60] - 200)).toBeLessThan(6);
+    expect([...(await ds.read('', 'test')).images.subarray(0, 1)]).toEqual([1]);
+    writeFileSync(join(root, 'train', 'cat', 'broken.png'), 'not a png');
+    await expect(openDataset(root)).rejects.toThrow(`${join(root, 'train', 'cat', 'broken.png')}: cannot decode the image`);
+    rmSync(join(root, 'train', 'cat', 'broken.png'));
+    put('test', 'bird', 'e.png', [0, 0, 0]);
+    await expect(openDataset(root)).rejects.toThrow(`${join(root, 'test')}: classes bird are not in train/`);
+  });
 });

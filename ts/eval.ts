@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import type { Backend, OpCounts } from './backend.js';
 import { ConfigError, int, oneOf } from './config.js';
-import { dataset, holdOut, normalizeFor, VALIDATION_IMAGES, type Dataset, type ImageSet } from './data/dataset.js';
+import { holdOut, normalizeFor, openDataset, VALIDATION_IMAGES, type Dataset, type ImageSet } from './data/dataset.js';
 import { resolveDataDir } from './data/location.js';
 import { logitsDigest } from './digest.js';
 import { nativeBackend, nativeUnavailable } from './native.js';
@@ -22,7 +22,7 @@ export interface EvalOptions {
   model: string;
   /** The data set's folder; default: its environment variable (STOXNET_DATA for CIFAR-10), else the cache. */
   data?: string;
-  /** Which data set (data/dataset.ts); default: the one the model was trained on (its metadata), else CIFAR-10. */
+  /** Which data set: a name (data/dataset.ts) or the path of a user's .npz or image folder (data/user.ts); default: the one the model was trained on (its metadata), else CIFAR-10. */
   dataset?: string;
   backend?: (typeof BACKENDS)[number];
   /** Simulator settings (see StoxConfig); unset keys take the model's embedded settings, else the defaults. */
@@ -120,9 +120,14 @@ export function inTopK(row: Float32Array, label: number, k: number): boolean {
   return above < k;
 }
 
-/** The data set an evaluation of `net` reads: the one asked for, else the model's own, else CIFAR-10; its image size must be the model's. */
-export function evalDataset(net: Network, name: string | undefined, model: string): Dataset {
-  const ds = dataset(name ?? net.dataset ?? 'cifar10');
+/**
+ * The data set an evaluation of `net` reads: the one asked for, else the
+ * model's own, else CIFAR-10, normalised as the model was trained (its
+ * metadata) where it says; its image size must be the model's.
+ */
+export async function evalDataset(net: Network, name: string | undefined, model: string): Promise<Dataset> {
+  if (name === undefined && net.dataset?.startsWith('user:')) throw new ConfigError(`${basename(model)} was trained on a user's data set (${net.dataset.slice(5)}): give its path with --dataset`);
+  const ds = await openDataset(name ?? net.dataset ?? 'cifar10', net.normalization);
   const [c, h, w] = ds.dims;
   if (net.input[0] !== c || net.input[1] !== h || net.input[2] !== w) {
     throw new ConfigError(`${basename(model)}: the model takes ${net.input.join('×')} images (channels×height×width); ${ds.title} has ${ds.dims.join('×')} (--dataset)`);
@@ -150,7 +155,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   if (backendName === 'ort' && config.converter !== 'fp') {
     throw new ConfigError(`backend ort runs the model in FP32 only; --converter ${config.converter} needs --backend native or js`);
   }
-  const ds = evalDataset(net, options.dataset, options.model);
+  const ds = await evalDataset(net, options.dataset, options.model);
   const dataDir = resolveDataDir(options.data, evalSet === 'validation', ds);
   let backend: Backend;
   let layers: LayerReport[] = [];

@@ -145,4 +145,6 @@ export interface Network {
   stox?: EmbeddedStox;
   /** The data set a model trained here learned (metadata `stoxnet.dataset`): eval reads it by default. */
   dataset?: string;
+  /** The per-channel normalisation it was trained with (metadata `stoxnet.normalization`); needed for users' data sets. */
+  normalization?: { mean: number[]; std: number[] };
 }

@@ -6,7 +6,8 @@ import { join, resolve } from 'node:path';
 import { architecture, ARCHS, type Arch } from './arch.js';
 import { writeFileAtomic } from './atomic.js';
 import { ConfigError, int, ints, num, oneOf } from './config.js';
-import { DATASET_NAMES, DATASETS, holdOut, imageBytes, normalizeFor, VALIDATION_IMAGES, type Dataset, type DatasetName } from './data/dataset.js';
+import { dataset, holdOut, imageBytes, normalizeFor, openDataset, VALIDATION_IMAGES, type Dataset } from './data/dataset.js';
+import { isDataPath } from './data/user.js';
 import { resolveDataDir } from './data/location.js';
 import { argmax } from './eval.js';
 import type { Backend } from './backend.js';
@@ -23,8 +24,8 @@ export interface TrainSettings {
   arch?: Arch;
   /** … or fine-tune this ONNX model. */
   from?: string;
-  /** The data set trained on (data/dataset.ts); its normalisation and augmentation come with it. */
-  dataset: DatasetName;
+  /** The data set trained on: a name (data/dataset.ts; its normalisation and augmentation come with it) or the path of a user's .npz or image folder (normalised by its training images' statistics, not augmented). */
+  dataset: string;
   epochs: number;
   batch: number;
   lr: number;
@@ -122,7 +123,7 @@ const DEFAULTS: Omit<TrainSettings, 'arch' | 'from'> = {
 export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
   if ((o.arch === undefined) === (o.from === undefined)) throw new ConfigError('train: give exactly one of --arch NAME or --from MODEL.onnx');
   const s: TrainSettings = {
-    dataset: oneOf('--dataset', o.dataset ?? DEFAULTS.dataset, DATASET_NAMES),
+    dataset: o.dataset !== undefined && isDataPath(o.dataset) ? resolve(o.dataset) : dataset(o.dataset ?? DEFAULTS.dataset).name,
     epochs: int('--epochs', o.epochs ?? DEFAULTS.epochs, 1, 100_000),
     batch: int('--batch', o.batch ?? DEFAULTS.batch, 2, 50_000),
     lr: num('--lr', o.lr ?? DEFAULTS.lr, 0, 100),
@@ -218,9 +219,8 @@ function learnedByName(net: Network, learned: LearnedJs[]): EmbeddedStox['layers
  * converter: its crossbar layers calibrated on the first training images).
  * `images`/`labels`: the training set, raw bytes of the settings' data set.
  */
-export async function createTrainer(net: Network, settings: TrainSettings, images: Uint8Array, labels: Uint8Array, threads = 0, signal?: AbortSignal): Promise<NativeTrainer> {
+export async function createTrainer(net: Network, settings: TrainSettings, images: Uint8Array, labels: Uint8Array, threads = 0, signal?: AbortSignal, ds: Dataset = dataset(settings.dataset ?? 'cifar10')): Promise<NativeTrainer> {
   const stox = resolveConfig(settings.stox as Record<string, unknown>);
-  const ds = DATASETS[settings.dataset ?? 'cifar10'];
   let specs: (LayerSpecJs | null)[] | undefined;
   let calibration: Float32Array = new Float32Array(0);
   if (stox.converter !== 'fp') {
@@ -268,7 +268,7 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
   } else {
     settings = resolveTrainSettings(o);
   }
-  const ds: Dataset = DATASETS[settings.dataset];
+  const ds: Dataset = await openDataset(settings.dataset);
   const net = settings.arch ? architecture(settings.arch, ds) : await importOnnx(settings.from!);
   const [c, h, w] = ds.dims;
   if (net.input[0] !== c || net.input[1] !== h || net.input[2] !== w) throw new ConfigError(`train: the model takes ${net.input.join('×')} images (channels×height×width); ${ds.title} has ${ds.dims.join('×')} (--dataset)`);
@@ -281,7 +281,7 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
   const n = o.trainImages === undefined ? trainSet.count : int('--train-images', o.trainImages, 2, trainSet.count);
   const stox = resolveConfig(settings.stox as Record<string, unknown>);
   const qat = stox.converter !== 'fp';
-  const trainer = await createTrainer(net, settings, trainSet.images.subarray(0, n * imageBytes(ds)), trainSet.labels.subarray(0, n), threads, o.signal);
+  const trainer = await createTrainer(net, settings, trainSet.images.subarray(0, n * imageBytes(ds)), trainSet.labels.subarray(0, n), threads, o.signal, ds);
   // Test accuracy in eval mode: FP32, or the StoX engine with the learned state (seed = the
   // simulator's seed), built in the engine from the trainer's state.
   const evaluator = (): Backend => simulatorBackend(trainer.evaluator(stox.seed), threads);
@@ -347,7 +347,7 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
     o.onEpoch?.(entry);
   }
   const model = join(o.out, 'model.onnx');
-  const final: Network = { ...(trainer.network() as Network), dataset: ds.name };
+  const final: Network = { ...(trainer.network() as Network), dataset: ds.name, normalization: { mean: [...ds.normalization.mean], std: [...ds.normalization.std] } };
   writeFileAtomic(
     model,
     exportOnnx(final, {

@@ -5,6 +5,7 @@
 import { CIFAR10_CLASSES, CIFAR10_FILES, NORMALIZATION, readCifar10, TRAIN_FILES } from './cifar10.js';
 import { CIFAR100_CLASSES, CIFAR100_FILES, readCifar100 } from './cifar100.js';
 import { FASHION_MNIST_CLASSES, IDX_FILES, MNIST_CLASSES, readIdx } from './idx.js';
+import { isDataPath, openUserDataset } from './user.js';
 
 /** Images of one split: `count` CHW byte images back to back, and their labels. */
 export interface ImageSet {
@@ -25,7 +26,8 @@ export const DATASET_NAMES = ['cifar10', 'cifar100', 'mnist', 'fashion-mnist'] a
 export type DatasetName = (typeof DATASET_NAMES)[number];
 
 export interface Dataset {
-  name: DatasetName;
+  /** A built-in data set's name, or `user:FILE` for a user's data (data/user.ts). */
+  name: string;
   /** As people write it, in messages. */
   title: string;
   classes: readonly string[];
@@ -41,6 +43,8 @@ export interface Dataset {
   /** Folder name in the cache. */
   folder: string;
   read(dir: string, split: 'train' | 'test'): Promise<ImageSet>;
+  /** A user's data: the file or folder it came from (its own location; --data does not apply). */
+  path?: string;
 }
 
 const idx = (name: 'mnist' | 'fashion-mnist', title: string, classes: readonly string[], mean: number, std: number, flip: boolean): Dataset => ({
@@ -92,6 +96,16 @@ export const DATASETS: Readonly<Record<DatasetName, Dataset>> = {
 export function dataset(name: string = 'cifar10'): Dataset {
   if (!(DATASET_NAMES as readonly string[]).includes(name)) throw new Error(`unknown data set ${JSON.stringify(name)}; expected one of ${DATASET_NAMES.join(', ')}`);
   return DATASETS[name as DatasetName];
+}
+
+/**
+ * A built-in data set by name, or a user's data by path (.npz or image
+ * folder, loaded now; `normalization` overrides its training images' statistics).
+ */
+export async function openDataset(nameOrPath: string, normalization?: Normalization): Promise<Dataset> {
+  if (isDataPath(nameOrPath)) return openUserDataset(nameOrPath, normalization);
+  const ds = dataset(nameOrPath);
+  return normalization ? { ...ds, normalization } : ds;
 }
 
 export function imageBytes(ds: Pick<Dataset, 'dims'>): number {

@@ -312,7 +312,7 @@ export async function downloadDataset(name: string, opts: DownloadOptions = {}):
   if (ds.name === 'cifar10') return downloadCifar10({ ...opts, dest: opts.dest ?? datasetCacheDir(ds) });
   const dest = opts.dest ?? datasetCacheDir(ds);
   const source = opts.source ?? 'auto';
-  const registry = REGISTRY[ds.name];
+  const registry = REGISTRY[ds.name as DatasetName];
   if (source !== 'auto' && source !== 'official' && source !== registry) {
     throw new Error(`${ds.title}: unknown source ${JSON.stringify(source)} (expected auto, official${registry ? ` or ${registry}` : ''})`);
   }

@@ -31,6 +31,7 @@ export function dataDirOf(ds: Dataset, flag?: string): { dir: string; origin: st
  * split, which must not depend on the test set).
  */
 export function resolveDataDir(flag?: string, trainOnly = false, ds: Dataset = DATASETS.cifar10): string {
+  if (ds.path) return ds.path;
   const { dir, origin } = dataDirOf(ds, flag);
   const missing = (trainOnly ? ds.files.train : [...ds.files.train, ...ds.files.test]).filter((name) => !existsSync(join(dir, name)));
   if (missing.length > 0) {

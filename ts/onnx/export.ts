@@ -160,6 +160,7 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
     metadataProps: [
       ...(extras.config === undefined ? [] : [{ key: 'stoxnet.config', value: JSON.stringify(extras.config) }]),
       ...(net.dataset === undefined ? [] : [{ key: 'stoxnet.dataset', value: net.dataset }]),
+      ...(net.normalization === undefined ? [] : [{ key: 'stoxnet.normalization', value: JSON.stringify(net.normalization) }]),
     ],
     graph: {
       name: 'stoxnet',

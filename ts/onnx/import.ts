@@ -184,8 +184,24 @@ class Importer {
     if (!isRuntime(out)) fail(`graph output '${name}' is a constant`);
     const [, c, h, w] = input.dims as [number, number, number, number];
     const stox = this.embeddedStox(model);
-    const dataset = (model.metadataProps ?? []).find((m) => m.key === 'stoxnet.dataset')?.value;
-    return { input: [c, h, w], nodes: this.nodes, output: out.index, ...(stox ? { stox } : {}), ...(dataset ? { dataset } : {}) };
+    const meta = (key: string) => (model.metadataProps ?? []).find((m) => m.key === key)?.value;
+    const dataset = meta('stoxnet.dataset');
+    const normalization = this.normalization(meta('stoxnet.normalization'), c);
+    return { input: [c, h, w], nodes: this.nodes, output: out.index, ...(stox ? { stox } : {}), ...(dataset ? { dataset } : {}), ...(normalization ? { normalization } : {}) };
+  }
+
+  /** Metadata `stoxnet.normalization`: {"mean": [...], "std": [...]}, one finite value per input channel, std positive. */
+  private normalization(text: string | undefined, channels: number): { mean: number[]; std: number[] } | undefined {
+    if (text === undefined) return undefined;
+    let v: { mean?: unknown; std?: unknown };
+    try {
+      v = JSON.parse(text);
+    } catch (e) {
+      fail(`metadata 'stoxnet.normalization' is not valid JSON (${(e as Error).message})`);
+    }
+    const ok = (a: unknown, positive: boolean): a is number[] => Array.isArray(a) && a.length === channels && a.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0));
+    if (!ok(v.mean, false) || !ok(v.std, true)) fail(`metadata 'stoxnet.normalization' must hold ${channels} finite means and ${channels} positive stds, got ${text}`);
+    return { mean: v.mean, std: v.std };
   }
 
   /** The StoX settings and learned parameters of a model trained here (export.ts). */
