@@ -110,6 +110,32 @@ const GRAPHS: Record<string, () => Uint8Array> = {
       ],
     );
   },
+  // Depthwise 3×3 (group = 24 channels: 24 crossbar layers of 9 rows) and a grouped 1×1 (group 2) between ReLU6s.
+  'MobileNetV2-style block: depthwise and grouped Conv (group > 1), ReLU6, residual Add': () => {
+    const h = head('res', 8, 22);
+    return graph(
+      [
+        conv('x', 'stem', 's'),
+        node('Clip', ['s', 'zero', 'six'], ['s6']),
+        conv('s6', 'expand', 'e', 1),
+        node('Clip', ['e', 'zero', 'six'], ['e6']),
+        node('Conv', ['e6', 'dw', 'dw.b'], ['d'], { kernel_shape: attr.ints([3, 3]), pads: attr.ints([1, 1, 1, 1]), group: attr.int(24) }),
+        node('Clip', ['d', 'zero', 'six'], ['d6']),
+        node('Conv', ['d6', 'project', 'project.b'], ['p'], { kernel_shape: attr.ints([1, 1]), group: attr.int(2) }),
+        node('Add', ['p', 's6'], ['res']),
+        ...h.nodes,
+      ],
+      [
+        ...convWeights('stem', 8, 3, 3, 31),
+        tensor('zero', [], [0]),
+        tensor('six', [], [6]),
+        ...convWeights('expand', 24, 8, 1, 33),
+        ...convWeights('dw', 24, 1, 3, 35),
+        ...convWeights('project', 8, 12, 1, 37),
+        ...h.initializers,
+      ],
+    );
+  },
   'Sigmoid, HardSigmoid, HardSwish, LeakyRelu (attributes and defaults), Dropout and Identity': () => activations(false),
   // Each layer reads the Concat of everything before it (axis 1, then -3, of 2 and 3 inputs), a 1×1 transition and an
   // AveragePool; the head concatenates two pooled vectors ([N,F], axis -1).
@@ -402,6 +428,24 @@ describe('activations at import', () => {
     if (leaky.op !== 'LeakyRelu') throw new Error('no LeakyRelu');
     leaky.alpha = Number.NaN;
     expect(() => new (native().NativeNetwork)(net)).toThrow(`node 'a4' (LeakyRelu): alpha NaN and beta 0 must be finite`);
+  });
+});
+
+describe('grouped Conv', () => {
+  it('becomes one conv per group on its channel slice, concatenated; the depthwise groups read 9 rows each', () => {
+    const net = importOnnxBytes(GRAPHS['MobileNetV2-style block: depthwise and grouped Conv (group > 1), ReLU6, residual Add']!(), 'g.onnx');
+    // Nodes are named after their output ('d', the depthwise conv; 'p', the grouped projection).
+    const dw = net.nodes.filter((n) => n.name.startsWith('d.group'));
+    expect(dw.filter((n) => n.op === 'Conv').map((n) => (n as { shape: number[] }).shape)).toEqual(new Array(24).fill([1, 1, 3, 3]));
+    expect(dw.filter((n) => n.op === 'SliceChannels').map((n) => [(n as { start: number[] }).start[0], (n as { end: number[] }).end[0]])).toEqual(Array.from({ length: 24 }, (_, g) => [g, g + 1]));
+    const project = net.nodes.filter((n) => n.op === 'Conv' && n.name.startsWith('p.group'));
+    expect(project.map((n) => (n as { shape: number[] }).shape)).toEqual([[4, 12, 1, 1], [4, 12, 1, 1]]);
+    expect(net.nodes.find((n) => n.name === 'p')).toMatchObject({ op: 'Concat', inputs: project.map((c) => net.nodes.indexOf(c) + 1) });
+  });
+
+  it('refuses a group that does not divide the channels, naming the node', () => {
+    const bytes = graph([node('Conv', ['x', 'w', 'w.b'], ['y'], { kernel_shape: attr.ints([3, 3]), group: attr.int(2) })], convWeights('w', 3, 1, 3, 5));
+    expect(importError(bytes)).toMatch(/group 2 must be a positive divisor of the 3 output channels/);
   });
 });
 

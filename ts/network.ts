@@ -119,7 +119,16 @@ export interface BinaryNode {
   constantFirst?: boolean;
 }
 
-export type IrNode = ConvNode | BatchNormNode | SliceNode | PadChannelsNode | LinearNode | PoolNode | SimpleNode | HardtanhNode | BinaryNode | ActivationNode | ConcatNode;
+/** Channels `start[0]..end[0]` of the input (ONNX Slice on axis 1; one group of a grouped conv). */
+export interface SliceChannelsNode {
+  name: string;
+  op: 'SliceChannels';
+  inputs: [number];
+  start: [number];
+  end: [number];
+}
+
+export type IrNode = ConvNode | BatchNormNode | SliceNode | SliceChannelsNode | PadChannelsNode | LinearNode | PoolNode | SimpleNode | HardtanhNode | BinaryNode | ActivationNode | ConcatNode;
 
 /** Per-column parameter names a trained crossbar layer carries. */
 export const LEARNED_PARAMS = ['adcLo', 'adcStep', 'normScale', 'normShift', 'readoutGain', 'readoutOffset'] as const;

@@ -243,6 +243,7 @@ function nonNegative(net: Network, v: number, memo = new Map<number, boolean>())
     case 'Flatten':
     case 'Slice':
     case 'PadChannels':
+    case 'SliceChannels':
     case 'Concat':
       result = all(n.inputs);
       break;

@@ -97,6 +97,11 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
         node(n, 'Slice', [x[0], t('starts', n.start), t('ends', n.end), t('axes', [2, 3]), t('steps', n.step)]);
         break;
       }
+      case 'SliceChannels': {
+        const t = (k: string, v: number[]) => init(int64s(`${n.name}.${k}`, v) as { name: string });
+        node(n, 'Slice', [x[0], t('starts', n.start), t('ends', n.end), t('axes', [1])]);
+        break;
+      }
       case 'PadChannels':
         node(n, 'Pad', [x[0], init(int64s(`${n.name}.pads`, [0, n.before, 0, 0, 0, n.after, 0, 0]) as { name: string })], [{ name: 'mode', type: 3, s: new TextEncoder().encode('constant') }]);
         break;

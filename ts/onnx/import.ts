@@ -591,9 +591,9 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     if (w.dims.length !== 4) fail(`weight '${wName}' has shape ${list(w.dims)}, expected [out,in,kh,kw]`);
     const [co, ci, kh, kw] = w.dims as [number, number, number, number];
     const group = n.a.int('group', 1);
-    if (group !== 1) fail(`group ${group} is not supported (only 1)`);
+    if (!(group >= 1 && co % group === 0)) fail(`group ${group} must be a positive divisor of the ${co} output channels`);
     const { strides, pads } = windowAttrs(n);
-    if (ci !== x.dims[1]) fail(`weight '${wName}' expects ${ci} input channels, the input ${fmtRuntime(x)} has ${x.dims[1]}`);
+    if (ci * group !== x.dims[1]) fail(`weight '${wName}' expects ${ci} input channels${group > 1 ? ` per group (${group} groups)` : ''}, the input ${fmtRuntime(x)} has ${x.dims[1]}`);
     const kernel = n.a.ints('kernel_shape', [kh, kw]);
     if (!same(kernel, [kh, kw])) fail(`kernel_shape ${list(kernel)} does not match weight '${wName}' ${list(w.dims)}`);
     const [sh, sw] = strides;
@@ -603,17 +603,26 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     if (oh < 1 || ow < 1) fail(`a ${kh}x${kw} kernel does not fit the input ${fmtRuntime(x)} with pads ${list(pads)}`);
     // The engine unfolds the input into in × kh × kw values per output pixel (graph.rs checks this bound too).
     checkedSize([ci * kh * kw, oh * ow], 'the unfolded input');
-    const node: ConvNode = {
-      name: n.name,
-      op: 'Conv',
-      inputs: [x.index],
-      shape: [co, ci, kh, kw],
-      weight: n.floats(1),
-      stride: [sh, sw],
-      pads: [pt, pl, pb, pr],
+    const weight = n.floats(1);
+    const bias = n.has(2) ? n.floats(2, [co]) : undefined;
+    const conv = (name: string, input: number, g: number, of: number): ConvNode => {
+      const [cog, size] = [co / of, (co / of) * ci * kh * kw];
+      // One group keeps the weight itself: a copy per node of a shared weight would cost memory and time.
+      const part = <T extends Float32Array>(a: T, n: number) => (of === 1 ? a : (a.slice(g * n, (g + 1) * n) as T));
+      const node: ConvNode = { name, op: 'Conv', inputs: [input], shape: [cog, ci, kh, kw], weight: part(weight, size), stride: [sh, sw], pads: [pt, pl, pb, pr] };
+      if (bias) node.bias = part(bias, cog);
+      return node;
     };
-    if (n.has(2)) node.bias = n.floats(2, [co]);
-    return n.emit(node, [1, co, oh, ow]);
+    if (group === 1) return n.emit(conv(n.name, x.index, 0, 1), [1, co, oh, ow]);
+    // A grouped (or depthwise) conv is its groups side by side: each reads its
+    // channel slice, is its own conv (a crossbar layer of ci·kh·kw rows, e.g. 9
+    // for a depthwise 3×3, on subarrays of its own), and their outputs are
+    // concatenated.
+    const parts = Array.from({ length: group }, (_, g) => {
+      const slice = n.emit({ name: `${n.name}.group${g}.in`, op: 'SliceChannels', inputs: [x.index], start: [g * ci], end: [(g + 1) * ci] }, [1, ci, x.dims[2]!, x.dims[3]!]);
+      return n.emit(conv(`${n.name}.group${g}`, slice.index, g, group), [1, co / group, oh, ow]).index;
+    });
+    return n.emit({ name: n.name, op: 'Concat', inputs: parts }, [1, co, oh, ow]);
   },
 
   BatchNormalization(n) {
@@ -673,7 +682,14 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
     const x = n.rank4(0);
     const params = [1, 2, 3, 4].map((i) => (n.has(i) ? n.param(i) : undefined));
     const axes = sliceAxes(x.dims, [undefined, ...params], n.a);
-    if (axes[0] || axes[1]) fail('only slicing H and W (axes 2 and 3) is supported');
+    if (axes[0]) fail('slicing the batch (axis 0) is not supported');
+    if (axes[1]) {
+      // A channel range (a group of a grouped conv, as exported here).
+      const c = axes[1];
+      if (axes[2] || axes[3]) fail('slicing channels and H or W in one Slice is not supported');
+      if (c.step !== 1 || c.count === 0) fail(`a channel slice needs step 1 and at least one channel`);
+      return n.emit({ name: n.name, op: 'SliceChannels', inputs: [x.index], start: [c.start], end: [c.start + c.count] }, [1, c.count, x.dims[2]!, x.dims[3]!]);
+    }
     const [h, w] = [2, 3].map((k) => axes[k] ?? { start: 0, step: 1, count: x.dims[k]! }) as [SliceAxis, SliceAxis];
     if (h.step < 0 || w.step < 0) fail('negative steps are not supported');
     if (h.count === 0 || w.count === 0) fail(`the slice of ${fmtRuntime(x)} is empty`);

@@ -30,6 +30,9 @@ export class ReferenceEngine {
         case 'PadChannels':
           this.shapes.push({ ...x, c: x.c + n.before + n.after });
           break;
+        case 'SliceChannels':
+          this.shapes.push({ ...x, c: n.end[0] - n.start[0] });
+          break;
         case 'MaxPool':
         case 'AvgPool':
           this.shapes.push(L.poolOutShape(n, x));
@@ -119,6 +122,9 @@ export class ReferenceEngine {
           break;
         case 'PadChannels':
           out = L.padChannels(n.before, n.after, x, xs.h * xs.w);
+          break;
+        case 'SliceChannels':
+          out = x.slice(n.start[0] * xs.h * xs.w, n.end[0] * xs.h * xs.w);
           break;
         case 'MaxPool':
           out = L.maxPool(n, x, xs, os);

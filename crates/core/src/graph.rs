@@ -165,6 +165,12 @@ pub enum Op {
         before: usize,
         after: usize,
     },
+    /// Channels `start..end` of the input (ONNX Slice on axis 1); the
+    /// importer splits a grouped convolution into one per group with it.
+    SliceChannels {
+        start: usize,
+        end: usize,
+    },
     MaxPool(Pool),
     AvgPool(Pool),
     GlobalAvgPool,
@@ -197,6 +203,7 @@ impl Op {
             },
             Op::Slice(_) => "Slice",
             Op::PadChannels { .. } => "PadChannels",
+            Op::SliceChannels { .. } => "SliceChannels",
             Op::MaxPool(_) => "MaxPool",
             Op::AvgPool(_) => "AvgPool",
             Op::GlobalAvgPool => "GlobalAvgPool",
@@ -391,6 +398,12 @@ impl Network {
                     Shape { c: x.c, h: dims[0], w: dims[1] }
                 }
                 Op::PadChannels { before, after } => Shape { c: x.c + before + after, ..x },
+                Op::SliceChannels { start, end } => {
+                    if !(start < end && *end <= x.c) {
+                        bail!("{}: channels {start}..{end} are not a non-empty range of the input's {}", at(), x.c);
+                    }
+                    Shape { c: end - start, ..x }
+                }
                 Op::MaxPool(p) | Op::AvgPool(p) => {
                     let h = pool_out(x.h, p.pads[0], p.pads[2], p.kernel[0], p.stride[0], p.ceil_mode);
                     let w = pool_out(x.w, p.pads[1], p.pads[3], p.kernel[1], p.stride[1], p.ceil_mode);

@@ -250,6 +250,11 @@ pub fn pad_channels(before: usize, x: &[f32], p: usize, out: &mut [f32]) {
     out[before * p..before * p + x.len()].copy_from_slice(x);
 }
 
+/// Channels `start..` of `x` (`p` values per channel), as many as `out` holds.
+pub fn slice_channels(start: usize, x: &[f32], p: usize, out: &mut [f32]) {
+    out.copy_from_slice(&x[start * p..start * p + out.len()]);
+}
+
 /// The inputs one after the other: with channels outermost, that is their
 /// channels in order.
 pub fn concat<'a>(inputs: impl Iterator<Item = &'a [f32]>, out: &mut [f32]) {

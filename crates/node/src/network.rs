@@ -117,6 +117,10 @@ fn node(n: &NodeSpec) -> stoxnet_core::Result<Node> {
         "LeakyRelu" => Op::Activation(graph::Activation::LeakyRelu { alpha: *field(n, "alpha", &n.alpha)? as f32 }),
         "Slice" => Op::Slice(graph::Slice { start: dims::<2>(n, "start", &n.start)?, end: dims::<2>(n, "end", &n.end)?, step: dims::<2>(n, "step", &n.step)? }),
         "PadChannels" => Op::PadChannels { before: *field(n, "before", &n.before)? as usize, after: *field(n, "after", &n.after)? as usize },
+        "SliceChannels" => {
+            let ([start], [end]) = (dims::<1>(n, "start", &n.start)?, dims::<1>(n, "end", &n.end)?);
+            Op::SliceChannels { start, end }
+        }
         "MaxPool" => Op::MaxPool(pool(n)?),
         "AvgPool" => Op::AvgPool(pool(n)?),
         "GlobalAvgPool" => Op::GlobalAvgPool,
@@ -173,6 +177,10 @@ impl From<&Network> for NetworkSpec {
                         s.start = Some(dims(&sl.start));
                         s.end = Some(dims(&sl.end));
                         s.step = Some(dims(&sl.step));
+                    }
+                    Op::SliceChannels { start, end } => {
+                        s.start = Some(vec![*start as u32]);
+                        s.end = Some(vec![*end as u32]);
                     }
                     Op::PadChannels { before, after } => {
                         s.before = Some(*before as u32);

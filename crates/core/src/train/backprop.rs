@@ -137,6 +137,10 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                     let b = *before;
                     per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::pad_channels(b, x, xs.h * xs.w, o))
                 }
+                Op::SliceChannels { start, .. } => {
+                    let s = *start;
+                    per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::slice_channels(s, x, xs.h * xs.w, o))
+                }
                 Op::MaxPool(p) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::max_pool(p, x, xs, o, os)),
                 Op::AvgPool(p) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::avg_pool(p, x, xs, o, os)),
                 Op::GlobalAvgPool => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::global_avg_pool(x, xs.h * xs.w, o)),
@@ -568,10 +572,15 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                 });
                 add_grad(&mut grads, xin, dx);
             }
+            // Each is the other's adjoint.
             Op::PadChannels { before, .. } => {
-                let p = xs.h * xs.w;
                 let mut dx = Buf::zeroed(n * xs.len());
-                dx.chunks_exact_mut(xs.len()).zip(dy.chunks_exact(os.len())).for_each(|(o, d)| o.copy_from_slice(&d[before * p..before * p + xs.len()]));
+                dx.chunks_exact_mut(xs.len()).zip(dy.chunks_exact(os.len())).for_each(|(o, d)| layers::slice_channels(*before, d, xs.h * xs.w, o));
+                add_grad(&mut grads, xin, dx);
+            }
+            Op::SliceChannels { start, .. } => {
+                let mut dx = Buf::zeroed(n * xs.len());
+                dx.chunks_exact_mut(xs.len()).zip(dy.chunks_exact(os.len())).for_each(|(o, d)| layers::pad_channels(*start, d, xs.h * xs.w, o));
                 add_grad(&mut grads, xin, dx);
             }
             Op::GlobalAvgPool => {

@@ -241,6 +241,35 @@ fn concat_gradients_match_finite_differences() {
     assert!(check_gradients(&net, &x, &labels, 3e-4) > 30);
 }
 
+/// A grouped convolution as the importer splits it: channel slices of one
+/// value, a conv per group, their Concat (two groups of 2 input channels,
+/// overlapping slices too) → GAP → Flatten → Linear: the SliceChannels
+/// gradients (its adjoint scatters into zeros) against finite differences.
+#[test]
+fn channel_slice_gradients_match_finite_differences() {
+    let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
+    let conv = |o, c| Op::Conv(Conv { weight: vec![0.0; o * c * 9], bias: Some(vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] });
+    let nodes = vec![
+        node("c0", conv(4, 2), vec![0]),
+        node("g0.in", Op::SliceChannels { start: 0, end: 2 }, vec![1]),
+        node("g1.in", Op::SliceChannels { start: 2, end: 4 }, vec![1]),
+        node("g0", conv(2, 2), vec![2]),
+        node("g1", conv(2, 2), vec![3]),
+        node("mid", Op::SliceChannels { start: 1, end: 3 }, vec![1]),
+        node("cat", Op::Concat, vec![4, 5, 6]),
+        node("gap", Op::GlobalAvgPool, vec![7]),
+        node("flat", Op::Flatten, vec![8]),
+        node("fc", Op::Linear(Linear { weight: vec![0.0; 18], bias: Some(vec![0.0; 3]), out_features: 3, in_features: 6 }), vec![9]),
+    ];
+    let mut net = Network::new(Shape { c: 2, h: 6, w: 6 }, nodes, 10).unwrap();
+    assert_eq!(net.shapes[7], Shape { c: 6, h: 6, w: 6 });
+    init(&mut net, 16);
+    let (x, labels) = batch(6);
+    assert!(check_gradients(&net, &x, &labels, 3e-4) > 30);
+    let bad = Network::new(Shape { c: 2, h: 6, w: 6 }, vec![node("s", Op::SliceChannels { start: 1, end: 3 }, vec![0])], 1);
+    assert!(bad.unwrap_err().0.contains("channels 1..3 are not a non-empty range of the input's 2"));
+}
+
 #[test]
 fn loss_gradient_is_softmax_minus_target() {
     let logits = [1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0];
