@@ -577,7 +577,7 @@ mod qat_tests {
         let g = layers[10].as_ref().unwrap().learned_grads(qg[10].as_ref().unwrap());
         let mut moved = 0;
         for which in [2usize, 3] {
-            for col in 0..3 {
+            for (col, &ana) in g[which].iter().enumerate() {
                 let h = 1e-2f32;
                 let shifted = |delta: f32| {
                     let mut l = layers.clone();
@@ -587,7 +587,7 @@ mod qat_tests {
                     qat_loss(&net, &l, &x, &labels)
                 };
                 let num = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
-                let ana = g[which][col] as f64;
+                let ana = ana as f64;
                 assert!((num - ana).abs() <= 1e-4 + 0.01 * ana.abs(), "param {which} col {col}: numeric {num} analytic {ana}");
                 moved += (ana.abs() > 1e-4) as usize;
             }
