@@ -61,7 +61,7 @@ describe.skipIf(!HAVE_DATA)('stoxnet train (FP32, from scratch)', () => {
 
   it('rejects bad settings naming the flag', async () => {
     const err = await run('node', [CLI, 'train', '--arch', 'resnet21', '--out', tmp(), ...small]).catch((e) => e);
-    expect(err.stderr).toMatch(/--arch: expected one of resnet20, resnet32, resnet44, resnet56, got "resnet21"/);
+    expect(err.stderr).toMatch(/--arch: expected one of resnet20, resnet32, resnet44, resnet56, vgg8, lenet5, got "resnet21"/);
     const both = await run('node', [CLI, 'train', '--out', tmp(), ...small]).catch((e) => e);
     expect(both.stderr).toMatch(/give exactly one of --arch NAME or --from MODEL.onnx/);
     const resume = await run('node', [CLI, 'train', '--resume', tmp()]).catch((e) => e);
