@@ -548,6 +548,8 @@ mod qat_tests {
         let g = layers[10].as_ref().unwrap().learned_grads(qg[10].as_ref().unwrap());
         let mut moved = 0;
         for which in [2usize, 3] {
+            // `col` indexes both the learned parameters and their gradients.
+            #[allow(clippy::needless_range_loop)]
             for col in 0..3 {
                 let h = 1e-2f32;
                 let shifted = |delta: f32| {

@@ -1,0 +1,157 @@
+//! The instruction set of the hot kernels, chosen once at run time.
+//!
+//! The addon is built for the baseline of its target (x86-64: SSE2) so that
+//! one prebuilt binary runs on every machine. The kernels that carry the
+//! run time (gemm.rs, mvm.rs, the converters with their generator and
+//! threshold lookup) are compiled once more per level below with
+//! `#[target_feature]`, and each call takes the clone of `level()`: the
+//! body is generic over an [`Isa`] marker and `#[inline(always)]`, so each
+//! clone's loops are vectorised for its own instruction set.
+//!
+//! Every level gives the same bits: Rust never contracts `a * b + c` into an
+//! FMA (so vector width changes no rounding), `mul_add` is exactly rounded
+//! with or without the FMA instruction, and the integer kernels (VNNI,
+//! VPOPCNTDQ) are exact (see the tests in each kernel's module).
+//!
+//! `STOXNET_CPU=portable` (or `avx2`) caps the level, e.g. to compare paths
+//! or to rule the vector code out when chasing a problem.
+
+use std::sync::OnceLock;
+
+/// Instruction-set levels, in increasing order of what they need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// The build target's baseline.
+    Portable,
+    /// x86-64-v3: AVX2, FMA, BMI1/2, LZCNT, POPCNT.
+    Avx2,
+    /// x86-64-v4 with VNNI and VPOPCNTDQ (Ice Lake, Zen 4 and later).
+    Avx512,
+}
+
+/// Marker types naming a level at compile time, for kernels generic over it.
+pub trait Isa {
+    const LEVEL: Level;
+}
+pub struct Portable;
+pub struct Avx2;
+pub struct Avx512;
+impl Isa for Portable {
+    const LEVEL: Level = Level::Portable;
+}
+impl Isa for Avx2 {
+    const LEVEL: Level = Level::Avx2;
+}
+impl Isa for Avx512 {
+    const LEVEL: Level = Level::Avx512;
+}
+
+/// Runs `f` compiled for AVX2 (x86-64-v3): `f` is an `#[inline(always)]`
+/// closure that inlines here, so its loops are vectorised with these
+/// features (`best` checks the same list).
+///
+/// # Safety
+/// The CPU must have them: `best() >= Level::Avx2`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+pub(crate) unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// As `avx2`, for AVX-512 with VNNI and VPOPCNTDQ.
+///
+/// # Safety
+/// The CPU must have them: `best() == Level::Avx512`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt,avx512f,avx512bw,avx512vl,avx512dq,avx512cd,avx512vnni,avx512vpopcntdq")]
+pub(crate) unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// `dispatch!(level, I => body)`: `body` run in `level`'s clone, with `I`
+/// the level's marker type (for bodies generic over [`Isa`]). `level` must
+/// be one that `level()` or `available()` gave.
+macro_rules! dispatch {
+    ($level:expr, $isa:ident => $body:expr) => {
+        match $level {
+            // SAFETY: `level()` and `available()` only give levels this CPU runs.
+            #[cfg(target_arch = "x86_64")]
+            $crate::cpu::Level::Avx512 => unsafe {
+                $crate::cpu::avx512(
+                    #[inline(always)]
+                    || {
+                        #[allow(dead_code)]
+                        type $isa = $crate::cpu::Avx512;
+                        $body
+                    },
+                )
+            },
+            #[cfg(target_arch = "x86_64")]
+            $crate::cpu::Level::Avx2 => unsafe {
+                $crate::cpu::avx2(
+                    #[inline(always)]
+                    || {
+                        #[allow(dead_code)]
+                        type $isa = $crate::cpu::Avx2;
+                        $body
+                    },
+                )
+            },
+            _ => {
+                #[allow(dead_code)]
+                type $isa = $crate::cpu::Portable;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// The highest level this CPU runs.
+pub fn best() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let v3 = has!("avx2") && has!("fma") && has!("bmi1") && has!("bmi2") && has!("lzcnt") && has!("popcnt");
+        let v4 = has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512dq") && has!("avx512cd") && has!("avx512vnni") && has!("avx512vpopcntdq");
+        if v3 && v4 {
+            return Level::Avx512;
+        }
+        if v3 {
+            return Level::Avx2;
+        }
+    }
+    Level::Portable
+}
+
+/// The level the kernels use: `best()`, capped by `STOXNET_CPU` (read once).
+pub fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = match std::env::var("STOXNET_CPU").as_deref() {
+            Ok("portable") => Level::Portable,
+            Ok("avx2") => Level::Avx2,
+            Ok("" | "native") | Err(_) => Level::Avx512,
+            Ok(other) => {
+                eprintln!("stoxnet: ignoring STOXNET_CPU={other} (portable, avx2 or native)");
+                Level::Avx512
+            }
+        };
+        best().min(cap)
+    })
+}
+
+/// Every level this CPU runs, lowest first (for the tests that compare them).
+pub fn available() -> Vec<Level> {
+    [Level::Portable, Level::Avx2, Level::Avx512].into_iter().filter(|&l| l <= best()).collect()
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Portable => "portable",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+        }
+    }
+}
