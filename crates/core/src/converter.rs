@@ -3,7 +3,7 @@
 //! into values in partial-sum units and adds them, shifted, into the layer's
 //! accumulator.
 
-use crate::cpu::{self, dispatch, Isa, Level};
+use crate::cpu::{self, multiversion, Isa};
 use crate::mtj::{self, Curve, Device, Thresholds};
 use crate::pmath;
 use crate::rng::{unit24, Lanes, LANES};
@@ -77,10 +77,11 @@ pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
     convert_row_at(cpu::level(), conv, col, table, ps, acc, factor, draws, record)
 }
 
-/// `convert_row` in `level`'s clone (cpu.rs): the same bits and draws at every level.
-#[allow(clippy::too_many_arguments)]
-fn convert_row_at(level: Level, conv: &Converter, col: &Column, table: Option<&Thresholds>, ps: &[f32], acc: &mut [f32], factor: f32, draws: &mut Draws, record: Option<&mut [f32]>) {
-    dispatch!(level, I => convert::<I>(conv, col, table, ps, acc, factor, draws, record))
+multiversion! {
+    /// `convert_row` in `level`'s clone (cpu.rs): the same bits and draws at every level.
+    fn convert_row_at(conv: &Converter, col: &Column, table: Option<&Thresholds>, ps: &[f32], acc: &mut [f32], factor: f32, draws: &mut Draws, record: Option<&mut [f32]>) {
+        I => convert::<I>(conv, col, table, ps, acc, factor, draws, record)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -198,6 +199,7 @@ fn convert<I: Isa>(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::Level;
     use crate::rng::Domain;
 
     /// Every converter at every level this CPU runs (the portable clone and

@@ -4,9 +4,10 @@
 //! one prebuilt binary runs on every machine. The kernels that carry the
 //! run time (gemm.rs, mvm.rs, the converters with their generator and
 //! threshold lookup) are compiled once more per level below with
-//! `#[target_feature]`, and each call takes the clone of `level()`: the
-//! body is generic over an [`Isa`] marker and `#[inline(always)]`, so each
-//! clone's loops are vectorised for its own instruction set.
+//! `#[target_feature]` (`multiversion!`), and each call takes the clone of
+//! `level()`: the kernel is `#[inline(always)]` and generic over an [`Isa`]
+//! marker (for its intrinsics), so each clone's loops are vectorised for its
+//! own instruction set.
 //!
 //! Every level gives the same bits: Rust never contracts `a * b + c` into an
 //! FMA (so vector width changes no rounding), `mul_add` is exactly rounded
@@ -46,66 +47,53 @@ impl Isa for Avx512 {
     const LEVEL: Level = Level::Avx512;
 }
 
-/// Runs `f` compiled for AVX2 (x86-64-v3): `f` is an `#[inline(always)]`
-/// closure that inlines here, so its loops are vectorised with these
-/// features (`best` checks the same list).
-///
-/// # Safety
-/// The CPU must have them: `best() >= Level::Avx2`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
-pub(crate) unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
-}
-
-/// As `avx2`, for AVX-512 with VNNI and VPOPCNTDQ.
-///
-/// # Safety
-/// The CPU must have them: `best() == Level::Avx512`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt,avx512f,avx512bw,avx512vl,avx512dq,avx512cd,avx512vnni,avx512vpopcntdq")]
-pub(crate) unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
-    f()
-}
-
-/// `dispatch!(level, I => body)`: `body` run in `level`'s clone, with `I`
-/// the level's marker type (for bodies generic over [`Isa`]). `level` must
-/// be one that `level()` or `available()` gave.
-macro_rules! dispatch {
-    ($level:expr, $isa:ident => $body:expr) => {
-        match $level {
-            // SAFETY: `level()` and `available()` only give levels this CPU runs.
+/// Defines `fn name(level: Level, args...)` that runs `body` compiled for
+/// `level`: a `#[target_feature]` clone per level, in which `I` names the
+/// level's marker type (for bodies generic over [`Isa`]). `body` calls
+/// `#[inline(always)]` kernels, which inline into each clone and so are
+/// vectorised with its features. (A generic clone taking the body as a
+/// closure vectorised nothing: the closure was optimised on its own, for
+/// the baseline, before it was inlined.) Callers pass a level that
+/// `level()` or `available()` gave, which the CPU runs.
+macro_rules! multiversion {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident $(<$(const $g:ident: $gt:ty),*>)? ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? { $isa:ident => $body:expr }) => {
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name $(<$(const $g: $gt),*>)? (level: $crate::cpu::Level, $($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
-            $crate::cpu::Level::Avx512 => unsafe {
-                $crate::cpu::avx512(
-                    #[inline(always)]
-                    || {
-                        #[allow(dead_code)]
-                        type $isa = $crate::cpu::Avx512;
-                        $body
-                    },
-                )
-            },
+            #[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt,avx512f,avx512bw,avx512vl,avx512dq,avx512cd,avx512vnni,avx512vpopcntdq")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx512 $(<$(const $g: $gt),*>)? ($($arg: $ty),*) $(-> $ret)? {
+                #[allow(dead_code)]
+                type $isa = $crate::cpu::Avx512;
+                $body
+            }
             #[cfg(target_arch = "x86_64")]
-            $crate::cpu::Level::Avx2 => unsafe {
-                $crate::cpu::avx2(
-                    #[inline(always)]
-                    || {
-                        #[allow(dead_code)]
-                        type $isa = $crate::cpu::Avx2;
-                        $body
-                    },
-                )
-            },
-            _ => {
+            #[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx2 $(<$(const $g: $gt),*>)? ($($arg: $ty),*) $(-> $ret)? {
+                #[allow(dead_code)]
+                type $isa = $crate::cpu::Avx2;
+                $body
+            }
+            #[allow(clippy::too_many_arguments)]
+            fn portable $(<$(const $g: $gt),*>)? ($($arg: $ty),*) $(-> $ret)? {
                 #[allow(dead_code)]
                 type $isa = $crate::cpu::Portable;
                 $body
             }
+            match level {
+                // SAFETY: `level()` and `available()` only give levels this CPU runs.
+                #[cfg(target_arch = "x86_64")]
+                $crate::cpu::Level::Avx512 => unsafe { avx512 $(::<$($g),*>)? ($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                $crate::cpu::Level::Avx2 => unsafe { avx2 $(::<$($g),*>)? ($($arg),*) },
+                _ => portable $(::<$($g),*>)? ($($arg),*),
+            }
         }
     };
 }
-pub(crate) use dispatch;
+pub(crate) use multiversion;
 
 /// The highest level this CPU runs.
 pub fn best() -> Level {

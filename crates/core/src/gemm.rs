@@ -12,7 +12,7 @@
 //! Training has no reference to match, so `gemm_fused` is the same kernel
 //! with fused multiply-adds (still deterministic for fixed sizes).
 
-use crate::cpu::{self, dispatch, Level};
+use crate::cpu::{self, multiversion};
 
 const MR: usize = 4;
 const NR: usize = 32;
@@ -34,10 +34,11 @@ pub fn gemm_fused_strided(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut 
     blocked_at::<true>(cpu::level(), a, lda, b, ldb, c, ldc, m, k, n)
 }
 
-/// The product in `level`'s clone (cpu.rs): the same bits at every level.
-#[allow(clippy::too_many_arguments)]
-fn blocked_at<const FUSED: bool>(level: Level, a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
-    dispatch!(level, _I => blocked::<FUSED>(a, lda, b, ldb, c, ldc, m, k, n))
+multiversion! {
+    /// The product in `level`'s clone (cpu.rs): the same bits at every level.
+    fn blocked_at<const FUSED: bool>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
+        _I => blocked::<FUSED>(a, lda, b, ldb, c, ldc, m, k, n)
+    }
 }
 
 #[inline(always)]

@@ -9,7 +9,9 @@
 //!   counted straight into 32-bit lanes, 512 cell reads per instruction with
 //!   AVX-512 VPOPCNTDQ.
 
-use crate::cpu::{self, dispatch, Isa, Level};
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::Level;
+use crate::cpu::{self, multiversion, Isa};
 
 /// Weights of one (slice, subarray), packed for one of the kernels.
 pub enum PackedWeights {
@@ -111,9 +113,11 @@ pub fn mvm(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32]) {
     mvm_at(cpu::level(), w, x, p, ps)
 }
 
-/// `mvm` in `level`'s clone (cpu.rs): the same values at every level.
-fn mvm_at(level: Level, w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32]) {
-    dispatch!(level, I => kernel::<I>(w, x, p, ps))
+multiversion! {
+    /// `mvm` in `level`'s clone (cpu.rs): the same values at every level.
+    fn mvm_at(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32]) {
+        I => kernel::<I>(w, x, p, ps)
+    }
 }
 
 #[inline(always)]
