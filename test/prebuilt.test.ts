@@ -6,11 +6,12 @@ import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { platformPackage } from '../ts/native.js';
 import { packageRoot } from '../ts/paths.js';
-import { DATA_DIR, HAVE_DATA, HAVE_MODELS, model } from './helpers/env.js';
+import { CLI, DATA_DIR, HAVE_DATA, HAVE_MODELS, model } from './helpers/env.js';
 
 const run = promisify(execFile);
 const root = packageRoot();
@@ -99,4 +100,46 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS || platformPackage() !== 'stoxnet-lin
     expect(fallback).toMatchObject({ backend: 'js', images: 20 });
     expect(fallback.logitsDigest).toBe(evalNative.logitsDigest);
   }, 1_800_000);
+});
+
+describe.skipIf(!HAVE_DATA || !HAVE_MODELS || !existsSync(join(root, 'stoxnet.node')))('run-time kernel choice', () => {
+  // The addon picks its kernels by CPU feature at run time; STOXNET_CPU caps the choice. The
+  // digests cover every logit: the FP32 GEMM, the bytes kernel (VNNI) with MTJ sampling under read
+  // noise (the AVX2 generator), and 1-bit slices and streams (the VPOPCNTDQ kernel and the
+  // 16-entry threshold permute) must give the same bits on every path this CPU runs.
+  it('STOXNET_CPU=portable and avx2 give the default path\'s logits bit for bit', async () => {
+    const cases = [
+      ['--limit', '40'],
+      ['--converter', 'mtj', '--samples', '4', '--read-noise', '0.5', '--calibration-images', '32', '--limit', '20'],
+      ['--converter', 'mtj', '--weight-slice-bits', '1', '--input-stream-bits', '1', '--calibration-images', '32', '--limit', '10'],
+    ];
+    // The override takes effect: the addon reports the level it runs at, capped by STOXNET_CPU.
+    const nativeJs = pathToFileURL(join(root, 'dist', 'ts', 'native.js')).href;
+    const levelUnder = async (cpu: string | undefined) => {
+      const env = { ...process.env, STOXNET_CPU: cpu };
+      if (cpu === undefined) delete env.STOXNET_CPU;
+      return run('node', ['--input-type=module', '-e', `import { native } from '${nativeJs}'; console.log(native().cpuLevel())`], { env });
+    };
+    const order = ['portable', 'avx2', 'avx512'];
+    const best = (await levelUnder(undefined)).stdout.trim();
+    expect(order).toContain(best);
+    expect((await levelUnder('avx2')).stdout.trim()).toBe(order[Math.min(order.indexOf(best), 1)]);
+    expect((await levelUnder('portable')).stdout.trim()).toBe('portable');
+    const bogus = await levelUnder('sse9');
+    expect([bogus.stdout.trim(), bogus.stderr.trim()]).toEqual([best, 'stoxnet: ignoring STOXNET_CPU=sse9 (portable, avx2 or native)']);
+
+    for (const args of cases) {
+      const digests = new Set<string>();
+      for (const cpu of [undefined, 'avx2', 'portable']) {
+        const env = { ...process.env, STOXNET_DATA: DATA_DIR, STOXNET_CPU: cpu };
+        if (!cpu) delete env.STOXNET_CPU;
+        const { stdout, stderr } = await run('node', [CLI, 'eval', '--model', model('resnet20.onnx'), '--json', ...args], { env, ...big });
+        expect(stderr).not.toMatch(/STOXNET_NO_NATIVE|ignoring STOXNET_CPU/);
+        const report = JSON.parse(stdout);
+        expect(report.backend).toBe('native');
+        digests.add(report.logitsDigest);
+      }
+      expect([...digests], args.join(' ')).toHaveLength(1);
+    }
+  }, 900_000);
 });

@@ -13,6 +13,8 @@ interface Binding {
   techFields(): TechFieldJs[];
   checkTech(technology: Record<string, number | number[] | string>): void;
   macroComponents(): string[];
+  /** The kernels' instruction-set level on this CPU, after STOXNET_CPU: portable, avx2 or avx512. */
+  cpuLevel(): string;
 }
 
 let loaded: Binding | Error | undefined;

@@ -133,13 +133,3 @@ pub fn level() -> Level {
 pub fn available() -> Vec<Level> {
     [Level::Portable, Level::Avx2, Level::Avx512].into_iter().filter(|&l| l <= best()).collect()
 }
-
-impl Level {
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Portable => "portable",
-            Level::Avx2 => "avx2",
-            Level::Avx512 => "avx512",
-        }
-    }
-}

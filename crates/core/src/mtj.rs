@@ -3,7 +3,9 @@
 //! written, read and reset T times, giving T samples of ±1. ς (slope factor)
 //! and δ (offset) model device-to-device spread per MTJ.
 
-use crate::cpu::{Isa, Level};
+use crate::cpu::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::Level;
 use crate::pmath;
 
 /// A transfer curve `P(+1) = sigmoid(slope·(x − center))` on x clamped to
@@ -135,7 +137,7 @@ impl Thresholds {
     /// made that path 5 % slower).
     ///
     /// The permute needs the AVX-512 level: `I` is the level of the kernel
-    /// this inlines into, only in the bodies that `cpu::dispatch!` runs.
+    /// this inlines into, only in the bodies that `cpu::multiversion!` runs.
     #[inline(always)]
     pub(crate) fn lookup_in<I: Isa>(&self, ps: &[f32], out: &mut Vec<f32>) {
         #[cfg(target_arch = "x86_64")]

@@ -66,7 +66,9 @@ impl PackedWeights {
         PackedWeights::Bytes { w: packed, out, quads }
     }
 
-    /// Packs rows `k0..k1` of `cols` (`k × p` u8 digits) for this kernel.
+    /// Packs rows `k0..k1` of `cols` (`k × p` u8 digits) for this kernel
+    /// (inlined into the callers' clones, cpu.rs, to vectorise there).
+    #[inline(always)]
     pub fn pack_inputs(&self, cols: &[u8], p: usize, k0: usize, k1: usize, out: &mut PackedInputs) {
         // Rows past the subarray read as zeros (padding of the last quad or word).
         let zeros = vec![0u8; p];

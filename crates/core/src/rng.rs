@@ -19,7 +19,9 @@
 //! ts/reference/rng.ts implements the same contract; both are checked against
 //! fixed vectors.
 
-use crate::cpu::{Isa, Level};
+use crate::cpu::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::Level;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::{SplitMix64, Xoshiro128PlusPlus};
 
@@ -87,7 +89,7 @@ impl Lanes {
     /// level up. From plain arrays the compiler packed two state words per
     /// register and stepped one lane in scalar code, which made the
     /// generator the converter's critical path. Only for the bodies that
-    /// `cpu::dispatch!` runs, where `I` is a level the CPU has.
+    /// `cpu::multiversion!` runs, where `I` is a level the CPU has.
     #[inline(always)]
     pub(crate) fn next_in<I: Isa>(&mut self) -> [u32; LANES] {
         #[cfg(target_arch = "x86_64")]
