@@ -256,8 +256,12 @@ impl CrossbarLayer {
     ) {
         let m = &self.config.mapping;
         let (slices, streams) = (m.slices(), m.streams());
-        scratch.levels.clear();
-        scratch.levels.extend(x.iter().map(|&v| self.input.level(v)));
+        // A loop here rather than `extend`: std's `extend` stays an outlined
+        // baseline function, where `floor` is a libm call per value.
+        scratch.levels.resize(x.len(), 0.0);
+        for (l, &v) in scratch.levels.iter_mut().zip(x) {
+            *l = self.input.level(v);
+        }
         let plane = self.k * p;
         if self.packed.is_some() {
             scratch.digits_u8.resize(x.len(), 0);
