@@ -108,6 +108,12 @@ export type ConverterJs = 'ideal' | 'adc' | 'sparse-adc' | 'sense-amp' | 'mtj'
 export declare function costComponents(): Array<string>
 
 /**
+ * The instruction-set level the core's kernels run at on this CPU, after
+ * `STOXNET_CPU`: `portable`, `avx2` or `avx512` (see core/src/cpu.rs).
+ */
+export declare function cpuLevel(): string
+
+/**
  * Starts a training run off the JS thread (initialisation and PS-QAT
  * calibration take seconds). `images`/`labels`: the training set, CHW
  * bytes; `calibration`: normalised training images for PS-QAT's initial

@@ -13,23 +13,59 @@ interface Binding {
   techFields(): TechFieldJs[];
   checkTech(technology: Record<string, number | number[] | string>): void;
   macroComponents(): string[];
+  /** The kernels' instruction-set level on this CPU, after STOXNET_CPU: portable, avx2 or avx512. */
+  cpuLevel(): string;
 }
 
 let loaded: Binding | Error | undefined;
 
+/**
+ * The npm package that carries this platform's prebuilt addon (an optional dependency of
+ * stoxnet, as napi-rs lays them out under npm/), or undefined where none is built.
+ */
+export function platformPackage(): string | undefined {
+  const { platform, arch } = process;
+  // glibc builds only: musl systems take a source build or the JS engine.
+  const glibc = platform === 'linux' && Boolean((process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime);
+  const names: Record<string, string | false> = { 'linux-x64': glibc && 'linux-x64-gnu', 'linux-arm64': glibc && 'linux-arm64-gnu', 'darwin-arm64': 'darwin-arm64', 'win32-x64': 'win32-x64-msvc' };
+  const name = names[`${platform}-${arch}`];
+  return name ? `stoxnet-${name}` : undefined;
+}
+
+/**
+ * A local build (`npm run build:native`, or the install script where no prebuilt package
+ * resolves) first: it exists only when built on purpose or when there is no prebuilt one.
+ * Then the platform package's prebuilt addon. Otherwise an error saying what was tried.
+ */
 function load(): Binding | Error {
   if (!loaded) {
-    const path = join(packageRoot(), 'stoxnet.node');
+    const require = createRequire(import.meta.url);
+    const local = join(packageRoot(), 'stoxnet.node');
+    const pkg = platformPackage();
+    const reason = (e: unknown) => (e as Error).message.split('\n')[0];
+    let why: string;
     try {
-      loaded = createRequire(import.meta.url)(path) as Binding;
+      loaded = require(local) as Binding;
+      return loaded;
     } catch (e) {
-      loaded = new Error(`cannot load the native addon ${path} (${(e as Error).message.split("\n")[0]}); run \`npm install\` (needs a Rust toolchain) to build it`);
+      why = `a local build ${local} (${reason(e)})`;
     }
+    if (pkg) {
+      try {
+        loaded = require(pkg) as Binding;
+        return loaded;
+      } catch (e) {
+        why += ` or the prebuilt package ${pkg} (${reason(e)})`;
+      }
+    } else {
+      why += ` (no prebuilt package for ${process.platform}-${process.arch})`;
+    }
+    loaded = new Error(`cannot load the native addon from ${why}; ${pkg ? `install ${pkg}, or ` : ''}build it from source with \`npm run build:native\` in the stoxnet package (needs a Rust toolchain)`);
   }
   return loaded;
 }
 
-/** The Rust addon built by `npm install` (napi build) at the package root. */
+/** The Rust addon: a local build or the platform package's prebuilt binary. */
 export function native(): Binding {
   const b = load();
   if (b instanceof Error) throw new Error(`stoxnet: ${b.message}`);

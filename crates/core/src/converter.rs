@@ -3,6 +3,7 @@
 //! into values in partial-sum units and adds them, shifted, into the layer's
 //! accumulator.
 
+use crate::cpu::{self, multiversion, Isa};
 use crate::mtj::{self, Curve, Device, Thresholds};
 use crate::pmath;
 use crate::rng::{unit24, Lanes, LANES};
@@ -72,7 +73,20 @@ impl Draws {
 /// pixel p, lane p % 8, samples t = 0..T in order.
 /// `table`: the column's MTJ thresholds for integer partial sums, if built.
 #[allow(clippy::too_many_arguments)]
-pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, ps: &[f32], acc: &mut [f32], factor: f32, draws: &mut Draws, mut record: Option<&mut [f32]>) {
+pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, ps: &[f32], acc: &mut [f32], factor: f32, draws: &mut Draws, record: Option<&mut [f32]>) {
+    convert_row_at(cpu::level(), conv, col, table, ps, acc, factor, draws, record)
+}
+
+multiversion! {
+    /// `convert_row` in `level`'s clone (cpu.rs): the same bits and draws at every level.
+    fn convert_row_at(conv: &Converter, col: &Column, table: Option<&Thresholds>, ps: &[f32], acc: &mut [f32], factor: f32, draws: &mut Draws, record: Option<&mut [f32]>) {
+        I => convert::<I>(conv, col, table, ps, acc, factor, draws, record)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn convert<I: Isa>(conv: &Converter, col: &Column, table: Option<&Thresholds>, ps: &[f32], acc: &mut [f32], factor: f32, draws: &mut Draws, mut record: Option<&mut [f32]>) {
     let noisy = draws.read.is_some();
     #[inline(always)]
     fn keep(record: &mut Option<&mut [f32]>, p: usize, c: f32) {
@@ -123,7 +137,7 @@ pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
             // Thresholds first, in one long loop the compiler vectorises.
             let thr = &mut draws.thresholds;
             match table {
-                Some(t) => t.lookup(&ps[..full], thr),
+                Some(t) => t.lookup_in::<I>(&ps[..full], thr),
                 None => {
                     thr.clear();
                     thr.extend(ps[..full].iter().map(|&v| dev.threshold(&curve, v * col.scale + col.shift)));
@@ -139,7 +153,7 @@ pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
                 if samples == 1 && record.is_none() {
                     // One sample is ±1 exactly, so its readout is one of two
                     // values: a select instead of three multiply-adds.
-                    let u = lanes.next();
+                    let u = lanes.next_in::<I>();
                     let v: [f32; LANES] = std::array::from_fn(|l| if mtj::sample(u[l], t[l]) > 0.0 { high } else { low });
                     for l in 0..LANES {
                         a[l] += v[l];
@@ -148,7 +162,7 @@ pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
                 }
                 let mut count = [0f32; LANES];
                 for _ in 0..samples {
-                    let u = lanes.next();
+                    let u = lanes.next_in::<I>();
                     for l in 0..LANES {
                         count[l] += mtj::sample(u[l], t[l]);
                     }
@@ -177,6 +191,49 @@ pub fn convert_row(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
                 let c = count * t_inv;
                 acc[p] += readout(c);
                 keep(&mut record, p, c);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::Level;
+    use crate::rng::Domain;
+
+    /// Every converter at every level this CPU runs (the portable clone and
+    /// the AVX2 / AVX-512 ones, with their generator and threshold lookup)
+    /// gives the same accumulator bits, recorded outputs and generator
+    /// state, with and without read noise, a thresholds table or a record.
+    #[test]
+    fn every_level_gives_the_same_bits() {
+        let curve = Curve::sigmoid(4.0);
+        let device = Device { slope: 1.07, offset: -0.03 };
+        let col = Column { lo: -40.0, step: 3.0, scale: 0.05, shift: 0.1, gain: 0.8, offset: -0.2, device };
+        // 16-entry table (the permute) and a wider one (the gather).
+        let small = Column { scale: 0.7, ..col };
+        let converters = [Converter::Ideal, Converter::Adc { bits: 4 }, Converter::SenseAmp, Converter::Mtj { curve, samples: 1 }, Converter::Mtj { curve, samples: 4 }];
+        // 203 pixels: full blocks of eight and a tail; integer partial sums.
+        let ps: Vec<f32> = (0..203).map(|i| ((i * 7919 % 161) as f32) - 80.0).collect();
+        for conv in converters {
+            for c in [col, small] {
+                let table = Thresholds::new(&c.device, &curve, c.scale, c.shift);
+                for (use_table, noise, recording) in [(false, 0.0, false), (true, 0.0, false), (true, 0.0, true), (false, 0.3, true)] {
+                    let table = if use_table { table.as_ref() } else { None };
+                    let run = |level: Level| {
+                        let mut draws = Draws { samples: Lanes::new(7, Domain::MtjSample, 2, 3), read: (noise > 0.0).then(|| (Lanes::new(7, Domain::ReadNoise, 2, 3), noise)), thresholds: Vec::new() };
+                        let mut acc: Vec<f32> = (0..ps.len()).map(|i| i as f32 * 0.25).collect();
+                        let mut rec = recording.then(|| vec![f32::NAN; ps.len()]);
+                        convert_row_at(level, &conv, &c, table, &ps, &mut acc, 4.0, &mut draws, rec.as_deref_mut());
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        (bits(&acc), rec.map(|r| bits(&r)), draws.samples.next(), draws.read.map(|(mut l, _)| l.next()))
+                    };
+                    let want = run(Level::Portable);
+                    for level in cpu::available() {
+                        assert!(run(level) == want, "{level:?}: {conv:?} table {use_table} noise {noise} record {recording}");
+                    }
+                }
             }
         }
     }

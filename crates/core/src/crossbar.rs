@@ -9,6 +9,7 @@ use crate::bail;
 use crate::config::{split_rows, LayerConfig, SignedMapping};
 use crate::converter::{self, Column, Converter, Draws};
 use crate::counts::OpCounts;
+use crate::cpu::{self, multiversion};
 use crate::error::Result;
 use crate::gemm::gemm;
 use crate::graph::{Conv, Shape};
@@ -231,7 +232,16 @@ impl CrossbarLayer {
     /// (training) receives every partial sum and converter output, each
     /// `columns × p` in canonical column order.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward(
+    pub fn forward(&self, x: &[f32], p: usize, unfold: Unfold, scratch: &mut Scratch, image: usize, seed: u64, out: &mut [f32], ops: &mut OpCounts, observe: Option<Observe>, record: Option<Record>) {
+        forward_at(cpu::level(), self, x, p, unfold, scratch, image, seed, out, ops, observe, record)
+    }
+
+    /// `forward`'s body, inlined into the clone of each instruction-set
+    /// level (cpu.rs): its digit, unfold, packing and range loops are
+    /// vectorised for the CPU, as the kernels it calls are.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn forward_in(
         &self,
         x: &[f32],
         p: usize,
@@ -246,8 +256,12 @@ impl CrossbarLayer {
     ) {
         let m = &self.config.mapping;
         let (slices, streams) = (m.slices(), m.streams());
-        scratch.levels.clear();
-        scratch.levels.extend(x.iter().map(|&v| self.input.level(v)));
+        // A loop here rather than `extend`: std's `extend` stays an outlined
+        // baseline function, where `floor` is a libm call per value.
+        scratch.levels.resize(x.len(), 0.0);
+        for (l, &v) in scratch.levels.iter_mut().zip(x) {
+            *l = self.input.level(v);
+        }
         let plane = self.k * p;
         if self.packed.is_some() {
             scratch.digits_u8.resize(x.len(), 0);
@@ -378,8 +392,27 @@ pub type Observe<'a> = &'a mut dyn FnMut(usize, &[f32]);
 /// (`columns × p` each, canonical column order).
 pub type Record<'a> = (&'a mut [f32], &'a mut [f32]);
 
+multiversion! {
+    fn forward_at(
+        layer: &CrossbarLayer,
+        x: &[f32],
+        p: usize,
+        unfold: Unfold,
+        scratch: &mut Scratch,
+        image: usize,
+        seed: u64,
+        out: &mut [f32],
+        ops: &mut OpCounts,
+        observe: Option<Observe>,
+        record: Option<Record>,
+    ) {
+        _I => layer.forward_in(x, p, unfold, scratch, image, seed, out, ops, observe, record)
+    }
+}
+
 /// Nonzero digits and the sum of their squares in one row of drives, in
 /// u32 lanes over blocks short enough that 255² sums cannot wrap.
+#[inline(always)]
 fn drives(row: &[u8]) -> (u64, u64) {
     let (mut nonzero, mut sq) = (0u64, 0u64);
     for block in row.chunks(1 << 16) {
@@ -396,6 +429,7 @@ fn drives(row: &[u8]) -> (u64, u64) {
 
 /// Smallest and largest value, in 32 lanes (four independent vectors, so
 /// that the min/max chains do not wait on each other).
+#[inline(always)]
 fn range(v: &[f32]) -> (f32, f32) {
     const N: usize = 32;
     let (mut lo, mut hi) = ([f32::INFINITY; N], [f32::NEG_INFINITY; N]);
@@ -425,6 +459,7 @@ pub enum Unfold<'a> {
 }
 
 impl Unfold<'_> {
+    #[inline(always)]
     pub fn apply<T: Copy + Default>(&self, x: &[T], cols: &mut [T]) {
         match *self {
             Unfold::Conv { conv, input, output } => crate::layers::im2col(conv, x, input, output, cols),

@@ -12,24 +12,33 @@
 //! Training has no reference to match, so `gemm_fused` is the same kernel
 //! with fused multiply-adds (still deterministic for fixed sizes).
 
+use crate::cpu::{self, multiversion};
+
 const MR: usize = 4;
 const NR: usize = 32;
 
 /// `c[m×n] = a[m×k] · b[k×n]`, all row-major and densely packed.
 pub fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    blocked::<false>(a, k, b, n, c, n, m, k, n)
+    blocked_at::<false>(cpu::level(), a, k, b, n, c, n, m, k, n)
 }
 
 /// As `gemm`, with fused multiply-adds (training only).
 pub fn gemm_fused(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    blocked::<true>(a, k, b, n, c, n, m, k, n)
+    blocked_at::<true>(cpu::level(), a, k, b, n, c, n, m, k, n)
 }
 
 /// `gemm_fused` on sub-matrices: rows of `a`, `b` and `c` start `lda`,
 /// `ldb` and `ldc` floats apart (e.g. a column range of a wider matrix).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_fused_strided(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
-    blocked::<true>(a, lda, b, ldb, c, ldc, m, k, n)
+    blocked_at::<true>(cpu::level(), a, lda, b, ldb, c, ldc, m, k, n)
+}
+
+multiversion! {
+    /// The product in `level`'s clone (cpu.rs): the same bits at every level.
+    fn blocked_at<const FUSED: bool>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
+        _I => blocked::<FUSED>(a, lda, b, ldb, c, ldc, m, k, n)
+    }
 }
 
 #[inline(always)]
@@ -83,6 +92,7 @@ fn block<const FUSED: bool, const W: usize>(a: &[f32], lda: usize, b: &[f32], ld
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn scalar<const FUSED: bool>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, k: usize) {
     for i in rows {
         for j in cols.clone() {
@@ -123,6 +133,20 @@ mod tests {
             gemm(&a, &b, &mut c, m, k, n);
             let r = reference(&a, &b, m, k, n);
             assert!(c.iter().zip(&r).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n}");
+            // Every level this CPU runs, fused too (FMA instruction or libm's exactly rounded fmaf).
+            let mut fused = vec![f32::NAN; m * n];
+            gemm_fused(&a, &b, &mut fused, m, k, n);
+            for level in cpu::available() {
+                for (f, want) in [(false, &c), (true, &fused)] {
+                    let mut at = vec![f32::NAN; m * n];
+                    if f {
+                        blocked_at::<true>(level, &a, k, &b, n, &mut at, n, m, k, n);
+                    } else {
+                        blocked_at::<false>(level, &a, k, &b, n, &mut at, n, m, k, n);
+                    }
+                    assert!(at.iter().zip(want.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?} fused {f}: {m}x{k}x{n}");
+                }
+            }
         }
     }
 

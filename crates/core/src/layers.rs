@@ -9,6 +9,8 @@ use crate::pmath;
 /// Unfolds `x` into `cols[k × p]` with `k = (c, ky, kx)` (the ONNX weight
 /// order) and `p = (oy, ox)`; padding contributes zeros. Pure data
 /// movement, for float activations and integer input digits alike.
+/// Inlined so that the crossbar's clones (cpu.rs) vectorise it.
+#[inline(always)]
 pub fn im2col<T: Copy + Default>(conv: &Conv, x: &[T], xs: Shape, os: Shape, cols: &mut [T]) {
     let [kh, kw] = conv.kernel;
     let (sh, sw) = (conv.stride[0], conv.stride[1]);

@@ -8,6 +8,7 @@ pub mod config;
 pub mod converter;
 pub mod cost;
 pub mod counts;
+pub mod cpu;
 pub mod crossbar;
 pub mod engine;
 pub mod error;

@@ -3,6 +3,9 @@
 //! written, read and reset T times, giving T samples of ±1. ς (slope factor)
 //! and δ (offset) model device-to-device spread per MTJ.
 
+use crate::cpu::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::Level;
 use crate::pmath;
 
 /// A transfer curve `P(+1) = sigmoid(slope·(x − center))` on x clamped to
@@ -132,28 +135,37 @@ impl Thresholds {
     /// writes into `out` resized (not cleared and refilled, which added a
     /// memset per row); the gather extends it from arrays (an explicit loop
     /// made that path 5 % slower).
-    pub fn lookup(&self, ps: &[f32], out: &mut Vec<f32>) {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx512f", target_feature = "avx512vl"))]
-        if self.table.len() == 16 {
-            use std::arch::x86_64::*;
+    ///
+    /// The permute needs the AVX-512 level: `I` is the level of the kernel
+    /// this inlines into, only in the bodies that `cpu::multiversion!` runs.
+    #[inline(always)]
+    pub(crate) fn lookup_in<I: Isa>(&self, ps: &[f32], out: &mut Vec<f32>) {
+        #[cfg(target_arch = "x86_64")]
+        if I::LEVEL == Level::Avx512 && self.table.len() == 16 {
             out.resize(ps.len(), 0.0);
-            // SAFETY: AVX-512F/VL are enabled at compile time; the loads read
-            // the 16-entry table and 8-value chunks of `ps`, the stores write
-            // 8-value chunks of `out`.
-            unsafe {
-                let t = self.table.as_ptr();
-                let (a, b) = (_mm256_loadu_ps(t), _mm256_loadu_ps(t.add(8)));
-                let (lo, top) = (_mm256_set1_ps(self.lo as f32), _mm256_set1_ps(15.0));
-                for (src, dst) in ps.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
-                    // The index of get_lanes: (ps − lo) clamped to 0..=15 (NaN → 0).
-                    let i = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(src.as_ptr()), lo), _mm256_setzero_ps()), top);
-                    _mm256_storeu_ps(dst.as_mut_ptr(), _mm256_permutex2var_ps(a, _mm256_cvttps_epi32(i), b));
-                }
-            }
+            // SAFETY: `I` is AVX-512 only in a clone run on a CPU with AVX-512F/VL.
+            unsafe { self.permute(ps, out) };
             return;
         }
         out.clear();
         out.extend(ps.chunks_exact(8).flat_map(|v| self.get_lanes::<8>(v.try_into().unwrap())));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl")]
+    unsafe fn permute(&self, ps: &[f32], out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        // The loads read the 16-entry table and 8-value chunks of `ps`, the
+        // stores write 8-value chunks of `out`.
+        let t = self.table.as_ptr();
+        let (a, b) = (_mm256_loadu_ps(t), _mm256_loadu_ps(t.add(8)));
+        let (lo, top) = (_mm256_set1_ps(self.lo as f32), _mm256_set1_ps(15.0));
+        for (src, dst) in ps.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
+            // The index of get_lanes: (ps − lo) clamped to 0..=15 (NaN → 0).
+            let i = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(src.as_ptr()), lo), _mm256_setzero_ps()), top);
+            _mm256_storeu_ps(dst.as_mut_ptr(), _mm256_permutex2var_ps(a, _mm256_cvttps_epi32(i), b));
+        }
     }
 
     /// Thresholds of `N` integer partial sums: whole-array steps that
@@ -204,13 +216,21 @@ mod tests {
                 // Calibration reads E[sample] = 2P − 1 off the same table.
                 assert_eq!((2.0 * (t.get(ps) / 16_777_216.0) - 1.0).to_bits(), dev.expected(&curve, ps * scale + shift).to_bits(), "ps {v}");
             }
-            // The row lookup (a permute for small tables, a gather otherwise) agrees, NaN included.
+            // The row lookup (a permute for small tables at the AVX-512
+            // level, a gather otherwise) agrees at every level, NaN included.
             let ps: Vec<f32> = (-5000..5000).map(|v| v as f32).chain([f32::NAN; 8]).collect();
-            let mut got = vec![1.0; 3];
-            t.lookup(&ps, &mut got);
-            assert_eq!(got.len(), ps.len());
-            for (v, g) in ps.iter().zip(&got) {
-                assert_eq!(g.to_bits(), t.get(*v).to_bits(), "lookup of ps {v}");
+            crate::cpu::multiversion! {
+                fn lookup_at(t: &Thresholds, ps: &[f32], out: &mut Vec<f32>) {
+                    I => t.lookup_in::<I>(ps, out)
+                }
+            }
+            for level in crate::cpu::available() {
+                let mut got = vec![1.0; 3];
+                lookup_at(level, &t, &ps, &mut got);
+                assert_eq!(got.len(), ps.len());
+                for (v, g) in ps.iter().zip(&got) {
+                    assert_eq!(g.to_bits(), t.get(*v).to_bits(), "{level:?}: lookup of ps {v}");
+                }
             }
         }
         assert!(Thresholds::new(&dev, &Curve::sigmoid(4.0), 1e-6, 0.0).is_none(), "a range too wide for a table");

@@ -9,6 +9,10 @@
 //!   counted straight into 32-bit lanes, 512 cell reads per instruction with
 //!   AVX-512 VPOPCNTDQ.
 
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::Level;
+use crate::cpu::{self, multiversion, Isa};
+
 /// Weights of one (slice, subarray), packed for one of the kernels.
 pub enum PackedWeights {
     /// i8 digits `[out][kq][4]`, rows padded to a multiple of 4 by zeros.
@@ -62,7 +66,9 @@ impl PackedWeights {
         PackedWeights::Bytes { w: packed, out, quads }
     }
 
-    /// Packs rows `k0..k1` of `cols` (`k × p` u8 digits) for this kernel.
+    /// Packs rows `k0..k1` of `cols` (`k × p` u8 digits) for this kernel
+    /// (inlined into the callers' clones, cpu.rs, to vectorise there).
+    #[inline(always)]
     pub fn pack_inputs(&self, cols: &[u8], p: usize, k0: usize, k1: usize, out: &mut PackedInputs) {
         // Rows past the subarray read as zeros (padding of the last quad or word).
         let zeros = vec![0u8; p];
@@ -106,38 +112,105 @@ impl PackedWeights {
 
 /// `ps[o][j] = Σ_k w[o][k]·x[k][j]` as f32 (exact), for `p` columns.
 pub fn mvm(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32]) {
+    mvm_at(cpu::level(), w, x, p, ps)
+}
+
+multiversion! {
+    /// `mvm` in `level`'s clone (cpu.rs): the same values at every level.
+    fn mvm_at(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32]) {
+        I => kernel::<I>(w, x, p, ps)
+    }
+}
+
+#[inline(always)]
+fn kernel<I: Isa>(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32]) {
     match w {
         PackedWeights::Bytes { w, out, quads } => {
-            let done = vectorised(w, *quads, *out, &x.x, p, ps);
+            let mut done = 0;
+            #[cfg(target_arch = "x86_64")]
+            if I::LEVEL == Level::Avx512 {
+                // Rows of four outputs with VNNI, and their column tail.
+                done = out / 4 * 4;
+                for o in (0..done).step_by(4) {
+                    let mut j = 0;
+                    while j + 32 <= p {
+                        // SAFETY: this is the AVX-512 clone (the CPU has
+                        // VNNI); `block` asserts its bounds.
+                        unsafe { avx512::vnni_block(w, *quads, &x.x, p, o, j, ps) };
+                        j += 32;
+                    }
+                    scalar(w, *quads, &x.x, p, o..o + 4, j..p, ps);
+                }
+            }
             scalar(w, *quads, &x.x, p, done..*out, 0..p, ps);
         }
         PackedWeights::Bits { pos, neg, out, words } => {
             let full = out / OUTS * OUTS;
             for o0 in (0..full).step_by(OUTS) {
-                bits::<OUTS>(pos, neg, o0, *words, x, p, ps);
+                bits::<I, OUTS>(pos, neg, o0, *words, x, p, ps);
             }
             for o0 in full..*out {
-                bits::<1>(pos, neg, o0, *words, x, p, ps);
+                bits::<I, 1>(pos, neg, o0, *words, x, p, ps);
             }
         }
     }
 }
 
-/// The bits kernel for outputs `o0..o0 + N`, blocks of 16 pixels: per word
-/// of 32 rows, the input bits against the +1 and the −1 masks, counted in
-/// 32-bit lanes (exact: at most `rows` per lane). Written with AVX-512 where
-/// available: the byte-wise version needed a port-5 broadcast per mask and
-/// a widening flush of its u8 counters.
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512vpopcntdq", target_feature = "avx512f"))]
+/// The bits kernel for outputs `o0..o0 + N`.
 #[inline(always)]
-fn bits<const N: usize>(pos: &[u32], neg: &[u32], o0: usize, words: usize, x: &PackedInputs, p: usize, ps: &mut [f32]) {
+fn bits<I: Isa, const N: usize>(pos: &[u32], neg: &[u32], o0: usize, words: usize, x: &PackedInputs, p: usize, ps: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if I::LEVEL == Level::Avx512 {
+        // SAFETY: this is the AVX-512 clone (the CPU has VPOPCNTDQ).
+        unsafe { avx512::bits::<N>(pos, neg, o0, words, x, p, ps) };
+        return;
+    }
+    for o in o0..o0 + N {
+        let (wp, wn) = (&pos[o * words..(o + 1) * words], &neg[o * words..(o + 1) * words]);
+        for j in 0..p {
+            let mut acc = 0i32;
+            for w in 0..words {
+                let xv = x.x[w * x.stride + j];
+                acc += (xv & wp[w]).count_ones() as i32 - (xv & wn[w]).count_ones() as i32;
+            }
+            ps[o * p + j] = acc as f32;
+        }
+    }
+}
+
+#[inline(always)]
+fn scalar(w: &[i8], quads: usize, x: &[u32], p: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, ps: &mut [f32]) {
+    for o in rows {
+        let wr = &w[o * quads * 4..(o + 1) * quads * 4];
+        for j in cols.clone() {
+            let mut acc = 0i32;
+            for q in 0..quads {
+                for l in 0..4 {
+                    acc += wr[q * 4 + l] as i32 * (x[q * p + j] >> (8 * l) & 0xff) as i32;
+                }
+            }
+            ps[o * p + j] = acc as f32;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{PackedInputs, BLOCK};
     use std::arch::x86_64::*;
-    assert!((o0 + N) * words <= pos.len() && (o0 + N) * words <= neg.len());
-    assert!(words * x.stride <= x.x.len() && x.stride >= p && x.stride.is_multiple_of(BLOCK) && (o0 + N - 1) * p + p <= ps.len());
-    // SAFETY: the features are enabled at compile time; the input loads
-    // stay inside `x` (words × stride, asserted), the weight reads inside
-    // the masks, and the masked stores inside the outputs' rows of `ps`.
-    unsafe {
+
+    /// The bits kernel in blocks of 16 pixels: per word of 32 rows, the
+    /// input bits against the +1 and the −1 masks, counted in 32-bit lanes
+    /// (exact: at most `rows` per lane). The byte-wise version needed a
+    /// port-5 broadcast per mask and a widening flush of its u8 counters.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    pub unsafe fn bits<const N: usize>(pos: &[u32], neg: &[u32], o0: usize, words: usize, x: &PackedInputs, p: usize, ps: &mut [f32]) {
+        assert!((o0 + N) * words <= pos.len() && (o0 + N) * words <= neg.len());
+        assert!(words * x.stride <= x.x.len() && x.stride >= p && x.stride.is_multiple_of(BLOCK) && (o0 + N - 1) * p + p <= ps.len());
+        // The input loads stay inside `x` (words × stride, asserted), the
+        // weight reads inside the masks, and the masked stores inside the
+        // outputs' rows of `ps`.
         for j0 in (0..p).step_by(BLOCK) {
             let (mut cp, mut cn) = ([_mm512_setzero_si512(); N], [_mm512_setzero_si512(); N]);
             for w in 0..words {
@@ -155,71 +228,13 @@ fn bits<const N: usize>(pos: &[u32], neg: &[u32], o0: usize, words: usize, x: &P
             }
         }
     }
-}
 
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx512vpopcntdq", target_feature = "avx512f")))]
-#[inline(always)]
-fn bits<const N: usize>(pos: &[u32], neg: &[u32], o0: usize, words: usize, x: &PackedInputs, p: usize, ps: &mut [f32]) {
-    for o in o0..o0 + N {
-        let (wp, wn) = (&pos[o * words..(o + 1) * words], &neg[o * words..(o + 1) * words]);
-        for j in 0..p {
-            let mut acc = 0i32;
-            for w in 0..words {
-                let xv = x.x[w * x.stride + j];
-                acc += (xv & wp[w]).count_ones() as i32 - (xv & wn[w]).count_ones() as i32;
-            }
-            ps[o * p + j] = acc as f32;
-        }
-    }
-}
-
-/// Rows of four outputs with the VNNI kernel (and their column tail);
-/// returns how many outputs it covered.
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512vnni", target_feature = "avx512f"))]
-fn vectorised(w: &[i8], quads: usize, out: usize, x: &[u32], p: usize, ps: &mut [f32]) -> usize {
-    let rows = out / 4 * 4;
-    for o in (0..rows).step_by(4) {
-        let mut j = 0;
-        while j + 32 <= p {
-            // SAFETY: the target features are enabled at compile time and
-            // every load stays inside `x` and `w` (bounds asserted in block).
-            unsafe { vnni::block(w, quads, x, p, o, j, ps) };
-            j += 32;
-        }
-        scalar(w, quads, x, p, o..o + 4, j..p, ps);
-    }
-    rows
-}
-
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx512vnni", target_feature = "avx512f")))]
-fn vectorised(_: &[i8], _: usize, _: usize, _: &[u32], _: usize, _: &mut [f32]) -> usize {
-    0
-}
-
-fn scalar(w: &[i8], quads: usize, x: &[u32], p: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, ps: &mut [f32]) {
-    for o in rows {
-        let wr = &w[o * quads * 4..(o + 1) * quads * 4];
-        for j in cols.clone() {
-            let mut acc = 0i32;
-            for q in 0..quads {
-                for l in 0..4 {
-                    acc += wr[q * 4 + l] as i32 * (x[q * p + j] >> (8 * l) & 0xff) as i32;
-                }
-            }
-            ps[o * p + j] = acc as f32;
-        }
-    }
-}
-
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512vnni", target_feature = "avx512f"))]
-mod vnni {
-    use std::arch::x86_64::*;
-
-    /// Four outputs × 32 columns.
-    #[inline(always)]
+    /// Four outputs × 32 columns of the bytes kernel: `vpdpbusd`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vnni")]
     // `r` indexes the accumulator rows and the weight rows together.
     #[allow(clippy::needless_range_loop)]
-    pub unsafe fn block(w: &[i8], quads: usize, x: &[u32], p: usize, o0: usize, j0: usize, ps: &mut [f32]) {
+    pub unsafe fn vnni_block(w: &[i8], quads: usize, x: &[u32], p: usize, o0: usize, j0: usize, ps: &mut [f32]) {
         assert!((o0 + 4) * quads * 4 <= w.len() && (quads - 1) * p + j0 + 32 <= x.len() && (o0 + 3) * p + j0 + 32 <= ps.len());
         let mut acc = [[_mm512_setzero_si512(); 2]; 4];
         let wp = w.as_ptr();
@@ -246,7 +261,7 @@ mod vnni {
 mod tests {
     use super::*;
 
-    /// Both kernels against the f32 GEMM, on shapes that exercise every
+    /// Both kernels at every level against the f32 GEMM, on shapes that exercise every
     /// tail: outputs not a multiple of 4, pixels not a multiple of 16 or 32,
     /// rows not a multiple of 4 or 32, and (bits) many words (rows 300).
     #[test]
@@ -262,11 +277,14 @@ mod tests {
                 let packed = PackedWeights::new(&w, out, rows, binary);
                 let mut xq = PackedInputs::default();
                 packed.pack_inputs(&digits, p, k0, k0 + rows, &mut xq);
-                let mut ps = vec![f32::NAN; out * p];
-                mvm(&packed, &xq, p, &mut ps);
                 let mut want = vec![0f32; out * p];
                 crate::gemm::gemm(&w, &cols[k0 * p..(k0 + rows) * p], &mut want, out, rows, p);
-                assert_eq!(ps, want, "binary {binary}: {out}x{rows}x{p}");
+                // The portable kernels and every faster one this CPU runs.
+                for level in crate::cpu::available() {
+                    let mut ps = vec![f32::NAN; out * p];
+                    mvm_at(level, &packed, &xq, p, &mut ps);
+                    assert_eq!(ps, want, "{level:?} binary {binary}: {out}x{rows}x{p}");
+                }
             }
         }
     }

@@ -19,6 +19,9 @@
 //! ts/reference/rng.ts implements the same contract; both are checked against
 //! fixed vectors.
 
+use crate::cpu::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::Level;
 use rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::{SplitMix64, Xoshiro128PlusPlus};
 
@@ -74,43 +77,52 @@ impl Lanes {
         Lanes { s }
     }
 
-    /// One output of every lane: the step of `next_lane` on all lanes at
-    /// once. Written in AVX2 where available: from plain arrays the compiler
-    /// packed two state words per register and stepped one lane in scalar
-    /// code, which made the generator the converter's critical path.
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    /// One output of every lane: the step of `next_lane` on all lanes at once.
     #[inline(always)]
     // Eight lanes at a time, not an Iterator: it never ends and yields arrays.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> [u32; LANES] {
-        use std::arch::x86_64::*;
-        // SAFETY: AVX2 is enabled at compile time, and every load and store
-        // covers exactly one [u32; 8] array.
-        unsafe {
-            let [s0, s1, s2, s3] = self.s.map(|w| _mm256_loadu_si256(w.as_ptr() as *const __m256i));
-            let sum = _mm256_add_epi32(s0, s3);
-            let rot7 = _mm256_or_si256(_mm256_slli_epi32::<7>(sum), _mm256_srli_epi32::<25>(sum));
-            let out = _mm256_add_epi32(rot7, s0);
-            let t = _mm256_slli_epi32::<9>(s1);
-            let s2 = _mm256_xor_si256(s2, s0);
-            let s3 = _mm256_xor_si256(s3, s1);
-            let s1 = _mm256_xor_si256(s1, s2);
-            let s0 = _mm256_xor_si256(s0, s3);
-            let s2 = _mm256_xor_si256(s2, t);
-            let s3 = _mm256_or_si256(_mm256_slli_epi32::<11>(s3), _mm256_srli_epi32::<21>(s3));
-            for (w, v) in self.s.iter_mut().zip([s0, s1, s2, s3]) {
-                _mm256_storeu_si256(w.as_mut_ptr() as *mut __m256i, v);
-            }
-            let mut o = [0u32; LANES];
-            _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, out);
-            o
-        }
+        std::array::from_fn(|l| self.next_lane(l))
     }
 
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+    /// `next` in a kernel compiled for `I` (cpu.rs): AVX2 code from the AVX2
+    /// level up. From plain arrays the compiler packed two state words per
+    /// register and stepped one lane in scalar code, which made the
+    /// generator the converter's critical path. Only for the bodies that
+    /// `cpu::multiversion!` runs, where `I` is a level the CPU has.
     #[inline(always)]
-    pub fn next(&mut self) -> [u32; LANES] {
-        std::array::from_fn(|l| self.next_lane(l))
+    pub(crate) fn next_in<I: Isa>(&mut self) -> [u32; LANES] {
+        #[cfg(target_arch = "x86_64")]
+        if I::LEVEL >= Level::Avx2 {
+            // SAFETY: `I` is at least AVX2 only in a clone run on a CPU with AVX2.
+            return unsafe { self.next_avx2() };
+        }
+        self.next()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn next_avx2(&mut self) -> [u32; LANES] {
+        use std::arch::x86_64::*;
+        // Every load and store covers exactly one [u32; 8] array.
+        let [s0, s1, s2, s3] = self.s.map(|w| _mm256_loadu_si256(w.as_ptr() as *const __m256i));
+        let sum = _mm256_add_epi32(s0, s3);
+        let rot7 = _mm256_or_si256(_mm256_slli_epi32::<7>(sum), _mm256_srli_epi32::<25>(sum));
+        let out = _mm256_add_epi32(rot7, s0);
+        let t = _mm256_slli_epi32::<9>(s1);
+        let s2 = _mm256_xor_si256(s2, s0);
+        let s3 = _mm256_xor_si256(s3, s1);
+        let s1 = _mm256_xor_si256(s1, s2);
+        let s0 = _mm256_xor_si256(s0, s3);
+        let s2 = _mm256_xor_si256(s2, t);
+        let s3 = _mm256_or_si256(_mm256_slli_epi32::<11>(s3), _mm256_srli_epi32::<21>(s3));
+        for (w, v) in self.s.iter_mut().zip([s0, s1, s2, s3]) {
+            _mm256_storeu_si256(w.as_mut_ptr() as *mut __m256i, v);
+        }
+        let mut o = [0u32; LANES];
+        _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, out);
+        o
     }
 
     /// One output of lane `l`: a Xoshiro128++ step.
@@ -166,6 +178,15 @@ mod tests {
             let out = lanes.next();
             for l in 0..LANES {
                 assert_eq!(out[l], refs[l].next_u32(), "step {step} lane {l}");
+            }
+            // The AVX2 step, where this CPU has it, from the same state.
+            #[cfg(target_arch = "x86_64")]
+            if crate::cpu::best() >= Level::Avx2 {
+                let mut fast = lanes.clone();
+                let mut portable = lanes.clone();
+                // SAFETY: the CPU has AVX2 (checked above).
+                assert_eq!(unsafe { fast.next_avx2() }, portable.next(), "step {step}");
+                assert_eq!(fast.s, portable.s);
             }
         }
     }

@@ -9,3 +9,10 @@ pub mod network;
 pub mod simulator;
 pub mod tech;
 pub mod trainer;
+
+/// The instruction-set level the core's kernels run at on this CPU, after
+/// `STOXNET_CPU`: `portable`, `avx2` or `avx512` (see core/src/cpu.rs).
+#[napi_derive::napi]
+pub fn cpu_level() -> String {
+    format!("{:?}", stoxnet_core::cpu::level()).to_lowercase()
+}
