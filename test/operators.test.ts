@@ -17,8 +17,8 @@ import { OnnxImportError, importOnnxBytes } from '../ts/onnx/import.js';
 import { createSimulator } from '../ts/simulator.js';
 import { resolveConfig } from '../ts/stox.js';
 import { createTrainer, resolveTrainSettings } from '../ts/train.js';
+import { calibration, inputs, LEN, logits, ortLogits, scaled } from './helpers/graphs.js';
 
-const scaled = (n: number, seed: number, scale: number) => randoms(n, seed).map((v) => v * scale);
 /** Values in [lo, hi]: divisors kept away from 0. */
 const within = (n: number, seed: number, lo: number, hi: number) => randoms(n, seed).map((v) => lo + ((v + 1) / 2) * (hi - lo));
 
@@ -288,24 +288,6 @@ function activations(softmax: boolean): Uint8Array {
       ...h.initializers,
     ],
   );
-}
-
-const LEN = 3 * 32 * 32;
-const images = (n: number, seed: number) => Float32Array.from(scaled(n * LEN, seed, 2));
-const calibration = images(16, 11);
-const inputs = images(6, 12);
-
-async function ortLogits(bytes: Uint8Array, x: Float32Array): Promise<Float32Array> {
-  const ort = await import('onnxruntime-node');
-  const session = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 });
-  const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [x.length / LEN, 3, 32, 32]) });
-  return out[session.outputNames[0]!]!.data as Float32Array;
-}
-
-async function logits(net: Network, converter: Record<string, unknown>, engine: 'native' | 'js'): Promise<Float32Array> {
-  const config = resolveConfig({ ...converter, seed: 5, calibrationImages: 16 });
-  const { backend } = await createSimulator(net, config, { dataDir: '', threads: 1, engine, calibration });
-  return (await backend.run(inputs, 40)).logits;
 }
 
 function maxRelativeError(got: Float32Array, want: Float32Array): number {

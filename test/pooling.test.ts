@@ -10,11 +10,9 @@ import { native } from '../ts/native.js';
 import type { Network } from '../ts/network.js';
 import { exportOnnx } from '../ts/onnx/export.js';
 import { OnnxImportError, importOnnxBytes } from '../ts/onnx/import.js';
-import { createSimulator } from '../ts/simulator.js';
-import { resolveConfig } from '../ts/stox.js';
 import { createTrainer, resolveTrainSettings } from '../ts/train.js';
+import { inputs, LEN, logits, ortLogits, scaled } from './helpers/graphs.js';
 
-const scaled = (n: number, seed: number, scale: number) => randoms(n, seed).map((v) => v * scale);
 
 /** The second pooling stage and the head: what each variant puts after Conv → Relu → MaxPool → Conv → Relu. */
 interface Variant {
@@ -77,24 +75,6 @@ function vgg(v: Variant, extra: Record<string, object> = {}): Uint8Array {
       tensor('b4', [10], scaled(10, 8, 0.1)),
     ],
   });
-}
-
-const LEN = 3 * 32 * 32;
-const images = (n: number, seed: number) => Float32Array.from(scaled(n * LEN, seed, 2));
-const calibration = images(16, 11);
-const inputs = images(6, 12);
-
-async function ortLogits(bytes: Uint8Array, x: Float32Array): Promise<Float32Array> {
-  const ort = await import('onnxruntime-node');
-  const session = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 3 });
-  const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', x, [x.length / LEN, 3, 32, 32]) });
-  return out[session.outputNames[0]!]!.data as Float32Array;
-}
-
-async function logits(net: Network, converter: Record<string, unknown>, engine: 'native' | 'js'): Promise<Float32Array> {
-  const config = resolveConfig({ ...converter, seed: 5, calibrationImages: 16 });
-  const { backend } = await createSimulator(net, config, { dataDir: '', threads: 1, engine, calibration });
-  return (await backend.run(inputs, 40)).logits;
 }
 
 describe('pooling: FP32 ≡ onnxruntime, JS reference ≡ native, export round trip', () => {
