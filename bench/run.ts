@@ -2,6 +2,7 @@
 // Throughput of the engines on the same images in one process; prints ratios
 // measured in this run (see bench/README.md for the method).
 import { spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -10,7 +11,7 @@ import { int } from '../ts/config.js';
 import { readCifar10 } from '../ts/data/cifar10.js';
 import { normalize } from '../ts/data/dataset.js';
 import { resolveDataDir } from '../ts/data/location.js';
-import { nativeBackend } from '../ts/native.js';
+import { native, nativeBackend } from '../ts/native.js';
 import { importOnnx } from '../ts/onnx/import.js';
 import { ortBackend } from '../ts/ort.js';
 import { packageRoot } from '../ts/paths.js';
@@ -22,25 +23,41 @@ import type { Network } from '../ts/network.js';
 
 const BATCH = 100;
 
-/** Median over `reps` timed passes (after one warm-up batch) of images/s. */
-async function throughput(backend: Backend, images: Float32Array, imageLen: number, reps: number): Promise<number> {
+/** Images/s of one timed pass of `backend` over `images` in batches of BATCH. */
+async function pass(backend: Backend, images: Float32Array, imageLen: number): Promise<number> {
   const count = images.length / imageLen;
-  await backend.run(images.subarray(0, Math.min(BATCH, count) * imageLen), 0);
+  const t0 = process.hrtime.bigint();
+  for (let s = 0; s < count; s += BATCH) await backend.run(images.subarray(s * imageLen, Math.min(s + BATCH, count) * imageLen), s);
+  return count / (Number(process.hrtime.bigint() - t0) / 1e9);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * An engine against onnxruntime: one warm-up batch each, then `reps` pairs of
+ * timed passes (onnxruntime, engine, onnxruntime, engine, …). Load that
+ * arrives during a run then skews both halves of a pair alike: the ratio is
+ * the median of the pairs' ratios, and their range is its spread.
+ */
+async function paired(ort: Backend, engine: Backend, images: Float32Array, imageLen: number, reps: number): Promise<{ ort: number[]; rate: number; ratio: number; spread: [number, number] }> {
+  const warm = images.subarray(0, Math.min(BATCH * imageLen, images.length));
+  await ort.run(warm, 0);
+  await engine.run(warm, 0);
+  const ortRates: number[] = [];
   const rates: number[] = [];
   for (let r = 0; r < reps; r++) {
-    const t0 = process.hrtime.bigint();
-    for (let s = 0; s < count; s += BATCH) await backend.run(images.subarray(s * imageLen, Math.min(s + BATCH, count) * imageLen), s);
-    rates.push(count / (Number(process.hrtime.bigint() - t0) / 1e9));
+    ortRates.push(await pass(ort, images, imageLen));
+    rates.push(await pass(engine, images, imageLen));
   }
-  rates.sort((a, b) => a - b);
-  return rates[Math.floor(rates.length / 2)];
+  const ratios = rates.map((v, r) => v / ortRates[r]);
+  return { ort: ortRates, rate: median(rates), ratio: median(ratios), spread: [Math.min(...ratios), Math.max(...ratios)] };
 }
 
 /**
  * Training images/s: one warm-up batch, then `reps` timed passes of `batches`
  * batches of 128 (the median counts), on the first training images.
  */
-async function trainThroughput(net: Network, settings: TrainSettings, train: { images: Uint8Array; labels: Uint8Array }, batches: number, reps: number, threads: number): Promise<number> {
+async function trainThroughput(net: Network, settings: TrainSettings, train: { images: Uint8Array; labels: Uint8Array }, batches: number, reps: number, threads: number): Promise<{ rate: number; flopsPerImage: number }> {
   const n = 128 * (1 + batches * reps);
   const trainer = await createTrainer(net, settings, train.images.subarray(0, n * 3072), train.labels.subarray(0, n), threads);
   await trainer.trainBatches(0, 0, 1, threads);
@@ -50,8 +67,7 @@ async function trainThroughput(net: Network, settings: TrainSettings, train: { i
     const p = await trainer.trainBatches(0, 1 + r * batches, 1 + (r + 1) * batches, threads);
     rates.push(p.images / (Number(process.hrtime.bigint() - t0) / 1e9));
   }
-  rates.sort((a, b) => a - b);
-  return rates[Math.floor(rates.length / 2)];
+  return { rate: median(rates), flopsPerImage: trainer.flopsPerImage };
 }
 
 /** Peak resident memory of a 10,000-image StoX eval, run in a child process. */
@@ -90,43 +106,57 @@ async function main() {
   const stox = async (config: Partial<StoxConfig>, engine: 'native' | 'js' = 'native', t = threads) =>
     (await createSimulator(net, resolveConfig({ calibrationImages: 64, ...config }), { dataDir, threads: t, engine })).backend;
   const mtj1 = { converter: 'mtj', samples: 1 } as const;
-  const imagesPerSecond = {
-    ortFp32: await throughput(await ortBackend(model, threads, net.input), images, imageLen, reps),
-    nativeFp32: await throughput(nativeBackend(net, threads), images, imageLen, reps),
-    nativeIdeal4w4a: await throughput(await stox({ converter: 'ideal' }), images, imageLen, reps),
-    nativeMtjT1: await throughput(await stox(mtj1), images, imageLen, reps),
-    nativeMtjT4: await throughput(await stox({ converter: 'mtj', samples: 4 }), images, imageLen, reps),
-    nativeSchedule: await throughput(await stox({ converter: 'mtj', schedule: 'first-16-then-4' }), images, imageLen, reps),
-    nativeBitSliced: await throughput(await stox({ ...mtj1, weightSliceBits: 1, inputStreamBits: 1 }), images, imageLen, reps),
-    jsReference: await throughput(await stox(mtj1, 'js'), images.subarray(0, jsImages * imageLen), imageLen, 1),
-    native1Thread: await throughput(await stox(mtj1, 'native', 1), images, imageLen, reps),
-    trainFp32: 0,
-    trainQatT4: 0,
+  const ort = await ortBackend(model, threads, net.input);
+  const engines = {
+    nativeFp32: nativeBackend(net, threads),
+    nativeIdeal4w4a: await stox({ converter: 'ideal' }),
+    nativeMtjT1: await stox(mtj1),
+    nativeMtjT4: await stox({ converter: 'mtj', samples: 4 }),
+    nativeSchedule: await stox({ converter: 'mtj', schedule: 'first-16-then-4' }),
+    nativeBitSliced: await stox({ ...mtj1, weightSliceBits: 1, inputStreamBits: 1 }),
+    native1Thread: await stox(mtj1, 'native', 1),
   };
+  const vsOrt: Record<string, { ratio: number; spread: [number, number] }> = {};
+  const ortRates: number[] = [];
+  const imagesPerSecond: Record<string, number> = { ortFp32: 0 };
+  for (const [name, engine] of Object.entries(engines)) {
+    const p = await paired(ort, engine, images, imageLen, reps);
+    imagesPerSecond[name] = p.rate;
+    vsOrt[name] = { ratio: p.ratio, spread: p.spread };
+    ortRates.push(...p.ort);
+  }
+  imagesPerSecond.ortFp32 = median(ortRates);
+  imagesPerSecond.jsReference = await pass(await stox(mtj1, 'js'), images.subarray(0, jsImages * imageLen), imageLen);
   const batches = int('train-batches', values['train-batches'], 1, 390);
   const train = await readCifar10(dataDir, 'train');
-  imagesPerSecond.trainFp32 = await trainThroughput(resnet('resnet20'), resolveTrainSettings({ arch: 'resnet20', epochs: 1 }), train, batches, reps, threads);
+  const fp32 = await trainThroughput(resnet('resnet20'), resolveTrainSettings({ arch: 'resnet20', epochs: 1 }), train, batches, reps, threads);
+  imagesPerSecond.trainFp32 = fp32.rate;
   const qat = resolveTrainSettings({ from: model, epochs: 1, lr: 0.01, stox: { converter: 'mtj', samples: 4, calibrationImages: 64 } });
-  imagesPerSecond.trainQatT4 = await trainThroughput(await importOnnx(model), qat, train, batches, reps, threads);
+  imagesPerSecond.trainQatT4 = (await trainThroughput(await importOnnx(model), qat, train, batches, reps, threads)).rate;
+  // The FP32 training step's achieved GFLOP/s against this machine's FMA peak on the same threads.
+  const trainGflops = (fp32.rate * fp32.flopsPerImage) / 1e9;
+  const fmaPeakGflops = native().fmaPeakGflops(threads > 0 ? threads : availableParallelism(), 1);
   const rss = peakRssMB(model, dataDir);
-  const ort = imagesPerSecond.ortFp32;
   const ratios = {
-    nativeFp32VsOrt: imagesPerSecond.nativeFp32 / ort,
-    idealVsOrt: imagesPerSecond.nativeIdeal4w4a / ort,
-    mtjT1VsOrt: imagesPerSecond.nativeMtjT1 / ort,
-    mtjT4VsOrt: imagesPerSecond.nativeMtjT4 / ort,
-    bitSlicedVsOrt: imagesPerSecond.nativeBitSliced / ort,
+    nativeFp32VsOrt: vsOrt.nativeFp32.ratio,
+    idealVsOrt: vsOrt.nativeIdeal4w4a.ratio,
+    mtjT1VsOrt: vsOrt.nativeMtjT1.ratio,
+    mtjT4VsOrt: vsOrt.nativeMtjT4.ratio,
+    bitSlicedVsOrt: vsOrt.nativeBitSliced.ratio,
     nativeVsJs: imagesPerSecond.nativeMtjT1 / imagesPerSecond.jsReference,
     threadScaling: imagesPerSecond.nativeMtjT1 / imagesPerSecond.native1Thread,
   };
+  const spreads = Object.fromEntries(Object.entries(vsOrt).map(([k, v]) => [k, v.spread]));
   if (values.json) {
-    process.stdout.write(JSON.stringify({ model, images: count, reps, threads, imagesPerSecond, ratios, peakRssMB: rss }) + '\n');
+    process.stdout.write(JSON.stringify({ model, images: count, reps, threads, imagesPerSecond, ratios, spreads, peakRssMB: rss, trainGflops, fmaPeakGflops }) + '\n');
     return;
   }
   process.stdout.write(`${model}: ${count} images, batch ${BATCH}, ${threads} threads, median of ${reps}\n`);
   for (const [k, v] of Object.entries(imagesPerSecond)) process.stdout.write(`  ${k.padEnd(16)} ${v.toFixed(1).padStart(9)} images/s\n`);
   for (const [k, v] of Object.entries(ratios)) process.stdout.write(`  ${k.padEnd(16)} ${v.toFixed(3).padStart(9)} x\n`);
+  for (const [k, [lo, hi]] of Object.entries(spreads)) process.stdout.write(`  ${k.padEnd(16)} vs onnxruntime ${vsOrt[k].ratio.toFixed(3)} (pairs ${lo.toFixed(3)}–${hi.toFixed(3)})\n`);
   process.stdout.write(`  peakRssMB        ${rss.toFixed(0).padStart(9)} MB (10,000-image StoX eval, mtj T = 1)\n`);
+  process.stdout.write(`  trainGflops      ${trainGflops.toFixed(1).padStart(9)} GFLOP/s of ${fmaPeakGflops.toFixed(1)} (FMA peak, ${threads || availableParallelism()} threads)\n`);
 }
 
 await main();

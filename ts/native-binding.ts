@@ -51,7 +51,11 @@ export declare class NativeSimulator {
 /** A training run: the network, the optimiser state and the training set. */
 export declare class NativeTrainer {
   get batchesPerEpoch(): number
-  /** Trains batches `from..to` of `epoch` off the JS thread. */
+  /**
+   * Trains batches `from..to` of `epoch` off the JS thread.
+   * Floating-point operations of one image's training step in its matrix products.
+   */
+  get flopsPerImage(): number
   trainBatches(epoch: number, from: number, to: number, threads: number): Promise<TrainProgress>
   /** The learning rate of the next step. */
   learningRate(): number
@@ -131,6 +135,12 @@ export interface DistillJs {
   alpha: number
   temperature: number
 }
+
+/**
+ * This machine's FP32 fused multiply-add throughput in GFLOP/s on
+ * `threads` threads at once, measured for about `seconds` (core/src/cpu.rs).
+ */
+export declare function fmaPeakGflops(threads: number, seconds: number): number
 
 /**
  * One node's cost per image: energy (pJ), area (µm²) and latency (ns) per

@@ -15,6 +15,8 @@ interface Binding {
   macroComponents(): string[];
   /** The kernels' instruction-set level on this CPU, after STOXNET_CPU: portable, avx2 or avx512. */
   cpuLevel(): string;
+  /** FP32 fused multiply-add throughput in GFLOP/s on `threads` threads at once, over about `seconds`. */
+  fmaPeakGflops(threads: number, seconds: number): number;
 }
 
 let loaded: Binding | Error | undefined;

@@ -133,3 +133,108 @@ pub fn level() -> Level {
 pub fn available() -> Vec<Level> {
     [Level::Portable, Level::Avx2, Level::Avx512].into_iter().filter(|&l| l <= best()).collect()
 }
+
+/// This machine's FP32 multiply-add throughput at `level()`, in GFLOP/s:
+/// `threads` threads at once, each running twelve independent chains of
+/// vector fused multiply-adds (enough to hide their latency) for about
+/// `seconds`. The bench sets the trainer's achieved GFLOP/s against it.
+pub fn fma_peak_gflops(threads: usize, seconds: f64) -> crate::Result<f64> {
+    const ROUND: usize = 1 << 16;
+    if !(1..=1024).contains(&threads) {
+        crate::bail!("fma peak: threads must be 1..1024, got {threads}");
+    }
+    if !(seconds > 0.0 && seconds <= 60.0) {
+        crate::bail!("fma peak: seconds must be in (0, 60], got {seconds}");
+    }
+    let level = level();
+    Ok(std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let start = std::time::Instant::now();
+                    let (mut flops, mut sink) = (0f64, 0f32);
+                    while start.elapsed().as_secs_f64() < seconds {
+                        let (ops, v) = fma_chains(level, ROUND, t as f32);
+                        flops += ops as f64;
+                        sink += v;
+                    }
+                    std::hint::black_box(sink);
+                    flops / start.elapsed().as_secs_f64() / 1e9
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or(0.0)).sum()
+    }))
+}
+
+/// `rounds` rounds of twelve independent chains of the level's widest fused
+/// multiply-add; returns the flops done and a value to keep. Written with
+/// intrinsics: the compiler's vectorisation of the same loop over arrays
+/// kept the chains in memory.
+fn fma_chains(level: Level, rounds: usize, seed: f32) -> (usize, f32) {
+    let (a, b) = (std::hint::black_box(0.999_999f32), std::hint::black_box(1e-7f32));
+    match level {
+        // SAFETY: `level()` and `available()` only give levels this CPU runs.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { x86::chains512(rounds, seed, a, b) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { x86::chains256(rounds, seed, a, b) },
+        _ => {
+            let mut acc = [seed; 12];
+            for _ in 0..rounds {
+                acc.iter_mut().for_each(|v| *v = v.mul_add(a, b));
+            }
+            (rounds * 12 * 2, acc.iter().sum())
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn chains512(rounds: usize, seed: f32, a: f32, b: f32) -> (usize, f32) {
+        let (mut acc, va, vb) = ([_mm512_set1_ps(seed); 12], _mm512_set1_ps(a), _mm512_set1_ps(b));
+        for _ in 0..rounds {
+            acc.iter_mut().for_each(|v| *v = _mm512_fmadd_ps(*v, va, vb));
+        }
+        (rounds * 12 * 16 * 2, acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum())
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn chains256(rounds: usize, seed: f32, a: f32, b: f32) -> (usize, f32) {
+        let (mut acc, va, vb) = ([_mm256_set1_ps(seed); 12], _mm256_set1_ps(a), _mm256_set1_ps(b));
+        for _ in 0..rounds {
+            acc.iter_mut().for_each(|v| *v = _mm256_fmadd_ps(*v, va, vb));
+        }
+        let mut lanes = [0f32; 8];
+        let sum = acc.iter().map(|&v| {
+            _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+            lanes.iter().sum::<f32>()
+        });
+        (rounds * 12 * 8 * 2, sum.sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fma_peak_counts_flops_and_refuses_bad_arguments() {
+        // Twelve chains of the level's lanes (portable: scalar), two flops per multiply-add.
+        for level in available() {
+            let lanes = match level {
+                Level::Portable => 1,
+                Level::Avx2 => 8,
+                Level::Avx512 => 16,
+            };
+            assert_eq!(fma_chains(level, 3, 1.0).0, 3 * 12 * lanes * 2, "{level:?}");
+        }
+        let peak = fma_peak_gflops(1, 0.05).unwrap();
+        assert!(peak.is_finite() && peak > 0.0, "{peak}");
+        assert!(fma_peak_gflops(0, 0.1).unwrap_err().0.contains("threads"));
+        assert!(fma_peak_gflops(1, f64::NAN).unwrap_err().0.contains("seconds"));
+    }
+}

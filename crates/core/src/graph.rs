@@ -459,6 +459,17 @@ impl Network {
     pub fn classes(&self) -> usize {
         self.shapes[self.output].len()
     }
+
+    /// Multiply-adds of one image's forward pass through the Conv and Linear
+    /// layers (the products every engine and the trainer compute).
+    pub fn macs(&self) -> u64 {
+        let per = |i: usize, node: &Node| match &node.op {
+            Op::Conv(c) => (c.out_channels * c.in_channels * c.kernel[0] * c.kernel[1] * self.shapes[i + 1].h * self.shapes[i + 1].w) as u64,
+            Op::Linear(l) => (l.out_features * l.in_features) as u64,
+            _ => 0,
+        };
+        self.nodes.iter().enumerate().map(|(i, n)| per(i, n)).sum()
+    }
 }
 
 #[cfg(test)]
@@ -496,5 +507,17 @@ mod tests {
         let e = error(Shape { c: 1, h: 8192, w: 8192 }, vec![relu(), relu(), relu(), relu()]);
         assert!(e.contains("node 'r' (Relu): the activations up to this node take 335544320 values"), "{e}");
         assert!(Network::new(Shape { c: 1, h: 8192, w: 8192 }, vec![relu(), relu(), relu()], 3).is_ok());
+    }
+
+    #[test]
+    fn macs_count_the_products_of_conv_and_linear() {
+        // 3×3 conv 2→4 with padding 1 on 5×5 (output 5×5), ReLU, 4×3 conv valid (output 3×3), Flatten, Linear 36→10.
+        let mut c2 = conv(4 * 4 * 3 * 3, [4, 4, 3, 3], [0; 4]);
+        c2.inputs = vec![2];
+        let relu = Node { name: "r".into(), op: Op::Relu, inputs: vec![1] };
+        let flat = Node { name: "f".into(), op: Op::Flatten, inputs: vec![3] };
+        let fc = Node { name: "l".into(), op: Op::Linear(Linear { weight: vec![0.0; 360], bias: None, out_features: 10, in_features: 36 }), inputs: vec![4] };
+        let net = Network::new(Shape { c: 2, h: 5, w: 5 }, vec![conv(4 * 2 * 9, [4, 2, 3, 3], [1; 4]), relu, c2, flat, fc], 5).unwrap();
+        assert_eq!(net.macs(), (4 * 2 * 9 * 25 + 4 * 4 * 9 * 9 + 360) as u64);
     }
 }

@@ -16,3 +16,10 @@ pub mod trainer;
 pub fn cpu_level() -> String {
     format!("{:?}", stoxnet_core::cpu::level()).to_lowercase()
 }
+
+/// This machine's FP32 fused multiply-add throughput in GFLOP/s on
+/// `threads` threads at once, measured for about `seconds` (core/src/cpu.rs).
+#[napi_derive::napi]
+pub fn fma_peak_gflops(threads: u32, seconds: f64) -> napi::Result<f64> {
+    guard::guarded(|| stoxnet_core::cpu::fma_peak_gflops(threads as usize, seconds))
+}

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::buffers::Buf;
 use crate::counts::OpCounts;
 use crate::crossbar::{CrossbarLayer, Scratch, Unfold};
-use crate::gemm::gemm_fused;
+use crate::gemm::{gemm_fused, gemm_nt_fused};
 use crate::graph::{Activation, Arith, Binary, Conv, Network, Op, Pool, Shape};
 use crate::layers;
 use crate::train::qat::{self, QatLayer};
@@ -232,47 +232,6 @@ fn col2im(conv: &Conv, dcols: &[f32], xs: Shape, os: Shape, dx: &mut [f32]) {
     }
 }
 
-/// The unfolded input transposed, `rows[p × k]`, as the weight gradient
-/// `dW = dY · rows` reads it. For each output pixel the valid kernel
-/// window is found once, and its rows are copied as contiguous runs.
-#[inline(never)]
-fn im2row(conv: &Conv, x: &[f32], xs: Shape, os: Shape, rows: &mut [f32]) {
-    let [kh, kw] = conv.kernel;
-    let k = layers::conv_rows(conv);
-    let range = |o: usize, stride: usize, pad: usize, size: usize, kernel: usize| {
-        let start = (o * stride) as isize - pad as isize;
-        let lo = (-start).max(0) as usize;
-        let hi = (size as isize - start).clamp(0, kernel as isize) as usize;
-        (start, lo, hi.max(lo))
-    };
-    for oy in 0..os.h {
-        let (y0, ky_lo, ky_hi) = range(oy, conv.stride[0], conv.pads[0], xs.h, kh);
-        for ox in 0..os.w {
-            let (x0, kx_lo, kx_hi) = range(ox, conv.stride[1], conv.pads[1], xs.w, kw);
-            let row = &mut rows[(oy * os.w + ox) * k..][..k];
-            row.fill(0.0);
-            for c in 0..xs.c {
-                for ky in ky_lo..ky_hi {
-                    let src = (c * xs.h + (y0 + ky as isize) as usize) * xs.w;
-                    let src = &x[src + (x0 + kx_lo as isize) as usize..src + (x0 + kx_hi as isize) as usize];
-                    copy_short(&mut row[(c * kh + ky) * kw + kx_lo..(c * kh + ky) * kw + kx_hi], src);
-                }
-            }
-        }
-    }
-}
-
-/// A kernel row is a few floats: calling memmove for each cost more than the copy.
-#[inline(always)]
-fn copy_short(dst: &mut [f32], src: &[f32]) {
-    match src.len() {
-        1 => dst[0] = src[0],
-        2 => dst[..2].copy_from_slice(&src[..2]),
-        3 => dst[..3].copy_from_slice(&src[..3]),
-        _ => dst.copy_from_slice(src),
-    }
-}
-
 fn transpose(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
     for r in 0..rows {
         for c in 0..cols {
@@ -332,7 +291,7 @@ fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape
     let mut wt = vec![0f32; k * o];
     transpose(&c.weight, o, k, &mut wt);
     let nb = if c.bias.is_some() { o } else { 0 };
-    let scratch = || (Buf::zeroed(p * k), Buf::zeroed(k * p), Buf::zeroed(o * k));
+    let scratch = || (Buf::zeroed(k * p), Buf::zeroed(k * p), Buf::zeroed(o * k));
     let (dx, mut g) = chunked_backward(
         x,
         dy,
@@ -340,9 +299,10 @@ fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape
         (xs.len(), os.len()),
         || vec![vec![0f32; o * k], vec![0f32; nb]],
         scratch,
-        |acc, (rows, dcols, tmp), dxi, dyi, xi, _| {
-            im2row(c, xi, xs, os, rows);
-            gemm_fused(dyi, rows, tmp, o, p, k);
+        |acc, (cols, dcols, tmp), dxi, dyi, xi, _| {
+            // dW = dY · colsᵀ, on the unfold of the forward pass.
+            layers::im2col(c, xi, xs, os, cols);
+            gemm_nt_fused(dyi, cols, tmp, k, o, p, k);
             acc[0].iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
             for (ch, row) in dyi.chunks_exact(p).enumerate().take(nb) {
                 acc[1][ch] += row.iter().sum::<f32>();
@@ -408,9 +368,9 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     // Replay buffers: partial sums, converter outputs, the (unused) layer output.
     let replay = if t.recorded.is_some() { [0; 3] } else { [per, per, os.len()] };
     let wt = qat::transposed_cells(layer);
-    let scratch = || (Buf::zeroed(xs.len()), Buf::zeroed(p * k), Buf::zeroed(xs.len()), replay.map(Buf::zeroed), Scratch::default(), qat::ImageGrads::new(ql, layer, p, has_bias));
+    let scratch = || (Buf::zeroed(xs.len()), Buf::zeroed(k * p), Buf::zeroed(xs.len()), replay.map(Buf::zeroed), Scratch::default(), qat::ImageGrads::new(ql, layer, p, has_bias));
     let unfold = Unfold::Conv { conv: c, input: xs, output: os };
-    let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), grads, scratch, |acc, (levels, rows, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
+    let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), grads, scratch, |acc, (levels, cols, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
         let (psi, ci): (&[f32], &[f32]) = match &t.recorded {
             Some((ps, cs)) => (&ps[i * per..(i + 1) * per], &cs[i * per..(i + 1) * per]),
             None => {
@@ -419,8 +379,8 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
             }
         };
         levels.iter_mut().zip(xi).for_each(|(l, &v)| *l = layer.input.level(v));
-        im2row(c, levels, xs, os, rows);
-        qat::backward_image(ql, layer, &wt, rows, psi, ci, dyi, p, g);
+        layers::im2col(c, levels, xs, os, cols);
+        qat::backward_image(ql, layer, &wt, cols, psi, ci, dyi, p, g);
         dlevels.fill(0.0);
         col2im(c, &g.dcols, xs, os, dlevels);
         // Straight-through the input quantiser inside its range; the clip's

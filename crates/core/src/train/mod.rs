@@ -241,6 +241,13 @@ impl Trainer {
         Ok(self)
     }
 
+    /// Floating-point operations of one image's training step in its matrix
+    /// products: the forward pass, the input gradient and the weight
+    /// gradient each multiply-add as often as the forward pass does.
+    pub fn flops_per_image(&self) -> u64 {
+        3 * 2 * self.net.macs()
+    }
+
     pub fn batches_per_epoch(&self, n: usize) -> usize {
         n.div_ceil(self.config.batch)
     }

@@ -33,7 +33,7 @@ use crate::config::{ColumnParams, LayerConfig};
 use crate::converter::Converter;
 use crate::crossbar::CrossbarLayer;
 use crate::error::Result;
-use crate::gemm::{gemm_fused, gemm_fused_strided};
+use crate::gemm::{gemm_fused, gemm_nt_fused};
 use crate::graph::{Node, Op};
 use crate::pmath;
 
@@ -223,13 +223,13 @@ pub fn transposed_cells(layer: &CrossbarLayer) -> Vec<Vec<f32>> {
 const L: usize = 8;
 
 /// Backward of one image through `layer` (programmed from `qat.config`),
-/// given the unfolded input levels `rows` (`p × k`), the recorded partial
+/// given the unfolded input levels `cols` (`k × p`), the recorded partial
 /// sums and converter outputs (`columns × p`), `dy` (`out × p`) and the
 /// layer's `transposed_cells`. Sums over pixels run in eight lanes (lane l
 /// takes pixels ≡ l mod 8, lanes added in order), so they vectorise and
 /// stay independent of threads.
 #[allow(clippy::too_many_arguments)]
-pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], rows: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
+pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
     let (out, k) = (layer.out, layer.k);
     for (o, db) in g.db.iter_mut().enumerate() {
         *db = dy[o * p..(o + 1) * p].iter().sum();
@@ -282,9 +282,9 @@ pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], ro
             g.dparams[2][idx] = dg;
             g.dparams[3][idx] = dh;
         }
-        // dW_s = dps · X_sᵀ: X_sᵀ is the column range k0..k1 of `rows`, and
-        // the result the same column range of dW.
-        gemm_fused_strided(&g.dps, p, &rows[k0..], k, &mut g.dw[k0..], k, out, p, ks);
+        // dW_s = dps · X_sᵀ: X_s is the row range k0..k1 of `cols`, and the
+        // result the same column range of dW.
+        gemm_nt_fused(&g.dps, &cols[k0 * p..k1 * p], &mut g.dw[k0..], k, out, p, ks);
         // dX_s = W_sᵀ · dps.
         gemm_fused(&wt[s], &g.dps, &mut g.dcols[k0 * p..k1 * p], ks, out, p);
     }
