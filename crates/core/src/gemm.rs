@@ -27,13 +27,6 @@ pub fn gemm_fused(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: us
     blocked_at::<true>(cpu::level(), a, k, b, n, c, n, m, k, n)
 }
 
-/// `gemm_fused` on sub-matrices: rows of `a`, `b` and `c` start `lda`,
-/// `ldb` and `ldc` floats apart (e.g. a column range of a wider matrix).
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_fused_strided(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
-    blocked_at::<true>(cpu::level(), a, lda, b, ldb, c, ldc, m, k, n)
-}
-
 multiversion! {
     /// The product in `level`'s clone (cpu.rs): the same bits at every level.
     fn blocked_at<const FUSED: bool>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
@@ -61,6 +54,11 @@ fn blocked<const FUSED: bool>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &
         while j + NR <= n {
             block::<FUSED, NR>(a, lda, b, ldb, c, ldc, i, j, k);
             j += NR;
+        }
+        // 16 columns: a narrow layer's output channels (the transposed weight gradient).
+        while j + 16 <= n {
+            block::<FUSED, 16>(a, lda, b, ldb, c, ldc, i, j, k);
+            j += 16;
         }
         while j + 8 <= n {
             block::<FUSED, 8>(a, lda, b, ldb, c, ldc, i, j, k);
@@ -105,78 +103,12 @@ fn scalar<const FUSED: bool>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &m
     }
 }
 
-/// Lanes of `gemm_nt_fused`'s dot products.
-const LANES: usize = 16;
-
-/// `c[m×n] = a[m×k] · b[n×k]ᵀ` with fused multiply-adds (training only):
-/// every output is the dot product of a row of `a` and a row of `b`, both
-/// contiguous along `k`. The weight gradient `dY · Xᵀ` takes this form with
-/// the unfolded input `X` of the forward pass, so no transposed unfold is
-/// needed. Lane `l` sums the terms `k ≡ l (mod 16)`, the lanes are then added
-/// in order and the tail last: deterministic for fixed sizes. Rows of `c`
-/// start `ldc` floats apart.
-pub fn gemm_nt_fused(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
-    nt_at(cpu::level(), a, b, c, ldc, m, k, n)
-}
-
-multiversion! {
-    /// `gemm_nt_fused` in `level`'s clone.
-    fn nt_at(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
-        _I => nt(a, b, c, ldc, m, k, n)
-    }
-}
-
-#[inline(always)]
-fn nt(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
-    assert!(a.len() >= m * k && b.len() >= n * k && (m == 0 || n == 0 || c.len() >= (m - 1) * ldc + n));
-    let mut i = 0;
-    while i < m {
-        let mut j = 0;
-        if i + 4 <= m {
-            while j + 4 <= n {
-                dot_block::<4, 4>(a, b, c, ldc, i, j, k);
-                j += 4;
-            }
-            while j < n {
-                dot_block::<4, 1>(a, b, c, ldc, i, j, k);
-                j += 1;
-            }
-            i += 4;
-        } else {
-            while j < n {
-                dot_block::<1, 1>(a, b, c, ldc, i, j, k);
-                j += 1;
-            }
-            i += 1;
-        }
-    }
-}
-
-/// Outputs `i0..i0 + R` × `j0..j0 + S`: `R · S` dot products in 16-lane accumulators.
-#[inline(always)]
-fn dot_block<const R: usize, const S: usize>(a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, i0: usize, j0: usize, k: usize) {
-    let mut acc = [[[0f32; LANES]; S]; R];
-    let full = k / LANES * LANES;
-    let mut p = 0;
-    while p < full {
-        let av: [&[f32; LANES]; R] = std::array::from_fn(|r| a[(i0 + r) * k + p..][..LANES].try_into().unwrap());
-        let bv: [&[f32; LANES]; S] = std::array::from_fn(|s| b[(j0 + s) * k + p..][..LANES].try_into().unwrap());
-        for r in 0..R {
-            for s in 0..S {
-                for l in 0..LANES {
-                    acc[r][s][l] = av[r][l].mul_add(bv[s][l], acc[r][s][l]);
-                }
-            }
-        }
-        p += LANES;
-    }
-    for r in 0..R {
-        for s in 0..S {
-            let mut sum = acc[r][s].iter().fold(0f32, |t, &v| t + v);
-            for kk in full..k {
-                sum = a[(i0 + r) * k + kk].mul_add(b[(j0 + s) * k + kk], sum);
-            }
-            c[(i0 + r) * ldc + j0 + s] = sum;
+/// `out[cols × rows]` = `a[rows × cols]` transposed.
+pub fn transpose(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    assert!(a.len() >= rows * cols && out.len() >= rows * cols);
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = a[r * cols + c];
         }
     }
 }
@@ -201,8 +133,8 @@ mod tests {
 
     #[test]
     fn blocked_equals_sequential_bit_for_bit() {
-        // Odd sizes exercise the block, the column tail and the row tail.
-        for &(m, k, n) in &[(1, 1, 1), (4, 7, 32), (5, 27, 33), (16, 144, 1024), (9, 3, 70)] {
+        // Odd sizes exercise the 32-, 16- and 8-wide blocks, the column tail and the row tail.
+        for &(m, k, n) in &[(1, 1, 1), (4, 7, 32), (5, 27, 33), (16, 144, 1024), (9, 3, 70), (8, 20, 27)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729 % 1000) as f32 - 500.0) / 89.0).collect();
             let mut c = vec![f32::NAN; m * n];
@@ -222,50 +154,6 @@ mod tests {
                     }
                     assert!(at.iter().zip(want.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?} fused {f}: {m}x{k}x{n}");
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn strided_product_equals_the_product_of_the_sub_matrices() {
-        // b is the column range 5..5+n of a 9 × 50 matrix; c lands in columns 3.. of rows 60 wide.
-        let (m, k, n) = (6, 9, 37);
-        let a: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 - 6.0).collect();
-        let wide: Vec<f32> = (0..k * 50).map(|i| ((i * 31) % 17) as f32 * 0.25).collect();
-        let b: Vec<f32> = (0..k).flat_map(|r| wide[r * 50 + 5..r * 50 + 5 + n].to_vec()).collect();
-        let mut c = vec![f32::NAN; m * 60];
-        gemm_fused_strided(&a, k, &wide[5..], 50, &mut c[3..], 60, m, k, n);
-        let mut dense = vec![0f32; m * n];
-        gemm_fused(&a, &b, &mut dense, m, k, n);
-        for i in 0..m {
-            assert_eq!(&c[i * 60 + 3..i * 60 + 3 + n], &dense[i * n..(i + 1) * n]);
-            assert!(c[i * 60..i * 60 + 3].iter().all(|v| v.is_nan()), "outside the block untouched");
-        }
-    }
-
-    #[test]
-    fn nt_product_is_the_product_with_the_transpose() {
-        // k = 37: two full lane groups and a tail; m, n with block tails; c wider than n.
-        for &(m, k, n) in &[(6, 37, 9), (16, 1024, 12), (1, 5, 1), (4, 16, 4)] {
-            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0).collect();
-            let b: Vec<f32> = (0..n * k).map(|i| ((i * 104729 % 1000) as f32 - 500.0) / 89.0).collect();
-            let ldc = n + 3;
-            let mut c = vec![f32::NAN; m * ldc];
-            gemm_nt_fused(&a, &b, &mut c, ldc, m, k, n);
-            for i in 0..m {
-                for j in 0..n {
-                    let exact: f64 = (0..k).map(|kk| a[i * k + kk] as f64 * b[j * k + kk] as f64).sum();
-                    let scale: f64 = (0..k).map(|kk| (a[i * k + kk] as f64 * b[j * k + kk] as f64).abs()).sum();
-                    // f32 summation error bound: k · eps · Σ|terms|.
-                    assert!((c[i * ldc + j] as f64 - exact).abs() <= k as f64 * f32::EPSILON as f64 * scale, "{m}x{k}x{n} at {i},{j}");
-                }
-                assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|v| v.is_nan()), "outside the block untouched");
-            }
-            // The same bits at every level this CPU runs.
-            for level in cpu::available() {
-                let mut at = vec![f32::NAN; m * ldc];
-                nt_at(level, &a, &b, &mut at, ldc, m, k, n);
-                assert!(at.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?}: {m}x{k}x{n}");
             }
         }
     }

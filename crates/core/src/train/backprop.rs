@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::buffers::Buf;
 use crate::counts::OpCounts;
 use crate::crossbar::{CrossbarLayer, Scratch, Unfold};
-use crate::gemm::{gemm_fused, gemm_nt_fused};
+use crate::gemm::{gemm_fused, transpose};
 use crate::graph::{Activation, Arith, Binary, Conv, Network, Op, Pool, Shape};
 use crate::layers;
 use crate::train::qat::{self, QatLayer};
@@ -232,14 +232,6 @@ fn col2im(conv: &Conv, dcols: &[f32], xs: Shape, os: Shape, dx: &mut [f32]) {
     }
 }
 
-fn transpose(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = a[r * cols + c];
-        }
-    }
-}
-
 /// Sums per-chunk partial gradients in chunk order.
 fn sum_ordered(parts: Vec<Vec<Vec<f32>>>) -> Vec<Vec<f32>> {
     let mut it = parts.into_iter();
@@ -283,7 +275,10 @@ fn chunked_backward<S>(
     (dx, sum_ordered(parts))
 }
 
-/// Conv backward: returns (dx, [dW, db?]).
+/// Conv backward: returns (dx, [dW, db?]). The weight gradient is summed
+/// transposed, `dWᵀ = cols · dYᵀ` (`k × o`), on the unfold of the forward
+/// pass: its long dimension is then the product's row count, where the
+/// kernel is fastest, and no transposed unfold is needed.
 fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Buf, Vec<Vec<f32>>) {
     let k = layers::conv_rows(c);
     let p = os.h * os.w;
@@ -291,18 +286,18 @@ fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape
     let mut wt = vec![0f32; k * o];
     transpose(&c.weight, o, k, &mut wt);
     let nb = if c.bias.is_some() { o } else { 0 };
-    let scratch = || (Buf::zeroed(k * p), Buf::zeroed(k * p), Buf::zeroed(o * k));
+    let scratch = || (Buf::zeroed(k * p), Buf::zeroed(k * p), Buf::zeroed(p * o), Buf::zeroed(k * o));
     let (dx, mut g) = chunked_backward(
         x,
         dy,
         n,
         (xs.len(), os.len()),
-        || vec![vec![0f32; o * k], vec![0f32; nb]],
+        || vec![vec![0f32; k * o], vec![0f32; nb]],
         scratch,
-        |acc, (cols, dcols, tmp), dxi, dyi, xi, _| {
-            // dW = dY · colsᵀ, on the unfold of the forward pass.
+        |acc, (cols, dcols, dyt, tmp), dxi, dyi, xi, _| {
             layers::im2col(c, xi, xs, os, cols);
-            gemm_nt_fused(dyi, cols, tmp, k, o, p, k);
+            transpose(dyi, o, p, dyt);
+            gemm_fused(cols, dyt, tmp, k, p, o);
             acc[0].iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
             for (ch, row) in dyi.chunks_exact(p).enumerate().take(nb) {
                 acc[1][ch] += row.iter().sum::<f32>();
@@ -311,6 +306,9 @@ fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape
             col2im(c, dcols, xs, os, dxi);
         },
     );
+    let mut dw = vec![0f32; o * k];
+    transpose(&g[0], k, o, &mut dw);
+    g[0] = dw;
     g.truncate(if nb > 0 { 2 } else { 1 });
     (dx, g)
 }
@@ -410,6 +408,9 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     });
     let learned = qat::XbarGrads { params: std::array::from_fn(|j| std::mem::take(&mut total[2 + j])), clip: total[6][0] };
     total.truncate(2);
+    let mut dw = vec![0f32; o * k];
+    transpose(&total[0], k, o, &mut dw);
+    total[0] = dw;
     // Straight-through the weight quantiser: dw = d level / scale.
     for (oo, &s) in layer.weight_scale.iter().enumerate() {
         total[0][oo * k..(oo + 1) * k].iter_mut().for_each(|g| *g /= s);

@@ -33,7 +33,7 @@ use crate::config::{ColumnParams, LayerConfig};
 use crate::converter::Converter;
 use crate::crossbar::CrossbarLayer;
 use crate::error::Result;
-use crate::gemm::{gemm_fused, gemm_nt_fused};
+use crate::gemm::{gemm_fused, transpose};
 use crate::graph::{Node, Op};
 use crate::pmath;
 
@@ -177,13 +177,14 @@ impl QatLayer {
 pub struct ImageGrads {
     /// `k × p`, with respect to the unfolded input *levels*.
     pub dcols: Buf,
-    /// `out × k`, with respect to the quantised weight levels.
+    /// `k × out` (transposed), with respect to the quantised weight levels.
     pub dw: Vec<f32>,
     pub db: Vec<f32>,
     /// Per column: d scale, d shift, d gain, d offset.
     pub dparams: [Vec<f32>; 4],
-    /// Scratch: d ps of one subarray, `out × p`.
+    /// Scratch: d ps of one subarray, `out × p`, and transposed.
     dps: Buf,
+    dps_t: Buf,
 }
 
 impl ImageGrads {
@@ -195,6 +196,7 @@ impl ImageGrads {
             db: vec![0f32; if has_bias { out } else { 0 }],
             dparams: std::array::from_fn(|_| vec![0f32; if qat.config.converter.normalises() { cols } else { 0 }]),
             dps: Buf::zeroed(out * p),
+            dps_t: Buf::zeroed(p * out),
         }
     }
 }
@@ -230,7 +232,7 @@ const L: usize = 8;
 /// stay independent of threads.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
-    let (out, k) = (layer.out, layer.k);
+    let out = layer.out;
     for (o, db) in g.db.iter_mut().enumerate() {
         *db = dy[o * p..(o + 1) * p].iter().sum();
     }
@@ -282,9 +284,10 @@ pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], co
             g.dparams[2][idx] = dg;
             g.dparams[3][idx] = dh;
         }
-        // dW_s = dps · X_sᵀ: X_s is the row range k0..k1 of `cols`, and the
-        // result the same column range of dW.
-        gemm_nt_fused(&g.dps, &cols[k0 * p..k1 * p], &mut g.dw[k0..], k, out, p, ks);
+        // dW_sᵀ = X_s · dpsᵀ: X_s is the row range k0..k1 of `cols`, and the
+        // result the same row range of dWᵀ.
+        transpose(&g.dps, out, p, &mut g.dps_t);
+        gemm_fused(&cols[k0 * p..k1 * p], &g.dps_t, &mut g.dw[k0 * out..k1 * out], ks, p, out);
         // dX_s = W_sᵀ · dps.
         gemm_fused(&wt[s], &g.dps, &mut g.dcols[k0 * p..k1 * p], ks, out, p);
     }
