@@ -29,6 +29,16 @@ pub struct Buf(Vec<f32>);
 
 impl Buf {
     pub fn zeroed(len: usize) -> Buf {
+        Buf::take(len, true)
+    }
+
+    /// A buffer whose every element the caller writes before reading: a
+    /// reused one keeps its old values (no clearing pass), a new one is zero.
+    pub fn for_overwrite(len: usize) -> Buf {
+        Buf::take(len, false)
+    }
+
+    fn take(len: usize, zero: bool) -> Buf {
         let reused = if len >= MIN {
             FREE.try_with(|free| {
                 let mut free = free.borrow_mut();
@@ -45,7 +55,9 @@ impl Buf {
         };
         match reused {
             Some(mut v) => {
-                v.clear();
+                if zero {
+                    v.clear();
+                }
                 v.resize(len, 0.0);
                 Buf(v)
             }

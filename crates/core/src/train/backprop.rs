@@ -59,6 +59,44 @@ fn per_image<'a>(v: &'a mut [f32], len: usize) -> rayon::slice::ChunksExactMut<'
     v.par_chunks_exact_mut(len)
 }
 
+/// Elementwise ops run on the batch in chunks of this many values.
+const ELEMENTWISE: usize = 4096;
+
+/// Σ f(v) over `xs` in f64, in eight lanes (lane l takes the values ≡ l mod
+/// 8, lanes added in order): one long dependent chain of f64 additions was
+/// a tenth of a training step, and the lanes keep the result independent of
+/// threads.
+#[inline]
+fn lane_sum(xs: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut lanes = [0f64; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l += f(v as f64);
+        }
+    }
+    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += f(v as f64);
+    }
+    lanes.iter().sum()
+}
+
+/// Σ f(a, b) over pairs, in the lanes of `lane_sum`.
+#[inline]
+fn lane_sum_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) -> f64 {
+    let mut lanes = [0f64; 8];
+    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            lanes[l] += f(x[l], y[l]);
+        }
+    }
+    for (l, (&x, &y)) in lanes.iter_mut().zip(ca.remainder().iter().zip(cb.remainder())) {
+        *l += f(x, y);
+    }
+    lanes.iter().sum()
+}
+
 /// Forward pass over a batch `x` (`n` images); updates BatchNorm running
 /// statistics when `train`. Crossbar layers of `qat` run the StoX engine.
 pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat: Option<&Qat>) -> crate::error::Result<Tape> {
@@ -69,7 +107,9 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
     for i in 0..net.nodes.len() {
         let (xs, os) = (net.shapes[net.nodes[i].inputs[0]], net.shapes[i + 1]);
         let ys = net.nodes[i].inputs.get(1).map(|&v| net.shapes[v]);
-        let mut out = Buf::zeroed(n * os.len());
+        // Outputs these ops write whole skip the clearing pass.
+        let whole = matches!(net.nodes[i].op, Op::Conv(_) | Op::BatchNorm(_) | Op::Relu | Op::Hardtanh { .. } | Op::Activation(_));
+        let mut out = if whole { Buf::for_overwrite(n * os.len()) } else { Buf::zeroed(n * os.len()) };
         let mut cache = None;
         let mut record = None;
         {
@@ -120,8 +160,11 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                         per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::batch_norm(b, x, o, xs.h * xs.w));
                     }
                 }
-                Op::Relu => layers::relu(input, &mut out),
-                Op::Hardtanh { min, max } => layers::hardtanh(input, *min, *max, &mut out),
+                Op::Relu => out.par_chunks_mut(ELEMENTWISE).zip(input.par_chunks(ELEMENTWISE)).for_each(|(o, x)| layers::relu(x, o)),
+                Op::Hardtanh { min, max } => {
+                    let (lo, hi) = (*min, *max);
+                    out.par_chunks_mut(ELEMENTWISE).zip(input.par_chunks(ELEMENTWISE)).for_each(|(o, x)| layers::hardtanh(x, lo, hi, o))
+                }
                 Op::Binary(b) => {
                     let b: &Binary = b;
                     let y = node.inputs.get(1).map(|&v| &values[v][..]).zip(ys);
@@ -131,7 +174,10 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                         layers::binary(b.arith, p, q, o, os)
                     })
                 }
-                Op::Activation(a) => layers::activation(*a, input, &mut out),
+                Op::Activation(a) => {
+                    let a = *a;
+                    out.par_chunks_mut(ELEMENTWISE).zip(input.par_chunks(ELEMENTWISE)).for_each(|(o, x)| layers::activation(a, x, o))
+                }
                 Op::Slice(s) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::slice(s, x, xs, o, os)),
                 Op::PadChannels { before, .. } => {
                     let b = *before;
@@ -169,24 +215,14 @@ fn batch_norm_train(b: &mut crate::graph::BatchNorm, x: &[f32], out: &mut [f32],
     let stats: Vec<(f64, f64)> = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let mut sum = 0f64;
-            for img in 0..n {
-                for &v in &x[(img * c + ch) * p..(img * c + ch + 1) * p] {
-                    sum += v as f64;
-                }
-            }
-            let mean = sum / m;
-            let mut ss = 0f64;
-            for img in 0..n {
-                for &v in &x[(img * c + ch) * p..(img * c + ch + 1) * p] {
-                    ss += (v as f64 - mean) * (v as f64 - mean);
-                }
-            }
+            let plane = |img: usize| &x[(img * c + ch) * p..(img * c + ch + 1) * p];
+            let mean = (0..n).map(|img| lane_sum(plane(img), |v| v)).sum::<f64>() / m;
+            let ss = (0..n).map(|img| lane_sum(plane(img), |v| (v - mean) * (v - mean))).sum::<f64>();
             (mean, ss / m)
         })
         .collect();
     let inv_std: Vec<f32> = stats.iter().map(|&(_, var)| (1.0 / (var + b.eps as f64).sqrt()) as f32).collect();
-    let mut xhat = Buf::zeroed(x.len());
+    let mut xhat = Buf::for_overwrite(x.len());
     xhat.par_chunks_exact_mut(c * p).zip(out.par_chunks_exact_mut(c * p)).zip(x.par_chunks_exact(c * p)).for_each(|((xh, o), x)| {
         for ch in 0..c {
             let (mean, is) = (stats[ch].0 as f32, inv_std[ch]);
@@ -472,15 +508,13 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                         let (mut sb, mut sg) = (0f64, 0f64);
                         for img in 0..n {
                             let r = (img * c + ch) * p..(img * c + ch + 1) * p;
-                            for (g, xh) in dy[r.clone()].iter().zip(&xhat[r]) {
-                                sb += *g as f64;
-                                sg += (*g * *xh) as f64;
-                            }
+                            sb += lane_sum(&dy[r.clone()], |g| g);
+                            sg += lane_sum_pairs(&dy[r.clone()], &xhat[r], |g, xh| (g * xh) as f64);
                         }
                         (sb as f32, sg as f32)
                     })
                     .collect();
-                let mut dx = Buf::zeroed(dy.len());
+                let mut dx = Buf::for_overwrite(dy.len());
                 dx.par_chunks_exact_mut(c * p).zip(dy.par_chunks_exact(c * p)).zip(xhat.par_chunks_exact(c * p)).for_each(|((dxi, dyi), xh)| {
                     for ch in 0..c {
                         let (db, dg) = sums[ch];
@@ -494,20 +528,27 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                 add_grad(&mut grads, xin, dx);
             }
             Op::Hardtanh { min, max } => {
-                let mut dx = Buf::zeroed(dy.len());
-                dx.iter_mut().zip(dy.iter().zip(x.iter())).for_each(|(d, (&g, &v))| *d = if v > *min && v < *max { g } else { 0.0 });
+                let (lo, hi) = (*min, *max);
+                let mut dx = Buf::for_overwrite(dy.len());
+                dx.par_chunks_mut(ELEMENTWISE)
+                    .zip(dy.par_chunks(ELEMENTWISE))
+                    .zip(x.par_chunks(ELEMENTWISE))
+                    .for_each(|((d, g), xv)| d.iter_mut().zip(g.iter().zip(xv)).for_each(|(d, (&g, &v))| *d = if v > lo && v < hi { g } else { 0.0 }));
                 add_grad(&mut grads, xin, dx);
             }
             Op::Relu => {
                 let y = &tape.values[i + 1];
-                let mut dx = Buf::zeroed(dy.len());
-                dx.iter_mut().zip(dy.iter().zip(y.iter())).for_each(|(d, (&g, &v))| *d = if v > 0.0 { g } else { 0.0 });
+                let mut dx = Buf::for_overwrite(dy.len());
+                dx.par_chunks_mut(ELEMENTWISE)
+                    .zip(dy.par_chunks(ELEMENTWISE))
+                    .zip(y.par_chunks(ELEMENTWISE))
+                    .for_each(|((d, g), yv)| d.iter_mut().zip(g.iter().zip(yv)).for_each(|(d, (&g, &v))| *d = if v > 0.0 { g } else { 0.0 }));
                 add_grad(&mut grads, xin, dx);
             }
             Op::Activation(a) => {
                 let y = &tape.values[i + 1];
-                let mut dx = Buf::zeroed(dy.len());
-                dx.par_chunks_mut(4096).zip(dy.par_chunks(4096)).zip(x.par_chunks(4096)).zip(y.par_chunks(4096)).for_each(|(((d, g), xv), yv)| {
+                let mut dx = Buf::for_overwrite(dy.len());
+                dx.par_chunks_mut(ELEMENTWISE).zip(dy.par_chunks(ELEMENTWISE)).zip(x.par_chunks(ELEMENTWISE)).zip(y.par_chunks(ELEMENTWISE)).for_each(|(((d, g), xv), yv)| {
                     for (((d, &g), &v), &o) in d.iter_mut().zip(g).zip(xv).zip(yv) {
                         *d = g * activation_slope(*a, v, o);
                     }
