@@ -4,6 +4,7 @@
 // preset), leaving out the rows whose model is not trained yet.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { EvalCache } from './cache.js';
 import { int } from './config.js';
 import { compareCosts, entryName, PRESETS, splitEntry, type CostReport } from './cost/compare.js';
 import { CIFAR10_FILES } from './data/cifar10.js';
@@ -43,12 +44,14 @@ export async function demo(o: DemoOptions = {}): Promise<DemoResult> {
   if (!CIFAR10_FILES.every((f) => existsSync(join(data, f)))) data = await downloadCifar10({ dest: data, progress: true });
   const images = o.images === undefined ? undefined : int('--images', o.images, 1, 10_000);
   const costImages = int('--cost-images', o.costImages ?? 200, 1, 10_000);
+  // One import per model and one read of the test set for the accuracy run and every cost row (its model is the stox:4 row's).
+  const cache = new EvalCache();
   // The model carries its StoX settings and learned parameters: no flags needed.
-  const { report: accuracy } = await evaluate({ model, data, limit: images, threads: o.threads, onProgress: o.onProgress, signal: o.signal });
+  const { report: accuracy } = await evaluate({ model, data, limit: images, threads: o.threads, onProgress: o.onProgress, signal: o.signal, cache });
   // The models of the other converters are trained one after another; the demo costs those that exist.
   const rows = PRESETS['stoxnet-fair'].compare.map((entry) => ({ entry, ...splitEntry(entry) }));
   const present = rows.filter((r) => existsSync(r.model!));
   const skipped = rows.filter((r) => !present.includes(r)).map((r) => ({ name: entryName(r.config), model: r.model! }));
-  const cost = await compareCosts({ data, images: costImages, threads: o.threads, compare: present.map((r) => r.entry), signal: o.signal });
+  const cost = await compareCosts({ data, images: costImages, threads: o.threads, compare: present.map((r) => r.entry), signal: o.signal, cache });
   return { accuracy, cost, skipped };
 }

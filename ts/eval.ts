@@ -1,12 +1,12 @@
 import { basename } from 'node:path';
 import type { Backend, OpCounts } from './backend.js';
 import { ConfigError, int, oneOf } from './config.js';
-import { holdOut, normalizeFor, openDataset, VALIDATION_IMAGES, type Dataset, type ImageSet } from './data/dataset.js';
+import { EvalCache } from './cache.js';
+import { openDataset, type Dataset } from './data/dataset.js';
 import { resolveDataDir } from './data/location.js';
 import { logitsDigest } from './digest.js';
-import { nativeBackend, nativeUnavailable } from './native.js';
+import { nativeUnavailable, simulatorBackend } from './native.js';
 import type { Network } from './network.js';
-import { importOnnx } from './onnx/import.js';
 import { ortBackend } from './ort.js';
 import type { NativeSimulator } from './native-binding.js';
 import { createSimulator, type LayerReport } from './simulator.js';
@@ -44,6 +44,8 @@ export interface EvalOptions {
   onProgress?: (done: number, total: number) => void;
   /** Rejects with the signal's reason at the next batch boundary (a native batch of 100 images takes well under a second). */
   signal?: AbortSignal;
+  /** Imported models, native networks and read images shared with other evaluations (default: a fresh one, for this evaluation alone). */
+  cache?: EvalCache;
 }
 
 /** The operation counts the report totals over all nodes (crates/core/src/counts.rs). */
@@ -107,12 +109,6 @@ function opsReport(net: Network, ops: OpCounts[] | undefined, crossbar: Set<numb
   return { layers, totals };
 }
 
-/** Reads the images an evaluation classifies (only the files of that set). */
-async function readEvalSet(ds: Dataset, dataDir: string, set: EvalSet): Promise<ImageSet> {
-  if (set === 'test') return ds.read(dataDir, 'test');
-  return holdOut(await ds.read(dataDir, 'train'), VALIDATION_IMAGES).validation;
-}
-
 /** Whether `label` is among the `k` largest of `row` (ties go to the lower index, as `argmax`). */
 export function inTopK(row: Float32Array, label: number, k: number): boolean {
   let above = 0;
@@ -125,9 +121,9 @@ export function inTopK(row: Float32Array, label: number, k: number): boolean {
  * model's own, else CIFAR-10, normalised as the model was trained (its
  * metadata) where it says; its image size must be the model's.
  */
-export async function evalDataset(net: Network, name: string | undefined, model: string): Promise<Dataset> {
+export async function evalDataset(net: Network, name: string | undefined, model: string, open: typeof openDataset = openDataset): Promise<Dataset> {
   if (name === undefined && net.dataset?.startsWith('user:')) throw new ConfigError(`${basename(model)} was trained on a user's data set (${net.dataset.slice(5)}): give its path with --dataset`);
-  const ds = await openDataset(name ?? net.dataset ?? 'cifar10', net.normalization);
+  const ds = await open(name ?? net.dataset ?? 'cifar10', net.normalization);
   const [c, h, w] = ds.dims;
   if (net.input[0] !== c || net.input[1] !== h || net.input[2] !== w) {
     throw new ConfigError(`${basename(model)}: the model takes ${net.input.join('×')} images (channels×height×width); ${ds.title} has ${ds.dims.join('×')} (--dataset)`);
@@ -149,24 +145,26 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   const threads = int('threads', options.threads ?? 0, 0, 1024);
   const limit = options.limit === undefined ? undefined : int('limit', options.limit, 1);
   const evalSet = oneOf('evalSet', options.evalSet ?? 'test', EVAL_SETS);
-  const net = await importOnnx(options.model);
+  const cache = options.cache ?? new EvalCache();
+  const net = await cache.network(options.model);
   // A model trained with PS-QAT carries its settings; explicit ones override them.
   const config = resolveConfig({ ...(net.stox?.config ?? {}), ...(options.config ?? {}) } as Record<string, unknown>);
   if (backendName === 'ort' && config.converter !== 'fp') {
     throw new ConfigError(`backend ort runs the model in FP32 only; --converter ${config.converter} needs --backend native or js`);
   }
-  const ds = await evalDataset(net, options.dataset, options.model);
+  const ds = await evalDataset(net, options.dataset, options.model, (n, norm) => cache.dataset(n, norm));
   const dataDir = resolveDataDir(options.data, evalSet === 'validation', ds);
   let backend: Backend;
   let layers: LayerReport[] = [];
   let simulator: NativeSimulator | undefined;
   if (backendName === 'ort') backend = await ortBackend(options.model, threads, net.input);
-  else if (config.converter === 'fp' && backendName === 'native') backend = nativeBackend(net, threads);
-  else ({ backend, layers, simulator } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers, signal: options.signal, dataset: ds }));
+  else if (config.converter === 'fp' && backendName === 'native') backend = simulatorBackend(cache.engine(net).digital(), threads);
+  else ({ backend, layers, simulator } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers, signal: options.signal, dataset: ds, cache }));
   options.signal?.throwIfAborted();
 
-  const test = await readEvalSet(ds, dataDir, evalSet);
+  const test = await cache.images(ds, dataDir, evalSet);
   const total = Math.min(limit ?? test.count, test.count);
+  const inputs = await cache.inputs(ds, dataDir, evalSet, total);
   const imageLen = net.input[0] * net.input[1] * net.input[2];
   const classes = backend.classes;
   if (classes !== ds.classes.length) throw new ConfigError(`${basename(options.model)}: the model gives ${classes} values per image; ${ds.title} has ${ds.classes.length} classes`);
@@ -180,7 +178,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   for (let start = 0; start < total; start += batch) {
     options.signal?.throwIfAborted();
     const n = Math.min(batch, total - start);
-    const images = normalizeFor(ds, test.images.subarray(start * imageLen, (start + n) * imageLen), n);
+    const images = inputs.subarray(start * imageLen, (start + n) * imageLen);
     const t0 = process.hrtime.bigint();
     const out = await backend.run(images, start);
     seconds += Number(process.hrtime.bigint() - t0) / 1e9;

@@ -2,6 +2,7 @@
 // and train the simulator and cost it. It mirrors the core's concepts one to one.
 export { ARCHS, resnet, type Arch } from './arch.js';
 export type { Backend, BatchResult, OpCounts } from './backend.js';
+export { EvalCache, type ImageSplit } from './cache.js';
 export { ConfigError } from './config.js';
 export { compareCosts, costResults, entryConfig, PRESETS as COST_PRESETS, type CompareOptions, type ConfigCost, type CostReport, type SeedRun } from './cost/compare.js';
 export { loadTech, PRESETS as TECH_PRESETS, validateTech, type Technology, type TechFile } from './cost/tech.js';

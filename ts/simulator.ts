@@ -3,9 +3,10 @@
 // backend that runs either natively or in the pure-JS reference with the
 // same calibrated parameters.
 import type { Backend } from './backend.js';
-import { DATASETS, normalizeFor, type Dataset } from './data/dataset.js';
+import { EvalCache } from './cache.js';
+import { DATASETS, type Dataset } from './data/dataset.js';
 import { ConfigError } from './config.js';
-import { native, nativeUnavailable, simulatorBackend, withAbort } from './native.js';
+import { nativeUnavailable, simulatorBackend, withAbort } from './native.js';
 import type { EmbeddedStox, Network } from './network.js';
 import { referenceBackend } from './reference/engine.js';
 import { resolveGiven } from './reference/resolve.js';
@@ -38,6 +39,8 @@ export interface SimulatorOptions {
   calibration?: Float32Array;
   /** Stops the calibration between images. */
   signal?: AbortSignal;
+  /** The native network of `net` and the calibration images, shared with other simulations (default: built and read for this one). */
+  cache?: EvalCache;
 }
 
 function layerReports(net: Network, specs: (LayerSpecJs | null)[], resolved: ResolvedJs[]): LayerReport[] {
@@ -79,13 +82,13 @@ export async function createSimulator(net: Network, config: StoxConfig, o: Simul
     if (!resolved) throw new ConfigError(`${missing}; without it only the JS engine runs, and only models whose crossbar layers carry learned clips and parameters (calibration runs in the addon)`);
     return { backend: referenceBackend(net, specs, resolved, config.seed), layers: layerReports(net, specs, resolved) };
   }
-  const engine = new (native().NativeNetwork)(net);
+  const cache = o.cache ?? new EvalCache();
+  const engine = cache.engine(net);
   let calibration: Float32Array = o.calibration ?? new Float32Array(0);
   if (!o.calibration && engine.needsCalibration(specs)) {
     const ds = o.dataset ?? DATASETS.cifar10;
-    const train = await ds.read(o.dataDir, 'train');
-    const n = Math.min(config.calibrationImages, train.count);
-    calibration = normalizeFor(ds, train.images, n);
+    const train = await cache.images(ds, o.dataDir, 'train');
+    calibration = await cache.inputs(ds, o.dataDir, 'train', Math.min(config.calibrationImages, train.count));
   }
   const sim: NativeSimulator = await withAbort(o.signal, (handle) => engine.simulator(specs, config.seed, calibration, o.threads, handle));
   const resolved: ResolvedJs[] = sim.resolved();

@@ -4,6 +4,7 @@
 // and compares them with the first, the baseline.
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { EvalCache } from '../cache.js';
 import { ConfigError, int } from '../config.js';
 import { evaluate, type EvalRun, type EvalSet } from '../eval.js';
 import type { LayerCostJs } from '../native-binding.js';
@@ -83,6 +84,8 @@ export interface CompareOptions {
   /** A preset name or a technology file. */
   tech?: string;
   signal?: AbortSignal;
+  /** Models and images shared by every configuration and seed (default: a fresh one); the demo shares its own with its accuracy run. */
+  cache?: EvalCache;
 }
 
 export interface LayerCostReport {
@@ -278,15 +281,18 @@ export interface CostConfigOptions {
   /** The images evaluated (default the test set; the schedule search uses the validation split). */
   evalSet?: EvalSet;
   signal?: AbortSignal;
+  /** Models and images shared with the other configurations of the command (default: a fresh one, shared by the seeds). */
+  cache?: EvalCache;
 }
 
 /** Evaluates one configuration once per seed and turns its operation counts into energy, latency and area per image. */
 export async function costConfig(name: string, o: CostConfigOptions, technology: Technology): Promise<ConfigCost> {
   const evaluated: { run: EvalRun; costs: LayerCostJs[]; seconds: number }[] = [];
+  const cache = o.cache ?? new EvalCache();
   for (const seed of o.seeds ?? [undefined]) {
     const t0 = performance.now();
     const config = seed === undefined ? o.config : { ...o.config, seed };
-    const run = await evaluate({ model: o.model, data: o.data, dataset: o.dataset, evalSet: o.evalSet, limit: o.images, threads: o.threads, config, signal: o.signal });
+    const run = await evaluate({ model: o.model, data: o.data, dataset: o.dataset, evalSet: o.evalSet, limit: o.images, threads: o.threads, config, signal: o.signal, cache });
     if (!run.simulator) throw new ConfigError(`configuration ${name}: needs crossbar layers to cost (converter ${run.report.converter})`);
     evaluated.push({ run, costs: run.simulator.cost(technology.tech), seconds: (performance.now() - t0) / 1000 });
   }
@@ -361,10 +367,12 @@ export async function compareCosts(o: CompareOptions): Promise<CostReport> {
   entries.forEach((e, i) => {
     if (entries.findIndex((f) => f.name === e.name) !== i) throw new ConfigError(`--compare: ${e.name} is given twice`);
   });
+  // Each model imported, and the images read, once for all configurations and seeds.
+  const cache = o.cache ?? new EvalCache();
   const configs: ConfigCost[] = [];
   for (const e of entries) {
     const config = { ...o.config, ...e.converter };
-    configs.push(await costConfig(e.name, { model: e.model, data: o.data, dataset: o.dataset, images, threads: o.threads, config, seeds, signal: o.signal }, technology));
+    configs.push(await costConfig(e.name, { model: e.model, data: o.data, dataset: o.dataset, images, threads: o.threads, config, seeds, signal: o.signal, cache }, technology));
   }
   const sparse = configs.find((c) => c.name === 'sparse-adc');
   return { tech: technology.name, images, configs, ratios: ratiosTo(configs[0], configs), ...(sparse ? { ratiosToSparse: ratiosTo(sparse, configs) } : {}) };

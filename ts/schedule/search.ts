@@ -18,6 +18,7 @@
 // Every draw uses the one seed (common random numbers), so a difference
 // between two schedules is not sampling noise between two seeds, and the
 // same seed gives the same schedule.
+import { EvalCache } from '../cache.js';
 import { ConfigError, int, ints, num, oneOf } from '../config.js';
 import { costConfig, resultLine, type ConfigCost } from '../cost/compare.js';
 import { loadTech } from '../cost/tech.js';
@@ -127,8 +128,10 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
   delete base.schedule;
   delete base.samplesPerLayer;
 
+  // The model imported, and the validation split read, once for every schedule.
+  const cache = new EvalCache();
   // The crossbar layers and their conversions per image (they do not depend on T or the data).
-  const probe = await evaluate({ model: o.model, data: o.data, dataset: o.dataset, evalSet: 'validation', limit: 1, threads: o.threads, config: base, signal: o.signal });
+  const probe = await evaluate({ model: o.model, data: o.data, dataset: o.dataset, evalSet: 'validation', limit: 1, threads: o.threads, config: base, signal: o.signal, cache });
   const crossbar = probe.report.ops!.layers.filter((l) => l.crossbar);
   const layers = crossbar.map((l) => l.name);
   const conversions = crossbar.map((l) => l.conversions);
@@ -144,7 +147,7 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
     const known = seen.get(t.join(','));
     if (known) return known;
     const config = { ...base, samplesPerLayer: t };
-    const cost = await costConfig(`T ${t.join(',')}`, { model: o.model, data: o.data, dataset: o.dataset, images, threads: o.threads, config, evalSet: 'validation', signal: o.signal }, technology);
+    const cost = await costConfig(`T ${t.join(',')}`, { model: o.model, data: o.data, dataset: o.dataset, images, threads: o.threads, config, evalSet: 'validation', signal: o.signal, cache }, technology);
     const p: SearchPoint = { phase, samples: t, top1: cost.top1, meanSamples: meanSamples(t), energyPJ: cost.energyPJ, latencyNs: cost.latencyNs, edp: cost.edp, cost };
     seen.set(t.join(','), p);
     points.push(p);

@@ -2,6 +2,7 @@
 // each with accuracy and cost, one result line per point. A rerun skips the
 // points already in the output, so an interrupted sweep resumes.
 import { existsSync } from 'node:fs';
+import { EvalCache } from '../cache.js';
 import { ConfigError, int } from '../config.js';
 import { costConfig, resultLine } from '../cost/compare.js';
 import { loadTech } from '../cost/tech.js';
@@ -81,8 +82,10 @@ export async function runSweep(o: SweepOptions): Promise<SweepSummary> {
   }
   const todo = points.filter((p) => !done.has(p.index));
   let finished = points.length - todo.length;
+  // The model imported, and the images read, once for all points.
+  const cache = new EvalCache();
   for (const p of todo) {
-    const cost = await costConfig(p.key, { model, data: o.data, dataset: o.dataset, images, threads: o.threads, config: configs.get(p.index)!, signal: o.signal }, technology);
+    const cost = await costConfig(p.key, { model, data: o.data, dataset: o.dataset, images, threads: o.threads, config: configs.get(p.index)!, signal: o.signal, cache }, technology);
     const result = resultLine(cost, 0, p);
     appendResult(o.out, result);
     o.onPoint?.(result, ++finished, points.length);
