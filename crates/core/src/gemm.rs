@@ -103,12 +103,19 @@ fn scalar<const FUSED: bool>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &m
     }
 }
 
-/// `out[cols × rows]` = `a[rows × cols]` transposed.
+/// `out[cols × rows]` = `a[rows × cols]` transposed, in 16 × 16 tiles so that
+/// both the reads and the writes stay within a few cache lines (a row at a
+/// time wrote one cache line per value).
 pub fn transpose(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    const T: usize = 16;
     assert!(a.len() >= rows * cols && out.len() >= rows * cols);
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = a[r * cols + c];
+    for r0 in (0..rows).step_by(T) {
+        for c0 in (0..cols).step_by(T) {
+            for c in c0..(c0 + T).min(cols) {
+                for r in r0..(r0 + T).min(rows) {
+                    out[c * rows + r] = a[r * cols + c];
+                }
+            }
         }
     }
 }
@@ -153,6 +160,20 @@ mod tests {
                         blocked_at::<false>(level, &a, k, &b, n, &mut at, n, m, k, n);
                     }
                     assert!(at.iter().zip(want.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?} fused {f}: {m}x{k}x{n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_moves_every_value() {
+        for &(rows, cols) in &[(1, 1), (16, 1024), (17, 33), (3, 40)] {
+            let a: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut t = vec![f32::NAN; rows * cols];
+            transpose(&a, rows, cols, &mut t);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(t[c * rows + r], a[r * cols + c], "{rows}x{cols} at {r},{c}");
                 }
             }
         }
