@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::buffers::Buf;
 use crate::counts::OpCounts;
+use crate::cpu::{self, multiversion};
 use crate::crossbar::{CrossbarLayer, Scratch, Unfold};
 use crate::gemm::{gemm_fused, transpose};
 use crate::graph::{Activation, Arith, Binary, Conv, Network, Op, Pool, Shape};
@@ -240,9 +241,20 @@ fn batch_norm_train(b: &mut crate::graph::BatchNorm, x: &[f32], out: &mut [f32],
     (xhat, inv_std)
 }
 
-/// Adds `dcols` (`k × p`) back into the image gradient (inverse of im2col).
-#[inline(never)]
+/// Adds `dcols` (`k × p`) back into the image gradient (inverse of im2col),
+/// in the clone of `cpu::level()` (its row additions vectorise).
 fn col2im(conv: &Conv, dcols: &[f32], xs: Shape, os: Shape, dx: &mut [f32]) {
+    col2im_at(cpu::level(), conv, dcols, xs, os, dx)
+}
+
+multiversion! {
+    fn col2im_at(conv: &Conv, dcols: &[f32], xs: Shape, os: Shape, dx: &mut [f32]) {
+        _I => col2im_in(conv, dcols, xs, os, dx)
+    }
+}
+
+#[inline(always)]
+fn col2im_in(conv: &Conv, dcols: &[f32], xs: Shape, os: Shape, dx: &mut [f32]) {
     let [kh, kw] = conv.kernel;
     let p = os.h * os.w;
     for c in 0..xs.c {

@@ -31,6 +31,7 @@ use crate::bail;
 use crate::buffers::Buf;
 use crate::config::{ColumnParams, LayerConfig};
 use crate::converter::Converter;
+use crate::cpu::{self, multiversion};
 use crate::crossbar::CrossbarLayer;
 use crate::error::Result;
 use crate::gemm::{gemm_fused, transpose};
@@ -229,9 +230,23 @@ const L: usize = 8;
 /// sums and converter outputs (`columns × p`), `dy` (`out × p`) and the
 /// layer's `transposed_cells`. Sums over pixels run in eight lanes (lane l
 /// takes pixels ≡ l mod 8, lanes added in order), so they vectorise and
-/// stay independent of threads.
+/// stay independent of threads. Runs in the clone of `cpu::level()`: its
+/// per-pixel loops are a fifth of a PS-QAT step, and the baseline build
+/// vectorises them four floats wide at best.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
+    backward_image_at(cpu::level(), qat, layer, wt, cols, ps, c, dy, p, g)
+}
+
+multiversion! {
+    fn backward_image_at(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
+        _I => backward_image_in(qat, layer, wt, cols, ps, c, dy, p, g)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
     let out = layer.out;
     for (o, db) in g.db.iter_mut().enumerate() {
         *db = dy[o * p..(o + 1) * p].iter().sum();
