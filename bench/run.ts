@@ -135,7 +135,8 @@ async function main() {
   imagesPerSecond.trainQatT4 = (await trainThroughput(await importOnnx(model), qat, train, batches, reps, threads)).rate;
   // The FP32 training step's achieved GFLOP/s against this machine's FMA peak on the same threads.
   const trainGflops = (fp32.rate * fp32.flopsPerImage) / 1e9;
-  const fmaPeakGflops = native().fmaPeakGflops(threads > 0 ? threads : availableParallelism(), 1);
+  const peakThreads = threads > 0 ? threads : availableParallelism();
+  const fmaPeakGflops = native().fmaPeakGflops(peakThreads, 1);
   const rss = peakRssMB(model, dataDir);
   const ratios = {
     nativeFp32VsOrt: vsOrt.nativeFp32.ratio,
@@ -156,7 +157,7 @@ async function main() {
   for (const [k, v] of Object.entries(ratios)) process.stdout.write(`  ${k.padEnd(16)} ${v.toFixed(3).padStart(9)} x\n`);
   for (const [k, [lo, hi]] of Object.entries(spreads)) process.stdout.write(`  ${k.padEnd(16)} vs onnxruntime ${vsOrt[k].ratio.toFixed(3)} (pairs ${lo.toFixed(3)}–${hi.toFixed(3)})\n`);
   process.stdout.write(`  peakRssMB        ${rss.toFixed(0).padStart(9)} MB (10,000-image StoX eval, mtj T = 1)\n`);
-  process.stdout.write(`  trainGflops      ${trainGflops.toFixed(1).padStart(9)} GFLOP/s of ${fmaPeakGflops.toFixed(1)} (FMA peak, ${threads || availableParallelism()} threads)\n`);
+  process.stdout.write(`  trainGflops      ${trainGflops.toFixed(1).padStart(9)} GFLOP/s of ${fmaPeakGflops.toFixed(1)} (FMA peak, ${peakThreads} threads)\n`);
 }
 
 await main();

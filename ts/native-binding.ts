@@ -51,11 +51,9 @@ export declare class NativeSimulator {
 /** A training run: the network, the optimiser state and the training set. */
 export declare class NativeTrainer {
   get batchesPerEpoch(): number
-  /**
-   * Trains batches `from..to` of `epoch` off the JS thread.
-   * Floating-point operations of one image's training step in its matrix products.
-   */
+  /** Floating-point operations of one image's training step in its matrix products. */
   get flopsPerImage(): number
+  /** Trains batches `from..to` of `epoch` off the JS thread. */
   trainBatches(epoch: number, from: number, to: number, threads: number): Promise<TrainProgress>
   /** The learning rate of the next step. */
   learningRate(): number

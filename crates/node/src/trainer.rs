@@ -209,13 +209,13 @@ impl NativeTrainer {
         guarded(|| Ok(lock(&self.trainer, TRAINER)?.batches_per_epoch(self.data.len()) as u32))
     }
 
-    /// Trains batches `from..to` of `epoch` off the JS thread.
     /// Floating-point operations of one image's training step in its matrix products.
     #[napi(getter)]
     pub fn flops_per_image(&self) -> napi::Result<f64> {
         guarded(|| Ok(lock(&self.trainer, TRAINER)?.flops_per_image() as f64))
     }
 
+    /// Trains batches `from..to` of `epoch` off the JS thread.
     #[napi(ts_return_type = "Promise<TrainProgress>")]
     pub fn train_batches(&self, epoch: u32, from: u32, to: u32, threads: u32) -> AsyncTask<TrainTask> {
         AsyncTask::new(TrainTask { trainer: self.trainer.clone(), data: self.data.clone(), epoch: epoch as usize, from: from as usize, to: to as usize, threads: threads as usize })

@@ -69,17 +69,7 @@ const ELEMENTWISE: usize = 4096;
 /// threads.
 #[inline]
 fn lane_sum(xs: &[f32], f: impl Fn(f64) -> f64) -> f64 {
-    let mut lanes = [0f64; 8];
-    let mut chunks = xs.chunks_exact(8);
-    for chunk in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(chunk) {
-            *l += f(v as f64);
-        }
-    }
-    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *l += f(v as f64);
-    }
-    lanes.iter().sum()
+    lane_sum_pairs(xs, xs, |v, _| f(v as f64))
 }
 
 /// Σ f(a, b) over pairs, in the lanes of `lane_sum`.
