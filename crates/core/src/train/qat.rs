@@ -33,7 +33,7 @@ use crate::config::{ColumnParams, LayerConfig};
 use crate::converter::Converter;
 use crate::crossbar::CrossbarLayer;
 use crate::error::Result;
-use crate::gemm::{gemm_fused, gemm_fused_strided};
+use crate::gemm::{gemm, gemm_strided};
 use crate::graph::{Node, Op};
 use crate::pmath;
 
@@ -284,8 +284,8 @@ pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], ro
         }
         // dW_s = dps · X_sᵀ: X_sᵀ is the column range k0..k1 of `rows`, and
         // the result the same column range of dW.
-        gemm_fused_strided(&g.dps, p, &rows[k0..], k, &mut g.dw[k0..], k, out, p, ks);
+        gemm_strided(&g.dps, p, &rows[k0..], k, &mut g.dw[k0..], k, out, p, ks);
         // dX_s = W_sᵀ · dps.
-        gemm_fused(&wt[s], &g.dps, &mut g.dcols[k0 * p..k1 * p], ks, out, p);
+        gemm(&wt[s], &g.dps, &mut g.dcols[k0 * p..k1 * p], ks, out, p);
     }
 }
