@@ -8,6 +8,7 @@
 // convert each PS on its own; shift-and-add the converted values with
 // 2^(i·sliceBits + j·streamBits); finally rescale digitally per output.
 import type { ColumnParamsJs, LayerSpecJs, ResolvedJs } from '../native-binding.js';
+import { fmaf32 } from './fma.js';
 import { gaussian, sigmoid } from './pmath.js';
 import { Domain, Lanes, LANES, Stream, unit24 } from './rng.js';
 import { InputQuant, quantizeWeights } from './quant.js';
@@ -231,12 +232,14 @@ export class CrossbarLayer {
           for (let o = 0; o < this.out; o++) {
             const col = this.columns[((s * this.slices + i) * this.streams + j) * this.out + o];
             for (let px = 0; px < p; px++) {
-              // The partial sum: ascending rows of this subarray, from +0.
+              // The partial sum: ascending rows of this subarray, from +0, one fused
+              // multiply-add each (gemm.rs; zero terms skipped as in layers.ts gemm).
               let ps = 0;
               for (let r = 0; r < rows; r++) {
                 const xv = X[(k0 + r) * p + px];
                 const wv = w[o * rows + r];
-                if (xv !== 0 && wv !== 0) ps = f(ps + f(wv * xv));
+                if (xv !== 0 && wv !== 0) ps = fmaf32(wv, xv, ps);
+                else if (ps === 0) ps += wv * xv;
               }
               const lane = px % LANES;
               let value: number;

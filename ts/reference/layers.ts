@@ -1,10 +1,14 @@
 // Digital FP32 layers on one image (c × h × w, row-major), with the rounding
-// sequence of crates/core/src/layers.rs: every sum starts at +0 and adds
-// terms in ascending k, each product and sum rounded to float32.
+// sequence of crates/core/src/layers.rs. Matrix products (gemm.rs) start every
+// sum at +0 and add terms in ascending k, each with one float32 fused
+// multiply-add (fma.ts); other sums round each product and sum to float32.
 //
-// Zero terms are skipped: adding ±0 to a sum that started at +0 never
-// changes it, so skipping them gives the same bits and is much faster here.
+// Zero terms are skipped: adding a ±0 product changes a sum only from −0 to
+// +0, and a sum that started at +0 is −0 only after a product too small for
+// float32 underflowed to it. Skipping them except on a zero sum gives the same
+// bits and is much faster here.
 import type { ActivationNode, BatchNormNode, BinaryNode, ConvNode, LinearNode, PoolNode, SliceNode } from '../network.js';
+import { fmaf32 } from './fma.js';
 import { sigmoid } from './pmath.js';
 
 const f = Math.fround;
@@ -45,16 +49,17 @@ export function im2col(n: ConvNode, x: Float32Array, xs: Shape, os: Shape): Floa
   return cols;
 }
 
-/** `c[m × n] = a[m × k] · b[k × n]`, each output summed over ascending k. */
+/** `c[m × n] = a[m × k] · b[k × n]`, each output a chain of fused multiply-adds over ascending k. */
 export function gemm(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Float32Array {
   const c = new Float32Array(m * n);
   for (let kk = 0; kk < k; kk++) {
     for (let i = 0; i < m; i++) {
       const w = a[i * k + kk];
-      if (w === 0) continue;
       for (let j = 0; j < n; j++) {
         const x = b[kk * n + j];
-        if (x !== 0) c[i * n + j] = f(c[i * n + j] + f(w * x));
+        const at = i * n + j;
+        if (w !== 0 && x !== 0) c[at] = fmaf32(w, x, c[at]);
+        else if (c[at] === 0) c[at] += w * x; // −0 + +0 is +0
       }
     }
   }

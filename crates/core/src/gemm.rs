@@ -1,16 +1,27 @@
 //! Float matrix products.
 //!
-//! `gemm` is the inference kernel and defines the simulator's rounding:
-//! every output is `acc = 0; for k ascending { acc = acc + a[i][k] * b[k][j] }`
-//! in f32, with a separate multiply and add (Rust never fuses them). The
-//! result is therefore the same bits at any vector width, thread count or
-//! blocking, and the pure-JS reference reproduces it with `Math.fround`
-//! (an f32 product of two f32 values is exact in f64, and f64 addition
-//! rounded to f32 equals f32 addition). Vectorisation is across `j`, which
-//! never reorders a sum.
+//! `gemm` defines the simulator's rounding for float products, in inference
+//! and training alike: every output is
+//! `acc = 0; for k ascending { acc = fma(a[i][k], b[k][j], acc) }` in f32,
+//! each step one fused multiply-add (`f32::mul_add`: the exact
+//! `a·b + acc` rounded once). Vectorisation is across `j`, which never
+//! reorders a sum, so the result is the same bits at any vector width,
+//! thread count or blocking, and at every instruction-set level (cpu.rs):
+//! `mul_add` is exactly rounded with the FMA instruction or without it
+//! (libm's `fmaf` on the portable level of x86-64, a call per term: about 25
+//! times slower there than the unfused product was; an exact emulation in
+//! SSE2 f64 arithmetic reached only 3 times libm's speed, so x86-64 CPUs
+//! without FMA, older than Haswell, pay that in the float products).
 //!
-//! Training has no reference to match, so `gemm_fused` is the same kernel
-//! with fused multiply-adds (still deterministic for fixed sizes).
+//! The pure-JS reference (ts/reference/fma.ts) repeats the bits with an
+//! exact emulation of the f32 FMA in f64: the product of two f32 values is
+//! exact in f64, the sum's rounding error is exact by TwoSum, and the one
+//! case where rounding the f64 sum to f32 differs from rounding the exact
+//! value once (the sum lands on a midpoint between two f32 values) is
+//! settled by the error's sign. Fused products are also what lets this
+//! kernel run at the FMA units' rate: a separate multiply and add issue two
+//! instructions per term (on one Zen 4 core, ResNet20's layer shapes, about
+//! 85 GFLOP/s fused against 65 unfused).
 
 use crate::cpu::{self, multiversion};
 
@@ -19,60 +30,46 @@ const NR: usize = 32;
 
 /// `c[m×n] = a[m×k] · b[k×n]`, all row-major and densely packed.
 pub fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    blocked_at::<false>(cpu::level(), a, k, b, n, c, n, m, k, n)
-}
-
-/// As `gemm`, with fused multiply-adds (training only).
-pub fn gemm_fused(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    blocked_at::<true>(cpu::level(), a, k, b, n, c, n, m, k, n)
+    blocked_at(cpu::level(), a, k, b, n, c, n, m, k, n)
 }
 
 multiversion! {
     /// The product in `level`'s clone (cpu.rs): the same bits at every level.
-    fn blocked_at<const FUSED: bool>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
-        _I => blocked::<FUSED>(a, lda, b, ldb, c, ldc, m, k, n)
-    }
-}
-
-#[inline(always)]
-fn mac<const FUSED: bool>(acc: f32, a: f32, b: f32) -> f32 {
-    if FUSED {
-        a.mul_add(b, acc)
-    } else {
-        acc + a * b
+    fn blocked_at(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
+        _I => blocked(a, lda, b, ldb, c, ldc, m, k, n)
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn blocked<const FUSED: bool>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
+fn blocked(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
     let fits = |len: usize, rows: usize, ld: usize, cols: usize| rows == 0 || cols == 0 || len >= (rows - 1) * ld + cols;
     assert!(fits(a.len(), m, lda, k) && fits(b.len(), k, ldb, n) && fits(c.len(), m, ldc, n));
     let mut i = 0;
     while i + MR <= m {
         let mut j = 0;
         while j + NR <= n {
-            block::<FUSED, NR>(a, lda, b, ldb, c, ldc, i, j, k);
+            block::<NR>(a, lda, b, ldb, c, ldc, i, j, k);
             j += NR;
         }
         // 16 columns: a narrow layer's output channels (the transposed weight gradient).
         while j + 16 <= n {
-            block::<FUSED, 16>(a, lda, b, ldb, c, ldc, i, j, k);
+            block::<16>(a, lda, b, ldb, c, ldc, i, j, k);
             j += 16;
         }
         while j + 8 <= n {
-            block::<FUSED, 8>(a, lda, b, ldb, c, ldc, i, j, k);
+            block::<8>(a, lda, b, ldb, c, ldc, i, j, k);
             j += 8;
         }
-        scalar::<FUSED>(a, lda, b, ldb, c, ldc, i..i + MR, j..n, k);
+        scalar(a, lda, b, ldb, c, ldc, i..i + MR, j..n, k);
         i += MR;
     }
-    scalar::<FUSED>(a, lda, b, ldb, c, ldc, i..m, 0..n, k);
+    scalar(a, lda, b, ldb, c, ldc, i..m, 0..n, k);
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn block<const FUSED: bool, const W: usize>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, i0: usize, j0: usize, k: usize) {
+fn block<const W: usize>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, i0: usize, j0: usize, k: usize) {
     let mut acc = [[0f32; W]; MR];
     let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * lda..(i0 + r) * lda + k]);
     for kk in 0..k {
@@ -80,7 +77,7 @@ fn block<const FUSED: bool, const W: usize>(a: &[f32], lda: usize, b: &[f32], ld
         for r in 0..MR {
             let av = rows[r][kk];
             for j in 0..W {
-                acc[r][j] = mac::<FUSED>(acc[r][j], av, bv[j]);
+                acc[r][j] = av.mul_add(bv[j], acc[r][j]);
             }
         }
     }
@@ -91,12 +88,12 @@ fn block<const FUSED: bool, const W: usize>(a: &[f32], lda: usize, b: &[f32], ld
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn scalar<const FUSED: bool>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, k: usize) {
+fn scalar(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, k: usize) {
     for i in rows {
         for j in cols.clone() {
             let mut acc = 0f32;
             for kk in 0..k {
-                acc = mac::<FUSED>(acc, a[i * lda + kk], b[kk * ldb + j]);
+                acc = a[i * lda + kk].mul_add(b[kk * ldb + j], acc);
             }
             c[i * ldc + j] = acc;
         }
@@ -124,13 +121,14 @@ pub fn transpose(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
 mod tests {
     use super::*;
 
-    fn reference(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    /// The definition: one fused multiply-add per term, in ascending k.
+    fn sequential(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
         let mut c = vec![0f32; m * n];
         for i in 0..m {
             for j in 0..n {
                 let mut acc = 0f32;
                 for kk in 0..k {
-                    acc += a[i * k + kk] * b[kk * n + j];
+                    acc = a[i * k + kk].mul_add(b[kk * n + j], acc);
                 }
                 c[i * n + j] = acc;
             }
@@ -144,24 +142,29 @@ mod tests {
         for &(m, k, n) in &[(1, 1, 1), (4, 7, 32), (5, 27, 33), (16, 144, 1024), (9, 3, 70), (8, 20, 27)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729 % 1000) as f32 - 500.0) / 89.0).collect();
+            let want = sequential(&a, &b, m, k, n);
             let mut c = vec![f32::NAN; m * n];
             gemm(&a, &b, &mut c, m, k, n);
-            let r = reference(&a, &b, m, k, n);
-            assert!(c.iter().zip(&r).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n}");
-            // Every level this CPU runs, fused too (FMA instruction or libm's exactly rounded fmaf).
-            let mut fused = vec![f32::NAN; m * n];
-            gemm_fused(&a, &b, &mut fused, m, k, n);
+            assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n}");
+            // Every level this CPU runs (FMA instruction or libm's exactly rounded fmaf).
             for level in cpu::available() {
-                for (f, want) in [(false, &c), (true, &fused)] {
-                    let mut at = vec![f32::NAN; m * n];
-                    if f {
-                        blocked_at::<true>(level, &a, k, &b, n, &mut at, n, m, k, n);
-                    } else {
-                        blocked_at::<false>(level, &a, k, &b, n, &mut at, n, m, k, n);
-                    }
-                    assert!(at.iter().zip(want.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?} fused {f}: {m}x{k}x{n}");
-                }
+                let mut at = vec![f32::NAN; m * n];
+                blocked_at(level, &a, k, &b, n, &mut at, n, m, k, n);
+                assert!(at.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?}: {m}x{k}x{n}");
             }
+        }
+    }
+
+    #[test]
+    fn products_are_fused() {
+        // -(1 + 2^-11) + (1 + 2^-12)²: the square is 1 + 2^-11 + 2^-24, so the fused sum is
+        // 2^-24; a separately rounded square (a tie, to even: 1 + 2^-11) would give 0.
+        let x = 1.0 + 2f32.powi(-12);
+        let (a, b) = ([1.0, x], [-(1.0 + 2f32.powi(-11)), x]);
+        for level in cpu::available() {
+            let mut c = [f32::NAN];
+            blocked_at(level, &a, 2, &b, 1, &mut c, 1, 1, 2, 1);
+            assert_eq!(c[0], 2f32.powi(-24), "{level:?}");
         }
     }
 

@@ -432,7 +432,7 @@ mod tests {
                                 let iy = (oy * 2 + ky) as isize - 1;
                                 let ix = ox as isize * 2 + kx as isize;
                                 let v = if iy >= 0 && iy < h as isize && ix < w as isize { x[(c * h + iy as usize) * w + ix as usize] } else { 0.0 };
-                                acc += cv.weight[((o * ci + c) * 3 + ky) * 3 + kx] * v;
+                                acc = cv.weight[((o * ci + c) * 3 + ky) * 3 + kx].mul_add(v, acc);
                             }
                         }
                     }

@@ -10,7 +10,7 @@ use crate::buffers::Buf;
 use crate::counts::OpCounts;
 use crate::cpu::{self, multiversion};
 use crate::crossbar::{CrossbarLayer, Scratch, Unfold};
-use crate::gemm::{gemm_fused, transpose};
+use crate::gemm::{gemm, transpose};
 use crate::graph::{Activation, Arith, Binary, Conv, Network, Op, Pool, Shape};
 use crate::layers;
 use crate::train::qat::{self, QatLayer};
@@ -137,7 +137,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                         || Buf::zeroed(k),
                         |cols, (o, x)| {
                             layers::im2col(c, x, xs, os, cols);
-                            gemm_fused(&c.weight, cols, o, c.out_channels, rows, os.h * os.w);
+                            gemm(&c.weight, cols, o, c.out_channels, rows, os.h * os.w);
                             if let Some(b) = &c.bias {
                                 layers::add_channel_bias(o, b, os.h * os.w);
                             }
@@ -335,12 +335,12 @@ fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape
         |acc, (cols, dcols, dyt, tmp), dxi, dyi, xi, _| {
             layers::im2col(c, xi, xs, os, cols);
             transpose(dyi, o, p, dyt);
-            gemm_fused(cols, dyt, tmp, k, p, o);
+            gemm(cols, dyt, tmp, k, p, o);
             acc[0].iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
             for (ch, row) in dyi.chunks_exact(p).enumerate().take(nb) {
                 acc[1][ch] += row.iter().sum::<f32>();
             }
-            gemm_fused(&wt, dyi, dcols, k, o, p);
+            gemm(&wt, dyi, dcols, k, o, p);
             col2im(c, dcols, xs, os, dxi);
         },
     );
@@ -367,7 +367,7 @@ fn linear_backward(l: &crate::graph::Linear, x: &[f32], dy: &[f32], n: usize) ->
                 acc[0][oo * fi..(oo + 1) * fi].iter_mut().zip(xi).for_each(|(a, &v)| *a += g * v);
                 acc[1][oo] += g;
             }
-            gemm_fused(&wt, dyi, dxi, fi, fo, 1);
+            gemm(&wt, dyi, dxi, fi, fo, 1);
         },
     );
     g.truncate(if l.bias.is_some() { 2 } else { 1 });

@@ -34,7 +34,7 @@ use crate::converter::Converter;
 use crate::cpu::{self, multiversion};
 use crate::crossbar::CrossbarLayer;
 use crate::error::Result;
-use crate::gemm::{gemm_fused, transpose};
+use crate::gemm::{gemm, transpose};
 use crate::graph::{Node, Op};
 use crate::pmath;
 
@@ -302,8 +302,8 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], col
         // dW_sᵀ = X_s · dpsᵀ: X_s is the row range k0..k1 of `cols`, and the
         // result the same row range of dWᵀ.
         transpose(&g.dps, out, p, &mut g.dps_t);
-        gemm_fused(&cols[k0 * p..k1 * p], &g.dps_t, &mut g.dw[k0 * out..k1 * out], ks, p, out);
+        gemm(&cols[k0 * p..k1 * p], &g.dps_t, &mut g.dw[k0 * out..k1 * out], ks, p, out);
         // dX_s = W_sᵀ · dps.
-        gemm_fused(&wt[s], &g.dps, &mut g.dcols[k0 * p..k1 * p], ks, out, p);
+        gemm(&wt[s], &g.dps, &mut g.dcols[k0 * p..k1 * p], ks, out, p);
     }
 }
