@@ -626,6 +626,7 @@ export function irCost(net: Network): { values: number; macs: number } {
     else if (n.op === 'PadChannels') s = [c + n.before + n.after, h, w];
     else if (n.op === 'GlobalAvgPool') s = [c, 1, 1];
     else if (n.op === 'Flatten') s = [c * h * w, 1, 1];
+    else if (n.op === 'Transpose') s = n.perm.map((a) => [c, h, w][a]!) as [number, number, number];
     else if (n.op === 'Linear') {
       s = [n.shape[0], 1, 1];
       macs += n.shape[0] * n.shape[1];

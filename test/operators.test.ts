@@ -2,7 +2,8 @@
 // HardSigmoid, HardSwish, LeakyRelu, ReLU6; Dropout, Identity and a final
 // Softmax vanish at import), Concat, squeeze-excitation blocks (with the
 // static Reshape, Squeeze and Unsqueeze they need), Gemm's alpha / beta /
-// transB and a Transpose before Flatten end to end, without external data:
+// transB / transA, Transposes that move values (NCHW → NHWC, H ↔ W, of a
+// rank-3 tensor) and ones that do not, end to end, without external data:
 // small ONNX graphs built here import, agree with onnxruntime in FP32, run
 // bit for bit the same in the JS reference and the native engine (digital
 // and on crossbars), round-trip through export, train, and refuse what the
@@ -168,6 +169,8 @@ const GRAPHS: Record<string, () => Uint8Array> = {
         tensor('fc.b', [10], scaled(10, 10, 0.1)),
       ],
     ),
+  'Transpose that moves values: H ↔ W between convs, NCHW → NHWC and a rank-3 [N,C,H] → [N,H,C] before Flatten → Gemm': () => movingTransposes(),
+  'Transpose [1,0] → Gemm with transA 1; Transposes of [N,F] and of [N,C,1,1] that move no value': () => transposedGemms(),
   'squeeze-excitation: GlobalAveragePool → Flatten → Gemm → Relu → Gemm → Sigmoid → Reshape → Mul': () => squeezeExcitation('flatten'),
   'squeeze-excitation: Reshape with the batch from Shape, Unsqueeze, the scale as the left operand': () => squeezeExcitation('shape'),
   'squeeze-excitation: Squeeze, HardSigmoid, Unsqueeze (MobileNetV3-style)': () => squeezeExcitation('squeeze'),
@@ -202,6 +205,64 @@ const GRAPHS: Record<string, () => Uint8Array> = {
       ],
     ),
 };
+
+/**
+ * Transposes that move values: H ↔ W between two convs (the first has stride [1,2], so H ≠ W and a wrong perm
+ * changes shapes, not only values), NCHW → NHWC before a Flatten, and [N,C,H] → [N,H,C] of a rank-3 tensor (an
+ * AveragePool over the whole width, then Squeeze); the two flattened vectors are concatenated into one Gemm.
+ */
+function movingTransposes(): Uint8Array {
+  return graph(
+    [
+      node('Conv', ['x', 'w1', 'w1.b'], ['c1'], { kernel_shape: attr.ints([3, 3]), pads: attr.ints([1, 1, 1, 1]), strides: attr.ints([1, 2]) }),
+      node('Relu', ['c1'], ['r1']),
+      node('Transpose', ['r1'], ['hw'], { perm: attr.ints([0, 1, 3, 2]) }),
+      conv('hw', 'w2', 'c2'),
+      node('Relu', ['c2'], ['r2']),
+      node('AveragePool', ['r2'], ['p'], { kernel_shape: attr.ints([2, 8]), strides: attr.ints([2, 8]) }),
+      node('Transpose', ['p'], ['nhwc'], { perm: attr.ints([0, 2, 3, 1]) }),
+      node('Flatten', ['nhwc'], ['f1']),
+      node('AveragePool', ['r2'], ['rows'], { kernel_shape: attr.ints([1, 32]), strides: attr.ints([1, 32]) }),
+      node('Squeeze', ['rows', 'w'], ['seq']),
+      node('Transpose', ['seq'], ['seqT'], { perm: attr.ints([0, 2, 1]) }),
+      node('Flatten', ['seqT'], ['f2']),
+      node('Concat', ['f1', 'f2'], ['f'], { axis: attr.int(1) }),
+      node('Gemm', ['f', 'fc.w', 'fc.b'], ['y'], { transB: attr.int(1) }),
+    ],
+    [
+      ...convWeights('w1', 8, 3, 3, 41),
+      ...convWeights('w2', 6, 8, 3, 43),
+      i64('w', [3]),
+      tensor('fc.w', [10, 288], scaled(2880, 45, 1 / Math.sqrt(288))),
+      tensor('fc.b', [10], scaled(10, 46, 0.1)),
+    ],
+  );
+}
+
+/**
+ * Gemm with transA 1 after a Transpose [1,0] of the [N,F] activations (written as exporters do, once with the perm
+ * and once with Transpose's default, the reversed axes), a Transpose [0,1] of [N,F] (no op) and a Transpose of
+ * [N,8,1,1] to [N,1,1,8] that moves no value but changes the IR shape, read by a Relu before its Flatten.
+ */
+function transposedGemms(): Uint8Array {
+  return graph(
+    [
+      conv('x', 'w1', 'c1'),
+      node('Relu', ['c1'], ['r1']),
+      node('GlobalAveragePool', ['r1'], ['g']),
+      node('Transpose', ['g'], ['gt'], { perm: attr.ints([0, 2, 3, 1]) }),
+      node('Relu', ['gt'], ['gr']),
+      node('Flatten', ['gr'], ['f']),
+      node('Transpose', ['f'], ['fT'], { perm: attr.ints([1, 0]) }),
+      node('Gemm', ['fT', 'fc1.w', 'fc1.b'], ['h1'], { transA: attr.int(1) }),
+      node('Relu', ['h1'], ['h1r']),
+      node('Transpose', ['h1r'], ['h1s'], { perm: attr.ints([0, 1]) }),
+      node('Transpose', ['h1s'], ['h1T']),
+      node('Gemm', ['h1T', 'fc2.w', 'fc2.b'], ['y'], { transA: attr.int(1), transB: attr.int(1), alpha: attr.float(0.75) }),
+    ],
+    [...convWeights('w1', 8, 3, 3, 51), tensor('fc1.w', [8, 12], scaled(96, 53, 0.6)), tensor('fc1.b', [12], scaled(12, 54, 0.1)), tensor('fc2.w', [10, 12], scaled(120, 55, 0.4)), tensor('fc2.b', [10], scaled(10, 56, 0.1))],
+  );
+}
 
 /**
  * Conv → Relu → an SE block scaling its 16 channels by a gate computed from their means ([N,16,1,1] × [N,16,H,W])
@@ -502,22 +563,63 @@ describe('Gemm, MatMul and Transpose', () => {
     expect(fc3!.bias).toEqual(Float32Array.from(scaled(10, 8, 0.1)));
   });
 
-  it('refuses a Transpose that moves values, or that anything but a Flatten reads, and transA, naming the node', () => {
+  it('imports a Transpose that moves values as an IR Transpose of [c, h, w]; a Transpose [1,0] and the transA 1 after it cancel', () => {
+    const moving = importOnnxBytes(movingTransposes(), 'moving.onnx');
+    expect(moving.nodes.map((n) => n.op)).toEqual(['Conv', 'Relu', 'Transpose', 'Conv', 'Relu', 'AvgPool', 'Transpose', 'Flatten', 'AvgPool', 'Transpose', 'Flatten', 'Concat', 'Linear']);
+    // [N,8,32,16] → [N,8,16,32]; [N,6,8,4] → [N,8,4,6]; [N,6,16] (IR [6,16,1]) → [N,16,6].
+    expect(moving.nodes.flatMap((n) => (n.op === 'Transpose' ? [n.perm] : []))).toEqual([
+      [0, 2, 1],
+      [1, 2, 0],
+      [1, 0, 2],
+    ]);
+    const gemms = importOnnxBytes(transposedGemms(), 'gemms.onnx');
+    // [N,8,1,1] → [N,1,1,8] moves no value but changes the IR shape: a copy, because a Relu reads it.
+    expect(gemms.nodes.map((n) => n.op)).toEqual(['Conv', 'Relu', 'GlobalAvgPool', 'Transpose', 'Relu', 'Flatten', 'Linear', 'Relu', 'Linear']);
+    const [fc1, fc2] = gemms.nodes.filter((n) => n.op === 'Linear');
+    // fc1.w is [in, out] (transB 0): the IR's [out, in]; each Linear reads the [N,F] before its Transpose [1,0].
+    expect(fc1).toMatchObject({ shape: [12, 8], inputs: [6] });
+    expect(fc1!.weight[1 * 8 + 2]).toBe(Math.fround(scaled(96, 53, 0.6)[2 * 12 + 1]!));
+    expect(fc2).toMatchObject({ shape: [10, 12], inputs: [8] });
+    expect(fc2!.weight[5]).toBe(Math.fround(0.75 * Math.fround(scaled(120, 55, 0.4)[5]!)));
+  });
+
+  it('refuses a Transpose that moves the batch (but before a transA), transA 1 on [N,F] and a constant A, naming the node', () => {
     const bad = (nodes: object[]) => graph([conv('x', 'w1', 'c1'), ...nodes, ...head('r', 4, 20).nodes], [...convWeights('w1', 4, 3, 3, 1), ...head('r', 4, 20).initializers]);
-    expect(importError(bad([node('Transpose', ['c1'], ['r'], { perm: attr.ints([0, 2, 3, 1]) }, 'tr')]))).toBe(
-      "bad.onnx: node 'tr' (Transpose): perm [0,2,3,1] of [N,4,32,32] moves values, which is not supported (only a Transpose that keeps the batch first and the axes larger than 1 in order)",
+    const why = 'moves the batch axis, which is not supported (only a Transpose [1,0] of [N,F] whose readers are all Gemms with transA 1 reading it as A, which cancel it)';
+    expect(importError(bad([node('Transpose', ['c1'], ['r'], { perm: attr.ints([1, 0, 2, 3]) }, 'tr')]))).toBe(`bad.onnx: node 'tr' (Transpose): perm [1,0,2,3] of [N,4,32,32] ${why}`);
+    expect(importError(bad([node('Transpose', ['c1'], ['r'], {}, 'tr')]))).toBe(`bad.onnx: node 'tr' (Transpose): perm [3,2,1,0] of [N,4,32,32] ${why}`);
+    const vector = (nodes: object[], inits: object[] = []) =>
+      graph(
+        [conv('x', 'w1', 'c1'), node('GlobalAveragePool', ['c1'], ['g']), node('Flatten', ['g'], ['f']), ...nodes],
+        [...convWeights('w1', 4, 3, 3, 1), tensor('w', [4, 10], scaled(40, 2, 1)), tensor('wt', [10, 4], scaled(40, 2, 1)), ...inits],
+      );
+    // [F,N] read by something else than a Gemm's transposed A: a Relu, a Gemm with transA 0, a Gemm reading it as B, the graph output.
+    for (const [reader, what] of [
+      [[node('Relu', ['fT'], ['r']), node('Gemm', ['r', 'w'], ['y'], { transA: attr.int(1) })], 'a Relu'],
+      [[node('Gemm', ['fT', 'w'], ['y'])], 'a Gemm with transA 0'],
+      [[node('Gemm', ['wt', 'fT'], ['y'], { transA: attr.int(1) })], 'a Gemm reading it as B'],
+      [[node('Gemm', ['fT', 'w'], ['z'], { transA: attr.int(1) }), node('Identity', ['fT'], ['y'])], 'an Identity beside the Gemm'],
+    ] as const) {
+      expect(importError(vector([node('Transpose', ['f'], ['fT'], { perm: attr.ints([1, 0]) }, 'tr'), ...reader])), what).toBe(`bad.onnx: node 'tr' (Transpose): perm [1,0] of [N,4] ${why}`);
+    }
+    expect(importError(vector([node('Transpose', ['f'], ['y'], {}, 'tr')]))).toBe(`bad.onnx: node 'tr' (Transpose): perm [1,0] of [N,4] ${why}`);
+    expect(importError(vector([node('Gemm', ['f', 'w'], ['y'], { transA: attr.int(1) }, 'gemm')]))).toBe(
+      "bad.onnx: node 'gemm' (Gemm): transA 1 on A [N,4] would sum over the batch axis, whose size is dynamic (only on the Transpose [1,0] of an [N,F], which it cancels)",
     );
-    expect(importError(bad([node('GlobalAveragePool', ['c1'], ['g']), node('Transpose', ['g'], ['t'], { perm: attr.ints([0, 2, 3, 1]) }), node('Relu', ['t'], ['r'], {}, 'relu')]))).toBe(
-      "bad.onnx: node 'relu' (Relu): input 't' comes from a Transpose, which is only supported right before a Flatten (or a Reshape to [N,F])",
+    expect(importError(vector([node('Gemm', ['wt', 'f'], ['y'], { transA: attr.int(1) }, 'gemm')]))).toBe(
+      "bad.onnx: node 'gemm' (Gemm): A 'wt' is a constant and B the activations: the product would sum over the batch axis, whose size is dynamic, which is not supported (only the activations as A)",
     );
-    expect(
-      importError(bad([node('GlobalAveragePool', ['c1'], ['g']), node('Transpose', ['g'], ['t'], { perm: attr.ints([0, 2, 3, 1]) }), node('Unsqueeze', ['t'], ['r'], { axes: attr.ints([4]) }, 'un')])),
-    ).toBe("bad.onnx: node 'un' (Unsqueeze): input 't' comes from a Transpose, which is only supported right before a Flatten (or a Reshape to [N,F])");
-    const transA = graph(
-      [node('GlobalAveragePool', ['x'], ['g']), node('Flatten', ['g'], ['f']), node('Gemm', ['f', 'w'], ['y'], { transA: attr.int(1) }, 'gemm')],
-      [tensor('w', [3, 10], scaled(30, 1, 1))],
+    expect(importError(vector([node('Gemm', ['wt', 'f'], ['y'], { transB: attr.int(1) }, 'gemm')]))).toBe(
+      "bad.onnx: node 'gemm' (Gemm): A 'wt' is a constant and B the activations: the product would have the batch axis last ([out,N]), which is not supported (only the activations as A)",
     );
-    expect(importError(transA)).toBe("bad.onnx: node 'gemm' (Gemm): transA 1 is not supported (the input is [N,features])");
+  });
+
+  it('the core checks a Transpose perm too, naming the node', () => {
+    const net = importOnnxBytes(movingTransposes(), 'moving.onnx');
+    const t = net.nodes.find((n) => n.name === 'nhwc')!;
+    if (t.op !== 'Transpose') throw new Error('no Transpose');
+    t.perm = [1, 1, 0];
+    expect(() => new (native().NativeNetwork)(net)).toThrow("node 'nhwc' (Transpose): perm [1, 1, 0] is not a permutation of the axes 0, 1, 2");
   });
 });
 

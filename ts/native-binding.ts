@@ -242,6 +242,8 @@ export interface NodeSpec {
   alpha?: number
   /** HardSigmoid. */
   beta?: number
+  /** Transpose: output axis k of `[c, h, w]` is input axis `perm[k]`. */
+  perm?: Array<number>
 }
 
 /**

@@ -128,7 +128,28 @@ export interface SliceChannelsNode {
   end: [number];
 }
 
-export type IrNode = ConvNode | BatchNormNode | SliceNode | SliceChannelsNode | PadChannelsNode | LinearNode | PoolNode | SimpleNode | HardtanhNode | BinaryNode | ActivationNode | ConcatNode;
+/** ONNX Transpose with the batch first (NCHW → NHWC, say): output axis k of [c, h, w] is input axis `perm[k]`. */
+export interface TransposeNode {
+  name: string;
+  op: 'Transpose';
+  inputs: [number];
+  perm: [number, number, number];
+}
+
+export type IrNode =
+  | ConvNode
+  | BatchNormNode
+  | SliceNode
+  | SliceChannelsNode
+  | PadChannelsNode
+  | LinearNode
+  | PoolNode
+  | SimpleNode
+  | HardtanhNode
+  | BinaryNode
+  | ActivationNode
+  | ConcatNode
+  | TransposeNode;
 
 /** Per-column parameter names a trained crossbar layer carries. */
 export const LEARNED_PARAMS = ['adcLo', 'adcStep', 'normScale', 'normShift', 'readoutGain', 'readoutOffset'] as const;

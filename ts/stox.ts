@@ -244,6 +244,7 @@ function nonNegative(net: Network, v: number, memo = new Map<number, boolean>())
     case 'Slice':
     case 'PadChannels':
     case 'SliceChannels':
+    case 'Transpose':
     case 'Concat':
       result = all(n.inputs);
       break;

@@ -76,7 +76,8 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
     return name;
   };
   for (const n of net.nodes) {
-    const rank = n.op === 'Flatten' || n.op === 'Linear' ? 2 : Math.max(...n.inputs.map((v) => ranks[v]!));
+    // A Transpose permutes the axes of [N,C,H,W]: a vector it reads is unsqueezed to one first.
+    const rank = n.op === 'Flatten' || n.op === 'Linear' ? 2 : n.op === 'Transpose' ? 4 : Math.max(...n.inputs.map((v) => ranks[v]!));
     ranks.push(rank);
     const x = n.inputs.map((v) => (n.inputs.length > 1 ? atRank(v, rank) : value(v)));
     switch (n.op) {
@@ -104,6 +105,9 @@ export function exportOnnx(net: Network, extras: ExportExtras = {}): Uint8Array 
       }
       case 'PadChannels':
         node(n, 'Pad', [x[0], init(int64s(`${n.name}.pads`, [0, n.before, 0, 0, 0, n.after, 0, 0]) as { name: string })], [{ name: 'mode', type: 3, s: new TextEncoder().encode('constant') }]);
+        break;
+      case 'Transpose':
+        node(n, 'Transpose', [atRank(n.inputs[0], 4)], [intsAttr('perm', [0, ...n.perm.map((a) => a + 1)])]);
         break;
       case 'Linear': {
         const inputs = [x[0], init(floats(`${n.name}.weight`, n.shape, n.weight) as { name: string })];

@@ -49,8 +49,11 @@ interface Runtime {
   index: number;
   dims: number[];
   name: string;
-  /** A Transpose result laid out as IR value `index` (its ONNX dims have another IR shape): only a flatten reads it. */
-  transposed?: true;
+  /**
+   * The Transpose [1,0] of the [N,F] held by IR value `index` (dims [F,1], the batch folded as 1 and last): only a
+   * Gemm with transA 1 reads it, which transposes it back (Transpose handler).
+   */
+  batchLast?: true;
 }
 
 type Value = Const | Runtime;
@@ -129,6 +132,8 @@ class Importer {
   private readonly values = new Map<string, Value>();
   private readonly initializers = new Map<string, TensorProto>();
   private readonly consumers = new Map<string, number>();
+  /** The nodes reading each tensor, for handlers whose output only some readers accept (a batch-moving Transpose). */
+  private readonly readers = new Map<string, NodeProto[]>();
   private outputName = '';
   readonly nodes: IrNode[] = [];
   /** dims of each IR value, by index */
@@ -172,7 +177,14 @@ class Importer {
     this.valueDims.push(input.dims);
     this.workspace = checkedSize(input.dims, 'graph input');
 
-    for (const node of g.node) for (const name of node.input) this.consumers.set(name, (this.consumers.get(name) ?? 0) + 1);
+    for (const node of g.node) {
+      for (const name of node.input) {
+        this.consumers.set(name, (this.consumers.get(name) ?? 0) + 1);
+        const readers = this.readers.get(name);
+        if (readers) readers.push(node);
+        else this.readers.set(name, [node]);
+      }
+    }
     for (const o of g.output) this.consumers.set(o.name, (this.consumers.get(o.name) ?? 0) + 1);
     this.outputName = g.output[0]!.name;
 
@@ -368,6 +380,12 @@ class Importer {
   consumerCount(name: string): number {
     return this.consumers.get(name) ?? 0;
   }
+
+  /** Whether tensor `name` is read, and only by nodes for which `ok` holds (the graph output is not such a node). */
+  onlyReadBy(name: string, ok: (node: NodeProto, a: Attrs) => boolean): boolean {
+    const readers = this.readers.get(name) ?? [];
+    return name !== this.outputName && readers.length > 0 && readers.every((r) => ok(r, new Attrs(r, this.dir)));
+  }
 }
 
 /** One node being mapped: its inputs, attributes, and the checks shared by the handlers. */
@@ -391,10 +409,10 @@ class Node {
     return this.x[i] ?? fail(`input ${i} is required`);
   }
 
-  runtime(i: number, transposed = false): Runtime {
+  runtime(i: number): Runtime {
     const v = this.value(i);
     if (!isRuntime(v)) fail(`input '${this.proto.input[i]}' is a constant, expected a tensor computed at run time`);
-    if (v.transposed && !transposed) fail(`input '${this.proto.input[i]}' comes from a Transpose, which is only supported right before a Flatten (or a Reshape to [N,F])`);
+    if (v.batchLast) fail(`input '${this.proto.input[i]}' has the batch axis last (a Transpose [1,0] of [N,F]), which only a Gemm with transA 1 reads`);
     return v;
   }
 
@@ -543,10 +561,33 @@ function windowAttrs(n: Node): { strides: [number, number]; pads: [number, numbe
 function reshaped(n: Node, x: Runtime, dims: number[]): Value {
   const size = (d: number[]) => d.reduce((p, v) => p * v, 1);
   if (dims[0] !== 1 || size(dims) !== size(x.dims)) fail(`cannot reshape ${fmtRuntime(x)} to ${list(dims)} with the batch first`);
-  if (dims.length === 2 && (x.dims.length !== 2 || x.transposed)) return n.emit({ name: n.name, op: 'Flatten', inputs: [x.index] }, dims);
-  if (x.transposed) fail(`input '${n.proto.input[0]}' comes from a Transpose, which is only supported right before a Flatten (or a Reshape to [N,F])`);
+  if (dims.length === 2 && x.dims.length !== 2) return flatten(n, x);
   if (dims.length >= 2 && dims.length <= 4 && same(irShape(dims), irShape(x.dims))) return { ...x, dims };
   return fail(`reshaping ${fmtRuntime(x)} to ${fmtRuntime({ ...x, dims })} is not supported (only to [N,F], or adding or removing trailing 1s)`);
+}
+
+/**
+ * Whether permuting the axes of `dims` by `perm` moves values in memory: it does not when the axes larger than 1
+ * keep their order ([N,C,1,1] to [N,1,1,C], say).
+ */
+function movesValues(perm: readonly number[], dims: readonly number[]): boolean {
+  const kept = perm.filter((a) => dims[a] !== 1);
+  return kept.some((a, k) => k > 0 && a < kept[k - 1]!);
+}
+
+/**
+ * An image (or vector) to [N,F]: its values in order. A Transpose that moves no value right before it, read by
+ * nothing else, leaves no node: it becomes the Flatten (as the Slice handler merges a chain of Slices).
+ */
+function flatten(n: Node, x: Runtime): Runtime {
+  const dims = [1, x.dims.slice(1).reduce((p, d) => p * d, 1)];
+  const prev = n.fusable(0);
+  if (prev?.op === 'Transpose' && !movesValues(prev.perm, irShape(n.imp.valueDims[prev.inputs[0]]!))) {
+    n.imp.nodes[x.index - 1] = { name: n.name, op: 'Flatten', inputs: prev.inputs };
+    n.imp.valueDims[x.index] = dims;
+    return { index: x.index, dims, name: n.proto.output[0]! };
+  }
+  return n.emit({ name: n.name, op: 'Flatten', inputs: [x.index] }, dims);
 }
 
 /** MaxPool and AveragePool: the window attributes, checked as Conv checks its own. */
@@ -795,7 +836,7 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
   },
 
   Reshape(n) {
-    const x = n.runtime(0, true);
+    const x = n.runtime(0);
     const shape = n.value(1);
     const name = n.proto.input[1];
     if (isRuntime(shape)) fail(`shape '${name}' is computed at run time, expected a constant`);
@@ -827,34 +868,51 @@ const RUNTIME: Record<string, (n: Node) => Value> = {
   },
 
   /**
-   * A Transpose that keeps the batch first and the axes larger than 1 in their order moves no value: [N,C,1,1] to
-   * [N,1,1,C], say. It is only renamed, and a Flatten after it reads the values in the same order as before it.
+   * A Transpose that keeps the batch first permutes the axes of each image: an IR Transpose of [c, h, w] (NCHW to
+   * NHWC, say; a rank-3 tensor's IR shape ends in a 1 that the perm keeps last). One that moves no value and keeps
+   * the IR shape ([N,C,1,1] by [0,1,3,2]) is only renamed; one that moves no value into another IR shape ([N,C,1,1]
+   * to [N,1,1,C]) is a copy, which a Flatten right after it drops (flatten()). The batch axis may move only where
+   * the readers move it back: the Transpose [1,0] of [N,F] read as A by Gemms with transA 1 (Gemm handler).
    */
   Transpose(n) {
     const x = n.runtime(0);
     const r = x.dims.length;
     const perm = n.a.ints('perm', x.dims.map((_, k) => r - 1 - k));
     if (perm.length !== r || new Set(perm).size !== r || perm.some((a) => !(a >= 0 && a < r))) fail(`perm ${list(perm)} is not a permutation of ${r} axes`);
-    const kept = perm.filter((a) => x.dims[a] !== 1);
-    if (perm[0] !== 0 || kept.some((a, k) => k > 0 && a < kept[k - 1]!)) {
-      fail(`perm ${list(perm)} of ${fmtRuntime(x)} moves values, which is not supported (only a Transpose that keeps the batch first and the axes larger than 1 in order)`);
-    }
     const dims = perm.map((a) => x.dims[a]!);
-    return same(irShape(dims), irShape(x.dims)) ? { ...x, dims } : { ...x, dims, transposed: true };
+    if (perm[0] !== 0) {
+      const t = n.proto.output[0]!;
+      const cancelled = r === 2 && n.imp.onlyReadBy(t, (g, a) => g.opType === 'Gemm' && g.input[0] === t && !g.input.slice(1).includes(t) && a.int('transA', 0) === 1);
+      if (!cancelled) {
+        fail(`perm ${list(perm)} of ${fmtRuntime(x)} moves the batch axis, which is not supported (only a Transpose [1,0] of [N,F] whose readers are all Gemms with transA 1 reading it as A, which cancel it)`);
+      }
+      return { ...x, dims, batchLast: true };
+    }
+    if (!movesValues(perm, x.dims) && same(irShape(dims), irShape(x.dims))) return { ...x, dims };
+    const irPerm = [0, 1, 2].map((k) => (perm[k + 1] ?? k + 1) - 1) as [number, number, number];
+    return n.emit({ name: n.name, op: 'Transpose', inputs: [x.index], perm: irPerm }, dims);
   },
 
   Flatten(n) {
-    const x = n.runtime(0, true);
+    const x = n.runtime(0);
     const axis = n.a.int('axis', 1);
     if ((axis < 0 ? axis + x.dims.length : axis) !== 1) fail(`axis ${axis} is not supported (only 1)`);
-    return n.emit({ name: n.name, op: 'Flatten', inputs: [x.index] }, [1, x.dims.slice(1).reduce((p, d) => p * d, 1)]);
+    return flatten(n, x);
   },
 
   // alpha·(A·B) + beta·C with alpha folded into the weight and beta into the bias: the same values up to one
-  // rounding of each product, and the Linear (on a crossbar too) sees ordinary parameters.
+  // rounding of each product, and the Linear (on a crossbar too) sees ordinary parameters. A is the activations:
+  // [N,F], or with transA 1 the Transpose [1,0] of an [N,F], which transA transposes back. Any other A would make
+  // the product sum over the batch, whose size is dynamic, or (a constant A, transB 1) put the batch last.
   Gemm(n) {
-    const x = n.runtime(0);
-    if (n.a.int('transA', 0) !== 0) fail('transA 1 is not supported (the input is [N,features])');
+    const a = n.value(0);
+    const transA = n.a.int('transA', 0) !== 0;
+    if (!isRuntime(a)) {
+      const how = n.a.int('transB', 0) !== 0 ? 'would have the batch axis last ([out,N])' : 'would sum over the batch axis, whose size is dynamic';
+      fail(`A '${n.proto.input[0]}' is a constant and B the activations: the product ${how}, which is not supported (only the activations as A)`);
+    }
+    if (transA && !a.batchLast) fail(`transA 1 on A ${fmtRuntime(a)} would sum over the batch axis, whose size is dynamic (only on the Transpose [1,0] of an [N,F], which it cancels)`);
+    const x: Runtime = transA ? { index: a.index, dims: [a.dims[1]!, a.dims[0]!], name: a.name } : n.runtime(0);
     const alpha = n.a.float('alpha', 1);
     const beta = n.a.float('beta', 1);
     if (!Number.isFinite(alpha) || !Number.isFinite(beta)) fail(`alpha ${alpha} and beta ${beta} must be finite`);

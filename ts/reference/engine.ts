@@ -33,6 +33,9 @@ export class ReferenceEngine {
         case 'SliceChannels':
           this.shapes.push({ ...x, c: n.end[0] - n.start[0] });
           break;
+        case 'Transpose':
+          this.shapes.push(L.transposedShape(n.perm, x));
+          break;
         case 'MaxPool':
         case 'AvgPool':
           this.shapes.push(L.poolOutShape(n, x));
@@ -125,6 +128,9 @@ export class ReferenceEngine {
           break;
         case 'SliceChannels':
           out = x.slice(n.start[0] * xs.h * xs.w, n.end[0] * xs.h * xs.w);
+          break;
+        case 'Transpose':
+          out = L.transpose(n.perm, x, xs);
           break;
         case 'MaxPool':
           out = L.maxPool(n, x, xs, os);

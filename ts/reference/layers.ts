@@ -167,6 +167,23 @@ export function padChannels(before: number, after: number, x: Float32Array, p: n
   return out;
 }
 
+/** The shape of `x` with its axes permuted (a Transpose node): output axis k is input axis `perm[k]`. */
+export function transposedShape(perm: readonly number[], x: Shape): Shape {
+  const dims = [x.c, x.h, x.w];
+  return { c: dims[perm[0]!]!, h: dims[perm[1]!]!, w: dims[perm[2]!]! };
+}
+
+/** `x` with its axes permuted, in output order (layers.rs `transpose`). */
+export function transpose(perm: readonly number[], x: Float32Array, xs: Shape): Float32Array {
+  const strides = [xs.h * xs.w, xs.w, 1];
+  const os = transposedShape(perm, xs);
+  const [s0, s1, s2] = perm.map((a) => strides[a]!) as [number, number, number];
+  const out = new Float32Array(x.length);
+  let o = 0;
+  for (let i = 0; i < os.c; i++) for (let j = 0; j < os.h; j++) for (let k = 0; k < os.w; k++) out[o++] = x[i * s0 + j * s1 + k * s2]!;
+  return out;
+}
+
 /** The inputs one after the other: with channels outermost, their channels in order. */
 export function concat(inputs: Float32Array[]): Float32Array {
   const out = new Float32Array(inputs.reduce((n, x) => n + x.length, 0));

@@ -124,6 +124,7 @@ impl Workspace {
                         Op::Slice(s) => layers::slice(s, x, xs, out, os),
                         Op::PadChannels { before, .. } => layers::pad_channels(*before, x, xs.h * xs.w, out),
                         Op::SliceChannels { start, .. } => layers::slice_channels(*start, x, xs.h * xs.w, out),
+                        Op::Transpose { perm } => layers::transpose(*perm, x, xs, out),
                         Op::MaxPool(p) => layers::max_pool(p, x, xs, out, os),
                         Op::AvgPool(p) => layers::avg_pool(p, x, xs, out, os),
                         Op::GlobalAvgPool => layers::global_avg_pool(x, xs.h * xs.w, out),

@@ -104,6 +104,29 @@ pub struct Binary {
     pub constant: Option<Constant>,
 }
 
+/// The shape of `s` with its axes permuted as `Op::Transpose` does, or
+/// None when `perm` is not a permutation of the three axes.
+pub fn transposed(s: Shape, perm: [usize; 3]) -> Option<Shape> {
+    let mut seen = [false; 3];
+    for &a in &perm {
+        if a > 2 || std::mem::replace(&mut seen[a], true) {
+            return None;
+        }
+    }
+    let dims = [s.c, s.h, s.w];
+    Some(Shape { c: dims[perm[0]], h: dims[perm[1]], w: dims[perm[2]] })
+}
+
+/// The permutation that undoes `perm`: a Transpose's gradient is the
+/// Transpose of the output gradient by it.
+pub fn inverse_perm(perm: [usize; 3]) -> [usize; 3] {
+    let mut inv = [0; 3];
+    for (k, &a) in perm.iter().enumerate() {
+        inv[a] = k;
+    }
+    inv
+}
+
 /// Broadcast shape of two operands, or None when an axis differs and neither is 1.
 pub fn broadcast(a: Shape, b: Shape) -> Option<Shape> {
     let axis = |x: usize, y: usize| (x == y || x == 1 || y == 1).then_some(x.max(y));
@@ -171,6 +194,11 @@ pub enum Op {
         start: usize,
         end: usize,
     },
+    /// The axes of `c × h × w` permuted (ONNX Transpose with the batch
+    /// first, NCHW → NHWC say): output axis `k` is input axis `perm[k]`.
+    Transpose {
+        perm: [usize; 3],
+    },
     MaxPool(Pool),
     AvgPool(Pool),
     GlobalAvgPool,
@@ -204,6 +232,7 @@ impl Op {
             Op::Slice(_) => "Slice",
             Op::PadChannels { .. } => "PadChannels",
             Op::SliceChannels { .. } => "SliceChannels",
+            Op::Transpose { .. } => "Transpose",
             Op::MaxPool(_) => "MaxPool",
             Op::AvgPool(_) => "AvgPool",
             Op::GlobalAvgPool => "GlobalAvgPool",
@@ -404,6 +433,10 @@ impl Network {
                     }
                     Shape { c: end - start, ..x }
                 }
+                Op::Transpose { perm } => match transposed(x, *perm) {
+                    Some(s) => s,
+                    None => bail!("{}: perm {:?} is not a permutation of the axes 0, 1, 2", at(), perm),
+                },
                 Op::MaxPool(p) | Op::AvgPool(p) => {
                     let h = pool_out(x.h, p.pads[0], p.pads[2], p.kernel[0], p.stride[0], p.ceil_mode);
                     let w = pool_out(x.w, p.pads[1], p.pads[3], p.kernel[1], p.stride[1], p.ceil_mode);

@@ -257,6 +257,23 @@ pub fn slice_channels(start: usize, x: &[f32], p: usize, out: &mut [f32]) {
     out.copy_from_slice(&x[start * p..start * p + out.len()]);
 }
 
+/// `x` (of shape `xs`) with its axes permuted: output axis `k` is input
+/// axis `perm[k]` (`Op::Transpose`). Pure data movement, in output order;
+/// with `graph::inverse_perm` it carries a gradient back.
+pub fn transpose(perm: [usize; 3], x: &[f32], xs: Shape, out: &mut [f32]) {
+    let (dims, strides) = ([xs.c, xs.h, xs.w], [xs.h * xs.w, xs.w, 1]);
+    let ([d0, d1, d2], [s0, s1, s2]) = (perm.map(|a| dims[a]), perm.map(|a| strides[a]));
+    let mut o = out[..xs.len()].iter_mut();
+    for i in 0..d0 {
+        for j in 0..d1 {
+            let row = i * s0 + j * s1;
+            for (k, v) in o.by_ref().take(d2).enumerate() {
+                *v = x[row + k * s2];
+            }
+        }
+    }
+}
+
 /// The inputs one after the other: with channels outermost, that is their
 /// channels in order.
 pub fn concat<'a>(inputs: impl Iterator<Item = &'a [f32]>, out: &mut [f32]) {
@@ -542,6 +559,34 @@ mod tests {
         }
         assert_eq!(crate::graph::broadcast(Shape { c: 3, h: 2, w: 4 }, Shape { c: 2, h: 1, w: 1 }), None);
         assert_eq!(crate::graph::broadcast(Shape { c: 3, h: 1, w: 4 }, Shape { c: 1, h: 2, w: 1 }), Some(Shape { c: 3, h: 2, w: 4 }));
+    }
+
+    /// Every permutation of a 2×3×4 tensor puts input `(a0, a1, a2)` at
+    /// output `(a[perm[0]], a[perm[1]], a[perm[2]])`, and the inverse
+    /// permutation brings it back.
+    #[test]
+    fn transpose_matches_its_definition() {
+        let xs = Shape { c: 2, h: 3, w: 4 };
+        let x: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        for perm in [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]] {
+            let os = crate::graph::transposed(xs, perm).unwrap();
+            let mut out = vec![0f32; 24];
+            transpose(perm, &x, xs, &mut out);
+            for c in 0..xs.c {
+                for y in 0..xs.h {
+                    for w in 0..xs.w {
+                        let a = [c, y, w];
+                        let at = (a[perm[0]] * os.h + a[perm[1]]) * os.w + a[perm[2]];
+                        assert_eq!(out[at], x[(c * xs.h + y) * xs.w + w], "{perm:?} at {a:?}");
+                    }
+                }
+            }
+            let mut back = vec![0f32; 24];
+            transpose(crate::graph::inverse_perm(perm), &out, os, &mut back);
+            assert_eq!(back, x, "{perm:?}");
+        }
+        assert_eq!(crate::graph::transposed(xs, [0, 1, 1]), None);
+        assert_eq!(crate::graph::transposed(xs, [0, 1, 3]), None);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct NodeSpec {
     pub alpha: Option<f64>,
     /// HardSigmoid.
     pub beta: Option<f64>,
+    /// Transpose: output axis k of `[c, h, w]` is input axis `perm[k]`.
+    pub perm: Option<Vec<u32>>,
 }
 
 #[napi(object)]
@@ -121,6 +123,7 @@ fn node(n: &NodeSpec) -> stoxnet_core::Result<Node> {
             let ([start], [end]) = (dims::<1>(n, "start", &n.start)?, dims::<1>(n, "end", &n.end)?);
             Op::SliceChannels { start, end }
         }
+        "Transpose" => Op::Transpose { perm: dims::<3>(n, "perm", &n.perm)? },
         "MaxPool" => Op::MaxPool(pool(n)?),
         "AvgPool" => Op::AvgPool(pool(n)?),
         "GlobalAvgPool" => Op::GlobalAvgPool,
@@ -186,6 +189,7 @@ impl From<&Network> for NetworkSpec {
                         s.before = Some(*before as u32);
                         s.after = Some(*after as u32);
                     }
+                    Op::Transpose { perm } => s.perm = Some(dims(perm)),
                     Op::Linear(l) => {
                         s.shape = Some(dims(&[l.out_features, l.in_features]));
                         s.weight = Some(arr(&l.weight));

@@ -11,7 +11,7 @@ use crate::counts::OpCounts;
 use crate::cpu::{self, multiversion};
 use crate::crossbar::{CrossbarLayer, Scratch, Unfold};
 use crate::gemm::{gemm, transpose};
-use crate::graph::{Activation, Arith, Binary, Conv, Network, Op, Pool, Shape};
+use crate::graph::{inverse_perm, Activation, Arith, Binary, Conv, Network, Op, Pool, Shape};
 use crate::layers;
 use crate::train::qat::{self, QatLayer};
 
@@ -99,7 +99,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
         let (xs, os) = (net.shapes[net.nodes[i].inputs[0]], net.shapes[i + 1]);
         let ys = net.nodes[i].inputs.get(1).map(|&v| net.shapes[v]);
         // Outputs these ops write whole skip the clearing pass.
-        let whole = matches!(net.nodes[i].op, Op::Conv(_) | Op::BatchNorm(_) | Op::Relu | Op::Hardtanh { .. } | Op::Activation(_));
+        let whole = matches!(net.nodes[i].op, Op::Conv(_) | Op::BatchNorm(_) | Op::Relu | Op::Hardtanh { .. } | Op::Activation(_) | Op::Transpose { .. });
         let mut out = if whole { Buf::for_overwrite(n * os.len()) } else { Buf::zeroed(n * os.len()) };
         let mut cache = None;
         let mut record = None;
@@ -177,6 +177,10 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                 Op::SliceChannels { start, .. } => {
                     let s = *start;
                     per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::slice_channels(s, x, xs.h * xs.w, o))
+                }
+                Op::Transpose { perm } => {
+                    let perm = *perm;
+                    per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::transpose(perm, x, xs, o))
                 }
                 Op::MaxPool(p) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::max_pool(p, x, xs, o, os)),
                 Op::AvgPool(p) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::avg_pool(p, x, xs, o, os)),
@@ -585,6 +589,13 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
             Op::SliceChannels { start, .. } => {
                 let mut dx = Buf::zeroed(n * xs.len());
                 dx.chunks_exact_mut(xs.len()).zip(dy.chunks_exact(os.len())).for_each(|(o, d)| layers::pad_channels(*start, d, xs.h * xs.w, o));
+                add_grad(&mut grads, xin, dx);
+            }
+            // Each output value is one input value: the gradient goes back by the inverse permutation.
+            Op::Transpose { perm } => {
+                let inv = inverse_perm(*perm);
+                let mut dx = Buf::for_overwrite(n * xs.len());
+                dx.par_chunks_exact_mut(xs.len()).zip(dy.par_chunks_exact(os.len())).for_each(|(d, g)| layers::transpose(inv, g, os, d));
                 add_grad(&mut grads, xin, dx);
             }
             Op::GlobalAvgPool => {

@@ -270,6 +270,34 @@ fn channel_slice_gradients_match_finite_differences() {
     assert!(bad.unwrap_err().0.contains("channels 1..3 are not a non-empty range of the input's 2"));
 }
 
+/// Conv → Transpose NCHW → NHWC → Conv (over the old W and C as H and W)
+/// → Transpose [2, 0, 1] → ReLU → Flatten → Linear: the Transpose gradient
+/// (the inverse permutation of the output's) against finite differences.
+/// The Flatten keeps every position apart, and no permutation here is its
+/// own inverse, so a gradient sent back by the forward permutation (or
+/// none) would fail.
+#[test]
+fn transpose_gradients_match_finite_differences() {
+    let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
+    let conv = |o, c| Op::Conv(Conv { weight: vec![0.0; o * c * 9], bias: Some(vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] });
+    let nodes = vec![
+        node("c1", conv(4, 2), vec![0]),
+        node("nhwc", Op::Transpose { perm: [1, 2, 0] }, vec![1]),
+        node("c2", conv(3, 6), vec![2]),
+        node("back", Op::Transpose { perm: [2, 0, 1] }, vec![3]),
+        node("relu", Op::Relu, vec![4]),
+        node("flat", Op::Flatten, vec![5]),
+        node("fc", Op::Linear(Linear { weight: vec![0.0; 216], bias: Some(vec![0.0; 3]), out_features: 3, in_features: 72 }), vec![6]),
+    ];
+    let mut net = Network::new(Shape { c: 2, h: 6, w: 6 }, nodes, 7).unwrap();
+    assert_eq!(net.shapes[2..5], [Shape { c: 6, h: 6, w: 4 }, Shape { c: 3, h: 6, w: 4 }, Shape { c: 4, h: 3, w: 6 }]);
+    init(&mut net, 17);
+    let (x, labels) = batch(6);
+    assert!(check_gradients(&net, &x, &labels, 3e-4) > 60);
+    let bad = Network::new(Shape { c: 2, h: 6, w: 6 }, vec![node("t", Op::Transpose { perm: [0, 2, 2] }, vec![0])], 1);
+    assert!(bad.unwrap_err().0.contains("node 't' (Transpose): perm [0, 2, 2] is not a permutation of the axes 0, 1, 2"));
+}
+
 #[test]
 fn loss_gradient_is_softmax_minus_target() {
     let logits = [1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0];
