@@ -5,8 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { architecture } from '../ts/arch.js';
 import { ConfigError } from '../ts/config.js';
+import { compareCosts } from '../ts/cost/compare.js';
 import { loadTech, PRESETS } from '../ts/cost/tech.js';
+import { DATASETS } from '../ts/data/dataset.js';
+import { exportOnnx } from '../ts/onnx/export.js';
 import { evaluate } from '../ts/eval.js';
 import { CLI, DATA_DIR, HAVE_DATA, HAVE_MODELS, model } from './helpers/env.js';
 
@@ -123,4 +127,31 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('stoxnet cost', () => {
     const err = await run('node', [CLI, 'cost', '--model', model('resnet20.onnx'), '--data', DATA_DIR, '--compare', 'fp-adc,warp']).catch((e) => e);
     expect(err.stderr).toMatch(/unknown configuration "warp"/);
   });
+});
+
+// NeuroSim's flagship network, as `--arch vgg8` builds it and `train` exports it
+// (untrained: what is tested is the mapping and the cost, not the accuracy).
+describe.skipIf(!HAVE_DATA)('VGG-8 through every converter', () => {
+  it('maps its six convs and two linear layers, and costs each converter', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'stoxnet-vgg8-')), 'vgg8.onnx');
+    writeFileSync(file, exportOnnx(architecture('vgg8', DATASETS.cifar10)));
+    const compare = ['fp-adc', 'low-bit-adc', 'sparse-adc', 'sense-amp', 'stox:1', 'stox:4'];
+    const cost = await compareCosts({ model: file, data: DATA_DIR, images: 2, compare, threads: 2, config: { calibrationImages: 8 } });
+    expect(cost.configs.map((c) => [c.name, c.converter])).toEqual([
+      ['fp-adc', 'adc'], ['low-bit-adc', 'adc'], ['sparse-adc', 'sparse-adc'], ['sense-amp', 'sense-amp'], ['stox:1', 'mtj'], ['stox:4', 'mtj'],
+    ]);
+    for (const c of cost.configs) {
+      // First conv and last linear digital (the default policy): five convs and the 8,192 → 1,024 linear on crossbars.
+      const layers = c.perLayer.filter((l) => l.name !== '(other)');
+      expect(layers.map((l) => l.crossbar)).toEqual([false, true, true, true, true, true, true, false]);
+      expect(layers.every((l) => l.energyPJ > 0 && l.latencyNs > 0)).toBe(true);
+      expect(c.images).toBe(2);
+    }
+    const by = Object.fromEntries(cost.configs.map((c) => [c.name, c]));
+    // One comparator per column against a lossless ADC per column; four MTJ samples are four pulses of one.
+    expect(by['sense-amp'].energyPJ).toBeLessThan(by['fp-adc'].energyPJ);
+    expect(by['sense-amp'].areaMm2).toBeLessThan(by['fp-adc'].areaMm2);
+    expect(by['stox:4'].latencyNs).toBeGreaterThan(by['stox:1'].latencyNs);
+    expect(by['stox:4'].areaMm2).toBe(by['stox:1'].areaMm2);
+  }, 600_000);
 });

@@ -17,6 +17,7 @@ import { md5 } from '../ts/data/cifar10.js';
 import { CIFAR100_CLASSES, CIFAR100_RECORD_BYTES, readCifar100 } from '../ts/data/cifar100.js';
 import { DATASETS, dataset, holdOut, normalizeFor, openDataset } from '../ts/data/dataset.js';
 import { downloadDataset } from '../ts/data/download.js';
+import { demo } from '../ts/demo.js';
 import { MNIST_MD5, readIdx } from '../ts/data/idx.js';
 import { resolveDataDir } from '../ts/data/location.js';
 import { evaluate, inTopK } from '../ts/eval.js';
@@ -207,6 +208,25 @@ describe.skipIf(!native)('MNIST end to end', () => {
     expect(stox.report.top1).toBeGreaterThan(0.5);
     await expect(evaluate({ model, data: dir, dataset: 'cifar10' })).rejects.toThrow('the model takes 1×28×28 images (channels×height×width); CIFAR-10 has 3×32×32 (--dataset)');
     await expect(train({ from: join(packageRoot(), 'models', 'resnet20-cifar10-fp32.onnx'), dataset: 'mnist', data: dir, out: join(scratch, 'x'), epochs: 1 })).rejects.toThrow('train: the model takes 3×32×32 images');
+  }, 300_000);
+
+  it('demo --dataset mnist: the shipped StoX LeNet-5\'s accuracy (as eval gives it) and its cost at T = 1, 2, 4, each row naming the model', async () => {
+    const shipped = join(packageRoot(), 'models', 'lenet5-mnist-stox-4w4a.onnx');
+    const { accuracy, cost, skipped } = await demo({ dataset: 'mnist', data: dir, images: 300, costImages: 20, threads: 2 });
+    const direct = await evaluate({ model: shipped, data: dir, limit: 300, threads: 2 });
+    expect(accuracy.dataset).toBe('mnist');
+    expect(accuracy.logitsDigest).toBe(direct.report.logitsDigest);
+    expect(accuracy.top1).toBeGreaterThan(0.9);
+    expect(skipped).toEqual([]);
+    expect(cost.configs.map((c) => [c.name, c.model, c.samples.every((t) => t === c.samples[0]) && c.samples[0]])).toEqual([
+      ['stox:1', 'lenet5-mnist-stox-4w4a.onnx', 1],
+      ['stox:2', 'lenet5-mnist-stox-4w4a.onnx', 2],
+      ['stox:4', 'lenet5-mnist-stox-4w4a.onnx', 4],
+    ]);
+    // Every further sample is another MTJ pulse, read and reset.
+    expect(cost.configs[0].latencyNs).toBeLessThan(cost.configs[1].latencyNs);
+    expect(cost.configs[1].energyPJ).toBeLessThan(cost.configs[2].energyPJ);
+    await expect(demo({ dataset: 'cifar100' })).rejects.toThrow('demo: the project ships no models for CIFAR-100 (it does for cifar10, mnist, fashion-mnist)');
   }, 300_000);
 });
 

@@ -11,7 +11,7 @@ import { BACKENDS, evaluate } from './eval.js';
 import { ARCHS } from './arch.js';
 import { train } from './train.js';
 import { compareCosts, costResults, OTHER, PRESETS as COST_PRESETS, type CostReport, type Ratios } from './cost/compare.js';
-import { demo, DEMO_MODEL } from './demo.js';
+import { demo, DEMO_MODEL, DEMOS } from './demo.js';
 import { PRESETS } from './cost/tech.js';
 import { parseShard, readGrid } from './sweep/grid.js';
 import { mergeResults, readResults, writeResults } from './sweep/results.js';
@@ -182,11 +182,12 @@ function writeCostTotals(report: CostReport): void {
 
 export const commands: Record<string, Command> = {
   demo: {
-    summary: 'fetch CIFAR-10 if missing, evaluate the project\'s PS-QAT StoX ResNet20, and cost each converter on its own model (the stoxnet-fair rows whose model exists; also `npm start`)',
-    usage: 'stoxnet demo [--model PATH] [--data DIR] [--images N] [--cost-images N] [--threads N]',
+    summary: 'fetch the data set if missing, evaluate the project\'s PS-QAT StoX model for it, and cost converters each on a named model (CIFAR-10: the stoxnet-fair rows whose model exists; also `npm start`)',
+    usage: 'stoxnet demo [--dataset NAME] [--model PATH] [--data DIR] [--images N] [--cost-images N] [--threads N]',
     options: options({
-      '--model PATH': `the model of the accuracy (default models/${DEMO_MODEL} of this package); the cost rows use their own models`,
-      '--data DIR': 'CIFAR-10 binary folder (default: $STOXNET_DATA, else the cache; downloaded there, checksummed, when missing)',
+      '--dataset NAME': `${Object.keys(DEMOS).join(', ')} (default cifar10): CIFAR-10 costs every converter on the model trained for it; MNIST and Fashion-MNIST read the StoX LeNet-5 with 1, 2 and 4 samples`,
+      '--model PATH': `the model of the accuracy (default the data set\'s StoX model in models/, e.g. ${DEMO_MODEL}); the cost rows use their own models`,
+      '--data DIR': 'the data set\'s folder (default: its variable, $STOXNET_DATA for CIFAR-10, else the cache; downloaded there, checksummed, when missing)',
       '--images N': 'test images for the accuracy (default all 10,000)',
       '--cost-images N': 'test images per configuration of the cost comparison, each on its own model (default 200)',
       '--threads N': 'worker threads, 0 = one per core',
@@ -194,13 +195,13 @@ export const commands: Record<string, Command> = {
     async run(v, _, signal) {
       const bar = progressBar('eval');
       const { accuracy: a, cost, skipped } = await demo({
-        signal, model: v.model as string | undefined, data: v.data as string | undefined, images: v.images as never, costImages: v['cost-images'] as never, threads: v.threads as never, onProgress: bar.update });
+        signal, dataset: v.dataset as string | undefined, model: v.model as string | undefined, data: v.data as string | undefined, images: v.images as never, costImages: v['cost-images'] as never, threads: v.threads as never, onProgress: bar.update });
       bar.stop();
       const layers = a.config.layers;
       const samples = [...new Set(layers.map((l) => l.samples))].join('/');
       process.stdout.write(
         `${a.model}: ${layers.length} crossbar layers, converter ${a.converter} (T = ${samples}), ${a.config.weightBits}-bit weights, ${a.config.inputBits}-bit inputs, ${a.config.rows} rows\n` +
-          `top-1 ${(a.top1 * 100).toFixed(2)} % on ${a.images} CIFAR-10 test images (seed ${a.seed}), ${a.imagesPerSecond.toFixed(0)} images/s\n\n`,
+          `top-1 ${(a.top1 * 100).toFixed(2)} % on ${a.images} ${dataset(a.dataset).title} test images (seed ${a.seed}), ${a.imagesPerSecond.toFixed(0)} images/s\n\n`,
       );
       writeCostTotals(cost);
       if (skipped.length) process.stdout.write(`not costed, model not in models/ yet: ${skipped.map((k) => `${k.name} (${basename(k.model)})`).join(', ')}\n`);
