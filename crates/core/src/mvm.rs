@@ -3,7 +3,8 @@
 //! hold integer digits (sums below 2^24 are exact in f32), so this is purely
 //! a faster way to the same bits. Two kernels:
 //! - bytes: with AVX-512 VNNI, `vpdpbusd` does 64 multiply-accumulates per
-//!   instruction;
+//!   instruction; with AVX2, `vpmaddwd` on the digits widened to 16 bits
+//!   does 16 (exact for any u8 × i8, where `vpmaddubsw` would saturate);
 //! - bits, for binary cells (−1, 0, 1) and binary inputs (1-bit slices and
 //!   streams): 32 rows per word, `popcount(x & w⁺) − popcount(x & w⁻)`
 //!   counted straight into 32-bit lanes, 512 cell reads per instruction with
@@ -142,6 +143,20 @@ fn kernel<I: Isa>(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32])
                     scalar(w, *quads, &x.x, p, o..o + 4, j..p, ps);
                 }
             }
+            #[cfg(target_arch = "x86_64")]
+            if I::LEVEL == Level::Avx2 {
+                // Rows of four outputs, 16 columns at a time, and their column tail.
+                done = out / 4 * 4;
+                for o in (0..done).step_by(4) {
+                    let mut j = 0;
+                    while j + 16 <= p {
+                        // SAFETY: this is the AVX2 clone; `madd_block` asserts its bounds.
+                        unsafe { avx2::madd_block(w, *quads, &x.x, p, o, j, ps) };
+                        j += 16;
+                    }
+                    scalar(w, *quads, &x.x, p, o..o + 4, j..p, ps);
+                }
+            }
             scalar(w, *quads, &x.x, p, done..*out, 0..p, ps);
         }
         PackedWeights::Bits { pos, neg, out, words } => {
@@ -257,6 +272,45 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Four outputs × 16 columns of the bytes kernel without VNNI: each
+    /// word's four u8 digits split into rows 0, 2 and rows 1, 3 as 16-bit
+    /// lanes, each against its two weights with `vpmaddwd` (i16 products
+    /// summed in pairs into i32: exact for any u8 × i8).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    // `r` indexes the accumulator rows and the weight rows together.
+    #[allow(clippy::needless_range_loop)]
+    pub unsafe fn madd_block(w: &[i8], quads: usize, x: &[u32], p: usize, o0: usize, j0: usize, ps: &mut [f32]) {
+        assert!((o0 + 4) * quads * 4 <= w.len() && (quads - 1) * p + j0 + 16 <= x.len() && (o0 + 3) * p + j0 + 16 <= ps.len());
+        let mut acc = [[_mm256_setzero_si256(); 2]; 4];
+        let low = _mm256_set1_epi32(0x00ff_00ff);
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        for q in 0..quads {
+            let x0 = _mm256_loadu_si256(xp.add(q * p + j0) as *const _);
+            let x1 = _mm256_loadu_si256(xp.add(q * p + j0 + 8) as *const _);
+            let (even0, odd0) = (_mm256_and_si256(x0, low), _mm256_srli_epi16(x0, 8));
+            let (even1, odd1) = (_mm256_and_si256(x1, low), _mm256_srli_epi16(x1, 8));
+            for r in 0..4 {
+                let d = wp.add(((o0 + r) * quads + q) * 4);
+                let pair = |a: i8, b: i8| (a as i16 as u16 as u32 | (b as i16 as u16 as u32) << 16) as i32;
+                let we = _mm256_set1_epi32(pair(*d, *d.add(2)));
+                let wo = _mm256_set1_epi32(pair(*d.add(1), *d.add(3)));
+                acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_add_epi32(_mm256_madd_epi16(even0, we), _mm256_madd_epi16(odd0, wo)));
+                acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_add_epi32(_mm256_madd_epi16(even1, we), _mm256_madd_epi16(odd1, wo)));
+            }
+        }
+        for r in 0..4 {
+            let dst = ps.as_mut_ptr().add((o0 + r) * p + j0);
+            _mm256_storeu_ps(dst, _mm256_cvtepi32_ps(acc[r][0]));
+            _mm256_storeu_ps(dst.add(8), _mm256_cvtepi32_ps(acc[r][1]));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,14 +318,14 @@ mod tests {
     /// Both kernels at every level against the f32 GEMM, on shapes that exercise every
     /// tail: outputs not a multiple of 4, pixels not a multiple of 16 or 32,
     /// rows not a multiple of 4 or 32, and (bits) many words (rows 300).
+    /// Bytes with 4-bit digits, and with the extremes of u8 × i8 (255 ×
+    /// −128 in pairs overflows 16 bits: a saturating product would fail).
     #[test]
     fn equals_the_f32_gemm() {
-        for binary in [false, true] {
-            let (levels, offset) = if binary { (3, 1.0) } else { (17, 8.0) };
-            let digit_max = if binary { 2 } else { 16 };
+        for (binary, levels, offset, digit_max) in [(false, 17, 8.0, 16), (false, 256, 128.0, 256), (true, 3, 1.0, 2)] {
             for &(out, rows, p) in &[(4, 72, 1024), (7, 13, 33), (64, 116, 64), (10, 64, 1), (16, 5, 40), (5, 300, 130)] {
-                let w: Vec<f32> = (0..out * rows).map(|i| ((i * 7919 % levels) as f32) - offset).collect();
-                let digits: Vec<u8> = (0..(rows + 3) * p).map(|i| (i * 104729 % digit_max) as u8).collect();
+                let w: Vec<f32> = (0..out * rows).map(|i| if levels == 256 && i % 2 == 0 { -128.0 } else { ((i * 7919 % levels) as f32) - offset }).collect();
+                let digits: Vec<u8> = (0..(rows + 3) * p).map(|i| if digit_max == 256 && i % 3 == 0 { 255 } else { (i * 104729 % digit_max) as u8 }).collect();
                 let cols: Vec<f32> = digits.iter().map(|&d| d as f32).collect();
                 let k0 = 3;
                 let packed = PackedWeights::new(&w, out, rows, binary);
