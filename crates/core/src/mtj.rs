@@ -136,8 +136,9 @@ impl Thresholds {
     /// memset per row); the gather extends it from arrays (an explicit loop
     /// made that path 5 % slower).
     ///
-    /// The permute needs the AVX-512 level: `I` is the level of the kernel
-    /// this inlines into, only in the bodies that `cpu::multiversion!` runs.
+    /// The permute needs the AVX-512 level (two permutes and a blend at
+    /// AVX2): `I` is the level of the kernel this inlines into, only in the
+    /// bodies that `cpu::multiversion!` runs.
     #[inline(always)]
     pub(crate) fn lookup_in<I: Isa>(&self, ps: &[f32], out: &mut Vec<f32>) {
         #[cfg(target_arch = "x86_64")]
@@ -145,6 +146,13 @@ impl Thresholds {
             out.resize(ps.len(), 0.0);
             // SAFETY: `I` is AVX-512 only in a clone run on a CPU with AVX-512F/VL.
             unsafe { self.permute(ps, out) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if I::LEVEL == Level::Avx2 && self.table.len() == 16 {
+            out.resize(ps.len(), 0.0);
+            // SAFETY: `I` is AVX2 only in a clone run on a CPU with AVX2.
+            unsafe { self.permute_halves(ps, out) };
             return;
         }
         out.clear();
@@ -165,6 +173,28 @@ impl Thresholds {
             // The index of get_lanes: (ps − lo) clamped to 0..=15 (NaN → 0).
             let i = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(src.as_ptr()), lo), _mm256_setzero_ps()), top);
             _mm256_storeu_ps(dst.as_mut_ptr(), _mm256_permutex2var_ps(a, _mm256_cvttps_epi32(i), b));
+        }
+    }
+
+    /// `permute` without AVX-512's two-table permute: each half of the table
+    /// permuted by the index's low three bits, the upper half taken where
+    /// the index is 8 or more (on AMD cores before Zen 4 a gather is
+    /// microcoded and slower still).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn permute_halves(&self, ps: &[f32], out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        // As in `permute`: the loads read the 16-entry table and 8-value
+        // chunks of `ps`, the stores write 8-value chunks of `out`.
+        let t = self.table.as_ptr();
+        let (a, b) = (_mm256_loadu_ps(t), _mm256_loadu_ps(t.add(8)));
+        let (lo, top, seven) = (_mm256_set1_ps(self.lo as f32), _mm256_set1_ps(15.0), _mm256_set1_epi32(7));
+        for (src, dst) in ps.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
+            let i = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(src.as_ptr()), lo), _mm256_setzero_ps()), top));
+            let upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, seven));
+            let v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(a, i), _mm256_permutevar8x32_ps(b, i), upper);
+            _mm256_storeu_ps(dst.as_mut_ptr(), v);
         }
     }
 
@@ -216,8 +246,8 @@ mod tests {
                 // Calibration reads E[sample] = 2P − 1 off the same table.
                 assert_eq!((2.0 * (t.get(ps) / 16_777_216.0) - 1.0).to_bits(), dev.expected(&curve, ps * scale + shift).to_bits(), "ps {v}");
             }
-            // The row lookup (a permute for small tables at the AVX-512
-            // level, a gather otherwise) agrees at every level, NaN included.
+            // The row lookup (a permute for small tables at the AVX-512 and
+            // AVX2 levels, a gather otherwise) agrees at every level, NaN included.
             let ps: Vec<f32> = (-5000..5000).map(|v| v as f32).chain([f32::NAN; 8]).collect();
             crate::cpu::multiversion! {
                 fn lookup_at(t: &Thresholds, ps: &[f32], out: &mut Vec<f32>) {

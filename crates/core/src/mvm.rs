@@ -180,6 +180,12 @@ fn bits<I: Isa, const N: usize>(pos: &[u32], neg: &[u32], o0: usize, words: usiz
         unsafe { avx512::bits::<N>(pos, neg, o0, words, x, p, ps) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if I::LEVEL == Level::Avx2 {
+        // SAFETY: this is the AVX2 clone.
+        unsafe { avx2::bits::<N>(pos, neg, o0, words, x, p, ps) };
+        return;
+    }
     for o in o0..o0 + N {
         let (wp, wn) = (&pos[o * words..(o + 1) * words], &neg[o * words..(o + 1) * words]);
         for j in 0..p {
@@ -274,7 +280,59 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::PackedInputs;
     use std::arch::x86_64::*;
+
+    /// The bits kernel without VPOPCNTDQ, 8 pixels at a time: per word of 32
+    /// rows, the population counts of the input bits against the +1 and the
+    /// −1 masks per byte (two nibble lookups with `vpshufb`), their
+    /// difference (−8…8) summed in i8 lanes for up to 15 words (|sum| ≤ 120),
+    /// then widened into one 32-bit lane per pixel: exact.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    // `r` indexes the counters and the weight rows together.
+    #[allow(clippy::needless_range_loop)]
+    pub unsafe fn bits<const N: usize>(pos: &[u32], neg: &[u32], o0: usize, words: usize, x: &PackedInputs, p: usize, ps: &mut [f32]) {
+        const FLUSH: usize = 15;
+        assert!((o0 + N) * words <= pos.len() && (o0 + N) * words <= neg.len());
+        assert!(words * x.stride <= x.x.len() && x.stride >= p && x.stride.is_multiple_of(8) && (o0 + N - 1) * p + p <= ps.len());
+        let lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+        let nibble = _mm256_set1_epi8(0x0f);
+        let count = |v: __m256i| _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, nibble)), _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble)));
+        let (ones8, ones16) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
+        // The input loads stay inside `x` (words × stride, asserted; blocks
+        // of 8 inside the stride), the weight reads inside the masks, and
+        // the stores inside the outputs' rows of `ps` (a partial block
+        // through a buffer).
+        for j0 in (0..p).step_by(8) {
+            let (mut wide, mut narrow) = ([_mm256_setzero_si256(); N], [_mm256_setzero_si256(); N]);
+            for w in 0..words {
+                let xv = _mm256_loadu_si256(x.x.as_ptr().add(w * x.stride + j0) as *const _);
+                for r in 0..N {
+                    let (wp, wn) = (*pos.get_unchecked((o0 + r) * words + w), *neg.get_unchecked((o0 + r) * words + w));
+                    let d = _mm256_sub_epi8(count(_mm256_and_si256(xv, _mm256_set1_epi32(wp as i32))), count(_mm256_and_si256(xv, _mm256_set1_epi32(wn as i32))));
+                    narrow[r] = _mm256_add_epi8(narrow[r], d);
+                }
+                if (w + 1) % FLUSH == 0 || w + 1 == words {
+                    for r in 0..N {
+                        wide[r] = _mm256_add_epi32(wide[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, narrow[r]), ones16));
+                        narrow[r] = _mm256_setzero_si256();
+                    }
+                }
+            }
+            for r in 0..N {
+                let v = _mm256_cvtepi32_ps(wide[r]);
+                let dst = ps.as_mut_ptr().add((o0 + r) * p + j0);
+                if p - j0 >= 8 {
+                    _mm256_storeu_ps(dst, v);
+                } else {
+                    let mut tail = [0f32; 8];
+                    _mm256_storeu_ps(tail.as_mut_ptr(), v);
+                    std::ptr::copy_nonoverlapping(tail.as_ptr(), dst, p - j0);
+                }
+            }
+        }
+    }
 
     /// Four outputs × 16 columns of the bytes kernel without VNNI: each
     /// word's four u8 digits split into rows 0, 2 and rows 1, 3 as 16-bit
@@ -339,6 +397,24 @@ mod tests {
                     mvm_at(level, &packed, &xq, p, &mut ps);
                     assert_eq!(ps, want, "{level:?} binary {binary}: {out}x{rows}x{p}");
                 }
+            }
+        }
+    }
+
+    /// Bits: every cell and input 1 (or cells −1) over 1,000 rows: each
+    /// word adds ±8 per byte, past what the AVX2 kernel's i8 sums hold
+    /// without their flush every 15 words.
+    #[test]
+    fn bits_sum_past_the_byte_counters() {
+        let (out, rows, p) = (5, 1000, 20);
+        for sign in [1.0f32, -1.0] {
+            let packed = PackedWeights::new(&vec![sign; out * rows], out, rows, true);
+            let mut xq = PackedInputs::default();
+            packed.pack_inputs(&vec![1u8; rows * p], p, 0, rows, &mut xq);
+            for level in crate::cpu::available() {
+                let mut ps = vec![f32::NAN; out * p];
+                mvm_at(level, &packed, &xq, p, &mut ps);
+                assert!(ps.iter().all(|&v| v == sign * rows as f32), "{level:?} sign {sign}: {:?}", &ps[..4]);
             }
         }
     }
