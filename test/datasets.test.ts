@@ -25,7 +25,7 @@ import { importOnnx } from '../ts/onnx/import.js';
 import { nativeUnavailable } from '../ts/native.js';
 import { packageRoot } from '../ts/paths.js';
 import { layerSpecs, resolveConfig } from '../ts/stox.js';
-import { train } from '../ts/train.js';
+import { resolveTrainSettings, train } from '../ts/train.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'stoxnet-datasets-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -156,6 +156,22 @@ describe('architectures sized for the data set', () => {
     const signed = Object.fromEntries(lenet.nodes.flatMap((n, i) => (specs[i] ? [[n.name, specs[i]!.inputSigned]] : [])));
     expect(signed).toEqual({ conv1: true, conv2: false, fc1: false, fc2: false, fc3: false });
     expect(() => dataset('imagenet')).toThrow('unknown data set "imagenet"; expected one of cifar10, cifar100, mnist, fashion-mnist');
+  });
+
+  it('--width multiplies every hidden layer, and only with --arch', () => {
+    const shapes = (net: ReturnType<typeof architecture>, op: string) => net.nodes.filter((n) => n.op === op).map((n) => (n as { shape: number[] }).shape);
+    const lenet = architecture('lenet5', DATASETS['fashion-mnist'], 4);
+    expect(shapes(lenet, 'Conv')).toEqual([[24, 1, 5, 5], [64, 24, 5, 5]]);
+    expect(shapes(lenet, 'Linear')).toEqual([[480, 1600], [336, 480], [10, 336]]);
+    const resnet = architecture('resnet20', DATASETS.cifar10, 2);
+    expect(shapes(resnet, 'Conv').map((s) => s[0])).toEqual([32, ...Array(6).fill(32), ...Array(6).fill(64), ...Array(6).fill(128)]);
+    expect(shapes(resnet, 'Linear')).toEqual([[10, 128]]);
+    expect(resnet.nodes.filter((n) => n.op === 'PadChannels').map((n) => (n as { before: number }).before)).toEqual([16, 32]);
+    const vgg = architecture('vgg8', DATASETS.cifar10, 2);
+    expect(shapes(vgg, 'Linear')).toEqual([[2048, 1024 * 16], [10, 2048]]);
+    expect(resolveTrainSettings({ arch: 'lenet5', width: 4 }).width).toBe(4);
+    expect(() => resolveTrainSettings({ arch: 'lenet5', width: 0 })).toThrow('--width');
+    expect(() => resolveTrainSettings({ from: 'model.onnx', width: 2 })).toThrow('train: --width scales an --arch; a model given by --from keeps its own widths');
   });
 });
 

@@ -34,21 +34,26 @@ class Builder {
   }
 }
 
-/** The architecture `arch` for the images and classes of `ds`. */
-export function architecture(arch: Arch, ds: Pick<Dataset, 'dims' | 'classes' | 'title'>): Network {
-  if (arch === 'lenet5') return lenet5(ds);
-  if (arch === 'vgg8') return vgg8(ds);
-  return resnet(arch, ds.classes.length, [...ds.dims] as [number, number, number]);
+/**
+ * The architecture `arch` for the images and classes of `ds`, its hidden
+ * channels and units multiplied by `width` (a wider network averages the
+ * converters' noise over more units).
+ */
+export function architecture(arch: Arch, ds: Pick<Dataset, 'dims' | 'classes' | 'title'>, width = 1): Network {
+  if (arch === 'lenet5') return lenet5(ds, width);
+  if (arch === 'vgg8') return vgg8(ds, width);
+  return resnet(arch, ds.classes.length, [...ds.dims] as [number, number, number], width);
 }
 
-export function resnet(arch: Exclude<Arch, 'vgg8' | 'lenet5'>, classes = 10, input: [number, number, number] = [3, 32, 32]): Network {
+export function resnet(arch: Exclude<Arch, 'vgg8' | 'lenet5'>, classes = 10, input: [number, number, number] = [3, 32, 32], width = 1): Network {
   const depth = Number(arch.slice('resnet'.length));
   const blocks = (depth - 2) / 6;
   const b = new Builder();
-  let x = b.relu('relu', b.bn('bn1', b.conv('conv1', 0, input[0], 16, 3, 1, 1), 16));
-  let [planes, size] = [16, input[1]];
+  const base = 16 * width;
+  let x = b.relu('relu', b.bn('bn1', b.conv('conv1', 0, input[0], base, 3, 1, 1), base));
+  let [planes, size] = [base, input[1]];
   for (let stage = 1; stage <= 3; stage++) {
-    const out = 16 * 2 ** (stage - 1);
+    const out = base * 2 ** (stage - 1);
     for (let k = 0; k < blocks; k++) {
       const stride = stage > 1 && k === 0 ? 2 : 1;
       const p = `layer${stage}.${k}`;
@@ -64,7 +69,7 @@ export function resnet(arch: Exclude<Arch, 'vgg8' | 'lenet5'>, classes = 10, inp
     }
   }
   const flat = b.flatten('flatten', b.push({ name: 'avgpool', op: 'GlobalAvgPool', inputs: [x] }));
-  const out = b.linear('linear', flat, 64, classes);
+  const out = b.linear('linear', flat, 4 * base, classes);
   return { input, nodes: b.nodes, output: out };
 }
 
@@ -75,20 +80,20 @@ export function resnet(arch: Exclude<Arch, 'vgg8' | 'lenet5'>, classes = 10, inp
  * NeuroSim model trains without it, on quantised weights; here it trains in
  * FP32 from scratch first).
  */
-function vgg8(ds: Pick<Dataset, 'dims' | 'classes' | 'title'>): Network {
+function vgg8(ds: Pick<Dataset, 'dims' | 'classes' | 'title'>, width: number): Network {
   const [c, h, w] = ds.dims;
   if (h % 8 !== 0 || w % 8 !== 0) throw new Error(`vgg8 needs images whose sides divide by 8 (three 2×2 pools); ${ds.title} has ${h}×${w}`);
   const b = new Builder();
   let x = 0;
   let cin = c;
-  for (const [i, cout] of [128, 128, 256, 256, 512, 512].entries()) {
+  for (const [i, cout] of [128, 128, 256, 256, 512, 512].map((n) => n * width).entries()) {
     x = b.relu(`relu${i + 1}`, b.bn(`bn${i + 1}`, b.conv(`conv${i + 1}`, x, cin, cout, 3, 1, 1), cout));
     if (i % 2 === 1) x = b.maxpool(`pool${(i + 1) / 2}`, x);
     cin = cout;
   }
-  const features = 512 * (h / 8) * (w / 8);
-  x = b.relu('relu7', b.linear('fc1', b.flatten('flatten', x), features, 1024));
-  return { input: [c, h, w], nodes: b.nodes, output: b.linear('fc2', x, 1024, ds.classes.length) };
+  const features = cin * (h / 8) * (w / 8);
+  x = b.relu('relu7', b.linear('fc1', b.flatten('flatten', x), features, 1024 * width));
+  return { input: [c, h, w], nodes: b.nodes, output: b.linear('fc2', x, 1024 * width, ds.classes.length) };
 }
 
 /**
@@ -96,13 +101,14 @@ function vgg8(ds: Pick<Dataset, 'dims' | 'classes' | 'title'>): Network {
  * (zero-padded to keep 28×28) and 16 channels, each followed by BatchNorm,
  * ReLU and a 2×2 max pool, then linear layers of 120, 84 and the classes.
  */
-function lenet5(ds: Pick<Dataset, 'dims' | 'classes' | 'title'>): Network {
+function lenet5(ds: Pick<Dataset, 'dims' | 'classes' | 'title'>, width: number): Network {
   const [c, h, w] = ds.dims;
   if (h !== 28 || w !== 28) throw new Error(`lenet5 takes 28×28 images; ${ds.title} has ${h}×${w}`);
+  const [c1, c2, f1, f2] = [6, 16, 120, 84].map((n) => n * width);
   const b = new Builder();
-  let x = b.maxpool('pool1', b.relu('relu1', b.bn('bn1', b.conv('conv1', 0, c, 6, 5, 1, 2), 6)));
-  x = b.maxpool('pool2', b.relu('relu2', b.bn('bn2', b.conv('conv2', x, 6, 16, 5, 1, 0), 16)));
-  x = b.relu('relu3', b.linear('fc1', b.flatten('flatten', x), 16 * 5 * 5, 120));
-  x = b.relu('relu4', b.linear('fc2', x, 120, 84));
-  return { input: [c, h, w], nodes: b.nodes, output: b.linear('fc3', x, 84, ds.classes.length) };
+  let x = b.maxpool('pool1', b.relu('relu1', b.bn('bn1', b.conv('conv1', 0, c, c1, 5, 1, 2), c1)));
+  x = b.maxpool('pool2', b.relu('relu2', b.bn('bn2', b.conv('conv2', x, c1, c2, 5, 1, 0), c2)));
+  x = b.relu('relu3', b.linear('fc1', b.flatten('flatten', x), c2 * 5 * 5, f1));
+  x = b.relu('relu4', b.linear('fc2', x, f1, f2));
+  return { input: [c, h, w], nodes: b.nodes, output: b.linear('fc3', x, f2, ds.classes.length) };
 }

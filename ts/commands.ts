@@ -257,9 +257,10 @@ export const commands: Record<string, Command> = {
   },
   train: {
     summary: 'train a network from scratch or fine-tune an ONNX model on a data set; checkpoints every epoch, resumable',
-    usage: 'stoxnet train (--arch NAME | --from MODEL.onnx) --out DIR [--dataset NAME] [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--val-images N] [--mtj-grad ste|expected] [--learn-clip] [--samples-random LIST] [--teacher MODEL.onnx [--distill-alpha X] [--distill-temperature X]] [--ema DECAY] [--json] | --resume DIR [--epochs N] [--stop-after N]',
+    usage: 'stoxnet train (--arch NAME [--width K] | --from MODEL.onnx) --out DIR [--dataset NAME] [--data DIR] [--epochs N] [--batch N] [--lr X] [--schedule-lr cosine|onecycle] [--wd X] [--momentum X] [--nesterov] [--warmup-epochs X] [--label-smoothing X] [--no-augment] [--seed N] [--threads N] [--stop-after N] [converter and mapping flags of eval] [--val-images N] [--mtj-grad ste|expected] [--learn-clip] [--samples-random LIST] [--teacher MODEL.onnx [--distill-alpha X] [--distill-temperature X]] [--ema DECAY] [--json] | --resume DIR [--epochs N] [--stop-after N]',
     options: options({
       '--arch NAME': `train from scratch: ${ARCHS.join(', ')} (ResNets with option-A shortcuts; NeuroSim's VGG-8; LeNet-5 for 28×28 images; BatchNorm after every conv), sized for the data set`,
+      '--width K': 'with --arch: multiply the channels of every hidden layer (and the hidden units of the linear layers) by the integer K [1]; e.g. --arch lenet5 --width 4 has 24 and 64 channels and 480 and 336 hidden units',
       '--from MODEL.onnx': 'fine-tune this model instead',
       '--out DIR': 'run folder: log.jsonl (one JSON line per epoch), checkpoint.bin (atomic, every epoch), model.onnx (at the end)',
       '--resume DIR': 'continue the run in DIR where it stopped (same result, bit for bit, as an uninterrupted run with the same threads); with --epochs N, change the run\'s epoch budget (and so its learning-rate schedule) from here on',
@@ -302,6 +303,7 @@ export const commands: Record<string, Command> = {
         data: v.data as string | undefined,
         dataset: v.dataset as never,
         arch: v.arch as never,
+        width: v.width as never,
         from: v.from as string | undefined,
         epochs: v.epochs as never,
         batch: v.batch as never,

@@ -22,6 +22,8 @@ import { importOnnx } from './onnx/import.js';
 export interface TrainSettings {
   /** Train this architecture from scratch … */
   arch?: Arch;
+  /** With `arch`: the integer by which every hidden layer's channels and units are multiplied. */
+  width?: number;
   /** … or fine-tune this ONNX model. */
   from?: string;
   /** The data set trained on: a name (data/dataset.ts; its normalisation and augmentation come with it) or the path of a user's .npz or image folder (normalised by its training images' statistics, not augmented). */
@@ -148,6 +150,10 @@ export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
   if (o.ema !== undefined) s.ema = num('--ema', o.ema, 1e-6, 1 - 1e-6);
   resolveConfig(s.stox as Record<string, unknown>); // validated here, once
   if (o.arch !== undefined) s.arch = oneOf('--arch', o.arch, ARCHS);
+  if (o.width !== undefined) {
+    if (s.arch === undefined) throw new ConfigError('train: --width scales an --arch; a model given by --from keeps its own widths');
+    s.width = int('--width', o.width, 1, 64);
+  }
   if (o.from !== undefined) s.from = resolve(o.from);
   return s;
 }
@@ -269,7 +275,7 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
     settings = resolveTrainSettings(o);
   }
   const ds: Dataset = await openDataset(settings.dataset);
-  const net = settings.arch ? architecture(settings.arch, ds) : await importOnnx(settings.from!);
+  const net = settings.arch ? architecture(settings.arch, ds, settings.width) : await importOnnx(settings.from!);
   const [c, h, w] = ds.dims;
   if (net.input[0] !== c || net.input[1] !== h || net.input[2] !== w) throw new ConfigError(`train: the model takes ${net.input.join('×')} images (channels×height×width); ${ds.title} has ${ds.dims.join('×')} (--dataset)`);
   const dir = resolveDataDir(o.data, false, ds);
