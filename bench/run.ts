@@ -148,11 +148,13 @@ async function main() {
     threadScaling: imagesPerSecond.nativeMtjT1 / imagesPerSecond.native1Thread,
   };
   const spreads = Object.fromEntries(Object.entries(vsOrt).map(([k, v]) => [k, v.spread]));
+  // The kernels' instruction set: ratios on an AVX2-only CPU and on one with AVX-512 are different machines' figures.
+  const cpu = native().cpuLevel();
   if (values.json) {
-    process.stdout.write(JSON.stringify({ model, images: count, reps, threads, imagesPerSecond, ratios, spreads, peakRssMB: rss, trainGflops, fmaPeakGflops }) + '\n');
+    process.stdout.write(JSON.stringify({ model, images: count, reps, threads, cpu, imagesPerSecond, ratios, spreads, peakRssMB: rss, trainGflops, fmaPeakGflops }) + '\n');
     return;
   }
-  process.stdout.write(`${model}: ${count} images, batch ${BATCH}, ${threads} threads, median of ${reps}\n`);
+  process.stdout.write(`${model}: ${count} images, batch ${BATCH}, ${threads} threads, kernels ${cpu}, median of ${reps}\n`);
   for (const [k, v] of Object.entries(imagesPerSecond)) process.stdout.write(`  ${k.padEnd(16)} ${v.toFixed(1).padStart(9)} images/s\n`);
   for (const [k, v] of Object.entries(ratios)) process.stdout.write(`  ${k.padEnd(16)} ${v.toFixed(3).padStart(9)} x\n`);
   for (const [k, [lo, hi]] of Object.entries(spreads)) process.stdout.write(`  ${k.padEnd(16)} vs onnxruntime ${vsOrt[k].ratio.toFixed(3)} (pairs ${lo.toFixed(3)}–${hi.toFixed(3)})\n`);
