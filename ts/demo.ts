@@ -3,7 +3,8 @@
 // PS-QAT StoX model for it, and costs converters each on a named model: on
 // CIFAR-10 every converter on the model trained for it (the stoxnet-fair
 // preset), leaving out the rows whose model is not trained yet; on MNIST and
-// Fashion-MNIST, where the project trained only FP32 and StoX LeNet-5s, the
+// Fashion-MNIST (a LeNet-5 of twice the width), where the project trained
+// only FP32 and StoX LeNet-5s, the
 // StoX model read with 1, 2 and 4 samples (its sampling-length trade-off, not
 // a comparison of converters).
 import { existsSync } from 'node:fs';
@@ -23,10 +24,10 @@ export const DEMO_MODEL = 'resnet20-cifar10-stox-4w4a.onnx';
 export const DEMOS: Readonly<Partial<Record<DatasetName, { model: string; compare: readonly string[] }>>> = {
   cifar10: { model: DEMO_MODEL, compare: PRESETS['stoxnet-fair'].compare },
   ...Object.fromEntries(
-    (['mnist', 'fashion-mnist'] as const).map((name) => {
-      const model = `lenet5-${name}-stox-4w4a.onnx`;
-      return [name, { model, compare: [1, 2, 4].map((t) => `stox:${t}=${join(packageRoot(), 'models', model)}`) }];
-    }),
+    ([
+      ['mnist', 'lenet5-mnist-stox-4w4a.onnx'],
+      ['fashion-mnist', 'lenet5w2-fashion-mnist-stox-4w4a.onnx'],
+    ] as const).map(([name, model]) => [name, { model, compare: [1, 2, 4].map((t) => `stox:${t}=${join(packageRoot(), 'models', model)}`) }]),
   ),
 };
 
