@@ -16,8 +16,10 @@ use crate::cpu::{self, multiversion, Isa};
 
 /// Weights of one (slice, subarray), packed for one of the kernels.
 pub enum PackedWeights {
-    /// i8 digits `[out][kq][4]`, rows padded to a multiple of 4 by zeros.
-    Bytes { w: Vec<i8>, out: usize, quads: usize },
+    /// i8 digits `[out][kq][4]`, rows padded to a multiple of 4 by zeros;
+    /// `pairs`: the same digits as i16 pairs `[out][kq][2]` (rows 0, 2 and
+    /// rows 1, 3 of each quad), what the AVX2 kernel broadcasts.
+    Bytes { w: Vec<i8>, pairs: Vec<u32>, out: usize, quads: usize },
     /// Per output and word of 32 rows, the +1 cells and the −1 cells as bit
     /// masks (bit b of word w = row 32·w + b).
     Bits { pos: Vec<u32>, neg: Vec<u32>, out: usize, words: usize },
@@ -64,7 +66,9 @@ impl PackedWeights {
                 packed[o * quads * 4 + r] = w[o * rows + r] as i8;
             }
         }
-        PackedWeights::Bytes { w: packed, out, quads }
+        let pair = |a: i8, b: i8| a as i16 as u16 as u32 | (b as i16 as u16 as u32) << 16;
+        let pairs = packed.chunks_exact(4).flat_map(|d| [pair(d[0], d[2]), pair(d[1], d[3])]).collect();
+        PackedWeights::Bytes { w: packed, pairs, out, quads }
     }
 
     /// Packs rows `k0..k1` of `cols` (`k × p` u8 digits) for this kernel
@@ -126,7 +130,7 @@ multiversion! {
 #[inline(always)]
 fn kernel<I: Isa>(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32]) {
     match w {
-        PackedWeights::Bytes { w, out, quads } => {
+        PackedWeights::Bytes { w, pairs, out, quads } => {
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]
             if I::LEVEL == Level::Avx512 {
@@ -151,7 +155,7 @@ fn kernel<I: Isa>(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32])
                     let mut j = 0;
                     while j + 16 <= p {
                         // SAFETY: this is the AVX2 clone; `madd_block` asserts its bounds.
-                        unsafe { avx2::madd_block(w, *quads, &x.x, p, o, j, ps) };
+                        unsafe { avx2::madd_block(pairs, *quads, &x.x, p, o, j, ps) };
                         j += 16;
                     }
                     scalar(w, *quads, &x.x, p, o..o + 4, j..p, ps);
@@ -342,21 +346,19 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     // `r` indexes the accumulator rows and the weight rows together.
     #[allow(clippy::needless_range_loop)]
-    pub unsafe fn madd_block(w: &[i8], quads: usize, x: &[u32], p: usize, o0: usize, j0: usize, ps: &mut [f32]) {
-        assert!((o0 + 4) * quads * 4 <= w.len() && (quads - 1) * p + j0 + 16 <= x.len() && (o0 + 3) * p + j0 + 16 <= ps.len());
+    pub unsafe fn madd_block(pairs: &[u32], quads: usize, x: &[u32], p: usize, o0: usize, j0: usize, ps: &mut [f32]) {
+        assert!((o0 + 4) * quads * 2 <= pairs.len() && (quads - 1) * p + j0 + 16 <= x.len() && (o0 + 3) * p + j0 + 16 <= ps.len());
         let mut acc = [[_mm256_setzero_si256(); 2]; 4];
         let low = _mm256_set1_epi32(0x00ff_00ff);
-        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        let (wp, xp) = (pairs.as_ptr(), x.as_ptr());
         for q in 0..quads {
             let x0 = _mm256_loadu_si256(xp.add(q * p + j0) as *const _);
             let x1 = _mm256_loadu_si256(xp.add(q * p + j0 + 8) as *const _);
             let (even0, odd0) = (_mm256_and_si256(x0, low), _mm256_srli_epi16(x0, 8));
             let (even1, odd1) = (_mm256_and_si256(x1, low), _mm256_srli_epi16(x1, 8));
             for r in 0..4 {
-                let d = wp.add(((o0 + r) * quads + q) * 4);
-                let pair = |a: i8, b: i8| (a as i16 as u16 as u32 | (b as i16 as u16 as u32) << 16) as i32;
-                let we = _mm256_set1_epi32(pair(*d, *d.add(2)));
-                let wo = _mm256_set1_epi32(pair(*d.add(1), *d.add(3)));
+                let d = wp.add(((o0 + r) * quads + q) * 2);
+                let (we, wo) = (_mm256_set1_epi32(*d as i32), _mm256_set1_epi32(*d.add(1) as i32));
                 acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_add_epi32(_mm256_madd_epi16(even0, we), _mm256_madd_epi16(odd0, wo)));
                 acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_add_epi32(_mm256_madd_epi16(even1, we), _mm256_madd_epi16(odd1, wo)));
             }
