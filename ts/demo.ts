@@ -3,10 +3,9 @@
 // PS-QAT StoX model for it, and costs converters each on a named model: on
 // CIFAR-10 every converter on the model trained for it (the stoxnet-fair
 // preset), leaving out the rows whose model is not trained yet; on MNIST and
-// Fashion-MNIST (a LeNet-5 of twice the width), where the project trained
-// only FP32 and StoX LeNet-5s, the
-// StoX model read with 1, 2 and 4 samples (its sampling-length trade-off, not
-// a comparison of converters).
+// Fashion-MNIST, where the project trained only FP32 and StoX LeNet-5s (on
+// Fashion-MNIST at twice the width), the StoX model read with 1, 2 and 4
+// samples (its sampling-length trade-off, not a comparison of converters).
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { EvalCache } from './cache.js';

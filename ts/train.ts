@@ -22,10 +22,10 @@ import { importOnnx } from './onnx/import.js';
 export interface TrainSettings {
   /** Train this architecture from scratch … */
   arch?: Arch;
-  /** With `arch`: the integer by which every hidden layer's channels and units are multiplied. */
-  width?: number;
   /** … or fine-tune this ONNX model. */
   from?: string;
+  /** With `arch`: the integer by which every hidden layer's channels and units are multiplied. */
+  width?: number;
   /** The data set trained on: a name (data/dataset.ts; its normalisation and augmentation come with it) or the path of a user's .npz or image folder (normalised by its training images' statistics, not augmented). */
   dataset: string;
   epochs: number;

@@ -142,17 +142,17 @@ impl Thresholds {
     #[inline(always)]
     pub(crate) fn lookup_in<I: Isa>(&self, ps: &[f32], out: &mut Vec<f32>) {
         #[cfg(target_arch = "x86_64")]
-        if I::LEVEL == Level::Avx512 && self.table.len() == 16 {
+        if I::LEVEL >= Level::Avx2 && self.table.len() == 16 {
             out.resize(ps.len(), 0.0);
-            // SAFETY: `I` is AVX-512 only in a clone run on a CPU with AVX-512F/VL.
-            unsafe { self.permute(ps, out) };
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if I::LEVEL == Level::Avx2 && self.table.len() == 16 {
-            out.resize(ps.len(), 0.0);
-            // SAFETY: `I` is AVX2 only in a clone run on a CPU with AVX2.
-            unsafe { self.permute_halves(ps, out) };
+            // SAFETY: `I` is a level only in a clone run on a CPU with its
+            // features (AVX-512F/VL, or AVX2).
+            unsafe {
+                if I::LEVEL == Level::Avx512 {
+                    self.permute(ps, out)
+                } else {
+                    self.permute_halves(ps, out)
+                }
+            };
             return;
         }
         out.clear();

@@ -133,30 +133,24 @@ fn kernel<I: Isa>(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32])
         PackedWeights::Bytes { w, pairs, out, quads } => {
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]
-            if I::LEVEL == Level::Avx512 {
-                // Rows of four outputs with VNNI, and their column tail.
+            if I::LEVEL >= Level::Avx2 {
+                // Rows of four outputs, a block of columns at a time (32
+                // with VNNI, 16 with AVX2), and their column tail.
+                let width = if I::LEVEL == Level::Avx512 { 32 } else { 16 };
                 done = out / 4 * 4;
                 for o in (0..done).step_by(4) {
                     let mut j = 0;
-                    while j + 32 <= p {
-                        // SAFETY: this is the AVX-512 clone (the CPU has
-                        // VNNI); `block` asserts its bounds.
-                        unsafe { avx512::vnni_block(w, *quads, &x.x, p, o, j, ps) };
-                        j += 32;
-                    }
-                    scalar(w, *quads, &x.x, p, o..o + 4, j..p, ps);
-                }
-            }
-            #[cfg(target_arch = "x86_64")]
-            if I::LEVEL == Level::Avx2 {
-                // Rows of four outputs, 16 columns at a time, and their column tail.
-                done = out / 4 * 4;
-                for o in (0..done).step_by(4) {
-                    let mut j = 0;
-                    while j + 16 <= p {
-                        // SAFETY: this is the AVX2 clone; `madd_block` asserts its bounds.
-                        unsafe { avx2::madd_block(pairs, *quads, &x.x, p, o, j, ps) };
-                        j += 16;
+                    while j + width <= p {
+                        // SAFETY: this is the clone of `I`'s level (the CPU
+                        // has VNNI at AVX-512); each block asserts its bounds.
+                        unsafe {
+                            if I::LEVEL == Level::Avx512 {
+                                avx512::vnni_block(w, *quads, &x.x, p, o, j, ps)
+                            } else {
+                                avx2::madd_block(pairs, *quads, &x.x, p, o, j, ps)
+                            }
+                        };
+                        j += width;
                     }
                     scalar(w, *quads, &x.x, p, o..o + 4, j..p, ps);
                 }
