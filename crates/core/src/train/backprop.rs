@@ -115,7 +115,8 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                     let layer = CrossbarLayer::new(i, &node.name, &c.weight, c.bias.as_deref(), c.out_channels, ql.config.clone(), q.seed)?;
                     let p = os.h * os.w;
                     let per = layer.columns.len() * p;
-                    let mut recorded = (2 * n * per * 4 <= q.tape_bytes).then(|| (Buf::zeroed(n * per), Buf::zeroed(n * per)));
+                    // The forward writes every partial sum and converter output of the tape.
+                    let mut recorded = (2 * n * per * 4 <= q.tape_bytes).then(|| (Buf::for_overwrite(n * per), Buf::for_overwrite(n * per)));
                     let slots: Vec<Option<(&mut [f32], &mut [f32])>> = match &mut recorded {
                         Some((ps, cs)) => ps.chunks_exact_mut(per).zip(cs.chunks_exact_mut(per)).map(Some).collect(),
                         None => (0..n).map(|_| None).collect(),

@@ -30,7 +30,7 @@
 use crate::bail;
 use crate::buffers::Buf;
 use crate::config::{ColumnParams, LayerConfig};
-use crate::converter::Converter;
+use crate::converter::{Column, Converter};
 use crate::cpu::{self, multiversion};
 use crate::crossbar::CrossbarLayer;
 use crate::error::Result;
@@ -145,29 +145,43 @@ impl QatLayer {
         [(0..n).map(|i| ds[i] * s0[i] * r + dt[i] * t0[i]).collect(), dt.clone(), (0..n).map(|i| dg[i] * g0[i] / r).collect(), (0..n).map(|i| dh[i] * g0[i] / r).collect()]
     }
 
-    /// Derivative of the converter output with respect to x (normalising
-    /// converters only).
+    /// The surrogate derivative of the converter output with respect to x
+    /// (normalising converters only), resolved once per layer.
+    fn surrogate(&self) -> Surrogate {
+        match (self.config.converter, self.grad) {
+            (Converter::Mtj { curve, .. }, MtjGrad::Ste) => Surrogate::Window { clamp: curve.clamp },
+            (Converter::Mtj { curve, .. }, MtjGrad::Expected) => Surrogate::Curve { clamp: curve.clamp, slope: curve.slope, center: curve.center },
+            _ => Surrogate::Window { clamp: 1.0 },
+        }
+    }
+}
+
+/// d(converter output)/dx inside the backward pass's pixel loop.
+#[derive(Clone, Copy)]
+enum Surrogate {
+    /// Straight through: 1 for |x| < clamp, else 0.
+    Window { clamp: f32 },
+    /// The expected MTJ curve's derivative 2a·s·(1 − s), s = σ(a(x − c)), for |x| < clamp.
+    Curve { clamp: f32, slope: f32, center: f32 },
+}
+
+impl Surrogate {
     #[inline(always)]
-    fn derivative(&self, x: f32) -> f32 {
-        match self.config.converter {
-            Converter::Mtj { curve, .. } => {
-                if x.abs() >= curve.clamp {
-                    return 0.0;
-                }
-                match self.grad {
-                    MtjGrad::Ste => 1.0,
-                    MtjGrad::Expected => {
-                        let s = pmath::sigmoid(curve.slope * (x - curve.center));
-                        2.0 * curve.slope * s * (1.0 - s)
-                    }
-                }
-            }
-            _ => {
-                if x.abs() < 1.0 {
+    fn at(self, x: f32) -> f32 {
+        match self {
+            Surrogate::Window { clamp } => {
+                if x.abs() < clamp {
                     1.0
                 } else {
                     0.0
                 }
+            }
+            Surrogate::Curve { clamp, slope, center } => {
+                if x.abs() >= clamp {
+                    return 0.0;
+                }
+                let s = pmath::sigmoid(slope * (x - center));
+                2.0 * slope * s * (1.0 - s)
             }
         }
     }
@@ -252,7 +266,7 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], col
         *db = dy[o * p..(o + 1) * p].iter().sum();
     }
     let normalises = qat.config.converter.normalises();
-    let full = p / L * L;
+    let surrogate = qat.surrogate();
     for (s, &(k0, k1)) in layer.ranges.iter().enumerate() {
         let ks = k1 - k0;
         for o in 0..out {
@@ -273,27 +287,10 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], col
                 }
                 continue;
             }
-            // Lanes of d gain, d offset, d scale, d shift.
-            let mut sums = [[0f32; L]; 4];
-            let mut pixel = |j: usize, l: usize, sums: &mut [[f32; L]; 4]| {
-                let dacc = dyr[j] * scale;
-                let x = psr[j] * col.scale + col.shift;
-                let dx = dacc * col.gain * qat.derivative(x);
-                sums[0][l] += dacc * cr[j];
-                sums[1][l] += dacc;
-                sums[2][l] += dx * psr[j];
-                sums[3][l] += dx;
-                dpsr[j] = dx * col.scale;
+            let [dg, dh, ds, dt] = match surrogate {
+                Surrogate::Window { clamp } => pixel_grads(dyr, psr, cr, dpsr, scale, col, |x| if x.abs() < clamp { 1.0 } else { 0.0 }),
+                curve => pixel_grads(dyr, psr, cr, dpsr, scale, col, |x| curve.at(x)),
             };
-            for j0 in (0..full).step_by(L) {
-                for l in 0..L {
-                    pixel(j0 + l, l, &mut sums);
-                }
-            }
-            for j in full..p {
-                pixel(j, j - full, &mut sums);
-            }
-            let [dg, dh, ds, dt] = sums.map(|lanes| lanes.iter().sum::<f32>());
             g.dparams[0][idx] = ds;
             g.dparams[1][idx] = dt;
             g.dparams[2][idx] = dg;
@@ -306,4 +303,33 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], col
         // dX_s = W_sᵀ · dps.
         gemm(&wt[s], &g.dps, &mut g.dcols[k0 * p..k1 * p], ks, out, p);
     }
+}
+
+/// One column's backward over its pixels: writes d ps and returns the sums of
+/// d gain, d offset, d scale and d shift. `derivative` is the surrogate, as a
+/// closure of its own kind so that the loop carries no branch on it and
+/// vectorises eight pixels wide.
+#[inline(always)]
+fn pixel_grads(dy: &[f32], ps: &[f32], c: &[f32], dps: &mut [f32], scale: f32, col: &Column, derivative: impl Fn(f32) -> f32) -> [f32; 4] {
+    let mut sums = [[0f32; L]; 4];
+    let mut pixel = |j: usize, l: usize, sums: &mut [[f32; L]; 4]| {
+        let dacc = dy[j] * scale;
+        let x = ps[j] * col.scale + col.shift;
+        let dx = dacc * col.gain * derivative(x);
+        sums[0][l] += dacc * c[j];
+        sums[1][l] += dacc;
+        sums[2][l] += dx * ps[j];
+        sums[3][l] += dx;
+        dps[j] = dx * col.scale;
+    };
+    let full = dy.len() / L * L;
+    for j0 in (0..full).step_by(L) {
+        for l in 0..L {
+            pixel(j0 + l, l, &mut sums);
+        }
+    }
+    for j in full..dy.len() {
+        pixel(j, j - full, &mut sums);
+    }
+    sums.map(|lanes| lanes.iter().sum::<f32>())
 }
