@@ -36,8 +36,9 @@ multiversion! {
         I => match I::LEVEL {
             // 32 zmm registers: 4 rows × 32 columns is 8 accumulators.
             Level::Avx512 => blocked::<4, 32>(a, lda, b, ldb, c, ldc, m, k, n),
-            // 16 ymm registers: 6 rows × 16 columns is 12 accumulators, 2 for
-            // the row of b and 1 for the broadcast (4 × 32 would spill).
+            // AVX2's 16 ymm registers: 6 rows × 16 columns is 12 accumulators,
+            // 2 for the row of b and 1 for the broadcast (4 × 32 would spill).
+            // The portable level takes the same blocking.
             _ => blocked::<6, 16>(a, lda, b, ldb, c, ldc, m, k, n),
         }
     }
@@ -48,7 +49,8 @@ multiversion! {
 fn blocked<const MR: usize, const NR: usize>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
     let fits = |len: usize, rows: usize, ld: usize, cols: usize| rows == 0 || cols == 0 || len >= (rows - 1) * ld + cols;
     assert!(fits(a.len(), m, lda, k) && fits(b.len(), k, ldb, n) && fits(c.len(), m, ldc, n));
-    let mut panel = vec![0f32; k * NR];
+    // Panels are at most NR wide, and none is taken below 8 columns.
+    let mut panel = vec![0f32; k * NR.min(n / 8 * 8)];
     let mut j = 0;
     while j + NR <= n {
         column_panel::<MR, NR>(a, lda, b, ldb, c, ldc, m, k, j, &mut panel);
@@ -167,9 +169,10 @@ mod tests {
 
     #[test]
     fn blocked_equals_sequential_bit_for_bit() {
-        // Odd sizes exercise the 32-, 16- and 8-wide panels, the column tail, and the
-        // row blocks of 6 or 4 and the tails of 4, 2 and 1 rows at either level.
-        for &(m, k, n) in &[(1, 1, 1), (4, 7, 32), (5, 27, 33), (16, 144, 1024), (9, 3, 70), (8, 20, 27), (7, 5, 40), (14, 9, 48)] {
+        // Odd sizes exercise every block: rows in blocks of 6 (AVX2) or 4
+        // (AVX-512) and their tails of 4, 2 and 1, each against panels 32,
+        // 16 and 8 wide, and the column tail.
+        for &(m, k, n) in &[(1, 1, 1), (4, 7, 32), (5, 27, 33), (16, 144, 1024), (9, 3, 70), (8, 20, 27), (7, 5, 40), (14, 9, 48), (5, 6, 24)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729 % 1000) as f32 - 500.0) / 89.0).collect();
             let want = sequential(&a, &b, m, k, n);

@@ -165,28 +165,6 @@ enum Surrogate {
     Curve { clamp: f32, slope: f32, center: f32 },
 }
 
-impl Surrogate {
-    #[inline(always)]
-    fn at(self, x: f32) -> f32 {
-        match self {
-            Surrogate::Window { clamp } => {
-                if x.abs() < clamp {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            Surrogate::Curve { clamp, slope, center } => {
-                if x.abs() >= clamp {
-                    return 0.0;
-                }
-                let s = pmath::sigmoid(slope * (x - center));
-                2.0 * slope * s * (1.0 - s)
-            }
-        }
-    }
-}
-
 /// Gradients of one crossbar conv over one image, in buffers reused from
 /// image to image (every value is overwritten).
 pub struct ImageGrads {
@@ -287,9 +265,17 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], col
                 }
                 continue;
             }
+            // (A NaN x, from a diverged normalisation, passes no gradient.)
             let [dg, dh, ds, dt] = match surrogate {
                 Surrogate::Window { clamp } => pixel_grads(dyr, psr, cr, dpsr, scale, col, |x| if x.abs() < clamp { 1.0 } else { 0.0 }),
-                curve => pixel_grads(dyr, psr, cr, dpsr, scale, col, |x| curve.at(x)),
+                Surrogate::Curve { clamp, slope, center } => pixel_grads(dyr, psr, cr, dpsr, scale, col, |x| {
+                    if x.abs() < clamp {
+                        let s = pmath::sigmoid(slope * (x - center));
+                        2.0 * slope * s * (1.0 - s)
+                    } else {
+                        0.0
+                    }
+                }),
             };
             g.dparams[0][idx] = ds;
             g.dparams[1][idx] = dt;
