@@ -131,19 +131,80 @@ fn scalar(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usiz
     }
 }
 
-/// `out[cols × rows]` = `a[rows × cols]` transposed, in 16 × 16 tiles so that
-/// both the reads and the writes stay within a few cache lines (a row at a
-/// time wrote one cache line per value).
+/// `out[cols × rows]` = `a[rows × cols]` transposed. Full 8 × 8 tiles go
+/// through fixed-size arrays (no bounds checks, one vector load and store
+/// per tile row), in the clone of `cpu::level()`; the edges go one value at
+/// a time. (Index-by-index with checks it was a twentieth of a training step.)
 pub fn transpose(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
-    const T: usize = 16;
     assert!(a.len() >= rows * cols && out.len() >= rows * cols);
-    for r0 in (0..rows).step_by(T) {
-        for c0 in (0..cols).step_by(T) {
-            for c in c0..(c0 + T).min(cols) {
-                for r in r0..(r0 + T).min(rows) {
-                    out[c * rows + r] = a[r * cols + c];
-                }
+    transpose_at(cpu::level(), a, rows, cols, out)
+}
+
+multiversion! {
+    fn transpose_at(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+        I => transpose_in::<I>(a, rows, cols, out)
+    }
+}
+
+#[inline(always)]
+fn transpose_in<I: Isa>(a: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    const T: usize = 8;
+    let (full_r, full_c) = (rows / T * T, cols / T * T);
+    for r0 in (0..full_r).step_by(T) {
+        for c0 in (0..full_c).step_by(T) {
+            #[cfg(target_arch = "x86_64")]
+            if I::LEVEL >= Level::Avx2 {
+                // SAFETY: an AVX2 (or AVX-512) clone; the tile lies inside both
+                // matrices (asserted by `transpose`, r0 + 8 ≤ rows, c0 + 8 ≤ cols).
+                unsafe { avx2::tile8(a.as_ptr().add(r0 * cols + c0), cols, out.as_mut_ptr().add(c0 * rows + r0), rows) };
+                continue;
             }
+            let tile: [[f32; T]; T] = std::array::from_fn(|r| a[(r0 + r) * cols + c0..][..T].try_into().unwrap());
+            for c in 0..T {
+                let line: &mut [f32; T] = (&mut out[(c0 + c) * rows + r0..][..T]).try_into().unwrap();
+                *line = std::array::from_fn(|r| tile[r][c]);
+            }
+        }
+    }
+    for r in 0..rows {
+        let edge = if r < full_r { full_c..cols } else { 0..cols };
+        for c in edge {
+            out[c * rows + r] = a[r * cols + c];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Transposes the 8 × 8 tile at `a` (row stride `lda`) into `out` (row
+    /// stride `ldo`): unpack pairs of rows, shuffle pairs of pairs, swap
+    /// 128-bit halves.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn tile8(a: *const f32, lda: usize, out: *mut f32, ldo: usize) {
+        let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(a.add(i * lda)));
+        let t: [__m256; 8] = std::array::from_fn(|i| {
+            let (x, y) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+            if i % 2 == 0 {
+                _mm256_unpacklo_ps(x, y)
+            } else {
+                _mm256_unpackhi_ps(x, y)
+            }
+        });
+        // u[j]: columns j and j + 4 of rows 0–3 (j < 4) or 4–7 (j ≥ 4).
+        let u: [__m256; 8] = std::array::from_fn(|j| {
+            let (x, y) = (t[j / 4 * 4 + j % 4 / 2], t[j / 4 * 4 + j % 4 / 2 + 2]);
+            if j % 2 == 0 {
+                _mm256_shuffle_ps::<0x44>(x, y)
+            } else {
+                _mm256_shuffle_ps::<0xEE>(x, y)
+            }
+        });
+        for c in 0..4 {
+            _mm256_storeu_ps(out.add(c * ldo), _mm256_permute2f128_ps::<0x20>(u[c], u[c + 4]));
+            _mm256_storeu_ps(out.add((c + 4) * ldo), _mm256_permute2f128_ps::<0x31>(u[c], u[c + 4]));
         }
     }
 }
@@ -203,13 +264,16 @@ mod tests {
 
     #[test]
     fn transpose_moves_every_value() {
-        for &(rows, cols) in &[(1, 1), (16, 1024), (17, 33), (3, 40)] {
+        // Full 8 × 8 tiles, edges of rows, of columns and of both, at every level.
+        for &(rows, cols) in &[(1, 1), (16, 1024), (17, 33), (3, 40), (8, 8), (24, 13), (9, 16)] {
             let a: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
-            let mut t = vec![f32::NAN; rows * cols];
-            transpose(&a, rows, cols, &mut t);
-            for r in 0..rows {
-                for c in 0..cols {
-                    assert_eq!(t[c * rows + r], a[r * cols + c], "{rows}x{cols} at {r},{c}");
+            for level in cpu::available() {
+                let mut t = vec![f32::NAN; rows * cols];
+                transpose_at(level, &a, rows, cols, &mut t);
+                for r in 0..rows {
+                    for c in 0..cols {
+                        assert_eq!(t[c * rows + r], a[r * cols + c], "{rows}x{cols} at {r},{c}, {level:?}");
+                    }
                 }
             }
         }

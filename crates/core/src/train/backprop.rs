@@ -473,7 +473,7 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
     grads[net.output] = Some(Buf::from(d_out));
     let mut params: Grads = vec![Vec::new(); net.nodes.len()];
     let add_grad = |grads: &mut Vec<Option<Buf>>, v: usize, g: Buf| match &mut grads[v] {
-        Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b),
+        Some(acc) => acc.par_chunks_mut(ELEMENTWISE).zip(g.par_chunks(ELEMENTWISE)).for_each(|(a, g)| a.iter_mut().zip(g).for_each(|(a, b)| *a += b)),
         slot => *slot = Some(g),
     };
     for i in (0..net.nodes.len()).rev() {
@@ -584,12 +584,12 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
             // Each is the other's adjoint.
             Op::PadChannels { before, .. } => {
                 let mut dx = Buf::zeroed(n * xs.len());
-                dx.chunks_exact_mut(xs.len()).zip(dy.chunks_exact(os.len())).for_each(|(o, d)| layers::slice_channels(*before, d, xs.h * xs.w, o));
+                dx.par_chunks_exact_mut(xs.len()).zip(dy.par_chunks_exact(os.len())).for_each(|(o, d)| layers::slice_channels(*before, d, xs.h * xs.w, o));
                 add_grad(&mut grads, xin, dx);
             }
             Op::SliceChannels { start, .. } => {
                 let mut dx = Buf::zeroed(n * xs.len());
-                dx.chunks_exact_mut(xs.len()).zip(dy.chunks_exact(os.len())).for_each(|(o, d)| layers::pad_channels(*start, d, xs.h * xs.w, o));
+                dx.par_chunks_exact_mut(xs.len()).zip(dy.par_chunks_exact(os.len())).for_each(|(o, d)| layers::pad_channels(*start, d, xs.h * xs.w, o));
                 add_grad(&mut grads, xin, dx);
             }
             // Each output value is one input value: the gradient goes back by the inverse permutation.
@@ -685,26 +685,36 @@ fn binary_backward(net: &Network, tape: &Tape, i: usize, b: &Binary, k: usize, d
     let ys = node.inputs.get(1).map(|&v| net.shapes[v]);
     // Which operand input k is: a constant on the left makes input 0 the right operand.
     let left = k == 0 && !b.constant.as_ref().is_some_and(|c| c.first);
+    // ∂(u ∘ v)/∂(operand k) times the output's gradient `g`; `o` = u ∘ v.
+    let partial = |g: f32, u: f32, v: f32, o: f32| match (b.arith, left) {
+        (Arith::Add, _) | (Arith::Sub, true) => g,
+        (Arith::Sub, false) => -g,
+        (Arith::Mul, true) => g * v,
+        (Arith::Mul, false) => g * u,
+        (Arith::Div, true) => g / v,
+        // d(u / v)/dv = −(u / v) / v
+        (Arith::Div, false) => -(g * o) / v,
+    };
     let mut dx = Buf::zeroed(tape.n * ds.len());
     dx.par_chunks_exact_mut(ds.len()).enumerate().for_each(|(j, d)| {
         let x = (&tape.values[node.inputs[0]][j * xs.len()..(j + 1) * xs.len()], xs);
         let y = node.inputs.get(1).zip(ys).map(|(&v, s)| (&tape.values[v][j * s.len()..(j + 1) * s.len()], s));
         let ((a, sa), (bv, sb)) = layers::operands(b, x, y);
         let (o, g) = (&tape.values[i + 1][j * os.len()..(j + 1) * os.len()], &dy[j * os.len()..(j + 1) * os.len()]);
+        // Equal shapes (the residual Add): no broadcast indexing, one pass
+        // (`+=` onto the zeroed buffer keeps the bits of the general path).
+        if sa == os && sb == os && ds == os {
+            for ((((d, &g), &u), &v), &o) in d.iter_mut().zip(g).zip(a).zip(bv).zip(o) {
+                *d += partial(g, u, v, o);
+            }
+            return;
+        }
         for c in 0..os.c {
             for oy in 0..os.h {
                 for ox in 0..os.w {
                     let at = (c * os.h + oy) * os.w + ox;
                     let (u, v) = (a[layers::broadcast_index(sa, c, oy, ox)], bv[layers::broadcast_index(sb, c, oy, ox)]);
-                    d[layers::broadcast_index(ds, c, oy, ox)] += match (b.arith, left) {
-                        (Arith::Add, _) | (Arith::Sub, true) => g[at],
-                        (Arith::Sub, false) => -g[at],
-                        (Arith::Mul, true) => g[at] * v,
-                        (Arith::Mul, false) => g[at] * u,
-                        (Arith::Div, true) => g[at] / v,
-                        // d(u / v)/dv = −(u / v) / v
-                        (Arith::Div, false) => -(g[at] * o[at]) / v,
-                    };
+                    d[layers::broadcast_index(ds, c, oy, ox)] += partial(g[at], u, v, o[at]);
                 }
             }
         }
