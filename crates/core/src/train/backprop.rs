@@ -695,17 +695,25 @@ fn binary_backward(net: &Network, tape: &Tape, i: usize, b: &Binary, k: usize, d
         // d(u / v)/dv = −(u / v) / v
         (Arith::Div, false) => -(g * o) / v,
     };
-    let mut dx = Buf::zeroed(tape.n * ds.len());
+    // Equal shapes (the residual Add): no broadcast indexing, one pass that
+    // writes every value (`0.0 + …` keeps the bits of `+=` onto zeros), and
+    // an Add reads only `dy`.
+    let ((_, sa), (_, sb)) = layers::operands(b, (&[], xs), ys.map(|s| (&[][..], s)));
+    let equal = sa == os && sb == os && ds == os;
+    let pass_through = matches!((b.arith, left), (Arith::Add, _) | (Arith::Sub, true));
+    let mut dx = if equal { Buf::for_overwrite(tape.n * ds.len()) } else { Buf::zeroed(tape.n * ds.len()) };
     dx.par_chunks_exact_mut(ds.len()).enumerate().for_each(|(j, d)| {
         let x = (&tape.values[node.inputs[0]][j * xs.len()..(j + 1) * xs.len()], xs);
         let y = node.inputs.get(1).zip(ys).map(|(&v, s)| (&tape.values[v][j * s.len()..(j + 1) * s.len()], s));
         let ((a, sa), (bv, sb)) = layers::operands(b, x, y);
         let (o, g) = (&tape.values[i + 1][j * os.len()..(j + 1) * os.len()], &dy[j * os.len()..(j + 1) * os.len()]);
-        // Equal shapes (the residual Add): no broadcast indexing, one pass
-        // (`+=` onto the zeroed buffer keeps the bits of the general path).
-        if sa == os && sb == os && ds == os {
+        if equal && pass_through {
+            d.iter_mut().zip(g).for_each(|(d, &g)| *d = 0.0 + g);
+            return;
+        }
+        if equal {
             for ((((d, &g), &u), &v), &o) in d.iter_mut().zip(g).zip(a).zip(bv).zip(o) {
-                *d += partial(g, u, v, o);
+                *d = 0.0 + partial(g, u, v, o);
             }
             return;
         }
