@@ -3,6 +3,9 @@
 //! columns, one partial sum per (subarray, slice, stream, column, pixel),
 //! each converted on its own and recombined by shift-and-add.
 
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
+
 use rand_core::RngCore;
 
 use crate::bail;
@@ -468,7 +471,8 @@ impl Unfold<'_> {
     }
 }
 
-/// Per-thread buffers of the crossbar forward pass.
+/// Per-thread buffers of the crossbar forward pass. Every use overwrites
+/// what it reads, so one scratch serves any layer and image in turn.
 #[derive(Default)]
 pub struct Scratch {
     levels: Vec<f32>,
@@ -479,6 +483,53 @@ pub struct Scratch {
     packed: Vec<mvm::PackedInputs>,
     ps: Vec<f32>,
     thresholds: Vec<f32>,
+}
+
+thread_local! {
+    /// Scratch given back on this thread (see `Scratch::reused`).
+    static SPARE: RefCell<Vec<Scratch>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most spare scratches one thread keeps (a training step holds one per
+/// rayon job at a time).
+const SPARES: usize = 4;
+
+impl Scratch {
+    /// A scratch from this thread's spares, already grown, or a new one.
+    /// Training takes one per layer, step and rayon job: new, its buffers of
+    /// a few hundred KiB came fresh from the kernel each time, page-faulted
+    /// and zeroed (a twelfth of a PS-QAT step).
+    pub fn reused() -> Reused {
+        Reused(SPARE.try_with(|spare| spare.borrow_mut().pop()).ok().flatten().unwrap_or_default())
+    }
+}
+
+/// A `Scratch` that goes back to its thread's spares when dropped.
+pub struct Reused(Scratch);
+
+impl Deref for Reused {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
+}
+
+impl DerefMut for Reused {
+    fn deref_mut(&mut self) -> &mut Scratch {
+        &mut self.0
+    }
+}
+
+impl Drop for Reused {
+    fn drop(&mut self) {
+        let scratch = std::mem::take(&mut self.0);
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARES {
+                spare.push(scratch);
+            }
+        });
+    }
 }
 
 #[cfg(test)]

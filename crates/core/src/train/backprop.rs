@@ -122,13 +122,10 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                         None => (0..n).map(|_| None).collect(),
                     };
                     let conv: &Conv = c;
-                    out.par_chunks_exact_mut(os.len()).zip(input.par_chunks_exact(xs.len())).zip(q.images.par_iter()).zip(slots).for_each_init(
-                        Scratch::default,
-                        |scratch, (((o, x), &image), slot)| {
-                            let unfold = Unfold::Conv { conv, input: xs, output: os };
-                            layer.forward(x, p, unfold, scratch, image, q.seed, o, &mut OpCounts::default(), None, slot);
-                        },
-                    );
+                    out.par_chunks_exact_mut(os.len()).zip(input.par_chunks_exact(xs.len())).zip(q.images.par_iter()).zip(slots).for_each_init(Scratch::reused, |scratch, (((o, x), &image), slot)| {
+                        let unfold = Unfold::Conv { conv, input: xs, output: os };
+                        layer.forward(x, p, unfold, scratch, image, q.seed, o, &mut OpCounts::default(), None, slot);
+                    });
                     record = Some(XbarTape { layer, recorded });
                 }
                 Op::Conv(c) => {
@@ -409,7 +406,7 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     // Replay buffers: partial sums, converter outputs, the (unused) layer output.
     let replay = if t.recorded.is_some() { [0; 3] } else { [per, per, os.len()] };
     let wt = qat::transposed_cells(layer);
-    let scratch = || (Buf::zeroed(xs.len()), Buf::zeroed(k * p), Buf::zeroed(xs.len()), replay.map(Buf::zeroed), Scratch::default(), qat::ImageGrads::new(ql, layer, p, has_bias));
+    let scratch = || (Buf::zeroed(xs.len()), Buf::zeroed(k * p), Buf::zeroed(xs.len()), replay.map(Buf::zeroed), Scratch::reused(), qat::ImageGrads::new(ql, layer, p, has_bias));
     let unfold = Unfold::Conv { conv: c, input: xs, output: os };
     let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), grads, scratch, |acc, (levels, cols, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
         let (psi, ci): (&[f32], &[f32]) = match &t.recorded {
