@@ -25,7 +25,7 @@ export const DEMOS: Readonly<Partial<Record<DatasetName, { model: string; compar
   ...Object.fromEntries(
     ([
       ['mnist', 'lenet5-mnist-stox-4w4a.onnx'],
-      ['fashion-mnist', 'lenet5w2-fashion-mnist-stox-4w4a.onnx'],
+      ['fashion-mnist', 'lenet5w3-fashion-mnist-stox-4w4a.onnx'],
     ] as const).map(([name, model]) => [name, { model, compare: [1, 2, 4].map((t) => `stox:${t}=${join(packageRoot(), 'models', model)}`) }]),
   ),
 };
