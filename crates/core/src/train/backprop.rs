@@ -272,47 +272,52 @@ fn col2im_in(conv: &Conv, dcols: &[f32], xs: Shape, os: Shape, dx: &mut [f32]) {
     }
 }
 
-/// Sums per-chunk partial gradients in chunk order.
-fn sum_ordered(parts: Vec<Vec<Vec<f32>>>) -> Vec<Vec<f32>> {
-    let mut it = parts.into_iter();
-    let mut total = it.next().unwrap_or_default();
-    for part in it {
-        for (t, p) in total.iter_mut().zip(part) {
-            t.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-        }
-    }
-    total
-}
-
 /// The shared shape of every weighted layer's backward: images in fixed
 /// chunks of `CHUNK` (in parallel), each chunk summing its images' parameter
-/// gradients in order into `grads()`, chunks then summed in order — so the
-/// result does not depend on the thread count. `image(acc, scratch, dx, dy,
-/// x, i)` handles image `i` of the batch; `scratch` is allocated once per chunk.
+/// gradients in order into its own zeroed accumulators of the `grads`
+/// sizes, chunks then summed in order — so the result does not depend on
+/// the thread count. `image(acc, scratch, dx, dy, x, i)` handles image `i`
+/// of the batch; `scratch` is allocated once per chunk. Every chunk's
+/// accumulators lie in one buffer taken and dropped on the calling thread,
+/// so its free list gives it back next step (fresh per chunk, they were
+/// page-faulted and cleared by the kernel every time).
 fn chunked_backward<S>(
     x: &[f32],
     dy: &[f32],
     n: usize,
     (xl, yl): (usize, usize),
-    grads: impl Fn() -> Vec<Vec<f32>> + Sync,
+    grads: &[usize],
     scratch: impl Fn() -> S + Sync,
-    image: impl Fn(&mut Vec<Vec<f32>>, &mut S, &mut [f32], &[f32], &[f32], usize) + Sync,
+    image: impl Fn(&mut [&mut [f32]], &mut S, &mut [f32], &[f32], &[f32], usize) + Sync,
 ) -> (Buf, Vec<Vec<f32>>) {
+    let per: usize = grads.iter().sum();
     let mut dx = Buf::zeroed(n * xl);
-    let parts: Vec<Vec<Vec<f32>>> = dx
-        .par_chunks_mut(CHUNK * xl)
-        .zip(dy.par_chunks(CHUNK * yl))
-        .zip(x.par_chunks(CHUNK * xl))
-        .enumerate()
-        .map(|(c, ((dxc, dyc), xc))| {
-            let (mut acc, mut s) = (grads(), scratch());
-            for (j, ((dxi, dyi), xi)) in dxc.chunks_exact_mut(xl).zip(dyc.chunks_exact(yl)).zip(xc.chunks_exact(xl)).enumerate() {
-                image(&mut acc, &mut s, dxi, dyi, xi, c * CHUNK + j);
-            }
-            acc
+    let mut parts = Buf::zeroed(n.div_ceil(CHUNK) * per.max(1));
+    dx.par_chunks_mut(CHUNK * xl).zip(dy.par_chunks(CHUNK * yl)).zip(x.par_chunks(CHUNK * xl)).zip(parts.par_chunks_mut(per.max(1))).enumerate().for_each(|(c, (((dxc, dyc), xc), part))| {
+        let mut acc = split(part, grads);
+        let mut s = scratch();
+        for (j, ((dxi, dyi), xi)) in dxc.chunks_exact_mut(xl).zip(dyc.chunks_exact(yl)).zip(xc.chunks_exact(xl)).enumerate() {
+            image(&mut acc, &mut s, dxi, dyi, xi, c * CHUNK + j);
+        }
+    });
+    // Chunks summed in chunk order.
+    let mut chunks = parts.chunks_exact(per.max(1));
+    let mut total = chunks.next().map_or_else(|| vec![0f32; per], |first| first[..per].to_vec());
+    for part in chunks {
+        total.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    (dx, split(&mut total, grads).into_iter().map(|g| g.to_vec()).collect())
+}
+
+/// `v` cut into consecutive pieces of the given lengths.
+fn split<'a>(mut v: &'a mut [f32], lens: &[usize]) -> Vec<&'a mut [f32]> {
+    lens.iter()
+        .map(|&len| {
+            let (head, rest) = std::mem::take(&mut v).split_at_mut(len);
+            v = rest;
+            head
         })
-        .collect();
-    (dx, sum_ordered(parts))
+        .collect()
 }
 
 /// Conv backward: returns (dx, [dW, db?]). The weight gradient is summed
@@ -327,25 +332,17 @@ fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape
     transpose(&c.weight, o, k, &mut wt);
     let nb = if c.bias.is_some() { o } else { 0 };
     let scratch = || (Buf::zeroed(k * p), Buf::zeroed(k * p), Buf::zeroed(p * o), Buf::zeroed(k * o));
-    let (dx, mut g) = chunked_backward(
-        x,
-        dy,
-        n,
-        (xs.len(), os.len()),
-        || vec![vec![0f32; k * o], vec![0f32; nb]],
-        scratch,
-        |acc, (cols, dcols, dyt, tmp), dxi, dyi, xi, _| {
-            layers::im2col(c, xi, xs, os, cols);
-            transpose(dyi, o, p, dyt);
-            gemm(cols, dyt, tmp, k, p, o);
-            acc[0].iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
-            for (ch, row) in dyi.chunks_exact(p).enumerate().take(nb) {
-                acc[1][ch] += row.iter().sum::<f32>();
-            }
-            gemm(&wt, dyi, dcols, k, o, p);
-            col2im(c, dcols, xs, os, dxi);
-        },
-    );
+    let (dx, mut g) = chunked_backward(x, dy, n, (xs.len(), os.len()), &[k * o, nb], scratch, |acc, (cols, dcols, dyt, tmp), dxi, dyi, xi, _| {
+        layers::im2col(c, xi, xs, os, cols);
+        transpose(dyi, o, p, dyt);
+        gemm(cols, dyt, tmp, k, p, o);
+        acc[0].iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
+        for (ch, row) in dyi.chunks_exact(p).enumerate().take(nb) {
+            acc[1][ch] += row.iter().sum::<f32>();
+        }
+        gemm(&wt, dyi, dcols, k, o, p);
+        col2im(c, dcols, xs, os, dxi);
+    });
     let mut dw = vec![0f32; o * k];
     transpose(&g[0], k, o, &mut dw);
     g[0] = dw;
@@ -362,7 +359,7 @@ fn linear_backward(l: &crate::graph::Linear, x: &[f32], dy: &[f32], n: usize) ->
         dy,
         n,
         (fi, fo),
-        || vec![vec![0f32; fo * fi], vec![0f32; fo]],
+        &[fo * fi, fo],
         || (),
         |acc, _, dxi, dyi, xi, _| {
             for (oo, &g) in dyi.iter().enumerate() {
@@ -401,14 +398,14 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     let (p, k, o) = (os.h * os.w, layer.k, layer.out);
     let cols = layer.columns.len();
     let has_bias = c.bias.is_some();
-    let grads = || vec![vec![0f32; o * k], vec![0f32; if has_bias { o } else { 0 }], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols], vec![0f32; cols], vec![0f32; 1]];
+    let grads = [o * k, if has_bias { o } else { 0 }, cols, cols, cols, cols, 1];
     let per = cols * p;
     // Replay buffers: partial sums, converter outputs, the (unused) layer output.
     let replay = if t.recorded.is_some() { [0; 3] } else { [per, per, os.len()] };
     let wt = qat::transposed_cells(layer);
     let scratch = || (Buf::zeroed(xs.len()), Buf::zeroed(k * p), Buf::zeroed(xs.len()), replay.map(Buf::zeroed), Scratch::reused(), qat::ImageGrads::new(ql, layer, p, has_bias));
     let unfold = Unfold::Conv { conv: c, input: xs, output: os };
-    let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), grads, scratch, |acc, (levels, cols, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
+    let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), &grads, scratch, |acc, (levels, cols, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
         let (psi, ci): (&[f32], &[f32]) = match &t.recorded {
             Some((ps, cs)) => (&ps[i * per..(i + 1) * per], &cs[i * per..(i + 1) * per]),
             None => {
