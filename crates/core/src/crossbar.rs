@@ -231,11 +231,25 @@ impl CrossbarLayer {
     /// sums per (subarray, slice, stream), each row converted and
     /// shift-added. Integer layers unfold u8 digits for the VNNI kernel,
     /// the others f32 digits for `gemm`.
-    /// `observe` (calibration) sees every raw partial-sum row; `record`
-    /// (training) receives every partial sum and converter output, each
-    /// `columns × p` in canonical column order.
+    /// `ops` (inference, calibration) receives the pass's operation counts;
+    /// training passes none and skips the counting. `observe` (calibration)
+    /// sees every raw partial-sum row; `record` (training) receives every
+    /// partial sum and converter output, each `columns × p` in canonical
+    /// column order.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward(&self, x: &[f32], p: usize, unfold: Unfold, scratch: &mut Scratch, image: usize, seed: u64, out: &mut [f32], ops: &mut OpCounts, observe: Option<Observe>, record: Option<Record>) {
+    pub fn forward(
+        &self,
+        x: &[f32],
+        p: usize,
+        unfold: Unfold,
+        scratch: &mut Scratch,
+        image: usize,
+        seed: u64,
+        out: &mut [f32],
+        ops: Option<&mut OpCounts>,
+        observe: Option<Observe>,
+        record: Option<Record>,
+    ) {
         forward_at(cpu::level(), self, x, p, unfold, scratch, image, seed, out, ops, observe, record)
     }
 
@@ -253,7 +267,7 @@ impl CrossbarLayer {
         image: usize,
         seed: u64,
         out: &mut [f32],
-        ops: &mut OpCounts,
+        mut ops: Option<&mut OpCounts>,
         mut observe: Option<Observe>,
         mut record: Option<Record>,
     ) {
@@ -276,9 +290,11 @@ impl CrossbarLayer {
                     *d = (pmath::small_uint(l) >> shift & mask) as u8;
                 }
                 unfold.apply(&scratch.digits_u8, &mut scratch.cols_u8[j * plane..(j + 1) * plane]);
-                for (row, &load) in scratch.cols_u8[j * plane..(j + 1) * plane].chunks_exact(p).zip(&self.row_load) {
-                    let (nonzero, sq) = drives(row);
-                    ops.count_drives(nonzero, sq, load);
+                if let Some(ops) = ops.as_deref_mut() {
+                    for (row, &load) in scratch.cols_u8[j * plane..(j + 1) * plane].chunks_exact(p).zip(&self.row_load) {
+                        let (nonzero, sq) = drives(row);
+                        ops.count_drives(nonzero, sq, load);
+                    }
                 }
             }
         } else {
@@ -289,10 +305,12 @@ impl CrossbarLayer {
                     *d = digit(l, j, m.input_stream_bits);
                 }
                 unfold.apply(&scratch.digits, &mut scratch.cols[j * plane..(j + 1) * plane]);
-                for (row, &load) in scratch.cols[j * plane..(j + 1) * plane].chunks_exact(p).zip(&self.row_load) {
-                    // Digits are integers below 2^16 in magnitude: their squares are exact in u64.
-                    let (nonzero, sq) = row.iter().fold((0u64, 0u64), |(n, s), &d| (n + (d != 0.0) as u64, s + (d as i64 * d as i64) as u64));
-                    ops.count_drives(nonzero, sq, load);
+                if let Some(ops) = ops.as_deref_mut() {
+                    for (row, &load) in scratch.cols[j * plane..(j + 1) * plane].chunks_exact(p).zip(&self.row_load) {
+                        // Digits are integers below 2^16 in magnitude: their squares are exact in u64.
+                        let (nonzero, sq) = row.iter().fold((0u64, 0u64), |(n, s), &d| (n + (d != 0.0) as u64, s + (d as i64 * d as i64) as u64));
+                        ops.count_drives(nonzero, sq, load);
+                    }
                 }
             }
         }
@@ -323,9 +341,11 @@ impl CrossbarLayer {
                         }
                     }
                     let factor = (1u64 << (i as u32 * m.weight_slice_bits + j as u32 * m.input_stream_bits)) as f32;
-                    let (lo, hi) = range(&scratch.ps[..self.out * p]);
-                    ops.ps_min = ops.ps_min.min(lo);
-                    ops.ps_max = ops.ps_max.max(hi);
+                    if let Some(ops) = ops.as_deref_mut() {
+                        let (lo, hi) = range(&scratch.ps[..self.out * p]);
+                        ops.ps_min = ops.ps_min.min(lo);
+                        ops.ps_max = ops.ps_max.max(hi);
+                    }
                     for o in 0..self.out {
                         let idx = ((s * slices + i) * streams + j) * self.out + o;
                         let ps = &scratch.ps[o * p..(o + 1) * p];
@@ -349,7 +369,9 @@ impl CrossbarLayer {
             }
         }
         scratch.thresholds = draws.thresholds;
-        self.count(p, ops);
+        if let Some(ops) = ops {
+            self.count(p, ops);
+        }
     }
 
     /// Operation counts of one forward pass over `p` input vectors.
@@ -405,7 +427,7 @@ multiversion! {
         image: usize,
         seed: u64,
         out: &mut [f32],
-        ops: &mut OpCounts,
+        ops: Option<&mut OpCounts>,
         observe: Option<Observe>,
         record: Option<Record>,
     ) {

@@ -165,9 +165,9 @@ fn run_crossbar(
     match observe {
         Some(f) => {
             let mut g = |col: usize, ps: &[f32]| f(node, col, ps);
-            layer.forward(x, p, unfold, scratch, index, seed, out, ops, Some(&mut g), None);
+            layer.forward(x, p, unfold, scratch, index, seed, out, Some(ops), Some(&mut g), None);
         }
-        None => layer.forward(x, p, unfold, scratch, index, seed, out, ops, None, None),
+        None => layer.forward(x, p, unfold, scratch, index, seed, out, Some(ops), None, None),
     }
 }
 

@@ -7,7 +7,6 @@
 use rayon::prelude::*;
 
 use crate::buffers::Buf;
-use crate::counts::OpCounts;
 use crate::cpu::{self, multiversion};
 use crate::crossbar::{CrossbarLayer, Scratch, Unfold};
 use crate::gemm::{gemm, transpose};
@@ -124,7 +123,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                     let conv: &Conv = c;
                     out.par_chunks_exact_mut(os.len()).zip(input.par_chunks_exact(xs.len())).zip(q.images.par_iter()).zip(slots).for_each_init(Scratch::reused, |scratch, (((o, x), &image), slot)| {
                         let unfold = Unfold::Conv { conv, input: xs, output: os };
-                        layer.forward(x, p, unfold, scratch, image, q.seed, o, &mut OpCounts::default(), None, slot);
+                        layer.forward(x, p, unfold, scratch, image, q.seed, o, None, None, slot);
                     });
                     record = Some(XbarTape { layer, recorded });
                 }
@@ -132,7 +131,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                     let k = layers::conv_rows(c) * os.h * os.w;
                     let rows = layers::conv_rows(c);
                     per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each_init(
-                        || Buf::zeroed(k),
+                        || Buf::for_overwrite(k),
                         |cols, (o, x)| {
                             layers::im2col(c, x, xs, os, cols);
                             gemm(&c.weight, cols, o, c.out_channels, rows, os.h * os.w);
@@ -331,7 +330,8 @@ fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape
     let mut wt = vec![0f32; k * o];
     transpose(&c.weight, o, k, &mut wt);
     let nb = if c.bias.is_some() { o } else { 0 };
-    let scratch = || (Buf::zeroed(k * p), Buf::zeroed(k * p), Buf::zeroed(p * o), Buf::zeroed(k * o));
+    // Every scratch is written whole before it is read (im2col, transpose, products).
+    let scratch = || (Buf::for_overwrite(k * p), Buf::for_overwrite(k * p), Buf::for_overwrite(p * o), Buf::for_overwrite(k * o));
     let (dx, mut g) = chunked_backward(x, dy, n, (xs.len(), os.len()), &[k * o, nb], scratch, |acc, (cols, dcols, dyt, tmp), dxi, dyi, xi, _| {
         layers::im2col(c, xi, xs, os, cols);
         transpose(dyi, o, p, dyt);
@@ -403,40 +403,27 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     // Replay buffers: partial sums, converter outputs, the (unused) layer output.
     let replay = if t.recorded.is_some() { [0; 3] } else { [per, per, os.len()] };
     let wt = qat::transposed_cells(layer);
-    let scratch = || (Buf::zeroed(xs.len()), Buf::zeroed(k * p), Buf::zeroed(xs.len()), replay.map(Buf::zeroed), Scratch::reused(), qat::ImageGrads::new(ql, layer, p, has_bias));
+    // Every scratch is written whole before it is read (levels, im2col, the cleared dlevels, the replay).
+    let scratch =
+        || (Buf::for_overwrite(xs.len()), Buf::for_overwrite(k * p), Buf::for_overwrite(xs.len()), replay.map(Buf::for_overwrite), Scratch::reused(), qat::ImageGrads::new(ql, layer, p, has_bias));
     let unfold = Unfold::Conv { conv: c, input: xs, output: os };
     let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), &grads, scratch, |acc, (levels, cols, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
         let (psi, ci): (&[f32], &[f32]) = match &t.recorded {
             Some((ps, cs)) => (&ps[i * per..(i + 1) * per], &cs[i * per..(i + 1) * per]),
             None => {
-                layer.forward(xi, p, unfold, sc, q.images[i], q.seed, y_buf, &mut OpCounts::default(), None, Some((&mut ps_buf[..], &mut c_buf[..])));
+                layer.forward(xi, p, unfold, sc, q.images[i], q.seed, y_buf, None, None, Some((&mut ps_buf[..], &mut c_buf[..])));
                 (ps_buf, c_buf)
             }
         };
-        levels.iter_mut().zip(xi).for_each(|(l, &v)| *l = layer.input.level(v));
+        qat::input_levels(&layer.input, xi, levels);
         layers::im2col(c, levels, xs, os, cols);
         qat::backward_image(ql, layer, &wt, cols, psi, ci, dyi, p, g);
         dlevels.fill(0.0);
         col2im(c, &g.dcols, xs, os, dlevels);
-        // Straight-through the input quantiser inside its range; the clip's
+        // Straight through the input quantiser inside its range; the clip's
         // gradient with q = step·level (qat.rs).
-        let input = &layer.input;
-        let (lo, hi) = if input.signed { (-ql.config.input_clip, ql.config.input_clip) } else { (0.0, ql.config.input_clip) };
-        let below = if input.signed { -1.0 } else { 0.0 };
-        let (inv, mut dclip) = (1.0 / input.step, 0f32);
-        for (((d, &dl), &v), &level) in dxi.iter_mut().zip(dlevels.iter()).zip(xi).zip(levels.iter()) {
-            let dq = dl * inv;
-            let (pass, dq_dclip) = if v >= hi {
-                (0.0, 1.0)
-            } else if v <= lo {
-                (0.0, below)
-            } else {
-                (dq, (level - v * input.inv_step) / input.levels)
-            };
-            *d = pass;
-            dclip += dq * dq_dclip;
-        }
-        acc[6][0] += dclip;
+        let range = if layer.input.signed { (-ql.config.input_clip, ql.config.input_clip) } else { (0.0, ql.config.input_clip) };
+        acc[6][0] += qat::input_ste(&layer.input, range, xi, levels, dlevels, dxi);
         acc[0].iter_mut().zip(&g.dw).for_each(|(a, b)| *a += b);
         acc[1].iter_mut().zip(&g.db).for_each(|(a, b)| *a += b);
         for (a, d) in acc[2..].iter_mut().zip(&g.dparams) {

@@ -287,7 +287,10 @@ impl Trainer {
             let images: Vec<usize> = idx.iter().map(|&i| epoch * data.len() + i as usize).collect();
             let q = (!self.qat.is_empty()).then(|| backprop::Qat { layers: &self.qat, seed: c.seed, images: &images, tape_bytes: backprop::TAPE_BYTES });
             let soft = match &mut self.teacher {
-                Some((t, d)) => Some((backprop::forward(t, x.clone(), idx.len(), false, None)?.values.swap_remove(t.output), *d)),
+                // The inference engine runs the whole network image by image, its
+                // activations staying in cache, with the ops of an eval-mode batch
+                // forward (the same bits) and no tape kept.
+                Some((t, d)) => Some((crate::engine::forward(t, None, &x, 0)?.0, *d)),
                 None => None,
             };
             let tape = backprop::forward(&mut self.net, x, idx.len(), true, q.as_ref())?;

@@ -37,6 +37,7 @@ use crate::error::Result;
 use crate::gemm::{gemm, transpose};
 use crate::graph::{Node, Op};
 use crate::pmath;
+use crate::quant::InputQuant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MtjGrad {
@@ -166,7 +167,7 @@ enum Surrogate {
 }
 
 /// Gradients of one crossbar conv over one image, in buffers reused from
-/// image to image (every value is overwritten).
+/// image to image (every value is overwritten, so none is cleared).
 pub struct ImageGrads {
     /// `k × p`, with respect to the unfolded input *levels*.
     pub dcols: Buf,
@@ -184,12 +185,12 @@ impl ImageGrads {
     pub fn new(qat: &QatLayer, layer: &CrossbarLayer, p: usize, has_bias: bool) -> ImageGrads {
         let (out, k, cols) = (layer.out, layer.k, layer.columns.len());
         ImageGrads {
-            dcols: Buf::zeroed(k * p),
+            dcols: Buf::for_overwrite(k * p),
             dw: vec![0f32; out * k],
             db: vec![0f32; if has_bias { out } else { 0 }],
             dparams: std::array::from_fn(|_| vec![0f32; if qat.config.converter.normalises() { cols } else { 0 }]),
-            dps: Buf::zeroed(out * p),
-            dps_t: Buf::zeroed(p * out),
+            dps: Buf::for_overwrite(out * p),
+            dps_t: Buf::for_overwrite(p * out),
         }
     }
 }
@@ -289,6 +290,64 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], col
         // dX_s = W_sᵀ · dps.
         gemm(&wt[s], &g.dps, &mut g.dcols[k0 * p..k1 * p], ks, out, p);
     }
+}
+
+/// The layer's input levels of `x` (before the unfold), in the clone of
+/// `cpu::level()`: there `floor` is one instruction, in the baseline build
+/// a libm call per value.
+pub fn input_levels(input: &InputQuant, x: &[f32], levels: &mut [f32]) {
+    input_levels_at(cpu::level(), input, x, levels)
+}
+
+multiversion! {
+    fn input_levels_at(input: &InputQuant, x: &[f32], levels: &mut [f32]) {
+        _I => levels.iter_mut().zip(x).for_each(|(l, &v)| *l = input.level(v))
+    }
+}
+
+/// Straight through the input quantiser: d x = d level / step inside the
+/// clip range `range`, 0 outside. Returns d clip for q = step·level (LSQ
+/// inside, PACT at the clip; see the module doc), summed in the eight lanes
+/// of `pixel_grads`: one chain of dependent additions over every input was
+/// a twentieth of a PS-QAT step.
+pub fn input_ste(input: &InputQuant, range: (f32, f32), x: &[f32], levels: &[f32], dlevels: &[f32], dx: &mut [f32]) -> f32 {
+    input_ste_at(cpu::level(), input, range, x, levels, dlevels, dx)
+}
+
+multiversion! {
+    fn input_ste_at(input: &InputQuant, range: (f32, f32), x: &[f32], levels: &[f32], dlevels: &[f32], dx: &mut [f32]) -> f32 {
+        _I => input_ste_in(input, range, x, levels, dlevels, dx)
+    }
+}
+
+#[inline(always)]
+fn input_ste_in(input: &InputQuant, (lo, hi): (f32, f32), x: &[f32], levels: &[f32], dlevels: &[f32], dx: &mut [f32]) -> f32 {
+    let below = if input.signed { -1.0 } else { 0.0 };
+    let inv = 1.0 / input.step;
+    let term = |v: f32, level: f32, dl: f32, d: &mut f32, lane: &mut f32| {
+        let dq = dl * inv;
+        let dq_dclip = if v >= hi {
+            1.0
+        } else if v <= lo {
+            below
+        } else {
+            (level - v * input.inv_step) / input.levels
+        };
+        *d = if v >= hi || v <= lo { 0.0 } else { dq };
+        *lane += dq * dq_dclip;
+    };
+    let mut lanes = [0f32; L];
+    let full = x.len() / L * L;
+    let (xs, ls, ds, out) = (x[..full].chunks_exact(L), levels[..full].chunks_exact(L), dlevels[..full].chunks_exact(L), dx[..full].chunks_exact_mut(L));
+    for (((xc, lc), dc), oc) in xs.zip(ls).zip(ds).zip(out) {
+        for l in 0..L {
+            term(xc[l], lc[l], dc[l], &mut oc[l], &mut lanes[l]);
+        }
+    }
+    for (l, (((&v, &level), &dl), d)) in x[full..].iter().zip(&levels[full..]).zip(&dlevels[full..]).zip(&mut dx[full..]).enumerate() {
+        term(v, level, dl, d, &mut lanes[l]);
+    }
+    lanes.iter().sum()
 }
 
 /// One column's backward over its pixels: writes d ps and returns the sums of

@@ -338,6 +338,25 @@ fn distillation_gradient_matches_finite_differences() {
     assert_eq!(softmax_cross_entropy(&logits, &[1, 0], 3, 0.1, Some((&teacher, Distill { alpha: 0.0, temperature: 3.0 }))), softmax_cross_entropy(&logits, &[1, 0], 3, 0.1, None));
 }
 
+/// The teacher runs on the inference engine (image by image, no tape): its
+/// logits equal the eval-mode batch forward's bit for bit, so distillation
+/// does not depend on which of the two computes them.
+#[test]
+fn teacher_logits_equal_the_eval_mode_batch_forward() {
+    let mut net = tiny();
+    if let Op::BatchNorm(b) = &mut net.nodes[1].op {
+        b.mean = vec![0.3, -0.1, 0.2, 0.05];
+        b.var = vec![0.7, 1.3, 0.9, 2.0];
+    }
+    let n = 5;
+    let x: Vec<f32> = (0..n * net.input.len()).map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * 1.3).collect();
+    let (engine, _) = crate::engine::forward(&net, None, &x, 0).unwrap();
+    let tape = backprop::forward(&mut net, x.clone(), n, false, None).unwrap();
+    let batch = &tape.values[net.output];
+    assert!(engine.iter().any(|&v| v != 0.0));
+    assert_eq!(engine.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), batch.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+}
+
 /// Pure distillation (α = 1) from a trained teacher: the loss (the KL to the
 /// teacher) falls below half, and a resumed run equals an uninterrupted one.
 #[test]
