@@ -176,9 +176,11 @@ pub struct ImageGrads {
     pub db: Vec<f32>,
     /// Per column: d scale, d shift, d gain, d offset.
     pub dparams: [Vec<f32>; 4],
-    /// Scratch: d ps of one subarray, `out × p`, and transposed.
+    /// Scratch: d ps of one subarray, `out × p`, and transposed; one
+    /// column's d acc and d x per pixel (`pixel_grads`).
     dps: Buf,
     dps_t: Buf,
+    pixel: [Buf; 2],
 }
 
 impl ImageGrads {
@@ -191,6 +193,7 @@ impl ImageGrads {
             dparams: std::array::from_fn(|_| vec![0f32; if qat.config.converter.normalises() { cols } else { 0 }]),
             dps: Buf::for_overwrite(out * p),
             dps_t: Buf::for_overwrite(p * out),
+            pixel: [Buf::for_overwrite(p), Buf::for_overwrite(p)],
         }
     }
 }
@@ -267,9 +270,11 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], col
                 continue;
             }
             // (A NaN x, from a diverged normalisation, passes no gradient.)
+            let [t0, t1] = &mut g.pixel;
+            let outs = (dpsr, &mut t0[..], &mut t1[..]);
             let [dg, dh, ds, dt] = match surrogate {
-                Surrogate::Window { clamp } => pixel_grads(dyr, psr, cr, dpsr, scale, col, |x| if x.abs() < clamp { 1.0 } else { 0.0 }),
-                Surrogate::Curve { clamp, slope, center } => pixel_grads(dyr, psr, cr, dpsr, scale, col, |x| {
+                Surrogate::Window { clamp } => pixel_grads(dyr, psr, cr, scale, col, outs, |x| if x.abs() < clamp { 1.0 } else { 0.0 }),
+                Surrogate::Curve { clamp, slope, center } => pixel_grads(dyr, psr, cr, scale, col, outs, |x| {
                     if x.abs() < clamp {
                         let s = pmath::sigmoid(slope * (x - center));
                         2.0 * slope * s * (1.0 - s)
@@ -308,73 +313,74 @@ multiversion! {
 /// Straight through the input quantiser: d x = d level / step inside the
 /// clip range `range`, 0 outside. Returns d clip for q = step·level (LSQ
 /// inside, PACT at the clip; see the module doc), summed in the eight lanes
-/// of `pixel_grads`: one chain of dependent additions over every input was
-/// a twentieth of a PS-QAT step.
-pub fn input_ste(input: &InputQuant, range: (f32, f32), x: &[f32], levels: &[f32], dlevels: &[f32], dx: &mut [f32]) -> f32 {
+/// of `lane_sum` (one chain of dependent additions over every input was
+/// a twentieth of a PS-QAT step). `dlevels` is consumed: it holds each
+/// input's d clip term afterwards.
+pub fn input_ste(input: &InputQuant, range: (f32, f32), x: &[f32], levels: &[f32], dlevels: &mut [f32], dx: &mut [f32]) -> f32 {
     input_ste_at(cpu::level(), input, range, x, levels, dlevels, dx)
 }
 
 multiversion! {
-    fn input_ste_at(input: &InputQuant, range: (f32, f32), x: &[f32], levels: &[f32], dlevels: &[f32], dx: &mut [f32]) -> f32 {
+    fn input_ste_at(input: &InputQuant, range: (f32, f32), x: &[f32], levels: &[f32], dlevels: &mut [f32], dx: &mut [f32]) -> f32 {
         _I => input_ste_in(input, range, x, levels, dlevels, dx)
     }
 }
 
 #[inline(always)]
-fn input_ste_in(input: &InputQuant, (lo, hi): (f32, f32), x: &[f32], levels: &[f32], dlevels: &[f32], dx: &mut [f32]) -> f32 {
+fn input_ste_in(input: &InputQuant, (lo, hi): (f32, f32), x: &[f32], levels: &[f32], dlevels: &mut [f32], dx: &mut [f32]) -> f32 {
     let below = if input.signed { -1.0 } else { 0.0 };
     let inv = 1.0 / input.step;
-    let term = |v: f32, level: f32, dl: f32, d: &mut f32, lane: &mut f32| {
-        let dq = dl * inv;
-        let dq_dclip = if v >= hi {
-            1.0
-        } else if v <= lo {
-            below
-        } else {
-            (level - v * input.inv_step) / input.levels
-        };
-        *d = if v >= hi || v <= lo { 0.0 } else { dq };
-        *lane += dq * dq_dclip;
+    // Both sides computed, then picked by bit masks: with plain `if`s the
+    // compiler sank the division into a branch and the loop stayed scalar.
+    let pick = |c: bool, a: f32, b: f32| {
+        let m = (c as u32).wrapping_neg();
+        f32::from_bits(a.to_bits() & m | b.to_bits() & !m)
     };
-    let mut lanes = [0f32; L];
-    let full = x.len() / L * L;
-    let (xs, ls, ds, out) = (x[..full].chunks_exact(L), levels[..full].chunks_exact(L), dlevels[..full].chunks_exact(L), dx[..full].chunks_exact_mut(L));
-    for (((xc, lc), dc), oc) in xs.zip(ls).zip(ds).zip(out) {
-        for l in 0..L {
-            term(xc[l], lc[l], dc[l], &mut oc[l], &mut lanes[l]);
-        }
+    // One elementwise pass (it vectorises), then the lanes' sums.
+    for (((d, dl), &v), &level) in dx.iter_mut().zip(dlevels.iter_mut()).zip(x).zip(levels) {
+        let dq = *dl * inv;
+        let lsq = (level - v * input.inv_step) / input.levels;
+        let (over, under) = (v >= hi, v <= lo);
+        *d = pick(over | under, 0.0, dq);
+        *dl = dq * pick(over, 1.0, pick(under, below, lsq));
     }
-    for (l, (((&v, &level), &dl), d)) in x[full..].iter().zip(&levels[full..]).zip(&dlevels[full..]).zip(&mut dx[full..]).enumerate() {
-        term(v, level, dl, d, &mut lanes[l]);
-    }
-    lanes.iter().sum()
+    lane_sum(dlevels, dlevels, |t, _| t)
 }
 
 /// One column's backward over its pixels: writes d ps and returns the sums of
 /// d gain, d offset, d scale and d shift. `derivative` is the surrogate, as a
-/// closure of its own kind so that the loop carries no branch on it and
-/// vectorises eight pixels wide.
+/// closure of its own kind so that the loop carries no branch on it. One
+/// elementwise pass (it vectorises) writes d ps and keeps each pixel's d acc
+/// and d x in the other two outputs,
+/// then `lane_sum` adds the terms: with the four sums in the pixel loop the
+/// compiler kept it scalar.
 #[inline(always)]
-fn pixel_grads(dy: &[f32], ps: &[f32], c: &[f32], dps: &mut [f32], scale: f32, col: &Column, derivative: impl Fn(f32) -> f32) -> [f32; 4] {
-    let mut sums = [[0f32; L]; 4];
-    let mut pixel = |j: usize, l: usize, sums: &mut [[f32; L]; 4]| {
-        let dacc = dy[j] * scale;
-        let x = ps[j] * col.scale + col.shift;
-        let dx = dacc * col.gain * derivative(x);
-        sums[0][l] += dacc * c[j];
-        sums[1][l] += dacc;
-        sums[2][l] += dx * ps[j];
-        sums[3][l] += dx;
-        dps[j] = dx * col.scale;
-    };
-    let full = dy.len() / L * L;
-    for j0 in (0..full).step_by(L) {
+fn pixel_grads(dy: &[f32], ps: &[f32], c: &[f32], scale: f32, col: &Column, (dps, dacc, dx): (&mut [f32], &mut [f32], &mut [f32]), derivative: impl Fn(f32) -> f32) -> [f32; 4] {
+    let (dacc, dx) = (&mut dacc[..dy.len()], &mut dx[..dy.len()]);
+    for ((((a, d), out), &g), &v) in dacc.iter_mut().zip(dx.iter_mut()).zip(dps.iter_mut()).zip(dy).zip(ps) {
+        *a = g * scale;
+        let x = v * col.scale + col.shift;
+        *d = *a * col.gain * derivative(x);
+        *out = *d * col.scale;
+    }
+    [lane_sum(dacc, c, |a, c| a * c), lane_sum(dacc, dacc, |a, _| a), lane_sum(dx, ps, |d, v| d * v), lane_sum(dx, dx, |d, _| d)]
+}
+
+/// Σ f(a, b) over pairs in eight lanes (lane l takes the pairs ≡ l mod 8,
+/// lanes added in order), so that it vectorises and stays independent of
+/// threads.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [0f32; L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
         for l in 0..L {
-            pixel(j0 + l, l, &mut sums);
+            lanes[l] += f(x[l], y[l]);
         }
     }
-    for j in full..dy.len() {
-        pixel(j, j - full, &mut sums);
+    for (lane, (&x, &y)) in lanes.iter_mut().zip(ra.iter().zip(rb)) {
+        *lane += f(x, y);
     }
-    sums.map(|lanes| lanes.iter().sum::<f32>())
+    lanes.iter().sum()
 }
