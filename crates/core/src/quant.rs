@@ -27,20 +27,23 @@ pub fn round_half_away(v: f32) -> f32 {
 /// no rounding instruction, and outside the kernels' multiversioned clones
 /// (e.g. the training step's input levels) libm's `floorf` was 5 % of a
 /// PS-QAT step.
+/// Branch-free (every case computed, then selected), so that loops over it
+/// vectorise: with an early return the input levels stayed scalar.
 #[inline(always)]
 pub fn floor(x: f32) -> f32 {
-    // |x| ≥ 2^23, infinities and NaN are their own floor.
-    if x.is_nan() || x.abs() >= 8_388_608.0 {
-        return x;
-    }
-    // Truncation is exact here; it rounds negative fractions up.
-    let t = x as i32 as f32;
+    let small = x.abs() < 8_388_608.0;
+    // Truncation is exact below 2^23; it rounds negative fractions up. (Not
+    // `as i32`, whose saturation stays scalar; the argument is in range.)
+    // SAFETY: the argument is finite and below 2^23 in magnitude.
+    let t = unsafe { (if small { x } else { 0.0 }).to_int_unchecked::<i32>() } as f32;
     let f = if t > x { t - 1.0 } else { t };
     // floor(−0.0) is −0.0 (and floor(−0.3) is −1, never zero).
-    if f == 0.0 {
-        f.copysign(x)
-    } else {
+    let f = if f == 0.0 { f.copysign(x) } else { f };
+    // |x| ≥ 2^23, infinities and NaN are their own floor.
+    if small {
         f
+    } else {
+        x
     }
 }
 
