@@ -269,7 +269,7 @@ impl CrossbarLayer {
         out: &mut [f32],
         mut ops: Option<&mut OpCounts>,
         mut observe: Option<Observe>,
-        mut record: Option<Record>,
+        record: Option<Record>,
     ) {
         let m = &self.config.mapping;
         let (slices, streams) = (m.slices(), m.streams());
@@ -315,6 +315,10 @@ impl CrossbarLayer {
             }
         }
         scratch.ps.resize(self.out * p, 0.0);
+        // Training's record: the products write their partial sums straight
+        // into it (its rows for one subarray, slice and stream are the
+        // product's `out × p` block), the converters their outputs.
+        let (mut record_ps, mut record_c) = record.map_or((None, None), |(ps, c)| (Some(ps), Some(c)));
         let acc = out;
         acc.fill(0.0);
         let mut draws = Draws {
@@ -333,29 +337,31 @@ impl CrossbarLayer {
             for i in 0..slices {
                 let n = i * self.ranges.len() + s;
                 for j in 0..streams {
+                    let base = ((s * slices + i) * streams + j) * self.out;
+                    let block = match record_ps.as_deref_mut() {
+                        Some(all) => &mut all[base * p..(base + self.out) * p],
+                        None => &mut scratch.ps[..],
+                    };
                     match &self.packed {
-                        Some(packed) => mvm::mvm(&packed[n], &scratch.packed[j], p, &mut scratch.ps),
+                        Some(packed) => mvm::mvm(&packed[n], &scratch.packed[j], p, block),
                         None => {
                             let cols = &scratch.cols[j * plane + k0 * p..j * plane + k1 * p];
-                            gemm(&self.weights[n], cols, &mut scratch.ps, self.out, rows, p);
+                            gemm(&self.weights[n], cols, block, self.out, rows, p);
                         }
                     }
                     let factor = (1u64 << (i as u32 * m.weight_slice_bits + j as u32 * m.input_stream_bits)) as f32;
                     if let Some(ops) = ops.as_deref_mut() {
-                        let (lo, hi) = range(&scratch.ps[..self.out * p]);
+                        let (lo, hi) = range(block);
                         ops.ps_min = ops.ps_min.min(lo);
                         ops.ps_max = ops.ps_max.max(hi);
                     }
                     for o in 0..self.out {
-                        let idx = ((s * slices + i) * streams + j) * self.out + o;
-                        let ps = &scratch.ps[o * p..(o + 1) * p];
+                        let idx = base + o;
+                        let ps = &block[o * p..(o + 1) * p];
                         if let Some(f) = observe.as_mut() {
                             f(idx, ps);
                         }
-                        let keep = record.as_mut().map(|(ps_all, c_all)| {
-                            ps_all[idx * p..(idx + 1) * p].copy_from_slice(ps);
-                            &mut c_all[idx * p..(idx + 1) * p]
-                        });
+                        let keep = record_c.as_deref_mut().map(|c| &mut c[idx * p..(idx + 1) * p]);
                         let table = self.thresholds.get(idx).and_then(|t| t.as_ref());
                         converter::convert_row(&self.config.converter, &self.columns[idx], table, ps, &mut acc[o * p..(o + 1) * p], factor, &mut draws, keep);
                     }

@@ -290,9 +290,11 @@ fn chunked_backward<S>(
     image: impl Fn(&mut [&mut [f32]], &mut S, &mut [f32], &[f32], &[f32], usize) + Sync,
 ) -> (Buf, Vec<Vec<f32>>) {
     let per: usize = grads.iter().sum();
+    // One chunk's accumulators (at least one float, so that every chunk has a part).
+    let part_len = per.max(1);
     let mut dx = Buf::zeroed(n * xl);
-    let mut parts = Buf::zeroed(n.div_ceil(CHUNK) * per.max(1));
-    dx.par_chunks_mut(CHUNK * xl).zip(dy.par_chunks(CHUNK * yl)).zip(x.par_chunks(CHUNK * xl)).zip(parts.par_chunks_mut(per.max(1))).enumerate().for_each(|(c, (((dxc, dyc), xc), part))| {
+    let mut parts = Buf::zeroed(n.div_ceil(CHUNK) * part_len);
+    dx.par_chunks_mut(CHUNK * xl).zip(dy.par_chunks(CHUNK * yl)).zip(x.par_chunks(CHUNK * xl)).zip(parts.par_chunks_mut(part_len)).enumerate().for_each(|(c, (((dxc, dyc), xc), part))| {
         let mut acc = split(part, grads);
         let mut s = scratch();
         for (j, ((dxi, dyi), xi)) in dxc.chunks_exact_mut(xl).zip(dyc.chunks_exact(yl)).zip(xc.chunks_exact(xl)).enumerate() {
@@ -300,7 +302,7 @@ fn chunked_backward<S>(
         }
     });
     // Chunks summed in chunk order.
-    let mut chunks = parts.chunks_exact(per.max(1));
+    let mut chunks = parts.chunks_exact(part_len);
     let mut total = chunks.next().map_or_else(|| vec![0f32; per], |first| first[..per].to_vec());
     for part in chunks {
         total.iter_mut().zip(part).for_each(|(a, b)| *a += b);
