@@ -32,13 +32,12 @@ pub type Observer<'a, 'b> = &'a mut (dyn FnMut(usize, usize, &[f32]) + 'b);
 /// batch (zeroed pages, fresh scratch) cost a tenth of simulation time.
 pub struct Workspace {
     values: Vec<Vec<f32>>,
-    cols: Vec<f32>,
     scratch: crossbar::Scratch,
 }
 
 impl Workspace {
     pub fn new(net: &Network) -> Workspace {
-        Workspace { values: net.shapes.iter().map(|s| vec![0f32; s.len()]).collect(), cols: vec![0f32; Self::cols_len(net)], scratch: crossbar::Scratch::default() }
+        Workspace { values: net.shapes.iter().map(|s| vec![0f32; s.len()]).collect(), scratch: crossbar::Scratch::default() }
     }
 
     /// A workspace for `net` from this thread's cache (any one sized for the
@@ -46,7 +45,7 @@ impl Workspace {
     pub fn take(net: &Network) -> Workspace {
         let cached = CACHE.try_with(|c| {
             let mut c = c.borrow_mut();
-            let i = c.iter().position(|w| w.cols.len() == Self::cols_len(net) && w.values.len() == net.shapes.len() && w.values.iter().zip(&net.shapes).all(|(v, s)| v.len() == s.len()))?;
+            let i = c.iter().position(|w| w.values.len() == net.shapes.len() && w.values.iter().zip(&net.shapes).all(|(v, s)| v.len() == s.len()))?;
             Some(c.swap_remove(i))
         });
         cached.ok().flatten().unwrap_or_else(|| Workspace::new(net))
@@ -60,18 +59,6 @@ impl Workspace {
                 c.push(self);
             }
         });
-    }
-
-    fn cols_len(net: &Network) -> usize {
-        net.nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| match &n.op {
-                Op::Conv(c) => layers::conv_rows(c) * net.shapes[i + 1].h * net.shapes[i + 1].w,
-                _ => 0,
-            })
-            .max()
-            .unwrap_or(0)
     }
 
     /// A value of the last forward pass (value 0 = input, node i → i + 1).
@@ -101,7 +88,7 @@ impl Workspace {
                     run_crossbar(layer, x, 1, Unfold::Identity, &mut self.scratch, index, seed, out, &mut ops[i], i, f);
                 }
                 (Op::Conv(c), None) => {
-                    layers::conv(c, x, xs, out, os, &mut self.cols);
+                    layers::conv(c, x, xs, out, os);
                     ops[i].digital_macs += (c.out_channels * layers::conv_rows(c) * os.h * os.w) as u64;
                     ops[i].images += 1;
                 }

@@ -28,55 +28,119 @@ use crate::cpu::{self, multiversion, Isa, Level};
 
 /// `c[m×n] = a[m×k] · b[k×n]`, all row-major and densely packed.
 pub fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    blocked_at(cpu::level(), a, k, b, n, c, n, m, k, n)
+    assert!(b.len() >= k * n);
+    let level = cpu::level();
+    let mut packed = Packed::new(level, k, n);
+    for kk in 0..k {
+        packed.row(kk, &b[kk * n..(kk + 1) * n]);
+    }
+    product_at(level, a, &packed, c, n, m)
+}
+
+/// `gemm` for an operand b produced on demand, in groups of `group`
+/// columns: `fill(kk, j0, row)` writes every value of `row`, columns
+/// `j0 .. j0 + row.len()` of row `kk`. A group's panels (`k × group`) stay
+/// in L2 from the unfold to the product; the whole `k × n` unfold, packed
+/// and read back (590 KB for ResNet20's first stage, more than L2), cost as
+/// much as a third of the product.
+pub fn gemm_rows(a: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, group: usize, mut fill: impl FnMut(usize, usize, &mut [f32])) {
+    assert!(group > 0 && c.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let level = cpu::level();
+    let mut line = Buf::for_overwrite(group.min(n));
+    for j0 in (0..n).step_by(group) {
+        let g = group.min(n - j0);
+        let mut packed = Packed::new(level, k, g);
+        for kk in 0..k {
+            fill(kk, j0, &mut line[..g]);
+            packed.row(kk, &line[..g]);
+        }
+        product_at(level, a, &packed, &mut c[j0..], n, m);
+    }
+}
+
+/// b in the kernel's layout: its full panels of `width` columns, each
+/// `k × width` and contiguous (read in place, a panel's rows lie a row of b
+/// apart: with a power-of-two stride of 1,024 pixels every row on its own
+/// page and in the same few L1 sets), then the rest of the columns
+/// row-major.
+pub struct Packed {
+    width: usize,
+    k: usize,
+    n: usize,
+    panels: Buf,
+    tail: Buf,
+}
+
+impl Packed {
+    fn new(level: Level, k: usize, n: usize) -> Packed {
+        let width = if level == Level::Avx512 { 32 } else { 16 };
+        let full = n / width * width;
+        Packed { width, k, n, panels: Buf::for_overwrite(k * full), tail: Buf::for_overwrite(k * (n - full)) }
+    }
+
+    /// Stores row `kk` of b.
+    fn row(&mut self, kk: usize, line: &[f32]) {
+        match self.width {
+            16 => self.row_in::<16>(kk, line),
+            _ => self.row_in::<32>(kk, line),
+        }
+    }
+
+    #[inline(always)]
+    fn row_in<const W: usize>(&mut self, kk: usize, line: &[f32]) {
+        let full = self.n / W * W;
+        for (p, chunk) in line[..full].chunks_exact(W).enumerate() {
+            self.panels[(p * self.k + kk) * W..(p * self.k + kk + 1) * W].copy_from_slice(chunk);
+        }
+        let rest = self.n - full;
+        self.tail[kk * rest..(kk + 1) * rest].copy_from_slice(&line[full..self.n]);
+    }
 }
 
 multiversion! {
-    /// The product in `level`'s clone (cpu.rs): the same bits at every level.
-    fn blocked_at(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
+    /// The product into `c` (row stride `ldc`) in `level`'s clone (cpu.rs):
+    /// the same bits at every level.
+    fn product_at(a: &[f32], b: &Packed, c: &mut [f32], ldc: usize, m: usize) {
         I => match I::LEVEL {
             // 32 zmm registers: 4 rows × 32 columns is 8 accumulators.
-            Level::Avx512 => blocked::<4, 32>(a, lda, b, ldb, c, ldc, m, k, n),
+            Level::Avx512 => product::<4, 32>(a, b, c, ldc, m),
             // AVX2's 16 ymm registers: 6 rows × 16 columns is 12 accumulators,
             // 2 for the row of b and 1 for the broadcast (4 × 32 would spill).
             // The portable level takes the same blocking.
-            _ => blocked::<6, 16>(a, lda, b, ldb, c, ldc, m, k, n),
+            _ => product::<6, 16>(a, b, c, ldc, m),
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn blocked<const MR: usize, const NR: usize>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, n: usize) {
-    let fits = |len: usize, rows: usize, ld: usize, cols: usize| rows == 0 || cols == 0 || len >= (rows - 1) * ld + cols;
-    assert!(fits(a.len(), m, lda, k) && fits(b.len(), k, ldb, n) && fits(c.len(), m, ldc, n));
-    // The full NR-wide panels of b, copied contiguous in one pass down b's
-    // rows (panel by panel, a power-of-two stride of 1,024 pixels put every
-    // row of a panel on its own page and in the same few L1 sets: with few
-    // rows of a to share it, the copy cost as much as the product).
+fn product<const MR: usize, const NR: usize>(a: &[f32], b: &Packed, c: &mut [f32], ldc: usize, m: usize) {
+    let (k, n) = (b.k, b.n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(b.width == NR && a.len() >= m * k && ldc >= n && c.len() >= (m - 1) * ldc + n);
     let full = n / NR;
-    let mut panels = Buf::for_overwrite(k * NR * full);
-    for kk in 0..k {
-        for (p, chunk) in b[kk * ldb..kk * ldb + full * NR].chunks_exact(NR).enumerate() {
-            panels[(p * k + kk) * NR..(p * k + kk + 1) * NR].copy_from_slice(chunk);
-        }
-    }
     for p in 0..full {
-        rows_of_panel::<MR, NR>(a, lda, &panels[p * k * NR..(p + 1) * k * NR], c, ldc, m, k, p * NR);
+        rows_of_panel::<MR, NR>(a, k, &b.panels[p * k * NR..(p + 1) * k * NR], c, ldc, m, k, p * NR);
     }
-    let mut j = full * NR;
-    // Narrower tails (16 columns: a narrow layer's output channels), each
-    // panel copied on its own.
-    let mut panel = vec![0f32; if j + 8 <= n { k * 16 } else { 0 }];
-    while j + 16 <= n {
-        column_panel::<MR, 16>(a, lda, b, ldb, c, ldc, m, k, j, &mut panel);
+    // The columns past the full panels: narrower panels (16 columns: a
+    // narrow layer's output channels), each copied on its own, then one by
+    // one. Their outputs start at column `full · NR` of c.
+    let (tail, ldt, c) = (&b.tail[..], n - full * NR, &mut c[full * NR..]);
+    let mut j = 0;
+    let mut panel = vec![0f32; if j + 8 <= ldt { k * 16 } else { 0 }];
+    while j + 16 <= ldt {
+        column_panel::<MR, 16>(a, k, tail, ldt, c, ldc, m, k, j, &mut panel);
         j += 16;
     }
-    while j + 8 <= n {
-        column_panel::<MR, 8>(a, lda, b, ldb, c, ldc, m, k, j, &mut panel);
+    while j + 8 <= ldt {
+        column_panel::<MR, 8>(a, k, tail, ldt, c, ldc, m, k, j, &mut panel);
         j += 8;
     }
-    scalar(a, lda, b, ldb, c, ldc, 0..m, j..n, k);
+    scalar(a, k, tail, ldt, c, ldc, 0..m, j..ldt, k);
 }
 
 /// Columns `j0 .. j0 + W` of the product, every row, with this panel of b
@@ -246,23 +310,40 @@ mod tests {
         c
     }
 
+    /// The product at `level`, b packed as `gemm` packs it.
+    fn at(level: Level, a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+        let mut packed = Packed::new(level, k, n);
+        for kk in 0..k {
+            packed.row(kk, &b[kk * n..(kk + 1) * n]);
+        }
+        product_at(level, a, &packed, c, n, m)
+    }
+
     #[test]
     fn blocked_equals_sequential_bit_for_bit() {
         // Odd sizes exercise every block: rows in blocks of 6 (AVX2) or 4
         // (AVX-512) and their tails of 4, 2 and 1, each against panels 32,
         // 16 and 8 wide, and the column tail.
-        for &(m, k, n) in &[(1, 1, 1), (4, 7, 32), (5, 27, 33), (16, 144, 1024), (9, 3, 70), (8, 20, 27), (7, 5, 40), (14, 9, 48), (5, 6, 24), (3, 0, 20)] {
+        for &(m, k, n) in &[(1, 1, 1), (4, 7, 32), (5, 27, 33), (16, 144, 1024), (9, 3, 70), (8, 20, 27), (7, 5, 40), (14, 9, 48), (5, 6, 24), (3, 0, 20), (0, 4, 8), (3, 4, 0)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729 % 1000) as f32 - 500.0) / 89.0).collect();
             let want = sequential(&a, &b, m, k, n);
             let mut c = vec![f32::NAN; m * n];
             gemm(&a, &b, &mut c, m, k, n);
             assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n}");
+            // b written a row of a column group at a time, into rows that
+            // hold old values: groups of whole panels, of panels and a tail,
+            // and narrower than a panel.
+            for group in [1, 7, 16, 40, n.max(1)] {
+                let mut rows = vec![f32::NAN; m * n];
+                gemm_rows(&a, &mut rows, m, k, n, group, |kk, j0, row| row.copy_from_slice(&b[kk * n + j0..kk * n + j0 + row.len()]));
+                assert!(rows.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "group {group}: {m}x{k}x{n}");
+            }
             // Every level this CPU runs (FMA instruction or libm's exactly rounded fmaf).
             for level in cpu::available() {
-                let mut at = vec![f32::NAN; m * n];
-                blocked_at(level, &a, k, &b, n, &mut at, n, m, k, n);
-                assert!(at.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?}: {m}x{k}x{n}");
+                let mut out = vec![f32::NAN; m * n];
+                at(level, &a, &b, &mut out, m, k, n);
+                assert!(out.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?}: {m}x{k}x{n}");
             }
         }
     }
@@ -275,7 +356,7 @@ mod tests {
         let (a, b) = ([1.0, x], [-(1.0 + 2f32.powi(-11)), x]);
         for level in cpu::available() {
             let mut c = [f32::NAN];
-            blocked_at(level, &a, 2, &b, 1, &mut c, 1, 1, 2, 1);
+            at(level, &a, &b, &mut c, 1, 2, 1);
             assert_eq!(c[0], 2f32.powi(-24), "{level:?}");
         }
     }

@@ -297,8 +297,9 @@ pub fn pool_out(size: usize, pad_a: usize, pad_b: usize, k: usize, stride: usize
 /// absurd declared sizes before anything is allocated.
 pub const MAX_ELEMENTS: usize = 1 << 28;
 
-/// Upper bound on the elements of all activations together, and of one
-/// im2col buffer: what an inference workspace (engine.rs) allocates per thread.
+/// Upper bound on the elements of all activations together (an inference
+/// workspace, engine.rs, per thread) and of one layer's whole unfold (what
+/// training and crossbar layers allocate per image).
 pub const MAX_WORKSPACE: usize = 1 << 28;
 
 fn within(n: Option<usize>, max: usize) -> Option<usize> {

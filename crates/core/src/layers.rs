@@ -2,7 +2,7 @@
 //! Each defines its rounding sequence exactly, so that the pure-JS reference
 //! (ts/reference/layers.ts) produces the same bits.
 
-use crate::gemm::gemm;
+use crate::gemm::{gemm, gemm_rows};
 use crate::graph::{Activation, Arith, BatchNorm, Binary, Conv, Linear, Pool, Shape, Slice};
 use crate::pmath;
 
@@ -12,54 +12,88 @@ use crate::pmath;
 /// Inlined so that the crossbar's clones (cpu.rs) vectorise it.
 #[inline(always)]
 pub fn im2col<T: Copy + Default>(conv: &Conv, x: &[T], xs: Shape, os: Shape, cols: &mut [T]) {
-    let [kh, kw] = conv.kernel;
-    let (sh, sw) = (conv.stride[0], conv.stride[1]);
     let p = os.h * os.w;
+    for (kk, tap) in taps(conv, xs, os).iter().enumerate() {
+        unfold_row(tap, conv, x, xs, os, 0, &mut cols[kk * p..(kk + 1) * p]);
+    }
+}
+
+/// One row `(c, ky, kx)` of the unfold: where it reads and which outputs
+/// read inside the image (computed once per layer: the divisions cost more
+/// than the copies when the unfold is made a few output rows at a time).
+pub struct Tap {
+    c: usize,
+    ky: usize,
+    kx: usize,
+    /// Output columns `lo..hi` and rows `y0..y1` read inside the image.
+    lo: usize,
+    hi: usize,
+    y0: usize,
+    y1: usize,
+}
+
+/// The unfold's rows, in order (the valid ranges computed once per kernel
+/// row and column).
+pub fn taps(conv: &Conv, xs: Shape, os: Shape) -> Vec<Tap> {
+    let [kh, kw] = conv.kernel;
+    let rows: Vec<_> = (0..kh).map(|ky| valid_rows(conv, xs, os, ky)).collect();
+    let columns: Vec<_> = (0..kw).map(|kx| valid_columns(conv, xs, os, kx)).collect();
+    let mut taps = Vec::with_capacity(conv_rows(conv));
+    for c in 0..conv.in_channels {
+        for (ky, &(y0, y1)) in rows.iter().enumerate() {
+            for (kx, &(lo, hi)) in columns.iter().enumerate() {
+                taps.push(Tap { c, ky, kx, lo, hi, y0, y1 });
+            }
+        }
+    }
+    taps
+}
+
+/// Row `tap` of the unfold for the output rows `ya ..` that `row` spans
+/// (whole rows of `os.w` pixels): what `im2col` writes there.
+#[inline(always)]
+pub fn unfold_row<T: Copy + Default>(tap: &Tap, conv: &Conv, x: &[T], xs: Shape, os: Shape, ya: usize, row: &mut [T]) {
+    let &Tap { c, ky, kx, lo, hi, .. } = tap;
+    let (sh, sw) = (conv.stride[0], conv.stride[1]);
     let zero = T::default();
-    for c in 0..xs.c {
-        let plane = &x[c * xs.h * xs.w..(c + 1) * xs.h * xs.w];
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let row = &mut cols[((c * kh + ky) * kw + kx) * p..][..p];
-                let (lo, hi) = valid_columns(conv, xs, os, kx);
-                // Output rows whose input row lies inside the image.
-                let (y0, y1) = valid_rows(conv, xs, os, ky);
-                row[..y0 * os.w].fill(zero);
-                row[y1 * os.w..].fill(zero);
-                if sh == 1 && sw == 1 && os.w == xs.w {
-                    // A shifted copy of the plane: one run for all valid rows, then
-                    // the columns that wrapped around from a neighbouring row
-                    // (they read padding) are cleared.
-                    if y1 > y0 {
-                        let start = (y0 + ky - conv.pads[0]) * xs.w + kx;
-                        let len = (y1 - y0) * os.w;
-                        let dst = &mut row[y0 * os.w..y1 * os.w];
-                        if kx >= conv.pads[1] {
-                            let from = start - conv.pads[1];
-                            let n = len.min(plane.len() - from);
-                            dst[..n].copy_from_slice(&plane[from..from + n]);
-                            dst[n..].fill(zero);
-                        } else {
-                            let skip = conv.pads[1] - kx;
-                            dst[skip..].copy_from_slice(&plane[start + skip - conv.pads[1]..start + len - conv.pads[1]]);
-                        }
-                        clear_columns(dst, os.w, lo, hi, zero);
-                    }
-                    continue;
-                }
-                clear_columns(&mut row[y0 * os.w..y1 * os.w], os.w, lo, hi, zero);
-                for oy in y0..y1 {
-                    let dst = &mut row[oy * os.w..(oy + 1) * os.w];
-                    let iy = oy * sh + ky - conv.pads[0];
-                    let src = &plane[iy * xs.w..(iy + 1) * xs.w];
-                    if sw == 1 {
-                        dst[lo..hi].copy_from_slice(&src[lo + kx - conv.pads[1]..hi + kx - conv.pads[1]]);
-                    } else {
-                        for (ox, d) in dst.iter_mut().enumerate().take(hi).skip(lo) {
-                            *d = src[ox * sw + kx - conv.pads[1]];
-                        }
-                    }
-                }
+    let plane = &x[c * xs.h * xs.w..(c + 1) * xs.h * xs.w];
+    // Output rows (of these) whose input row lies inside the image.
+    let yb = ya + row.len() / os.w.max(1);
+    let (y0, y1) = (tap.y0.clamp(ya, yb), tap.y1.clamp(ya, yb));
+    let at = |oy: usize| (oy - ya) * os.w;
+    row[..at(y0)].fill(zero);
+    row[at(y1)..].fill(zero);
+    if sh == 1 && sw == 1 && os.w == xs.w {
+        // A shifted copy of the plane: one run for all valid rows, then
+        // the columns that wrapped around from a neighbouring row
+        // (they read padding) are cleared.
+        if y1 > y0 {
+            let start = (y0 + ky - conv.pads[0]) * xs.w + kx;
+            let len = (y1 - y0) * os.w;
+            let dst = &mut row[at(y0)..at(y1)];
+            if kx >= conv.pads[1] {
+                let from = start - conv.pads[1];
+                let n = len.min(plane.len() - from);
+                dst[..n].copy_from_slice(&plane[from..from + n]);
+                dst[n..].fill(zero);
+            } else {
+                let skip = conv.pads[1] - kx;
+                dst[skip..].copy_from_slice(&plane[start + skip - conv.pads[1]..start + len - conv.pads[1]]);
+            }
+            clear_columns(dst, os.w, lo, hi, zero);
+        }
+        return;
+    }
+    clear_columns(&mut row[at(y0)..at(y1)], os.w, lo, hi, zero);
+    for oy in y0..y1 {
+        let dst = &mut row[at(oy)..at(oy + 1)];
+        let iy = oy * sh + ky - conv.pads[0];
+        let src = &plane[iy * xs.w..(iy + 1) * xs.w];
+        if sw == 1 {
+            dst[lo..hi].copy_from_slice(&src[lo + kx - conv.pads[1]..hi + kx - conv.pads[1]]);
+        } else {
+            for (ox, d) in dst.iter_mut().enumerate().take(hi).skip(lo) {
+                *d = src[ox * sw + kx - conv.pads[1]];
             }
         }
     }
@@ -100,14 +134,18 @@ pub fn conv_rows(conv: &Conv) -> usize {
     conv.in_channels * conv.kernel[0] * conv.kernel[1]
 }
 
-/// `out = W · im2col(x) + bias`; `cols` is scratch of at least `k × p`.
-pub fn conv(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape, cols: &mut [f32]) {
-    let k = conv_rows(conv);
-    let p = os.h * os.w;
-    im2col(conv, x, xs, os, cols);
-    gemm(&conv.weight, cols, out, conv.out_channels, k, p);
+/// `out = W · im2col(x) + bias`, the unfold made and multiplied a group of
+/// output rows at a time (`gemm_rows`): groups of about 128 KB of unfold
+/// (k × columns), whole output rows, a multiple of 8 columns where a few
+/// rows more make one (the product's column tail is scalar).
+pub fn conv(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
+    let (k, w) = (conv_rows(conv), os.w.max(1));
+    let step = 8 >> w.trailing_zeros().min(3);
+    let rows = ((32 * 1024 / k.max(1)).max(w) / w).div_ceil(step) * step;
+    let taps = taps(conv, xs, os);
+    gemm_rows(&conv.weight, out, conv.out_channels, k, os.h * os.w, rows * w, |kk, j0, row| unfold_row(&taps[kk], conv, x, xs, os, j0 / w, row));
     if let Some(bias) = &conv.bias {
-        add_channel_bias(out, bias, p);
+        add_channel_bias(out, bias, os.h * os.w);
     }
 }
 
@@ -201,7 +239,9 @@ pub fn broadcast_index(s: Shape, c: usize, y: usize, x: usize) -> usize {
 pub type Operand<'a> = (&'a [f32], Shape);
 
 /// `a ∘ b` per output value, one f32 operation each. When the operand
-/// shapes are equal (the residual Add) the broadcast indexing is skipped.
+/// shapes are equal (the residual Add) the broadcast indexing is skipped,
+/// and each operation has its own loop: with the `match` inside one loop,
+/// the residual Add stayed scalar (7 % of FP32 inference).
 pub fn binary(arith: Arith, (a, sa): Operand, (b, sb): Operand, out: &mut [f32], os: Shape) {
     let op = |x: f32, y: f32| match arith {
         Arith::Add => x + y,
@@ -210,8 +250,12 @@ pub fn binary(arith: Arith, (a, sa): Operand, (b, sb): Operand, out: &mut [f32],
         Arith::Div => x / y,
     };
     if sa == os && sb == os {
-        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-            *o = op(x, y);
+        let each = |out: &mut [f32], f: fn(f32, f32) -> f32| out.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| *o = f(x, y));
+        match arith {
+            Arith::Add => each(out, |x, y| x + y),
+            Arith::Sub => each(out, |x, y| x - y),
+            Arith::Mul => each(out, |x, y| x * y),
+            Arith::Div => each(out, |x, y| x / y),
         }
         return;
     }
@@ -427,6 +471,30 @@ mod tests {
     }
 
     #[test]
+    fn conv_in_row_groups_equals_unfold_then_product() {
+        // 64 input channels make groups of a few output rows (k = 576), so
+        // the unfold is split; strides 1 and 2, symmetric and uneven pads,
+        // widths that are and are not a multiple of 8.
+        for &(h, w, stride, pads) in &[(10, 12, 1, [1, 1, 1, 1]), (9, 7, 2, [1, 0, 1, 2]), (16, 16, 1, [0, 1, 2, 0])] {
+            let (ci, co) = (64, 5);
+            let weight: Vec<f32> = (0..co * ci * 9).map(|i| (i as f32 * 0.37).sin()).collect();
+            let cv = Conv { weight, bias: Some(vec![0.5, -1.0, 0.25, 0.0, 2.0]), out_channels: co, in_channels: ci, kernel: [3, 3], stride: [stride, stride], pads };
+            let xs = Shape { c: ci, h, w };
+            let os = Shape { c: co, h: (h + pads[0] + pads[2] - 3) / stride + 1, w: (w + pads[1] + pads[3] - 3) / stride + 1 };
+            let x: Vec<f32> = (0..xs.len()).map(|i| (i as f32 * 0.11).cos()).collect();
+            let (k, p) = (conv_rows(&cv), os.h * os.w);
+            let mut cols = vec![0f32; k * p];
+            im2col(&cv, &x, xs, os, &mut cols);
+            let mut want = vec![0f32; os.len()];
+            gemm(&cv.weight, &cols, &mut want, co, k, p);
+            add_channel_bias(&mut want, cv.bias.as_ref().unwrap(), p);
+            let mut got = vec![f32::NAN; os.len()];
+            conv(&cv, &x, xs, &mut got, os);
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{h}x{w} stride {stride} pads {pads:?}");
+        }
+    }
+
+    #[test]
     fn conv_matches_direct_definition() {
         // 2 in-channels, 3 out-channels, 3x3 kernel, stride 2, asymmetric pads.
         let (ci, co, h, w) = (2, 3, 5, 6);
@@ -436,9 +504,8 @@ mod tests {
         let xs = Shape { c: ci, h, w };
         let os = Shape { c: co, h: (h + 2 - 3) / 2 + 1, w: (w + 2 - 3) / 2 + 1 };
         let x: Vec<f32> = (0..xs.len()).map(|i| (i as f32 * 0.11).cos()).collect();
-        let mut cols = vec![0f32; ci * 9 * os.h * os.w];
         let mut out = vec![0f32; os.len()];
-        conv(&cv, &x, xs, &mut out, os, &mut cols);
+        conv(&cv, &x, xs, &mut out, os);
         for o in 0..co {
             for oy in 0..os.h {
                 for ox in 0..os.w {

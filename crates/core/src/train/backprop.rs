@@ -127,20 +127,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                     });
                     record = Some(XbarTape { layer, recorded });
                 }
-                Op::Conv(c) => {
-                    let k = layers::conv_rows(c) * os.h * os.w;
-                    let rows = layers::conv_rows(c);
-                    per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each_init(
-                        || Buf::for_overwrite(k),
-                        |cols, (o, x)| {
-                            layers::im2col(c, x, xs, os, cols);
-                            gemm(&c.weight, cols, o, c.out_channels, rows, os.h * os.w);
-                            if let Some(b) = &c.bias {
-                                layers::add_channel_bias(o, b, os.h * os.w);
-                            }
-                        },
-                    );
-                }
+                Op::Conv(c) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::conv(c, x, xs, o, os)),
                 Op::BatchNorm(b) => {
                     if train {
                         cache = Some(batch_norm_train(b, input, &mut out, n, xs));
