@@ -13,14 +13,15 @@ use crate::pmath;
 #[inline(always)]
 pub fn im2col<T: Copy + Default>(conv: &Conv, x: &[T], xs: Shape, os: Shape, cols: &mut [T]) {
     let p = os.h * os.w;
-    for (kk, tap) in taps(conv, xs, os).iter().enumerate() {
-        unfold_row(tap, conv, x, xs, os, 0, &mut cols[kk * p..(kk + 1) * p]);
+    for (kk, tap) in taps(conv, xs, os).enumerate() {
+        unfold_row(&tap, conv, x, xs, os, 0, &mut cols[kk * p..(kk + 1) * p]);
     }
 }
 
 /// One row `(c, ky, kx)` of the unfold: where it reads and which outputs
-/// read inside the image (computed once per layer: the divisions cost more
-/// than the copies when the unfold is made a few output rows at a time).
+/// read inside the image (computed once per layer and image: the divisions
+/// cost more than the copies when the unfold is made a few output rows at
+/// a time).
 pub struct Tap {
     c: usize,
     ky: usize,
@@ -32,21 +33,19 @@ pub struct Tap {
     y1: usize,
 }
 
-/// The unfold's rows, in order (the valid ranges computed once per kernel
-/// row and column).
-pub fn taps(conv: &Conv, xs: Shape, os: Shape) -> Vec<Tap> {
+/// The unfold's rows, in order (no allocation: the crossbar's unfold takes
+/// them once per image).
+pub fn taps(conv: &Conv, xs: Shape, os: Shape) -> impl Iterator<Item = Tap> + '_ {
     let [kh, kw] = conv.kernel;
-    let rows: Vec<_> = (0..kh).map(|ky| valid_rows(conv, xs, os, ky)).collect();
-    let columns: Vec<_> = (0..kw).map(|kx| valid_columns(conv, xs, os, kx)).collect();
-    let mut taps = Vec::with_capacity(conv_rows(conv));
-    for c in 0..conv.in_channels {
-        for (ky, &(y0, y1)) in rows.iter().enumerate() {
-            for (kx, &(lo, hi)) in columns.iter().enumerate() {
-                taps.push(Tap { c, ky, kx, lo, hi, y0, y1 });
-            }
-        }
-    }
-    taps
+    (0..conv.in_channels).flat_map(move |c| {
+        (0..kh).flat_map(move |ky| {
+            let (y0, y1) = valid_rows(conv, xs, os, ky);
+            (0..kw).map(move |kx| {
+                let (lo, hi) = valid_columns(conv, xs, os, kx);
+                Tap { c, ky, kx, lo, hi, y0, y1 }
+            })
+        })
+    })
 }
 
 /// Row `tap` of the unfold for the output rows `ya ..` that `row` spans
@@ -142,7 +141,7 @@ pub fn conv(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
     let (k, w) = (conv_rows(conv), os.w.max(1));
     let step = 8 >> w.trailing_zeros().min(3);
     let rows = ((32 * 1024 / k.max(1)).max(w) / w).div_ceil(step) * step;
-    let taps = taps(conv, xs, os);
+    let taps: Vec<Tap> = taps(conv, xs, os).collect();
     gemm_rows(&conv.weight, out, conv.out_channels, k, os.h * os.w, rows * w, |kk, j0, row| unfold_row(&taps[kk], conv, x, xs, os, j0 / w, row));
     if let Some(bias) = &conv.bias {
         add_channel_bias(out, bias, os.h * os.w);
