@@ -28,21 +28,16 @@ use crate::cpu::{self, multiversion, Isa, Level};
 
 /// `c[m×n] = a[m×k] · b[k×n]`, all row-major and densely packed.
 pub fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    assert!(b.len() >= k * n);
     let level = cpu::level();
-    let mut packed = Packed::new(level, k, n);
-    for kk in 0..k {
-        packed.row(kk, &b[kk * n..(kk + 1) * n]);
-    }
-    product_at(level, a, &packed, c, n, m)
+    product_at(level, a, &Packed::of(level, b, k, n), c, n, m)
 }
 
 /// `gemm` for an operand b produced on demand, in groups of `group`
 /// columns: `fill(kk, j0, row)` writes every value of `row`, columns
 /// `j0 .. j0 + row.len()` of row `kk`. A group's panels (`k × group`) stay
-/// in L2 from the unfold to the product; the whole `k × n` unfold, packed
-/// and read back (590 KB for ResNet20's first stage, more than L2), cost as
-/// much as a third of the product.
+/// in L2 from the unfold to the product. The whole `k × n` unfold (590 KB
+/// for ResNet20's first stage, more than L2), written, packed and read
+/// back, was a quarter of FP32 inference.
 pub fn gemm_rows(a: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, group: usize, mut fill: impl FnMut(usize, usize, &mut [f32])) {
     assert!(group > 0 && c.len() >= m * n);
     if m == 0 || n == 0 {
@@ -79,6 +74,16 @@ impl Packed {
         let width = if level == Level::Avx512 { 32 } else { 16 };
         let full = n / width * width;
         Packed { width, k, n, panels: Buf::for_overwrite(k * full), tail: Buf::for_overwrite(k * (n - full)) }
+    }
+
+    /// The whole of b (`k × n`, row-major).
+    fn of(level: Level, b: &[f32], k: usize, n: usize) -> Packed {
+        assert!(b.len() >= k * n);
+        let mut packed = Packed::new(level, k, n);
+        for kk in 0..k {
+            packed.row(kk, &b[kk * n..(kk + 1) * n]);
+        }
+        packed
     }
 
     /// Stores row `kk` of b.
@@ -312,11 +317,7 @@ mod tests {
 
     /// The product at `level`, b packed as `gemm` packs it.
     fn at(level: Level, a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-        let mut packed = Packed::new(level, k, n);
-        for kk in 0..k {
-            packed.row(kk, &b[kk * n..(kk + 1) * n]);
-        }
-        product_at(level, a, &packed, c, n, m)
+        product_at(level, a, &Packed::of(level, b, k, n), c, n, m)
     }
 
     #[test]

@@ -237,24 +237,25 @@ pub fn broadcast_index(s: Shape, c: usize, y: usize, x: usize) -> usize {
 /// One image's values of an operand, and their shape.
 pub type Operand<'a> = (&'a [f32], Shape);
 
-/// `a ∘ b` per output value, one f32 operation each. When the operand
-/// shapes are equal (the residual Add) the broadcast indexing is skipped,
-/// and each operation has its own loop: with the `match` inside one loop,
-/// the residual Add stayed scalar (7 % of FP32 inference).
-pub fn binary(arith: Arith, (a, sa): Operand, (b, sb): Operand, out: &mut [f32], os: Shape) {
-    let op = |x: f32, y: f32| match arith {
-        Arith::Add => x + y,
-        Arith::Sub => x - y,
-        Arith::Mul => x * y,
-        Arith::Div => x / y,
-    };
+/// `a ∘ b` per output value, one f32 operation each. Each operation has its
+/// own instance of the loops: with the `match` inside one loop, the
+/// residual Add stayed scalar (7 % of FP32 inference).
+pub fn binary(arith: Arith, a: Operand, b: Operand, out: &mut [f32], os: Shape) {
+    match arith {
+        Arith::Add => binary_with(|x, y| x + y, a, b, out, os),
+        Arith::Sub => binary_with(|x, y| x - y, a, b, out, os),
+        Arith::Mul => binary_with(|x, y| x * y, a, b, out, os),
+        Arith::Div => binary_with(|x, y| x / y, a, b, out, os),
+    }
+}
+
+/// `binary` for one operation. When the operand shapes are equal (the
+/// residual Add) the broadcast indexing is skipped.
+#[inline(always)]
+fn binary_with(op: impl Fn(f32, f32) -> f32, (a, sa): Operand, (b, sb): Operand, out: &mut [f32], os: Shape) {
     if sa == os && sb == os {
-        let each = |out: &mut [f32], f: fn(f32, f32) -> f32| out.iter_mut().zip(a).zip(b).for_each(|((o, &x), &y)| *o = f(x, y));
-        match arith {
-            Arith::Add => each(out, |x, y| x + y),
-            Arith::Sub => each(out, |x, y| x - y),
-            Arith::Mul => each(out, |x, y| x * y),
-            Arith::Div => each(out, |x, y| x / y),
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = op(x, y);
         }
         return;
     }
