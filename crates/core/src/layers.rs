@@ -2,7 +2,8 @@
 //! Each defines its rounding sequence exactly, so that the pure-JS reference
 //! (ts/reference/layers.ts) produces the same bits.
 
-use crate::gemm::{gemm, gemm_rows};
+use crate::buffers::Buf;
+use crate::gemm::{gemm, gemm_rows, gemm_shifted};
 use crate::graph::{Activation, Arith, BatchNorm, Binary, Conv, Linear, Pool, Shape, Slice};
 use crate::pmath;
 
@@ -133,19 +134,57 @@ pub fn conv_rows(conv: &Conv) -> usize {
     conv.in_channels * conv.kernel[0] * conv.kernel[1]
 }
 
-/// `out = W · im2col(x) + bias`, the unfold made and multiplied a group of
-/// output rows at a time (`gemm_rows`): groups of about 128 KB of unfold
+/// `out = W · im2col(x) + bias`, every output the product's sequential
+/// fused sum (gemm.rs) whichever way the unfold is read.
+pub fn conv(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
+    if conv.stride == [1, 1] && os.w > 0 && os.w.is_multiple_of(8) {
+        conv_shifted(conv, x, xs, out, os);
+    } else {
+        conv_unfolded(conv, x, xs, out, os);
+    }
+    if let Some(bias) = &conv.bias {
+        add_channel_bias(out, bias, os.h * os.w);
+    }
+}
+
+/// A stride-1 convolution whose output rows are whole vectors of 8: the
+/// product reads its unfold in place from a zero-padded copy of the input
+/// (`gemm_shifted`), a fraction of the unfold's size (9 times smaller for
+/// a 3 × 3 kernel).
+fn conv_shifted(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
+    let [kh, kw] = conv.kernel;
+    let [top, left, ..] = conv.pads;
+    // The padded extent the outputs read (stride 1: output + kernel − 1).
+    let (hp, wp) = (os.h + kh - 1, os.w + kw - 1);
+    let mut padded = Buf::for_overwrite(conv.in_channels * hp * wp);
+    for (plane, src) in padded.chunks_exact_mut(hp * wp).zip(x.chunks_exact(xs.h * xs.w)) {
+        for (py, line) in plane.chunks_exact_mut(wp).enumerate() {
+            match (py.checked_sub(top)).filter(|&iy| iy < xs.h) {
+                Some(iy) => {
+                    let (from, to) = (left.min(wp), (left + xs.w).min(wp));
+                    line[..from].fill(0.0);
+                    line[from..to].copy_from_slice(&src[iy * xs.w..iy * xs.w + (to - from)]);
+                    line[to..].fill(0.0);
+                }
+                None => line.fill(0.0),
+            }
+        }
+    }
+    let offs: Vec<usize> = (0..conv.in_channels).flat_map(|c| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (c * hp + ky) * wp + kx))).collect();
+    let bases: Vec<usize> = (0..os.h * os.w / 8).map(|v| (8 * v / os.w) * wp + 8 * v % os.w).collect();
+    gemm_shifted(&conv.weight, out, conv.out_channels, conv_rows(conv), &padded, &offs, &bases);
+}
+
+/// Any other convolution: its unfold made and multiplied a group of output
+/// rows at a time (`gemm_rows`): groups of about 128 KB of unfold
 /// (k × columns), whole output rows, a multiple of 8 columns where a few
 /// rows more make one (the product's column tail is scalar).
-pub fn conv(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
+fn conv_unfolded(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
     let (k, w) = (conv_rows(conv), os.w.max(1));
     let step = 8 >> w.trailing_zeros().min(3);
     let rows = ((32 * 1024 / k.max(1)).max(w) / w).div_ceil(step) * step;
     let taps: Vec<Tap> = taps(conv, xs, os).collect();
     gemm_rows(&conv.weight, out, conv.out_channels, k, os.h * os.w, rows * w, |kk, j0, row| unfold_row(&taps[kk], conv, x, xs, os, j0 / w, row));
-    if let Some(bias) = &conv.bias {
-        add_channel_bias(out, bias, os.h * os.w);
-    }
 }
 
 pub fn add_channel_bias(out: &mut [f32], bias: &[f32], p: usize) {
@@ -471,16 +510,30 @@ mod tests {
     }
 
     #[test]
-    fn conv_in_row_groups_equals_unfold_then_product() {
+    fn conv_equals_unfold_then_product() {
         // 64 input channels make groups of a few output rows (k = 576), so
         // the unfold is split; strides 1 and 2, symmetric and uneven pads,
-        // widths that are and are not a multiple of 8.
-        for &(h, w, stride, pads) in &[(10, 12, 1, [1, 1, 1, 1]), (9, 7, 2, [1, 0, 1, 2]), (16, 16, 1, [0, 1, 2, 0])] {
-            let (ci, co) = (64, 5);
-            let weight: Vec<f32> = (0..co * ci * 9).map(|i| (i as f32 * 0.37).sin()).collect();
-            let cv = Conv { weight, bias: Some(vec![0.5, -1.0, 0.25, 0.0, 2.0]), out_channels: co, in_channels: ci, kernel: [3, 3], stride: [stride, stride], pads };
+        // widths that are and are not a multiple of 8. Stride 1 with output
+        // rows of whole vectors of 8 takes the shifted read (`conv_shifted`):
+        // an even and an odd number of vectors, 1 × 1, 3 × 3 and 5 × 5
+        // kernels, uneven pads, 7 output channels (blocks of 6 and 1).
+        let cases = [
+            (10, 12, 1, [1, 1, 1, 1], 3),
+            (9, 7, 2, [1, 0, 1, 2], 3),
+            (16, 16, 1, [0, 1, 2, 0], 3),
+            (8, 8, 1, [1, 1, 1, 1], 3),
+            (7, 16, 1, [0, 2, 2, 0], 3),
+            (5, 8, 1, [1, 1, 1, 1], 3),
+            (6, 8, 1, [0, 0, 0, 0], 1),
+            (9, 16, 1, [2, 1, 2, 3], 5),
+        ];
+        for (h, w, stride, pads, kernel) in cases {
+            let (ci, co) = (64, 7);
+            let weight: Vec<f32> = (0..co * ci * kernel * kernel).map(|i| (i as f32 * 0.37).sin()).collect();
+            let bias = vec![0.5, -1.0, 0.25, 0.0, 2.0, -0.5, 1.5];
+            let cv = Conv { weight, bias: Some(bias), out_channels: co, in_channels: ci, kernel: [kernel, kernel], stride: [stride, stride], pads };
             let xs = Shape { c: ci, h, w };
-            let os = Shape { c: co, h: (h + pads[0] + pads[2] - 3) / stride + 1, w: (w + pads[1] + pads[3] - 3) / stride + 1 };
+            let os = Shape { c: co, h: (h + pads[0] + pads[2] - kernel) / stride + 1, w: (w + pads[1] + pads[3] - kernel) / stride + 1 };
             let x: Vec<f32> = (0..xs.len()).map(|i| (i as f32 * 0.11).cos()).collect();
             let (k, p) = (conv_rows(&cv), os.h * os.w);
             let mut cols = vec![0f32; k * p];
@@ -490,7 +543,7 @@ mod tests {
             add_channel_bias(&mut want, cv.bias.as_ref().unwrap(), p);
             let mut got = vec![f32::NAN; os.len()];
             conv(&cv, &x, xs, &mut got, os);
-            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{h}x{w} stride {stride} pads {pads:?}");
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{h}x{w} kernel {kernel} stride {stride} pads {pads:?}");
         }
     }
 
