@@ -151,7 +151,7 @@ impl CrossbarLayer {
         let columns = Self::columns(&config, &ranges, slices, streams, out, &max_digit, seed, layer, &at)?;
         let integer = sigma == 0.0 && !config.input_signed && m.input_stream_bits <= 8 && weights.iter().flatten().all(|&w| w.abs() <= 127.0);
         let binary = m.weight_slice_bits == 1 && m.input_stream_bits == 1;
-        let packed = integer.then(|| (0..slices).flat_map(|_| ranges.iter()).zip(&weights).map(|(&(k0, k1), w)| PackedWeights::new(w, out, k1 - k0, binary)).collect());
+        let packed = integer.then(|| (0..slices).flat_map(|_| ranges.iter()).zip(&weights).map(|(&(k0, k1), w)| PackedWeights::new(w, out, k1 - k0, binary, (1 << m.input_stream_bits) - 1)).collect());
         let input = InputQuant::new(m.input_bits, config.input_clip, config.input_signed);
         let out_scale = q.scale.iter().map(|&s| s * input.step).collect();
         let thresholds = match config.converter {

@@ -18,8 +18,10 @@ use crate::cpu::{self, multiversion, Isa};
 pub enum PackedWeights {
     /// i8 digits `[out][kq][4]`, rows padded to a multiple of 4 by zeros;
     /// `pairs`: the same digits as i16 pairs `[out][kq][2]` (rows 0, 2 and
-    /// rows 1, 3 of each quad), what the AVX2 kernel broadcasts.
-    Bytes { w: Vec<i8>, pairs: Vec<u32>, out: usize, quads: usize },
+    /// rows 1, 3 of each quad), what the AVX2 kernel broadcasts for large
+    /// digits; `flush`: how many quads the AVX2 kernel for small digits
+    /// sums in i16 lanes before widening them (0: digits too large for it).
+    Bytes { w: Vec<i8>, pairs: Vec<u32>, out: usize, quads: usize, flush: usize },
     /// Per output and word of 32 rows, the +1 cells and the −1 cells as bit
     /// masks (bit b of word w = row 32·w + b).
     Bits { pos: Vec<u32>, neg: Vec<u32>, out: usize, words: usize },
@@ -41,9 +43,10 @@ const BLOCK: usize = 16;
 const OUTS: usize = 4;
 
 impl PackedWeights {
-    /// `w`: `out × rows` integer digits. `binary`: every digit is −1, 0 or 1
-    /// and every input digit 0 or 1, so the bits kernel applies.
-    pub fn new(w: &[f32], out: usize, rows: usize, binary: bool) -> PackedWeights {
+    /// `w`: `out × rows` integer digits; input digits lie in `0..=digit_max`.
+    /// `binary`: every digit is −1, 0 or 1 and every input digit 0 or 1, so
+    /// the bits kernel applies.
+    pub fn new(w: &[f32], out: usize, rows: usize, binary: bool, digit_max: u32) -> PackedWeights {
         if binary {
             let words = rows.div_ceil(32);
             let (mut pos, mut neg) = (vec![0u32; out * words], vec![0u32; out * words]);
@@ -68,7 +71,10 @@ impl PackedWeights {
         }
         let pair = |a: i8, b: i8| a as i16 as u16 as u32 | (b as i16 as u16 as u32) << 16;
         let pairs = packed.chunks_exact(4).flat_map(|d| [pair(d[0], d[2]), pair(d[1], d[3])]).collect();
-        PackedWeights::Bytes { w: packed, pairs, out, quads }
+        // A quad adds two i16 pair sums per lane, each at most 2·digit·|w|.
+        let largest = packed.iter().map(|&d| (d as i32).unsigned_abs()).max().unwrap_or(0).max(1);
+        let flush = i16::MAX as usize / (2 * digit_max.max(1) as usize * largest as usize);
+        PackedWeights::Bytes { w: packed, pairs, out, quads, flush }
     }
 
     /// Packs rows `k0..k1` of `cols` (`k × p` u8 digits) for this kernel
@@ -130,7 +136,7 @@ multiversion! {
 #[inline(always)]
 fn kernel<I: Isa>(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32]) {
     match w {
-        PackedWeights::Bytes { w, pairs, out, quads } => {
+        PackedWeights::Bytes { w, pairs, out, quads, flush } => {
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]
             if I::LEVEL >= Level::Avx2 {
@@ -146,6 +152,8 @@ fn kernel<I: Isa>(w: &PackedWeights, x: &PackedInputs, p: usize, ps: &mut [f32])
                         unsafe {
                             if I::LEVEL == Level::Avx512 {
                                 avx512::vnni_block(w, *quads, &x.x, p, o, j, ps)
+                            } else if *flush > 0 {
+                                avx2::maddubs_block(w, *quads, *flush, &x.x, p, o, j, ps)
                             } else {
                                 avx2::madd_block(pairs, *quads, &x.x, p, o, j, ps)
                             }
@@ -332,6 +340,47 @@ mod avx2 {
         }
     }
 
+    /// Four outputs × 16 columns of the bytes kernel without VNNI, for
+    /// small digits: `vpmaddubsw` multiplies the u8 input digits by their i8
+    /// weights and adds them in pairs into i16 lanes, which sum `flush`
+    /// quads at a time and are then widened into i32 lanes (`vpmaddwd` by
+    /// ones). Exact: `flush` (`PackedWeights::new`) keeps every i16 sum
+    /// within ±32767, so nothing saturates or wraps. Half the instructions
+    /// of `madd_block` per product (4-bit inputs and weights: a subarray of
+    /// 128 rows sums all its quads in i16).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    // `r` indexes the accumulator rows and the weight rows together.
+    #[allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+    pub unsafe fn maddubs_block(w: &[i8], quads: usize, flush: usize, x: &[u32], p: usize, o0: usize, j0: usize, ps: &mut [f32]) {
+        assert!(flush > 0 && (o0 + 4) * quads * 4 <= w.len() && (quads - 1) * p + j0 + 16 <= x.len() && (o0 + 3) * p + j0 + 16 <= ps.len());
+        let mut acc = [[_mm256_setzero_si256(); 2]; 4];
+        let ones = _mm256_set1_epi16(1);
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        for q0 in (0..quads).step_by(flush) {
+            let mut sums = [[_mm256_setzero_si256(); 2]; 4];
+            for q in q0..(q0 + flush).min(quads) {
+                let x0 = _mm256_loadu_si256(xp.add(q * p + j0) as *const _);
+                let x1 = _mm256_loadu_si256(xp.add(q * p + j0 + 8) as *const _);
+                for r in 0..4 {
+                    let wq = _mm256_set1_epi32((wp.add(((o0 + r) * quads + q) * 4) as *const i32).read_unaligned());
+                    sums[r][0] = _mm256_add_epi16(sums[r][0], _mm256_maddubs_epi16(x0, wq));
+                    sums[r][1] = _mm256_add_epi16(sums[r][1], _mm256_maddubs_epi16(x1, wq));
+                }
+            }
+            for r in 0..4 {
+                for v in 0..2 {
+                    acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(sums[r][v], ones));
+                }
+            }
+        }
+        for r in 0..4 {
+            let dst = ps.as_mut_ptr().add((o0 + r) * p + j0);
+            _mm256_storeu_ps(dst, _mm256_cvtepi32_ps(acc[r][0]));
+            _mm256_storeu_ps(dst.add(8), _mm256_cvtepi32_ps(acc[r][1]));
+        }
+    }
+
     /// Four outputs × 16 columns of the bytes kernel without VNNI: each
     /// word's four u8 digits split into rows 0, 2 and rows 1, 3 as 16-bit
     /// lanes, each against its two weights with `vpmaddwd` (i16 products
@@ -376,13 +425,15 @@ mod tests {
     /// −128 in pairs overflows 16 bits: a saturating product would fail).
     #[test]
     fn equals_the_f32_gemm() {
-        for (binary, levels, offset, digit_max) in [(false, 17, 8.0, 16), (false, 256, 128.0, 256), (true, 3, 1.0, 2)] {
+        // Weights −8…8 against 8-bit digits: the small-digit AVX2 kernel
+        // widens its i16 sums every 8 quads (several times for 300 rows).
+        for (binary, levels, offset, digit_max) in [(false, 17, 8.0, 16), (false, 17, 8.0, 256), (false, 256, 128.0, 256), (true, 3, 1.0, 2)] {
             for &(out, rows, p) in &[(4, 72, 1024), (7, 13, 33), (64, 116, 64), (10, 64, 1), (16, 5, 40), (5, 300, 130)] {
                 let w: Vec<f32> = (0..out * rows).map(|i| if levels == 256 && i % 2 == 0 { -128.0 } else { ((i * 7919 % levels) as f32) - offset }).collect();
                 let digits: Vec<u8> = (0..(rows + 3) * p).map(|i| if digit_max == 256 && i % 3 == 0 { 255 } else { (i * 104729 % digit_max) as u8 }).collect();
                 let cols: Vec<f32> = digits.iter().map(|&d| d as f32).collect();
                 let k0 = 3;
-                let packed = PackedWeights::new(&w, out, rows, binary);
+                let packed = PackedWeights::new(&w, out, rows, binary, digit_max as u32 - 1);
                 let mut xq = PackedInputs::default();
                 packed.pack_inputs(&digits, p, k0, k0 + rows, &mut xq);
                 let mut want = vec![0f32; out * p];
@@ -397,6 +448,25 @@ mod tests {
         }
     }
 
+    /// Bytes: every digit 255 and every weight 8 (or −8): the small-digit
+    /// kernel's i16 sums reach ±32,640 (8 quads of 2·255·8) before each
+    /// widening, 127 short of wrapping; 300 rows widen ten times.
+    #[test]
+    fn bytes_sum_up_to_the_i16_bound() {
+        let (out, rows, p) = (4, 300, 16);
+        for sign in [8.0f32, -8.0] {
+            let packed = PackedWeights::new(&vec![sign; out * rows], out, rows, false, 255);
+            assert!(matches!(packed, PackedWeights::Bytes { flush: 8, .. }));
+            let mut xq = PackedInputs::default();
+            packed.pack_inputs(&vec![255u8; rows * p], p, 0, rows, &mut xq);
+            for level in crate::cpu::available() {
+                let mut ps = vec![f32::NAN; out * p];
+                mvm_at(level, &packed, &xq, p, &mut ps);
+                assert!(ps.iter().all(|&v| v == sign * 255.0 * rows as f32), "{level:?} sign {sign}: {:?}", &ps[..4]);
+            }
+        }
+    }
+
     /// Bits: every cell and input 1 (or cells −1) over 1,000 rows: each
     /// word adds ±8 per byte, past what the AVX2 kernel's i8 sums hold
     /// without their flush every 15 words.
@@ -404,7 +474,7 @@ mod tests {
     fn bits_sum_past_the_byte_counters() {
         let (out, rows, p) = (5, 1000, 20);
         for sign in [1.0f32, -1.0] {
-            let packed = PackedWeights::new(&vec![sign; out * rows], out, rows, true);
+            let packed = PackedWeights::new(&vec![sign; out * rows], out, rows, true, 1);
             let mut xq = PackedInputs::default();
             packed.pack_inputs(&vec![1u8; rows * p], p, 0, rows, &mut xq);
             for level in crate::cpu::available() {
