@@ -143,6 +143,138 @@ fn shifted_block<const MR: usize, const V: usize>(a: &[f32], c: &mut [f32], ldc:
     }
 }
 
+/// A stride-1 convolution's input gradient, `gemm` into the unfold's rows
+/// and col2im fused: for every channel c, each tap t ascending adds
+/// `Σ_o a[c·taps + t][o] · src[offs[c·taps + t] + o·plane + base]`, a
+/// sequential fused sum from 0 (`gemm`'s rounding), into `dx` (`channels ×
+/// 8·bases.len()`, `base`: the corner of each group of 8 pixels of dx).
+/// `src` holds each output gradient zero-padded so that every tap of every
+/// pixel reads inside it: a tap col2im skips reads zeros and adds +0, which
+/// leaves dx as it was (dx starts at +0, and sums from +0 never give −0).
+/// So the bits are those of `gemm` then col2im, without the unfold's
+/// gradient (`k × p`) written, packed and read back.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_taps(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], bases: &[usize], dx: &mut [f32]) {
+    let channels = offs.len() / taps.max(1);
+    let n = 8 * bases.len();
+    assert!(taps > 0 && offs.len() == channels * taps && a.len() >= offs.len() * inner && dx.len() >= channels * n);
+    if let (Some(&o), Some(&b)) = (offs.iter().max(), bases.iter().max()) {
+        if inner > 0 {
+            // Every vector read lies inside `src` (what `taps_block` relies on).
+            assert!(o + (inner - 1) * plane + b + 8 <= src.len(), "gemm_taps: a read past the source");
+        }
+    }
+    taps_at(cpu::level(), a, inner, taps, src, plane, offs, bases, dx)
+}
+
+multiversion! {
+    fn taps_at(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], bases: &[usize], dx: &mut [f32]) {
+        _I => taps_all(a, inner, taps, src, plane, offs, bases, dx)
+    }
+}
+
+/// Two vectors of dx (16 pixels) at a time, as `shifted`, then an odd
+/// last vector alone.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn taps_all(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], bases: &[usize], dx: &mut [f32]) {
+    let n = 8 * bases.len();
+    let pairs = bases.chunks_exact(2);
+    let last = pairs.remainder();
+    for (p, pair) in pairs.enumerate() {
+        taps_tile(a, inner, taps, src, plane, offs, pair, dx, n, 16 * p);
+    }
+    if !last.is_empty() {
+        taps_tile(a, inner, taps, src, plane, offs, last, dx, n, n - 8);
+    }
+}
+
+/// One tile of dx (the vectors at `corner`, from column `j0`): per tap, the
+/// channels in runs that read the same place of `src` (a block shares its
+/// loads of b), in blocks of 6, 4, 2 and 1. (A function, not a closure: a
+/// closure is compiled without its caller's target features, cpu.rs.)
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn taps_tile(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], corner: &[usize], dx: &mut [f32], n: usize, j0: usize) {
+    let channels = offs.len() / taps;
+    for t in 0..taps {
+        let mut c = 0;
+        while c < channels {
+            let off = offs[c * taps + t];
+            let mut end = c + 1;
+            while end < channels && offs[end * taps + t] == off {
+                end += 1;
+            }
+            let mut i = c;
+            while i < end {
+                let rows = match end - i {
+                    6.. => 6,
+                    4 | 5 => 4,
+                    2 | 3 => 2,
+                    _ => 1,
+                };
+                match (rows, corner) {
+                    (6, &[b0, b1]) => taps_block::<6, 2>(a, inner, taps, src, plane, off, [b0, b1], dx, n, i, t, j0),
+                    (4, &[b0, b1]) => taps_block::<4, 2>(a, inner, taps, src, plane, off, [b0, b1], dx, n, i, t, j0),
+                    (2, &[b0, b1]) => taps_block::<2, 2>(a, inner, taps, src, plane, off, [b0, b1], dx, n, i, t, j0),
+                    (_, &[b0, b1]) => taps_block::<1, 2>(a, inner, taps, src, plane, off, [b0, b1], dx, n, i, t, j0),
+                    (6, &[b]) => taps_block::<6, 1>(a, inner, taps, src, plane, off, [b], dx, n, i, t, j0),
+                    (4, &[b]) => taps_block::<4, 1>(a, inner, taps, src, plane, off, [b], dx, n, i, t, j0),
+                    (2, &[b]) => taps_block::<2, 1>(a, inner, taps, src, plane, off, [b], dx, n, i, t, j0),
+                    (_, &[b]) => taps_block::<1, 1>(a, inner, taps, src, plane, off, [b], dx, n, i, t, j0),
+                    _ => unreachable!("one or two vectors per tile"),
+                }
+                i += rows;
+            }
+            c = end;
+        }
+    }
+}
+
+/// Channels `c0 .. c0 + MR`, tap `t`, `V` vectors of dx from column `j0`.
+#[allow(clippy::too_many_arguments)]
+// `o` indexes the rows of a and the planes of the source together.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn taps_block<const MR: usize, const V: usize>(
+    a: &[f32],
+    inner: usize,
+    taps: usize,
+    src: &[f32],
+    plane: usize,
+    off: usize,
+    bases: [usize; V],
+    dx: &mut [f32],
+    ldx: usize,
+    c0: usize,
+    t: usize,
+    j0: usize,
+) {
+    let mut acc = [[[0f32; 8]; V]; MR];
+    let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[((c0 + r) * taps + t) * inner..][..inner]);
+    for o in 0..inner {
+        // SAFETY: `gemm_taps` asserted max(offs) + (inner − 1)·plane +
+        // max(bases) + 8 ≤ src.len(); [f32; 8] has f32's alignment.
+        let bv: [[f32; 8]; V] = std::array::from_fn(|v| unsafe { std::ptr::read(src.as_ptr().add(off + o * plane + bases[v]) as *const [f32; 8]) });
+        for r in 0..MR {
+            let av = rows[r][o];
+            for v in 0..V {
+                for j in 0..8 {
+                    acc[r][v][j] = av.mul_add(bv[v][j], acc[r][v][j]);
+                }
+            }
+        }
+    }
+    for r in 0..MR {
+        for v in 0..V {
+            let d: &mut [f32; 8] = (&mut dx[(c0 + r) * ldx + j0 + 8 * v..][..8]).try_into().unwrap();
+            for j in 0..8 {
+                d[j] += acc[r][v][j];
+            }
+        }
+    }
+}
+
 /// b in the kernel's layout: its full panels of `width` columns, each
 /// `k × width` and contiguous (read in place, a panel's rows lie a row of b
 /// apart: with a power-of-two stride of 1,024 pixels every row on its own

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::buffers::Buf;
 use crate::cpu::{self, multiversion};
 use crate::crossbar::{CrossbarLayer, Scratch, Unfold};
-use crate::gemm::{gemm, transpose};
+use crate::gemm::{gemm, gemm_taps, transpose};
 use crate::graph::{inverse_perm, Activation, Arith, Binary, Conv, Network, Op, Pool, Shape};
 use crate::layers;
 use crate::train::qat::{self, QatLayer};
@@ -258,6 +258,46 @@ fn col2im_in(conv: &Conv, dcols: &[f32], xs: Shape, os: Shape, dx: &mut [f32]) {
     }
 }
 
+/// `dx += col2im(Wᵀ · dy)`, a convolution's input gradient, where rows
+/// `k0..k1` of the unfold's gradient take the output gradient `dys[s]`
+/// (`o × p`) for the `s`-th range of `ranges` (one range for a digital
+/// conv; PS-QAT: one per subarray, each with its own d ps) and `wt`
+/// (`k × o`) is Wᵀ. Stride-1 convolutions whose input rows are whole
+/// vectors of 8 (pads smaller than the kernel) fuse the product and col2im
+/// (`gemm_taps`: the same bits); the others write the unfold's gradient
+/// into `dcols` (`k × p`) first.
+#[allow(clippy::too_many_arguments)]
+fn input_grad(c: &Conv, wt: &[f32], dys: &[f32], ranges: &[(usize, usize)], xs: Shape, os: Shape, dx: &mut [f32], dcols: &mut [f32]) {
+    let [kh, kw] = c.kernel;
+    let (p, k) = (os.h * os.w, layers::conv_rows(c));
+    let o = dys.len() / (ranges.len() * p).max(1);
+    let fused = c.stride == [1, 1] && xs.w > 0 && xs.w.is_multiple_of(8) && c.pads[0].max(c.pads[2]) < kh && c.pads[1].max(c.pads[3]) < kw;
+    if !fused {
+        for (s, &(k0, k1)) in ranges.iter().enumerate() {
+            gemm(&wt[k0 * o..k1 * o], &dys[s * o * p..(s + 1) * o * p], &mut dcols[k0 * p..k1 * p], k1 - k0, o, p);
+        }
+        col2im(c, &dcols[..k * p], xs, os, dx);
+        return;
+    }
+    // Each output gradient placed so that input pixel (iy, ix) at tap
+    // (ky, kx) reads it at (iy + kh − 1 − ky, ix + kw − 1 − kx): output
+    // (oy, ox) = (iy + pad − ky, ix + pad − kx) sits at (oy + kh − 1 − pad,
+    // ox + kw − 1 − pad); zeros around it.
+    let (hq, wq) = (xs.h + kh - 1, xs.w + kw - 1);
+    let (top, left) = (kh - 1 - c.pads[0], kw - 1 - c.pads[1]);
+    let plane = hq * wq;
+    let mut padded = Buf::zeroed(ranges.len() * o * plane);
+    for (dst, src) in padded.chunks_exact_mut(plane).zip(dys.chunks_exact(p)) {
+        for (oy, line) in src.chunks_exact(os.w).enumerate() {
+            dst[(oy + top) * wq + left..][..os.w].copy_from_slice(line);
+        }
+    }
+    let source = |kk: usize| ranges.iter().position(|&(k0, k1)| (k0..k1).contains(&kk)).expect("the ranges cover every row");
+    let offs: Vec<usize> = (0..k).map(|kk| source(kk) * o * plane + (kh - 1 - kk / kw % kh) * wq + (kw - 1 - kk % kw)).collect();
+    let bases: Vec<usize> = (0..xs.h * xs.w / 8).map(|v| (8 * v / xs.w) * wq + 8 * v % xs.w).collect();
+    gemm_taps(wt, o, kh * kw, &padded, plane, &offs, &bases, dx);
+}
+
 /// The shared shape of every weighted layer's backward: images in fixed
 /// chunks of `CHUNK` (in parallel), each chunk summing its images' parameter
 /// gradients in order into its own zeroed accumulators of the `grads`
@@ -329,8 +369,7 @@ fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape
         for (ch, row) in dyi.chunks_exact(p).enumerate().take(nb) {
             acc[1][ch] += row.iter().sum::<f32>();
         }
-        gemm(&wt, dyi, dcols, k, o, p);
-        col2im(c, dcols, xs, os, dxi);
+        input_grad(c, &wt, dyi, &[(0, k)], xs, os, dxi, dcols);
     });
     let mut dw = vec![0f32; o * k];
     transpose(&g[0], k, o, &mut dw);
@@ -406,9 +445,11 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
         };
         qat::input_levels(&layer.input, xi, levels);
         layers::im2col(c, levels, xs, os, cols);
-        qat::backward_image(ql, layer, &wt, cols, psi, ci, dyi, p, g);
+        qat::backward_image(ql, layer, cols, psi, ci, dyi, p, g);
         dlevels.fill(0.0);
-        col2im(c, &g.dcols, xs, os, dlevels);
+        // The unfold's own buffer serves as col2im's scratch: the levels'
+        // unfold has been read (the weight gradient) by now.
+        input_grad(c, &wt, &g.dps, &layer.ranges, xs, os, dlevels, cols);
         // Straight through the input quantiser inside its range; the clip's
         // gradient with q = step·level (qat.rs).
         let range = if layer.input.signed { (-ql.config.input_clip, ql.config.input_clip) } else { (0.0, ql.config.input_clip) };
@@ -743,5 +784,41 @@ pub fn params_mut(op: &mut Op) -> Vec<&mut Vec<f32>> {
         Op::Linear(l) => std::iter::once(&mut l.weight).chain(l.bias.as_mut()).collect(),
         Op::BatchNorm(b) => vec![&mut b.scale, &mut b.bias],
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fused input gradient equals the product into the unfold's
+    /// gradient then col2im, bit for bit: one range and uneven subarray
+    /// ranges (a tap's channels then read different sources), 1 × 1,
+    /// 3 × 3 and 5 × 5 kernels, symmetric and uneven pads, widths of one,
+    /// two and three vectors, output gradients with exact zeros (as after
+    /// a ReLU) against negative weights.
+    #[test]
+    fn fused_input_grad_equals_product_then_col2im() {
+        let cases = [([3, 3], [1, 1, 1, 1], 16, 16), ([1, 1], [0, 0, 0, 0], 8, 8), ([5, 5], [2, 1, 1, 2], 7, 24), ([3, 3], [0, 2, 2, 0], 5, 8), ([3, 3], [1, 1, 1, 1], 4, 40)];
+        for (kernel, pads, h, w) in cases {
+            let (ci, co) = (11, 7);
+            let cv = Conv { weight: vec![], bias: None, out_channels: co, in_channels: ci, kernel, stride: [1, 1], pads };
+            let xs = Shape { c: ci, h, w };
+            let os = Shape { c: co, h: h + pads[0] + pads[2] + 1 - kernel[0], w: w + pads[1] + pads[3] + 1 - kernel[1] };
+            let (k, p) = (layers::conv_rows(&cv), os.h * os.w);
+            let wt: Vec<f32> = (0..k * co).map(|i| (i as f32 * 0.37).sin()).collect();
+            for ranges in [vec![(0, k)], vec![(0, k / 3), (k / 3, k / 3 + 5), (k / 3 + 5, k)]] {
+                let dys: Vec<f32> = (0..ranges.len() * co * p).map(|i| if i % 3 == 0 { 0.0 } else { (i as f32 * 0.11).cos() }).collect();
+                let mut want = vec![0f32; xs.len()];
+                let mut dcols = vec![0f32; k * p];
+                for (s, &(k0, k1)) in ranges.iter().enumerate() {
+                    gemm(&wt[k0 * co..k1 * co], &dys[s * co * p..(s + 1) * co * p], &mut dcols[k0 * p..k1 * p], k1 - k0, co, p);
+                }
+                col2im(&cv, &dcols, xs, os, &mut want);
+                let mut got = vec![0f32; xs.len()];
+                input_grad(&cv, &wt, &dys, &ranges, xs, os, &mut got, &mut vec![f32::NAN; k * p]);
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "kernel {kernel:?} pads {pads:?} {h}x{w}, {} ranges", ranges.len());
+            }
+        }
     }
 }

@@ -169,16 +169,17 @@ enum Surrogate {
 /// Gradients of one crossbar conv over one image, in buffers reused from
 /// image to image (every value is overwritten, so none is cleared).
 pub struct ImageGrads {
-    /// `k × p`, with respect to the unfolded input *levels*.
-    pub dcols: Buf,
+    /// d ps of every subarray (`out × p` each, in subarray order): the
+    /// input gradient is `W_sᵀ · d ps_s` over the rows of each subarray s
+    /// (`backprop::input_grad`).
+    pub dps: Buf,
     /// `k × out` (transposed), with respect to the quantised weight levels.
     pub dw: Vec<f32>,
     pub db: Vec<f32>,
     /// Per column: d scale, d shift, d gain, d offset.
     pub dparams: [Vec<f32>; 4],
-    /// Scratch: d ps of one subarray, `out × p`, and transposed; one
-    /// column's d acc and d x per pixel (`pixel_grads`).
-    dps: Buf,
+    /// Scratch: one subarray's d ps transposed; one column's d acc and d x
+    /// per pixel (`pixel_grads`).
     dps_t: Buf,
     pixel: [Buf; 2],
 }
@@ -187,62 +188,57 @@ impl ImageGrads {
     pub fn new(qat: &QatLayer, layer: &CrossbarLayer, p: usize, has_bias: bool) -> ImageGrads {
         let (out, k, cols) = (layer.out, layer.k, layer.columns.len());
         ImageGrads {
-            dcols: Buf::for_overwrite(k * p),
+            dps: Buf::for_overwrite(layer.ranges.len() * out * p),
             dw: vec![0f32; out * k],
             db: vec![0f32; if has_bias { out } else { 0 }],
             dparams: std::array::from_fn(|_| vec![0f32; if qat.config.converter.normalises() { cols } else { 0 }]),
-            dps: Buf::for_overwrite(out * p),
             dps_t: Buf::for_overwrite(p * out),
             pixel: [Buf::for_overwrite(p), Buf::for_overwrite(p)],
         }
     }
 }
 
-/// Each subarray's programmed weights transposed, `rows × out`, as
-/// `backward_image` multiplies with them (once per step, not per image).
-pub fn transposed_cells(layer: &CrossbarLayer) -> Vec<Vec<f32>> {
+/// The programmed weights transposed, `k × out`: rows `k0..k1` those of
+/// the subarray over them, as the input gradient multiplies with them
+/// (once per step, not per image).
+pub fn transposed_cells(layer: &CrossbarLayer) -> Vec<f32> {
     let out = layer.out;
-    layer
-        .ranges
-        .iter()
-        .enumerate()
-        .map(|(s, &(k0, k1))| {
-            let (w, ks) = (layer.cells(0, s), k1 - k0);
-            let mut wt = vec![0f32; ks * out];
-            for o in 0..out {
-                for r in 0..ks {
-                    wt[r * out + o] = w[o * ks + r];
-                }
+    let mut wt = vec![0f32; layer.k * out];
+    for (s, &(k0, k1)) in layer.ranges.iter().enumerate() {
+        let (w, ks) = (layer.cells(0, s), k1 - k0);
+        for o in 0..out {
+            for r in 0..ks {
+                wt[(k0 + r) * out + o] = w[o * ks + r];
             }
-            wt
-        })
-        .collect()
+        }
+    }
+    wt
 }
 
 const L: usize = 8;
 
-/// Backward of one image through `layer` (programmed from `qat.config`),
-/// given the unfolded input levels `cols` (`k × p`), the recorded partial
-/// sums and converter outputs (`columns × p`), `dy` (`out × p`) and the
-/// layer's `transposed_cells`. Sums over pixels run in eight lanes (lane l
+/// Backward of one image through `layer` (programmed from `qat.config`) as
+/// far as each subarray's d ps and the weight gradient, given the unfolded
+/// input levels `cols` (`k × p`), the recorded partial sums and converter
+/// outputs (`columns × p`) and `dy` (`out × p`). Sums over pixels run in eight lanes (lane l
 /// takes pixels ≡ l mod 8, lanes added in order), so they vectorise and
 /// stay independent of threads. Runs in the clone of `cpu::level()`: its
 /// per-pixel loops are a fifth of a PS-QAT step, and the baseline build
 /// vectorises them four floats wide at best.
 #[allow(clippy::too_many_arguments)]
-pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
-    backward_image_at(cpu::level(), qat, layer, wt, cols, ps, c, dy, p, g)
+pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
+    backward_image_at(cpu::level(), qat, layer, cols, ps, c, dy, p, g)
 }
 
 multiversion! {
-    fn backward_image_at(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
-        _I => backward_image_in(qat, layer, wt, cols, ps, c, dy, p, g)
+    fn backward_image_at(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
+        _I => backward_image_in(qat, layer, cols, ps, c, dy, p, g)
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
+fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
     let out = layer.out;
     for (o, db) in g.db.iter_mut().enumerate() {
         *db = dy[o * p..(o + 1) * p].iter().sum();
@@ -255,7 +251,7 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], col
             let idx = s * out + o;
             let col = &layer.columns[idx];
             let scale = layer.out_scale[o];
-            let (dyr, dpsr) = (&dy[o * p..(o + 1) * p], &mut g.dps[o * p..(o + 1) * p]);
+            let (dyr, dpsr) = (&dy[o * p..(o + 1) * p], &mut g.dps[(s * out + o) * p..(s * out + o + 1) * p]);
             let (psr, cr) = (&ps[idx * p..(idx + 1) * p], &c[idx * p..(idx + 1) * p]);
             if !normalises {
                 match qat.config.converter {
@@ -290,10 +286,8 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, wt: &[Vec<f32>], col
         }
         // dW_sᵀ = X_s · dpsᵀ: X_s is the row range k0..k1 of `cols`, and the
         // result the same row range of dWᵀ.
-        transpose(&g.dps, out, p, &mut g.dps_t);
+        transpose(&g.dps[s * out * p..(s + 1) * out * p], out, p, &mut g.dps_t);
         gemm(&cols[k0 * p..k1 * p], &g.dps_t, &mut g.dw[k0 * out..k1 * out], ks, p, out);
-        // dX_s = W_sᵀ · dps.
-        gemm(&wt[s], &g.dps, &mut g.dcols[k0 * p..k1 * p], ks, out, p);
     }
 }
 
