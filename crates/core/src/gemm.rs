@@ -160,7 +160,7 @@ pub fn gemm_taps(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize
     assert!(taps > 0 && offs.len() == channels * taps && a.len() >= offs.len() * inner && dx.len() >= channels * n);
     if let (Some(&o), Some(&b)) = (offs.iter().max(), bases.iter().max()) {
         if inner > 0 {
-            // Every vector read lies inside `src` (what `taps_block` relies on).
+            // Every vector read lies inside `src` (what `read8` relies on).
             assert!(o + (inner - 1) * plane + b + 8 <= src.len(), "gemm_taps: a read past the source");
         }
     }
@@ -189,90 +189,91 @@ fn taps_all(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, off
     }
 }
 
-/// One tile of dx (the vectors at `corner`, from column `j0`): per tap, the
-/// channels in runs that read the same place of `src` (a block shares its
-/// loads of b), in blocks of 6, 4, 2 and 1. (A function, not a closure: a
-/// closure is compiled without its caller's target features, cpu.rs.)
+/// One tile of dx (the vectors at `corner`, from column `j0`), channels in
+/// blocks of 3, then 2 or 1.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn taps_tile(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], corner: &[usize], dx: &mut [f32], n: usize, j0: usize) {
     let channels = offs.len() / taps;
-    for t in 0..taps {
-        let mut c = 0;
-        while c < channels {
-            let off = offs[c * taps + t];
-            let mut end = c + 1;
-            while end < channels && offs[end * taps + t] == off {
-                end += 1;
-            }
-            let mut i = c;
-            while i < end {
-                let rows = match end - i {
-                    6.. => 6,
-                    4 | 5 => 4,
-                    2 | 3 => 2,
-                    _ => 1,
-                };
-                match (rows, corner) {
-                    (6, &[b0, b1]) => taps_block::<6, 2>(a, inner, taps, src, plane, off, [b0, b1], dx, n, i, t, j0),
-                    (4, &[b0, b1]) => taps_block::<4, 2>(a, inner, taps, src, plane, off, [b0, b1], dx, n, i, t, j0),
-                    (2, &[b0, b1]) => taps_block::<2, 2>(a, inner, taps, src, plane, off, [b0, b1], dx, n, i, t, j0),
-                    (_, &[b0, b1]) => taps_block::<1, 2>(a, inner, taps, src, plane, off, [b0, b1], dx, n, i, t, j0),
-                    (6, &[b]) => taps_block::<6, 1>(a, inner, taps, src, plane, off, [b], dx, n, i, t, j0),
-                    (4, &[b]) => taps_block::<4, 1>(a, inner, taps, src, plane, off, [b], dx, n, i, t, j0),
-                    (2, &[b]) => taps_block::<2, 1>(a, inner, taps, src, plane, off, [b], dx, n, i, t, j0),
-                    (_, &[b]) => taps_block::<1, 1>(a, inner, taps, src, plane, off, [b], dx, n, i, t, j0),
-                    _ => unreachable!("one or two vectors per tile"),
-                }
-                i += rows;
-            }
-            c = end;
+    let mut c = 0;
+    while c < channels {
+        let rows = (channels - c).min(3);
+        match (rows, corner) {
+            (3, &[b0, b1]) => taps_block::<3, 2>(a, inner, taps, src, plane, offs, [b0, b1], dx, n, c, j0),
+            (2, &[b0, b1]) => taps_block::<2, 2>(a, inner, taps, src, plane, offs, [b0, b1], dx, n, c, j0),
+            (_, &[b0, b1]) => taps_block::<1, 2>(a, inner, taps, src, plane, offs, [b0, b1], dx, n, c, j0),
+            (3, &[b]) => taps_block::<3, 1>(a, inner, taps, src, plane, offs, [b], dx, n, c, j0),
+            (2, &[b]) => taps_block::<2, 1>(a, inner, taps, src, plane, offs, [b], dx, n, c, j0),
+            (_, &[b]) => taps_block::<1, 1>(a, inner, taps, src, plane, offs, [b], dx, n, c, j0),
+            _ => unreachable!("one or two vectors per tile"),
         }
+        c += rows;
     }
 }
 
-/// Channels `c0 .. c0 + MR`, tap `t`, `V` vectors of dx from column `j0`.
+/// Channels `c0 .. c0 + MR`, `V` vectors of dx from column `j0`, every
+/// tap: the block's dx stays in registers from the first tap to the last
+/// (3 × 2 vectors of it and of the tap's sums, 2 loads of b, 1 broadcast:
+/// 15 of AVX2's 16 registers). The rows share their loads of b where they
+/// read the same place (one subarray's d ps in PS-QAT), else each loads
+/// its own.
 #[allow(clippy::too_many_arguments)]
 // `o` indexes the rows of a and the planes of the source together.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
-fn taps_block<const MR: usize, const V: usize>(
-    a: &[f32],
-    inner: usize,
-    taps: usize,
-    src: &[f32],
-    plane: usize,
-    off: usize,
-    bases: [usize; V],
-    dx: &mut [f32],
-    ldx: usize,
-    c0: usize,
-    t: usize,
-    j0: usize,
-) {
-    let mut acc = [[[0f32; 8]; V]; MR];
-    let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[((c0 + r) * taps + t) * inner..][..inner]);
-    for o in 0..inner {
-        // SAFETY: `gemm_taps` asserted max(offs) + (inner − 1)·plane +
-        // max(bases) + 8 ≤ src.len(); [f32; 8] has f32's alignment.
-        let bv: [[f32; 8]; V] = std::array::from_fn(|v| unsafe { std::ptr::read(src.as_ptr().add(off + o * plane + bases[v]) as *const [f32; 8]) });
+fn taps_block<const MR: usize, const V: usize>(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], bases: [usize; V], dx: &mut [f32], ldx: usize, c0: usize, j0: usize) {
+    let mut sum: [[[f32; 8]; V]; MR] = std::array::from_fn(|r| std::array::from_fn(|v| dx[(c0 + r) * ldx + j0 + 8 * v..][..8].try_into().unwrap()));
+    for t in 0..taps {
+        let off: [usize; MR] = std::array::from_fn(|r| offs[(c0 + r) * taps + t]);
+        let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[((c0 + r) * taps + t) * inner..][..inner]);
+        let mut acc = [[[0f32; 8]; V]; MR];
+        if off.iter().all(|&o| o == off[0]) {
+            for o in 0..inner {
+                let bv: [[f32; 8]; V] = std::array::from_fn(|v| read8(src, off[0] + o * plane + bases[v]));
+                for r in 0..MR {
+                    let av = rows[r][o];
+                    for v in 0..V {
+                        for j in 0..8 {
+                            acc[r][v][j] = av.mul_add(bv[v][j], acc[r][v][j]);
+                        }
+                    }
+                }
+            }
+        } else {
+            for o in 0..inner {
+                for r in 0..MR {
+                    let av = rows[r][o];
+                    for v in 0..V {
+                        let bv = read8(src, off[r] + o * plane + bases[v]);
+                        for j in 0..8 {
+                            acc[r][v][j] = av.mul_add(bv[j], acc[r][v][j]);
+                        }
+                    }
+                }
+            }
+        }
         for r in 0..MR {
-            let av = rows[r][o];
             for v in 0..V {
                 for j in 0..8 {
-                    acc[r][v][j] = av.mul_add(bv[v][j], acc[r][v][j]);
+                    sum[r][v][j] += acc[r][v][j];
                 }
             }
         }
     }
     for r in 0..MR {
         for v in 0..V {
-            let d: &mut [f32; 8] = (&mut dx[(c0 + r) * ldx + j0 + 8 * v..][..8]).try_into().unwrap();
-            for j in 0..8 {
-                d[j] += acc[r][v][j];
-            }
+            dx[(c0 + r) * ldx + j0 + 8 * v..][..8].copy_from_slice(&sum[r][v]);
         }
     }
+}
+
+/// The 8 floats of `src` from `at`, unchecked.
+#[inline(always)]
+fn read8(src: &[f32], at: usize) -> [f32; 8] {
+    debug_assert!(at + 8 <= src.len());
+    // SAFETY: `gemm_taps` asserted max(offs) + (inner − 1)·plane + max(bases)
+    // + 8 ≤ src.len() for every read it makes; [f32; 8] has f32's alignment.
+    unsafe { std::ptr::read(src.as_ptr().add(at) as *const [f32; 8]) }
 }
 
 /// b in the kernel's layout: its full panels of `width` columns, each
