@@ -153,26 +153,30 @@ pub fn conv(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
 /// a 3 × 3 kernel).
 fn conv_shifted(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
     let [kh, kw] = conv.kernel;
-    let [top, left, ..] = conv.pads;
     // The padded extent the outputs read (stride 1: output + kernel − 1).
     let (hp, wp) = (os.h + kh - 1, os.w + kw - 1);
-    let mut padded = Buf::for_overwrite(conv.in_channels * hp * wp);
-    for (plane, src) in padded.chunks_exact_mut(hp * wp).zip(x.chunks_exact(xs.h * xs.w)) {
-        for (py, line) in plane.chunks_exact_mut(wp).enumerate() {
-            match (py.checked_sub(top)).filter(|&iy| iy < xs.h) {
-                Some(iy) => {
-                    let (from, to) = (left.min(wp), (left + xs.w).min(wp));
-                    line[..from].fill(0.0);
-                    line[from..to].copy_from_slice(&src[iy * xs.w..iy * xs.w + (to - from)]);
-                    line[to..].fill(0.0);
-                }
-                None => line.fill(0.0),
-            }
+    let padded = pad_planes(x, (xs.h, xs.w), (hp, wp), (conv.pads[0], conv.pads[1]));
+    let offs: Vec<usize> = (0..conv.in_channels).flat_map(|c| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (c * hp + ky) * wp + kx))).collect();
+    gemm_shifted(&conv.weight, out, conv.out_channels, conv_rows(conv), &padded, &offs, &vector_corners(os.h, os.w, wp));
+}
+
+/// Every `h × w` plane of `x` placed at row `top`, column `left` of an
+/// `hp × wp` plane of zeros (it must fit): what the shifted products read.
+pub fn pad_planes(x: &[f32], (h, w): (usize, usize), (hp, wp): (usize, usize), (top, left): (usize, usize)) -> Buf {
+    assert!(top + h <= hp && left + w <= wp, "a {h} × {w} plane at ({top}, {left}) exceeds {hp} × {wp}");
+    let mut padded = Buf::zeroed(x.len() / (h * w).max(1) * hp * wp);
+    for (plane, src) in padded.chunks_exact_mut(hp * wp).zip(x.chunks_exact(h * w)) {
+        for (y, line) in src.chunks_exact(w).enumerate() {
+            plane[(top + y) * wp + left..][..w].copy_from_slice(line);
         }
     }
-    let offs: Vec<usize> = (0..conv.in_channels).flat_map(|c| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (c * hp + ky) * wp + kx))).collect();
-    let bases: Vec<usize> = (0..os.h * os.w / 8).map(|v| (8 * v / os.w) * wp + 8 * v % os.w).collect();
-    gemm_shifted(&conv.weight, out, conv.out_channels, conv_rows(conv), &padded, &offs, &bases);
+    padded
+}
+
+/// The corner, in a padded plane `wp` wide, of each group of 8 pixels of
+/// an `h × w` image (`w` a multiple of 8).
+pub fn vector_corners(h: usize, w: usize, wp: usize) -> Vec<usize> {
+    (0..h * w / 8).map(|v| (8 * v / w) * wp + 8 * v % w).collect()
 }
 
 /// Any other convolution: its unfold made and multiplied a group of output

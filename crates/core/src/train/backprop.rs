@@ -284,18 +284,11 @@ fn input_grad(c: &Conv, wt: &[f32], dys: &[f32], ranges: &[(usize, usize)], xs: 
     // (oy, ox) = (iy + pad − ky, ix + pad − kx) sits at (oy + kh − 1 − pad,
     // ox + kw − 1 − pad); zeros around it.
     let (hq, wq) = (xs.h + kh - 1, xs.w + kw - 1);
-    let (top, left) = (kh - 1 - c.pads[0], kw - 1 - c.pads[1]);
     let plane = hq * wq;
-    let mut padded = Buf::zeroed(ranges.len() * o * plane);
-    for (dst, src) in padded.chunks_exact_mut(plane).zip(dys.chunks_exact(p)) {
-        for (oy, line) in src.chunks_exact(os.w).enumerate() {
-            dst[(oy + top) * wq + left..][..os.w].copy_from_slice(line);
-        }
-    }
+    let padded = layers::pad_planes(dys, (os.h, os.w), (hq, wq), (kh - 1 - c.pads[0], kw - 1 - c.pads[1]));
     let source = |kk: usize| ranges.iter().position(|&(k0, k1)| (k0..k1).contains(&kk)).expect("the ranges cover every row");
     let offs: Vec<usize> = (0..k).map(|kk| source(kk) * o * plane + (kh - 1 - kk / kw % kh) * wq + (kw - 1 - kk % kw)).collect();
-    let bases: Vec<usize> = (0..xs.h * xs.w / 8).map(|v| (8 * v / xs.w) * wq + 8 * v % xs.w).collect();
-    gemm_taps(wt, o, kh * kw, &padded, plane, &offs, &bases, dx);
+    gemm_taps(wt, o, kh * kw, &padded, plane, &offs, &layers::vector_corners(xs.h, xs.w, wq), dx);
 }
 
 /// The shared shape of every weighted layer's backward: images in fixed
