@@ -66,7 +66,7 @@ pub fn gemm_shifted(a: &[f32], c: &mut [f32], m: usize, k: usize, src: &[f32], o
     let n = 8 * bases.len();
     assert!(a.len() >= m * k && c.len() >= m * n && offs.len() == k);
     if let (Some(&o), Some(&b)) = (offs.iter().max(), bases.iter().max()) {
-        // Every vector read lies inside `src` (what `shifted_block` relies on).
+        // Every vector read lies inside `src` (what `read8` relies on).
         assert!(o + b + 8 <= src.len(), "gemm_shifted: a read past the source ({o} + {b} + 8 > {})", src.len());
     } else {
         c[..m * n].fill(0.0);
@@ -123,10 +123,10 @@ fn shifted_block<const MR: usize, const V: usize>(a: &[f32], c: &mut [f32], ldc:
     let mut acc = [[[0f32; 8]; V]; MR];
     let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * k..(i0 + r + 1) * k]);
     for (kk, &off) in offs.iter().enumerate() {
-        // SAFETY: `gemm_shifted` asserted max(offs) + max(bases) + 8 ≤ src.len();
-        // [f32; 8] has f32's alignment. (Unchecked: two bounds checks per term
-        // row otherwise, in the innermost loop of FP32 inference.)
-        let bv: [[f32; 8]; V] = std::array::from_fn(|v| unsafe { std::ptr::read(src.as_ptr().add(off + bases[v]) as *const [f32; 8]) });
+        // SAFETY: `gemm_shifted` asserted max(offs) + max(bases) + 8 ≤ src.len().
+        // (Unchecked: two bounds checks per term row otherwise, in the
+        // innermost loop of FP32 inference.)
+        let bv: [[f32; 8]; V] = std::array::from_fn(|v| unsafe { read8(src, off + bases[v]) });
         for r in 0..MR {
             let av = rows[r][kk];
             for v in 0..V {
@@ -227,9 +227,11 @@ fn taps_block<const MR: usize, const V: usize>(a: &[f32], inner: usize, taps: us
         let off: [usize; MR] = std::array::from_fn(|r| offs[(c0 + r) * taps + t]);
         let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[((c0 + r) * taps + t) * inner..][..inner]);
         let mut acc = [[[0f32; 8]; V]; MR];
+        // SAFETY (every `read8`): `gemm_taps` asserted max(offs) + (inner − 1)·plane
+        // + max(bases) + 8 ≤ src.len().
         if off.iter().all(|&o| o == off[0]) {
             for o in 0..inner {
-                let bv: [[f32; 8]; V] = std::array::from_fn(|v| read8(src, off[0] + o * plane + bases[v]));
+                let bv: [[f32; 8]; V] = std::array::from_fn(|v| unsafe { read8(src, off[0] + o * plane + bases[v]) });
                 for r in 0..MR {
                     let av = rows[r][o];
                     for v in 0..V {
@@ -244,7 +246,7 @@ fn taps_block<const MR: usize, const V: usize>(a: &[f32], inner: usize, taps: us
                 for r in 0..MR {
                     let av = rows[r][o];
                     for v in 0..V {
-                        let bv = read8(src, off[r] + o * plane + bases[v]);
+                        let bv = unsafe { read8(src, off[r] + o * plane + bases[v]) };
                         for j in 0..8 {
                             acc[r][v][j] = av.mul_add(bv[j], acc[r][v][j]);
                         }
@@ -268,11 +270,13 @@ fn taps_block<const MR: usize, const V: usize>(a: &[f32], inner: usize, taps: us
 }
 
 /// The 8 floats of `src` from `at`, unchecked.
+///
+/// # Safety
+/// `at + 8 ≤ src.len()`.
 #[inline(always)]
-fn read8(src: &[f32], at: usize) -> [f32; 8] {
+unsafe fn read8(src: &[f32], at: usize) -> [f32; 8] {
     debug_assert!(at + 8 <= src.len());
-    // SAFETY: `gemm_taps` asserted max(offs) + (inner − 1)·plane + max(bases)
-    // + 8 ≤ src.len() for every read it makes; [f32; 8] has f32's alignment.
+    // SAFETY: inside `src` (the caller's contract); [f32; 8] has f32's alignment.
     unsafe { std::ptr::read(src.as_ptr().add(at) as *const [f32; 8]) }
 }
 
