@@ -18,9 +18,10 @@ use crate::cpu::{self, multiversion, Isa};
 pub enum PackedWeights {
     /// i8 digits `[out][kq][4]`, rows padded to a multiple of 4 by zeros;
     /// `pairs`: the same digits as i16 pairs `[out][kq][2]` (rows 0, 2 and
-    /// rows 1, 3 of each quad), what the AVX2 kernel broadcasts for large
-    /// digits; `flush`: how many quads the AVX2 kernel for small digits
-    /// sums in i16 lanes before widening them (0: digits too large for it).
+    /// rows 1, 3 of each quad), what the AVX2 kernel for large digits
+    /// broadcasts (empty when `flush` > 0); `flush`: how many quads the AVX2
+    /// kernel for small digits sums in i16 lanes before widening them (0:
+    /// digits too large for it).
     Bytes { w: Vec<i8>, pairs: Vec<u32>, out: usize, quads: usize, flush: usize },
     /// Per output and word of 32 rows, the +1 cells and the −1 cells as bit
     /// masks (bit b of word w = row 32·w + b).
@@ -69,11 +70,12 @@ impl PackedWeights {
                 packed[o * quads * 4 + r] = w[o * rows + r] as i8;
             }
         }
-        let pair = |a: i8, b: i8| a as i16 as u16 as u32 | (b as i16 as u16 as u32) << 16;
-        let pairs = packed.chunks_exact(4).flat_map(|d| [pair(d[0], d[2]), pair(d[1], d[3])]).collect();
         // A quad adds two i16 pair sums per lane, each at most 2·digit·|w|.
         let largest = packed.iter().map(|&d| (d as i32).unsigned_abs()).max().unwrap_or(0).max(1);
         let flush = i16::MAX as usize / (2 * digit_max.max(1) as usize * largest as usize);
+        // The pairs only where the small-digit kernel cannot take the digits.
+        let pair = |a: i8, b: i8| a as i16 as u16 as u32 | (b as i16 as u16 as u32) << 16;
+        let pairs = if flush == 0 { packed.chunks_exact(4).flat_map(|d| [pair(d[0], d[2]), pair(d[1], d[3])]).collect() } else { Vec::new() };
         PackedWeights::Bytes { w: packed, pairs, out, quads, flush }
     }
 
