@@ -29,7 +29,7 @@ use crate::cpu::{self, multiversion, Isa, Level};
 /// `c[m×n] = a[m×k] · b[k×n]`, all row-major and densely packed.
 pub fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
     let level = cpu::level();
-    product_at(level, a, &Packed::of(level, b, k, n), c, n, m)
+    product_at(level, a, &Packed::of(b, k, n), c, n, m)
 }
 
 /// `gemm` for an operand b produced on demand, in groups of `group`
@@ -47,7 +47,7 @@ pub fn gemm_rows(a: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, group: 
     let mut line = Buf::for_overwrite(group.min(n));
     for j0 in (0..n).step_by(group) {
         let g = group.min(n - j0);
-        let mut packed = Packed::new(level, k, g);
+        let mut packed = Packed::new(k, g);
         for kk in 0..k {
             fill(kk, j0, &mut line[..g]);
             packed.row(kk, &line[..g]);
@@ -280,13 +280,21 @@ unsafe fn read8(src: &[f32], at: usize) -> [f32; 8] {
     unsafe { std::ptr::read(src.as_ptr().add(at) as *const [f32; 8]) }
 }
 
-/// b in the kernel's layout: its full panels of `width` columns, each
-/// `k × width` and contiguous (read in place, a panel's rows lie a row of b
+/// The width of the product's panels: 6 rows × 16 columns is 12 vector
+/// accumulators of 8, 2 for the row of b and 1 for the broadcast, within
+/// AVX2's 16 registers. The AVX-512 clone takes the same blocking: a 4 × 32
+/// block of zmm accumulators was not vectorised by LLVM (128 floats of
+/// accumulators, kept on the stack, one scalar FMA each: FP32 training 3
+/// times slower), and on Zen 4, which splits a zmm FMA in two, 32 columns
+/// gain nothing over 16.
+const PANEL: usize = 16;
+
+/// b in the kernel's layout: its full panels of `PANEL` columns, each
+/// `k × PANEL` and contiguous (read in place, a panel's rows lie a row of b
 /// apart: with a power-of-two stride of 1,024 pixels every row on its own
 /// page and in the same few L1 sets), then the rest of the columns
 /// row-major.
 pub struct Packed {
-    width: usize,
     k: usize,
     n: usize,
     panels: Buf,
@@ -294,16 +302,15 @@ pub struct Packed {
 }
 
 impl Packed {
-    fn new(level: Level, k: usize, n: usize) -> Packed {
-        let width = if level == Level::Avx512 { 32 } else { 16 };
-        let full = n / width * width;
-        Packed { width, k, n, panels: Buf::for_overwrite(k * full), tail: Buf::for_overwrite(k * (n - full)) }
+    fn new(k: usize, n: usize) -> Packed {
+        let full = n / PANEL * PANEL;
+        Packed { k, n, panels: Buf::for_overwrite(k * full), tail: Buf::for_overwrite(k * (n - full)) }
     }
 
     /// The whole of b (`k × n`, row-major).
-    fn of(level: Level, b: &[f32], k: usize, n: usize) -> Packed {
+    fn of(b: &[f32], k: usize, n: usize) -> Packed {
         assert!(b.len() >= k * n);
-        let mut packed = Packed::new(level, k, n);
+        let mut packed = Packed::new(k, n);
         for kk in 0..k {
             packed.row(kk, &b[kk * n..(kk + 1) * n]);
         }
@@ -312,17 +319,9 @@ impl Packed {
 
     /// Stores row `kk` of b.
     fn row(&mut self, kk: usize, line: &[f32]) {
-        match self.width {
-            16 => self.row_in::<16>(kk, line),
-            _ => self.row_in::<32>(kk, line),
-        }
-    }
-
-    #[inline(always)]
-    fn row_in<const W: usize>(&mut self, kk: usize, line: &[f32]) {
-        let full = self.n / W * W;
-        for (p, chunk) in line[..full].chunks_exact(W).enumerate() {
-            self.panels[(p * self.k + kk) * W..(p * self.k + kk + 1) * W].copy_from_slice(chunk);
+        let full = self.n / PANEL * PANEL;
+        for (p, chunk) in line[..full].chunks_exact(PANEL).enumerate() {
+            self.panels[(p * self.k + kk) * PANEL..(p * self.k + kk + 1) * PANEL].copy_from_slice(chunk);
         }
         let rest = self.n - full;
         self.tail[kk * rest..(kk + 1) * rest].copy_from_slice(&line[full..self.n]);
@@ -333,14 +332,7 @@ multiversion! {
     /// The product into `c` (row stride `ldc`) in `level`'s clone (cpu.rs):
     /// the same bits at every level.
     fn product_at(a: &[f32], b: &Packed, c: &mut [f32], ldc: usize, m: usize) {
-        I => match I::LEVEL {
-            // 32 zmm registers: 4 rows × 32 columns is 8 accumulators.
-            Level::Avx512 => product::<4, 32>(a, b, c, ldc, m),
-            // AVX2's 16 ymm registers: 6 rows × 16 columns is 12 accumulators,
-            // 2 for the row of b and 1 for the broadcast (4 × 32 would spill).
-            // The portable level takes the same blocking.
-            _ => product::<6, 16>(a, b, c, ldc, m),
-        }
+        _I => product::<6, PANEL>(a, b, c, ldc, m)
     }
 }
 
@@ -350,7 +342,7 @@ fn product<const MR: usize, const NR: usize>(a: &[f32], b: &Packed, c: &mut [f32
     if m == 0 || n == 0 {
         return;
     }
-    assert!(b.width == NR && a.len() >= m * k && ldc >= n && c.len() >= (m - 1) * ldc + n);
+    assert!(NR == PANEL && a.len() >= m * k && ldc >= n && c.len() >= (m - 1) * ldc + n);
     let full = n / NR;
     for p in 0..full {
         rows_of_panel::<MR, NR>(a, k, &b.panels[p * k * NR..(p + 1) * k * NR], c, ldc, m, k, p * NR);
@@ -541,14 +533,14 @@ mod tests {
 
     /// The product at `level`, b packed as `gemm` packs it.
     fn at(level: Level, a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-        product_at(level, a, &Packed::of(level, b, k, n), c, n, m)
+        product_at(level, a, &Packed::of(b, k, n), c, n, m)
     }
 
     #[test]
     fn blocked_equals_sequential_bit_for_bit() {
-        // Odd sizes exercise every block: rows in blocks of 6 (AVX2) or 4
-        // (AVX-512) and their tails of 4, 2 and 1, each against panels 32,
-        // 16 and 8 wide, and the column tail.
+        // Odd sizes exercise every block: rows in blocks of 6 and their
+        // tails of 4, 2 and 1, each against panels 16 and 8 wide, and the
+        // column tail.
         for &(m, k, n) in &[(1, 1, 1), (4, 7, 32), (5, 27, 33), (16, 144, 1024), (9, 3, 70), (8, 20, 27), (7, 5, 40), (14, 9, 48), (5, 6, 24), (3, 0, 20), (0, 4, 8), (3, 4, 0)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729 % 1000) as f32 - 500.0) / 89.0).collect();
