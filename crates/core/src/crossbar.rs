@@ -531,6 +531,7 @@ pub enum Unfold<'a> {
         conv: &'a Conv,
         input: Shape,
         output: Shape,
+        taps: &'a [crate::layers::Tap],
     },
     /// A linear layer reads its input vector (p = 1).
     Identity,
@@ -540,7 +541,7 @@ impl Unfold<'_> {
     #[inline(always)]
     pub fn apply<T: Copy + Default>(&self, x: &[T], cols: &mut [T]) {
         match *self {
-            Unfold::Conv { conv, input, output } => crate::layers::im2col(conv, x, input, output, cols),
+            Unfold::Conv { conv, input, output, taps } => crate::layers::im2col(conv, taps, x, input, output, cols),
             Unfold::Identity => cols.copy_from_slice(x),
         }
     }

@@ -79,7 +79,7 @@ impl Workspace {
             match (&node.op, crossbar) {
                 (Op::Conv(c), Some((layer, seed))) => {
                     let p = os.h * os.w;
-                    let unfold = Unfold::Conv { conv: c, input: xs, output: os };
+                    let unfold = Unfold::Conv { conv: c, input: xs, output: os, taps: &net.taps[i] };
                     let f = observe.as_deref_mut();
                     run_crossbar(layer, x, p, unfold, &mut self.scratch, index, seed, out, &mut ops[i], i, f);
                 }

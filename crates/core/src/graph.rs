@@ -270,6 +270,9 @@ pub struct Network {
     pub output: usize,
     /// Shape of every value, index as in `Node::inputs`.
     pub shapes: Vec<Shape>,
+    /// The unfold's rows of every Conv node (empty for the others), made
+    /// once: the crossbar's per-image unfold reads them.
+    pub taps: Vec<Vec<crate::layers::Tap>>,
 }
 
 fn conv_out(size: usize, pad_a: usize, pad_b: usize, k: usize, stride: usize) -> Option<usize> {
@@ -487,7 +490,15 @@ impl Network {
         if output >= shapes.len() {
             bail!("network output value {} does not exist ({} values)", output, shapes.len());
         }
-        Ok(Network { input, nodes, output, shapes })
+        let taps = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match &n.op {
+                Op::Conv(c) => crate::layers::taps(c, shapes[n.inputs[0]], shapes[i + 1]).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        Ok(Network { input, nodes, output, shapes, taps })
     }
 
     pub fn classes(&self) -> usize {

@@ -10,19 +10,21 @@ use crate::pmath;
 /// Unfolds `x` into `cols[k × p]` with `k = (c, ky, kx)` (the ONNX weight
 /// order) and `p = (oy, ox)`; padding contributes zeros. Pure data
 /// movement, for float activations and integer input digits alike.
-/// Inlined so that the crossbar's clones (cpu.rs) vectorise it.
+/// `taps`: the unfold's rows (`taps`, made once per layer: made per image
+/// they were a twelfth of an ideal crossbar's inference). Inlined so that
+/// the crossbar's clones (cpu.rs) vectorise it.
 #[inline(always)]
-pub fn im2col<T: Copy + Default>(conv: &Conv, x: &[T], xs: Shape, os: Shape, cols: &mut [T]) {
+pub fn im2col<T: Copy + Default>(conv: &Conv, taps: &[Tap], x: &[T], xs: Shape, os: Shape, cols: &mut [T]) {
     let p = os.h * os.w;
-    for (kk, tap) in taps(conv, xs, os).enumerate() {
-        unfold_row(&tap, conv, x, xs, os, 0, &mut cols[kk * p..(kk + 1) * p]);
+    for (kk, tap) in taps.iter().enumerate() {
+        unfold_row(tap, conv, x, xs, os, 0, &mut cols[kk * p..(kk + 1) * p]);
     }
 }
 
 /// One row `(c, ky, kx)` of the unfold: where it reads and which outputs
-/// read inside the image (computed once per layer and image: the divisions
-/// cost more than the copies when the unfold is made a few output rows at
-/// a time).
+/// read inside the image (computed once per layer: the divisions cost more
+/// than the copies when the unfold is made a few output rows at a time).
+#[derive(Debug, Clone)]
 pub struct Tap {
     c: usize,
     ky: usize,
@@ -493,7 +495,7 @@ mod tests {
             let x: Vec<u8> = (0..xs.len()).map(|i| (i % 251 + 1) as u8).collect();
             let p = os.h * os.w;
             let mut cols = vec![255u8; ci * kernel[0] * kernel[1] * p];
-            im2col(&cv, &x, xs, os, &mut cols);
+            im2col(&cv, &taps(&cv, xs, os).collect::<Vec<_>>(), &x, xs, os, &mut cols);
             for c in 0..ci {
                 for ky in 0..kernel[0] {
                     for kx in 0..kernel[1] {
@@ -541,7 +543,7 @@ mod tests {
             let x: Vec<f32> = (0..xs.len()).map(|i| (i as f32 * 0.11).cos()).collect();
             let (k, p) = (conv_rows(&cv), os.h * os.w);
             let mut cols = vec![0f32; k * p];
-            im2col(&cv, &x, xs, os, &mut cols);
+            im2col(&cv, &taps(&cv, xs, os).collect::<Vec<_>>(), &x, xs, os, &mut cols);
             let mut want = vec![0f32; os.len()];
             gemm(&cv.weight, &cols, &mut want, co, k, p);
             add_channel_bias(&mut want, cv.bias.as_ref().unwrap(), p);

@@ -121,8 +121,9 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                         None => (0..n).map(|_| None).collect(),
                     };
                     let conv: &Conv = c;
+                    let taps: Vec<layers::Tap> = layers::taps(conv, xs, os).collect();
                     out.par_chunks_exact_mut(os.len()).zip(input.par_chunks_exact(xs.len())).zip(q.images.par_iter()).zip(slots).for_each_init(Scratch::reused, |scratch, (((o, x), &image), slot)| {
-                        let unfold = Unfold::Conv { conv, input: xs, output: os };
+                        let unfold = Unfold::Conv { conv, input: xs, output: os, taps: &taps };
                         layer.forward(x, p, unfold, scratch, image, q.seed, o, None, None, slot);
                     });
                     record = Some(XbarTape { layer, recorded });
@@ -352,10 +353,11 @@ fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape
     let mut wt = vec![0f32; k * o];
     transpose(&c.weight, o, k, &mut wt);
     let nb = if c.bias.is_some() { o } else { 0 };
+    let taps: Vec<layers::Tap> = layers::taps(c, xs, os).collect();
     // Every scratch is written whole before it is read (im2col, transpose, products).
     let scratch = || (Buf::for_overwrite(k * p), Buf::for_overwrite(k * p), Buf::for_overwrite(p * o), Buf::for_overwrite(k * o));
     let (dx, mut g) = chunked_backward(x, dy, n, (xs.len(), os.len()), &[k * o, nb], scratch, |acc, (cols, dcols, dyt, tmp), dxi, dyi, xi, _| {
-        layers::im2col(c, xi, xs, os, cols);
+        layers::im2col(c, &taps, xi, xs, os, cols);
         transpose(dyi, o, p, dyt);
         gemm(cols, dyt, tmp, k, p, o);
         acc[0].iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
@@ -427,7 +429,8 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     // Every scratch is written whole before it is read (levels, im2col, the cleared dlevels, the replay).
     let scratch =
         || (Buf::for_overwrite(xs.len()), Buf::for_overwrite(k * p), Buf::for_overwrite(xs.len()), replay.map(Buf::for_overwrite), Scratch::reused(), qat::ImageGrads::new(ql, layer, p, has_bias));
-    let unfold = Unfold::Conv { conv: c, input: xs, output: os };
+    let taps: Vec<layers::Tap> = layers::taps(c, xs, os).collect();
+    let unfold = Unfold::Conv { conv: c, input: xs, output: os, taps: &taps };
     let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), &grads, scratch, |acc, (levels, cols, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
         let (psi, ci): (&[f32], &[f32]) = match &t.recorded {
             Some((ps, cs)) => (&ps[i * per..(i + 1) * per], &cs[i * per..(i + 1) * per]),
@@ -437,7 +440,7 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
             }
         };
         qat::input_levels(&layer.input, xi, levels);
-        layers::im2col(c, levels, xs, os, cols);
+        layers::im2col(c, &taps, levels, xs, os, cols);
         qat::backward_image(ql, layer, cols, psi, ci, dyi, p, g);
         dlevels.fill(0.0);
         // The unfold's own buffer serves as col2im's scratch: the levels'
