@@ -70,6 +70,22 @@ async function trainThroughput(net: Network, settings: TrainSettings, train: { i
   return { rate: median(rates), flopsPerImage: trainer.flopsPerImage };
 }
 
+/**
+ * FP32 inference and training images/s at each instruction-set level this CPU has
+ * above the baseline (bench/levels.ts, a child process per level, STOXNET_CPU set).
+ */
+function levels(model: string, data: string, count: number): Record<string, { nativeFp32: number; trainFp32: number }> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'levels.js');
+  const out: Record<string, { nativeFp32: number; trainFp32: number }> = {};
+  for (const cap of native().cpuLevel() === 'avx512' ? ['avx2', 'native'] : native().cpuLevel() === 'avx2' ? ['native'] : []) {
+    const child = spawnSync(process.execPath, [script, model, data, String(count)], { encoding: 'utf8', env: { ...process.env, STOXNET_CPU: cap } });
+    if (child.status !== 0) throw new Error(`bench/levels.js (STOXNET_CPU=${cap}) failed: ${child.stderr}`);
+    const r = JSON.parse(child.stdout) as { cpu: string; nativeFp32: number; trainFp32: number };
+    out[r.cpu] = { nativeFp32: r.nativeFp32, trainFp32: r.trainFp32 };
+  }
+  return out;
+}
+
 /** Peak resident memory of a 10,000-image StoX eval, run in a child process. */
 function peakRssMB(model: string, data: string): number {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'rss.js');
@@ -138,6 +154,7 @@ async function main() {
   const peakThreads = threads > 0 ? threads : availableParallelism();
   const fmaPeakGflops = native().fmaPeakGflops(peakThreads, 1);
   const rss = peakRssMB(model, dataDir);
+  const byLevel = levels(model, dataDir, count);
   const ratios = {
     nativeFp32VsOrt: vsOrt.nativeFp32.ratio,
     idealVsOrt: vsOrt.nativeIdeal4w4a.ratio,
@@ -151,7 +168,7 @@ async function main() {
   // The kernels' instruction set: ratios on an AVX2-only CPU and on one with AVX-512 are different machines' figures.
   const cpu = native().cpuLevel();
   if (values.json) {
-    process.stdout.write(JSON.stringify({ model, images: count, reps, threads, cpu, imagesPerSecond, ratios, spreads, peakRssMB: rss, trainGflops, fmaPeakGflops }) + '\n');
+    process.stdout.write(JSON.stringify({ model, images: count, reps, threads, cpu, imagesPerSecond, ratios, spreads, peakRssMB: rss, trainGflops, fmaPeakGflops, levels: byLevel }) + '\n');
     return;
   }
   process.stdout.write(`${model}: ${count} images, batch ${BATCH}, ${threads} threads, kernels ${cpu}, median of ${reps}\n`);
@@ -160,6 +177,7 @@ async function main() {
   for (const [k, [lo, hi]] of Object.entries(spreads)) process.stdout.write(`  ${k.padEnd(16)} vs onnxruntime ${vsOrt[k].ratio.toFixed(3)} (pairs ${lo.toFixed(3)}–${hi.toFixed(3)})\n`);
   process.stdout.write(`  peakRssMB        ${rss.toFixed(0).padStart(9)} MB (10,000-image StoX eval, mtj T = 1)\n`);
   process.stdout.write(`  trainGflops      ${trainGflops.toFixed(1).padStart(9)} GFLOP/s of ${fmaPeakGflops.toFixed(1)} (FMA peak, ${peakThreads} threads)\n`);
+  for (const [level, r] of Object.entries(byLevel)) process.stdout.write(`  at ${level.padEnd(13)} FP32 inference ${r.nativeFp32.toFixed(0)}, training ${r.trainFp32.toFixed(0)} images/s\n`);
 }
 
 await main();
