@@ -17,21 +17,9 @@ import { ortBackend } from '../ts/ort.js';
 import { packageRoot } from '../ts/paths.js';
 import { createSimulator } from '../ts/simulator.js';
 import { resolveConfig, type StoxConfig } from '../ts/stox.js';
-import { createTrainer, resolveTrainSettings, type TrainSettings } from '../ts/train.js';
+import { resolveTrainSettings } from '../ts/train.js';
 import { resnet } from '../ts/arch.js';
-import type { Network } from '../ts/network.js';
-
-const BATCH = 100;
-
-/** Images/s of one timed pass of `backend` over `images` in batches of BATCH. */
-async function pass(backend: Backend, images: Float32Array, imageLen: number): Promise<number> {
-  const count = images.length / imageLen;
-  const t0 = process.hrtime.bigint();
-  for (let s = 0; s < count; s += BATCH) await backend.run(images.subarray(s * imageLen, Math.min(s + BATCH, count) * imageLen), s);
-  return count / (Number(process.hrtime.bigint() - t0) / 1e9);
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+import { BATCH, median, pass, trainThroughput } from './timing.js';
 
 /**
  * An engine against onnxruntime: one warm-up batch each, then `reps` pairs of
@@ -54,31 +42,14 @@ async function paired(ort: Backend, engine: Backend, images: Float32Array, image
 }
 
 /**
- * Training images/s: one warm-up batch, then `reps` timed passes of `batches`
- * batches of 128 (the median counts), on the first training images.
- */
-async function trainThroughput(net: Network, settings: TrainSettings, train: { images: Uint8Array; labels: Uint8Array }, batches: number, reps: number, threads: number): Promise<{ rate: number; flopsPerImage: number }> {
-  const n = 128 * (1 + batches * reps);
-  const trainer = await createTrainer(net, settings, train.images.subarray(0, n * 3072), train.labels.subarray(0, n), threads);
-  await trainer.trainBatches(0, 0, 1, threads);
-  const rates: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t0 = process.hrtime.bigint();
-    const p = await trainer.trainBatches(0, 1 + r * batches, 1 + (r + 1) * batches, threads);
-    rates.push(p.images / (Number(process.hrtime.bigint() - t0) / 1e9));
-  }
-  return { rate: median(rates), flopsPerImage: trainer.flopsPerImage };
-}
-
-/**
  * FP32 inference and training images/s at each instruction-set level this CPU has
  * above the baseline (bench/levels.ts, a child process per level, STOXNET_CPU set).
  */
-function levels(model: string, data: string, count: number): Record<string, { nativeFp32: number; trainFp32: number }> {
+function levels(model: string, data: string, count: number, threads: number, batches: number): Record<string, { nativeFp32: number; trainFp32: number }> {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'levels.js');
   const out: Record<string, { nativeFp32: number; trainFp32: number }> = {};
   for (const cap of native().cpuLevel() === 'avx512' ? ['avx2', 'native'] : native().cpuLevel() === 'avx2' ? ['native'] : []) {
-    const child = spawnSync(process.execPath, [script, model, data, String(count)], { encoding: 'utf8', env: { ...process.env, STOXNET_CPU: cap } });
+    const child = spawnSync(process.execPath, [script, model, data, String(count), String(threads), String(batches)], { encoding: 'utf8', env: { ...process.env, STOXNET_CPU: cap } });
     if (child.status !== 0) throw new Error(`bench/levels.js (STOXNET_CPU=${cap}) failed: ${child.stderr}`);
     const r = JSON.parse(child.stdout) as { cpu: string; nativeFp32: number; trainFp32: number };
     out[r.cpu] = { nativeFp32: r.nativeFp32, trainFp32: r.trainFp32 };
@@ -154,7 +125,7 @@ async function main() {
   const peakThreads = threads > 0 ? threads : availableParallelism();
   const fmaPeakGflops = native().fmaPeakGflops(peakThreads, 1);
   const rss = peakRssMB(model, dataDir);
-  const byLevel = levels(model, dataDir, count);
+  const byLevel = levels(model, dataDir, count, threads, batches);
   const ratios = {
     nativeFp32VsOrt: vsOrt.nativeFp32.ratio,
     idealVsOrt: vsOrt.nativeIdeal4w4a.ratio,
