@@ -79,7 +79,7 @@ impl Workspace {
             match (&node.op, crossbar) {
                 (Op::Conv(c), Some((layer, seed))) => {
                     let p = os.h * os.w;
-                    let unfold = Unfold::Conv { conv: c, input: xs, output: os, taps: &net.taps[i] };
+                    let unfold = Unfold::Conv { conv: c, input: xs, output: os, taps: &net.geometry[i].taps };
                     let f = observe.as_deref_mut();
                     run_crossbar(layer, x, p, unfold, &mut self.scratch, index, seed, out, &mut ops[i], i, f);
                 }
@@ -88,7 +88,7 @@ impl Workspace {
                     run_crossbar(layer, x, 1, Unfold::Identity, &mut self.scratch, index, seed, out, &mut ops[i], i, f);
                 }
                 (Op::Conv(c), None) => {
-                    layers::conv(c, x, xs, out, os);
+                    layers::conv(c, &net.geometry[i], x, xs, out, os);
                     ops[i].digital_macs += (c.out_channels * layers::conv_rows(c) * os.h * os.w) as u64;
                     ops[i].images += 1;
                 }

@@ -270,9 +270,9 @@ pub struct Network {
     pub output: usize,
     /// Shape of every value, index as in `Node::inputs`.
     pub shapes: Vec<Shape>,
-    /// The unfold's rows of every Conv node (empty for the others), made
-    /// once: the crossbar's per-image unfold reads them.
-    pub taps: Vec<Vec<crate::layers::Tap>>,
+    /// How every Conv node reads its input (empty for the others), made
+    /// once: the per-image convolutions and unfolds read it.
+    pub geometry: Vec<crate::layers::Geometry>,
 }
 
 fn conv_out(size: usize, pad_a: usize, pad_b: usize, k: usize, stride: usize) -> Option<usize> {
@@ -490,15 +490,15 @@ impl Network {
         if output >= shapes.len() {
             bail!("network output value {} does not exist ({} values)", output, shapes.len());
         }
-        let taps = nodes
+        let geometry = nodes
             .iter()
             .enumerate()
             .map(|(i, n)| match &n.op {
-                Op::Conv(c) => crate::layers::taps(c, shapes[n.inputs[0]], shapes[i + 1]).collect(),
-                _ => Vec::new(),
+                Op::Conv(c) => crate::layers::Geometry::new(c, shapes[n.inputs[0]], shapes[i + 1]),
+                _ => Default::default(),
             })
             .collect();
-        Ok(Network { input, nodes, output, shapes, taps })
+        Ok(Network { input, nodes, output, shapes, geometry })
     }
 
     pub fn classes(&self) -> usize {

@@ -138,28 +138,52 @@ pub fn conv_rows(conv: &Conv) -> usize {
 
 /// `out = W · im2col(x) + bias`, every output the product's sequential
 /// fused sum (gemm.rs) whichever way the unfold is read.
-pub fn conv(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
-    if conv.stride == [1, 1] && os.w > 0 && os.w.is_multiple_of(8) {
-        conv_shifted(conv, x, xs, out, os);
-    } else {
-        conv_unfolded(conv, x, xs, out, os);
+pub fn conv(conv: &Conv, geometry: &Geometry, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
+    match &geometry.shifted {
+        Some(s) => {
+            let padded = pad_planes(x, (xs.h, xs.w), (s.hp, s.wp), (conv.pads[0], conv.pads[1]));
+            gemm_shifted(&conv.weight, out, conv.out_channels, conv_rows(conv), &padded, &s.offs, &s.corners);
+        }
+        None => conv_unfolded(conv, &geometry.taps, x, xs, out, os),
     }
     if let Some(bias) = &conv.bias {
         add_channel_bias(out, bias, os.h * os.w);
     }
 }
 
-/// A stride-1 convolution whose output rows are whole vectors of 8: the
-/// product reads its unfold in place from a zero-padded copy of the input
-/// (`gemm_shifted`), a fraction of the unfold's size (9 times smaller for
-/// a 3 × 3 kernel).
-fn conv_shifted(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
-    let [kh, kw] = conv.kernel;
-    // The padded extent the outputs read (stride 1: output + kernel − 1).
-    let (hp, wp) = (os.h + kh - 1, os.w + kw - 1);
-    let padded = pad_planes(x, (xs.h, xs.w), (hp, wp), (conv.pads[0], conv.pads[1]));
-    let offs: Vec<usize> = (0..conv.in_channels).flat_map(|c| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (c * hp + ky) * wp + kx))).collect();
-    gemm_shifted(&conv.weight, out, conv.out_channels, conv_rows(conv), &padded, &offs, &vector_corners(os.h, os.w, wp));
+/// How a convolution reads its input, made once per layer (`Network::new`):
+/// the unfold's rows, and for a stride-1 convolution whose output rows are
+/// whole vectors of 8 the shifted product's plan — the product then reads
+/// its unfold in place from a zero-padded copy of the input
+/// (`gemm_shifted`), a fraction of the unfold's size (9 times smaller for a
+/// 3 × 3 kernel). Made per image, the offsets and rows were 3 % of FP32
+/// inference.
+#[derive(Debug, Clone, Default)]
+pub struct Geometry {
+    pub taps: Vec<Tap>,
+    shifted: Option<Shifted>,
+}
+
+/// The padded extent the outputs read (stride 1: output + kernel − 1), each
+/// unfold row's offset in it and each group of 8 outputs' corner.
+#[derive(Debug, Clone)]
+struct Shifted {
+    hp: usize,
+    wp: usize,
+    offs: Vec<usize>,
+    corners: Vec<usize>,
+}
+
+impl Geometry {
+    pub fn new(conv: &Conv, xs: Shape, os: Shape) -> Geometry {
+        let shifted = (conv.stride == [1, 1] && os.w > 0 && os.w.is_multiple_of(8)).then(|| {
+            let [kh, kw] = conv.kernel;
+            let (hp, wp) = (os.h + kh - 1, os.w + kw - 1);
+            let offs = (0..conv.in_channels).flat_map(|c| (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (c * hp + ky) * wp + kx))).collect();
+            Shifted { hp, wp, offs, corners: vector_corners(os.h, os.w, wp) }
+        });
+        Geometry { taps: taps(conv, xs, os).collect(), shifted }
+    }
 }
 
 /// Every `h × w` plane of `x` placed at row `top`, column `left` of an
@@ -185,11 +209,10 @@ pub fn vector_corners(h: usize, w: usize, wp: usize) -> Vec<usize> {
 /// rows at a time (`gemm_rows`): groups of about 128 KB of unfold
 /// (k × columns), whole output rows, a multiple of 8 columns where a few
 /// rows more make one (the product's column tail is scalar).
-fn conv_unfolded(conv: &Conv, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
+fn conv_unfolded(conv: &Conv, taps: &[Tap], x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
     let (k, w) = (conv_rows(conv), os.w.max(1));
     let step = 8 >> w.trailing_zeros().min(3);
     let rows = ((32 * 1024 / k.max(1)).max(w) / w).div_ceil(step) * step;
-    let taps: Vec<Tap> = taps(conv, xs, os).collect();
     gemm_rows(&conv.weight, out, conv.out_channels, k, os.h * os.w, rows * w, |kk, j0, row| unfold_row(&taps[kk], conv, x, xs, os, j0 / w, row));
 }
 
@@ -548,7 +571,7 @@ mod tests {
             gemm(&cv.weight, &cols, &mut want, co, k, p);
             add_channel_bias(&mut want, cv.bias.as_ref().unwrap(), p);
             let mut got = vec![f32::NAN; os.len()];
-            conv(&cv, &x, xs, &mut got, os);
+            conv(&cv, &Geometry::new(&cv, xs, os), &x, xs, &mut got, os);
             assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{h}x{w} kernel {kernel} stride {stride} pads {pads:?}");
         }
     }
@@ -564,7 +587,7 @@ mod tests {
         let os = Shape { c: co, h: (h + 2 - 3) / 2 + 1, w: (w + 2 - 3) / 2 + 1 };
         let x: Vec<f32> = (0..xs.len()).map(|i| (i as f32 * 0.11).cos()).collect();
         let mut out = vec![0f32; os.len()];
-        conv(&cv, &x, xs, &mut out, os);
+        conv(&cv, &Geometry::new(&cv, xs, os), &x, xs, &mut out, os);
         for o in 0..co {
             for oy in 0..os.h {
                 for ox in 0..os.w {

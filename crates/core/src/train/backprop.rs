@@ -103,6 +103,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
         let mut cache = None;
         let mut record = None;
         {
+            let geometry = &net.geometry[i];
             let node = &mut net.nodes[i];
             let input = &values[node.inputs[0]];
             let crossbar = qat.and_then(|q| q.layers[i].as_ref().map(|l| (l, q)));
@@ -128,7 +129,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                     });
                     record = Some(XbarTape { layer, recorded });
                 }
-                Op::Conv(c) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::conv(c, x, xs, o, os)),
+                Op::Conv(c) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::conv(c, geometry, x, xs, o, os)),
                 Op::BatchNorm(b) => {
                     if train {
                         cache = Some(batch_norm_train(b, input, &mut out, n, xs));
