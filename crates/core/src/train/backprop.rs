@@ -347,18 +347,17 @@ fn split<'a>(mut v: &'a mut [f32], lens: &[usize]) -> Vec<&'a mut [f32]> {
 /// transposed, `dWᵀ = cols · dYᵀ` (`k × o`), on the unfold of the forward
 /// pass: its long dimension is then the product's row count, where the
 /// kernel is fastest, and no transposed unfold is needed.
-fn conv_backward(c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Buf, Vec<Vec<f32>>) {
+fn conv_backward(c: &Conv, geometry: &layers::Geometry, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Buf, Vec<Vec<f32>>) {
     let k = layers::conv_rows(c);
     let p = os.h * os.w;
     let o = c.out_channels;
     let mut wt = vec![0f32; k * o];
     transpose(&c.weight, o, k, &mut wt);
     let nb = if c.bias.is_some() { o } else { 0 };
-    let taps: Vec<layers::Tap> = layers::taps(c, xs, os).collect();
     // Every scratch is written whole before it is read (im2col, transpose, products).
     let scratch = || (Buf::for_overwrite(k * p), Buf::for_overwrite(k * p), Buf::for_overwrite(p * o), Buf::for_overwrite(k * o));
     let (dx, mut g) = chunked_backward(x, dy, n, (xs.len(), os.len()), &[k * o, nb], scratch, |acc, (cols, dcols, dyt, tmp), dxi, dyi, xi, _| {
-        layers::im2col(c, &taps, xi, xs, os, cols);
+        layers::im2col(c, &geometry.taps, xi, xs, os, cols);
         transpose(dyi, o, p, dyt);
         gemm(cols, dyt, tmp, k, p, o);
         acc[0].iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
@@ -502,7 +501,7 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                 }
             }
             Op::Conv(c) => {
-                let (dx, g) = conv_backward(c, x, &dy, n, xs, os);
+                let (dx, g) = conv_backward(c, &net.geometry[i], x, &dy, n, xs, os);
                 params[i] = g;
                 if xin != 0 {
                     add_grad(&mut grads, xin, dx);
