@@ -12,7 +12,7 @@ import { compareCosts, costResults, entryConfig, entryName, PRESETS, splitEntry,
 import { evaluate } from '../ts/eval.js';
 import { packageRoot } from '../ts/paths.js';
 import { designGroups, renderReport } from '../ts/report/index.js';
-import { resolveConfig } from '../ts/stox.js';
+import { overEmbedded, resolveConfig } from '../ts/stox.js';
 import { readResults, writeResults } from '../ts/sweep/results.js';
 import { CLI, DATA_DIR, HAVE_DATA, HAVE_MODELS, model } from './helpers/env.js';
 
@@ -33,6 +33,20 @@ describe('comparison entries', () => {
     expect([sched.schedule, sched.samplesPerLayer]).toEqual(['rising', undefined]);
     // fp-adc is lossless even on a model that embeds a low ADC resolution.
     expect(resolveConfig({ converter: 'adc', adcBits: 4, adcRange: 'calibrated', ...entryConfig('fp-adc', 4) }).adcBits).toBeUndefined();
+  });
+
+  it('an explicit T replaces the T a model embeds, whichever way either gives it', () => {
+    const embedded = { converter: 'mtj', sensitivity: 8, samplesPerLayer: [1, 2, 4] };
+    // --samples 1 on a model trained at a per-layer schedule is T = 1 in every layer.
+    const t1 = resolveConfig(overEmbedded(embedded, { samples: 1 }));
+    expect([t1.samples, t1.samplesPerLayer, t1.sensitivity]).toEqual([1, undefined, 8]);
+    // --schedule is not a second schedule beside the embedded one.
+    const rising = resolveConfig(overEmbedded(embedded, { schedule: 'rising' }));
+    expect([rising.schedule, rising.samplesPerLayer]).toEqual(['rising', undefined]);
+    expect(resolveConfig(overEmbedded(embedded, { samplesPerLayer: [4, 4, 4] })).samplesPerLayer).toEqual([4, 4, 4]);
+    // Without an explicit T the model's stands, beside other explicit settings.
+    const kept = resolveConfig(overEmbedded({ ...embedded, samples: 2 }, { seed: 3 }));
+    expect([kept.samples, kept.samplesPerLayer, kept.seed]).toEqual([2, [1, 2, 4], 3]);
   });
 
   it('splits CONFIG=MODEL at the first =, so that the configuration may hold a colon', () => {

@@ -10,7 +10,7 @@ import type { Network } from './network.js';
 import { ortBackend } from './ort.js';
 import type { NativeSimulator } from './native-binding.js';
 import { createSimulator, type LayerReport } from './simulator.js';
-import { resolveConfig, type StoxConfig } from './stox.js';
+import { overEmbedded, resolveConfig, type StoxConfig } from './stox.js';
 
 export const BACKENDS = ['native', 'ort', 'js'] as const;
 /** Which images an evaluation classifies: the test set, or the validation split held out of training. */
@@ -148,7 +148,7 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   const cache = options.cache ?? new EvalCache();
   const net = await cache.network(options.model);
   // A model trained with PS-QAT carries its settings; explicit ones override them.
-  const config = resolveConfig({ ...(net.stox?.config ?? {}), ...(options.config ?? {}) } as Record<string, unknown>);
+  const config = resolveConfig(overEmbedded(net.stox?.config ?? {}, options.config ?? {}));
   if (backendName === 'ort' && config.converter !== 'fp') {
     throw new ConfigError(`backend ort runs the model in FP32 only; --converter ${config.converter} needs --backend native or js`);
   }

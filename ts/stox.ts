@@ -179,6 +179,22 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
 }
 
 /** The T per crossbar layer of a schedule file (`{"samplesPerLayer": [...]}`, as `stoxnet schedule search` writes). */
+/** The keys that set T: one setting, given three ways. */
+const SAMPLING: readonly string[] = ['samples', 'schedule', 'samplesPerLayer'];
+
+/**
+ * Explicit settings over a model's embedded ones. T is one setting given
+ * three ways (samples, schedule, samplesPerLayer): an explicit one replaces
+ * all of the model's, so that `--samples 1` on a model trained at a
+ * per-layer schedule means T = 1 in every layer (the embedded per-layer T
+ * used to win), and `--schedule FILE` is not refused as a second schedule.
+ */
+export function overEmbedded(embedded: Record<string, unknown>, explicit: Partial<StoxConfig>): Record<string, unknown> {
+  const replaces = SAMPLING.some((k) => explicit[k as keyof StoxConfig] !== undefined);
+  const kept = Object.entries(embedded).filter(([k]) => !(replaces && SAMPLING.includes(k)));
+  return { ...Object.fromEntries(kept), ...explicit };
+}
+
 export function readScheduleFile(path: string): number[] {
   const doc = readJsonFile(path, `${FLAGS.schedule} ${path}: cannot read a schedule file`);
   const list = (doc as { samplesPerLayer?: unknown } | null)?.samplesPerLayer;
