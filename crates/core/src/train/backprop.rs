@@ -31,6 +31,9 @@ pub struct Qat<'a> {
 struct XbarTape {
     layer: CrossbarLayer,
     recorded: Option<(Buf, Buf)>,
+    /// The unfold's rows of the layer's crossbar view (a linear layer's is
+    /// a 1 × 1 convolution, which has no node geometry), for the backward.
+    taps: Vec<layers::Tap>,
 }
 
 /// Default of `Qat::tape_bytes`: fits 4-bit unsliced mappings of ResNets at
@@ -127,7 +130,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                         let unfold = Unfold::Conv { conv, input: xs, output: os, taps: &taps };
                         layer.forward(x, p, unfold, scratch, image, q.seed, o, None, None, slot);
                     });
-                    record = Some(XbarTape { layer, recorded });
+                    record = Some(XbarTape { layer, recorded, taps });
                 }
                 Op::Conv(c) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::conv(c, geometry, x, xs, o, os)),
                 Op::BatchNorm(b) => {
@@ -429,8 +432,8 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     // Every scratch is written whole before it is read (levels, im2col, the cleared dlevels, the replay).
     let scratch =
         || (Buf::for_overwrite(xs.len()), Buf::for_overwrite(k * p), Buf::for_overwrite(xs.len()), replay.map(Buf::for_overwrite), Scratch::reused(), qat::ImageGrads::new(ql, layer, p, has_bias));
-    let taps: Vec<layers::Tap> = layers::taps(c, xs, os).collect();
-    let unfold = Unfold::Conv { conv: c, input: xs, output: os, taps: &taps };
+    let taps = &t.taps[..];
+    let unfold = Unfold::Conv { conv: c, input: xs, output: os, taps };
     let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), &grads, scratch, |acc, (levels, cols, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
         let (psi, ci): (&[f32], &[f32]) = match &t.recorded {
             Some((ps, cs)) => (&ps[i * per..(i + 1) * per], &cs[i * per..(i + 1) * per]),
@@ -440,7 +443,7 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
             }
         };
         qat::input_levels(&layer.input, xi, levels);
-        layers::im2col(c, &taps, levels, xs, os, cols);
+        layers::im2col(c, taps, levels, xs, os, cols);
         qat::backward_image(ql, layer, cols, psi, ci, dyi, p, g);
         dlevels.fill(0.0);
         // The unfold's own buffer serves as col2im's scratch: the levels'
