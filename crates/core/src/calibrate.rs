@@ -21,11 +21,13 @@ use crate::bail;
 use crate::config::{ColumnParams, ConverterSpec, LayerConfig, LayerSpec, Noise};
 use crate::converter::Converter;
 use crate::counts::OpCounts;
+use crate::cpu::{self, multiversion};
 use crate::crossbar::CrossbarLayer;
 use crate::engine::{ordered_fold, Cancel, Crossbars};
 use crate::error::Result;
 use crate::graph::{Network, Op};
 use crate::mtj::{Device, Thresholds};
+use crate::quant;
 
 /// What calibration decided, per crossbar layer, for reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +136,9 @@ struct Moments {
     max: f64,
 }
 
+/// 2^53: integers below it add exactly in f64.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
 impl Moments {
     const EMPTY: Moments = Moments { n: 0.0, sum: 0.0, sum2: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY };
     fn add(&mut self, v: f64) {
@@ -142,6 +147,65 @@ impl Moments {
         self.sum2 += v * v;
         self.min = self.min.min(v);
         self.max = self.max.max(v);
+    }
+
+    /// `add` of every value of `ps` in order, with the same bits, in the
+    /// clone of `cpu::level()`. Partial sums are integers, and integers
+    /// whose sums stay below 2^53 add exactly in any order: then eight
+    /// lanes sum them (one by one, the dependent additions of the running
+    /// sums took half of a bit-sliced calibration). Any other row (a
+    /// fraction, −0, a NaN, sums too large) is added one by one.
+    fn add_row(&mut self, ps: &[f32]) {
+        moments_row(cpu::level(), self, ps)
+    }
+
+    #[inline(always)]
+    fn add_row_in(&mut self, ps: &[f32]) {
+        const L: usize = 8;
+        let (mut sum, mut abs, mut sq) = ([0f64; L], [0f64; L], [0f64; L]);
+        let (mut lo, mut hi) = ([f64::INFINITY; L], [f64::NEG_INFINITY; L]);
+        // Per lane, whether some value was not an integer (or was −0, whose
+        // min and max against +0 depend on the order).
+        let mut odd = [0u32; L];
+        let chunks = ps.chunks_exact(L);
+        let rest = chunks.remainder();
+        let mut lane = |l: usize, v: f32| {
+            odd[l] |= (v - quant::floor(v) != 0.0 || v.to_bits() == 0x8000_0000) as u32;
+            let d = v as f64;
+            sum[l] += d;
+            abs[l] += d.abs();
+            sq[l] += d * d;
+            lo[l] = lo[l].min(d);
+            hi[l] = hi[l].max(d);
+        };
+        for c in chunks {
+            for (l, &v) in c.iter().enumerate() {
+                lane(l, v);
+            }
+        }
+        for (l, &v) in rest.iter().enumerate() {
+            lane(l, v);
+        }
+        let total = |a: [f64; L]| a.iter().sum::<f64>();
+        // Sums of non-negative integers round up past 2^53 if the exact sum
+        // gets there, so totals below it are exact, as is every order of them.
+        let exact = odd.iter().all(|&o| o == 0)
+            && self.min.to_bits() != (-0f64).to_bits()
+            && self.max.to_bits() != (-0f64).to_bits()
+            && self.sum == self.sum.floor()
+            && self.sum2 == self.sum2.floor()
+            && self.sum.abs() + total(abs) < EXACT
+            && self.sum2 + total(sq) < EXACT
+            && self.n + (ps.len() as f64) < EXACT;
+        if !exact {
+            ps.iter().for_each(|&v| self.add(v as f64));
+            return;
+        }
+        self.n += ps.len() as f64;
+        self.sum += total(sum);
+        self.sum2 += total(sq);
+        self.min = lo.iter().fold(self.min, |m, &v| m.min(v));
+        self.max = hi.iter().fold(self.max, |m, &v| m.max(v));
     }
     fn merge(&mut self, o: &Moments) {
         self.n += o.n;
@@ -155,6 +219,82 @@ impl Moments {
     }
     fn std(&self) -> f64 {
         (self.sum2 / self.n.max(1.0) - self.mean() * self.mean()).max(0.0).sqrt()
+    }
+}
+
+multiversion! {
+    fn moments_row(m: &mut Moments, ps: &[f32]) {
+        _I => m.add_row_in(ps)
+    }
+}
+
+multiversion! {
+    /// Adds one row of partial sums to a column's readout sums [n, Σc, Σc²,
+    /// Σc·ps, Σps], c = E[converter output | ps], in order (the sums are of
+    /// fractions: no other order gives the same bits), in the clone of
+    /// `cpu::level()`, where the table's lookups are gathers and the
+    /// integer test one instruction (in the baseline build, a libm call per
+    /// value).
+    fn readout_row(conv: &Converter, scale: f32, shift: f32, table: Option<&Thresholds>, ps: &[f32], acc: &mut [f64; 5]) {
+        _I => readout_row_in(conv, scale, shift, table, ps, acc)
+    }
+}
+
+#[inline(always)]
+fn readout_row_in(conv: &Converter, scale: f32, shift: f32, table: Option<&Thresholds>, ps: &[f32], acc: &mut [f64; 5]) {
+    const L: usize = 8;
+    let expected = |v: f32| -> f32 {
+        let x = v * scale + shift;
+        match conv {
+            Converter::Mtj { curve, .. } => Device::NOMINAL.expected(curve, x),
+            _ => {
+                if x >= 0.0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            }
+        }
+    };
+    let mut add = |c: f32, v: f32| {
+        let c = c as f64;
+        acc[0] += 1.0;
+        acc[1] += c;
+        acc[2] += c * c;
+        acc[3] += c * v as f64;
+        acc[4] += v as f64;
+    };
+    // E = 2P − 1 from the column's table of P for integer sums: the same
+    // bits as `expected` without an exp per partial sum.
+    let whole = |v: f32| v - quant::floor(v) == 0.0;
+    let from_table = |thr: f32| 2.0 * (thr / 16_777_216.0) - 1.0;
+    match (conv, table) {
+        (Converter::Mtj { .. }, Some(t)) => {
+            let chunks = ps.chunks_exact(L);
+            let rest = chunks.remainder();
+            for chunk in chunks {
+                let v: &[f32; L] = chunk.try_into().unwrap();
+                // Eight lanes at a time (a gather, no branch), then the sums in order.
+                let thr = t.get_lanes(v);
+                let (mut c, mut fractions) = ([0f32; L], 0u32);
+                for l in 0..L {
+                    c[l] = from_table(thr[l]);
+                    fractions |= !whole(v[l]) as u32;
+                }
+                if fractions != 0 {
+                    for l in 0..L {
+                        if !whole(v[l]) {
+                            c[l] = expected(v[l]);
+                        }
+                    }
+                }
+                for l in 0..L {
+                    add(c[l], v[l]);
+                }
+            }
+            rest.iter().for_each(|&v| add(if whole(v) { from_table(t.get(v)) } else { expected(v) }, v));
+        }
+        _ => ps.iter().for_each(|&v| add(expected(v), v)),
     }
 }
 
@@ -248,11 +388,7 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
         _ => false,
     });
     let ideal_stox = program(net, &ideal, seed)?;
-    let stats = if needs_stats {
-        column_fold(net, &ideal_stox, images, cancel, Moments::EMPTY, |m, _, _, ps| ps.iter().for_each(|&v| m.add(v as f64)), |a, b| a.merge(b))
-    } else {
-        vec![Vec::new(); net.nodes.len()]
-    };
+    let stats = if needs_stats { column_fold(net, &ideal_stox, images, cancel, Moments::EMPTY, |m, _, _, ps| m.add_row(ps), |a, b| a.merge(b)) } else { vec![Vec::new(); net.nodes.len()] };
     cancel.check()?;
     let mut configs: Vec<Option<LayerConfig>> = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
@@ -337,29 +473,8 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
                 if !conv.normalises() {
                     return;
                 }
-                let (scale, shift) = (p.norm_scale[col], p.norm_shift[col]);
                 let table = tables[node].as_ref().and_then(|t| t[col].as_ref());
-                for &v in ps {
-                    let x = v * scale + shift;
-                    let c = match conv {
-                        // E = 2P − 1 from the column's table of P for integer sums: the
-                        // same bits as `expected` without an exp per partial sum.
-                        Converter::Mtj { .. } if table.is_some() && v.fract() == 0.0 => 2.0 * (table.unwrap().get(v) / 16_777_216.0) - 1.0,
-                        Converter::Mtj { curve, .. } => Device::NOMINAL.expected(curve, x),
-                        _ => {
-                            if x >= 0.0 {
-                                1.0
-                            } else {
-                                -1.0
-                            }
-                        }
-                    } as f64;
-                    acc[0] += 1.0;
-                    acc[1] += c;
-                    acc[2] += c * c;
-                    acc[3] += c * v as f64;
-                    acc[4] += v as f64;
-                }
+                readout_row(cpu::level(), conv, p.norm_scale[col], p.norm_shift[col], table, ps, acc);
             },
             |a, b| a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
         );
@@ -392,6 +507,84 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mtj::Curve;
+
+    fn bits(m: &Moments) -> [u64; 5] {
+        [m.n, m.sum, m.sum2, m.min, m.max].map(f64::to_bits)
+    }
+
+    /// `add_row` gives the bits of `add` one by one at every level this CPU
+    /// runs: integer rows (summed in lanes), and rows where the lanes would
+    /// round or reorder (fractions, −0, NaN, sums past 2^53), which it adds
+    /// one by one; also after such a row has made the sums fractional.
+    #[test]
+    fn moments_rows_equal_one_by_one() {
+        let ints: Vec<f32> = (0..203).map(|i| ((i * 7919 % 301) as f32) - 150.0).collect();
+        // Odd squares near 2^40, 12,000 of them: their sum passes 2^53, where
+        // the order of the additions decides the rounding.
+        let big: Vec<f32> = (0..12_000).map(|i| (1_048_577 + 2 * (i * 7919 % 12_000)) as f32).collect();
+        let rows: Vec<Vec<f32>> = vec![
+            ints.clone(),
+            ints.iter().map(|v| v * 0.37).collect(),
+            vec![5.0, 0.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, -0.0, 4.0, 3.0],
+            vec![1.0, f32::NAN, 2.0],
+            big.clone(),
+            vec![],
+            ints[..5].to_vec(),
+        ];
+        for order in [vec![0, 4, 6, 5], vec![0, 1, 0], vec![2, 0], vec![3, 0, 6], vec![6, 0, 4, 4, 4]] {
+            let mut want = Moments::EMPTY;
+            for &r in &order {
+                rows[r].iter().for_each(|&v| want.add(v as f64));
+            }
+            for level in cpu::available() {
+                let mut got = Moments::EMPTY;
+                for &r in &order {
+                    moments_row(level, &mut got, &rows[r]);
+                }
+                assert_eq!(bits(&got), bits(&want), "{level:?}, rows {order:?}");
+            }
+        }
+    }
+
+    /// `readout_row` gives the bits of adding one value at a time from the
+    /// sigmoid itself, at every level: with and without a table, for
+    /// integer and fractional partial sums, and for the sense amp.
+    #[test]
+    fn readout_rows_equal_one_by_one() {
+        let curve = Curve::sigmoid(4.0);
+        let (scale, shift) = (0.031f32, -0.2f32);
+        let table = Thresholds::new(&Device::NOMINAL, &curve, scale, shift).expect("a small range");
+        let mut ps: Vec<f32> = (0..203).map(|i| ((i * 7919 % 161) as f32) - 80.0).collect();
+        ps[17] += 0.5;
+        ps[90] = f32::NAN;
+        for conv in [Converter::Mtj { curve, samples: 2 }, Converter::SenseAmp] {
+            let mut want = [0f64; 5];
+            for &v in &ps {
+                let x = v * scale + shift;
+                let c = match conv {
+                    Converter::Mtj { .. } => Device::NOMINAL.expected(&curve, x),
+                    _ => {
+                        if x >= 0.0 {
+                            1.0
+                        } else {
+                            -1.0
+                        }
+                    }
+                } as f64;
+                for (w, t) in want.iter_mut().zip([1.0, c, c * c, c * v as f64, v as f64]) {
+                    *w += t;
+                }
+            }
+            for level in cpu::available() {
+                for t in [Some(&table), None] {
+                    let mut got = [0f64; 5];
+                    readout_row(level, &conv, scale, shift, t, &ps, &mut got);
+                    assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{level:?} {conv:?} table {}", t.is_some());
+                }
+            }
+        }
+    }
     use crate::config::{Mapping, SignedMapping, Split};
     use crate::graph::{Linear, Node, Shape};
     use crate::quant::WeightQuant;
