@@ -164,8 +164,8 @@ impl Moments {
         const L: usize = 8;
         let (mut sum, mut abs, mut sq) = ([0f64; L], [0f64; L], [0f64; L]);
         let (mut lo, mut hi) = ([f64::INFINITY; L], [f64::NEG_INFINITY; L]);
-        // Per lane, whether some value was not an integer (or was −0, whose
-        // min and max against +0 depend on the order).
+        // Per lane, whether some value was not an integer (or was −0: Rust
+        // leaves the sign of min(−0, +0) unspecified, so its order could matter).
         let mut odd = [0u32; L];
         let chunks = ps.chunks_exact(L);
         let rest = chunks.remainder();
