@@ -450,7 +450,7 @@ export const commands: Record<string, Command> = {
   },
   schedule: {
     summary: 'search the MTJ samples T of every crossbar layer on the validation split (never the test set): best accuracy under a cost budget, or least cost above an accuracy floor',
-    usage: 'stoxnet schedule search --model PATH (--budget X|uniform:T | --floor A) [--max-samples X] [--metric samples|energy|latency|edp] [--choices 1,2,4,8] [--images N] [--seed N] [--tech PRESET|FILE] [--out SCHEDULE.json] [--results POINTS.jsonl] [--dataset NAME] [--data DIR] [--threads N] [mapping flags of eval]',
+    usage: 'stoxnet schedule search --model PATH (--budget X|uniform:T | --floor A) [--max-samples X] [--metric samples|energy|latency|edp] [--choices 1,2,4,8] [--images N] [--seed N] [--confirm-seeds N] [--finalists K] [--tech PRESET|FILE] [--out SCHEDULE.json] [--results POINTS.jsonl] [--dataset NAME] [--data DIR] [--threads N] [mapping flags of eval]',
     options: options({
       search: 'the only subcommand: measured greedy descent from every layer at the largest T; every schedule it evaluates is accuracy on the validation split (the last 5,000 training images) and cost from the same run',
       '--model PATH': 'a PS-QAT model with the mtj converter (ideally trained with --samples-random and --val-images 5000, so that the validation images are unseen)',
@@ -460,7 +460,9 @@ export const commands: Record<string, Command> = {
       '--metric NAME': 'samples (mean MTJ samples per conversion, weighted by each layer\'s conversions), energy, latency or edp (default edp)',
       '--choices LIST': 'the T a layer may take (default 1,2,4,8)',
       '--images N': 'validation images per evaluation (default all 5,000)',
-      '--seed N': 'seed of every draw, the same for every schedule evaluated (default the model\'s)',
+      '--seed N': 'seed of every draw of the descent, the same for every schedule it evaluates (default the model\'s)',
+      '--confirm-seeds N': 'evaluate the finalists again at N further seeds (seed + 1, …) and choose on the mean over all their seeds (default 2; 0: choose on the one seed)',
+      '--finalists K': 'the schedules judged at every seed: those within the constraint whose accuracy is within two standard errors of a difference of the best (or of the floor), at most K (default 6), and uniform T of a uniform:T budget',
       '--tech NAME|FILE': `technology preset (${Object.keys(PRESETS).join(', ')}) or file (default isaac-32nm)`,
       '--out FILE': 'write the chosen schedule as JSON ({"samplesPerLayer": [...], ...}): eval, cost, sweep and train take it as --schedule FILE',
       '--results FILE': 'write every evaluated schedule as result lines for `stoxnet report`',
@@ -486,6 +488,8 @@ export const commands: Record<string, Command> = {
         choices: v.choices as never,
         images: v.images as never,
         seed: config.seed,
+        confirmSeeds: v['confirm-seeds'] as never,
+        finalists: v.finalists as never,
         tech: v.tech as string | undefined,
         threads: v.threads as never,
         config,

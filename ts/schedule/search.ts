@@ -14,16 +14,24 @@
 //    saved (from the per-layer costs of step 1, exact for energy and
 //    latency, which the cost model adds up layer by layer) is smallest;
 //    every step's schedule is evaluated and costed for real;
-// 4. the answer is the best measured schedule that meets the constraint.
-// Every draw uses the one seed (common random numbers), so a difference
-// between two schedules is not sampling noise between two seeds, and the
-// same seed gives the same schedule.
+// 4. finalists: the schedules that meet the constraint and whose accuracy is
+//    within sampling noise of the best (two standard errors of a difference
+//    of two accuracies on these images), at most --finalists of them, with
+//    uniform T of a `uniform:T` budget among them, are evaluated again at
+//    --confirm-seeds further seeds;
+// 5. the answer is the finalist with the best mean over its seeds (floor:
+//    the cheapest whose mean reaches the floor).
+// Steps 1-3 draw with the one seed (common random numbers), so a difference
+// between two schedules is not sampling noise between two seeds; step 4
+// keeps the descent's winner from being the one whose single draw was lucky.
+// The same seed gives the same schedule.
 import { EvalCache } from '../cache.js';
 import { ConfigError, int, ints, num, oneOf } from '../config.js';
 import { costConfig, resultLine, type ConfigCost } from '../cost/compare.js';
 import { loadTech } from '../cost/tech.js';
 import { evaluate } from '../eval.js';
 import { VALIDATION_IMAGES } from '../data/dataset.js';
+import { stats } from '../report/groups.js';
 import type { StoxConfig } from '../stox.js';
 import type { SweepResult } from '../sweep/result.js';
 import { canonical } from '../sweep/grid.js';
@@ -55,8 +63,12 @@ export interface ScheduleSearchOptions {
   maxSamples?: number;
   /** Validation images per evaluation (default all 5,000). */
   images?: number;
-  /** Seed of every draw (default the model's). */
+  /** Seed of every draw of the descent (default the model's). */
   seed?: number;
+  /** Further seeds (seed + 1, …) at which the finalists are evaluated again (default 2; 0: choose on the one seed). */
+  confirmSeeds?: number;
+  /** At most this many finalists (default 6). */
+  finalists?: number;
   /** Settings over the model's embedded ones (converter mtj is implied). */
   config?: Partial<StoxConfig>;
   tech?: string;
@@ -67,10 +79,12 @@ export interface ScheduleSearchOptions {
 }
 
 export interface SearchPoint {
-  /** uniform, sensitivity or greedy */
-  phase: 'uniform' | 'sensitivity' | 'greedy';
+  /** uniform, sensitivity or greedy (at the search's seed), or confirm (a finalist at the further seeds) */
+  phase: 'uniform' | 'sensitivity' | 'greedy' | 'confirm';
   samples: number[];
-  /** Validation top-1 (fraction). */
+  /** The sampling seeds of this evaluation. */
+  seeds: number[];
+  /** Validation top-1 (fraction), mean over the seeds. */
   top1: number;
   /** Mean samples per conversion (weighted by conversions). */
   meanSamples: number;
@@ -94,10 +108,23 @@ export interface ScheduleFile {
   choices: number[];
   seed: number;
   tech: string;
-  /** What the chosen schedule measured on the validation split. */
-  validation: { images: number; top1: number; meanSamples: number; energyPJ: number; latencyNs: number; edp: number };
-  /** Schedules evaluated. */
+  /** What the chosen schedule measured on the validation split: top-1 as the mean over `seeds`. */
+  validation: Measured & { images: number; energyPJ: number; latencyNs: number; edp: number; top1Sd: number; standardError: number };
+  /**
+   * The schedules judged at every seed, best first, the chosen one among them:
+   * whether the choice stands out from sampling noise is visible here.
+   */
+  finalists: (Measured & { samplesPerLayer: number[]; metric: number })[];
+  /** Evaluations (schedule × seed), as many as result lines. */
   evaluated: number;
+}
+
+interface Measured {
+  /** Mean validation top-1 over the seeds. */
+  top1: number;
+  seeds: number[];
+  top1PerSeed: number[];
+  meanSamples: number;
 }
 
 export interface ScheduleSearchResult {
@@ -122,6 +149,8 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
   const uniformBudget = budgetOf === undefined ? undefined : int('--budget uniform:T', budgetOf.slice('uniform:'.length), 1, 1 << 20);
   if (uniformBudget !== undefined && !choices.includes(uniformBudget)) throw new ConfigError(`--budget ${budgetOf}: T = ${uniformBudget} is not among --choices ${choices.join(',')}`);
   const images = int('--images', o.images ?? VALIDATION_IMAGES, 1, VALIDATION_IMAGES);
+  const confirmSeeds = int('--confirm-seeds', o.confirmSeeds ?? 2, 0, 64);
+  const finalistsMax = int('--finalists', o.finalists ?? 6, 1, 64);
   const technology = loadTech(o.tech);
   const base: Partial<StoxConfig> = { ...o.config, converter: 'mtj', ...(o.seed === undefined ? {} : { seed: int('--seed', o.seed, 0, Number.MAX_SAFE_INTEGER) }) };
   delete base.samples;
@@ -140,16 +169,20 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
   const meanSamples = (t: number[]) => t.reduce((s, v, l) => s + v * conversions[l], 0) / conversions.reduce((a, b) => a + b, 0);
 
   const top = choices[choices.length - 1];
-  const planned = choices.length + n * (choices.length - 1) * 2;
+  const planned = choices.length + n * (choices.length - 1) * 2 + (confirmSeeds > 0 ? finalistsMax : 0);
   const points: SearchPoint[] = [];
   const seen = new Map<string, SearchPoint>();
   const measure = async (phase: SearchPoint['phase'], t: number[]): Promise<SearchPoint> => {
     const known = seen.get(t.join(','));
     if (known) return known;
-    const config = { ...base, samplesPerLayer: t };
-    const cost = await costConfig(`T ${t.join(',')}`, { model: o.model, data: o.data, dataset: o.dataset, images, threads: o.threads, config, evalSet: 'validation', signal: o.signal, cache }, technology);
-    const p: SearchPoint = { phase, samples: t, top1: cost.top1, meanSamples: meanSamples(t), energyPJ: cost.energyPJ, latencyNs: cost.latencyNs, edp: cost.edp, cost };
+    const p = await evaluatePoint(phase, t, [seed]);
     seen.set(t.join(','), p);
+    return p;
+  };
+  const evaluatePoint = async (phase: SearchPoint['phase'], t: number[], seeds: number[]): Promise<SearchPoint> => {
+    const config = { ...base, samplesPerLayer: t };
+    const cost = await costConfig(`T ${t.join(',')}`, { model: o.model, data: o.data, dataset: o.dataset, images, threads: o.threads, config, seeds, evalSet: 'validation', signal: o.signal, cache }, technology);
+    const p: SearchPoint = { phase, samples: t, seeds, top1: cost.top1, meanSamples: meanSamples(t), energyPJ: cost.energyPJ, latencyNs: cost.latencyNs, edp: cost.edp, cost };
     points.push(p);
     o.onPoint?.(p, points.length, planned);
     return p;
@@ -218,19 +251,45 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
     await measure('greedy', current);
   }
 
-  // 4. The best measured schedule that meets the constraint (ties: the cheaper, then the first measured).
-  const feasible = points.filter((p) => (budget !== undefined ? metricOf(metric, p) <= budget : p.top1 >= floor!) && (maxSamples === undefined || p.meanSamples <= maxSamples));
-  if (feasible.length === 0) {
-    if (maxSamples !== undefined && points.every((p) => p.meanSamples > maxSamples)) throw new ConfigError(`schedule search: no schedule over T ∈ {${choices.join(', ')}} has at most ${maxSamples} samples per conversion`);
-    const closest = budget !== undefined ? Math.min(...points.map((p) => metricOf(metric, p))) : Math.max(...points.map((p) => p.top1));
-    throw new ConfigError(budget !== undefined ? `schedule search: no schedule over T ∈ {${choices.join(', ')}} has ${metric} ≤ ${budget} (the lowest measured is ${closest})` : `schedule search: no schedule over T ∈ {${choices.join(', ')}} reaches validation top-1 ${floor} (the best measured is ${closest})`);
+  // 4. Finalists: feasible, and within noise of the best (budget) or of the floor (floor).
+  const meets = (p: SearchPoint) => maxSamples === undefined || p.meanSamples <= maxSamples;
+  if (!points.some(meets)) throw new ConfigError(`schedule search: no schedule over T ∈ {${choices.join(', ')}} has at most ${maxSamples} samples per conversion`);
+  // Two standard errors of the difference of two independent accuracies on these images (common
+  // random numbers make the real one smaller, so this errs towards more finalists).
+  const noise = (top1: number) => (confirmSeeds === 0 ? 0 : 2 * Math.SQRT2 * Math.sqrt((top1 * (1 - top1)) / images));
+  const cheaper = (a: SearchPoint, b: SearchPoint) => metricOf(metric, a) - metricOf(metric, b);
+  // Best first; ties: the cheaper, then the first measured (the sort is stable).
+  const rank = (ps: SearchPoint[], top1: (p: SearchPoint) => number) => [...ps].sort((a, b) => (budget !== undefined ? top1(b) - top1(a) || cheaper(a, b) : cheaper(a, b) || top1(b) - top1(a)));
+  let finalists: SearchPoint[];
+  if (budget !== undefined) {
+    const feasible = points.filter((p) => meets(p) && metricOf(metric, p) <= budget!);
+    if (feasible.length === 0) throw new ConfigError(`schedule search: no schedule over T ∈ {${choices.join(', ')}} has ${metric} ≤ ${budget} (the lowest measured is ${Math.min(...points.map((p) => metricOf(metric, p)))})`);
+    const ranked = rank(feasible, (p) => p.top1);
+    const lead = ranked[0].top1;
+    finalists = ranked.filter((p) => p.top1 >= lead - noise(lead)).slice(0, finalistsMax);
+    const reference = uniformBudget === undefined ? undefined : uniform.get(uniformBudget)!;
+    if (confirmSeeds > 0 && reference && meets(reference) && !finalists.includes(reference)) finalists.push(reference);
+  } else {
+    const near = points.filter((p) => meets(p) && p.top1 >= floor! - noise(floor!));
+    if (near.length === 0) throw new ConfigError(`schedule search: no schedule over T ∈ {${choices.join(', ')}} reaches validation top-1 ${floor} (the best measured is ${Math.max(...points.map((p) => p.top1))})`);
+    finalists = rank(near, (p) => p.top1).slice(0, finalistsMax);
   }
-  const better = (a: SearchPoint, b: SearchPoint) =>
-    budget !== undefined ? a.top1 > b.top1 || (a.top1 === b.top1 && metricOf(metric, a) < metricOf(metric, b)) : metricOf(metric, a) < metricOf(metric, b) || (metricOf(metric, a) === metricOf(metric, b) && a.top1 > b.top1);
-  const chosen = feasible.reduce((b, p) => (better(p, b) ? p : b));
-  const lines = points.map((p, index) => {
-    const settings = { search: p.phase, samplesPerLayer: p.samples, meanSamplesPerConversion: p.meanSamples };
-    return resultLine(p.cost, 0, { index, key: canonical(settings), settings });
+
+  // 5. Each finalist at the further seeds; the choice on the mean over all its seeds.
+  const extraSeeds = Array.from({ length: confirmSeeds }, (_, k) => seed + 1 + k);
+  const judged = new Map<SearchPoint, Measured>();
+  for (const p of finalists) {
+    const again = confirmSeeds === 0 ? undefined : await evaluatePoint('confirm', p.samples, extraSeeds);
+    const top1PerSeed = [p.top1, ...(again ? again.cost.top1PerSeed.map((r) => r.top1) : [])];
+    judged.set(p, { top1: stats(top1PerSeed).mean, seeds: [seed, ...(again ? extraSeeds : [])], top1PerSeed, meanSamples: p.meanSamples });
+  }
+  const byMean = rank(finalists, (p) => judged.get(p)!.top1);
+  const chosen = budget !== undefined ? byMean[0] : byMean.find((p) => judged.get(p)!.top1 >= floor!);
+  if (!chosen) throw new ConfigError(`schedule search: no schedule over T ∈ {${choices.join(', ')}} reaches validation top-1 ${floor} on the mean of seeds ${[seed, ...extraSeeds].join(', ')} (the best of the ${finalists.length} finalists has ${Math.max(...finalists.map((p) => judged.get(p)!.top1))}; --finalists K judges more)`);
+  const chosenMeasured = judged.get(chosen)!;
+  const lines = points.flatMap((p) => p.cost.runs.map((_, k) => ({ p, k }))).map(({ p, k }, index) => {
+    const settings = { search: p.phase, samplesPerLayer: p.samples, meanSamplesPerConversion: p.meanSamples, seed: p.seeds[k] };
+    return resultLine(p.cost, k, { index, key: canonical(settings), settings });
   });
   return {
     schedule: {
@@ -244,8 +303,18 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
       choices,
       seed,
       tech: technology.name,
-      validation: { images, top1: chosen.top1, meanSamples: chosen.meanSamples, energyPJ: chosen.energyPJ, latencyNs: chosen.latencyNs, edp: chosen.edp },
-      evaluated: points.length,
+      validation: {
+        images,
+        ...chosenMeasured,
+        top1Sd: stats(chosenMeasured.top1PerSeed).std,
+        // Of one seed's accuracy on these images (binomial): what a difference smaller than about 2·√2 times this cannot tell apart.
+        standardError: Math.sqrt((chosenMeasured.top1 * (1 - chosenMeasured.top1)) / images),
+        energyPJ: chosen.energyPJ,
+        latencyNs: chosen.latencyNs,
+        edp: chosen.edp,
+      },
+      finalists: byMean.map((p) => ({ samplesPerLayer: p.samples, ...judged.get(p)!, metric: metricOf(metric, p) })),
+      evaluated: lines.length,
     },
     points,
     lines,
