@@ -160,14 +160,19 @@ fn convert<I: Isa>(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
                     }
                     continue;
                 }
-                let mut count = [0f32; LANES];
+                // Counted as integer hits against integer thresholds: per
+                // sample a shift, a compare and an add, where ±1 in f32 took
+                // a conversion and a select more. The sum of the ±1 samples
+                // is 2·hits − T, exact either way.
+                let ti: [i32; LANES] = std::array::from_fn(|l| mtj::integer_threshold(t[l]));
+                let mut hits = [0i32; LANES];
                 for _ in 0..samples {
                     let u = lanes.next_in::<I>();
                     for l in 0..LANES {
-                        count[l] += mtj::sample(u[l], t[l]);
+                        hits[l] += mtj::hit(u[l], ti[l]) as i32;
                     }
                 }
-                let c: [f32; LANES] = std::array::from_fn(|l| count[l] * t_inv);
+                let c: [f32; LANES] = std::array::from_fn(|l| (2 * hits[l] - samples as i32) as f32 * t_inv);
                 for l in 0..LANES {
                     a[l] += readout(c[l]);
                 }

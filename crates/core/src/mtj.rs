@@ -221,6 +221,28 @@ pub fn sample(u: u32, threshold: f32) -> f32 {
     }
 }
 
+/// The threshold as the integer a 24-bit draw must stay below: for an
+/// integer k, k < t ⇔ k < ⌈t⌉, so `hit(u, integer_threshold(t))` is
+/// `sample(u, t) > 0` without converting each draw to f32 (a NaN threshold,
+/// as `sample`'s comparison, is never hit). ⌈t⌉ from the truncation, which
+/// vectorises as one conversion where the saturating `as` went lane by lane.
+#[inline(always)]
+// Not `clamp`: it keeps a NaN, which the unchecked conversion must not see.
+#[allow(clippy::manual_clamp)]
+pub fn integer_threshold(t: f32) -> i32 {
+    // Thresholds lie in [0, 2^24]; `max` maps NaN to 0 (never hit).
+    let t = t.max(0.0).min(16_777_216.0);
+    // SAFETY: t is finite and within i32's range.
+    let i: i32 = unsafe { t.to_int_unchecked() };
+    i + ((i as f32) < t) as i32
+}
+
+/// Whether a draw falls below an integer threshold: a +1 sample.
+#[inline(always)]
+pub fn hit(u: u32, threshold: i32) -> bool {
+    ((u >> 8) as i32) < threshold
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +293,28 @@ mod tests {
     /// binomial bounds: for N = 20,000 samples the standard error of the
     /// mean of ±1 draws is sqrt((1 − m²)/N) ≤ 0.00707; we allow 4.5 standard
     /// errors (two-sided p ≈ 7e-6 per point, 41 points, seed 2024).
+    /// The integer comparison is the f32 one for every threshold kind (whole,
+    /// fractional, the ends, NaN) and draws on both sides of it.
+    #[test]
+    fn integer_threshold_hits_as_the_sample() {
+        let mut ts = vec![0.0, -0.0, 0.5, 1.0, 16_777_215.0, 16_777_215.5, 16_777_216.0, f32::NAN];
+        for k in [1u32, 2, 1000, 8_388_607, 8_388_608, 8_388_609, 12_345_678] {
+            let t = k as f32;
+            ts.extend([t, f32::from_bits(t.to_bits() - 1), f32::from_bits(t.to_bits() + 1), t + 0.25, t - 0.75]);
+        }
+        ts.extend((0..1000).map(|i| pmath::sigmoid(i as f32 * 0.013 - 6.0) * 16_777_216.0));
+        for &t in &ts {
+            let ti = integer_threshold(t);
+            let near = if t.is_finite() { t as i64 } else { 0 };
+            for k in (near - 3..=near + 3).filter(|k| (0..1 << 24).contains(k)) {
+                for low in [0u32, 0x55, 0xff] {
+                    let u = (k as u32) << 8 | low;
+                    assert_eq!(hit(u, ti), sample(u, t) > 0.0, "t {t} draw {k}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn sample_mean_matches_expectation() {
         let curve = Curve::sigmoid(4.0);
