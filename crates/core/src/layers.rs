@@ -3,6 +3,7 @@
 //! (ts/reference/layers.ts) produces the same bits.
 
 use crate::buffers::Buf;
+use crate::cpu::{self, multiversion};
 use crate::gemm::{gemm, gemm_rows, gemm_shifted};
 use crate::graph::{Activation, Arith, BatchNorm, Binary, Conv, Linear, Pool, Shape, Slice};
 use crate::pmath;
@@ -236,10 +237,15 @@ pub fn batch_norm(bn: &BatchNorm, x: &[f32], out: &mut [f32], p: usize) {
     }
 }
 
-/// `x > 0 ? x : 0` (so NaN and -0 become +0, as in the reference).
+/// `x > 0 ? x : 0` (so NaN and -0 become +0, as in the reference), in the
+/// clone of `cpu::level()` (the baseline moves four floats at a time).
 pub fn relu(x: &[f32], out: &mut [f32]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = if v > 0.0 { v } else { 0.0 };
+    relu_at(cpu::level(), x, out)
+}
+
+multiversion! {
+    fn relu_at(x: &[f32], out: &mut [f32]) {
+        _I => out.iter_mut().zip(x).for_each(|(o, &v)| *o = if v > 0.0 { v } else { 0.0 })
     }
 }
 

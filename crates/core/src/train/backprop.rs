@@ -68,14 +68,14 @@ const ELEMENTWISE: usize = 4096;
 /// Σ f(v) over `xs` in f64, in eight lanes (lane l takes the values ≡ l mod
 /// 8, lanes added in order): one long dependent chain of f64 additions was
 /// a tenth of a training step, and the lanes keep the result independent of
-/// threads.
-#[inline]
+/// threads. Inlined into the clone of each level that calls it.
+#[inline(always)]
 fn lane_sum(xs: &[f32], f: impl Fn(f64) -> f64) -> f64 {
     lane_sum_pairs(xs, xs, |v, _| f(v as f64))
 }
 
 /// Σ f(a, b) over pairs, in the lanes of `lane_sum`.
-#[inline]
+#[inline(always)]
 fn lane_sum_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f64) -> f64 {
     let mut lanes = [0f64; 8];
     let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -196,32 +196,94 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
 fn batch_norm_train(b: &mut crate::graph::BatchNorm, x: &[f32], out: &mut [f32], n: usize, s: Shape) -> (Buf, Vec<f32>) {
     let (c, p) = (s.c, s.h * s.w);
     let m = (n * p) as f64;
-    let stats: Vec<(f64, f64)> = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let plane = |img: usize| &x[(img * c + ch) * p..(img * c + ch + 1) * p];
-            let mean = (0..n).map(|img| lane_sum(plane(img), |v| v)).sum::<f64>() / m;
-            let ss = (0..n).map(|img| lane_sum(plane(img), |v| (v - mean) * (v - mean))).sum::<f64>();
-            (mean, ss / m)
-        })
-        .collect();
+    let level = cpu::level();
+    let stats: Vec<(f64, f64)> = (0..c).into_par_iter().map(|ch| channel_stats(level, x, n, c, p, ch)).collect();
     let inv_std: Vec<f32> = stats.iter().map(|&(_, var)| (1.0 / (var + b.eps as f64).sqrt()) as f32).collect();
+    let mean: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
     let mut xhat = Buf::for_overwrite(x.len());
-    xhat.par_chunks_exact_mut(c * p).zip(out.par_chunks_exact_mut(c * p)).zip(x.par_chunks_exact(c * p)).for_each(|((xh, o), x)| {
-        for ch in 0..c {
-            let (mean, is) = (stats[ch].0 as f32, inv_std[ch]);
-            for j in ch * p..(ch + 1) * p {
-                xh[j] = (x[j] - mean) * is;
-                o[j] = xh[j] * b.scale[ch] + b.bias[ch];
-            }
-        }
-    });
+    let (scale, bias) = (&b.scale[..], &b.bias[..]);
+    xhat.par_chunks_exact_mut(c * p).zip(out.par_chunks_exact_mut(c * p)).zip(x.par_chunks_exact(c * p)).for_each(|((xh, o), x)| normalize(level, x, &mean, &inv_std, scale, bias, p, xh, o));
     for ch in 0..c {
         let unbiased = if m > 1.0 { stats[ch].1 * m / (m - 1.0) } else { stats[ch].1 };
         b.mean[ch] = (1.0 - BN_MOMENTUM) * b.mean[ch] + BN_MOMENTUM * stats[ch].0 as f32;
         b.var[ch] = (1.0 - BN_MOMENTUM) * b.var[ch] + BN_MOMENTUM * unbiased as f32;
     }
     (xhat, inv_std)
+}
+
+// BatchNorm's passes in the clone of `cpu::level()`: the baseline build
+// converts and adds two f64 per instruction in the lane sums, and moves
+// four floats at a time in the elementwise passes.
+multiversion! {
+    /// Mean and biased variance of channel `ch` over the batch's `n` images (`c × p` each).
+    fn channel_stats(x: &[f32], n: usize, c: usize, p: usize, ch: usize) -> (f64, f64) {
+        _I => {
+            let m = (n * p) as f64;
+            let plane = |img: usize| &x[(img * c + ch) * p..(img * c + ch + 1) * p];
+            let mut sum = 0f64;
+            for img in 0..n {
+                sum += lane_sum(plane(img), |v| v);
+            }
+            let mean = sum / m;
+            let mut ss = 0f64;
+            for img in 0..n {
+                ss += lane_sum(plane(img), |v| (v - mean) * (v - mean));
+            }
+            (mean, ss / m)
+        }
+    }
+}
+
+multiversion! {
+    /// One image: x̂ = (x − mean)·(1/std), out = x̂·scale + bias.
+    fn normalize(x: &[f32], mean: &[f32], inv_std: &[f32], scale: &[f32], bias: &[f32], p: usize, xh: &mut [f32], o: &mut [f32]) {
+        _I => {
+            for ch in 0..mean.len() {
+                let (mean, is, g, b) = (mean[ch], inv_std[ch], scale[ch], bias[ch]);
+                let r = ch * p..(ch + 1) * p;
+                for ((xh, o), &x) in xh[r.clone()].iter_mut().zip(&mut o[r.clone()]).zip(&x[r]) {
+                    *xh = (x - mean) * is;
+                    *o = *xh * g + b;
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Σ dy and Σ dy·x̂ of channel `ch` over the batch's `n` images.
+    fn channel_grad_sums(dy: &[f32], xhat: &[f32], n: usize, c: usize, p: usize, ch: usize) -> (f32, f32) {
+        _I => {
+            let (mut sb, mut sg) = (0f64, 0f64);
+            for img in 0..n {
+                let r = (img * c + ch) * p..(img * c + ch + 1) * p;
+                sb += lane_sum(&dy[r.clone()], |g| g);
+                sg += lane_sum_pairs(&dy[r.clone()], &xhat[r], |g, xh| (g * xh) as f64);
+            }
+            (sb as f32, sg as f32)
+        }
+    }
+}
+
+multiversion! {
+    /// One image's BatchNorm input gradient, dx = k·(m·dy − Σdy − x̂·Σdy·x̂) per channel.
+    fn batch_norm_input_grad(dy: &[f32], xhat: &[f32], sums: &[(f32, f32)], k: &[f32], m: f32, p: usize, dx: &mut [f32]) {
+        _I => {
+            for (ch, &(db, dg)) in sums.iter().enumerate() {
+                let (k, r) = (k[ch], ch * p..(ch + 1) * p);
+                for ((d, &g), &xh) in dx[r.clone()].iter_mut().zip(&dy[r.clone()]).zip(&xhat[r]) {
+                    *d = k * (m * g - db - xh * dg);
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// ReLU's gradient from its output: dy where y > 0, else 0.
+    fn relu_grad(dy: &[f32], y: &[f32], dx: &mut [f32]) {
+        _I => dx.iter_mut().zip(dy.iter().zip(y)).for_each(|(d, (&g, &v))| *d = if v > 0.0 { g } else { 0.0 })
+    }
 }
 
 /// Adds `dcols` (`k × p`) back into the image gradient (inverse of im2col),
@@ -519,28 +581,14 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                 let (xhat, inv_std) = tape.bn[i].as_ref().expect("BatchNorm backward needs a training forward");
                 let (c, p) = (xs.c, xs.h * xs.w);
                 let m = (n * p) as f32;
-                let sums: Vec<(f32, f32)> = (0..c)
-                    .into_par_iter()
-                    .map(|ch| {
-                        let (mut sb, mut sg) = (0f64, 0f64);
-                        for img in 0..n {
-                            let r = (img * c + ch) * p..(img * c + ch + 1) * p;
-                            sb += lane_sum(&dy[r.clone()], |g| g);
-                            sg += lane_sum_pairs(&dy[r.clone()], &xhat[r], |g, xh| (g * xh) as f64);
-                        }
-                        (sb as f32, sg as f32)
-                    })
-                    .collect();
+                let level = cpu::level();
+                let sums: Vec<(f32, f32)> = (0..c).into_par_iter().map(|ch| channel_grad_sums(level, &dy, xhat, n, c, p, ch)).collect();
+                let k: Vec<f32> = (0..c).map(|ch| b.scale[ch] * inv_std[ch] / m).collect();
                 let mut dx = Buf::for_overwrite(dy.len());
-                dx.par_chunks_exact_mut(c * p).zip(dy.par_chunks_exact(c * p)).zip(xhat.par_chunks_exact(c * p)).for_each(|((dxi, dyi), xh)| {
-                    for ch in 0..c {
-                        let (db, dg) = sums[ch];
-                        let k = b.scale[ch] * inv_std[ch] / m;
-                        for j in ch * p..(ch + 1) * p {
-                            dxi[j] = k * (m * dyi[j] - db - xh[j] * dg);
-                        }
-                    }
-                });
+                dx.par_chunks_exact_mut(c * p)
+                    .zip(dy.par_chunks_exact(c * p))
+                    .zip(xhat.par_chunks_exact(c * p))
+                    .for_each(|((dxi, dyi), xh)| batch_norm_input_grad(level, dyi, xh, &sums, &k, m, p, dxi));
                 params[i] = vec![sums.iter().map(|s| s.1).collect(), sums.iter().map(|s| s.0).collect()];
                 add_grad(&mut grads, xin, dx);
             }
@@ -556,10 +604,8 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
             Op::Relu => {
                 let y = &tape.values[i + 1];
                 let mut dx = Buf::for_overwrite(dy.len());
-                dx.par_chunks_mut(ELEMENTWISE)
-                    .zip(dy.par_chunks(ELEMENTWISE))
-                    .zip(y.par_chunks(ELEMENTWISE))
-                    .for_each(|((d, g), yv)| d.iter_mut().zip(g.iter().zip(yv)).for_each(|(d, (&g, &v))| *d = if v > 0.0 { g } else { 0.0 }));
+                let level = cpu::level();
+                dx.par_chunks_mut(ELEMENTWISE).zip(dy.par_chunks(ELEMENTWISE)).zip(y.par_chunks(ELEMENTWISE)).for_each(|((d, g), yv)| relu_grad(level, g, yv, d));
                 add_grad(&mut grads, xin, dx);
             }
             Op::Activation(a) => {
