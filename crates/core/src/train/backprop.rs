@@ -280,6 +280,20 @@ multiversion! {
 }
 
 multiversion! {
+    /// `acc += g`: a value's gradients from its several consumers.
+    fn accumulate(g: &[f32], acc: &mut [f32]) {
+        _I => acc.iter_mut().zip(g).for_each(|(a, &b)| *a += b)
+    }
+}
+
+multiversion! {
+    /// An Add's (or a Sub's left) operand gradient: dy itself, as `0 + dy` (the bits of `+=` onto zeros: −0 becomes +0).
+    fn pass_grad(dy: &[f32], dx: &mut [f32]) {
+        _I => dx.iter_mut().zip(dy).for_each(|(d, &g)| *d = 0.0 + g)
+    }
+}
+
+multiversion! {
     /// ReLU's gradient from its output: dy where y > 0, else 0.
     fn relu_grad(dy: &[f32], y: &[f32], dx: &mut [f32]) {
         _I => dx.iter_mut().zip(dy.iter().zip(y)).for_each(|(d, (&g, &v))| *d = if v > 0.0 { g } else { 0.0 })
@@ -545,7 +559,10 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
     grads[net.output] = Some(Buf::from(d_out));
     let mut params: Grads = vec![Vec::new(); net.nodes.len()];
     let add_grad = |grads: &mut Vec<Option<Buf>>, v: usize, g: Buf| match &mut grads[v] {
-        Some(acc) => acc.par_chunks_mut(ELEMENTWISE).zip(g.par_chunks(ELEMENTWISE)).for_each(|(a, g)| a.iter_mut().zip(g).for_each(|(a, b)| *a += b)),
+        Some(acc) => {
+            let level = cpu::level();
+            acc.par_chunks_mut(ELEMENTWISE).zip(g.par_chunks(ELEMENTWISE)).for_each(|(a, g)| accumulate(level, g, a))
+        }
         slot => *slot = Some(g),
     };
     for i in (0..net.nodes.len()).rev() {
@@ -764,7 +781,7 @@ fn binary_backward(net: &Network, tape: &Tape, i: usize, b: &Binary, k: usize, d
         let ((a, sa), (bv, sb)) = layers::operands(b, x, y);
         let (o, g) = (&tape.values[i + 1][j * os.len()..(j + 1) * os.len()], &dy[j * os.len()..(j + 1) * os.len()]);
         if equal && pass_through {
-            d.iter_mut().zip(g).for_each(|(d, &g)| *d = 0.0 + g);
+            pass_grad(cpu::level(), g, d);
             return;
         }
         if equal {
