@@ -289,10 +289,6 @@ mod tests {
     }
     use crate::rng::{Domain, Lanes};
 
-    /// The mean of many samples matches the curve's expectation within
-    /// binomial bounds: for N = 20,000 samples the standard error of the
-    /// mean of ±1 draws is sqrt((1 − m²)/N) ≤ 0.00707; we allow 4.5 standard
-    /// errors (two-sided p ≈ 7e-6 per point, 41 points, seed 2024).
     /// The integer comparison is the f32 one for every threshold kind (whole,
     /// fractional, the ends, NaN) and draws on both sides of it.
     #[test]
@@ -315,6 +311,10 @@ mod tests {
         }
     }
 
+    /// The mean of many samples matches the curve's expectation within
+    /// binomial bounds: for N = 20,000 samples the standard error of the
+    /// mean of ±1 draws is sqrt((1 − m²)/N) ≤ 0.00707; we allow 4.5 standard
+    /// errors (two-sided p ≈ 7e-6 per point, 41 points, seed 2024).
     #[test]
     fn sample_mean_matches_expectation() {
         let curve = Curve::sigmoid(4.0);
