@@ -71,7 +71,11 @@ impl Workspace {
         self.values[0].copy_from_slice(image);
         for (i, node) in net.nodes.iter().enumerate() {
             let (done, rest) = self.values.split_at_mut(i + 1);
-            let out = &mut rest[0][..];
+            // A BatchNorm fused with the ReLU after it (`Network::relu_after`)
+            // writes the ReLU's value, and the ReLU then has nothing to do.
+            let fused = net.relu_after[i];
+            let relu_done = i > 0 && net.relu_after[i - 1];
+            let out = &mut rest[fused as usize][..];
             let x = &done[node.inputs[0]][..];
             let xs = net.shapes[node.inputs[0]];
             let os = net.shapes[i + 1];
@@ -99,7 +103,9 @@ impl Workspace {
                 }
                 (op, _) => {
                     match op {
+                        Op::BatchNorm(b) if fused => layers::batch_norm_relu(b, x, out, xs.h * xs.w),
                         Op::BatchNorm(b) => layers::batch_norm(b, x, out, xs.h * xs.w),
+                        Op::Relu if relu_done => {}
                         Op::Relu => layers::relu(x, out),
                         Op::Hardtanh { min, max } => layers::hardtanh(x, *min, *max, out),
                         Op::Binary(b) => {
@@ -261,4 +267,31 @@ pub fn thread_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> 
     let pool = std::sync::Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| crate::error::Error::new(format!("cannot start {threads} threads: {e}")))?);
     pools.push((threads, pool.clone()));
     Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::tests::{bn, relu};
+    use crate::graph::{Op, Shape};
+
+    #[test]
+    fn a_fused_batch_norm_and_relu_give_the_bits_of_the_two() {
+        let s = Shape { c: 2, h: 3, w: 3 };
+        // Two fused pairs in a row, so that the second reads the first's ReLU value.
+        let net = Network::new(s, vec![bn(0), relu(1), bn(2), relu(3)], 4).unwrap();
+        assert_eq!(net.relu_after, [true, false, true, false]);
+        let image = [-1.0, -0.0, 0.0, 0.1, 0.1000001, 3.5, f32::NAN, -7.25, 1e-30, 2.0, -2.0, 0.3, -0.3, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e-30, 0.75];
+        let mut ops = vec![OpCounts::default(); net.nodes.len()];
+        let got = Workspace::new(&net).forward(&net, None, &image, 0, &mut ops, None).to_vec();
+        let Op::BatchNorm(b) = &net.nodes[0].op else { unreachable!() };
+        let (mut t, mut u) = (vec![0f32; s.len()], vec![0f32; s.len()]);
+        layers::batch_norm(b, &image, &mut t, 9);
+        layers::relu(&t, &mut u);
+        layers::batch_norm(b, &u, &mut t, 9);
+        layers::relu(&t, &mut u);
+        assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), u.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        // Every node still counts its operations.
+        assert!(ops.iter().all(|o| o.images == 1 && o.digital_ops == s.len() as u64));
+    }
 }

@@ -273,6 +273,11 @@ pub struct Network {
     /// How every Conv node reads its input (empty for the others), made
     /// once: the per-image convolutions and unfolds read it.
     pub geometry: Vec<crate::layers::Geometry>,
+    /// Per node: a BatchNorm whose output only the ReLU node right after it
+    /// reads (and which is not the network output). Inference computes the
+    /// two in one pass into the ReLU's value (engine.rs) and leaves the
+    /// BatchNorm's value unwritten.
+    pub relu_after: Vec<bool>,
 }
 
 fn conv_out(size: usize, pad_a: usize, pad_b: usize, k: usize, stride: usize) -> Option<usize> {
@@ -498,7 +503,11 @@ impl Network {
                 _ => Default::default(),
             })
             .collect();
-        Ok(Network { input, nodes, output, shapes, geometry })
+        let readers = |v: usize| nodes.iter().map(|n| n.inputs.iter().filter(|&&u| u == v).count()).sum::<usize>();
+        let relu_after = (0..nodes.len())
+            .map(|i| matches!(nodes[i].op, Op::BatchNorm(_)) && nodes.get(i + 1).is_some_and(|r| matches!(r.op, Op::Relu) && r.inputs == [i + 1]) && output != i + 1 && readers(i + 1) == 1)
+            .collect();
+        Ok(Network { input, nodes, output, shapes, geometry, relu_after })
     }
 
     pub fn classes(&self) -> usize {
@@ -518,7 +527,7 @@ impl Network {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn conv(weight: usize, shape: [usize; 4], pads: [usize; 4]) -> Node {
@@ -543,6 +552,28 @@ mod tests {
         let e = error(one, vec![conv(1, [1, 1, 1, 1], [usize::MAX, 0, 0, 0])]);
         assert!(e.contains("do not fit input"), "{e}");
         assert!(error(Shape { c: 1 << 32, h: 1 << 32, w: 1 }, vec![]).contains("empty or too large"));
+    }
+
+    pub(crate) fn bn(input: usize) -> Node {
+        let b = BatchNorm { scale: vec![1.5, -2.0], bias: vec![0.25, 0.5], mean: vec![0.1, -0.3], var: vec![0.5, 2.0], eps: 1e-5 };
+        Node { name: "bn".into(), op: Op::BatchNorm(b), inputs: vec![input] }
+    }
+
+    pub(crate) fn relu(input: usize) -> Node {
+        Node { name: "r".into(), op: Op::Relu, inputs: vec![input] }
+    }
+
+    #[test]
+    fn a_batch_norm_only_the_next_relu_reads_is_fused() {
+        let s = Shape { c: 2, h: 3, w: 3 };
+        let fused = |nodes: Vec<Node>, output: usize| Network::new(s, nodes, output).unwrap().relu_after;
+        assert_eq!(fused(vec![bn(0), relu(1)], 2), [true, false]);
+        // The BatchNorm's value is the output, or read twice, or read by a ReLU further on, or the ReLU reads another value.
+        assert_eq!(fused(vec![bn(0), relu(1)], 1), [false, false]);
+        assert_eq!(fused(vec![bn(0), relu(1), relu(1)], 3), [false, false, false]);
+        assert_eq!(fused(vec![bn(0), relu(0), relu(1)], 3), [false, false, false]);
+        assert_eq!(fused(vec![bn(0), relu(0)], 2), [false, false]);
+        assert_eq!(fused(vec![relu(0), bn(1), relu(2), bn(3), relu(4)], 5), [false, true, false, true, false]);
     }
 
     #[test]

@@ -92,13 +92,30 @@ pub fn unfold_row<T: Copy + Default>(tap: &Tap, conv: &Conv, x: &[T], xs: Shape,
         let dst = &mut row[at(oy)..at(oy + 1)];
         let iy = oy * sh + ky - conv.pads[0];
         let src = &plane[iy * xs.w..(iy + 1) * xs.w];
-        if sw == 1 {
-            dst[lo..hi].copy_from_slice(&src[lo + kx - conv.pads[1]..hi + kx - conv.pads[1]]);
-        } else {
-            for (ox, d) in dst.iter_mut().enumerate().take(hi).skip(lo) {
-                *d = src[ox * sw + kx - conv.pads[1]];
+        match sw {
+            1 => dst[lo..hi].copy_from_slice(&src[lo + kx - conv.pads[1]..hi + kx - conv.pads[1]]),
+            2 => every_second(&mut dst[lo..hi], &src[lo * 2 + kx - conv.pads[1]..]),
+            _ => {
+                for (ox, d) in dst.iter_mut().enumerate().take(hi).skip(lo) {
+                    *d = src[ox * sw + kx - conv.pads[1]];
+                }
             }
         }
+    }
+}
+
+/// `dst[j] = src[2j]`: whole pairs first, so that the compiler turns the
+/// copy into shuffles (index by index it stayed a scalar loop, 2 % of an
+/// ideal crossbar model's inference); the last value may have no partner.
+#[inline(always)]
+fn every_second<T: Copy>(dst: &mut [T], src: &[T]) {
+    let pairs = dst.len().min(src.len() / 2);
+    let (whole, rest) = dst.split_at_mut(pairs);
+    for (d, s) in whole.iter_mut().zip(src.chunks_exact(2)) {
+        *d = s[0];
+    }
+    for (j, d) in rest.iter_mut().enumerate() {
+        *d = src[2 * (pairs + j)];
     }
 }
 
@@ -228,12 +245,40 @@ pub fn add_channel_bias(out: &mut [f32], bias: &[f32], p: usize) {
 /// Eval-mode BatchNorm: `(x - mean) * (scale / sqrt(var + eps)) + bias`,
 /// each step rounded to f32.
 pub fn batch_norm(bn: &BatchNorm, x: &[f32], out: &mut [f32], p: usize) {
+    batch_norm_then(bn, x, out, p, |v| v)
+}
+
+/// `relu(batch_norm(x))` in one pass, the same bits as the two (each step
+/// still rounded to f32), in the clone of `cpu::level()`: the two passes
+/// were a twentieth of an ideal crossbar model's inference.
+pub fn batch_norm_relu(bn: &BatchNorm, x: &[f32], out: &mut [f32], p: usize) {
+    batch_norm_relu_at(cpu::level(), bn, x, out, p)
+}
+
+multiversion! {
+    fn batch_norm_relu_at(bn: &BatchNorm, x: &[f32], out: &mut [f32], p: usize) {
+        _I => batch_norm_then(bn, x, out, p, relu_of)
+    }
+}
+
+#[inline(always)]
+fn batch_norm_then(bn: &BatchNorm, x: &[f32], out: &mut [f32], p: usize, then: impl Fn(f32) -> f32) {
     for c in 0..bn.scale.len() {
         let g = bn.scale[c] / (bn.var[c] + bn.eps).sqrt();
         let (m, b) = (bn.mean[c], bn.bias[c]);
         for (o, &v) in out[c * p..(c + 1) * p].iter_mut().zip(&x[c * p..(c + 1) * p]) {
-            *o = (v - m) * g + b;
+            *o = then((v - m) * g + b);
         }
+    }
+}
+
+/// ReLU of one value: `v > 0 ? v : 0`.
+#[inline(always)]
+fn relu_of(v: f32) -> f32 {
+    if v > 0.0 {
+        v
+    } else {
+        0.0
     }
 }
 
@@ -245,7 +290,7 @@ pub fn relu(x: &[f32], out: &mut [f32]) {
 
 multiversion! {
     fn relu_at(x: &[f32], out: &mut [f32]) {
-        _I => out.iter_mut().zip(x).for_each(|(o, &v)| *o = if v > 0.0 { v } else { 0.0 })
+        _I => out.iter_mut().zip(x).for_each(|(o, &v)| *o = relu_of(v))
     }
 }
 
