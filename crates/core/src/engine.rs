@@ -111,7 +111,11 @@ impl Workspace {
                         Op::Binary(b) => {
                             let y = node.inputs.get(1).map(|&v| (&done[v][..], net.shapes[v]));
                             let (p, q) = layers::operands(b, (x, xs), y);
-                            layers::binary(b.arith, p, q, out, os)
+                            if fused {
+                                layers::binary_relu(b.arith, p, q, out, os)
+                            } else {
+                                layers::binary(b.arith, p, q, out, os)
+                            }
                         }
                         Op::Activation(a) => layers::activation(*a, x, out),
                         Op::Slice(s) => layers::slice(s, x, xs, out, os),
@@ -273,20 +277,23 @@ pub fn thread_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> 
 mod tests {
     use super::*;
     use crate::graph::tests::{bn, relu};
-    use crate::graph::{Op, Shape};
+    use crate::graph::{Arith, Binary, Node, Op, Shape};
 
     #[test]
-    fn a_fused_batch_norm_and_relu_give_the_bits_of_the_two() {
+    fn fused_relus_give_the_bits_of_the_two_passes() {
         let s = Shape { c: 2, h: 3, w: 3 };
-        // Two fused pairs in a row, so that the second reads the first's ReLU value.
-        let net = Network::new(s, vec![bn(0), relu(1), bn(2), relu(3)], 4).unwrap();
-        assert_eq!(net.relu_after, [true, false, true, false]);
+        // BatchNorm + ReLU, then a residual Add of the input + ReLU, then BatchNorm + ReLU: each pair fused.
+        let add = Node { name: "add".into(), op: Op::Binary(Binary { arith: Arith::Add, constant: None }), inputs: vec![2, 0] };
+        let net = Network::new(s, vec![bn(0), relu(1), add, relu(3), bn(4), relu(5)], 6).unwrap();
+        assert_eq!(net.relu_after, [true, false, true, false, true, false]);
         let image = [-1.0, -0.0, 0.0, 0.1, 0.1000001, 3.5, f32::NAN, -7.25, 1e-30, 2.0, -2.0, 0.3, -0.3, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e-30, 0.75];
         let mut ops = vec![OpCounts::default(); net.nodes.len()];
         let got = Workspace::new(&net).forward(&net, None, &image, 0, &mut ops, None).to_vec();
         let Op::BatchNorm(b) = &net.nodes[0].op else { unreachable!() };
         let (mut t, mut u) = (vec![0f32; s.len()], vec![0f32; s.len()]);
         layers::batch_norm(b, &image, &mut t, 9);
+        layers::relu(&t, &mut u);
+        layers::binary(Arith::Add, (&u, s), (&image, s), &mut t, s);
         layers::relu(&t, &mut u);
         layers::batch_norm(b, &u, &mut t, 9);
         layers::relu(&t, &mut u);

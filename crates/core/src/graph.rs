@@ -273,10 +273,10 @@ pub struct Network {
     /// How every Conv node reads its input (empty for the others), made
     /// once: the per-image convolutions and unfolds read it.
     pub geometry: Vec<crate::layers::Geometry>,
-    /// Per node: a BatchNorm whose output only the ReLU node right after it
-    /// reads (and which is not the network output). Inference computes the
-    /// two in one pass into the ReLU's value (engine.rs) and leaves the
-    /// BatchNorm's value unwritten.
+    /// Per node: a BatchNorm or an elementwise Binary whose output only the
+    /// ReLU node right after it reads (and which is not the network output).
+    /// Inference computes the two in one pass into the ReLU's value
+    /// (engine.rs) and leaves the first one's value unwritten.
     pub relu_after: Vec<bool>,
 }
 
@@ -505,7 +505,9 @@ impl Network {
             .collect();
         let readers = |v: usize| nodes.iter().map(|n| n.inputs.iter().filter(|&&u| u == v).count()).sum::<usize>();
         let relu_after = (0..nodes.len())
-            .map(|i| matches!(nodes[i].op, Op::BatchNorm(_)) && nodes.get(i + 1).is_some_and(|r| matches!(r.op, Op::Relu) && r.inputs == [i + 1]) && output != i + 1 && readers(i + 1) == 1)
+            .map(|i| {
+                matches!(nodes[i].op, Op::BatchNorm(_) | Op::Binary(_)) && nodes.get(i + 1).is_some_and(|r| matches!(r.op, Op::Relu) && r.inputs == [i + 1]) && output != i + 1 && readers(i + 1) == 1
+            })
             .collect();
         Ok(Network { input, nodes, output, shapes, geometry, relu_after })
     }
@@ -564,7 +566,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_batch_norm_only_the_next_relu_reads_is_fused() {
+    fn a_batch_norm_or_binary_only_the_next_relu_reads_is_fused() {
         let s = Shape { c: 2, h: 3, w: 3 };
         let fused = |nodes: Vec<Node>, output: usize| Network::new(s, nodes, output).unwrap().relu_after;
         assert_eq!(fused(vec![bn(0), relu(1)], 2), [true, false]);
@@ -574,6 +576,11 @@ pub(crate) mod tests {
         assert_eq!(fused(vec![bn(0), relu(0), relu(1)], 3), [false, false, false]);
         assert_eq!(fused(vec![bn(0), relu(0)], 2), [false, false]);
         assert_eq!(fused(vec![relu(0), bn(1), relu(2), bn(3), relu(4)], 5), [false, true, false, true, false]);
+        // An elementwise Binary too (the residual Add), but not a ReLU after a ReLU.
+        let add = |a: usize, b: usize| Node { name: "add".into(), op: Op::Binary(Binary { arith: Arith::Add, constant: None }), inputs: vec![a, b] };
+        assert_eq!(fused(vec![relu(0), add(1, 0), relu(2)], 3), [false, true, false]);
+        assert_eq!(fused(vec![relu(0), add(1, 0), relu(2), add(2, 3)], 4), [false, false, false, false]);
+        assert_eq!(fused(vec![relu(0), relu(1)], 2), [false, false]);
     }
 
     #[test]

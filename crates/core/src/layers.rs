@@ -250,7 +250,8 @@ pub fn batch_norm(bn: &BatchNorm, x: &[f32], out: &mut [f32], p: usize) {
 
 /// `relu(batch_norm(x))` in one pass, the same bits as the two (each step
 /// still rounded to f32), in the clone of `cpu::level()`: the two passes
-/// were a twentieth of an ideal crossbar model's inference.
+/// were a twentieth of an ideal crossbar model's inference
+/// (`Network::relu_after`).
 pub fn batch_norm_relu(bn: &BatchNorm, x: &[f32], out: &mut [f32], p: usize) {
     batch_norm_relu_at(cpu::level(), bn, x, out, p)
 }
@@ -360,11 +361,29 @@ pub type Operand<'a> = (&'a [f32], Shape);
 /// own instance of the loops: with the `match` inside one loop, the
 /// residual Add stayed scalar (7 % of FP32 inference).
 pub fn binary(arith: Arith, a: Operand, b: Operand, out: &mut [f32], os: Shape) {
+    binary_then(arith, a, b, out, os, |v| v)
+}
+
+/// `relu(binary(…))` in one pass, the same bits as the two, in the clone of
+/// `cpu::level()` (the residual Add and the ReLU after it, as
+/// `batch_norm_relu`).
+pub fn binary_relu(arith: Arith, a: Operand, b: Operand, out: &mut [f32], os: Shape) {
+    binary_relu_at(cpu::level(), arith, a, b, out, os)
+}
+
+multiversion! {
+    fn binary_relu_at(arith: Arith, a: Operand, b: Operand, out: &mut [f32], os: Shape) {
+        _I => binary_then(arith, a, b, out, os, relu_of)
+    }
+}
+
+#[inline(always)]
+fn binary_then(arith: Arith, a: Operand, b: Operand, out: &mut [f32], os: Shape, then: impl Fn(f32) -> f32) {
     match arith {
-        Arith::Add => binary_with(|x, y| x + y, a, b, out, os),
-        Arith::Sub => binary_with(|x, y| x - y, a, b, out, os),
-        Arith::Mul => binary_with(|x, y| x * y, a, b, out, os),
-        Arith::Div => binary_with(|x, y| x / y, a, b, out, os),
+        Arith::Add => binary_with(|x, y| then(x + y), a, b, out, os),
+        Arith::Sub => binary_with(|x, y| then(x - y), a, b, out, os),
+        Arith::Mul => binary_with(|x, y| then(x * y), a, b, out, os),
+        Arith::Div => binary_with(|x, y| then(x / y), a, b, out, os),
     }
 }
 
