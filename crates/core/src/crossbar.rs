@@ -277,7 +277,7 @@ impl CrossbarLayer {
         // baseline function, where `floor` is a libm call per value.
         scratch.levels.resize(x.len(), 0.0);
         for (l, &v) in scratch.levels.iter_mut().zip(x) {
-            *l = self.input.level(v);
+            *l = self.input.level_in::<I>(v);
         }
         let plane = self.k * p;
         if self.packed.is_some() {

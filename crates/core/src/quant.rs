@@ -2,6 +2,8 @@
 //! (half away from zero) everywhere, written out so that the JS reference,
 //! whose `Math.round` rounds half up, can repeat it exactly.
 
+use crate::cpu::{Isa, Level, Portable};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightQuant {
     /// Symmetric per-output-channel, levels −(2^(b−1)−1)…2^(b−1)−1, with a
@@ -15,11 +17,29 @@ pub enum WeightQuant {
 
 #[inline(always)]
 pub fn round_half_away(v: f32) -> f32 {
-    let r = floor(v.abs() + 0.5);
+    round_half_away_in::<Portable>(v)
+}
+
+/// `round_half_away` in a clone of `I` (cpu.rs), with its `floor`.
+#[inline(always)]
+pub fn round_half_away_in<I: Isa>(v: f32) -> f32 {
+    let r = floor_in::<I>(v.abs() + 0.5);
     if v < 0.0 {
         -r
     } else {
         r
+    }
+}
+
+/// `floor` in a clone of `I`: in the AVX2 and AVX-512 clones the rounding
+/// instruction (SSE4.1), one instruction for the dozen of the emulation —
+/// the same bits (floor is exact).
+#[inline(always)]
+pub fn floor_in<I: Isa>(x: f32) -> f32 {
+    if I::LEVEL >= Level::Avx2 {
+        x.floor()
+    } else {
+        floor(x)
     }
 }
 
@@ -128,8 +148,14 @@ impl InputQuant {
 
     #[inline(always)]
     pub fn level(&self, x: f32) -> f32 {
+        self.level_in::<Portable>(x)
+    }
+
+    /// `level` in a clone of `I` (the input levels of every crossbar pass).
+    #[inline(always)]
+    pub fn level_in<I: Isa>(&self, x: f32) -> f32 {
         let lo = if self.signed { -self.levels } else { 0.0 };
-        round_half_away((x * self.inv_step).clamp(lo, self.levels))
+        round_half_away_in::<I>((x * self.inv_step).clamp(lo, self.levels))
     }
 }
 
@@ -193,8 +219,10 @@ mod tests {
             cases.push(f32::from_bits(x));
         }
         for v in cases {
-            let (got, want) = (floor(v), v.floor());
-            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{v}: {got} vs {want}");
+            let want = v.floor();
+            for got in [floor(v), floor_in::<Portable>(v), floor_in::<crate::cpu::Avx2>(v), floor_in::<crate::cpu::Avx512>(v)] {
+                assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{v}: {got} vs {want}");
+            }
         }
     }
 }

@@ -300,7 +300,7 @@ pub fn input_levels(input: &InputQuant, x: &[f32], levels: &mut [f32]) {
 
 multiversion! {
     fn input_levels_at(input: &InputQuant, x: &[f32], levels: &mut [f32]) {
-        _I => levels.iter_mut().zip(x).for_each(|(l, &v)| *l = input.level(v))
+        I => levels.iter_mut().zip(x).for_each(|(l, &v)| *l = input.level_in::<I>(v))
     }
 }
 
