@@ -61,7 +61,9 @@ impl Workspace {
         });
     }
 
-    /// A value of the last forward pass (value 0 = input, node i → i + 1).
+    /// A value of the last forward pass (value 0 = input, node i → i + 1);
+    /// the value of a node fused with the ReLU after it
+    /// (`Network::relu_after`) is not written.
     pub fn value(&self, v: usize) -> &[f32] {
         &self.values[v]
     }
