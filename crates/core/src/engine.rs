@@ -73,8 +73,9 @@ impl Workspace {
         self.values[0].copy_from_slice(image);
         for (i, node) in net.nodes.iter().enumerate() {
             let (done, rest) = self.values.split_at_mut(i + 1);
-            // A BatchNorm fused with the ReLU after it (`Network::relu_after`)
-            // writes the ReLU's value, and the ReLU then has nothing to do.
+            // A BatchNorm or Binary fused with the ReLU after it
+            // (`Network::relu_after`) writes the ReLU's value, and the ReLU
+            // then has nothing to do.
             let fused = net.relu_after[i];
             let relu_done = i > 0 && net.relu_after[i - 1];
             let out = &mut rest[fused as usize][..];
