@@ -63,29 +63,43 @@ describe('comparison entries', () => {
   });
 });
 
-describe('the stoxnet-fair preset', () => {
-  const rows = PRESETS['stoxnet-fair'].compare.map((e) => splitEntry(e));
+const FAIR = {
+  'stoxnet-fair': ['ideal-4w4a', 'adc4-4w4a', 'senseamp-4w4a', 'stox-t1-4w4a', ['stox-mixed.schedule.json', 'stox-mixed-4w4a'], 'stox-4w4a'],
+  'stoxnet-fair-45k': ['ideal-4w4a-45k', 'adc4-4w4a-45k', 'senseamp-4w4a-45k', 'stox-t1-4w4a-45k', ['stox-random-45k.schedule.json', 'stox-random-45k'], 'stox-4w4a-45k'],
+} as const;
+
+describe.each(Object.keys(FAIR) as (keyof typeof FAIR)[])('the %s preset', (name) => {
+  const rows = PRESETS[name].compare.map((e) => splitEntry(e));
   const models = join(packageRoot(), 'models');
+  const [ideal, adc4, senseAmp, t1, [schedule, scheduled], t4] = FAIR[name];
+  const file = (f: string) => join(models, `resnet20-cifar10-${f}`);
 
   it('runs each converter on the model of models/ trained for it', () => {
-    expect(rows.map((r) => [entryName(r.config), r.model])).toEqual(
-      [
-        ['fp-adc', 'resnet20-cifar10-ideal-4w4a.onnx'],
-        ['low-bit-adc', 'resnet20-cifar10-adc4-4w4a.onnx'],
-        ['sparse-adc', 'resnet20-cifar10-ideal-4w4a.onnx'],
-        ['sense-amp', 'resnet20-cifar10-senseamp-4w4a.onnx'],
-        ['stox:1', 'resnet20-cifar10-stox-t1-4w4a.onnx'],
-        ['stox:resnet20-cifar10-stox-mixed.schedule.json', 'resnet20-cifar10-stox-mixed-4w4a.onnx'],
-        ['stox:4', 'resnet20-cifar10-stox-4w4a.onnx'],
-      ].map(([name, file]) => [name, join(models, file)]),
-    );
-    expect(entryConfig(rows[5].config, 4)).toEqual({ converter: 'mtj', schedule: join(models, 'resnet20-cifar10-stox-mixed.schedule.json') });
-    expect(PRESETS['stoxnet-fair'].config).toEqual({});
+    expect(rows.map((r) => [entryName(r.config), r.model])).toEqual([
+      ['fp-adc', ideal],
+      ['low-bit-adc', adc4],
+      ['sparse-adc', ideal],
+      ['sense-amp', senseAmp],
+      ['stox:1', t1],
+      [`stox:resnet20-cifar10-${schedule}`, scheduled],
+      ['stox:4', t4],
+    ].map(([entry, f]) => [entry, file(`${f}.onnx`)]));
+    expect(entryConfig(rows[5].config, 4)).toEqual({ converter: 'mtj', schedule: file(schedule) });
+    expect(PRESETS[name].config).toEqual({});
   });
 
-  const missing = rows.find((r) => !existsSync(r.model!));
-  it.skipIf(!missing)('refuses to run while a row\'s model is missing, naming the file', async () => {
-    await expect(compareCosts({ compare: [...PRESETS['stoxnet-fair'].compare] })).rejects.toThrow(`--compare ${entryName(missing!.config)}: model ${missing!.model} does not exist`);
+  it('ships every model and the schedule it names; the schedule covers the scheduled model\'s crossbar layers', () => {
+    for (const r of rows) expect(existsSync(r.model!), r.model).toBe(true);
+    const doc = JSON.parse(readFileSync(file(schedule), 'utf8')) as { samplesPerLayer: number[]; model?: string };
+    expect(doc.samplesPerLayer).toHaveLength(18);
+    // The search names the model it searched on: the one its row runs.
+    expect(doc.model).toBe(`resnet20-cifar10-${scheduled}.onnx`);
+  });
+
+  it('refuses to run while a row\'s model is missing, naming the file', async () => {
+    const gone = join(dir, 'gone.onnx');
+    const compare = PRESETS[name].compare.map((e, i) => (i === 3 ? `${splitEntry(e).config}=${gone}` : e));
+    await expect(compareCosts({ compare })).rejects.toThrow(`--compare sense-amp: model ${gone} does not exist`);
   });
 });
 

@@ -34,6 +34,11 @@ const MODELS = join(packageRoot(), 'models');
  * The lossless ADC gives the same bits as the ideal converter, and the sparse
  * ADC is lossless on the calibration images, so both run the ideal-trained
  * model. No shared mapping: each model brings the one it was trained with.
+ *
+ * `stoxnet-fair-45k`: the same rows on the clean lineage, whose root trained
+ * on the first 45,000 training images only, so that every choice along it
+ * (and the schedule search, whose row runs the schedule it chose on the
+ * random-T model) was made on a validation split none of them saw.
  */
 export const PRESETS = {
   'stoxnet-paper': {
@@ -42,18 +47,29 @@ export const PRESETS = {
   },
   'stoxnet-fair': {
     config: {} as Partial<StoxConfig>,
-    compare: [
-      ['fp-adc', 'resnet20-cifar10-ideal-4w4a.onnx'],
-      ['low-bit-adc', 'resnet20-cifar10-adc4-4w4a.onnx'],
-      ['sparse-adc', 'resnet20-cifar10-ideal-4w4a.onnx'],
-      ['sense-amp', 'resnet20-cifar10-senseamp-4w4a.onnx'],
-      // T = 1 on the model trained at T = 1; the searched schedule on the one trained at T drawn from {1, 2, 4}.
-      ['stox:1', 'resnet20-cifar10-stox-t1-4w4a.onnx'],
-      [`stox:${join(MODELS, 'resnet20-cifar10-stox-mixed.schedule.json')}`, 'resnet20-cifar10-stox-mixed-4w4a.onnx'],
-      ['stox:4', 'resnet20-cifar10-stox-4w4a.onnx'],
-    ].map(([entry, model]) => `${entry}=${join(MODELS, model)}`),
+    // T = 1 on the model trained at T = 1; the searched schedule on the one trained at T drawn from {1, 2, 4}, then at the schedule.
+    compare: fairRows({ ideal: 'ideal-4w4a', adc4: 'adc4-4w4a', senseAmp: 'senseamp-4w4a', t1: 'stox-t1-4w4a', schedule: ['stox-mixed.schedule.json', 'stox-mixed-4w4a'], t4: 'stox-4w4a' }),
+  },
+  'stoxnet-fair-45k': {
+    config: {} as Partial<StoxConfig>,
+    // The schedule the confirmed search chose on the random-T model, run on that model.
+    compare: fairRows({ ideal: 'ideal-4w4a-45k', adc4: 'adc4-4w4a-45k', senseAmp: 'senseamp-4w4a-45k', t1: 'stox-t1-4w4a-45k', schedule: ['stox-random-45k.schedule.json', 'stox-random-45k'], t4: 'stox-4w4a-45k' }),
   },
 } as const;
+
+/** The rows of a fair preset, each `CONFIG=MODEL` with the model (and schedule) in models/ named by its part after `resnet20-cifar10-`. */
+function fairRows(m: { ideal: string; adc4: string; senseAmp: string; t1: string; schedule: [string, string]; t4: string }): string[] {
+  const file = (name: string) => join(MODELS, `resnet20-cifar10-${name}`);
+  return [
+    ['fp-adc', m.ideal],
+    ['low-bit-adc', m.adc4],
+    ['sparse-adc', m.ideal],
+    ['sense-amp', m.senseAmp],
+    ['stox:1', m.t1],
+    [`stox:${file(m.schedule[0])}`, m.schedule[1]],
+    ['stox:4', m.t4],
+  ].map(([entry, model]) => `${entry}=${file(model)}.onnx`);
+}
 
 export interface CompareOptions {
   /** Model of the entries that do not name their own; needed only when some entry does not. */
