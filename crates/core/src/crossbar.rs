@@ -54,7 +54,8 @@ pub struct CrossbarLayer {
     pub input: InputQuant,
 }
 
-fn digit(level: f32, index: usize, bits: u32) -> f32 {
+/// Digit `index` (base 2^bits) of a level's magnitude, with the level's sign.
+pub(crate) fn digit(level: f32, index: usize, bits: u32) -> f32 {
     let m = level.abs() as u32;
     let d = ((m >> (index as u32 * bits)) & ((1u32 << bits) - 1)) as f32;
     if level < 0.0 {

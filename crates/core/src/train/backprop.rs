@@ -505,9 +505,12 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     // Replay buffers: partial sums, converter outputs, the (unused) layer output.
     let replay = if t.recorded.is_some() { [0; 3] } else { [per, per, os.len()] };
     let wt = qat::transposed_cells(layer);
+    let m = &layer.config.mapping;
+    let (slices, streams) = (m.slices(), m.streams());
     // Every scratch is written whole before it is read (levels, im2col, the cleared dlevels, the replay).
-    let scratch =
-        || (Buf::for_overwrite(xs.len()), Buf::for_overwrite(k * p), Buf::for_overwrite(xs.len()), replay.map(Buf::for_overwrite), Scratch::reused(), qat::ImageGrads::new(ql, layer, p, has_bias));
+    let scratch = || {
+        (Buf::for_overwrite(xs.len()), Buf::for_overwrite(streams * k * p), Buf::for_overwrite(xs.len()), replay.map(Buf::for_overwrite), Scratch::reused(), qat::ImageGrads::new(ql, layer, p, has_bias))
+    };
     let taps = &t.taps[..];
     let unfold = Unfold::Conv { conv: c, input: xs, output: os, taps };
     let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), &grads, scratch, |acc, (levels, cols, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
@@ -519,12 +522,22 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
             }
         };
         qat::input_levels(&layer.input, xi, levels);
-        layers::im2col(c, taps, levels, xs, os, cols);
+        if streams == 1 {
+            layers::im2col(c, taps, levels, xs, os, cols);
+        } else {
+            // Each stream's digits unfolded (`dlevels`, cleared below, holds them meanwhile).
+            for (j, plane) in cols.chunks_exact_mut(k * p).enumerate() {
+                dlevels.iter_mut().zip(levels.iter()).for_each(|(d, &l)| *d = crate::crossbar::digit(l, j, m.input_stream_bits));
+                layers::im2col(c, taps, dlevels, xs, os, plane);
+            }
+        }
         qat::backward_image(ql, layer, cols, psi, ci, dyi, p, g);
         dlevels.fill(0.0);
         // The unfold's own buffer serves as col2im's scratch: the levels'
         // unfold has been read (the weight gradient) by now.
-        input_grad(c, &wt, &g.dps, &layer.ranges, xs, os, dlevels, cols);
+        for (i, wt) in wt.iter().enumerate() {
+            input_grad(c, wt, g.input_source(i, slices), &layer.ranges, xs, os, dlevels, &mut cols[..k * p]);
+        }
         // Straight through the input quantiser inside its range; the clip's
         // gradient with q = step·level (qat.rs).
         let range = if layer.input.signed { (-ql.config.input_clip, ql.config.input_clip) } else { (0.0, ql.config.input_clip) };

@@ -14,8 +14,21 @@
 //! d W_s = d ps · X_sᵀ and d X_s = W_sᵀ · d ps as for a digital conv, and
 //! straight-through estimators reach the float weights (d w = d q / scale)
 //! and the inputs (d x_in = d level / step inside [0, clip]).
-//! One weight slice and one input stream per weight: bit-sliced training
-//! would need a surrogate for the digit decomposition, which is refused.
+//!
+//! Bit-sliced mappings (S weight slices of b_w bits, J input streams of b_x
+//! bits) convert each (slice i, stream j) partial sum on its own and add it
+//! shifted by f_ij = 2^(i·b_w + j·b_x); above, d acc becomes d out ·
+//! out_scale · f_ij per conversion. The digits are step functions of the
+//! levels, so a surrogate stands for their derivative: each of the S weight
+//! digits carries an equal share of the weight level (∂d_i/∂w = 1 / (S ·
+//! 2^(i·b_w))), and each of the J input digits of the input level
+//! (∂e_j/∂x = 1 / (J · 2^(j·b_x))). Then
+//!   d W_s = Σ_j G_sj · E_jᵀ,  G_sj = Σ_i d ps_sij / (S · 2^(i·b_w))
+//!   d X_s = Σ_i C_siᵀ · H_si, H_si = Σ_j d ps_sij / (J · 2^(j·b_x))
+//! with E_j the stream-j digits' unfold and C_si the slice-i cells: every
+//! conversion's own slope meets its own digits, and through converters
+//! that pass partial sums unchanged the gradients are those of the unsliced
+//! layer (Σ_i 2^(i·b_w)·C_si = W_s, Σ_j 2^(j·b_x)·E_j = X).
 //!
 //! The input clip can be learned too (`with_learned_clip`). The gradient is
 //! taken in float space, q = step·level with step = clip/levels:
@@ -91,10 +104,6 @@ impl QatLayer {
         if !matches!(node.op, Op::Conv(_) | Op::Linear(_)) {
             bail!("{at}: PS-QAT trains crossbar Conv and Linear layers (got {})", node.op.kind());
         }
-        let m = &config.mapping;
-        if m.slices() != 1 || m.streams() != 1 {
-            bail!("{at}: PS-QAT needs one weight slice and one input stream per weight (got {} slices, {} streams)", m.slices(), m.streams());
-        }
         let p = &config.params;
         if config.converter.normalises() && (p.norm_scale.is_empty() || p.readout_gain.is_empty()) {
             bail!("{at}: PS-QAT of a normalising converter starts from calibrated normalisation and readout; none given");
@@ -169,15 +178,19 @@ enum Surrogate {
 /// Gradients of one crossbar conv over one image, in buffers reused from
 /// image to image (every value is overwritten, so none is cleared).
 pub struct ImageGrads {
-    /// d ps of every subarray (`out × p` each, in subarray order): the
-    /// input gradient is `W_sᵀ · d ps_s` over the rows of each subarray s
-    /// (`backprop::input_grad`).
+    /// d ps of every conversion (`columns × p`, canonical column order).
     pub dps: Buf,
     /// `k × out` (transposed), with respect to the quantised weight levels.
     pub dw: Vec<f32>,
     pub db: Vec<f32>,
     /// Per column: d scale, d shift, d gain, d offset.
     pub dparams: [Vec<f32>; 4],
+    /// Bit-sliced mappings only (empty otherwise): H_si of the module doc,
+    /// slice-major, every subarray's `out × p` per slice; G_sj of one
+    /// (subarray, stream); the weight gradient of streams after the first.
+    by_slice: Buf,
+    by_stream: Buf,
+    dw_stream: Vec<f32>,
     /// Scratch: one subarray's d ps transposed; one column's d acc and d x
     /// per pixel (`pixel_grads`).
     dps_t: Buf,
@@ -187,40 +200,62 @@ pub struct ImageGrads {
 impl ImageGrads {
     pub fn new(qat: &QatLayer, layer: &CrossbarLayer, p: usize, has_bias: bool) -> ImageGrads {
         let (out, k, cols) = (layer.out, layer.k, layer.columns.len());
+        let m = &layer.config.mapping;
+        let sliced = m.slices() * m.streams() > 1;
         ImageGrads {
-            dps: Buf::for_overwrite(layer.ranges.len() * out * p),
+            dps: Buf::for_overwrite(cols * p),
             dw: vec![0f32; out * k],
             db: vec![0f32; if has_bias { out } else { 0 }],
             dparams: std::array::from_fn(|_| vec![0f32; if qat.config.converter.normalises() { cols } else { 0 }]),
+            by_slice: Buf::for_overwrite(if sliced { cols / m.streams() * p } else { 0 }),
+            by_stream: Buf::for_overwrite(if sliced { out * p } else { 0 }),
+            dw_stream: vec![0f32; if m.streams() > 1 { out * k } else { 0 }],
             dps_t: Buf::for_overwrite(p * out),
             pixel: [Buf::for_overwrite(p), Buf::for_overwrite(p)],
         }
     }
+
+    /// What the input gradient multiplies with slice `i`'s transposed cells
+    /// (of `slices`): every subarray's `out × p`, d ps itself without bit
+    /// slicing.
+    pub fn input_source(&self, i: usize, slices: usize) -> &[f32] {
+        if self.by_slice.is_empty() {
+            return &self.dps;
+        }
+        let per = self.by_slice.len() / slices;
+        &self.by_slice[i * per..(i + 1) * per]
+    }
 }
 
-/// The programmed weights transposed, `k × out`: rows `k0..k1` those of
-/// the subarray over them, as the input gradient multiplies with them
-/// (once per step, not per image).
-pub fn transposed_cells(layer: &CrossbarLayer) -> Vec<f32> {
+/// The programmed cells of each weight slice transposed, `k × out` each:
+/// rows `k0..k1` those of the subarray over them, as the input gradient
+/// multiplies with them (once per step, not per image).
+pub fn transposed_cells(layer: &CrossbarLayer) -> Vec<Vec<f32>> {
     let out = layer.out;
-    let mut wt = vec![0f32; layer.k * out];
-    for (s, &(k0, k1)) in layer.ranges.iter().enumerate() {
-        let (w, ks) = (layer.cells(0, s), k1 - k0);
-        for o in 0..out {
-            for r in 0..ks {
-                wt[(k0 + r) * out + o] = w[o * ks + r];
+    (0..layer.config.mapping.slices())
+        .map(|i| {
+            let mut wt = vec![0f32; layer.k * out];
+            for (s, &(k0, k1)) in layer.ranges.iter().enumerate() {
+                let (w, ks) = (layer.cells(i, s), k1 - k0);
+                for o in 0..out {
+                    for r in 0..ks {
+                        wt[(k0 + r) * out + o] = w[o * ks + r];
+                    }
+                }
             }
-        }
-    }
-    wt
+            wt
+        })
+        .collect()
 }
 
 const L: usize = 8;
 
 /// Backward of one image through `layer` (programmed from `qat.config`) as
-/// far as each subarray's d ps and the weight gradient, given the unfolded
-/// input levels `cols` (`k × p`), the recorded partial sums and converter
-/// outputs (`columns × p`) and `dy` (`out × p`). Sums over pixels run in eight lanes (lane l
+/// far as the input gradient's sources (`ImageGrads::input_source`) and the
+/// weight gradient, given the unfolded input levels `cols` (`k × p`; with J
+/// input streams, the unfold of each stream's digits, `J × k × p`), the
+/// recorded partial sums and converter outputs (`columns × p`) and `dy`
+/// (`out × p`). Sums over pixels run in eight lanes (lane l
 /// takes pixels ≡ l mod 8, lanes added in order), so they vectorise and
 /// stay independent of threads. Runs in the clone of `cpu::level()`: its
 /// per-pixel loops are a fifth of a PS-QAT step, and the baseline build
@@ -239,55 +274,104 @@ multiversion! {
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
-    let out = layer.out;
+    let (out, k) = (layer.out, layer.k);
+    let m = &layer.config.mapping;
+    let (slices, streams) = (m.slices(), m.streams());
+    let subarrays = layer.ranges.len();
     for (o, db) in g.db.iter_mut().enumerate() {
         *db = dy[o * p..(o + 1) * p].iter().sum();
     }
     let normalises = qat.config.converter.normalises();
     let surrogate = qat.surrogate();
+    let shift = |i: usize, j: usize| (1u64 << (i as u32 * m.weight_slice_bits + j as u32 * m.input_stream_bits)) as f32;
     for (s, &(k0, k1)) in layer.ranges.iter().enumerate() {
         let ks = k1 - k0;
-        for o in 0..out {
-            let idx = s * out + o;
-            let col = &layer.columns[idx];
-            let scale = layer.out_scale[o];
-            let (dyr, dpsr) = (&dy[o * p..(o + 1) * p], &mut g.dps[(s * out + o) * p..(s * out + o + 1) * p]);
-            let (psr, cr) = (&ps[idx * p..(idx + 1) * p], &c[idx * p..(idx + 1) * p]);
-            if !normalises {
-                match qat.config.converter {
-                    // Straight through inside the ADC's range, zero where it clips
-                    // (the code saturates: the output no longer follows ps).
-                    Converter::Adc { bits } => {
-                        let (lo, hi) = (col.lo, col.lo + col.step * ((1u64 << bits) - 1) as f32);
-                        dpsr.iter_mut().zip(dyr).zip(psr).for_each(|((d, &g), &v)| *d = if (lo..=hi).contains(&v) { g * scale } else { 0.0 });
+        for i in 0..slices {
+            for j in 0..streams {
+                let base = ((s * slices + i) * streams + j) * out;
+                for o in 0..out {
+                    let idx = base + o;
+                    let col = &layer.columns[idx];
+                    let scale = layer.out_scale[o] * shift(i, j);
+                    let (dyr, dpsr) = (&dy[o * p..(o + 1) * p], &mut g.dps[idx * p..(idx + 1) * p]);
+                    let (psr, cr) = (&ps[idx * p..(idx + 1) * p], &c[idx * p..(idx + 1) * p]);
+                    if !normalises {
+                        match qat.config.converter {
+                            // Straight through inside the ADC's range, zero where it clips
+                            // (the code saturates: the output no longer follows ps).
+                            Converter::Adc { bits } => {
+                                let (lo, hi) = (col.lo, col.lo + col.step * ((1u64 << bits) - 1) as f32);
+                                dpsr.iter_mut().zip(dyr).zip(psr).for_each(|((d, &g), &v)| *d = if (lo..=hi).contains(&v) { g * scale } else { 0.0 });
+                            }
+                            _ => dpsr.iter_mut().zip(dyr).for_each(|(d, &g)| *d = g * scale),
+                        }
+                        continue;
                     }
-                    _ => dpsr.iter_mut().zip(dyr).for_each(|(d, &g)| *d = g * scale),
+                    // (A NaN x, from a diverged normalisation, passes no gradient.)
+                    let [t0, t1] = &mut g.pixel;
+                    let outs = (dpsr, &mut t0[..], &mut t1[..]);
+                    let [dg, dh, ds, dt] = match surrogate {
+                        Surrogate::Window { clamp } => pixel_grads(dyr, psr, cr, scale, col, outs, |x| if x.abs() < clamp { 1.0 } else { 0.0 }),
+                        Surrogate::Curve { clamp, slope, center } => pixel_grads(dyr, psr, cr, scale, col, outs, |x| {
+                            if x.abs() < clamp {
+                                let s = pmath::sigmoid(slope * (x - center));
+                                2.0 * slope * s * (1.0 - s)
+                            } else {
+                                0.0
+                            }
+                        }),
+                    };
+                    g.dparams[0][idx] = ds;
+                    g.dparams[1][idx] = dt;
+                    g.dparams[2][idx] = dg;
+                    g.dparams[3][idx] = dh;
                 }
-                continue;
             }
-            // (A NaN x, from a diverged normalisation, passes no gradient.)
-            let [t0, t1] = &mut g.pixel;
-            let outs = (dpsr, &mut t0[..], &mut t1[..]);
-            let [dg, dh, ds, dt] = match surrogate {
-                Surrogate::Window { clamp } => pixel_grads(dyr, psr, cr, scale, col, outs, |x| if x.abs() < clamp { 1.0 } else { 0.0 }),
-                Surrogate::Curve { clamp, slope, center } => pixel_grads(dyr, psr, cr, scale, col, outs, |x| {
-                    if x.abs() < clamp {
-                        let s = pmath::sigmoid(slope * (x - center));
-                        2.0 * slope * s * (1.0 - s)
-                    } else {
-                        0.0
-                    }
-                }),
-            };
-            g.dparams[0][idx] = ds;
-            g.dparams[1][idx] = dt;
-            g.dparams[2][idx] = dg;
-            g.dparams[3][idx] = dh;
         }
-        // dW_sᵀ = X_s · dpsᵀ: X_s is the row range k0..k1 of `cols`, and the
-        // result the same row range of dWᵀ.
-        transpose(&g.dps[s * out * p..(s + 1) * out * p], out, p, &mut g.dps_t);
-        gemm(&cols[k0 * p..k1 * p], &g.dps_t, &mut g.dw[k0 * out..k1 * out], ks, p, out);
+        let block = out * p;
+        // Conversion (i, j) of this subarray: its d ps, `out × p`.
+        let at = |i: usize, j: usize| ((s * slices + i) * streams + j) * block;
+        for j in 0..streams {
+            // dW_sᵀ = Σ_j E_j,s · G_sjᵀ: E_j,s is the row range k0..k1 of
+            // stream j's unfold, and the result the same row range of dWᵀ.
+            let gsj: &[f32] = if g.by_stream.is_empty() {
+                &g.dps[at(0, j)..at(0, j) + block]
+            } else {
+                let (dps, to) = (&g.dps, &mut g.by_stream[..]);
+                for i in 0..slices {
+                    combine(to, &dps[at(i, j)..at(i, j) + block], 1.0 / (slices as f32 * shift(i, 0)), i == 0);
+                }
+                &g.by_stream
+            };
+            transpose(gsj, out, p, &mut g.dps_t);
+            let e = &cols[j * k * p + k0 * p..j * k * p + k1 * p];
+            if j == 0 {
+                gemm(e, &g.dps_t, &mut g.dw[k0 * out..k1 * out], ks, p, out);
+            } else {
+                gemm(e, &g.dps_t, &mut g.dw_stream[..ks * out], ks, p, out);
+                g.dw[k0 * out..k1 * out].iter_mut().zip(&g.dw_stream).for_each(|(a, &b)| *a += b);
+            }
+        }
+        if !g.by_slice.is_empty() {
+            // H_si = Σ_j d ps_sij / (J · 2^(j·b_x)), at subarray s of slice i's source.
+            for i in 0..slices {
+                let to = (i * subarrays + s) * block;
+                for j in 0..streams {
+                    combine(&mut g.by_slice[to..to + block], &g.dps[at(i, j)..at(i, j) + block], 1.0 / (streams as f32 * shift(0, j)), j == 0);
+                }
+            }
+        }
+    }
+}
+
+/// `to = w · from` (`first`) or `to += w · from`: one term of a sum over
+/// conversions, in the order of the terms.
+#[inline(always)]
+fn combine(to: &mut [f32], from: &[f32], w: f32, first: bool) {
+    if first {
+        to.iter_mut().zip(from).for_each(|(t, &f)| *t = f * w);
+    } else {
+        to.iter_mut().zip(from).for_each(|(t, &f)| *t += f * w);
     }
 }
 

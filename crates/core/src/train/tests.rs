@@ -522,7 +522,6 @@ mod qat_tests {
 
     /// `qat_layers` with its configuration changed by `edit`.
     fn qat_layers_with(net: &Network, grad: MtjGrad, edit: impl Fn(&mut LayerConfig)) -> Vec<Option<QatLayer>> {
-        let cols = 3 * 8;
         let config = LayerConfig {
             mapping: Mapping {
                 rows: 16,
@@ -539,17 +538,33 @@ mod qat_tests {
             input_clip: 2.0,
             input_signed: false,
             noise: Noise::default(),
-            params: ColumnParams {
-                norm_scale: (0..cols).map(|i| 0.02 + 0.001 * i as f32).collect(),
-                norm_shift: (0..cols).map(|i| 0.01 * (i % 5) as f32 - 0.02).collect(),
-                readout_gain: (0..cols).map(|i| 5.0 + 0.1 * i as f32).collect(),
-                readout_offset: vec![0.5; cols],
-                ..ColumnParams::default()
-            },
+            params: params(3 * 8),
         };
         let mut config = config;
         edit(&mut config);
         net.nodes.iter().enumerate().map(|(i, n)| (i == 3).then(|| QatLayer::new(n, config.clone(), grad).unwrap())).collect()
+    }
+
+    /// Normalisation and readout of `cols` converter columns, each its own.
+    fn params(cols: usize) -> ColumnParams {
+        ColumnParams {
+            norm_scale: (0..cols).map(|i| 0.02 + 0.001 * (i % 24) as f32).collect(),
+            norm_shift: (0..cols).map(|i| 0.01 * (i % 5) as f32 - 0.02).collect(),
+            readout_gain: (0..cols).map(|i| 5.0 + 0.1 * (i % 24) as f32).collect(),
+            readout_offset: vec![0.5; cols],
+            ..ColumnParams::default()
+        }
+    }
+
+    /// c2 mapped bit-sliced: 1-bit weight slices (three of the 4-bit
+    /// weight's magnitude) and 2-bit input streams (two), so twelve times
+    /// the columns (the normalising converters' parameters regrown for them).
+    fn sliced(c: &mut LayerConfig) {
+        c.mapping.weight_slice_bits = 1;
+        c.mapping.input_stream_bits = 2;
+        if !c.params.norm_scale.is_empty() {
+            c.params = params(3 * 8 * 3 * 2);
+        }
     }
 
     fn qat_loss(net: &Network, layers: &[Option<QatLayer>], x: &[f32], labels: &[u8]) -> f64 {
@@ -577,19 +592,27 @@ mod qat_tests {
     #[test]
     fn readout_gradients_are_exact() {
         for converter in [Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 4 }, Converter::SenseAmp] {
-            readout_gradients_are_exact_for(converter);
+            readout_gradients_are_exact_for(converter, false);
+            // Bit-sliced: each (slice, stream) column's readout is scaled by its shift.
+            readout_gradients_are_exact_for(converter, true);
         }
     }
 
-    fn readout_gradients_are_exact_for(converter: Converter) {
+    fn readout_gradients_are_exact_for(converter: Converter, bit_sliced: bool) {
         let net = tiny();
-        let layers = qat_layers_with(&net, MtjGrad::Ste, |c| c.converter = converter);
+        let layers = qat_layers_with(&net, MtjGrad::Ste, |c| {
+            c.converter = converter;
+            if bit_sliced {
+                sliced(c);
+            }
+        });
         let (x, labels) = batch(4);
         let (_, qg) = qat_grads(&net, &layers, &x, &labels, backprop::TAPE_BYTES);
         let layer = layers[3].as_ref().unwrap();
         let g = layer.learned_grads(qg[3].as_ref().unwrap());
+        let cols = g[2].len();
         for which in [2usize, 3] {
-            for col in [0, 7, 13, 23] {
+            for col in [0, 7, 13, cols / 2 + 5, cols - 1] {
                 let h = 1e-2f32;
                 let shifted = |delta: f32| {
                     let mut l = layers.clone();
@@ -600,8 +623,50 @@ mod qat_tests {
                 };
                 let num = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
                 let ana = g[which][col] as f64;
-                assert!((num - ana).abs() <= 1e-4 + 0.01 * ana.abs(), "{converter:?} param {which} col {col}: numeric {num} analytic {ana}");
+                assert!((num - ana).abs() <= 1e-4 + 0.01 * ana.abs(), "{converter:?} sliced {bit_sliced} param {which} col {col}: numeric {num} analytic {ana}");
             }
+        }
+    }
+
+    /// Through the ideal converter a bit-sliced layer computes the unsliced
+    /// layer's outputs exactly (integer partial sums, shift-added), and the
+    /// digit surrogate (qat.rs) gives back its gradients: the weights', the
+    /// input clip's and, through the input gradient, the layers' before it,
+    /// to f32 rounding (the shares 1/3 and 1/2 round; 1e-5 of each node's
+    /// largest gradient).
+    #[test]
+    fn bit_sliced_ideal_gradients_are_the_unsliced_ones() {
+        let net = tiny();
+        let ideal = |c: &mut LayerConfig| {
+            c.converter = Converter::Ideal;
+            c.params = ColumnParams::default();
+        };
+        let (x, labels) = batch(4);
+        for tape_bytes in [backprop::TAPE_BYTES, 0] {
+            let mut whole = qat_layers_with(&net, MtjGrad::Ste, ideal);
+            let mut cut = qat_layers_with(&net, MtjGrad::Ste, |c| {
+                ideal(c);
+                sliced(c);
+            });
+            for l in [&mut whole, &mut cut] {
+                let q = l[3].take().unwrap();
+                l[3] = Some(q.with_learned_clip(4 * 8 * 8));
+            }
+            let (a, qa) = qat_grads(&net, &whole, &x, &labels, tape_bytes);
+            let (b, qb) = qat_grads(&net, &cut, &x, &labels, tape_bytes);
+            // Relative to the node's largest gradient: a bias before a
+            // BatchNorm has none, only rounding (1e-8), either way.
+            for (node, grads) in a.iter().enumerate() {
+                let top = grads.iter().flatten().fold(0f32, |m, &g| m.max(g.abs()));
+                assert!(grads.is_empty() || top > 0.0, "node {node}: no gradient");
+                for (j, g) in grads.iter().enumerate() {
+                    for (k, (&u, &v)) in g.iter().zip(&b[node][j]).enumerate() {
+                        assert!((u - v).abs() <= 1e-5 * top, "node {node} gradient {j}[{k}]: unsliced {u}, sliced {v}");
+                    }
+                }
+            }
+            let (ca, cb) = (qa[3].as_ref().unwrap().clip, qb[3].as_ref().unwrap().clip);
+            assert!(ca != 0.0 && (ca - cb).abs() <= 1e-5 * ca.abs(), "clip: unsliced {ca}, sliced {cb}");
         }
     }
 
@@ -767,10 +832,13 @@ mod qat_tests {
         let net = tiny();
         let layers = qat_layers(&net, MtjGrad::Ste);
         let (x, labels) = batch(4);
-        let grads = |tape_bytes| qat_grads(&net, &layers, &x, &labels, tape_bytes);
-        let (recorded, replayed) = (grads(backprop::TAPE_BYTES), grads(0));
-        assert!(recorded.0[3].iter().flatten().any(|&g| g != 0.0));
-        assert_eq!(recorded, replayed);
+        let cut = qat_layers_with(&net, MtjGrad::Ste, sliced);
+        for layers in [&layers, &cut] {
+            let grads = |tape_bytes| qat_grads(&net, layers, &x, &labels, tape_bytes);
+            let (recorded, replayed) = (grads(backprop::TAPE_BYTES), grads(0));
+            assert!(recorded.0[3].iter().flatten().any(|&g| g != 0.0));
+            assert_eq!(recorded, replayed);
+        }
     }
 
     #[test]
@@ -892,7 +960,7 @@ mod qat_tests {
     fn training_through_each_converter_resumes_bit_for_bit() {
         let data = dataset();
         type Layers = Box<dyn Fn(&Network) -> Vec<Option<QatLayer>>>;
-        let converters: [(&str, Layers); 3] = [
+        let converters: [(&str, Layers); 4] = [
             (
                 "ideal",
                 Box::new(|n: &Network| {
@@ -904,6 +972,7 @@ mod qat_tests {
             ),
             ("adc", Box::new(|n: &Network| adc_layers(n, 4, -4.0))),
             ("sense-amp", Box::new(|n: &Network| qat_layers_with(n, MtjGrad::Ste, |c| c.converter = Converter::SenseAmp))),
+            ("mtj, bit-sliced", Box::new(|n: &Network| qat_layers_with(n, MtjGrad::Ste, sliced))),
         ];
         for (name, layers) in &converters {
             let make = || Trainer::new(tiny(), TrainConfig { augment: Augment::NONE, ..config(3) }).unwrap().with_qat(layers(&tiny())).unwrap();
