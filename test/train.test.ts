@@ -171,6 +171,24 @@ describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('PS-QAT', () => {
     }
   });
 
+  it('fine-tunes bit-sliced (1-bit cells, 1-bit input streams) through the MTJ; the exported model carries the mapping and reproduces its accuracy without flags', async () => {
+    const out = tmp();
+    const { stdout } = await run('node', [
+      CLI, 'train', '--from', model('resnet20-bn.onnx'), '--out', out, '--epochs', '1', '--lr', '0.01', '--converter', 'mtj', '--samples', '1',
+      '--weight-slice-bits', '1', '--input-stream-bits', '1', '--calibration-images', '32', '--learn-clip', '--val-images', '0', ...small,
+    ]);
+    const log = JSON.parse(stdout.trim().split('\n').at(-1)!);
+    const path = join(out, 'model.onnx');
+    const { report } = await evaluate({ model: path, data: DATA_DIR });
+    expect([report.config.weightSliceBits, report.config.inputStreamBits]).toEqual([1, 1]);
+    expect(report.top1).toBe(log.testTop1);
+    // Training moved the weights: the first crossbar layer's are not the starting model's.
+    const [from, trained] = await Promise.all([importOnnx(model('resnet20-bn.onnx')), importOnnx(path)]);
+    const weight = (net: typeof from) => net.nodes.flatMap((n) => (n.op === 'Conv' && n.name.includes('layer1') ? [n.weight] : []))[0];
+    expect(weight(trained)).toHaveLength(weight(from).length);
+    expect(weight(trained)).not.toEqual(weight(from));
+  });
+
   it('a corrupted embedded setting is named', async () => {
     const dir = tmp();
     const net = await importOnnx(model('resnet20.onnx'));
