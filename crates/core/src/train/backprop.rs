@@ -280,7 +280,10 @@ multiversion! {
 }
 
 multiversion! {
-    /// `acc += g`: a value's gradients from its several consumers.
+    /// `acc += g`: a value's gradients from its several consumers, an
+    /// image's parameter gradients into its chunk's, the chunks' in order
+    /// (in the baseline build four floats per instruction: a thirtieth of
+    /// a PS-QAT step).
     fn accumulate(g: &[f32], acc: &mut [f32]) {
         _I => acc.iter_mut().zip(g).for_each(|(a, &b)| *a += b)
     }
@@ -406,7 +409,7 @@ fn chunked_backward<S>(
     let mut chunks = parts.chunks_exact(part_len);
     let mut total = chunks.next().map_or_else(|| vec![0f32; per], |first| first[..per].to_vec());
     for part in chunks {
-        total.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+        accumulate(cpu::level(), part, &mut total);
     }
     (dx, split(&mut total, grads).into_iter().map(|g| g.to_vec()).collect())
 }
@@ -439,7 +442,7 @@ fn conv_backward(c: &Conv, geometry: &layers::Geometry, x: &[f32], dy: &[f32], n
         layers::im2col(c, &geometry.taps, xi, xs, os, cols);
         transpose(dyi, o, p, dyt);
         gemm(cols, dyt, tmp, k, p, o);
-        acc[0].iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a += b);
+        accumulate(cpu::level(), tmp, acc[0]);
         for (ch, row) in dyi.chunks_exact(p).enumerate().take(nb) {
             acc[1][ch] += row.iter().sum::<f32>();
         }
@@ -542,10 +545,11 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
         // gradient with q = step·level (qat.rs).
         let range = if layer.input.signed { (-ql.config.input_clip, ql.config.input_clip) } else { (0.0, ql.config.input_clip) };
         acc[6][0] += qat::input_ste(&layer.input, range, xi, levels, dlevels, dxi);
-        acc[0].iter_mut().zip(&g.dw).for_each(|(a, b)| *a += b);
-        acc[1].iter_mut().zip(&g.db).for_each(|(a, b)| *a += b);
+        let level = cpu::level();
+        accumulate(level, &g.dw, acc[0]);
+        accumulate(level, &g.db, acc[1]);
         for (a, d) in acc[2..].iter_mut().zip(&g.dparams) {
-            a.iter_mut().zip(d).for_each(|(a, b)| *a += b);
+            accumulate(level, d, a);
         }
     });
     let learned = qat::XbarGrads { params: std::array::from_fn(|j| std::mem::take(&mut total[2 + j])), clip: total[6][0] };
