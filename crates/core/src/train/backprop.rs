@@ -512,7 +512,14 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     let (slices, streams) = (m.slices(), m.streams());
     // Every scratch is written whole before it is read (levels, im2col, the cleared dlevels, the replay).
     let scratch = || {
-        (Buf::for_overwrite(xs.len()), Buf::for_overwrite(streams * k * p), Buf::for_overwrite(xs.len()), replay.map(Buf::for_overwrite), Scratch::reused(), qat::ImageGrads::new(ql, layer, p, has_bias))
+        (
+            Buf::for_overwrite(xs.len()),
+            Buf::for_overwrite(streams * k * p),
+            Buf::for_overwrite(xs.len()),
+            replay.map(Buf::for_overwrite),
+            Scratch::reused(),
+            qat::ImageGrads::new(ql, layer, p, has_bias),
+        )
     };
     let taps = &t.taps[..];
     let unfold = Unfold::Conv { conv: c, input: xs, output: os, taps };
