@@ -61,6 +61,12 @@ impl Mapping {
         self.input_bits.div_ceil(self.input_stream_bits) as usize
     }
 
+    /// The weight of (weight slice `slice`, input stream `stream`) in the
+    /// shift-and-add: 2^(slice·weight slice bits + stream·input stream bits).
+    pub fn shift(&self, slice: usize, stream: usize) -> f32 {
+        (1u64 << (slice as u32 * self.weight_slice_bits + stream as u32 * self.input_stream_bits)) as f32
+    }
+
     pub fn validate(&self, at: &str) -> Result<()> {
         if self.rows == 0 || self.cols == 0 {
             bail!("{at}: rows and cols must be > 0 (rows {}, cols {})", self.rows, self.cols);

@@ -350,7 +350,7 @@ impl CrossbarLayer {
                             gemm(&self.weights[n], cols, block, self.out, rows, p);
                         }
                     }
-                    let factor = (1u64 << (i as u32 * m.weight_slice_bits + j as u32 * m.input_stream_bits)) as f32;
+                    let factor = m.shift(i, j);
                     if let Some(ops) = ops.as_deref_mut() {
                         let (lo, hi) = range(block);
                         ops.ps_min = ops.ps_min.min(lo);

@@ -283,7 +283,6 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[
     }
     let normalises = qat.config.converter.normalises();
     let surrogate = qat.surrogate();
-    let shift = |i: usize, j: usize| (1u64 << (i as u32 * m.weight_slice_bits + j as u32 * m.input_stream_bits)) as f32;
     for (s, &(k0, k1)) in layer.ranges.iter().enumerate() {
         let ks = k1 - k0;
         for i in 0..slices {
@@ -292,7 +291,7 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[
                 for o in 0..out {
                     let idx = base + o;
                     let col = &layer.columns[idx];
-                    let scale = layer.out_scale[o] * shift(i, j);
+                    let scale = layer.out_scale[o] * m.shift(i, j);
                     let (dyr, dpsr) = (&dy[o * p..(o + 1) * p], &mut g.dps[idx * p..(idx + 1) * p]);
                     let (psr, cr) = (&ps[idx * p..(idx + 1) * p], &c[idx * p..(idx + 1) * p]);
                     if !normalises {
@@ -339,7 +338,7 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[
             } else {
                 let (dps, to) = (&g.dps, &mut g.by_stream[..]);
                 for i in 0..slices {
-                    combine(to, &dps[at(i, j)..at(i, j) + block], 1.0 / (slices as f32 * shift(i, 0)), i == 0);
+                    combine(to, &dps[at(i, j)..at(i, j) + block], 1.0 / (slices as f32 * m.shift(i, 0)), i == 0);
                 }
                 &g.by_stream
             };
@@ -349,7 +348,7 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[
                 gemm(e, &g.dps_t, &mut g.dw[k0 * out..k1 * out], ks, p, out);
             } else {
                 gemm(e, &g.dps_t, &mut g.dw_stream[..ks * out], ks, p, out);
-                g.dw[k0 * out..k1 * out].iter_mut().zip(&g.dw_stream).for_each(|(a, &b)| *a += b);
+                combine(&mut g.dw[k0 * out..k1 * out], &g.dw_stream[..ks * out], 1.0, false);
             }
         }
         if !g.by_slice.is_empty() {
@@ -357,15 +356,15 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[
             for i in 0..slices {
                 let to = (i * subarrays + s) * block;
                 for j in 0..streams {
-                    combine(&mut g.by_slice[to..to + block], &g.dps[at(i, j)..at(i, j) + block], 1.0 / (streams as f32 * shift(0, j)), j == 0);
+                    combine(&mut g.by_slice[to..to + block], &g.dps[at(i, j)..at(i, j) + block], 1.0 / (streams as f32 * m.shift(0, j)), j == 0);
                 }
             }
         }
     }
 }
 
-/// `to = w · from` (`first`) or `to += w · from`: one term of a sum over
-/// conversions, in the order of the terms.
+/// `to = w · from` (`first`) or `to += w · from`: one term of a sum (over
+/// conversions, or the streams' weight gradients), in the order of the terms.
 #[inline(always)]
 fn combine(to: &mut [f32], from: &[f32], w: f32, first: bool) {
     if first {
