@@ -73,7 +73,7 @@ impl Workspace {
         self.values[0].copy_from_slice(image);
         for (i, node) in net.nodes.iter().enumerate() {
             let (done, rest) = self.values.split_at_mut(i + 1);
-            // A BatchNorm or Binary fused with the ReLU after it
+            // A Conv, BatchNorm or Binary fused with the ReLU after it
             // (`Network::relu_after`) writes the ReLU's value, and the ReLU
             // then has nothing to do.
             let fused = net.relu_after[i];
@@ -89,13 +89,16 @@ impl Workspace {
                     let unfold = Unfold::Conv { conv: c, input: xs, output: os, taps: &net.geometry[i].taps };
                     let f = observe.as_deref_mut();
                     run_crossbar(layer, x, p, unfold, &mut self.scratch, index, seed, out, &mut ops[i], i, f);
+                    if fused {
+                        layers::relu_in_place(out);
+                    }
                 }
                 (Op::Linear(_), Some((layer, seed))) => {
                     let f = observe.as_deref_mut();
                     run_crossbar(layer, x, 1, Unfold::Identity, &mut self.scratch, index, seed, out, &mut ops[i], i, f);
                 }
                 (Op::Conv(c), None) => {
-                    layers::conv(c, &net.geometry[i], x, xs, out, os);
+                    layers::conv(c, &net.geometry[i], x, xs, out, os, fused);
                     ops[i].digital_macs += (c.out_channels * layers::conv_rows(c) * os.h * os.w) as u64;
                     ops[i].images += 1;
                 }
@@ -280,7 +283,7 @@ pub fn thread_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> 
 mod tests {
     use super::*;
     use crate::graph::tests::{bn, relu};
-    use crate::graph::{Arith, Binary, Node, Op, Shape};
+    use crate::graph::{Arith, Binary, Conv, Node, Op, Shape};
 
     #[test]
     fn fused_relus_give_the_bits_of_the_two_passes() {
@@ -303,5 +306,28 @@ mod tests {
         assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), u.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
         // Every node still counts its operations.
         assert!(ops.iter().all(|o| o.images == 1 && o.digital_ops == s.len() as u64));
+    }
+
+    #[test]
+    fn a_conv_fused_with_its_relu_gives_the_bits_of_the_two_passes() {
+        // 3 × 3 convolutions with a bias: 8 wide (the shifted product, the
+        // ReLU in its store) and 5 wide (the unfolded product, then one pass).
+        for w in [8, 5] {
+            let s = Shape { c: 2, h: 4, w };
+            let weight: Vec<f32> = (0..3 * 2 * 9).map(|i| (i as f32 * 0.37).sin()).collect();
+            let cv = Conv { weight, bias: Some(vec![2.0, -3.0, 0.1]), out_channels: 3, in_channels: 2, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] };
+            let nodes = vec![Node { name: "c".into(), op: Op::Conv(cv.clone()), inputs: vec![0] }, relu(1)];
+            let net = Network::new(s, nodes, 2).unwrap();
+            assert_eq!(net.relu_after, [true, false]);
+            let image: Vec<f32> = (0..s.len()).map(|i| (i as f32 * 0.11).cos()).collect();
+            let mut ops = vec![OpCounts::default(); 2];
+            let got = Workspace::new(&net).forward(&net, None, &image, 0, &mut ops, None).to_vec();
+            let os = Shape { c: 3, h: 4, w };
+            let (mut t, mut u) = (vec![0f32; os.len()], vec![0f32; os.len()]);
+            layers::conv(&cv, &layers::Geometry::new(&cv, s, os), &image, s, &mut t, os, false);
+            layers::relu(&t, &mut u);
+            assert!(u.contains(&0.0) && u.iter().any(|&v| v > 0.0));
+            assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), u.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "width {w}");
+        }
     }
 }

@@ -273,10 +273,11 @@ pub struct Network {
     /// How every Conv node reads its input (empty for the others), made
     /// once: the per-image convolutions and unfolds read it.
     pub geometry: Vec<crate::layers::Geometry>,
-    /// Per node: a BatchNorm or an elementwise Binary whose output only the
-    /// ReLU node right after it reads (and which is not the network output).
-    /// Inference computes the two in one pass into the ReLU's value
-    /// (engine.rs) and leaves the first one's value unwritten.
+    /// Per node: a Conv, a BatchNorm or an elementwise Binary whose output
+    /// only the ReLU node right after it reads (and which is not the network
+    /// output). Inference computes the two in one pass into the ReLU's value
+    /// (engine.rs; a digital Conv in its product's store) and leaves the
+    /// first one's value unwritten.
     pub relu_after: Vec<bool>,
 }
 
@@ -506,7 +507,10 @@ impl Network {
         let readers = |v: usize| nodes.iter().map(|n| n.inputs.iter().filter(|&&u| u == v).count()).sum::<usize>();
         let relu_after = (0..nodes.len())
             .map(|i| {
-                matches!(nodes[i].op, Op::BatchNorm(_) | Op::Binary(_)) && nodes.get(i + 1).is_some_and(|r| matches!(r.op, Op::Relu) && r.inputs == [i + 1]) && output != i + 1 && readers(i + 1) == 1
+                matches!(nodes[i].op, Op::Conv(_) | Op::BatchNorm(_) | Op::Binary(_))
+                    && nodes.get(i + 1).is_some_and(|r| matches!(r.op, Op::Relu) && r.inputs == [i + 1])
+                    && output != i + 1
+                    && readers(i + 1) == 1
             })
             .collect();
         Ok(Network { input, nodes, output, shapes, geometry, relu_after })
@@ -581,6 +585,9 @@ pub(crate) mod tests {
         assert_eq!(fused(vec![relu(0), add(1, 0), relu(2)], 3), [false, true, false]);
         assert_eq!(fused(vec![relu(0), add(1, 0), relu(2), add(2, 3)], 4), [false, false, false, false]);
         assert_eq!(fused(vec![relu(0), relu(1)], 2), [false, false]);
+        // A Conv (1 × 1, keeping the shape) too.
+        assert_eq!(fused(vec![conv(4, [2, 2, 1, 1], [0; 4]), relu(1)], 2), [true, false]);
+        assert_eq!(fused(vec![conv(4, [2, 2, 1, 1], [0; 4]), relu(1), relu(1)], 3), [false, false, false]);
     }
 
     #[test]

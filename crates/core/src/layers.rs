@@ -156,7 +156,11 @@ pub fn conv_rows(conv: &Conv) -> usize {
 
 /// `out = W · im2col(x) + bias`, every output the product's sequential
 /// fused sum (gemm.rs) whichever way the unfold is read.
-pub fn conv(conv: &Conv, geometry: &Geometry, x: &[f32], xs: Shape, out: &mut [f32], os: Shape) {
+/// `relu`: the ReLU after the convolution too (`Network::relu_after`), in the
+/// same pass as its bias, the bits of the separate passes. (In the shifted
+/// product's store, session 26, the two slowed the product itself by a
+/// tenth.)
+pub fn conv(conv: &Conv, geometry: &Geometry, x: &[f32], xs: Shape, out: &mut [f32], os: Shape, relu: bool) {
     match &geometry.shifted {
         Some(s) => {
             let padded = pad_planes(x, (xs.h, xs.w), (s.hp, s.wp), (conv.pads[0], conv.pads[1]));
@@ -164,8 +168,39 @@ pub fn conv(conv: &Conv, geometry: &Geometry, x: &[f32], xs: Shape, out: &mut [f
         }
         None => conv_unfolded(conv, &geometry.taps, x, xs, out, os),
     }
-    if let Some(bias) = &conv.bias {
-        add_channel_bias(out, bias, os.h * os.w);
+    match (&conv.bias, relu) {
+        (Some(bias), false) => add_channel_bias(out, bias, os.h * os.w),
+        (Some(bias), true) => bias_relu(out, bias, os.h * os.w),
+        (None, true) => relu_in_place(out),
+        (None, false) => {}
+    }
+}
+
+/// `relu(v + bias of v's plane)` in place, one pass, the bits of the two
+/// (`add_channel_bias`, `relu`), in the clone of `cpu::level()`.
+fn bias_relu(out: &mut [f32], bias: &[f32], p: usize) {
+    bias_relu_at(cpu::level(), out, bias, p)
+}
+
+multiversion! {
+    fn bias_relu_at(out: &mut [f32], bias: &[f32], p: usize) {
+        _I => {
+            for (plane, &b) in out.chunks_exact_mut(p).zip(bias) {
+                plane.iter_mut().for_each(|v| *v = relu_of(*v + b));
+            }
+        }
+    }
+}
+
+/// The ReLU in place (a layer's output, when the ReLU after it is fused:
+/// `Network::relu_after`), in the clone of `cpu::level()`.
+pub fn relu_in_place(v: &mut [f32]) {
+    relu_in_place_at(cpu::level(), v)
+}
+
+multiversion! {
+    fn relu_in_place_at(v: &mut [f32]) {
+        _I => v.iter_mut().for_each(|v| *v = relu_of(*v))
     }
 }
 
@@ -641,8 +676,15 @@ mod tests {
             gemm(&cv.weight, &cols, &mut want, co, k, p);
             add_channel_bias(&mut want, cv.bias.as_ref().unwrap(), p);
             let mut got = vec![f32::NAN; os.len()];
-            conv(&cv, &Geometry::new(&cv, xs, os), &x, xs, &mut got, os);
+            conv(&cv, &Geometry::new(&cv, xs, os), &x, xs, &mut got, os, false);
             assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{h}x{w} kernel {kernel} stride {stride} pads {pads:?}");
+            // With the ReLU after it fused into the bias pass: the bits of the ReLU pass.
+            let mut fused = vec![f32::NAN; os.len()];
+            conv(&cv, &Geometry::new(&cv, xs, os), &x, xs, &mut fused, os, true);
+            let mut relu_of_want = vec![f32::NAN; os.len()];
+            relu(&want, &mut relu_of_want);
+            assert!(relu_of_want.contains(&0.0) && relu_of_want.iter().any(|&v| v > 0.0));
+            assert!(fused.iter().zip(&relu_of_want).all(|(a, b)| a.to_bits() == b.to_bits()), "relu: {h}x{w} kernel {kernel} stride {stride} pads {pads:?}");
         }
     }
 
@@ -657,7 +699,7 @@ mod tests {
         let os = Shape { c: co, h: (h + 2 - 3) / 2 + 1, w: (w + 2 - 3) / 2 + 1 };
         let x: Vec<f32> = (0..xs.len()).map(|i| (i as f32 * 0.11).cos()).collect();
         let mut out = vec![0f32; os.len()];
-        conv(&cv, &Geometry::new(&cv, xs, os), &x, xs, &mut out, os);
+        conv(&cv, &Geometry::new(&cv, xs, os), &x, xs, &mut out, os, false);
         for o in 0..co {
             for oy in 0..os.h {
                 for ox in 0..os.w {

@@ -132,7 +132,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                     });
                     record = Some(XbarTape { layer, recorded, taps });
                 }
-                Op::Conv(c) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::conv(c, geometry, x, xs, o, os)),
+                Op::Conv(c) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::conv(c, geometry, x, xs, o, os, false)),
                 Op::BatchNorm(b) => {
                     if train {
                         cache = Some(batch_norm_train(b, input, &mut out, n, xs));
