@@ -310,8 +310,8 @@ mod tests {
 
     #[test]
     fn a_conv_fused_with_its_relu_gives_the_bits_of_the_two_passes() {
-        // 3 × 3 convolutions with a bias: 8 wide (the shifted product, the
-        // ReLU in its store) and 5 wide (the unfolded product, then one pass).
+        // 3 × 3 convolutions with a bias, 8 wide (the shifted product) and
+        // 5 wide (the unfolded product), each then one bias-and-ReLU pass.
         for w in [8, 5] {
             let s = Shape { c: 2, h: 4, w };
             let weight: Vec<f32> = (0..3 * 2 * 9).map(|i| (i as f32 * 0.37).sin()).collect();

@@ -276,7 +276,7 @@ pub struct Network {
     /// Per node: a Conv, a BatchNorm or an elementwise Binary whose output
     /// only the ReLU node right after it reads (and which is not the network
     /// output). Inference computes the two in one pass into the ReLU's value
-    /// (engine.rs; a digital Conv in its product's store) and leaves the
+    /// (engine.rs; a Conv in its bias pass) and leaves the
     /// first one's value unwritten.
     pub relu_after: Vec<bool>,
 }
