@@ -31,6 +31,12 @@ describe('comparison entries', () => {
     expect([t4.samples, t4.samplesPerLayer]).toEqual([4, undefined]);
     const sched = resolveConfig({ ...embedded, ...entryConfig('stox:rising', 4) });
     expect([sched.schedule, sched.samplesPerLayer]).toEqual(['rising', undefined]);
+    // stox:T0/T1/... is T per input stream, least significant first; it too replaces the embedded T.
+    expect(entryConfig('stox:1/1/1/4', 4)).toEqual({ converter: 'mtj', samplesPerLayer: undefined, schedule: undefined, samplesPerStream: [1, 1, 1, 4] });
+    const perStream = resolveConfig({ ...embedded, inputStreamBits: 1, ...entryConfig('stox:1/1/1/4', 4) });
+    expect([perStream.samplesPerStream, perStream.samplesPerLayer]).toEqual([[1, 1, 1, 4], undefined]);
+    expect(resolveConfig({ converter: 'mtj', inputStreamBits: 1, samplesPerStream: [1, 1, 1, 4], ...entryConfig('stox:2', 4) }).samplesPerStream).toBeUndefined();
+    expect(() => entryConfig('stox:1/x', 4)).toThrow(/--compare stox:1\/x: T per stream: expected an integer/);
     // fp-adc is lossless even on a model that embeds a low ADC resolution.
     expect(resolveConfig({ converter: 'adc', adcBits: 4, adcRange: 'calibrated', ...entryConfig('fp-adc', 4) }).adcBits).toBeUndefined();
   });

@@ -489,6 +489,10 @@ describe('configuration', () => {
     cfg('not an object: [ { rows: 1 } ]', [{ rows: 1 }], 'configuration: expected an object of settings, got [{"rows":1}]'),
     cfg('weightSliceBits 5 > weightBits 4', { weightBits: 4, weightSliceBits: 5 }, '--weight-slice-bits: expected an integer in [1, 4], got 5'),
     cfg('inputStreamBits 3 > inputBits 2', { inputBits: 2, inputStreamBits: 3 }, '--input-stream-bits: expected an integer in [1, 2], got 3'),
+    cfg('samplesPerStream: 3 values for 4 one-bit streams', { converter: 'mtj', inputStreamBits: 1, samplesPerStream: [1, 1, 4] }, '--samples-per-stream 1,1,4: 3 values, but --input-bits 4 in streams of --input-stream-bits 1 make 4 streams (one T per stream, least significant first)'),
+    cfg('samplesPerStream with the sense amp', { converter: 'sense-amp', samplesPerStream: [2] }, '--samples-per-stream sets MTJ samples; --converter is sense-amp, give --converter mtj'),
+    cfg("samplesPerStream: '1,0'", { converter: 'mtj', inputStreamBits: 2, samplesPerStream: '1,0' }, '--samples-per-stream[1]: expected an integer in [1, 1048576], got "0"'),
+    cfg('samplesPerStream beside a schedule', { converter: 'mtj', schedule: 'rising', samplesPerStream: [4] }, '--samples-per-stream and --schedule both set T; give one (T per stream applies to every crossbar layer)'),
     cfg('schedule and samplesPerLayer together', { schedule: 'rising', samplesPerLayer: [1, 2] }, '--schedule and --samples-per-layer both set the samples per layer; give one'),
     cfg(
       'weightQuant away with signed offset',

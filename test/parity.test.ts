@@ -28,6 +28,7 @@ const CONFIGS: [string, Partial<StoxConfig>][] = [
   ['mtj T = 1', { converter: 'mtj', samples: 1 }],
   ['mtj T = 3, every crossbar layer (signed first input), device spread and noise', { converter: 'mtj', samples: 3, policy: 'all-crossbar', weightNoise: 0.05, readNoise: 0.5, mtjOffsetSigma: 0.1, mtjSlopeSigma: 0.1 }],
   ['mtj T = 2, 1-bit weight slices (three: 4-bit symmetric levels), 1-bit input streams, 16-row subarrays', { converter: 'mtj', samples: 2, weightSliceBits: 1, inputStreamBits: 1, rows: 16 }],
+  ['mtj T per input stream 1, 2, 1, 5 (least significant first), 1-bit input streams, read noise', { converter: 'mtj', samplesPerStream: [1, 2, 1, 5], inputStreamBits: 1, rows: 16, readNoise: 0.5 }],
   ['sense-amp, 2-bit weight slices, 2-bit input streams, offset mapping', { converter: 'sense-amp', weightSliceBits: 2, inputStreamBits: 2, signed: 'offset', rows: 16 }],
 ];
 

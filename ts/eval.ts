@@ -49,7 +49,7 @@ export interface EvalOptions {
 }
 
 /** The operation counts the report totals over all nodes (crates/core/src/counts.rs). */
-const COUNTS = ['subarrayReads', 'cellReads', 'dacDrives', 'activeRows', 'driveSq', 'cellLoad', 'conversions', 'mtjSamples', 'shiftAdds', 'digitalMacs', 'digitalOps'] as const;
+const COUNTS = ['subarrayReads', 'cellReads', 'dacDrives', 'activeRows', 'driveSq', 'cellLoad', 'pulseRows', 'pulseSq', 'pulseLoad', 'conversions', 'mtjSamples', 'shiftAdds', 'digitalMacs', 'digitalOps'] as const;
 
 export type OpsTotals = Record<(typeof COUNTS)[number], number>;
 

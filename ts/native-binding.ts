@@ -170,6 +170,8 @@ export interface LayerSpecJs {
   transfer: TransferJs
   sensitivity: number
   samples: number
+  /** T per input stream, least significant first (replaces `samples`). */
+  samplesPerStream?: Array<number>
   inputClip?: number
   inputSigned: boolean
   cellNoise: number
@@ -258,6 +260,9 @@ export interface OpCountsJs {
   activeRows: number
   driveSq: number
   cellLoad: number
+  pulseRows: number
+  pulseSq: number
+  pulseLoad: number
   conversions: number
   mtjSamples: number
   shiftAdds: number

@@ -41,6 +41,12 @@ export interface StoxConfig {
    * A file resolves into `samplesPerLayer`.
    */
   schedule?: ScheduleName | `${string}.json`;
+  /**
+   * Explicit T per input stream, least significant stream first, for every
+   * crossbar layer (overrides `samples`): sampling weighted by the streams'
+   * significance. One value per stream (inputBits / inputStreamBits).
+   */
+  samplesPerStream?: number[];
   transfer: 'sigmoid' | 'tanh' | 'fitted';
   /** Sensitivity a of the sigmoid / tanh transfer curve. */
   sensitivity: number;
@@ -100,6 +106,7 @@ export const FLAGS: Record<keyof StoxConfig, string> = {
   samples: '--samples',
   samplesPerLayer: '--samples-per-layer',
   schedule: '--schedule',
+  samplesPerStream: '--samples-per-stream',
   transfer: '--mtj-transfer',
   sensitivity: '--sensitivity',
   weightNoise: '--weight-noise',
@@ -163,6 +170,16 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
     c.samplesPerLayer = ints(f('samplesPerLayer'), input.samplesPerLayer, 1, 1 << 20);
   }
   if (c.schedule && c.samplesPerLayer) throw new ConfigError(`${f('schedule')} and ${f('samplesPerLayer')} both set the samples per layer; give one`);
+  if (input.samplesPerStream !== undefined) {
+    const perLayer = c.schedule ? 'schedule' : c.samplesPerLayer ? 'samplesPerLayer' : undefined;
+    if (perLayer) throw new ConfigError(`${f('samplesPerStream')} and ${f(perLayer)} both set T; give one (T per stream applies to every crossbar layer)`);
+    c.samplesPerStream = ints(f('samplesPerStream'), input.samplesPerStream, 1, 1 << 20);
+    const streams = Math.ceil(inputBits / c.inputStreamBits!);
+    if (c.samplesPerStream.length !== streams) {
+      throw new ConfigError(`${f('samplesPerStream')} ${c.samplesPerStream.join(',')}: ${c.samplesPerStream.length} values, but ${f('inputBits')} ${inputBits} in streams of ${f('inputStreamBits')} ${c.inputStreamBits} make ${streams} streams (one T per stream, least significant first)`);
+    }
+    if (c.converter !== 'mtj') throw new ConfigError(`${f('samplesPerStream')} sets MTJ samples; ${f('converter')} is ${c.converter}, give ${f('converter')} mtj`);
+  }
   if (c.converter !== 'fp') {
     // crates/core/src/crossbar.rs (Mapping::validate, CrossbarLayer::new) refuses these too, but only
     // after the data is read and the clips calibrated, and without naming the flags.
@@ -178,13 +195,12 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
   return c;
 }
 
-/** The T per crossbar layer of a schedule file (`{"samplesPerLayer": [...]}`, as `stoxnet schedule search` writes). */
-/** The keys that set T: one setting, given three ways. */
-const SAMPLING: readonly string[] = ['samples', 'schedule', 'samplesPerLayer'];
+/** The keys that set T: one setting, given four ways. */
+const SAMPLING: readonly string[] = ['samples', 'schedule', 'samplesPerLayer', 'samplesPerStream'];
 
 /**
  * Explicit settings over a model's embedded ones. T is one setting given
- * three ways (samples, schedule, samplesPerLayer): an explicit one replaces
+ * four ways (samples, schedule, samplesPerLayer, samplesPerStream): an explicit one replaces
  * all of the model's, so that `--samples 1` on a model trained at a
  * per-layer schedule means T = 1 in every layer (the embedded per-layer T
  * used to win), and `--schedule FILE` is not refused as a second schedule.
@@ -195,6 +211,7 @@ export function overEmbedded(embedded: Record<string, unknown>, explicit: Partia
   return { ...Object.fromEntries(kept), ...explicit };
 }
 
+/** The T per crossbar layer of a schedule file (`{"samplesPerLayer": [...]}`, as `stoxnet schedule search` writes). */
 export function readScheduleFile(path: string): number[] {
   const doc = readJsonFile(path, `${FLAGS.schedule} ${path}: cannot read a schedule file`);
   const list = (doc as { samplesPerLayer?: unknown } | null)?.samplesPerLayer;
@@ -324,6 +341,7 @@ export function layerSpecs(net: Network, c: StoxConfig): (LayerSpecJs | null)[] 
       transfer: c.transfer,
       sensitivity: c.sensitivity,
       samples: T[l],
+      samplesPerStream: c.samplesPerStream,
       inputSigned,
       cellNoise: c.weightNoise,
       readNoise: c.readNoise,

@@ -190,7 +190,7 @@ function ratiosTo(base: ConfigCost, configs: ConfigCost[]): Record<string, Ratio
 // An entry that sets T replaces every T setting of the model or the shared
 // config: an embedded samplesPerLayer would override its samples, and a
 // schedule beside a samplesPerLayer is refused.
-const mtj = (t: Partial<Pick<StoxConfig, 'samples' | 'schedule'>>): Partial<StoxConfig> => ({ converter: 'mtj', samplesPerLayer: undefined, schedule: undefined, ...t });
+const mtj = (t: Partial<Pick<StoxConfig, 'samples' | 'schedule' | 'samplesPerStream'>>): Partial<StoxConfig> => ({ converter: 'mtj', samplesPerLayer: undefined, schedule: undefined, samplesPerStream: undefined, ...t });
 
 /** `NAME[:ARG]` → [NAME, ARG]; at the first colon, so that ARG may be a path. */
 function nameArg(entry: string): [string, string | undefined] {
@@ -221,9 +221,11 @@ export function entryConfig(entry: string, adcBits: number): Partial<StoxConfig>
       if (arg === undefined) return { converter: 'mtj' };
       // A per-layer schedule file ({"samplesPerLayer": [...]}), read by resolveConfig.
       if (arg.endsWith('.json') || (SCHEDULES as readonly string[]).includes(arg)) return mtj({ schedule: arg as StoxConfig['schedule'] });
+      // T per input stream, least significant first: `/` because `,` separates the entries.
+      if (arg.includes('/')) return mtj({ samplesPerStream: arg.split('/').map((t) => int(`--compare ${entry}: T per stream`, t, 1, 1 << 20)) });
       return mtj({ samples: int(`--compare ${entry}`, arg, 1, 1 << 20) });
     default:
-      throw new ConfigError(`--compare: unknown configuration ${JSON.stringify(entry)}; use fp-adc, low-bit-adc, sparse-adc, sense-amp, ideal, stox, stox:T, stox:<schedule>, stox:<FILE.json>, stox-uniform[:T] or stox-inhomogeneous[:schedule], each optionally =MODEL.onnx`);
+      throw new ConfigError(`--compare: unknown configuration ${JSON.stringify(entry)}; use fp-adc, low-bit-adc, sparse-adc, sense-amp, ideal, stox, stox:T, stox:<schedule>, stox:<FILE.json>, stox:T0/T1/... (T per input stream, least significant first), stox-uniform[:T] or stox-inhomogeneous[:schedule], each optionally =MODEL.onnx`);
   }
 }
 

@@ -218,8 +218,8 @@ export class CrossbarLayer {
       const u2 = unit24(read.next(lane));
       return f(sigmaRead * gaussian(u1, u2));
     };
-    const T = spec.samples ?? 1;
-    const tInv = f(1 / T);
+    // T per input stream (crossbar.rs `LayerConfig::stream_converter`), else the layer's T.
+    const samplesOf = (j: number) => spec.samplesPerStream?.[j] ?? spec.samples ?? 1;
     const top = 2 ** this.adcBits - 1;
     const kind = spec.converter === 'sparse-adc' ? 'adc' : spec.converter;
     this.ranges.forEach(([k0, k1], s) => {
@@ -228,6 +228,8 @@ export class CrossbarLayer {
         const w = this.weights[i * this.ranges.length + s];
         for (let j = 0; j < this.streams; j++) {
           const factor = 2 ** (i * spec.weightSliceBits + j * spec.inputStreamBits);
+          const T = samplesOf(j);
+          const tInv = f(1 / T);
           const X = cols[j];
           for (let o = 0; o < this.out; o++) {
             const col = this.columns[((s * this.slices + i) * this.streams + j) * this.out + o];

@@ -379,6 +379,7 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
                 input_signed: s.input_signed,
                 noise: Noise::default(),
                 params: ColumnParams::default(),
+                samples_per_stream: Vec::new(),
             })
         })
         .collect();
@@ -446,12 +447,21 @@ pub fn prepare(net: &Network, specs: &[Option<LayerSpec>], seed: u64, images: &[
             params.norm_scale = stats[i].iter().map(|m| (1.0 / m.std().max(1e-6)) as f32).collect();
             params.norm_shift = stats[i].iter().map(|m| (-m.mean() / m.std().max(1e-6)) as f32).collect();
         }
-        configs.push(Some(LayerConfig { mapping: s.mapping.clone(), converter, input_clip: clips[i], input_signed: s.input_signed, noise: s.noise, params }));
+        configs.push(Some(LayerConfig {
+            mapping: s.mapping.clone(),
+            converter,
+            input_clip: clips[i],
+            input_signed: s.input_signed,
+            noise: s.noise,
+            params,
+            samples_per_stream: s.samples_per_stream.clone(),
+        }));
     }
     // Pass 3: readout of normalising converters by least squares of ps on E[c | ps].
     let needs_readout = configs.iter().flatten().any(|c| c.converter.normalises() && c.params.readout_gain.is_empty());
     if needs_readout {
-        let fit: Vec<Option<LayerConfig>> = configs.iter().map(|c| c.clone().map(|c| LayerConfig { converter: Converter::Ideal, noise: Noise::default(), ..c })).collect();
+        let fit: Vec<Option<LayerConfig>> =
+            configs.iter().map(|c| c.clone().map(|c| LayerConfig { converter: Converter::Ideal, noise: Noise::default(), samples_per_stream: Vec::new(), ..c })).collect();
         let stox = program(net, &fit, seed)?;
         let norm: Vec<Option<(Converter, ColumnParams)>> = configs.iter().map(|c| c.as_ref().map(|c| (c.converter, c.params.clone()))).collect();
         let tables: Vec<Option<Vec<Option<Thresholds>>>> = norm
@@ -615,6 +625,7 @@ mod tests {
             input_signed: false,
             noise: Noise::default(),
             params: ColumnParams::default(),
+            samples_per_stream: Vec::new(),
         };
         let err = prepare(&net, &[Some(spec(None))], 0, &[], &Cancel::default()).err().expect("25 lossless bits are refused");
         assert!(err.to_string().contains("node 'fc': the lossless ADC needs 25 bits"), "{err}");

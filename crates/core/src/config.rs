@@ -153,6 +153,31 @@ pub struct LayerConfig {
     pub input_signed: bool,
     pub noise: Noise,
     pub params: ColumnParams,
+    /// MTJ samples per input stream, least significant stream first; empty:
+    /// the converter's T in every stream. A stream's errors are scaled by
+    /// its shift in the shift-and-add, so weighting T by significance puts
+    /// the samples where the noise counts (crossbar.rs validates it).
+    pub samples_per_stream: Vec<u32>,
+}
+
+impl LayerConfig {
+    /// The converter of input stream `j`: the MTJ at that stream's T when T
+    /// is given per stream.
+    pub fn stream_converter(&self, j: usize) -> Converter {
+        match (self.converter, self.samples_per_stream.get(j)) {
+            (Converter::Mtj { curve, .. }, Some(&samples)) => Converter::Mtj { curve, samples },
+            (c, _) => c,
+        }
+    }
+
+    /// Read pulses per read of input stream `j`: an MTJ's every sample is
+    /// driven by the column current; other converters read once.
+    pub fn pulses(&self, j: usize) -> u32 {
+        match self.stream_converter(j) {
+            Converter::Mtj { samples, .. } => samples,
+            _ => 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -179,6 +204,8 @@ pub struct LayerSpec {
     pub noise: Noise,
     /// Given parameters (a trained model's); empty vectors are calibrated.
     pub params: ColumnParams,
+    /// As `LayerConfig::samples_per_stream`.
+    pub samples_per_stream: Vec<u32>,
 }
 
 #[cfg(test)]

@@ -273,11 +273,12 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &OpCounts, t: &Tech) -> LayerCost {
     let columns = layer.physical_columns() as f64;
     let tiles = (columns / m.cols as f64).ceil();
     // The column current flows once per read, and again for every MTJ
-    // sample: each sample's SOT write is driven by it.
-    let pulses = match layer.config.converter {
-        Converter::Mtj { samples, .. } => samples as f64,
-        _ => 1.0,
-    };
+    // sample: each sample's SOT write is driven by it. T may differ between
+    // input streams; every stream has as many reads, so their mean T times
+    // the reads gives the pulses of data-independent parts (bias rows,
+    // latency), and the counts weigh each drive by its own stream's T.
+    let streams = m.streams();
+    let pulses = (0..streams).map(|j| layer.config.pulses(j) as f64).sum::<f64>() / streams as f64;
     // A row at input digit x sees V·x/x_max (amplitude-coded DAC), a cell
     // holding digit d conducts g_off + (g_on − g_off)·d/d_max, so a pulse
     // costs V²·t·Σ (x/x_max)²·g over the driven rows' cells: the counts give
@@ -285,13 +286,13 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &OpCounts, t: &Tech) -> LayerCost {
     let x_max = ((1u64 << m.input_stream_bits) - 1) as f64;
     let d_max = ((1u64 << m.weight_slice_bits) - 1) as f64;
     let (g_on, g_off) = (1.0 / t.cell_on_resistance, 1.0 / t.cell_off_resistance);
-    let read = (per(o.drive_sq) * columns * t.pulse_energy(g_off) + per(o.cell_load) / d_max * t.pulse_energy(g_on - g_off)) / (x_max * x_max);
-    c.energy[cells] = pulses * read;
+    c.energy[cells] = (per(o.pulse_sq) * columns * t.pulse_energy(g_off) + per(o.pulse_load) / d_max * t.pulse_energy(g_on - g_off)) / (x_max * x_max);
     // Only rows driven with a nonzero digit cost driver energy: the driver's
     // power for the whole read (settling, then every pulse; the row stays
     // driven through an MTJ's samples).
     let read_time = t.read_settling + pulses * t.read_pulse;
-    c.energy[dac] = per(o.active_rows as u128) * tiles * t.dac_power * stream_bits * read_time;
+    let on_time = per(o.active_rows as u128) * t.read_settling + per(o.pulse_rows as u128) * t.read_pulse;
+    c.energy[dac] = tiles * t.dac_power * stream_bits * on_time;
     // Inputs read for every row drive, outputs (16-bit) written once.
     c.energy[buffer] = (per(o.dac_drives as u128) * stream_bits + per(o.digital_ops as u128) * 16.0) * t.buffer_energy;
     let subarrays = layer.physical_subarrays() as f64;
@@ -329,10 +330,10 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &OpCounts, t: &Tech) -> LayerCost {
             c.area[sa] = subarrays * logical * t.sense_amp_area;
             (sa, t.sense_amp_latency)
         }
-        Converter::Mtj { samples, .. } => {
+        Converter::Mtj { .. } => {
             c.energy[mtj] = per(o.mtj_samples as u128) * (t.mtj_write_energy() + t.mtj_read_energy + t.mtj_reset_energy);
             c.area[mtj] = subarrays * logical * t.mtj_area;
-            (mtj, samples as f64 * t.mtj_sample_latency)
+            (mtj, pulses * t.mtj_sample_latency)
         }
         // An ideal converter is not hardware: no cost, reported as such.
         Converter::Ideal => (adc, 0.0),
@@ -488,6 +489,11 @@ pub(crate) mod tests {
 
     /// One 2→4 3x3 conv (K = 18) on a 4x4 image, pad 1: p = 16 pixels.
     fn tiny(converter: ConverterSpec) -> (Network, Crossbars, Vec<OpCounts>) {
+        tiny_streams(converter, 4, Vec::new())
+    }
+
+    /// `tiny` with its 4-bit inputs in streams of `stream_bits`, T per stream.
+    fn tiny_streams(converter: ConverterSpec, stream_bits: u32, samples_per_stream: Vec<u32>) -> (Network, Crossbars, Vec<OpCounts>) {
         let w: Vec<f32> = (0..4 * 18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect();
         let conv = Conv { weight: w, bias: None, out_channels: 4, in_channels: 2, kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1] };
         let net = Network::new(Shape { c: 2, h: 4, w: 4 }, vec![Node { name: "c".into(), op: Op::Conv(conv), inputs: vec![0] }], 1).unwrap();
@@ -498,11 +504,11 @@ pub(crate) mod tests {
             weight_bits: 4,
             weight_slice_bits: 4,
             input_bits: 4,
-            input_stream_bits: 4,
+            input_stream_bits: stream_bits,
             weight_quant: WeightQuant::Uniform,
             signed: SignedMapping::Differential,
         };
-        let cols = 2 * 4;
+        let cols = 2 * 4 * 4usize.div_ceil(stream_bits as usize);
         let params = ColumnParams {
             norm_scale: vec![0.1; cols],
             norm_shift: (0..cols).map(|c| if c % 2 == 0 { 0.3 } else { -0.6 }).collect(),
@@ -510,7 +516,7 @@ pub(crate) mod tests {
             readout_offset: vec![0.0; cols],
             ..Default::default()
         };
-        let spec = LayerSpec { mapping, converter, input_clip: Some(1.0), input_signed: false, noise: Noise::default(), params };
+        let spec = LayerSpec { mapping, converter, input_clip: Some(1.0), input_signed: false, noise: Noise::default(), params, samples_per_stream };
         let (stox, _) = prepare(&net, &[Some(spec)], 1, &[], &Default::default()).unwrap();
         let images: Vec<f32> = (0..2 * 32).map(|i| (i % 5) as f32 * 0.2).collect();
         let (_, ops) = crate::engine::forward(&net, Some(&stox), &images, 0).unwrap();
@@ -615,6 +621,39 @@ pub(crate) mod tests {
         // One accumulator model: an ADC code is added once per conversion, an MTJ sample once per sample.
         let (net2, stox2, ops2) = tiny(ConverterSpec::Mtj(Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 4 }));
         assert!(near(cost(&net2, Some(&stox2), &ops2, &t)[0].energy[6], 4.0 * a.energy[6]));
+    }
+
+    /// T per input stream: every stream has as many reads and conversions,
+    /// so MTJ energy and latency follow the mean T, whichever stream takes
+    /// it; the cells' read energy follows each stream's own drives.
+    #[test]
+    fn samples_per_stream_cost_their_own_pulses() {
+        let t = tech();
+        let mtj = Converter::Mtj { curve: Curve::sigmoid(4.0), samples: 1 };
+        let at = |per_stream: Vec<u32>| {
+            let (net, stox, ops) = tiny_streams(ConverterSpec::Mtj(mtj), 2, per_stream);
+            cost(&net, Some(&stox), &ops, &t)[0].clone()
+        };
+        let uniform = |samples| {
+            let (net, stox, ops) = tiny_streams(ConverterSpec::Mtj(Converter::Mtj { curve: Curve::sigmoid(4.0), samples }), 2, Vec::new());
+            cost(&net, Some(&stox), &ops, &t)[0].clone()
+        };
+        let (u1, u4, lo, hi, same) = (uniform(1), uniform(4), at(vec![4, 1]), at(vec![1, 4]), at(vec![4, 4]));
+        for k in 0..9 {
+            assert!(near(same.energy[k], u4.energy[k]) && near(same.latency[k], u4.latency[k]), "component {k}");
+        }
+        let [cells, mtj_, shift] = [0, 5, 6];
+        for c in [&lo, &hi] {
+            assert!(near(c.energy[mtj_], (u1.energy[mtj_] + u4.energy[mtj_]) / 2.0) && near(c.latency[mtj_], (u1.latency[mtj_] + u4.latency[mtj_]) / 2.0));
+            assert!(near(c.energy[shift], (u1.energy[shift] + u4.energy[shift]) / 2.0));
+            assert!(near(c.latency[cells], (u1.latency[cells] + u4.latency[cells]) / 2.0));
+        }
+        // Cells: linear in each stream's T. The streams carry different
+        // digits, so T = 4 on the high stream costs other than on the low.
+        let (base, high_once) = (at(vec![1, 1]), at(vec![1, 2]));
+        assert!(near(hi.energy[cells], base.energy[cells] + 3.0 * (high_once.energy[cells] - base.energy[cells])));
+        assert!(near(lo.energy[cells] + hi.energy[cells], u1.energy[cells] + u4.energy[cells]));
+        assert!((lo.energy[cells] - hi.energy[cells]).abs() > 1e-6 * u1.energy[cells], "{} {}", lo.energy[cells], hi.energy[cells]);
     }
 
     #[test]

@@ -21,6 +21,12 @@ pub struct OpCounts {
     /// Σ over row drives of the input digit squared × the sum of the digits
     /// stored on that row's cells (all slices, columns and reference cells).
     pub cell_load: u128,
+    /// The three sums above with each drive counted once per read pulse it
+    /// holds: one per read, T when an MTJ samples the read T times (T may
+    /// differ between input streams). Energy follows the pulses.
+    pub pulse_rows: u64,
+    pub pulse_sq: u128,
+    pub pulse_load: u128,
     /// Partial sums converted (one per subarray, slice, stream, column, pixel).
     pub conversions: u64,
     /// MTJ write/read/reset cycles.
@@ -46,6 +52,9 @@ impl Default for OpCounts {
             active_rows: 0,
             drive_sq: 0,
             cell_load: 0,
+            pulse_rows: 0,
+            pulse_sq: 0,
+            pulse_load: 0,
             conversions: 0,
             mtj_samples: 0,
             shift_adds: 0,
@@ -59,12 +68,17 @@ impl Default for OpCounts {
 
 impl OpCounts {
     /// One row's drives over a stream: `nonzero` driven pixels, `sq` = Σ
-    /// digit², on a row whose cells store digits summing to `load`.
+    /// digit², on a row whose cells store digits summing to `load`, each
+    /// drive held for `pulses` read pulses.
     #[inline]
-    pub fn count_drives(&mut self, nonzero: u64, sq: u64, load: u64) {
+    pub fn count_drives(&mut self, nonzero: u64, sq: u64, load: u64, pulses: u32) {
+        let (pulses, sq_load) = (pulses as u64, sq as u128 * load as u128);
         self.active_rows += nonzero;
         self.drive_sq += sq as u128;
-        self.cell_load += sq as u128 * load as u128;
+        self.cell_load += sq_load;
+        self.pulse_rows += nonzero * pulses;
+        self.pulse_sq += sq as u128 * pulses as u128;
+        self.pulse_load += sq_load * pulses as u128;
     }
 
     /// Counts are sums and ranges are min/max, so merging in any order gives
@@ -77,6 +91,9 @@ impl OpCounts {
         self.active_rows += o.active_rows;
         self.drive_sq += o.drive_sq;
         self.cell_load += o.cell_load;
+        self.pulse_rows += o.pulse_rows;
+        self.pulse_sq += o.pulse_sq;
+        self.pulse_load += o.pulse_load;
         self.conversions += o.conversions;
         self.mtj_samples += o.mtj_samples;
         self.shift_adds += o.shift_adds;

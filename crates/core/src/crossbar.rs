@@ -97,6 +97,18 @@ impl CrossbarLayer {
                 bail!("{at}: the MTJ transfer curve needs a positive finite sensitivity, got slope {}", curve.slope);
             }
         }
+        if !config.samples_per_stream.is_empty() {
+            let t = &config.samples_per_stream;
+            if !matches!(config.converter, Converter::Mtj { .. }) {
+                bail!("{at}: samples per input stream {t:?} need the mtj converter");
+            }
+            if t.len() != m.streams() {
+                bail!("{at}: samples per input stream has {} values, the mapping has {} input streams ({} input bits in streams of {})", t.len(), m.streams(), m.input_bits, m.input_stream_bits);
+            }
+            if t.contains(&0) {
+                bail!("{at}: samples per input stream must be >= 1, got {t:?}");
+            }
+        }
         let k = weight.len() / out;
         let ranges = split_rows(k, m.rows, m.split);
         let (slices, streams) = (m.slices(), m.streams());
@@ -294,7 +306,7 @@ impl CrossbarLayer {
                 if let Some(ops) = ops.as_deref_mut() {
                     for (row, &load) in scratch.cols_u8[j * plane..(j + 1) * plane].chunks_exact(p).zip(&self.row_load) {
                         let (nonzero, sq) = drives::<I>(row);
-                        ops.count_drives(nonzero, sq, load);
+                        ops.count_drives(nonzero, sq, load, self.config.pulses(j));
                     }
                 }
             }
@@ -310,7 +322,7 @@ impl CrossbarLayer {
                     for (row, &load) in scratch.cols[j * plane..(j + 1) * plane].chunks_exact(p).zip(&self.row_load) {
                         // Digits are integers below 2^16 in magnitude: their squares are exact in u64.
                         let (nonzero, sq) = row.iter().fold((0u64, 0u64), |(n, s), &d| (n + (d != 0.0) as u64, s + (d as i64 * d as i64) as u64));
-                        ops.count_drives(nonzero, sq, load);
+                        ops.count_drives(nonzero, sq, load, self.config.pulses(j));
                     }
                 }
             }
@@ -351,6 +363,7 @@ impl CrossbarLayer {
                         }
                     }
                     let factor = m.shift(i, j);
+                    let conv = self.config.stream_converter(j);
                     if let Some(ops) = ops.as_deref_mut() {
                         let (lo, hi) = range(block);
                         ops.ps_min = ops.ps_min.min(lo);
@@ -364,7 +377,7 @@ impl CrossbarLayer {
                         }
                         let keep = record_c.as_deref_mut().map(|c| &mut c[idx * p..(idx + 1) * p]);
                         let table = self.thresholds.get(idx).and_then(|t| t.as_ref());
-                        converter::convert_row(&self.config.converter, &self.columns[idx], table, ps, &mut acc[o * p..(o + 1) * p], factor, &mut draws, keep);
+                        converter::convert_row(&conv, &self.columns[idx], table, ps, &mut acc[o * p..(o + 1) * p], factor, &mut draws, keep);
                     }
                 }
             }
@@ -389,13 +402,14 @@ impl CrossbarLayer {
         let phys = self.physical_columns() as u64;
         let col_tiles = phys.div_ceil(m.cols as u64);
         let conversions = p * streams * s * slices * out;
+        let pulses: u64 = (0..m.streams()).map(|j| self.config.pulses(j) as u64).sum();
         ops.images += 1;
         ops.subarray_reads += p * streams * s * col_tiles;
         ops.cell_reads += p * streams * k * phys;
         ops.dac_drives += p * streams * k * col_tiles;
         ops.conversions += conversions;
-        if let Converter::Mtj { samples, .. } = self.config.converter {
-            ops.mtj_samples += conversions * samples as u64;
+        if let Converter::Mtj { .. } = self.config.converter {
+            ops.mtj_samples += conversions / streams * pulses;
         }
         ops.shift_adds += conversions;
         ops.digital_ops += p * out;
@@ -688,12 +702,95 @@ mod tests {
                 input_signed: false,
                 noise: Noise::default(),
                 params: ColumnParams::default(),
+                samples_per_stream: Vec::new(),
             };
             let layer = CrossbarLayer::new(0, "l", &w, None, out, config, 0).unwrap();
             assert_eq!(layer.max_digit.len(), slices, "{bits}-bit slices, {quant:?}, {signed:?}");
             assert!(layer.max_digit.iter().all(|&d| d > 0.0), "{bits}-bit slices, {quant:?}, {signed:?}: {:?}", layer.max_digit);
         }
     }
+    /// A 40-input, 4-output linear layer, 4-bit weights in one slice, 4-bit
+    /// inputs in two 2-bit streams, an MTJ at `samples` (or per stream).
+    fn two_stream_layer(samples: u32, per_stream: Vec<u32>) -> Result<CrossbarLayer> {
+        let (out, k) = (4, 40);
+        let w: Vec<f32> = (0..out * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 6.0).collect();
+        let config = LayerConfig {
+            mapping: mapping(Split::Balanced, 4, 2, WeightQuant::Uniform, SignedMapping::Differential),
+            converter: Converter::Mtj { curve: crate::mtj::Curve::sigmoid(4.0), samples },
+            input_clip: 1.0,
+            input_signed: false,
+            noise: Noise::default(),
+            params: ColumnParams { norm_scale: vec![0.05; 8], norm_shift: vec![-0.4; 8], ..Default::default() },
+            samples_per_stream: per_stream,
+        };
+        CrossbarLayer::new(2, "fc", &w, None, out, config, 9)
+    }
+
+    /// Output bits, recorded converter outputs (8 columns: stream-major
+    /// within the one subarray and slice) and counts of one image.
+    fn run(layer: &CrossbarLayer, image: usize) -> (Vec<u32>, Vec<f32>, OpCounts) {
+        let x: Vec<f32> = (0..40).map(|i| ((i * 5 + image * 3) % 17) as f32 / 16.0).collect();
+        let (mut y, mut ps, mut c, mut ops) = (vec![0f32; 4], vec![0f32; 8], vec![0f32; 8], OpCounts::default());
+        layer.forward(&x, 1, Unfold::Identity, &mut Scratch::default(), image, 5, &mut y, Some(&mut ops), None, Some((&mut ps, &mut c)));
+        (y.iter().map(|v| v.to_bits()).collect(), c, ops)
+    }
+
+    /// T given per stream, all equal, is the layer's T: the same draws and
+    /// bits and counts.
+    #[test]
+    fn equal_samples_per_stream_are_the_uniform_t() {
+        let (uniform, per_stream) = (two_stream_layer(3, Vec::new()).unwrap(), two_stream_layer(1, vec![3, 3]).unwrap());
+        for image in 0..4 {
+            assert_eq!(run(&uniform, image), run(&per_stream, image), "image {image}");
+        }
+    }
+
+    /// Each stream samples its own T: an MTJ sample mean times T is an
+    /// integer of T's parity, so at T = 1 only ±1 and at T = 3 also ±1/3
+    /// appear; the counts take every stream's own T.
+    #[test]
+    fn each_stream_samples_its_own_t() {
+        let layer = two_stream_layer(2, vec![1, 3]).unwrap();
+        let (mut thirds, mut ones) = (0, 0);
+        for image in 0..64 {
+            let (_, c, ops) = run(&layer, image);
+            let (lsb, msb) = c.split_at(4);
+            assert!(lsb.iter().all(|&v| v == 1.0 || v == -1.0), "stream 0 at T = 1: {lsb:?}");
+            for &v in msb {
+                let hits = v * 3.0;
+                assert!(hits == hits.round() && hits.round() as i32 % 2 != 0 && hits.abs() <= 3.0, "stream 1 at T = 3: {v}");
+                if hits.abs() == 1.0 {
+                    thirds += 1;
+                } else {
+                    ones += 1;
+                }
+            }
+            assert_eq!(ops.conversions, 8);
+            assert_eq!(ops.mtj_samples, 4 + 4 * 3);
+            assert_eq!((ops.pulse_rows, ops.pulse_sq), (ops.active_rows + 2 * msb_drives(image).0, ops.drive_sq + 2 * msb_drives(image).1 as u128));
+        }
+        assert!(thirds > 0 && ones > 0, "±1/3 {thirds} times, ±1 {ones} times");
+    }
+
+    /// Nonzero digits and Σ digit² of the most significant 2-bit stream of
+    /// `run`'s image, by hand.
+    fn msb_drives(image: usize) -> (u64, u64) {
+        let levels = (0..40).map(|i| (((i * 5 + image * 3) % 17) as f32 / 16.0 * 15.0).round() as u64);
+        levels.map(|l| l >> 2).fold((0, 0), |(n, s), d| (n + (d != 0) as u64, s + d * d))
+    }
+
+    #[test]
+    fn samples_per_stream_are_validated() {
+        let err = |r: Result<CrossbarLayer>| r.err().expect("refused").to_string();
+        assert!(err(two_stream_layer(1, vec![1, 2, 4])).contains("layer 'fc': samples per input stream has 3 values, the mapping has 2 input streams"));
+        assert!(err(two_stream_layer(1, vec![0, 2])).contains("must be >= 1, got [0, 2]"));
+        let mut ideal = two_stream_layer(1, Vec::new()).unwrap().config;
+        ideal.converter = Converter::SenseAmp;
+        ideal.samples_per_stream = vec![1, 2];
+        let w = vec![0.5f32; 160];
+        assert!(err(CrossbarLayer::new(0, "fc", &w, None, 4, ideal, 0)).contains("samples per input stream [1, 2] need the mtj converter"));
+    }
+
     #[test]
     fn digits_recombine_to_the_level() {
         for level in -15..=15 {

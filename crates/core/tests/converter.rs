@@ -92,7 +92,15 @@ fn lossless_adc_is_exact_on_integer_partial_sums() {
     let bound = 14 * 3 * 3;
     assert_eq!(bits, 8, "2·126 + 1 = 253 levels");
     let layer = |bits| {
-        let config = LayerConfig { mapping: m.clone(), converter: Converter::Adc { bits }, input_clip: 1.0, input_signed: false, noise: Noise::default(), params: ColumnParams::default() };
+        let config = LayerConfig {
+            mapping: m.clone(),
+            converter: Converter::Adc { bits },
+            input_clip: 1.0,
+            input_signed: false,
+            noise: Noise::default(),
+            params: ColumnParams::default(),
+            samples_per_stream: Vec::new(),
+        };
         CrossbarLayer::new(0, "fc", &w, None, out, config, 0).unwrap()
     };
     let lossless = layer(bits);

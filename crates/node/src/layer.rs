@@ -71,6 +71,8 @@ pub struct LayerSpecJs {
     pub transfer: TransferJs,
     pub sensitivity: f64,
     pub samples: u32,
+    /// T per input stream, least significant first (replaces `samples`).
+    pub samples_per_stream: Option<Vec<u32>>,
     pub input_clip: Option<f64>,
     pub input_signed: bool,
     pub cell_noise: f64,
@@ -160,6 +162,7 @@ impl From<&LayerSpecJs> for LayerSpec {
             input_signed: l.input_signed,
             noise: Noise { cell: l.cell_noise as f32, read: l.read_noise as f32, mtj_offset: l.mtj_offset_sigma as f32, mtj_slope: l.mtj_slope_sigma as f32 },
             params: l.params.as_ref().map_or_else(ColumnParams::default, ColumnParams::from),
+            samples_per_stream: l.samples_per_stream.clone().unwrap_or_default(),
         }
     }
 }
@@ -228,6 +231,9 @@ pub struct OpCountsJs {
     pub active_rows: f64,
     pub drive_sq: f64,
     pub cell_load: f64,
+    pub pulse_rows: f64,
+    pub pulse_sq: f64,
+    pub pulse_load: f64,
     pub conversions: f64,
     pub mtj_samples: f64,
     pub shift_adds: f64,
@@ -248,6 +254,9 @@ impl From<&OpCounts> for OpCountsJs {
             active_rows: o.active_rows as f64,
             drive_sq: o.drive_sq as f64,
             cell_load: o.cell_load as f64,
+            pulse_rows: o.pulse_rows as f64,
+            pulse_sq: o.pulse_sq as f64,
+            pulse_load: o.pulse_load as f64,
             conversions: o.conversions as f64,
             mtj_samples: o.mtj_samples as f64,
             shift_adds: o.shift_adds as f64,

@@ -204,6 +204,9 @@ impl Trainer {
         if !self.qat.iter().flatten().any(|l| matches!(l.config.converter, Converter::Mtj { .. })) {
             bail!("random samples: no MTJ crossbar layer to train (set the PS-QAT layers first, with the mtj converter)");
         }
+        if self.qat.iter().flatten().any(|l| !l.config.samples_per_stream.is_empty()) {
+            bail!("random samples: the layers have samples per input stream, which would override the drawn T; give one of the two");
+        }
         self.samples_choice = choices;
         Ok(self)
     }

@@ -539,6 +539,7 @@ mod qat_tests {
             input_signed: false,
             noise: Noise::default(),
             params: params(3 * 8),
+            samples_per_stream: Vec::new(),
         };
         let mut config = config;
         edit(&mut config);
@@ -915,6 +916,31 @@ mod qat_tests {
         }
         let fp32 = Trainer::new(tiny(), config(2)).unwrap().with_random_samples(vec![1, 2]).err().unwrap();
         assert!(fp32.0.contains("no MTJ crossbar layer"), "{}", fp32.0);
+    }
+
+    /// Training at T per input stream (sliced c2: two 2-bit streams at T = 1
+    /// and 3): replayed tapes give the recorded gradients, a resumed run the
+    /// same bits, the run differs from one at the layer's uniform T, and
+    /// random T is refused beside it (it would be overridden).
+    #[test]
+    fn samples_per_stream_train_and_resume_bit_for_bit() {
+        let data = dataset();
+        let per_stream = |c: &mut LayerConfig| {
+            sliced(c);
+            c.samples_per_stream = vec![1, 3];
+        };
+        let make = |edit: &dyn Fn(&mut LayerConfig)| {
+            Trainer::new(tiny(), TrainConfig { augment: Augment::NONE, seed: 5, ..config(4) }).unwrap().with_qat(qat_layers_with(&tiny(), MtjGrad::Ste, edit)).unwrap()
+        };
+        let net = tiny();
+        let layers = qat_layers_with(&net, MtjGrad::Ste, per_stream);
+        let (x, labels) = batch(4);
+        assert_eq!(qat_grads(&net, &layers, &x, &labels, backprop::TAPE_BYTES), qat_grads(&net, &layers, &x, &labels, 0));
+        let mut streams = assert_resume_is_bit_identical(|| make(&per_stream), &data, 1, 3);
+        let mut uniform = assert_resume_is_bit_identical(|| make(&sliced), &data, 1, 3);
+        assert_ne!(streams.state(), uniform.state(), "T per stream trains differently from the layer's T = 4");
+        let refused = make(&per_stream).with_random_samples(vec![1, 2]).err().unwrap();
+        assert!(refused.0.contains("samples per input stream"), "{}", refused.0);
     }
 
     /// c2 with an ADC of `bits` over [lo, lo + (2^bits − 1)] in unit steps.

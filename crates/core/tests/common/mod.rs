@@ -19,7 +19,7 @@ pub fn mapping(rows: usize, weight_bits: u32, weight_slice_bits: u32, input_bits
 }
 
 pub fn spec(mapping: Mapping, converter: ConverterSpec, input_clip: Option<f32>, input_signed: bool, noise: Noise) -> LayerSpec {
-    LayerSpec { mapping, converter, input_clip, input_signed, noise, params: ColumnParams::default() }
+    LayerSpec { mapping, converter, input_clip, input_signed, noise, params: ColumnParams::default(), samples_per_stream: Vec::new() }
 }
 
 /// Conv(3→8, 3×3, pad 1) → BN → ReLU → Conv(8→8, 3×3, stride 2, pad 1, bias)
