@@ -486,6 +486,10 @@ function validValue(key: keyof typeof FLAGS, rng: Rng, names: string[]): unknown
       const l = list(rng.chance(0.5) ? 18 : rng.range(1, 20), () => rng.range(1, 16));
       return rng.chance(0.3) ? l.join(',') : l;
     }
+    case 'samplesPerStream': {
+      const l = list(rng.chance(0.5) ? 4 : rng.range(1, 16), () => rng.range(1, 16));
+      return rng.chance(0.3) ? l.join(',') : l;
+    }
     case 'schedule':
       return rng.pick(SCHEDULES);
     case 'transfer':
@@ -813,7 +817,7 @@ export async function fuzzConfigs(o: ConfigFuzzOptions): Promise<Tally> {
     bounded(t, where, performance.now() - t0, rss, bounds);
     t.cases++;
     // MTJ samples multiply the cost of a forward pass; a fuzz case need not spend seconds on one.
-    if (forSmall && config && specs && Math.max(...specs.map((s) => s?.samples ?? 1)) <= 4096) {
+    if (forSmall && config && specs && Math.max(...specs.map((s) => Math.max(s?.samples ?? 1, ...(s?.samplesPerStream ?? [])))) <= 4096) {
       const len = o.small!.input.reduce((p, d) => p * d, 1);
       const images = Float32Array.from({ length: 2 * len }, () => (rng.next() - 0.5) * 5);
       stats.simulated++;

@@ -37,6 +37,14 @@ describe('comparison entries', () => {
     expect([perStream.samplesPerStream, perStream.samplesPerLayer]).toEqual([[1, 1, 1, 4], undefined]);
     expect(resolveConfig({ converter: 'mtj', inputStreamBits: 1, samplesPerStream: [1, 1, 1, 4], ...entryConfig('stox:2', 4) }).samplesPerStream).toBeUndefined();
     expect(() => entryConfig('stox:1/x', 4)).toThrow(/--compare stox:1\/x: T per stream: expected an integer/);
+    // A model trained at T per stream (or a shared --samples-per-stream) still reads through the other converters.
+    const streamModel = { converter: 'mtj', inputStreamBits: 1, samplesPerStream: [1, 1, 2, 3] };
+    for (const entry of ['fp-adc', 'low-bit-adc', 'sparse-adc', 'sense-amp', 'ideal']) {
+      expect(resolveConfig({ ...streamModel, ...entryConfig(entry, 4) }).samplesPerStream, entry).toBeUndefined();
+    }
+    expect(resolveConfig(overEmbedded(streamModel, { converter: 'sense-amp' })).samplesPerStream).toBeUndefined();
+    expect(resolveConfig(overEmbedded(streamModel, { seed: 2 })).samplesPerStream).toEqual([1, 1, 2, 3]);
+    expect(() => resolveConfig(overEmbedded(streamModel, { converter: 'sense-amp', samplesPerStream: [1, 1, 1, 2] }))).toThrow('--samples-per-stream sets MTJ samples; --converter is sense-amp');
     // fp-adc is lossless even on a model that embeds a low ADC resolution.
     expect(resolveConfig({ converter: 'adc', adcBits: 4, adcRange: 'calibrated', ...entryConfig('fp-adc', 4) }).adcBits).toBeUndefined();
   });

@@ -18,6 +18,7 @@ import { exportOnnx } from '../ts/onnx/export.js';
 import { OnnxImportError, importOnnx, importOnnxBytes } from '../ts/onnx/import.js';
 import { packageRoot } from '../ts/paths.js';
 import { layerSpecs, resolveConfig } from '../ts/stox.js';
+import { resolveTrainSettings } from '../ts/train.js';
 import { DATA_DIR, HAVE_DATA, HAVE_MODELS, model as realModel } from './helpers/env.js';
 import { smallNetwork } from '../bench/fuzz-cases.js';
 import { INT64, type ModelSpec, attr, externalTensor, i64, model, node, randoms, tensor, valueInfo } from '../bench/onnx-builder.js';
@@ -520,6 +521,12 @@ describe('configuration', () => {
       run: () => layerSpecs(net, resolveConfig({ converter: 'mtj', policy: 'all-crossbar', inputBits: 1 })),
       type: ConfigError,
       message: "--input-bits 1: layer 'a' has a signed input, which one bit cannot code (its only level is 0); give --input-bits 2 or more, or keep the layer digital (--policy, --digital-layers)",
+    },
+    {
+      input: 'samplesRandom beside samplesPerStream (training)',
+      run: () => resolveTrainSettings({ from: 'model.onnx', samplesRandom: '1,2', stox: { converter: 'mtj', inputStreamBits: 1, samplesPerStream: [1, 1, 2, 3] } }),
+      type: ConfigError,
+      message: '--samples-random and --samples-per-stream both set T; give one (a T per stream would override the drawn T)',
     },
     {
       input: 'digitalLayers naming no layer',

@@ -32,6 +32,17 @@ const CONFIGS: [string, Partial<StoxConfig>][] = [
   ['sense-amp, 2-bit weight slices, 2-bit input streams, offset mapping', { converter: 'sense-amp', weightSliceBits: 2, inputStreamBits: 2, signed: 'offset', rows: 16 }],
 ];
 
+describe('layer reports', () => {
+  it('give T per stream and its mean as the samples per conversion', async () => {
+    const config = resolveConfig({ converter: 'mtj', samplesPerStream: [1, 2, 1, 5], inputStreamBits: 1, rows: 16, seed: 7, calibrationImages: 32 });
+    for (const engine of ['native', 'js'] as const) {
+      const { layers } = await createSimulator(net, config, { dataDir: '', threads: 1, engine, calibration });
+      expect(layers.length).toBeGreaterThan(0);
+      for (const l of layers) expect([l.samples, l.samplesPerStream]).toEqual([2.25, [1, 2, 1, 5]]);
+    }
+  });
+});
+
 describe('JS reference ≡ native, no external data', () => {
   for (const [name, settings] of CONFIGS) {
     it(name, async () => {

@@ -19,12 +19,22 @@ export interface LayerReport {
   name: string;
   converter: string;
   adcBits?: number;
+  /** MTJ samples per conversion: T, or with T per input stream the streams' mean (each stream converts as often). */
   samples?: number;
+  /** T per input stream, least significant first, when given. */
+  samplesPerStream?: number[];
   inputClip: number;
   inputSigned: boolean;
   subarrays: number;
   subarrayRows: number[];
   physicalSubarrays: number;
+}
+
+/** A layer's MTJ samples per conversion, and its T per stream when given. */
+function perConversion(r: ResolvedJs, spec: LayerSpecJs): Pick<LayerReport, 'samples' | 'samplesPerStream'> {
+  const perStream = r.converter === 'mtj' ? spec.samplesPerStream ?? undefined : undefined;
+  if (!perStream) return { samples: r.samples ?? undefined };
+  return { samples: perStream.reduce((a, b) => a + b, 0) / perStream.length, samplesPerStream: perStream };
 }
 
 export interface SimulatorOptions {
@@ -49,7 +59,7 @@ function layerReports(net: Network, specs: (LayerSpecJs | null)[], resolved: Res
     name: net.nodes[r.node].name,
     converter: r.converter,
     adcBits: r.adcBits ?? undefined,
-    samples: r.samples ?? undefined,
+    ...perConversion(r, specs[r.node]!),
     inputClip: r.inputClip,
     inputSigned: specs[r.node]!.inputSigned,
     subarrays: r.subarrays,

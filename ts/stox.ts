@@ -171,7 +171,7 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
   }
   if (c.schedule && c.samplesPerLayer) throw new ConfigError(`${f('schedule')} and ${f('samplesPerLayer')} both set the samples per layer; give one`);
   if (input.samplesPerStream !== undefined) {
-    const perLayer = c.schedule ? 'schedule' : c.samplesPerLayer ? 'samplesPerLayer' : undefined;
+    const perLayer = input.schedule !== undefined ? 'schedule' : c.samplesPerLayer ? 'samplesPerLayer' : undefined;
     if (perLayer) throw new ConfigError(`${f('samplesPerStream')} and ${f(perLayer)} both set T; give one (T per stream applies to every crossbar layer)`);
     c.samplesPerStream = ints(f('samplesPerStream'), input.samplesPerStream, 1, 1 << 20);
     const streams = Math.ceil(inputBits / c.inputStreamBits!);
@@ -207,7 +207,10 @@ const SAMPLING: readonly string[] = ['samples', 'schedule', 'samplesPerLayer', '
  */
 export function overEmbedded(embedded: Record<string, unknown>, explicit: Partial<StoxConfig>): Record<string, unknown> {
   const replaces = SAMPLING.some((k) => explicit[k as keyof StoxConfig] !== undefined);
-  const kept = Object.entries(embedded).filter(([k]) => !(replaces && SAMPLING.includes(k)));
+  // T per stream sets MTJ samples only: another converter on a model trained with it does not inherit it (an
+  // embedded per-layer T is inert for it; a per-stream T would be refused as needing the mtj converter).
+  const otherConverter = explicit.converter !== undefined && explicit.converter !== 'mtj';
+  const kept = Object.entries(embedded).filter(([k]) => !(replaces && SAMPLING.includes(k)) && !(otherConverter && k === 'samplesPerStream'));
   return { ...Object.fromEntries(kept), ...explicit };
 }
 

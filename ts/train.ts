@@ -145,6 +145,9 @@ export function resolveTrainSettings(o: Partial<TrainSettings>): TrainSettings {
     valImages: int('--val-images', o.valImages ?? DEFAULTS.valImages, 0, 59_998),
   };
   if (o.samplesRandom !== undefined) s.samplesRandom = ints('--samples-random', o.samplesRandom, 1, 1 << 20);
+  if (s.samplesRandom && (s.stox as Partial<StoxConfig>).samplesPerStream !== undefined) {
+    throw new ConfigError('--samples-random and --samples-per-stream both set T; give one (a T per stream would override the drawn T)');
+  }
   if (o.teacher !== undefined) s.teacher = resolve(o.teacher);
   // Decay 0 would be no average, decay 1 no update.
   if (o.ema !== undefined) s.ema = num('--ema', o.ema, 1e-6, 1 - 1e-6);

@@ -201,18 +201,20 @@ function nameArg(entry: string): [string, string | undefined] {
 /** The converter settings a comparison entry (without its `=MODEL`) stands for. */
 export function entryConfig(entry: string, adcBits: number): Partial<StoxConfig> {
   const [name, arg] = nameArg(entry);
+  // A T per stream (the model's or a shared --samples-per-stream) sets MTJ samples: the other converters drop it.
+  const other = (c: Partial<StoxConfig>): Partial<StoxConfig> => ({ ...c, samplesPerStream: undefined });
   switch (name) {
     case 'fp-adc':
       // adcBits undefined (not absent) so that it also clears a model's embedded resolution: the default is lossless.
-      return { converter: 'adc', adcRange: 'full', adcBits: undefined };
+      return other({ converter: 'adc', adcRange: 'full', adcBits: undefined });
     case 'low-bit-adc':
-      return { converter: 'adc', adcRange: 'calibrated', adcBits };
+      return other({ converter: 'adc', adcRange: 'calibrated', adcBits });
     case 'sparse-adc':
-      return { converter: 'sparse-adc' };
+      return other({ converter: 'sparse-adc' });
     case 'sense-amp':
-      return { converter: 'sense-amp' };
+      return other({ converter: 'sense-amp' });
     case 'ideal':
-      return { converter: 'ideal' };
+      return other({ converter: 'ideal' });
     case 'stox-uniform':
       return mtj({ samples: arg === undefined ? 1 : int(`--compare ${entry}`, arg, 1, 1 << 20) });
     case 'stox-inhomogeneous':

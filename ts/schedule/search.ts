@@ -156,6 +156,8 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
   delete base.samples;
   delete base.schedule;
   delete base.samplesPerLayer;
+  // The search sets T per layer; a T per stream would override it.
+  if (base.samplesPerStream !== undefined) throw new ConfigError('--samples-per-stream: the schedule search chooses T per layer; it does not search T per input stream (leave the flag out)');
 
   // The model imported, and the validation split read, once for every schedule.
   const cache = new EvalCache();
