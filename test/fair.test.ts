@@ -117,6 +117,26 @@ describe.each(Object.keys(FAIR) as (keyof typeof FAIR)[])('the %s preset', (name
   });
 });
 
+describe('the stoxnet-fair-1b1b preset (the paper\'s mapping)', () => {
+  it('runs each readout on the model of models/ trained for it on 1-bit cells and streams, every model shipped', () => {
+    const rows = PRESETS['stoxnet-fair-1b1b'].compare.map((e) => splitEntry(e));
+    const file = (f: string) => join(packageRoot(), 'models', `resnet20-cifar10-${f}.onnx`);
+    expect(rows.map((r) => [r.config, r.model])).toEqual([
+      ['fp-adc', 'ideal-4w4a-45k'],
+      ['sparse-adc', 'ideal-4w4a-45k'],
+      ['sense-amp', 'senseamp-1b1b-45k'],
+      ['stox:1', 'stox-t1-1b1b-45k'],
+      ['stox:2', 'stox-t2-1b1b-45k'],
+      ['stox:1/1/2/3', 'stox-streams-1b1b-45k'],
+      ['stox:4', 'stox-t1-1b1b-45k'],
+    ].map(([entry, f]) => [entry, file(f)]));
+    for (const r of rows) expect(existsSync(r.model!), r.model).toBe(true);
+    expect(PRESETS['stoxnet-fair-1b1b'].config).toEqual({ weightSliceBits: 1, inputStreamBits: 1 });
+    // Every per-stream row has one T per stream of the mapping.
+    expect(resolveConfig({ ...PRESETS['stoxnet-fair-1b1b'].config, ...entryConfig('stox:1/1/2/3', 4) }).samplesPerStream).toEqual([1, 1, 2, 3]);
+  });
+});
+
 describe.skipIf(!HAVE_DATA || !HAVE_MODELS)('comparisons with a model per entry and several seeds', () => {
   const seeds = [1, 2, 3];
   const images = 20;

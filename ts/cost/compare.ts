@@ -39,6 +39,12 @@ const MODELS = join(packageRoot(), 'models');
  * on the first 45,000 training images only, so that every choice along it
  * (and the schedule search, whose row runs the schedule it chose on the
  * random-T model) was made on a validation split none of them saw.
+ *
+ * `stoxnet-fair-1b1b`: the paper's mapping (1-bit cells, 1-bit input
+ * streams), each readout on the clean-lineage model trained for it on this
+ * mapping; the exact converters (fp-adc, sparse-adc) read the ideal model,
+ * which an exact conversion reads the same under any slicing. No 4-bit ADC
+ * row: no model was trained for it on this mapping.
  */
 export const PRESETS = {
   'stoxnet-paper': {
@@ -54,6 +60,18 @@ export const PRESETS = {
     config: {} as Partial<StoxConfig>,
     // The schedule the confirmed search chose on the random-T model, run on that model.
     compare: fairRows({ ideal: 'ideal-4w4a-45k', adc4: 'adc4-4w4a-45k', senseAmp: 'senseamp-4w4a-45k', t1: 'stox-t1-4w4a-45k', schedule: ['stox-random-45k.schedule.json', 'stox-random-45k'], t4: 'stox-4w4a-45k' }),
+  },
+  'stoxnet-fair-1b1b': {
+    config: { weightSliceBits: 1, inputStreamBits: 1 } as Partial<StoxConfig>,
+    compare: [
+      ['fp-adc', 'ideal-4w4a-45k'],
+      ['sparse-adc', 'ideal-4w4a-45k'],
+      ['sense-amp', 'senseamp-1b1b-45k'],
+      ['stox:1', 'stox-t1-1b1b-45k'],
+      ['stox:2', 'stox-t2-1b1b-45k'],
+      ['stox:1/1/2/3', 'stox-streams-1b1b-45k'],
+      ['stox:4', 'stox-t1-1b1b-45k'],
+    ].map(([entry, model]) => `${entry}=${join(MODELS, `resnet20-cifar10-${model}`)}.onnx`),
   },
 } as const;
 
