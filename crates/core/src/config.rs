@@ -178,6 +178,11 @@ impl LayerConfig {
             _ => 1,
         }
     }
+
+    /// Read pulses over one read of every input stream.
+    pub fn pulses_all_streams(&self) -> u32 {
+        (0..self.mapping.streams()).map(|j| self.pulses(j)).sum()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -277,8 +277,7 @@ fn crossbar_cost(layer: &CrossbarLayer, o: &OpCounts, t: &Tech) -> LayerCost {
     // input streams; every stream has as many reads, so their mean T times
     // the reads gives the pulses of data-independent parts (bias rows,
     // latency), and the counts weigh each drive by its own stream's T.
-    let streams = m.streams();
-    let pulses = (0..streams).map(|j| layer.config.pulses(j) as f64).sum::<f64>() / streams as f64;
+    let pulses = layer.config.pulses_all_streams() as f64 / m.streams() as f64;
     // A row at input digit x sees V·x/x_max (amplitude-coded DAC), a cell
     // holding digit d conducts g_off + (g_on − g_off)·d/d_max, so a pulse
     // costs V²·t·Σ (x/x_max)²·g over the driven rows' cells: the counts give

@@ -304,9 +304,10 @@ impl CrossbarLayer {
                 }
                 unfold.apply(&scratch.digits_u8, &mut scratch.cols_u8[j * plane..(j + 1) * plane]);
                 if let Some(ops) = ops.as_deref_mut() {
+                    let pulses = self.config.pulses(j);
                     for (row, &load) in scratch.cols_u8[j * plane..(j + 1) * plane].chunks_exact(p).zip(&self.row_load) {
                         let (nonzero, sq) = drives::<I>(row);
-                        ops.count_drives(nonzero, sq, load, self.config.pulses(j));
+                        ops.count_drives(nonzero, sq, load, pulses);
                     }
                 }
             }
@@ -319,10 +320,11 @@ impl CrossbarLayer {
                 }
                 unfold.apply(&scratch.digits, &mut scratch.cols[j * plane..(j + 1) * plane]);
                 if let Some(ops) = ops.as_deref_mut() {
+                    let pulses = self.config.pulses(j);
                     for (row, &load) in scratch.cols[j * plane..(j + 1) * plane].chunks_exact(p).zip(&self.row_load) {
                         // Digits are integers below 2^16 in magnitude: their squares are exact in u64.
                         let (nonzero, sq) = row.iter().fold((0u64, 0u64), |(n, s), &d| (n + (d != 0.0) as u64, s + (d as i64 * d as i64) as u64));
-                        ops.count_drives(nonzero, sq, load, self.config.pulses(j));
+                        ops.count_drives(nonzero, sq, load, pulses);
                     }
                 }
             }
@@ -402,14 +404,13 @@ impl CrossbarLayer {
         let phys = self.physical_columns() as u64;
         let col_tiles = phys.div_ceil(m.cols as u64);
         let conversions = p * streams * s * slices * out;
-        let pulses: u64 = (0..m.streams()).map(|j| self.config.pulses(j) as u64).sum();
         ops.images += 1;
         ops.subarray_reads += p * streams * s * col_tiles;
         ops.cell_reads += p * streams * k * phys;
         ops.dac_drives += p * streams * k * col_tiles;
         ops.conversions += conversions;
         if let Converter::Mtj { .. } = self.config.converter {
-            ops.mtj_samples += conversions / streams * pulses;
+            ops.mtj_samples += conversions / streams * self.config.pulses_all_streams() as u64;
         }
         ops.shift_adds += conversions;
         ops.digital_ops += p * out;
@@ -709,6 +710,7 @@ mod tests {
             assert!(layer.max_digit.iter().all(|&d| d > 0.0), "{bits}-bit slices, {quant:?}, {signed:?}: {:?}", layer.max_digit);
         }
     }
+
     /// A 40-input, 4-output linear layer, 4-bit weights in one slice, 4-bit
     /// inputs in two 2-bit streams, an MTJ at `samples` (or per stream).
     fn two_stream_layer(samples: u32, per_stream: Vec<u32>) -> Result<CrossbarLayer> {
