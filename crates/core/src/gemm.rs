@@ -1,7 +1,8 @@
 //! Float matrix products.
 //!
 //! `gemm` defines the simulator's rounding for float products, in inference
-//! and training alike: every output is
+//! and training alike (training-mode passes of wide 3 × 3 convolutions
+//! excepted: they take Winograd's products, winograd.rs): every output is
 //! `acc = 0; for k ascending { acc = fma(a[i][k], b[k][j], acc) }` in f32,
 //! each step one fused multiply-add (`f32::mul_add`: the exact
 //! `a·b + acc` rounded once). Vectorisation is across `j`, which never
@@ -309,7 +310,8 @@ pub struct Packed {
 }
 
 impl Packed {
-    fn new(k: usize, n: usize) -> Packed {
+    /// An empty b of `k × n`, filled row by row (`row`).
+    pub(crate) fn new(k: usize, n: usize) -> Packed {
         let full = n / PANEL * PANEL;
         Packed { k, n, panels: Buf::for_overwrite(k * full), tail: Buf::for_overwrite(k * (n - full)) }
     }
@@ -325,7 +327,7 @@ impl Packed {
     }
 
     /// Stores row `kk` of b.
-    fn row(&mut self, kk: usize, line: &[f32]) {
+    pub(crate) fn row(&mut self, kk: usize, line: &[f32]) {
         let full = self.n / PANEL * PANEL;
         for (p, chunk) in line[..full].chunks_exact(PANEL).enumerate() {
             self.panels[(p * self.k + kk) * PANEL..(p * self.k + kk + 1) * PANEL].copy_from_slice(chunk);
@@ -333,6 +335,12 @@ impl Packed {
         let rest = self.n - full;
         self.tail[kk * rest..(kk + 1) * rest].copy_from_slice(&line[full..self.n]);
     }
+}
+
+/// `c[m × n] = a[m × k] · b` for a b built row by row (`Packed::new`,
+/// `Packed::row`), into `c` with row stride `ldc`.
+pub(crate) fn gemm_packed(a: &[f32], b: &Packed, c: &mut [f32], ldc: usize, m: usize) {
+    product_at(cpu::level(), a, b, c, ldc, m)
 }
 
 multiversion! {

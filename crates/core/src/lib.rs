@@ -22,5 +22,6 @@ pub mod quant;
 pub mod rng;
 pub mod simulator;
 pub mod train;
+pub mod winograd;
 
 pub use error::{Error, Result};

@@ -13,6 +13,7 @@ use crate::gemm::{gemm, gemm_taps, transpose};
 use crate::graph::{inverse_perm, Activation, Arith, Binary, Conv, Network, Op, Pool, Shape};
 use crate::layers;
 use crate::train::qat::{self, QatLayer};
+use crate::winograd;
 
 /// Crossbar layers under PS-QAT (by node) and the RNG image index of each
 /// batch row.
@@ -131,6 +132,18 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                         layer.forward(x, p, unfold, scratch, image, q.seed, o, None, None, slot);
                     });
                     record = Some(XbarTape { layer, recorded, taps });
+                }
+                // Training-mode products of 3 × 3 stride-1 convolutions take
+                // Winograd's 16 multiplications per tile instead of 36; every
+                // evaluation keeps the direct product (winograd.rs).
+                Op::Conv(c) if train && winograd::fits(c, xs) => {
+                    let u = winograd::kernels(&c.weight, c.out_channels, c.in_channels, winograd::Pass::Forward);
+                    per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| {
+                        winograd::conv(&u, c.out_channels, c.in_channels, xs.h, xs.w, x, o);
+                        if let Some(bias) = &c.bias {
+                            layers::add_channel_bias(o, bias, os.h * os.w);
+                        }
+                    })
                 }
                 Op::Conv(c) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::conv(c, geometry, x, xs, o, os, false)),
                 Op::BatchNorm(b) => {
@@ -436,6 +449,7 @@ fn conv_backward(c: &Conv, geometry: &layers::Geometry, x: &[f32], dy: &[f32], n
     let mut wt = vec![0f32; k * o];
     transpose(&c.weight, o, k, &mut wt);
     let nb = if c.bias.is_some() { o } else { 0 };
+    let fast = winograd::fits(c, xs).then(|| winograd::kernels(&c.weight, o, c.in_channels, winograd::Pass::InputGrad));
     // Every scratch is written whole before it is read (im2col, transpose, products).
     let scratch = || (Buf::for_overwrite(k * p), Buf::for_overwrite(k * p), Buf::for_overwrite(p * o), Buf::for_overwrite(k * o));
     let (dx, mut g) = chunked_backward(x, dy, n, (xs.len(), os.len()), &[k * o, nb], scratch, |acc, (cols, dcols, dyt, tmp), dxi, dyi, xi, _| {
@@ -446,7 +460,10 @@ fn conv_backward(c: &Conv, geometry: &layers::Geometry, x: &[f32], dy: &[f32], n
         for (ch, row) in dyi.chunks_exact(p).enumerate().take(nb) {
             acc[1][ch] += row.iter().sum::<f32>();
         }
-        input_grad(c, &wt, dyi, &[(0, k)], xs, os, dxi, dcols);
+        match &fast {
+            Some(u) => winograd::conv(u, c.in_channels, o, xs.h, xs.w, dyi, dxi),
+            None => input_grad(c, &wt, dyi, &[(0, k)], xs, os, dxi, dcols),
+        }
     });
     let mut dw = vec![0f32; o * k];
     transpose(&g[0], k, o, &mut dw);

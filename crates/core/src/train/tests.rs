@@ -68,6 +68,40 @@ fn gradients_match_finite_differences() {
     assert!(check_gradients(&net, &x, &labels, 3e-3) > 100);
 }
 
+/// Conv → ReLU → a 32-channel 3 × 3 convolution (Winograd's products in
+/// training: its forward and input gradient) → BatchNorm → ReLU → GAP →
+/// Linear: the gradients of every layer, the first conv's through the
+/// Winograd input gradient, against finite differences of the Winograd
+/// forward.
+#[test]
+fn winograd_gradients_match_finite_differences() {
+    let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
+    let conv = |o, c| Conv { weight: vec![0.0; o * c * 9], bias: Some(vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [1, 1], pads: [1; 4] };
+    let nodes = vec![
+        node("c1", Op::Conv(conv(32, 2)), vec![0]),
+        node("relu1", Op::Relu, vec![1]),
+        node("c2", Op::Conv(conv(32, 32)), vec![2]),
+        node("bn", Op::BatchNorm(BatchNorm { scale: vec![1.1; 32], bias: vec![0.1; 32], mean: vec![0.0; 32], var: vec![1.0; 32], eps: 1e-5 }), vec![3]),
+        node("relu2", Op::Relu, vec![4]),
+        node("gap", Op::GlobalAvgPool, vec![5]),
+        node("flat", Op::Flatten, vec![6]),
+        node("fc", Op::Linear(Linear { weight: vec![0.0; 96], bias: Some(vec![0.0; 3]), out_features: 3, in_features: 32 }), vec![7]),
+    ];
+    let mut net = Network::new(Shape { c: 2, h: 6, w: 6 }, nodes, 8).unwrap();
+    init(&mut net, 5);
+    let Op::Conv(c2) = &net.nodes[2].op else { unreachable!() };
+    assert!(crate::winograd::fits(c2, net.shapes[2]), "the test's middle convolution takes Winograd's products");
+    // The training forward takes Winograd's products, an evaluation the
+    // direct ones: the same values up to rounding, not the same bits.
+    let (x, labels) = batch(4);
+    let train = backprop::forward(&mut net.clone(), x.clone(), 4, true, None).unwrap().values.swap_remove(3);
+    let eval = backprop::forward(&mut net.clone(), x.clone(), 4, false, None).unwrap().values.swap_remove(3);
+    let scale = eval.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(train.iter().zip(&eval).all(|(a, b)| (a - b).abs() <= 1e-5 * scale), "Winograd's forward is the convolution");
+    assert!(train.iter().zip(&eval).any(|(a, b)| a.to_bits() != b.to_bits()), "training took the direct product");
+    assert!(check_gradients(&net, &x, &labels, 3e-3) > 3000);
+}
+
 /// Checks every third parameter of every layer as above, with an absolute
 /// tolerance of `abs` (3e-3 above); returns how many.
 fn check_gradients(net: &Network, x: &[f32], labels: &[u8], abs: f64) -> usize {
