@@ -6,11 +6,11 @@
 //! multiplications per tile and channel pair where the direct product takes
 //! 36. Summed over input channels, the 16 elementwise products are 16
 //! matrix products (`gemm`'s kernel) of the transformed kernels by the
-//! transformed patches; the transforms around them are additions. Training
-//! runs its forward and input-gradient products of such convolutions so
-//! when they are wide enough for the transforms to pay (`MIN_CHANNELS`:
-//! ten of ResNet20's nineteen convolutions); the weight gradient keeps the
-//! direct product.
+//! transformed patches; the transforms around them are additions. In
+//! training, such a convolution computes its forward and its input gradient
+//! this way when it has channels enough for the transforms to pay
+//! (`MIN_CHANNELS`: ten of ResNet20's nineteen convolutions); its weight
+//! gradient keeps the direct product.
 //!
 //! Rounding: the transforms are elementwise sums in a fixed order, so the
 //! results are the same bits at every instruction-set level, thread count
@@ -89,12 +89,14 @@ pub fn kernels(weight: &[f32], out: usize, inp: usize, pass: Pass) -> Vec<f32> {
     u
 }
 
-/// One thread's buffers, kept across images and steps (rayon's workers
-/// live as long as the process; made afresh per task, their pages cost a
-/// seventh of a step): for one group of tile rows, the input's even and odd
-/// columns of its even and odd rows, their column transforms (·B), the
-/// transformed input (Bᵀ·d·B) by position, the same packed for the
-/// product, the 16 products and their four output transforms.
+/// One thread's buffers for a group of tile rows, kept across images and
+/// steps as the crossbar's `Scratch` is (rayon's workers live as long as
+/// the process): the input's even and odd columns of its even and odd rows,
+/// their column transforms (·B), the transformed input (Bᵀ·d·B) by
+/// position, the same packed for the product, the 16 products and their
+/// four output transforms. Taken per call from the free list instead
+/// (buffers.rs), the small ones and the packed positions were allocated and
+/// zeroed per image: FP32 training 3.5 % slower (3 of 4 pairs).
 #[derive(Default)]
 struct Scratch {
     split: Vec<f32>,
@@ -112,9 +114,9 @@ thread_local! {
 
 /// Tiles per group (about): the planes go through the transforms and the
 /// products a group of tile rows at a time, so that a group's buffers
-/// (about 250 KB for 16 channels) stay in L2. Whole 32 × 32 planes of 16
-/// channels, 1.2 MB, went out to L3 and back between the passes, and the
-/// transforms then cost more than the multiplications saved.
+/// (about 350 KB for 32 channels) stay in L2. A whole plane's buffers went
+/// out to L3 and back between the passes (1.2 MB for 16 channels of 32 × 32),
+/// and the transforms then cost more than the multiplications saved.
 const GROUP_TILES: usize = 64;
 
 /// `out[m][h][w]` = the convolution of `x[k][h][w]` (zero padding 1) by
@@ -134,7 +136,8 @@ fn conv_with(level: cpu::Level, u: &[f32], m: usize, k: usize, h: usize, w: usiz
     for g0 in (0..th).step_by(group) {
         let rows = group.min(th - g0);
         // The group's tile rows and one more above and below (zero outside
-        // the plane), whose input rows the edge tiles read.
+        // the plane), whose input rows the edge tiles read. Each pass writes
+        // every value the next one reads.
         let n = k * (rows + 2) * tw;
         s.split.resize(4 * n, 0.0);
         s.cols.resize(8 * n, 0.0);
@@ -147,7 +150,8 @@ fn conv_with(level: cpu::Level, u: &[f32], m: usize, k: usize, h: usize, w: usiz
             32 => input_at::<32>(level, x, xs, &mut s.split, &mut s.cols, &mut s.v),
             _ => input_at::<0>(level, x, xs, &mut s.split, &mut s.cols, &mut s.v),
         }
-        // Every row of a packed position is written before the product reads it.
+        // Packed for the product: the group's own tile rows of each channel
+        // (every row of a position is written before the product reads it).
         let cols = rows * tw;
         let packed = match &mut s.packed {
             Some((shape, p)) if *shape == (k, cols) => p,
@@ -158,7 +162,6 @@ fn conv_with(level: cpu::Level, u: &[f32], m: usize, k: usize, h: usize, w: usiz
                 p.row(c, &plane[tw..tw + cols]);
             }
         }
-        // Every product is written whole before the output transform reads it.
         s.products.resize(16 * m * cols, 0.0);
         for (pos, (p, c)) in packed.iter().zip(s.products.chunks_exact_mut(m * cols)).enumerate() {
             gemm_packed(&u[pos * m * k..(pos + 1) * m * k], p, c, cols, m);
@@ -228,8 +231,8 @@ multiversion! {
     /// Bᵀ·d·B of the 4 × 4 patches of tile rows `g0 .. g0 + rows` of the
     /// zero-padded input planes (`xs` = (k, h, w, g0, rows)), B = [[1, 0, 0,
     /// 0], [0, 1, −1, 1], [−1, 1, 1, 0], [0, 0, 0, −1]], into
-    /// `v[pos][channel][row][tile]` for rows − 1 … rows + 1 of the group
-    /// (the first and last are scratch). `TW`: the tile-row width, or 0.
+    /// `v[pos][channel][row][tile]` for tile rows g0 − 1 … g0 + rows (the
+    /// first and last are scratch: the edge tiles' neighbours). `TW`: the tile-row width, or 0.
     /// Indices i = (channel · (rows + 2) + row) · tw + tile run over every
     /// channel at once, so that each pass is one long elementwise loop.
     fn input_at<const TW: usize>(x: &[f32], xs: (usize, usize, usize, usize, usize), split: &mut [f32], cols: &mut [f32], v: &mut [f32]) {
@@ -381,9 +384,24 @@ mod tests {
 
     #[test]
     fn forward_and_input_gradient_match_the_direct_convolution() {
-        // Shapes of ResNet20's stages, narrow and odd channel counts, the
-        // smallest plane (one tile) and non-square planes; both passes.
-        for &(out, inp, h, w) in &[(16, 16, 32, 32), (32, 32, 16, 16), (64, 64, 8, 8), (16, 3, 32, 32), (5, 7, 2, 2), (3, 2, 6, 10), (9, 17, 4, 2), (4, 3, 20, 32), (2, 3, 18, 8)] {
+        // Shapes of ResNet20's stages, narrow, single and odd channel counts,
+        // the smallest plane (one tile), non-square planes, several groups of
+        // tile rows with a shorter last one (at a width with loops of its own
+        // and at one without), tile rows longer than a group; both passes.
+        for &(out, inp, h, w) in &[
+            (16, 16, 32, 32),
+            (32, 32, 16, 16),
+            (64, 64, 8, 8),
+            (16, 3, 32, 32),
+            (5, 7, 2, 2),
+            (3, 2, 6, 10),
+            (9, 17, 4, 2),
+            (4, 3, 20, 32),
+            (2, 3, 18, 8),
+            (1, 1, 4, 4),
+            (2, 3, 26, 12),
+            (3, 2, 6, 130),
+        ] {
             for pass in [Pass::Forward, Pass::InputGrad] {
                 let err = check(out, inp, h, w, pass);
                 // f32 has a relative precision of 6e-8; the transforms add a
@@ -395,8 +413,9 @@ mod tests {
 
     #[test]
     fn the_same_bits_at_every_level() {
-        // Each tile-row width with a clone of its own (4, 8, 16, 32) and two without.
-        for &(m, k, h, w) in &[(16, 8, 8, 8), (8, 16, 4, 16), (16, 5, 6, 32), (3, 4, 2, 64), (5, 3, 4, 6), (4, 7, 10, 2)] {
+        // Each tile-row width with a clone of its own (4, 8, 16, 32) and two
+        // without, one group and several (a shorter last one included).
+        for &(m, k, h, w) in &[(16, 8, 8, 8), (8, 16, 4, 16), (16, 5, 20, 32), (3, 4, 2, 64), (5, 3, 4, 6), (4, 7, 10, 2), (3, 4, 26, 12)] {
             let x = values(k * h * w, 3);
             let u = kernels(&values(m * k * 9, 5), m, k, Pass::Forward);
             let run = |level| {

@@ -450,8 +450,10 @@ fn conv_backward(c: &Conv, geometry: &layers::Geometry, x: &[f32], dy: &[f32], n
     transpose(&c.weight, o, k, &mut wt);
     let nb = if c.bias.is_some() { o } else { 0 };
     let fast = winograd::fits(c, xs).then(|| winograd::kernels(&c.weight, o, c.in_channels, winograd::Pass::InputGrad));
-    // Every scratch is written whole before it is read (im2col, transpose, products).
-    let scratch = || (Buf::for_overwrite(k * p), Buf::for_overwrite(k * p), Buf::for_overwrite(p * o), Buf::for_overwrite(k * o));
+    // Every scratch is written whole before it is read (im2col, transpose,
+    // products); the input gradient's (`dcols`) only without Winograd's.
+    let dcols = if fast.is_some() { 0 } else { k * p };
+    let scratch = || (Buf::for_overwrite(k * p), Buf::for_overwrite(dcols), Buf::for_overwrite(p * o), Buf::for_overwrite(k * o));
     let (dx, mut g) = chunked_backward(x, dy, n, (xs.len(), os.len()), &[k * o, nb], scratch, |acc, (cols, dcols, dyt, tmp), dxi, dyi, xi, _| {
         layers::im2col(c, &geometry.taps, xi, xs, os, cols);
         transpose(dyi, o, p, dyt);

@@ -70,11 +70,8 @@ fn gradients_match_finite_differences() {
 
 /// Conv → ReLU → a 32-channel 3 × 3 convolution (Winograd's products in
 /// training: its forward and input gradient) → BatchNorm → ReLU → GAP →
-/// Linear: the gradients of every layer, the first conv's through the
-/// Winograd input gradient, against finite differences of the Winograd
-/// forward.
-#[test]
-fn winograd_gradients_match_finite_differences() {
+/// Linear, on the input of `tiny`.
+fn wide() -> Network {
     let node = |name: &str, op, inputs: Vec<usize>| Node { name: name.into(), op, inputs };
     let conv = |o, c| Conv { weight: vec![0.0; o * c * 9], bias: Some(vec![0.0; o]), out_channels: o, in_channels: c, kernel: [3, 3], stride: [1, 1], pads: [1; 4] };
     let nodes = vec![
@@ -90,7 +87,15 @@ fn winograd_gradients_match_finite_differences() {
     let mut net = Network::new(Shape { c: 2, h: 6, w: 6 }, nodes, 8).unwrap();
     init(&mut net, 5);
     let Op::Conv(c2) = &net.nodes[2].op else { unreachable!() };
-    assert!(crate::winograd::fits(c2, net.shapes[2]), "the test's middle convolution takes Winograd's products");
+    assert!(crate::winograd::fits(c2, net.shapes[2]), "the middle convolution takes Winograd's products");
+    net
+}
+
+/// `wide`'s gradients, the first conv's through the Winograd input
+/// gradient, against finite differences of the Winograd forward.
+#[test]
+fn winograd_gradients_match_finite_differences() {
+    let net = wide();
     // The training forward takes Winograd's products, an evaluation the
     // direct ones: the same values up to rounding, not the same bits.
     let (x, labels) = batch(4);
@@ -487,6 +492,26 @@ fn same_seed_same_weights_and_resume_is_bit_identical() {
     r.train_batches(&data, 1, 1, 3).unwrap();
     r.train_batches(&data, 2, 0, 3).unwrap();
     assert_eq!(r.state(), a);
+}
+
+/// Training through Winograd's products gives the same weights at any
+/// thread count, and a resumed run equals an uninterrupted one.
+#[test]
+fn winograd_training_is_independent_of_threads_and_resumes_bit_for_bit() {
+    let data = dataset();
+    let run = |threads: usize| {
+        let pool = crate::engine::thread_pool(threads).unwrap();
+        pool.install(|| {
+            let mut t = Trainer::new(wide(), config(2)).unwrap();
+            for e in 0..2 {
+                t.train_batches(&data, e, 0, 3).unwrap();
+            }
+            t.state()
+        })
+    };
+    assert_eq!(run(2), run(1));
+    let mut straight = assert_resume_is_bit_identical(|| Trainer::new(wide(), config(4)).unwrap(), &data, 2, 4);
+    assert_ne!(straight.state(), flat(&wide()), "the weights trained");
 }
 
 /// The model's floats in checkpoint order (a fresh trainer's momentum is zero).
