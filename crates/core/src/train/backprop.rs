@@ -133,9 +133,9 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                     });
                     record = Some(XbarTape { layer, recorded, taps });
                 }
-                // Training-mode products of 3 × 3 stride-1 convolutions take
-                // Winograd's 16 multiplications per tile instead of 36; every
-                // evaluation keeps the direct product (winograd.rs).
+                // Training-mode products of wide 3 × 3 stride-1 convolutions
+                // take Winograd's 16 multiplications per tile instead of 36;
+                // every evaluation keeps the direct product (winograd.rs).
                 Op::Conv(c) if train && winograd::fits(c, xs) => {
                     let u = winograd::kernels(&c.weight, c.out_channels, c.in_channels, winograd::Pass::Forward);
                     per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| {
@@ -446,12 +446,16 @@ fn conv_backward(c: &Conv, geometry: &layers::Geometry, x: &[f32], dy: &[f32], n
     let k = layers::conv_rows(c);
     let p = os.h * os.w;
     let o = c.out_channels;
-    let mut wt = vec![0f32; k * o];
-    transpose(&c.weight, o, k, &mut wt);
     let nb = if c.bias.is_some() { o } else { 0 };
     let fast = winograd::fits(c, xs).then(|| winograd::kernels(&c.weight, o, c.in_channels, winograd::Pass::InputGrad));
-    // Every scratch is written whole before it is read (im2col, transpose,
-    // products); the input gradient's (`dcols`) only without Winograd's.
+    // The direct input gradient's transposed weights and scratch (`dcols`),
+    // only without Winograd's. Every scratch is written whole before it is
+    // read (im2col, transpose, products).
+    let mut wt = Vec::new();
+    if fast.is_none() {
+        wt = vec![0f32; k * o];
+        transpose(&c.weight, o, k, &mut wt);
+    }
     let dcols = if fast.is_some() { 0 } else { k * p };
     let scratch = || (Buf::for_overwrite(k * p), Buf::for_overwrite(dcols), Buf::for_overwrite(p * o), Buf::for_overwrite(k * o));
     let (dx, mut g) = chunked_backward(x, dy, n, (xs.len(), os.len()), &[k * o, nb], scratch, |acc, (cols, dcols, dyt, tmp), dxi, dyi, xi, _| {
