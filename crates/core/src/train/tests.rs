@@ -466,22 +466,23 @@ fn dataset() -> Dataset {
     Dataset { images, labels, dims: [2, 6, 6] }
 }
 
+/// The state after training `net` for `epochs` epochs on `threads` threads.
+fn trained_on(threads: usize, net: &Network, data: &Dataset, epochs: usize) -> Vec<f32> {
+    crate::engine::thread_pool(threads).unwrap().install(|| {
+        let mut t = Trainer::new(net.clone(), config(epochs)).unwrap();
+        for e in 0..epochs {
+            t.train_batches(data, e, 0, 3).unwrap();
+        }
+        t.state()
+    })
+}
+
 #[test]
 fn same_seed_same_weights_and_resume_is_bit_identical() {
     let data = dataset();
-    let run = |threads: usize| {
-        let pool = crate::engine::thread_pool(threads).unwrap();
-        pool.install(|| {
-            let mut t = Trainer::new(tiny(), config(3)).unwrap();
-            for e in 0..3 {
-                t.train_batches(&data, e, 0, 3).unwrap();
-            }
-            t.state()
-        })
-    };
-    let a = run(2);
-    assert_eq!(a, run(2));
-    assert_eq!(a, run(1), "chunked reductions make the weights independent of the thread count");
+    let a = trained_on(2, &tiny(), &data, 3);
+    assert_eq!(a, trained_on(2, &tiny(), &data, 3));
+    assert_eq!(a, trained_on(1, &tiny(), &data, 3), "chunked reductions make the weights independent of the thread count");
     // Stop after epoch 1 batch 1, save, resume in a fresh trainer.
     let mut t = Trainer::new(tiny(), config(3)).unwrap();
     t.train_batches(&data, 0, 0, 3).unwrap();
@@ -499,17 +500,7 @@ fn same_seed_same_weights_and_resume_is_bit_identical() {
 #[test]
 fn winograd_training_is_independent_of_threads_and_resumes_bit_for_bit() {
     let data = dataset();
-    let run = |threads: usize| {
-        let pool = crate::engine::thread_pool(threads).unwrap();
-        pool.install(|| {
-            let mut t = Trainer::new(wide(), config(2)).unwrap();
-            for e in 0..2 {
-                t.train_batches(&data, e, 0, 3).unwrap();
-            }
-            t.state()
-        })
-    };
-    assert_eq!(run(2), run(1));
+    assert_eq!(trained_on(2, &wide(), &data, 2), trained_on(1, &wide(), &data, 2));
     let mut straight = assert_resume_is_bit_identical(|| Trainer::new(wide(), config(4)).unwrap(), &data, 2, 4);
     assert_ne!(straight.state(), flat(&wide()), "the weights trained");
 }
