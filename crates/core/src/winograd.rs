@@ -14,11 +14,11 @@
 //!
 //! Rounding: the transforms are elementwise sums in a fixed order, so the
 //! results are the same bits at every instruction-set level, thread count
-//! and batch split, but not the bits of the direct product. That is why only training-mode passes take this path: inference
-//! and every evaluation (which the pure-JS reference repeats bit for bit)
-//! keep `gemm`'s direct products. In f32 the transformed sums differ from
-//! the direct ones by a few units in the last place of the largest term
-//! (tested against an f64 convolution).
+//! and batch split, but not the bits of the direct product. That is why
+//! only training-mode passes take this path: inference and every evaluation
+//! (which the pure-JS reference repeats bit for bit) keep `gemm`'s direct
+//! products. The two differ within f32 rounding of the sums (tested against
+//! an f64 convolution).
 
 use std::cell::RefCell;
 
@@ -29,7 +29,7 @@ use crate::graph::{Conv, Shape};
 /// Fewest input and output channels for which the transforms pay: they
 /// cost in proportion to (in + out) channels per tile, the products they
 /// save to in · out. Measured on ResNet20's FP32 training step (2 threads):
-/// on all 16 stride-1 convolutions 467–479 images/s, on the 32- and
+/// on every stride-1 convolution 467–479 images/s, on the 32- and
 /// 64-channel ones only 495–507, on none 448–461.
 pub const MIN_CHANNELS: usize = 32;
 
