@@ -168,9 +168,19 @@ pub fn gemm_taps(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize
     taps_at(cpu::level(), a, inner, taps, src, plane, offs, bases, dx)
 }
 
+// Channels per block: a block keeps 2·MR·V vectors (dx and the tap's sums)
+// plus V loads and a broadcast in registers. AVX2's 16 hold MR = 3 (15);
+// AVX-512's 32 hold MR = 4 (19), whose 8 independent sums cover the FMA's
+// latency × throughput (4 cycles × 2 pipes). With the shared loads of a
+// block across a subarray's end, PS-QAT steps ran 7 % faster (bench/README,
+// session 29).
 multiversion! {
     fn taps_at(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], bases: &[usize], dx: &mut [f32]) {
-        _I => taps_all(a, inner, taps, src, plane, offs, bases, dx)
+        _I => if _I::LEVEL == cpu::Level::Avx512 {
+            taps_all::<4>(a, inner, taps, src, plane, offs, bases, dx)
+        } else {
+            taps_all::<3>(a, inner, taps, src, plane, offs, bases, dx)
+        }
     }
 }
 
@@ -178,31 +188,33 @@ multiversion! {
 /// last vector alone.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn taps_all(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], bases: &[usize], dx: &mut [f32]) {
+fn taps_all<const MR: usize>(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], bases: &[usize], dx: &mut [f32]) {
     let n = 8 * bases.len();
     let pairs = bases.chunks_exact(2);
     let last = pairs.remainder();
     for (p, pair) in pairs.enumerate() {
-        taps_tile(a, inner, taps, src, plane, offs, pair, dx, n, 16 * p);
+        taps_tile::<MR>(a, inner, taps, src, plane, offs, pair, dx, n, 16 * p);
     }
     if !last.is_empty() {
-        taps_tile(a, inner, taps, src, plane, offs, last, dx, n, n - 8);
+        taps_tile::<MR>(a, inner, taps, src, plane, offs, last, dx, n, n - 8);
     }
 }
 
 /// One tile of dx (the vectors at `corner`, from column `j0`), channels in
-/// blocks of 3, then 2 or 1.
+/// blocks of MR, then fewer.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn taps_tile(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], corner: &[usize], dx: &mut [f32], n: usize, j0: usize) {
+fn taps_tile<const MR: usize>(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], corner: &[usize], dx: &mut [f32], n: usize, j0: usize) {
     let channels = offs.len() / taps;
     let mut c = 0;
     while c < channels {
-        let rows = (channels - c).min(3);
+        let rows = (channels - c).min(MR);
         match (rows, corner) {
+            (4, &[b0, b1]) => taps_block::<4, 2>(a, inner, taps, src, plane, offs, [b0, b1], dx, n, c, j0),
             (3, &[b0, b1]) => taps_block::<3, 2>(a, inner, taps, src, plane, offs, [b0, b1], dx, n, c, j0),
             (2, &[b0, b1]) => taps_block::<2, 2>(a, inner, taps, src, plane, offs, [b0, b1], dx, n, c, j0),
             (_, &[b0, b1]) => taps_block::<1, 2>(a, inner, taps, src, plane, offs, [b0, b1], dx, n, c, j0),
+            (4, &[b]) => taps_block::<4, 1>(a, inner, taps, src, plane, offs, [b], dx, n, c, j0),
             (3, &[b]) => taps_block::<3, 1>(a, inner, taps, src, plane, offs, [b], dx, n, c, j0),
             (2, &[b]) => taps_block::<2, 1>(a, inner, taps, src, plane, offs, [b], dx, n, c, j0),
             (_, &[b]) => taps_block::<1, 1>(a, inner, taps, src, plane, offs, [b], dx, n, c, j0),
@@ -213,11 +225,7 @@ fn taps_tile(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, of
 }
 
 /// Channels `c0 .. c0 + MR`, `V` vectors of dx from column `j0`, every
-/// tap: the block's dx stays in registers from the first tap to the last
-/// (3 × 2 vectors of it and of the tap's sums, 2 loads of b, 1 broadcast:
-/// 15 of AVX2's 16 registers). The rows share their loads of b where they
-/// read the same place (one subarray's d ps in PS-QAT), else each loads
-/// its own.
+/// tap: the block's dx stays in registers from the first tap to the last.
 #[allow(clippy::too_many_arguments)]
 // `o` indexes the rows of a and the planes of the source together.
 #[allow(clippy::needless_range_loop)]
@@ -234,34 +242,19 @@ fn taps_block<const MR: usize, const V: usize>(a: &[f32], inner: usize, taps: us
     for t in 0..taps {
         let off: [usize; MR] = std::array::from_fn(|r| offs[(c0 + r) * taps + t]);
         let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[((c0 + r) * taps + t) * inner..][..inner]);
-        let mut acc = [[[0f32; 8]; V]; MR];
-        // SAFETY (every `read8`): `gemm_taps` asserted max(offs) + (inner − 1)·plane
-        // + max(bases) + 8 ≤ src.len().
-        if off.iter().all(|&o| o == off[0]) {
-            for o in 0..inner {
-                let bv: [[f32; 8]; V] = std::array::from_fn(|v| unsafe { read8(src, off[0] + o * plane + bases[v]) });
-                for r in 0..MR {
-                    let av = rows[r][o];
-                    for v in 0..V {
-                        for j in 0..8 {
-                            acc[r][v][j] = av.mul_add(bv[v][j], acc[r][v][j]);
-                        }
-                    }
-                }
-            }
-        } else {
-            for o in 0..inner {
-                for r in 0..MR {
-                    let av = rows[r][o];
-                    for v in 0..V {
-                        let bv = unsafe { read8(src, off[r] + o * plane + bases[v]) };
-                        for j in 0..8 {
-                            acc[r][v][j] = av.mul_add(bv[j], acc[r][v][j]);
-                        }
-                    }
-                }
-            }
-        }
+        // Rows read one place, or two (a block across a subarray's end in
+        // PS-QAT: the first rows one d ps, the rest the next); the loads are
+        // shared by the rows that read the same place.
+        let split = off.iter().position(|&o| o != off[0]).unwrap_or(MR);
+        let two = off[split..].iter().all(|&o| o == off[MR - 1]);
+        let at = [off[0], off[MR - 1]];
+        let acc = match split {
+            _ if split == MR => tap_sums::<MR, V, MR>(&rows, src, plane, at, bases),
+            1 if two => tap_sums::<MR, V, 1>(&rows, src, plane, at, bases),
+            2 if two => tap_sums::<MR, V, 2>(&rows, src, plane, at, bases),
+            3 if two => tap_sums::<MR, V, 3>(&rows, src, plane, at, bases),
+            _ => tap_sums_apart(&rows, src, plane, off, bases),
+        };
         for r in 0..MR {
             for v in 0..V {
                 for j in 0..8 {
@@ -275,6 +268,50 @@ fn taps_block<const MR: usize, const V: usize>(a: &[f32], inner: usize, taps: us
             dx[(c0 + r) * ldx + j0 + 8 * v..][..8].copy_from_slice(&sum[r][v]);
         }
     }
+}
+
+/// One tap's sums over `inner` for a block whose rows `..S` read at
+/// `at[0]` and the rest at `at[1]` (`S == MR`: all at `at[0]`).
+// `o` indexes the rows of a and the planes of the source together.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn tap_sums<const MR: usize, const V: usize, const S: usize>(rows: &[&[f32]; MR], src: &[f32], plane: usize, at: [usize; 2], bases: [usize; V]) -> [[[f32; 8]; V]; MR] {
+    let mut acc = [[[0f32; 8]; V]; MR];
+    for o in 0..rows[0].len() {
+        // SAFETY (every `read8`): `gemm_taps` asserted max(offs) + (inner − 1)·plane
+        // + max(bases) + 8 ≤ src.len(), and `at` holds two of the offs.
+        let b0: [[f32; 8]; V] = std::array::from_fn(|v| unsafe { read8(src, at[0] + o * plane + bases[v]) });
+        let b1: [[f32; 8]; V] = if S < MR { std::array::from_fn(|v| unsafe { read8(src, at[1] + o * plane + bases[v]) }) } else { b0 };
+        for r in 0..MR {
+            let (av, bv) = (rows[r][o], if r < S { &b0 } else { &b1 });
+            for v in 0..V {
+                for j in 0..8 {
+                    acc[r][v][j] = av.mul_add(bv[v][j], acc[r][v][j]);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// `tap_sums` for rows that read at more places: each row loads its own.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn tap_sums_apart<const MR: usize, const V: usize>(rows: &[&[f32]; MR], src: &[f32], plane: usize, off: [usize; MR], bases: [usize; V]) -> [[[f32; 8]; V]; MR] {
+    let mut acc = [[[0f32; 8]; V]; MR];
+    for o in 0..rows[0].len() {
+        for r in 0..MR {
+            let av = rows[r][o];
+            for v in 0..V {
+                // SAFETY: as in `tap_sums`.
+                let bv = unsafe { read8(src, off[r] + o * plane + bases[v]) };
+                for j in 0..8 {
+                    acc[r][v][j] = av.mul_add(bv[j], acc[r][v][j]);
+                }
+            }
+        }
+    }
+    acc
 }
 
 /// The 8 floats of `src` from `at`, unchecked.
@@ -597,6 +634,42 @@ mod tests {
                 let mut c = vec![f32::NAN; m * n];
                 shifted_at(level, &a, &mut c, m, k, &src, &offs, &bases);
                 assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?}: {m}x{k}x{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn taps_equal_per_tap_sums_at_every_level() {
+        // dx += Σ_t (Σ_o a·b from 0, fused), taps ascending, per channel and pixel; the
+        // rows of a block reading one source, two (a subarray's end inside the block:
+        // blocks of 4 and of 3 both cross it) or more; one, two and three vectors.
+        let (taps, plane) = (9, 50);
+        for &(channels, inner, vectors) in &[(11, 5, 3), (8, 16, 2), (13, 7, 1), (1, 3, 2)] {
+            let k = channels * taps;
+            let sources = [|_: usize| 0, |kk: usize| kk / 20, |kk: usize| kk % 3];
+            for (case, source) in sources.iter().enumerate() {
+                let offs: Vec<usize> = (0..k).map(|kk| source(kk) * inner * plane + kk % taps * 3).collect();
+                let bases: Vec<usize> = (0..vectors).map(|v| v * 11).collect();
+                let len = offs.iter().max().unwrap() + (inner - 1) * plane + bases.iter().max().unwrap() + 8;
+                let src: Vec<f32> = (0..len).map(|i| ((i * 7927 % 1000) as f32 - 500.0) / 83.0).collect();
+                let a: Vec<f32> = (0..k * inner).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0).collect();
+                let n = 8 * vectors;
+                let start: Vec<f32> = (0..channels * n).map(|i| (i as f32 * 0.3).sin()).collect();
+                let mut want = start.clone();
+                for c in 0..channels {
+                    for j in 0..n {
+                        for t in 0..taps {
+                            let row = c * taps + t;
+                            let at = offs[row] + bases[j / 8] + j % 8;
+                            want[c * n + j] += (0..inner).fold(0f32, |s, o| a[row * inner + o].mul_add(src[at + o * plane], s));
+                        }
+                    }
+                }
+                for level in cpu::available() {
+                    let mut dx = start.clone();
+                    taps_at(level, &a, inner, taps, &src, plane, &offs, &bases, &mut dx);
+                    assert!(dx.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?}: {channels} channels, sources {case}");
+                }
             }
         }
     }
