@@ -76,31 +76,42 @@ pub fn gemm_shifted(a: &[f32], c: &mut [f32], m: usize, k: usize, src: &[f32], o
     shifted_at(cpu::level(), a, c, m, k, src, offs, bases)
 }
 
+// Rows per block: 2·MR accumulators, 2 loads and a broadcast in registers;
+// AVX2's 16 hold 6 rows (15), AVX-512's 32 hold 8 (19): 16 channels make two
+// blocks of 8 rather than 6 + 6 + 4.
 multiversion! {
     fn shifted_at(a: &[f32], c: &mut [f32], m: usize, k: usize, src: &[f32], offs: &[usize], bases: &[usize]) {
-        _I => shifted(a, c, m, k, src, offs, bases)
+        _I => if _I::LEVEL == cpu::Level::Avx512 {
+            shifted::<8>(a, c, m, k, src, offs, bases)
+        } else {
+            shifted::<6>(a, c, m, k, src, offs, bases)
+        }
     }
 }
 
 /// Two vectors (16 columns) at a time, as `product`'s AVX2 panels, in
-/// blocks of 6, 4, 2 and 1 rows; an odd last vector alone.
+/// blocks of MR (8 or 6), then 6, 4, 2 and 1 rows; an odd last vector alone.
 #[inline(always)]
-fn shifted(a: &[f32], c: &mut [f32], m: usize, k: usize, src: &[f32], offs: &[usize], bases: &[usize]) {
+fn shifted<const MR: usize>(a: &[f32], c: &mut [f32], m: usize, k: usize, src: &[f32], offs: &[usize], bases: &[usize]) {
     let ldc = 8 * bases.len();
     let pairs = bases.chunks_exact(2);
     let last = pairs.remainder();
     for (t, pair) in pairs.enumerate() {
-        shifted_rows::<2>(a, c, ldc, m, k, src, offs, [pair[0], pair[1]], 16 * t);
+        shifted_rows::<MR, 2>(a, c, ldc, m, k, src, offs, [pair[0], pair[1]], 16 * t);
     }
     if let &[b] = last {
-        shifted_rows::<1>(a, c, ldc, m, k, src, offs, [b], ldc - 8);
+        shifted_rows::<MR, 1>(a, c, ldc, m, k, src, offs, [b], ldc - 8);
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn shifted_rows<const V: usize>(a: &[f32], c: &mut [f32], ldc: usize, m: usize, k: usize, src: &[f32], offs: &[usize], bases: [usize; V], j0: usize) {
+fn shifted_rows<const MR: usize, const V: usize>(a: &[f32], c: &mut [f32], ldc: usize, m: usize, k: usize, src: &[f32], offs: &[usize], bases: [usize; V], j0: usize) {
     let mut i = 0;
+    while MR == 8 && i + 8 <= m {
+        shifted_block::<8, V>(a, c, ldc, k, src, offs, bases, i, j0);
+        i += 8;
+    }
     while i + 6 <= m {
         shifted_block::<6, V>(a, c, ldc, k, src, offs, bases, i, j0);
         i += 6;
@@ -620,8 +631,8 @@ mod tests {
     #[test]
     fn shifted_equals_sequential_bit_for_bit() {
         // b's vectors read from overlapping places of one source (as a
-        // convolution's taps do): rows in blocks of 6, 4, 2 and 1, an even
-        // and an odd number of vectors, at every level.
+        // convolution's taps do): rows in blocks of 8, 6, 4, 2 and 1, an even
+        // and an odd number of vectors, at every level (8 only at AVX-512).
         let src: Vec<f32> = (0..400).map(|i| ((i * 7927 % 1000) as f32 - 500.0) / 83.0).collect();
         for &(m, k, vectors) in &[(1, 1, 1), (13, 27, 4), (7, 9, 3), (16, 40, 2), (5, 3, 5)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0).collect();
