@@ -68,7 +68,9 @@ pub fn gemm_shifted(a: &[f32], c: &mut [f32], m: usize, k: usize, src: &[f32], o
     assert!(a.len() >= m * k && c.len() >= m * n && offs.len() == k);
     if let (Some(&o), Some(&b)) = (offs.iter().max(), bases.iter().max()) {
         // Every vector read lies inside `src` (what `read8` relies on).
-        assert!(o + b + 8 <= src.len(), "gemm_shifted: a read past the source ({o} + {b} + 8 > {})", src.len());
+        // (Checked: a sum that wrapped would pass a bound it exceeds.)
+        let end = o.checked_add(b).and_then(|e| e.checked_add(8));
+        assert!(end.is_some_and(|e| e <= src.len()), "gemm_shifted: a read past the source ({o} + {b} + 8 > {})", src.len());
     } else {
         c[..m * n].fill(0.0);
         return;
@@ -108,9 +110,9 @@ fn shifted<const MR: usize>(a: &[f32], c: &mut [f32], m: usize, k: usize, src: &
 #[inline(always)]
 fn shifted_rows<const MR: usize, const V: usize>(a: &[f32], c: &mut [f32], ldc: usize, m: usize, k: usize, src: &[f32], offs: &[usize], bases: [usize; V], j0: usize) {
     let mut i = 0;
-    while MR == 8 && i + 8 <= m {
-        shifted_block::<8, V>(a, c, ldc, k, src, offs, bases, i, j0);
-        i += 8;
+    while i + MR <= m {
+        shifted_block::<MR, V>(a, c, ldc, k, src, offs, bases, i, j0);
+        i += MR;
     }
     while i + 6 <= m {
         shifted_block::<6, V>(a, c, ldc, k, src, offs, bases, i, j0);
@@ -173,18 +175,20 @@ pub fn gemm_taps(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize
     if let (Some(&o), Some(&b)) = (offs.iter().max(), bases.iter().max()) {
         if inner > 0 {
             // Every vector read lies inside `src` (what `read8` relies on).
-            assert!(o + (inner - 1) * plane + b + 8 <= src.len(), "gemm_taps: a read past the source");
+            let end = (inner - 1).checked_mul(plane).and_then(|e| e.checked_add(o)).and_then(|e| e.checked_add(b)).and_then(|e| e.checked_add(8));
+            assert!(end.is_some_and(|e| e <= src.len()), "gemm_taps: a read past the source");
         }
     }
     taps_at(cpu::level(), a, inner, taps, src, plane, offs, bases, dx)
 }
 
 // Channels per block: a block keeps 2·MR·V vectors (dx and the tap's sums)
-// plus V loads and a broadcast in registers. AVX2's 16 hold MR = 3 (15);
-// AVX-512's 32 hold MR = 4 (19), whose 8 independent sums cover the FMA's
-// latency × throughput (4 cycles × 2 pipes). With the shared loads of a
-// block across a subarray's end, PS-QAT steps ran 7 % faster (bench/README,
-// session 29).
+// plus V loads (2·V where it reads two sources) and a broadcast in
+// registers. AVX2's 16 hold MR = 3 (15; a two-source block's second loads
+// may spill or fold into the FMAs); AVX-512's 32 hold MR = 4 (19), whose 8
+// independent sums cover the FMA's latency × throughput (4 cycles × 2
+// pipes). With the shared loads of a block across a subarray's end, PS-QAT
+// steps ran 7 % faster (bench/README, session 29).
 multiversion! {
     fn taps_at(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], bases: &[usize], dx: &mut [f32]) {
         _I => if _I::LEVEL == cpu::Level::Avx512 {
@@ -200,6 +204,8 @@ multiversion! {
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn taps_all<const MR: usize>(a: &[f32], inner: usize, taps: usize, src: &[f32], plane: usize, offs: &[usize], bases: &[usize], dx: &mut [f32]) {
+    // `taps_tile` has blocks of up to 4 channels.
+    const { assert!(MR >= 1 && MR <= 4) };
     let n = 8 * bases.len();
     let pairs = bases.chunks_exact(2);
     let last = pairs.remainder();
@@ -224,12 +230,12 @@ fn taps_tile<const MR: usize>(a: &[f32], inner: usize, taps: usize, src: &[f32],
             (4, &[b0, b1]) => taps_block::<4, 2>(a, inner, taps, src, plane, offs, [b0, b1], dx, n, c, j0),
             (3, &[b0, b1]) => taps_block::<3, 2>(a, inner, taps, src, plane, offs, [b0, b1], dx, n, c, j0),
             (2, &[b0, b1]) => taps_block::<2, 2>(a, inner, taps, src, plane, offs, [b0, b1], dx, n, c, j0),
-            (_, &[b0, b1]) => taps_block::<1, 2>(a, inner, taps, src, plane, offs, [b0, b1], dx, n, c, j0),
+            (1, &[b0, b1]) => taps_block::<1, 2>(a, inner, taps, src, plane, offs, [b0, b1], dx, n, c, j0),
             (4, &[b]) => taps_block::<4, 1>(a, inner, taps, src, plane, offs, [b], dx, n, c, j0),
             (3, &[b]) => taps_block::<3, 1>(a, inner, taps, src, plane, offs, [b], dx, n, c, j0),
             (2, &[b]) => taps_block::<2, 1>(a, inner, taps, src, plane, offs, [b], dx, n, c, j0),
-            (_, &[b]) => taps_block::<1, 1>(a, inner, taps, src, plane, offs, [b], dx, n, c, j0),
-            _ => unreachable!("one or two vectors per tile"),
+            (1, &[b]) => taps_block::<1, 1>(a, inner, taps, src, plane, offs, [b], dx, n, c, j0),
+            _ => unreachable!("1 to 4 channels and one or two vectors per tile"),
         }
         c += rows;
     }
@@ -253,18 +259,19 @@ fn taps_block<const MR: usize, const V: usize>(a: &[f32], inner: usize, taps: us
     for t in 0..taps {
         let off: [usize; MR] = std::array::from_fn(|r| offs[(c0 + r) * taps + t]);
         let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[((c0 + r) * taps + t) * inner..][..inner]);
-        // Rows read one place, or two (a block across a subarray's end in
-        // PS-QAT: the first rows one d ps, the rest the next); the loads are
-        // shared by the rows that read the same place.
+        // Rows read one place, or a first run of rows one place and the rest
+        // another (a block across a subarray's end in PS-QAT: the first rows
+        // one d ps, the rest the next): the loads are shared by the rows
+        // that read the same place. Any other pattern loads per row.
         let split = off.iter().position(|&o| o != off[0]).unwrap_or(MR);
         let two = off[split..].iter().all(|&o| o == off[MR - 1]);
         let at = [off[0], off[MR - 1]];
         let acc = match split {
-            _ if split == MR => tap_sums::<MR, V, MR>(&rows, src, plane, at, bases),
-            1 if two => tap_sums::<MR, V, 1>(&rows, src, plane, at, bases),
-            2 if two => tap_sums::<MR, V, 2>(&rows, src, plane, at, bases),
-            3 if two => tap_sums::<MR, V, 3>(&rows, src, plane, at, bases),
-            _ => tap_sums_apart(&rows, src, plane, off, bases),
+            _ if split == MR => tap_sums::<MR, V, MR>(&rows, inner, src, plane, at, bases),
+            1 if two && MR > 1 => tap_sums::<MR, V, 1>(&rows, inner, src, plane, at, bases),
+            2 if two && MR > 2 => tap_sums::<MR, V, 2>(&rows, inner, src, plane, at, bases),
+            3 if two && MR > 3 => tap_sums::<MR, V, 3>(&rows, inner, src, plane, at, bases),
+            _ => tap_sums_apart(&rows, inner, src, plane, off, bases),
         };
         for r in 0..MR {
             for v in 0..V {
@@ -282,13 +289,15 @@ fn taps_block<const MR: usize, const V: usize>(a: &[f32], inner: usize, taps: us
 }
 
 /// One tap's sums over `inner` for a block whose rows `..S` read at
-/// `at[0]` and the rest at `at[1]` (`S == MR`: all at `at[0]`).
+/// `at[0]` and the rest at `at[1]` (`S == MR`: all at `at[0]`). The same
+/// sums as `tap_sums_apart`, kept apart from it so that the compiler sees
+/// which rows share a load.
 // `o` indexes the rows of a and the planes of the source together.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
-fn tap_sums<const MR: usize, const V: usize, const S: usize>(rows: &[&[f32]; MR], src: &[f32], plane: usize, at: [usize; 2], bases: [usize; V]) -> [[[f32; 8]; V]; MR] {
+fn tap_sums<const MR: usize, const V: usize, const S: usize>(rows: &[&[f32]; MR], inner: usize, src: &[f32], plane: usize, at: [usize; 2], bases: [usize; V]) -> [[[f32; 8]; V]; MR] {
     let mut acc = [[[0f32; 8]; V]; MR];
-    for o in 0..rows[0].len() {
+    for o in 0..inner {
         // SAFETY (every `read8`): `gemm_taps` asserted max(offs) + (inner − 1)·plane
         // + max(bases) + 8 ≤ src.len(), and `at` holds two of the offs.
         let b0: [[f32; 8]; V] = std::array::from_fn(|v| unsafe { read8(src, at[0] + o * plane + bases[v]) });
@@ -305,12 +314,12 @@ fn tap_sums<const MR: usize, const V: usize, const S: usize>(rows: &[&[f32]; MR]
     acc
 }
 
-/// `tap_sums` for rows that read at more places: each row loads its own.
+/// `tap_sums` for rows that read at any places: each row loads its own.
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
-fn tap_sums_apart<const MR: usize, const V: usize>(rows: &[&[f32]; MR], src: &[f32], plane: usize, off: [usize; MR], bases: [usize; V]) -> [[[f32; 8]; V]; MR] {
+fn tap_sums_apart<const MR: usize, const V: usize>(rows: &[&[f32]; MR], inner: usize, src: &[f32], plane: usize, off: [usize; MR], bases: [usize; V]) -> [[[f32; 8]; V]; MR] {
     let mut acc = [[[0f32; 8]; V]; MR];
-    for o in 0..rows[0].len() {
+    for o in 0..inner {
         for r in 0..MR {
             let av = rows[r][o];
             for v in 0..V {
@@ -653,11 +662,12 @@ mod tests {
     fn taps_equal_per_tap_sums_at_every_level() {
         // dx += Σ_t (Σ_o a·b from 0, fused), taps ascending, per channel and pixel; the
         // rows of a block reading one source, two (a subarray's end inside the block:
-        // blocks of 4 and of 3 both cross it) or more; one, two and three vectors.
+        // blocks of 4 and of 3 both cross it), two interleaved (by channel parity) or
+        // three; blocks of 4, 3, 2 and 1 channels; one, two and three vectors.
         let (taps, plane) = (9, 50);
-        for &(channels, inner, vectors) in &[(11, 5, 3), (8, 16, 2), (13, 7, 1), (1, 3, 2)] {
+        for &(channels, inner, vectors) in &[(11, 5, 3), (8, 16, 2), (13, 7, 1), (10, 4, 2), (1, 3, 2)] {
             let k = channels * taps;
-            let sources = [|_: usize| 0, |kk: usize| kk / 20, |kk: usize| kk % 3];
+            let sources = [|_: usize| 0, |kk: usize| kk / 20, |kk: usize| kk / 9 % 2, |kk: usize| kk / 9 % 3];
             for (case, source) in sources.iter().enumerate() {
                 let offs: Vec<usize> = (0..k).map(|kk| source(kk) * inner * plane + kk % taps * 3).collect();
                 let bases: Vec<usize> = (0..vectors).map(|v| v * 11).collect();
