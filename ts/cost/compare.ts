@@ -63,7 +63,7 @@ export const PRESETS = {
   },
   'stoxnet-fair-1b1b': {
     config: { weightSliceBits: 1, inputStreamBits: 1 } as Partial<StoxConfig>,
-    compare: [
+    compare: entries([
       ['fp-adc', 'ideal-4w4a-45k'],
       ['sparse-adc', 'ideal-4w4a-45k'],
       ['sense-amp', 'senseamp-1b1b-45k'],
@@ -71,22 +71,31 @@ export const PRESETS = {
       ['stox:2', 'stox-t2-1b1b-45k'],
       ['stox:1/1/2/3', 'stox-streams-1b1b-45k'],
       ['stox:4', 'stox-t1-1b1b-45k'],
-    ].map(([entry, model]) => `${entry}=${join(MODELS, `resnet20-cifar10-${model}`)}.onnx`),
+    ]),
   },
 } as const;
 
-/** The rows of a fair preset, each `CONFIG=MODEL` with the model (and schedule) in models/ named by its part after `resnet20-cifar10-`. */
+/** A file of models/ named by its part after `resnet20-cifar10-`. */
+function modelFile(name: string): string {
+  return join(MODELS, `resnet20-cifar10-${name}`);
+}
+
+/** `CONFIG=MODEL` entries, each model of models/ named by its part after `resnet20-cifar10-` (without `.onnx`). */
+function entries(rows: [string, string][]): string[] {
+  return rows.map(([entry, model]) => `${entry}=${modelFile(model)}.onnx`);
+}
+
+/** The rows of a fair preset on the 4-bit mapping, the model (and schedule) of each in models/. */
 function fairRows(m: { ideal: string; adc4: string; senseAmp: string; t1: string; schedule: [string, string]; t4: string }): string[] {
-  const file = (name: string) => join(MODELS, `resnet20-cifar10-${name}`);
-  return [
+  return entries([
     ['fp-adc', m.ideal],
     ['low-bit-adc', m.adc4],
     ['sparse-adc', m.ideal],
     ['sense-amp', m.senseAmp],
     ['stox:1', m.t1],
-    [`stox:${file(m.schedule[0])}`, m.schedule[1]],
+    [`stox:${modelFile(m.schedule[0])}`, m.schedule[1]],
     ['stox:4', m.t4],
-  ].map(([entry, model]) => `${entry}=${file(model)}.onnx`);
+  ]);
 }
 
 export interface CompareOptions {
@@ -239,7 +248,7 @@ export function entryConfig(entry: string, adcBits: number): Partial<StoxConfig>
       return mtj({ schedule: (arg ?? 'first-16-then-4') as StoxConfig['schedule'] });
     case 'stox':
       if (arg === undefined) return { converter: 'mtj' };
-      // A per-layer schedule file ({"samplesPerLayer": [...]}), read by resolveConfig.
+      // A schedule file ({"samplesPerLayer": [...]} or {"samplesPerStream": [...]}), read by resolveConfig.
       if (arg.endsWith('.json') || (SCHEDULES as readonly string[]).includes(arg)) return mtj({ schedule: arg as StoxConfig['schedule'] });
       // T per input stream, least significant first: `/` because `,` separates the entries.
       if (arg.includes('/')) return mtj({ samplesPerStream: arg.split('/').map((t) => int(`--compare ${entry}: T per stream`, t, 1, 1 << 20)) });
