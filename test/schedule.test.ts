@@ -32,7 +32,18 @@ describe('schedule files', () => {
     writeFileSync(file, JSON.stringify({ samplesPerLayer: [1, 0] }));
     expect(() => resolveConfig({ schedule: file })).toThrow(/s\.json: samplesPerLayer\[1\]/);
     writeFileSync(file, '{"samples": [1]}');
-    expect(() => resolveConfig({ schedule: file })).toThrow(/s\.json: expected a JSON object with "samplesPerLayer"/);
+    expect(() => resolveConfig({ schedule: file })).toThrow(/s\.json: expected a JSON object with one of "samplesPerLayer"/);
+    writeFileSync(file, JSON.stringify({ samplesPerLayer: [1], samplesPerStream: [1] }));
+    expect(() => resolveConfig({ schedule: file })).toThrow(/s\.json: expected a JSON object with one of/);
+    // T per input stream: one per stream of the mapping, MTJ only, not beside --samples-per-stream.
+    writeFileSync(file, JSON.stringify({ samplesPerStream: [1, 3] }));
+    const streams = resolveConfig({ converter: 'mtj', inputBits: 4, inputStreamBits: 2, schedule: file });
+    expect(streams.samplesPerStream).toEqual([1, 3]);
+    expect(streams.samplesPerLayer).toBeUndefined();
+    expect(resolveConfig(streams as unknown as Record<string, unknown>)).toEqual(streams);
+    expect(() => resolveConfig({ converter: 'mtj', inputBits: 4, inputStreamBits: 1, schedule: file })).toThrow(/s\.json: samplesPerStream 1,3: 2 values, but .* make 4 streams/);
+    expect(() => resolveConfig({ converter: 'sense-amp', inputBits: 4, inputStreamBits: 2, schedule: file })).toThrow(/s\.json: samplesPerStream sets MTJ samples/);
+    expect(() => resolveConfig({ converter: 'mtj', inputBits: 4, inputStreamBits: 2, schedule: file, samplesPerStream: [2, 2] })).toThrow(/both set T/);
     expect(() => resolveConfig({ schedule: join(dir, 'missing.json') })).toThrow(/missing\.json: cannot read/);
     writeFileSync(file, JSON.stringify({ samplesPerLayer: [1] }));
     expect(() => resolveConfig({ schedule: file, samplesPerLayer: [2] })).toThrow(/both set the samples per layer/);
@@ -110,6 +121,43 @@ describe.skipIf(!HAVE_DATA)('stoxnet schedule search', () => {
     expect(viaFile.report.config.layers.map((l) => l.samples)).toEqual(s.samplesPerLayer);
   });
 
+  it('searches T per input stream: test-blind, reproducible, within its budget, and its file drives eval', async () => {
+    // The paper's mapping (1-bit cells and streams, embedded in the model): four streams.
+    const model = join(packageRoot(), 'models', 'resnet20-cifar10-stox-t2-1b1b-45k.onnx');
+    const data = tmp();
+    for (const f of TRAIN_FILES) symlinkSync(join(DATA_DIR, f), join(data, f));
+    const search = async (out: string) => {
+      const dir = tmp();
+      const args = ['schedule', 'search', '--over', 'streams', '--model', model, '--data', data, '--choices', '1,2,4', '--metric', 'edp', '--budget', 'uniform:2', '--images', '30', '--seed', '5', '--out', join(dir, out), '--results', join(dir, 'points.jsonl')];
+      const { stdout } = await run('node', [CLI, ...args]);
+      return { printed: JSON.parse(stdout), file: join(dir, out), points: readResults(join(dir, 'points.jsonl')).results };
+    };
+    const a = await search('a.json');
+    const b = await search('b.json');
+    expect(readFileSync(a.file, 'utf8')).toBe(readFileSync(b.file, 'utf8'));
+    const s = a.printed;
+    expect(s.over).toBe('streams');
+    expect(s.samplesPerLayer).toBeUndefined();
+    expect(s.samplesPerStream).toHaveLength(4);
+    expect(s.samplesPerStream.every((t: number) => [1, 2, 4].includes(t))).toBe(true);
+    // Streams convert equally often: the mean samples is the plain mean.
+    expect(s.validation.meanSamples).toBeCloseTo(s.samplesPerStream.reduce((x: number, y: number) => x + y, 0) / 4, 12);
+    // Within the EDP of every stream at T = 2, as this search measured it.
+    const uniform2 = a.points.find((p) => p.settings.search === 'uniform' && (p.settings.samplesPerStream as number[]).join() === '2,2,2,2')!;
+    expect(s.budget).toBe(uniform2.cost.edp);
+    expect(s.validation.edp).toBeLessThanOrEqual(s.budget);
+    // 3 uniform + 4 streams × 2 lower T alone, then the descent; every point a per-stream setting.
+    const descent = a.points.filter((p) => p.settings.search !== 'confirm');
+    expect(descent.filter((p) => p.settings.search === 'sensitivity')).toHaveLength(8);
+    expect(a.points.every((p) => Array.isArray(p.settings.samplesPerStream) && p.settings.samplesPerLayer === undefined)).toBe(true);
+    expect(s.finalists.every((f: { samplesPerStream: number[] }) => f.samplesPerStream.length === 4)).toBe(true);
+    // The file is a --schedule for eval: the same bits as the explicit T per stream.
+    const viaFile = await evaluate({ model, data: DATA_DIR, limit: 20, config: { schedule: a.file as `${string}.json`, seed: 1 } });
+    const explicit = await evaluate({ model, data: DATA_DIR, limit: 20, config: { samplesPerStream: s.samplesPerStream, seed: 1 } });
+    expect(viaFile.report.logitsDigest).toBe(explicit.report.logitsDigest);
+    expect(viaFile.report.config.layers.every((l) => l.samplesPerStream?.join() === s.samplesPerStream.join())).toBe(true);
+  });
+
   it('refuses a constraint it cannot meet, and takes exactly one of budget and floor', async () => {
     const fail = (args: string[]) => run('node', [CLI, 'schedule', 'search', '--model', STOX, '--data', DATA_DIR, '--images', '10', ...args]).then(
       () => '',
@@ -117,6 +165,8 @@ describe.skipIf(!HAVE_DATA)('stoxnet schedule search', () => {
     );
     expect(await fail(['--choices', '2,4', '--metric', 'samples', '--budget', '1.5'])).toMatch(/no schedule over T ∈ \{2, 4\} has samples ≤ 1\.5 \(the lowest measured is 2\)/);
     expect(await fail(['--budget', '2', '--floor', '0.5'])).toMatch(/exactly one of --budget/);
+    expect(await fail(['--budget', '2', '--over', 'pixels'])).toMatch(/--over/);
+    expect(await fail(['--budget', '2', '--samples-per-stream', '2'])).toMatch(/--samples-per-stream: the schedule search chooses T itself/);
     expect(await fail(['--choices', '1,4', '--budget', 'uniform:2'])).toMatch(/--budget uniform:2: T = 2 is not among --choices 1,4/);
     // Within the EDP of every layer at T = 2, but at most 1.5 samples per conversion: T ∈ {2, 4} cannot.
     expect(await fail(['--choices', '2,4', '--metric', 'edp', '--budget', 'uniform:2', '--max-samples', '1.5'])).toMatch(/no schedule over T ∈ \{2, 4\} has at most 1\.5 samples per conversion/);

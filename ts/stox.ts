@@ -37,8 +37,8 @@ export interface StoxConfig {
   samplesPerLayer?: number[];
   /**
    * Named per-layer T (overrides `samples`), or the path of a schedule file
-   * (`stoxnet schedule search` writes them): JSON with `samplesPerLayer`.
-   * A file resolves into `samplesPerLayer`.
+   * (`stoxnet schedule search` writes them): JSON with `samplesPerLayer` or
+   * `samplesPerStream`, which it resolves into.
    */
   schedule?: ScheduleName | `${string}.json`;
   /**
@@ -158,8 +158,12 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
     calibrationImages: int(f('calibrationImages'), get('calibrationImages'), 1, 50_000),
   };
   if (input.adcBits !== undefined) c.adcBits = int(f('adcBits'), input.adcBits, 1, 24);
-  if (typeof input.schedule === 'string' && input.schedule.endsWith('.json')) c.samplesPerLayer = readScheduleFile(input.schedule);
-  else if (input.schedule !== undefined) c.schedule = oneOf(f('schedule'), input.schedule, SCHEDULES);
+  let fileStreams: { label: string; samples: number[] } | undefined;
+  if (typeof input.schedule === 'string' && input.schedule.endsWith('.json')) {
+    const file = readScheduleFile(input.schedule);
+    if ('samplesPerLayer' in file) c.samplesPerLayer = file.samplesPerLayer;
+    else fileStreams = { label: `${f('schedule')} ${input.schedule}: samplesPerStream`, samples: file.samplesPerStream };
+  } else if (input.schedule !== undefined) c.schedule = oneOf(f('schedule'), input.schedule, SCHEDULES);
   if (input.digitalLayers !== undefined) {
     const raw = typeof input.digitalLayers === 'string' ? input.digitalLayers.split(',').filter(Boolean) : input.digitalLayers;
     if (!Array.isArray(raw) || raw.some((n) => typeof n !== 'string')) throw new ConfigError(`${f('digitalLayers')}: expected a list of layer names, got ${show(input.digitalLayers)}`);
@@ -173,12 +177,15 @@ export function resolveConfig(input: Record<string, unknown>): StoxConfig {
   if (input.samplesPerStream !== undefined) {
     const perLayer = input.schedule !== undefined ? 'schedule' : c.samplesPerLayer ? 'samplesPerLayer' : undefined;
     if (perLayer) throw new ConfigError(`${f('samplesPerStream')} and ${f(perLayer)} both set T; give one (T per stream applies to every crossbar layer)`);
-    c.samplesPerStream = ints(f('samplesPerStream'), input.samplesPerStream, 1, 1 << 20);
+  }
+  const perStream = input.samplesPerStream !== undefined ? { label: f('samplesPerStream'), samples: input.samplesPerStream } : fileStreams;
+  if (perStream !== undefined) {
+    c.samplesPerStream = ints(perStream.label, perStream.samples, 1, 1 << 20);
     const streams = Math.ceil(inputBits / c.inputStreamBits!);
     if (c.samplesPerStream.length !== streams) {
-      throw new ConfigError(`${f('samplesPerStream')} ${c.samplesPerStream.join(',')}: ${c.samplesPerStream.length} values, but ${f('inputBits')} ${inputBits} in streams of ${f('inputStreamBits')} ${c.inputStreamBits} make ${streams} streams (one T per stream, least significant first)`);
+      throw new ConfigError(`${perStream.label} ${c.samplesPerStream.join(',')}: ${c.samplesPerStream.length} values, but ${f('inputBits')} ${inputBits} in streams of ${f('inputStreamBits')} ${c.inputStreamBits} make ${streams} streams (one T per stream, least significant first)`);
     }
-    if (c.converter !== 'mtj') throw new ConfigError(`${f('samplesPerStream')} sets MTJ samples; ${f('converter')} is ${c.converter}, give ${f('converter')} mtj`);
+    if (c.converter !== 'mtj') throw new ConfigError(`${perStream.label} sets MTJ samples; ${f('converter')} is ${c.converter}, give ${f('converter')} mtj`);
   }
   if (c.converter !== 'fp') {
     // crates/core/src/crossbar.rs (Mapping::validate, CrossbarLayer::new) refuses these too, but only
@@ -214,12 +221,19 @@ export function overEmbedded(embedded: Record<string, unknown>, explicit: Partia
   return { ...Object.fromEntries(kept), ...explicit };
 }
 
-/** The T per crossbar layer of a schedule file (`{"samplesPerLayer": [...]}`, as `stoxnet schedule search` writes). */
-export function readScheduleFile(path: string): number[] {
-  const doc = readJsonFile(path, `${FLAGS.schedule} ${path}: cannot read a schedule file`);
-  const list = (doc as { samplesPerLayer?: unknown } | null)?.samplesPerLayer;
-  if (!Array.isArray(list)) throw new ConfigError(`${FLAGS.schedule} ${path}: expected a JSON object with "samplesPerLayer": [T per crossbar layer], got ${show(doc)}`);
-  return ints(`${FLAGS.schedule} ${path}: samplesPerLayer`, list, 1, 1 << 20);
+/**
+ * The T of a schedule file, as `stoxnet schedule search` writes them: per crossbar layer
+ * (`{"samplesPerLayer": [...]}`) or per input stream in every layer (`{"samplesPerStream": [...]}`).
+ */
+export function readScheduleFile(path: string): { samplesPerLayer: number[] } | { samplesPerStream: number[] } {
+  const doc = readJsonFile(path, `${FLAGS.schedule} ${path}: cannot read a schedule file`) as { samplesPerLayer?: unknown; samplesPerStream?: unknown } | null;
+  const [layers, streams] = [doc?.samplesPerLayer, doc?.samplesPerStream];
+  if (Array.isArray(layers) === Array.isArray(streams)) {
+    throw new ConfigError(`${FLAGS.schedule} ${path}: expected a JSON object with one of "samplesPerLayer": [T per crossbar layer] or "samplesPerStream": [T per input stream], got ${show(doc)}`);
+  }
+  // The stream count is checked against the mapping where the file is resolved.
+  if (Array.isArray(streams)) return { samplesPerStream: ints(`${FLAGS.schedule} ${path}: samplesPerStream`, streams, 1, 1 << 20) };
+  return { samplesPerLayer: ints(`${FLAGS.schedule} ${path}: samplesPerLayer`, layers, 1, 1 << 20) };
 }
 
 /** T per crossbar layer for a named schedule over `n` layers. */

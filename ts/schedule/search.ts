@@ -1,6 +1,8 @@
 // `stoxnet schedule search`: chooses the MTJ samples T of every crossbar
-// layer to maximise accuracy under a cost budget, or to minimise a cost
-// under an accuracy floor. Accuracy is measured on the validation split
+// layer (or, `--over streams`, of every input stream, the same in every
+// layer) to maximise accuracy under a cost budget, or to minimise a cost
+// under an accuracy floor. Below, a "layer" is the unit searched over: a
+// crossbar layer or an input stream. Accuracy is measured on the validation split
 // (the last 5,000 training images, held out of the models trained here),
 // never on the test set; the test file is not even opened.
 //
@@ -11,9 +13,11 @@
 //    kept at the largest, and the accuracy change measured;
 // 3. from all-largest, the next step lowers one layer by one choice, the one
 //    whose predicted accuracy loss (from step 2, additive) per unit of cost
-//    saved (from the per-layer costs of step 1, exact for energy and
-//    latency, which the cost model adds up layer by layer) is smallest;
-//    every step's schedule is evaluated and costed for real;
+//    saved is smallest; the cost of a step is predicted from the per-layer
+//    costs of step 1 (the cost model adds layers up), or for streams from
+//    each stream's cost change measured alone in step 2 (a stream's samples
+//    cost what its conversions drive, not only how many: the top streams
+//    carry fewer ones); every step's schedule is evaluated and costed for real;
 // 4. finalists: the schedules that meet the constraint and whose accuracy is
 //    within sampling noise of the best (two standard errors of a difference
 //    of two accuracies on these images), at most --finalists of them, with
@@ -38,13 +42,18 @@ import { canonical } from '../sweep/grid.js';
 
 export const METRICS = ['samples', 'energy', 'latency', 'edp'] as const;
 export type Metric = (typeof METRICS)[number];
+/** What gets its own T: each crossbar layer, or each input stream (one T vector for every layer). */
+export const UNITS = ['layers', 'streams'] as const;
+export type Unit = (typeof UNITS)[number];
 
 export interface ScheduleSearchOptions {
   model: string;
   data?: string;
   /** Which data set (default: the model's own, else CIFAR-10). */
   dataset?: string;
-  /** The T a layer may take (default 1, 2, 4, 8). */
+  /** Search T per crossbar layer (default) or per input stream. */
+  over?: Unit;
+  /** The T a layer (or stream) may take (default 1, 2, 4, 8). */
   choices?: number[];
   /**
    * What the constraint or objective measures: `samples` (mean MTJ samples
@@ -94,9 +103,12 @@ export interface SearchPoint {
   cost: ConfigCost;
 }
 
-export interface ScheduleFile {
-  /** T per crossbar layer, in network order: what `--schedule FILE.json` reads. */
-  samplesPerLayer: number[];
+/** The chosen T, as `--schedule FILE.json` reads it: per crossbar layer in network order, or per input stream. */
+type Samples = { samplesPerLayer: number[] } | { samplesPerStream: number[] };
+
+export type ScheduleFile = Samples & {
+  over: Unit;
+  /** The crossbar layers (with `over: streams`, each takes the T per stream). */
   layers: string[];
   model: string;
   metric: Metric;
@@ -114,10 +126,10 @@ export interface ScheduleFile {
    * The schedules judged at every seed, best first, the chosen one among them:
    * whether the choice stands out from sampling noise is visible here.
    */
-  finalists: (Measured & { samplesPerLayer: number[]; metric: number })[];
+  finalists: (Measured & Samples & { metric: number })[];
   /** Evaluations (schedule × seed), as many as result lines. */
   evaluated: number;
-}
+};
 
 interface Measured {
   /** Mean validation top-1 over the seeds. */
@@ -140,6 +152,7 @@ function metricOf(m: Metric, p: Pick<SearchPoint, 'meanSamples' | 'energyPJ' | '
 
 export async function searchSchedule(o: ScheduleSearchOptions): Promise<ScheduleSearchResult> {
   const metric = oneOf('--metric', o.metric ?? 'edp', METRICS);
+  const over = oneOf('--over', o.over ?? 'layers', UNITS);
   if ((o.budget === undefined) === (o.floor === undefined)) throw new ConfigError('schedule search: give exactly one of --budget X (maximise accuracy) or --floor A (minimise the metric)');
   const budgetOf = typeof o.budget === 'string' && o.budget.startsWith('uniform:') ? o.budget : undefined;
   let budget = o.budget === undefined || budgetOf ? undefined : num('--budget', o.budget, 0, Number.MAX_VALUE);
@@ -156,8 +169,8 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
   delete base.samples;
   delete base.schedule;
   delete base.samplesPerLayer;
-  // The search sets T per layer; a T per stream would override it.
-  if (base.samplesPerStream !== undefined) throw new ConfigError('--samples-per-stream: the schedule search chooses T per layer; it does not search T per input stream (leave the flag out)');
+  // The search sets T; a T per stream given with it would override (or be) what it searches.
+  if (base.samplesPerStream !== undefined) throw new ConfigError('--samples-per-stream: the schedule search chooses T itself (per layer, or per input stream with --over streams); leave the flag out');
 
   // The model imported, and the validation split read, once for every schedule.
   const cache = new EvalCache();
@@ -167,8 +180,13 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
   const layers = crossbar.map((l) => l.name);
   const conversions = crossbar.map((l) => l.conversions);
   const seed = probe.report.seed;
-  const n = layers.length;
-  const meanSamples = (t: number[]) => t.reduce((s, v, l) => s + v * conversions[l], 0) / conversions.reduce((a, b) => a + b, 0);
+  const { inputBits, inputStreamBits } = probe.report.config;
+  const n = over === 'layers' ? layers.length : Math.ceil(inputBits / (inputStreamBits ?? inputBits));
+  // Every stream converts as often as the others; layers convert as often as their outputs and subarrays.
+  const weight = over === 'layers' ? conversions : new Array<number>(n).fill(1);
+  const meanSamples = (t: number[]) => t.reduce((s, v, l) => s + v * weight[l], 0) / weight.reduce((a, b) => a + b, 0);
+  const key = over === 'layers' ? 'samplesPerLayer' : 'samplesPerStream';
+  const samplesOf = (t: number[]) => ({ [key]: t }) as Samples;
 
   const top = choices[choices.length - 1];
   const planned = choices.length + n * (choices.length - 1) * 2 + (confirmSeeds > 0 ? finalistsMax : 0);
@@ -182,8 +200,8 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
     return p;
   };
   const evaluatePoint = async (phase: SearchPoint['phase'], t: number[], seeds: number[]): Promise<SearchPoint> => {
-    const config = { ...base, samplesPerLayer: t };
-    const cost = await costConfig(`T ${t.join(',')}`, { model: o.model, data: o.data, dataset: o.dataset, images, threads: o.threads, config, seeds, evalSet: 'validation', signal: o.signal, cache }, technology);
+    const config = { ...base, ...samplesOf(t) };
+    const cost = await costConfig(`T ${t.join(over === 'layers' ? ',' : '/')}`, { model: o.model, data: o.data, dataset: o.dataset, images, threads: o.threads, config, seeds, evalSet: 'validation', signal: o.signal, cache }, technology);
     const p: SearchPoint = { phase, samples: t, seeds, top1: cost.top1, meanSamples: meanSamples(t), energyPJ: cost.energyPJ, latencyNs: cost.latencyNs, edp: cost.edp, cost };
     points.push(p);
     o.onPoint?.(p, points.length, planned);
@@ -203,33 +221,40 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
     const listed = all.perLayer.reduce((s, r) => ({ e: s.e + r.energyPJ, l: s.l + r.latencyNs }), { e: 0, l: 0 });
     return { energy: rest.reduce((s, r) => s + r.energyPJ, 0) + all.energyPJ - listed.e, latency: rest.reduce((s, r) => s + r.latencyNs, 0) + all.latencyNs - listed.l };
   })();
-  const predict = (t: number[]) => {
-    let energyPJ = fixed.energy;
-    let latencyNs = fixed.latency;
-    t.forEach((c, l) => {
-      const r = layerCost(c, l);
-      energyPJ += r.energyPJ;
-      latencyNs += r.latencyNs;
-    });
-    return metricOf(metric, { meanSamples: meanSamples(t), energyPJ, latencyNs, edp: energyPJ * latencyNs });
-  };
 
   // 2. Sensitivity of each layer alone.
   const start = new Array<number>(n).fill(top);
-  const startTop1 = uniform.get(top)!.top1;
+  const startPoint = uniform.get(top)!;
   const drop: number[][] = [];
+  const alone: SearchPoint[][] = [];
   for (let l = 0; l < n; l++) {
     drop.push([]);
+    alone.push([]);
     for (const c of choices) {
-      if (c === top) {
-        drop[l].push(0);
-        continue;
-      }
       const t = [...start];
       t[l] = c;
-      drop[l].push(startTop1 - (await measure('sensitivity', t)).top1);
+      const p = c === top ? startPoint : await measure('sensitivity', t);
+      alone[l].push(p);
+      drop[l].push(startPoint.top1 - p.top1);
     }
   }
+  // A schedule's cost before it is measured: the layers' rows of the uniform runs, or each stream's change alone.
+  const predict = (t: number[]) => {
+    let energyPJ = over === 'layers' ? fixed.energy : startPoint.energyPJ;
+    let latencyNs = over === 'layers' ? fixed.latency : startPoint.latencyNs;
+    t.forEach((c, l) => {
+      if (over === 'layers') {
+        const r = layerCost(c, l);
+        energyPJ += r.energyPJ;
+        latencyNs += r.latencyNs;
+      } else {
+        const p = alone[l][choices.indexOf(c)];
+        energyPJ += p.energyPJ - startPoint.energyPJ;
+        latencyNs += p.latencyNs - startPoint.latencyNs;
+      }
+    });
+    return metricOf(metric, { meanSamples: meanSamples(t), energyPJ, latencyNs, edp: energyPJ * latencyNs });
+  };
 
   // 3. Greedy descent, every step measured.
   const at = start.map(() => choices.length - 1);
@@ -290,12 +315,13 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
   if (!chosen) throw new ConfigError(`schedule search: no schedule over T ∈ {${choices.join(', ')}} reaches validation top-1 ${floor} on the mean of seeds ${[seed, ...extraSeeds].join(', ')} (the best of the ${finalists.length} finalists has ${Math.max(...finalists.map((p) => judged.get(p)!.top1))}; --finalists K judges more)`);
   const chosenMeasured = judged.get(chosen)!;
   const lines = points.flatMap((p) => p.cost.runs.map((_, k) => ({ p, k }))).map(({ p, k }, index) => {
-    const settings = { search: p.phase, samplesPerLayer: p.samples, meanSamplesPerConversion: p.meanSamples, seed: p.seeds[k] };
+    const settings = { search: p.phase, ...samplesOf(p.samples), meanSamplesPerConversion: p.meanSamples, seed: p.seeds[k] };
     return resultLine(p.cost, k, { index, key: canonical(settings), settings });
   });
   return {
     schedule: {
-      samplesPerLayer: chosen.samples,
+      ...samplesOf(chosen.samples),
+      over,
       layers,
       model: probe.report.model,
       metric,
@@ -315,7 +341,7 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
         latencyNs: chosen.latencyNs,
         edp: chosen.edp,
       },
-      finalists: byMean.map((p) => ({ samplesPerLayer: p.samples, ...judged.get(p)!, metric: metricOf(metric, p) })),
+      finalists: byMean.map((p) => ({ ...samplesOf(p.samples), ...judged.get(p)!, metric: metricOf(metric, p) })),
       evaluated: lines.length,
     },
     points,
