@@ -293,21 +293,59 @@ impl CrossbarLayer {
             *l = self.input.level_in::<I>(v);
         }
         let plane = self.k * p;
+        // Integer layers: stride-1 convolutions whose output has their
+        // input's size read their rows in place from the digit planes
+        // (`mvm::Rows`); the others, and binary layers, unfold each
+        // stream's digits.
+        let shifted = self.packed.as_ref().filter(|w| matches!(w[0], PackedWeights::Bytes { .. })).and_then(|_| unfold.shift(p));
+        let len = shifted.map_or(plane, |(g, _)| x.len() / p.max(1) * g.pitch);
+        let mut at = 0;
         if self.packed.is_some() {
             scratch.digits_u8.resize(x.len(), 0);
-            scratch.cols_u8.resize(streams * plane, 0);
+            scratch.cols_u8.resize(streams * len, 0);
+            // Masks made once per geometry and thread: a network has few.
+            let key = (shifted.map(|(g, _)| g), p);
+            at = match scratch.masks.iter().position(|(k, _)| *k == key) {
+                Some(at) => at,
+                None => {
+                    if scratch.masks.len() == MASKS {
+                        scratch.masks.remove(0);
+                    }
+                    scratch.masks.push((key, shifted.map_or_else(|| vec![!0; p], |(g, _)| g.masks(p))));
+                    scratch.masks.len() - 1
+                }
+            };
             for j in 0..streams {
                 // Integer layers have unsigned integer levels below 2^23.
                 let (shift, mask) = (j as u32 * m.input_stream_bits, (1u32 << m.input_stream_bits) - 1);
-                for (d, &l) in scratch.digits_u8.iter_mut().zip(&scratch.levels) {
-                    *d = (pmath::small_uint(l) >> shift & mask) as u8;
-                }
-                unfold.apply(&scratch.digits_u8, &mut scratch.cols_u8[j * plane..(j + 1) * plane]);
-                if let Some(ops) = ops.as_deref_mut() {
-                    let pulses = self.config.pulses(j);
-                    for (row, &load) in scratch.cols_u8[j * plane..(j + 1) * plane].chunks_exact(p).zip(&self.row_load) {
-                        let (nonzero, sq) = drives::<I>(row);
-                        ops.count_drives(nonzero, sq, load, pulses);
+                let digit = |l: f32| (pmath::small_uint(l) >> shift & mask) as u8;
+                let cols = &mut scratch.cols_u8[j * len..(j + 1) * len];
+                match shifted {
+                    Some((g, margin)) => {
+                        for (plane, src) in cols.chunks_exact_mut(g.pitch).zip(scratch.levels.chunks_exact(p)) {
+                            plane[..margin].fill(0);
+                            for (d, &l) in plane[margin..margin + p].iter_mut().zip(src) {
+                                *d = digit(l);
+                            }
+                            plane[margin + p..].fill(0);
+                        }
+                        if let Some(ops) = ops.as_deref_mut() {
+                            let pulses = self.config.pulses(j);
+                            unfold.each_row_drives(cols, margin, g.pitch, |k, nonzero, sq| ops.count_drives(nonzero, sq, self.row_load[k], pulses));
+                        }
+                    }
+                    None => {
+                        for (d, &l) in scratch.digits_u8.iter_mut().zip(&scratch.levels) {
+                            *d = digit(l);
+                        }
+                        unfold.apply(&scratch.digits_u8, cols);
+                        if let Some(ops) = ops.as_deref_mut() {
+                            let pulses = self.config.pulses(j);
+                            for (row, &load) in cols.chunks_exact(p).zip(&self.row_load) {
+                                let (nonzero, sq) = drives::<I>(row);
+                                ops.count_drives(nonzero, sq, load, pulses);
+                            }
+                        }
                     }
                 }
             }
@@ -346,7 +384,8 @@ impl CrossbarLayer {
             if let Some(packed) = &self.packed {
                 scratch.packed.resize_with(streams, Default::default);
                 for j in 0..streams {
-                    packed[s].pack_inputs(&scratch.cols_u8[j * plane..(j + 1) * plane], p, k0, k1, &mut scratch.packed[j]);
+                    let rows = mvm::Rows { digits: &scratch.cols_u8[j * len..(j + 1) * len], p, masks: &scratch.masks[at].1, shift: shifted.map(|(g, _)| g) };
+                    packed[s].pack_inputs(&rows, k0, k1, &mut scratch.packed[j]);
                 }
             }
             for i in 0..slices {
@@ -594,6 +633,80 @@ pub enum Unfold<'a> {
 }
 
 impl Unfold<'_> {
+    /// A stride-1 convolution whose `p` outputs have its input's size reads
+    /// its rows in place (`mvm::Rows`): their geometry, and the zeros
+    /// before each plane.
+    fn shift(&self, p: usize) -> Option<(mvm::Shift, usize)> {
+        match *self {
+            Unfold::Conv { conv, input, output, .. } if conv.stride == [1, 1] && (output.h, output.w) == (input.h, input.w) && p > 0 => {
+                let ([kh, kw], [top, left], w) = (conv.kernel, [conv.pads[0], conv.pads[1]], input.w);
+                // Before each plane, the reach of the kernel's first row and
+                // column; after it, the rest of its reach.
+                let margin = top * w + left;
+                Some((mvm::Shift { pitch: (kh - 1) * w + kw - 1 + p, w, kernel: conv.kernel, left }, margin))
+            }
+            _ => None,
+        }
+    }
+
+    /// The drives of every row of a shifted layout (`cols`: planes of
+    /// `pitch` digits, each after `margin` zeros): `f(k, nonzero reads,
+    /// Σ digit²)`. A row reads a rectangle of its plane: the plane's sums
+    /// less the input rows and columns outside it, plus the corners taken
+    /// twice (a few edge lines per plane, where summing every row's reads
+    /// took a twentieth of an ideal crossbar's inference).
+    #[inline(always)]
+    fn each_row_drives(&self, cols: &[u8], margin: usize, pitch: usize, mut f: impl FnMut(usize, u64, u64)) {
+        let Unfold::Conv { conv, input, .. } = *self else { return };
+        let ([kh, kw], [top, left], (h, w)) = (conv.kernel, [conv.pads[0], conv.pads[1]], (input.h, input.w));
+        // The input rows (columns) a kernel row (column) reads: 0..n shifted by it.
+        let reach = |tap: usize, pad: usize, n: usize| (tap.saturating_sub(pad).min(n), (n + tap).saturating_sub(pad).min(n));
+        // (nonzero, Σ d²) in u32 over blocks of 2^16 digits below 2^8: exact.
+        let sums = |digits: &mut dyn Iterator<Item = u8>| {
+            let (mut n, mut s) = (0u64, 0u64);
+            let (mut bn, mut bs, mut i) = (0u32, 0u32, 0u32);
+            for d in digits {
+                bn += (d != 0) as u32;
+                bs += d as u32 * d as u32;
+                i += 1;
+                if i == 1 << 16 {
+                    (n, s, bn, bs, i) = (n + bn as u64, s + bs as u64, 0, 0, 0);
+                }
+            }
+            (n + bn as u64, s + bs as u64)
+        };
+        let (mut rows, mut columns) = (vec![None; h], vec![None; w]);
+        for c in 0..input.c {
+            let plane = &cols[c * pitch + margin..c * pitch + margin + h * w];
+            let total = plane.chunks(1 << 16).fold((0u64, 0u64), |(n, s), b| {
+                let (a, q) = b.iter().fold((0u32, 0u32), |(n, s), &d| (n + (d != 0) as u32, s + d as u32 * d as u32));
+                (n + a as u64, s + q as u64)
+            });
+            rows.fill(None);
+            columns.fill(None);
+            for ky in 0..kh {
+                let (y0, y1) = reach(ky, top, h);
+                for kx in 0..kw {
+                    let (x0, x1) = reach(kx, left, w);
+                    let (mut n, mut s) = total;
+                    for y in (0..y0).chain(y1..h) {
+                        let (a, q) = *rows[y].get_or_insert_with(|| sums(&mut plane[y * w..(y + 1) * w].iter().copied()));
+                        (n, s) = (n - a, s - q);
+                    }
+                    for x in (0..x0).chain(x1..w) {
+                        let (a, q) = *columns[x].get_or_insert_with(|| sums(&mut plane.iter().skip(x).step_by(w).copied()));
+                        (n, s) = (n - a, s - q);
+                        for y in (0..y0).chain(y1..h) {
+                            let (a, q) = sums(&mut std::iter::once(plane[y * w + x]));
+                            (n, s) = (n + a, s + q);
+                        }
+                    }
+                    f((c * kh + ky) * kw + kx, n, s);
+                }
+            }
+        }
+    }
+
     #[inline(always)]
     pub fn apply<T: Copy + Default>(&self, x: &[T], cols: &mut [T]) {
         match *self {
@@ -611,11 +724,21 @@ pub struct Scratch {
     digits: Vec<f32>,
     cols: Vec<f32>,
     digits_u8: Vec<u8>,
+    /// Integer layers: each stream's unfolded digits, or its digit planes
+    /// read in place (`mvm::Rows`).
     cols_u8: Vec<u8>,
+    /// The masks of `mvm::Rows`, by the geometry they were made for.
+    masks: Vec<(MaskKey, Vec<u32>)>,
     packed: Vec<mvm::PackedInputs>,
     ps: Vec<f32>,
     thresholds: Vec<f32>,
 }
+
+/// A geometry of `mvm::Rows`: its shifted layout (None: unfolded) and pixels.
+type MaskKey = (Option<mvm::Shift>, usize);
+
+/// Most geometries whose masks one scratch keeps.
+const MASKS: usize = 8;
 
 thread_local! {
     /// Scratch given back on this thread (see `Scratch::reused`).
@@ -686,6 +809,49 @@ mod tests {
                     _ => drives::<cpu::Portable>(&v),
                 };
                 assert_eq!(got, want, "{level:?}");
+            }
+        }
+    }
+
+    /// Rows read in place from padded digit planes give the unfold's
+    /// partial sums and drive counts: kernels 3 × 3, 5 × 5, 1 × 1 and 2 × 2
+    /// with uneven padding, widths not a multiple of 8, row ranges that
+    /// start and end off the quads.
+    #[test]
+    fn shifted_rows_equal_the_unfold() {
+        use crate::layers::{im2col, taps};
+        for (c, h, w, kernel, pads) in [(3, 7, 5, [3, 3], [1, 1, 1, 1]), (2, 6, 9, [5, 5], [2, 2, 2, 2]), (4, 4, 4, [1, 1], [0, 0, 0, 0]), (3, 5, 6, [2, 2], [0, 1, 1, 0])] {
+            let conv = Conv { weight: Vec::new(), bias: None, out_channels: 1, in_channels: c, kernel, stride: [1, 1], pads };
+            let (xs, p) = (Shape { c, h, w }, h * w);
+            let taps: Vec<_> = taps(&conv, xs, xs).collect();
+            let unfold = Unfold::Conv { conv: &conv, input: xs, output: xs, taps: &taps };
+            let digits: Vec<u8> = (0..c * p).map(|i| ((i * 7919 % 23) as u8).saturating_sub(7)).collect();
+            let k = c * kernel[0] * kernel[1];
+            let mut cols = vec![0u8; k * p];
+            im2col(&conv, &taps, &digits, xs, xs, &mut cols);
+            let (g, margin) = unfold.shift(p).expect("same-size stride-1 convolution");
+            let mut planes = vec![0u8; c * g.pitch];
+            for (plane, src) in planes.chunks_exact_mut(g.pitch).zip(digits.chunks_exact(p)) {
+                plane[margin..margin + p].copy_from_slice(src);
+            }
+            let mut counts = Vec::new();
+            unfold.each_row_drives(&planes, margin, g.pitch, |r, n, s| counts.push((r, n, s)));
+            let want: Vec<_> = cols.chunks_exact(p).enumerate().map(|(r, row)| (r, row.iter().filter(|&&d| d != 0).count() as u64, row.iter().map(|&d| d as u64 * d as u64).sum())).collect();
+            assert_eq!(counts, want, "{kernel:?} {pads:?}");
+            let (ones, masks) = (vec![!0u32; p], g.masks(p));
+            for (k0, k1) in [(0, k), (1, k - 1), (k / 2, k)] {
+                let rows = k1 - k0;
+                let wts: Vec<f32> = (0..5 * rows).map(|i| ((i * 31 % 15) as f32) - 7.0).collect();
+                let packed = PackedWeights::new(&wts, 5, rows, false, 15);
+                let run = |src: &mvm::Rows| {
+                    let mut x = mvm::PackedInputs::default();
+                    packed.pack_inputs(src, k0, k1, &mut x);
+                    let mut ps = vec![f32::NAN; 5 * p];
+                    mvm::mvm(&packed, &x, p, &mut ps);
+                    ps
+                };
+                let shifted = run(&mvm::Rows { digits: &planes, p, masks: &masks, shift: Some(g) });
+                assert_eq!(shifted, run(&mvm::Rows::unfolded(&cols, p, &ones)), "{kernel:?} {pads:?} rows {k0}..{k1}");
             }
         }
     }

@@ -79,29 +79,37 @@ impl PackedWeights {
         PackedWeights::Bytes { w: packed, pairs, out, quads, flush }
     }
 
-    /// Packs rows `k0..k1` of `cols` (`k × p` u8 digits) for this kernel
-    /// (inlined into the callers' clones, cpu.rs, to vectorise there).
+    /// Packs rows `k0..k1` of `rows` for this kernel (inlined into the
+    /// callers' clones, cpu.rs, to vectorise there).
     #[inline(always)]
-    pub fn pack_inputs(&self, cols: &[u8], p: usize, k0: usize, k1: usize, out: &mut PackedInputs) {
+    pub fn pack_inputs(&self, rows: &Rows, k0: usize, k1: usize, out: &mut PackedInputs) {
+        let p = rows.p;
         // Rows past the subarray read as zeros (padding of the last quad or word).
         let zeros = vec![0u8; p];
-        let row = |r: usize| if r < k1 { &cols[r * p..(r + 1) * p] } else { &zeros[..] };
+        let row = |r: usize| if r < k1 { rows.row(r) } else { &zeros[..] };
         match self {
             PackedWeights::Bytes { .. } => {
                 // Four rows interleaved as little-endian words, zero-padding
-                // the last quad (a loop that vectorises). Every word is
-                // written below: no need to clear what is already there.
+                // the last quad. Every word is written below: no need to
+                // clear what is already there.
                 let quads = (k1 - k0).div_ceil(4);
                 out.x.resize(quads * p, 0);
                 out.stride = p;
                 for q in 0..quads {
-                    let rows: [&[u8]; 4] = std::array::from_fn(|lane| row(k0 + q * 4 + lane));
-                    for (j, d) in out.x[q * p..(q + 1) * p].iter_mut().enumerate() {
-                        *d = rows[0][j] as u32 | (rows[1][j] as u32) << 8 | (rows[2][j] as u32) << 16 | (rows[3][j] as u32) << 24;
+                    let r = k0 + q * 4;
+                    let (a, b, c, d) = (row(r), row(r + 1), row(r + 2), row(r + 3));
+                    let mask = rows.mask(r);
+                    // Zipped: no bound checks, so the loop vectorises.
+                    let lanes = a.iter().zip(b).zip(c.iter().zip(d)).zip(mask);
+                    for (w, (((&a, &b), (&c, &d)), &m)) in out.x[q * p..(q + 1) * p].iter_mut().zip(lanes) {
+                        *w = (a as u32 | (b as u32) << 8 | (c as u32) << 16 | (d as u32) << 24) & m;
                     }
                 }
             }
             PackedWeights::Bits { words, .. } => {
+                // Binary layers unfold (a mask per bit cost more than the
+                // unfold saved).
+                debug_assert!(rows.shift.is_none());
                 let stride = p.div_ceil(BLOCK) * BLOCK;
                 out.x.clear();
                 out.x.resize(words * stride, 0);
@@ -120,6 +128,72 @@ impl PackedWeights {
                 }
             }
         }
+    }
+}
+
+/// Where each crossbar row reads its `p` input digits. Unfolded (`shift`
+/// None): row k is `digits[k·p..]`. Shifted: a stride-1 convolution whose
+/// output has its input's size reads its rows in place from the digit
+/// planes, each plane `c` at `c·pitch + margin` with zeros around
+/// (`margin = pad_top·w + pad_left` before it, the rest of the kernel's
+/// reach after it): row (c, ky, kx) is the run at `c·pitch + ky·w + kx`,
+/// and the pixels whose read wrapped around from a neighbouring input row
+/// are cleared by a mask. No unfolded copy is made.
+#[derive(Clone, Copy)]
+pub struct Rows<'a> {
+    pub digits: &'a [u8],
+    pub p: usize,
+    /// `kw × p` words: for rows `r..r + 4`, mask `r mod kw` keeps each
+    /// row's byte (lane) where its kernel column `(r + lane) mod kw` reads
+    /// inside the input. Unfolded: one row of ones.
+    pub masks: &'a [u32],
+    pub shift: Option<Shift>,
+}
+
+/// A shifted layout's geometry (see `Rows`).
+#[derive(Clone, Copy, PartialEq)]
+pub struct Shift {
+    pub pitch: usize,
+    pub w: usize,
+    pub kernel: [usize; 2],
+    pub left: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// `cols` as `k × p` unfolded rows; `ones`: `p` words of all ones.
+    pub fn unfolded(cols: &'a [u8], p: usize, ones: &'a [u32]) -> Rows<'a> {
+        Rows { digits: cols, p, masks: ones, shift: None }
+    }
+
+    /// Row `k`'s run of digits.
+    #[inline(always)]
+    fn row(&self, k: usize) -> &'a [u8] {
+        let p = self.p;
+        match self.shift {
+            None => &self.digits[k * p..(k + 1) * p],
+            Some(Shift { pitch, w, kernel: [kh, kw], .. }) => {
+                // Row k's kernel column is k mod kw (kh·kw rows per channel).
+                let (c, t) = (k / (kh * kw), k % (kh * kw));
+                let at = c * pitch + t / kw * w + t % kw;
+                &self.digits[at..at + p]
+            }
+        }
+    }
+
+    /// The mask of rows `k..k + 4`.
+    #[inline(always)]
+    fn mask(&self, k: usize) -> &'a [u32] {
+        let i = self.shift.map_or(0, |s| k % s.kernel[1]);
+        &self.masks[i * self.p..(i + 1) * self.p]
+    }
+}
+
+impl Shift {
+    /// `Rows::masks` for this geometry over `p` pixels.
+    pub fn masks(&self, p: usize) -> Vec<u32> {
+        let (w, kw, left) = (self.w, self.kernel[1], self.left);
+        let inside = |kx: usize, j: usize| (j % w + kx).checked_sub(left).is_some_and(|x| x < w);
+        (0..kw).flat_map(|i| (0..p).map(move |j| (0..4).fold(0u32, |m, lane| m | (inside((i + lane) % kw, j) as u32 * 0xff) << (8 * lane)))).collect()
     }
 }
 
@@ -437,7 +511,7 @@ mod tests {
                 let k0 = 3;
                 let packed = PackedWeights::new(&w, out, rows, binary, digit_max as u32 - 1);
                 let mut xq = PackedInputs::default();
-                packed.pack_inputs(&digits, p, k0, k0 + rows, &mut xq);
+                packed.pack_inputs(&Rows::unfolded(&digits, p, &vec![!0; p]), k0, k0 + rows, &mut xq);
                 let mut want = vec![0f32; out * p];
                 crate::gemm::gemm(&w, &cols[k0 * p..(k0 + rows) * p], &mut want, out, rows, p);
                 // The portable kernels and every faster one this CPU runs.
@@ -460,7 +534,7 @@ mod tests {
             let packed = PackedWeights::new(&vec![sign; out * rows], out, rows, false, 255);
             assert!(matches!(packed, PackedWeights::Bytes { flush: 8, .. }));
             let mut xq = PackedInputs::default();
-            packed.pack_inputs(&vec![255u8; rows * p], p, 0, rows, &mut xq);
+            packed.pack_inputs(&Rows::unfolded(&vec![255u8; rows * p], p, &vec![!0; p]), 0, rows, &mut xq);
             for level in crate::cpu::available() {
                 let mut ps = vec![f32::NAN; out * p];
                 mvm_at(level, &packed, &xq, p, &mut ps);
@@ -478,7 +552,7 @@ mod tests {
         for sign in [1.0f32, -1.0] {
             let packed = PackedWeights::new(&vec![sign; out * rows], out, rows, true, 1);
             let mut xq = PackedInputs::default();
-            packed.pack_inputs(&vec![1u8; rows * p], p, 0, rows, &mut xq);
+            packed.pack_inputs(&Rows::unfolded(&vec![1u8; rows * p], p, &vec![!0; p]), 0, rows, &mut xq);
             for level in crate::cpu::available() {
                 let mut ps = vec![f32::NAN; out * p];
                 mvm_at(level, &packed, &xq, p, &mut ps);
