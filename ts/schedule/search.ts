@@ -213,15 +213,6 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
   for (const c of [...choices].reverse()) uniform.set(c, await measure('uniform', new Array<number>(n).fill(c)));
   if (uniformBudget !== undefined) budget = metricOf(metric, uniform.get(uniformBudget)!);
   const layerCost = (c: number, l: number) => uniform.get(c)!.cost.perLayer.find((r) => r.name === layers[l])!;
-  const fixed = (() => {
-    const all = uniform.get(top)!.cost;
-    const crossbarNames = new Set(layers);
-    const rest = all.perLayer.filter((r) => !crossbarNames.has(r.name));
-    // Whatever the per-layer rows leave out (buffers, other nodes) stays constant across schedules.
-    const listed = all.perLayer.reduce((s, r) => ({ e: s.e + r.energyPJ, l: s.l + r.latencyNs }), { e: 0, l: 0 });
-    return { energy: rest.reduce((s, r) => s + r.energyPJ, 0) + all.energyPJ - listed.e, latency: rest.reduce((s, r) => s + r.latencyNs, 0) + all.latencyNs - listed.l };
-  })();
-
   // 2. Sensitivity of each layer alone.
   const start = new Array<number>(n).fill(top);
   const startPoint = uniform.get(top)!;
@@ -238,21 +229,28 @@ export async function searchSchedule(o: ScheduleSearchOptions): Promise<Schedule
       drop[l].push(startPoint.top1 - p.top1);
     }
   }
-  // A schedule's cost before it is measured: the layers' rows of the uniform runs, or each stream's change alone.
+  // A schedule's cost before it is measured: a base plus each unit's share.
+  // Per layer: what the layers' rows leave out (buffers, other nodes:
+  // constant across schedules), plus each layer's row of the uniform run at
+  // its T. Per stream (the cost model has no per-stream rows): the start
+  // point, plus each stream's change measured alone.
+  type Share = { energyPJ: number; latencyNs: number };
+  const add = (s: Share, r: Share): Share => ({ energyPJ: s.energyPJ + r.energyPJ, latencyNs: s.latencyNs + r.latencyNs });
+  const [origin, share]: [Share, (c: number, u: number) => Share] = (() => {
+    if (over === 'streams') {
+      const change = (c: number, u: number) => {
+        const p = alone[u][choices.indexOf(c)];
+        return { energyPJ: p.energyPJ - startPoint.energyPJ, latencyNs: p.latencyNs - startPoint.latencyNs };
+      };
+      return [startPoint, change];
+    }
+    const all = startPoint.cost;
+    const crossbarNames = new Set(layers);
+    const listed = all.perLayer.filter((r) => crossbarNames.has(r.name)).reduce(add, { energyPJ: 0, latencyNs: 0 });
+    return [{ energyPJ: all.energyPJ - listed.energyPJ, latencyNs: all.latencyNs - listed.latencyNs }, layerCost];
+  })();
   const predict = (t: number[]) => {
-    let energyPJ = over === 'layers' ? fixed.energy : startPoint.energyPJ;
-    let latencyNs = over === 'layers' ? fixed.latency : startPoint.latencyNs;
-    t.forEach((c, l) => {
-      if (over === 'layers') {
-        const r = layerCost(c, l);
-        energyPJ += r.energyPJ;
-        latencyNs += r.latencyNs;
-      } else {
-        const p = alone[l][choices.indexOf(c)];
-        energyPJ += p.energyPJ - startPoint.energyPJ;
-        latencyNs += p.latencyNs - startPoint.latencyNs;
-      }
-    });
+    const { energyPJ, latencyNs } = t.reduce((s, c, u) => add(s, share(c, u)), origin);
     return metricOf(metric, { meanSamples: meanSamples(t), energyPJ, latencyNs, edp: energyPJ * latencyNs });
   };
 
