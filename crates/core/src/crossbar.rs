@@ -295,9 +295,8 @@ impl CrossbarLayer {
         let plane = self.k * p;
         // Integer layers: stride-1 convolutions whose output has their
         // input's size read their rows in place from the digit planes
-        // (`mvm::Rows`); the others, and binary layers, unfold each
-        // stream's digits.
-        let shifted = self.packed.as_ref().filter(|w| matches!(w[0], PackedWeights::Bytes { .. })).and_then(|_| unfold.shift(p));
+        // (`mvm::Rows`); the others unfold each stream's digits.
+        let shifted = self.packed.as_ref().and_then(|_| unfold.shift(p));
         let len = shifted.map_or(plane, |(g, _)| x.len() / p.max(1) * g.pitch);
         let mut at = 0;
         if self.packed.is_some() {
@@ -814,9 +813,9 @@ mod tests {
     }
 
     /// Rows read in place from padded digit planes give the unfold's
-    /// partial sums and drive counts: kernels 3 × 3, 5 × 5, 1 × 1 and 2 × 2
-    /// with uneven padding, widths not a multiple of 8, row ranges that
-    /// start and end off the quads.
+    /// partial sums (bytes and bits kernels) and drive counts: kernels
+    /// 3 × 3, 5 × 5, 1 × 1 and 2 × 2 with uneven padding, widths not a
+    /// multiple of 8, row ranges that start and end off the quads and words.
     #[test]
     fn shifted_rows_equal_the_unfold() {
         use crate::layers::{im2col, taps};
@@ -839,10 +838,11 @@ mod tests {
             let want: Vec<_> = cols.chunks_exact(p).enumerate().map(|(r, row)| (r, row.iter().filter(|&&d| d != 0).count() as u64, row.iter().map(|&d| d as u64 * d as u64).sum())).collect();
             assert_eq!(counts, want, "{kernel:?} {pads:?}");
             let (ones, masks) = (vec![!0u32; p], g.masks(p));
-            for (k0, k1) in [(0, k), (1, k - 1), (k / 2, k)] {
+            // Bytes (4-bit digits), and bits (binary cells on the digits' low bits).
+            for ((k0, k1), binary) in [(0, k), (1, k - 1), (k / 2, k)].into_iter().flat_map(|r| [(r, false), (r, true)]) {
                 let rows = k1 - k0;
-                let wts: Vec<f32> = (0..5 * rows).map(|i| ((i * 31 % 15) as f32) - 7.0).collect();
-                let packed = PackedWeights::new(&wts, 5, rows, false, 15);
+                let wts: Vec<f32> = (0..5 * rows).map(|i| if binary { (i * 31 % 3) as f32 - 1.0 } else { (i * 31 % 15) as f32 - 7.0 }).collect();
+                let packed = PackedWeights::new(&wts, 5, rows, binary, 15);
                 let run = |src: &mvm::Rows| {
                     let mut x = mvm::PackedInputs::default();
                     packed.pack_inputs(src, k0, k1, &mut x);
@@ -851,7 +851,7 @@ mod tests {
                     ps
                 };
                 let shifted = run(&mvm::Rows { digits: &planes, p, masks: &masks, shift: Some(g) });
-                assert_eq!(shifted, run(&mvm::Rows::unfolded(&cols, p, &ones)), "{kernel:?} {pads:?} rows {k0}..{k1}");
+                assert_eq!(shifted, run(&mvm::Rows::unfolded(&cols, p, &ones)), "{kernel:?} {pads:?} rows {k0}..{k1} binary {binary}");
             }
         }
     }
