@@ -83,7 +83,7 @@ impl PackedWeights {
     /// callers' clones, cpu.rs, to vectorise there).
     #[inline(always)]
     pub fn pack_inputs(&self, rows: &Rows, k0: usize, k1: usize, out: &mut PackedInputs) {
-        let (p, rows_src) = (rows.p, rows);
+        let p = rows.p;
         // Rows past the subarray read as zeros (padding of the last quad or word).
         let zeros = vec![0u8; p];
         let row = |r: usize| if r < k1 { rows.row(r) } else { &zeros[..] };
@@ -118,11 +118,11 @@ impl PackedWeights {
                     let dst = &mut out.x[w * stride..w * stride + p];
                     for g in (0..4).take_while(|g| k0 + w * 32 + g * 8 < k1) {
                         let r = k0 + w * 32 + g * 8;
-                        let rows: [&[u8]; 8] = std::array::from_fn(|b| row(r + b));
-                        let (lo, hi) = (rows_src.mask(r), rows_src.mask(r + 4));
+                        let src: [&[u8]; 8] = std::array::from_fn(|b| row(r + b));
+                        let (lo, hi) = (rows.mask(r), rows.mask(r + 4));
                         let bits = |m: u32| ((m & 0x0101_0101).wrapping_mul(0x0102_0408) >> 24) & 0xf;
                         for (j, d) in dst.iter_mut().enumerate() {
-                            let byte = (0..8).fold(0u32, |acc, b| acc | ((rows[b][j] & 1) as u32) << b);
+                            let byte = (0..8).fold(0u32, |acc, b| acc | ((src[b][j] & 1) as u32) << b);
                             *d |= (byte & (bits(lo[j]) | bits(hi[j]) << 4)) << (8 * g);
                         }
                     }
