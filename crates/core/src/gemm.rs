@@ -29,8 +29,53 @@ use crate::cpu::{self, multiversion, Isa, Level};
 
 /// `c[m×n] = a[m×k] · b[k×n]`, all row-major and densely packed.
 pub fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    let level = cpu::level();
-    product_at(level, a, &Packed::of(b, k, n), c, n, m)
+    assert!(a.len() >= m * k);
+    product_at(cpu::level(), Rows::Dense { a, lda: k }, &Packed::of(b, k, n), c, n, m)
+}
+
+/// `gemm` for an a whose row i is never stored: it is the `lines × w`
+/// window at `src[offs[i]..]`, its lines `stride` apart, read line by line
+/// (k = lines · w, index y·w + x). A stride-1 convolution's unfold row is
+/// such a window of its padded input (`layers::Geometry::windows`): the
+/// weight gradient's product then reads the input in place, where the
+/// unfold (9 × the input, 590 KB an image in ResNet20's first stage) was
+/// written and read back. The same bits as `gemm` on the unfold.
+pub fn gemm_windows(src: &[f32], offs: &[usize], (lines, w, stride): (usize, usize, usize), b: &[f32], c: &mut [f32], n: usize) {
+    let (m, k) = (offs.len(), lines * w);
+    assert!(w <= stride || lines <= 1);
+    if let Some(&o) = offs.iter().max() {
+        // The last line of the furthest window lies inside `src`.
+        assert!(k == 0 || o + (lines - 1) * stride + w <= src.len(), "gemm_windows: a window past the source");
+    }
+    product_at(cpu::level(), Rows::Windows { src, offs, w, stride }, &Packed::of(b, k, n), c, n, m)
+}
+
+/// How the product reads a: dense rows `lda` apart, or windows of a source
+/// (`gemm_windows`).
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    Dense { a: &'a [f32], lda: usize },
+    Windows { src: &'a [f32], offs: &'a [usize], w: usize, stride: usize },
+}
+
+impl<'a> Rows<'a> {
+    /// Row i from its start (its `k` values in `lines(k)` lines).
+    #[inline(always)]
+    fn row(&self, i: usize) -> &'a [f32] {
+        match *self {
+            Rows::Dense { a, lda } => &a[i * lda..],
+            Rows::Windows { src, offs, .. } => &src[offs[i]..],
+        }
+    }
+
+    /// A row's `k` values as (line length, line stride): one line when dense.
+    #[inline(always)]
+    fn lines(&self, k: usize) -> (usize, usize) {
+        match *self {
+            Rows::Dense { .. } => (k.max(1), k.max(1)),
+            Rows::Windows { w, stride, .. } => (w.max(1), stride),
+        }
+    }
 }
 
 /// `gemm` for an operand b produced on demand, in groups of `group`
@@ -40,7 +85,7 @@ pub fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
 /// for ResNet20's first stage, more than L2), written, packed and read
 /// back, was a quarter of FP32 inference.
 pub fn gemm_rows(a: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, group: usize, mut fill: impl FnMut(usize, usize, &mut [f32])) {
-    assert!(group > 0 && c.len() >= m * n);
+    assert!(group > 0 && c.len() >= m * n && a.len() >= m * k);
     if m == 0 || n == 0 {
         return;
     }
@@ -53,7 +98,7 @@ pub fn gemm_rows(a: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, group: 
             fill(kk, j0, &mut line[..g]);
             packed.row(kk, &line[..g]);
         }
-        product_at(level, a, &packed, &mut c[j0..], n, m);
+        product_at(level, Rows::Dense { a, lda: k }, &packed, &mut c[j0..], n, m);
     }
 }
 
@@ -397,27 +442,28 @@ impl Packed {
 /// `c[m × n] = a[m × k] · b` for a b built row by row (`Packed::new`,
 /// `Packed::row`), into `c` with row stride `ldc`.
 pub(crate) fn gemm_packed(a: &[f32], b: &Packed, c: &mut [f32], ldc: usize, m: usize) {
-    product_at(cpu::level(), a, b, c, ldc, m)
+    assert!(a.len() >= m * b.k);
+    product_at(cpu::level(), Rows::Dense { a, lda: b.k }, b, c, ldc, m)
 }
 
 multiversion! {
     /// The product into `c` (row stride `ldc`) in `level`'s clone (cpu.rs):
     /// the same bits at every level.
-    fn product_at(a: &[f32], b: &Packed, c: &mut [f32], ldc: usize, m: usize) {
+    fn product_at(a: Rows, b: &Packed, c: &mut [f32], ldc: usize, m: usize) {
         _I => product::<6, PANEL>(a, b, c, ldc, m)
     }
 }
 
 #[inline(always)]
-fn product<const MR: usize, const NR: usize>(a: &[f32], b: &Packed, c: &mut [f32], ldc: usize, m: usize) {
+fn product<const MR: usize, const NR: usize>(a: Rows, b: &Packed, c: &mut [f32], ldc: usize, m: usize) {
     let (k, n) = (b.k, b.n);
     if m == 0 || n == 0 {
         return;
     }
-    assert!(NR == PANEL && a.len() >= m * k && ldc >= n && c.len() >= (m - 1) * ldc + n);
+    assert!(NR == PANEL && ldc >= n && c.len() >= (m - 1) * ldc + n);
     let full = n / NR;
     for p in 0..full {
-        rows_of_panel::<MR, NR>(a, k, &b.panels[p * k * NR..(p + 1) * k * NR], c, ldc, m, k, p * NR);
+        rows_of_panel::<MR, NR>(a, &b.panels[p * k * NR..(p + 1) * k * NR], c, ldc, m, k, p * NR);
     }
     // The columns past the full panels: narrower panels (16 columns: a
     // narrow layer's output channels), each copied on its own, then one by
@@ -426,14 +472,14 @@ fn product<const MR: usize, const NR: usize>(a: &[f32], b: &Packed, c: &mut [f32
     let mut j = 0;
     let mut panel = vec![0f32; if j + 8 <= ldt { k * 16 } else { 0 }];
     while j + 16 <= ldt {
-        column_panel::<MR, 16>(a, k, tail, ldt, c, ldc, m, k, j, &mut panel);
+        column_panel::<MR, 16>(a, tail, ldt, c, ldc, m, k, j, &mut panel);
         j += 16;
     }
     while j + 8 <= ldt {
-        column_panel::<MR, 8>(a, k, tail, ldt, c, ldc, m, k, j, &mut panel);
+        column_panel::<MR, 8>(a, tail, ldt, c, ldc, m, k, j, &mut panel);
         j += 8;
     }
-    scalar(a, k, tail, ldt, c, ldc, 0..m, j..ldt, k);
+    scalar(a, tail, ldt, c, ldc, 0..m, j..ldt, k);
 }
 
 /// Columns `j0 .. j0 + W` of the product, every row, with this panel of b
@@ -441,12 +487,12 @@ fn product<const MR: usize, const NR: usize>(a: &[f32], b: &Packed, c: &mut [f32
 /// apart).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn column_panel<const MR: usize, const W: usize>(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, j0: usize, panel: &mut [f32]) {
+fn column_panel<const MR: usize, const W: usize>(a: Rows, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, m: usize, k: usize, j0: usize, panel: &mut [f32]) {
     let panel = &mut panel[..k * W];
     for (kk, row) in panel.chunks_exact_mut(W).enumerate() {
         row.copy_from_slice(&b[kk * ldb + j0..kk * ldb + j0 + W]);
     }
-    rows_of_panel::<MR, W>(a, lda, panel, c, ldc, m, k, j0);
+    rows_of_panel::<MR, W>(a, panel, c, ldc, m, k, j0);
 }
 
 /// Columns `j0 .. j0 + W` of the product from the contiguous panel (`k × W`)
@@ -454,36 +500,42 @@ fn column_panel<const MR: usize, const W: usize>(a: &[f32], lda: usize, b: &[f32
 /// 6 + 6 + 4).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn rows_of_panel<const MR: usize, const W: usize>(a: &[f32], lda: usize, panel: &[f32], c: &mut [f32], ldc: usize, m: usize, k: usize, j0: usize) {
+fn rows_of_panel<const MR: usize, const W: usize>(a: Rows, panel: &[f32], c: &mut [f32], ldc: usize, m: usize, k: usize, j0: usize) {
     let mut i = 0;
     while i + MR <= m {
-        block::<MR, W>(a, lda, panel, c, ldc, i, j0, k);
+        block::<MR, W>(a, panel, c, ldc, i, j0, k);
         i += MR;
     }
     while i + 4 <= m {
-        block::<4, W>(a, lda, panel, c, ldc, i, j0, k);
+        block::<4, W>(a, panel, c, ldc, i, j0, k);
         i += 4;
     }
     while i + 2 <= m {
-        block::<2, W>(a, lda, panel, c, ldc, i, j0, k);
+        block::<2, W>(a, panel, c, ldc, i, j0, k);
         i += 2;
     }
     if i < m {
-        block::<1, W>(a, lda, panel, c, ldc, i, j0, k);
+        block::<1, W>(a, panel, c, ldc, i, j0, k);
     }
 }
 
+/// Rows `i0 .. i0 + MR` of the product's columns `j0 .. j0 + W`, a's rows
+/// read line by line (a dense row is one line).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn block<const MR: usize, const W: usize>(a: &[f32], lda: usize, panel: &[f32], c: &mut [f32], ldc: usize, i0: usize, j0: usize, k: usize) {
+fn block<const MR: usize, const W: usize>(a: Rows, panel: &[f32], c: &mut [f32], ldc: usize, i0: usize, j0: usize, k: usize) {
     let mut acc = [[0f32; W]; MR];
-    let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * lda..(i0 + r) * lda + k]);
-    for kk in 0..k {
-        let bv: &[f32; W] = panel[kk * W..kk * W + W].try_into().unwrap();
-        for r in 0..MR {
-            let av = rows[r][kk];
-            for j in 0..W {
-                acc[r][j] = av.mul_add(bv[j], acc[r][j]);
+    let (len, stride) = a.lines(k);
+    let starts: [&[f32]; MR] = std::array::from_fn(|r| a.row(i0 + r));
+    for (y, panel) in panel[..k * W].chunks(len * W).enumerate() {
+        let rows: [&[f32]; MR] = std::array::from_fn(|r| &starts[r][y * stride..y * stride + len]);
+        for (x, bv) in panel.chunks_exact(W).enumerate() {
+            let bv: &[f32; W] = bv.try_into().unwrap();
+            for r in 0..MR {
+                let av = rows[r][x];
+                for j in 0..W {
+                    acc[r][j] = av.mul_add(bv[j], acc[r][j]);
+                }
             }
         }
     }
@@ -494,12 +546,14 @@ fn block<const MR: usize, const W: usize>(a: &[f32], lda: usize, panel: &[f32], 
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn scalar(a: &[f32], lda: usize, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, k: usize) {
+fn scalar(a: Rows, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, k: usize) {
+    let (len, stride) = a.lines(k);
     for i in rows {
+        let row = a.row(i);
         for j in cols.clone() {
             let mut acc = 0f32;
             for kk in 0..k {
-                acc = a[i * lda + kk].mul_add(b[kk * ldb + j], acc);
+                acc = row[kk / len * stride + kk % len].mul_add(b[kk * ldb + j], acc);
             }
             c[i * ldc + j] = acc;
         }
@@ -605,7 +659,7 @@ mod tests {
 
     /// The product at `level`, b packed as `gemm` packs it.
     fn at(level: Level, a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-        product_at(level, a, &Packed::of(b, k, n), c, n, m)
+        product_at(level, Rows::Dense { a, lda: k }, &Packed::of(b, k, n), c, n, m)
     }
 
     #[test]
@@ -655,6 +709,31 @@ mod tests {
                 shifted_at(level, &a, &mut c, m, k, &src, &offs, &bases);
                 assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?}: {m}x{k}x{n}");
             }
+        }
+    }
+
+    #[test]
+    fn windows_equal_sequential_bit_for_bit() {
+        // a's rows as windows of one source (lines of w, `stride` apart, from
+        // overlapping offsets), against the product of the rows written out:
+        // one line and several, lines shorter than a vector, b with full
+        // panels, narrower ones and a scalar tail, rows in blocks of 6, 4,
+        // 2 and 1, at every level.
+        let src: Vec<f32> = (0..900).map(|i| ((i * 7927 % 1000) as f32 - 500.0) / 83.0).collect();
+        for &(m, (lines, w, stride), n) in &[(1, (1, 1, 1), 1), (13, (4, 8, 10), 16), (7, (3, 5, 7), 43), (16, (1, 30, 30), 32), (11, (6, 3, 3), 25)] {
+            let k = lines * w;
+            let offs: Vec<usize> = (0..m).map(|i| i * 37 % 150).collect();
+            let a: Vec<f32> = (0..m * k).map(|i| src[offs[i / k] + i % k / w * stride + i % w]).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0).collect();
+            let want = sequential(&a, &b, m, k, n);
+            for level in cpu::available() {
+                let mut c = vec![f32::NAN; m * n];
+                product_at(level, Rows::Windows { src: &src, offs: &offs, w, stride }, &Packed::of(&b, k, n), &mut c, n, m);
+                assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "{level:?}: {m}x{k}x{n}");
+            }
+            let mut c = vec![f32::NAN; m * n];
+            gemm_windows(&src, &offs, (lines, w, stride), &b, &mut c, n);
+            assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "gemm_windows: {m}x{k}x{n}");
         }
     }
 

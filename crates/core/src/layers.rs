@@ -4,7 +4,7 @@
 
 use crate::buffers::Buf;
 use crate::cpu::{self, multiversion};
-use crate::gemm::{gemm, gemm_rows, gemm_shifted};
+use crate::gemm::{gemm, gemm_rows, gemm_shifted, gemm_windows};
 use crate::graph::{Activation, Arith, BatchNorm, Binary, Conv, Linear, Pool, Shape, Slice};
 use crate::pmath;
 
@@ -237,19 +237,60 @@ impl Geometry {
         });
         Geometry { taps: taps(conv, xs, os).collect(), shifted }
     }
+
+    /// Where a stride-1 convolution's unfold rows lie in its padded input
+    /// (`pad_planes` to `(hp, wp)`): row kk is the `h × w` window at
+    /// `offs[kk]`, its lines `wp` apart (`gemm_windows`). `None`: the
+    /// unfold must be made.
+    pub fn windows(&self) -> Option<Windows<'_>> {
+        self.shifted.as_ref().map(|s| Windows { hp: s.hp, wp: s.wp, offs: &s.offs })
+    }
+}
+
+/// A convolution's unfold rows as windows of its padded input (`Geometry::windows`).
+pub struct Windows<'a> {
+    pub hp: usize,
+    pub wp: usize,
+    pub offs: &'a [usize],
+}
+
+/// A convolution's unfold (`k × p`, row kk for (c, ky, kx)) as a product
+/// reads it: made by `im2col`, or windows of the padded input
+/// (`place_planes` to the `Windows` extent), never made.
+#[derive(Clone, Copy)]
+pub enum Unfolded<'a> {
+    Made { cols: &'a [f32], p: usize },
+    Windows { padded: &'a [f32], offs: &'a [usize], output: Shape, wp: usize },
+}
+
+impl Unfolded<'_> {
+    /// `c[rows × n] = unfold[rows] · b[p × n]`, the same bits either way.
+    pub fn product(&self, rows: std::ops::Range<usize>, b: &[f32], c: &mut [f32], n: usize) {
+        match *self {
+            Unfolded::Made { cols, p } => gemm(&cols[rows.start * p..rows.end * p], b, c, rows.len(), p, n),
+            Unfolded::Windows { padded, offs, output, wp } => gemm_windows(padded, &offs[rows], (output.h, output.w, wp), b, c, n),
+        }
+    }
 }
 
 /// Every `h × w` plane of `x` placed at row `top`, column `left` of an
 /// `hp × wp` plane of zeros (it must fit): what the shifted products read.
 pub fn pad_planes(x: &[f32], (h, w): (usize, usize), (hp, wp): (usize, usize), (top, left): (usize, usize)) -> Buf {
-    assert!(top + h <= hp && left + w <= wp, "a {h} × {w} plane at ({top}, {left}) exceeds {hp} × {wp}");
     let mut padded = Buf::zeroed(x.len() / (h * w).max(1) * hp * wp);
+    place_planes(x, (h, w), (hp, wp), (top, left), &mut padded);
+    padded
+}
+
+/// Writes `pad_planes`'s planes of `x` into `padded`, whose margins must be
+/// zero already: a buffer reused for images of one layer keeps them so.
+pub fn place_planes(x: &[f32], (h, w): (usize, usize), (hp, wp): (usize, usize), (top, left): (usize, usize), padded: &mut [f32]) {
+    assert!(top + h <= hp && left + w <= wp, "a {h} × {w} plane at ({top}, {left}) exceeds {hp} × {wp}");
+    assert_eq!(padded.len(), x.len() / (h * w).max(1) * hp * wp);
     for (plane, src) in padded.chunks_exact_mut(hp * wp).zip(x.chunks_exact(h * w)) {
         for (y, line) in src.chunks_exact(w).enumerate() {
             plane[(top + y) * wp + left..][..w].copy_from_slice(line);
         }
     }
-    padded
 }
 
 /// The corner, in a padded plane `wp` wide, of each group of 8 pixels of

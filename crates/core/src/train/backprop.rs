@@ -438,6 +438,32 @@ fn split<'a>(mut v: &'a mut [f32], lens: &[usize]) -> Vec<&'a mut [f32]> {
         .collect()
 }
 
+/// Scratch for `unfold_image` of `copies` inputs: (the made unfolds, the
+/// padded inputs, zeroed: their margins stay zero from image to image).
+fn unfold_scratch(c: &Conv, windows: Option<&layers::Windows>, k: usize, p: usize, copies: usize) -> (Buf, Buf) {
+    match windows {
+        Some(w) => (Buf::for_overwrite(0), Buf::zeroed(copies * c.in_channels * w.hp * w.wp)),
+        None => (Buf::for_overwrite(copies * k * p), Buf::zeroed(0)),
+    }
+}
+
+/// The unfold of one image's input `x` for a weight gradient: windows of
+/// `padded` (`unfold_scratch`) where the layer has them, else made in
+/// `cols` from `taps`.
+#[allow(clippy::too_many_arguments)]
+fn unfold_image<'a>(c: &Conv, taps: &[layers::Tap], windows: Option<&layers::Windows<'a>>, x: &[f32], xs: Shape, os: Shape, cols: &'a mut [f32], padded: &'a mut [f32]) -> layers::Unfolded<'a> {
+    match windows {
+        Some(w) => {
+            layers::place_planes(x, (xs.h, xs.w), (w.hp, w.wp), (c.pads[0], c.pads[1]), padded);
+            layers::Unfolded::Windows { padded, offs: w.offs, output: os, wp: w.wp }
+        }
+        None => {
+            layers::im2col(c, taps, x, xs, os, cols);
+            layers::Unfolded::Made { cols, p: os.h * os.w }
+        }
+    }
+}
+
 /// Conv backward: returns (dx, [dW, db?]). The weight gradient is summed
 /// transposed, `dWᵀ = cols · dYᵀ` (`k × o`), on the unfold of the forward
 /// pass: its long dimension is then the product's row count, where the
@@ -457,11 +483,14 @@ fn conv_backward(c: &Conv, geometry: &layers::Geometry, x: &[f32], dy: &[f32], n
         transpose(&c.weight, o, k, &mut wt);
     }
     let dcols = if fast.is_some() { 0 } else { k * p };
-    let scratch = || (Buf::for_overwrite(k * p), Buf::for_overwrite(dcols), Buf::for_overwrite(p * o), Buf::for_overwrite(k * o));
-    let (dx, mut g) = chunked_backward(x, dy, n, (xs.len(), os.len()), &[k * o, nb], scratch, |acc, (cols, dcols, dyt, tmp), dxi, dyi, xi, _| {
-        layers::im2col(c, &geometry.taps, xi, xs, os, cols);
+    let windows = geometry.windows();
+    let scratch = || {
+        let (cols, padded) = unfold_scratch(c, windows.as_ref(), k, p, 1);
+        (cols, padded, Buf::for_overwrite(dcols), Buf::for_overwrite(p * o), Buf::for_overwrite(k * o))
+    };
+    let (dx, mut g) = chunked_backward(x, dy, n, (xs.len(), os.len()), &[k * o, nb], scratch, |acc, (cols, padded, dcols, dyt, tmp), dxi, dyi, xi, _| {
         transpose(dyi, o, p, dyt);
-        gemm(cols, dyt, tmp, k, p, o);
+        unfold_image(c, &geometry.taps, windows.as_ref(), xi, xs, os, cols, padded).product(0..k, dyt, tmp, o);
         accumulate(cpu::level(), tmp, acc[0]);
         for (ch, row) in dyi.chunks_exact(p).enumerate().take(nb) {
             acc[1][ch] += row.iter().sum::<f32>();
@@ -521,7 +550,7 @@ pub type QatGrads = Vec<Option<qat::XbarGrads>>;
 
 /// Backward of a crossbar conv under PS-QAT (see qat.rs): (dx, [dW, db?], learned-state gradients).
 #[allow(clippy::too_many_arguments)]
-fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Buf, Vec<Vec<f32>>, qat::XbarGrads) {
+fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, windows: Option<&layers::Windows>, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Buf, Vec<Vec<f32>>, qat::XbarGrads) {
     let layer = &t.layer;
     let (p, k, o) = (os.h * os.w, layer.k, layer.out);
     let cols = layer.columns.len();
@@ -533,11 +562,15 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     let wt = qat::transposed_cells(layer);
     let m = &layer.config.mapping;
     let (slices, streams) = (m.slices(), m.streams());
-    // Every scratch is written whole before it is read (levels, im2col, the cleared dlevels, the replay).
+    // Every scratch is written whole before it is read (levels, the
+    // unfolds, col2im's, the cleared dlevels, the replay), but for the
+    // padded inputs' margins, zero throughout.
     let scratch = || {
+        let (cols, padded) = unfold_scratch(c, windows, k, p, streams);
         (
             Buf::for_overwrite(xs.len()),
-            Buf::for_overwrite(streams * k * p),
+            (cols, padded),
+            Buf::for_overwrite(k * p),
             Buf::for_overwrite(xs.len()),
             replay.map(Buf::for_overwrite),
             Scratch::reused(),
@@ -546,7 +579,7 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
     };
     let taps = &t.taps[..];
     let unfold = Unfold::Conv { conv: c, input: xs, output: os, taps };
-    let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), &grads, scratch, |acc, (levels, cols, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
+    let (dx, mut total) = chunked_backward(x, dy, n, (xs.len(), os.len()), &grads, scratch, |acc, (levels, (cols, padded), dcols, dlevels, [ps_buf, c_buf, y_buf], sc, g), dxi, dyi, xi, i| {
         let (psi, ci): (&[f32], &[f32]) = match &t.recorded {
             Some((ps, cs)) => (&ps[i * per..(i + 1) * per], &cs[i * per..(i + 1) * per]),
             None => {
@@ -555,21 +588,28 @@ fn crossbar_backward(ql: &QatLayer, t: &XbarTape, q: &Qat, c: &Conv, x: &[f32], 
             }
         };
         qat::input_levels(&layer.input, xi, levels);
-        if streams == 1 {
-            layers::im2col(c, taps, levels, xs, os, cols);
-        } else {
-            // Each stream's digits unfolded (`dlevels`, cleared below, holds them meanwhile).
-            for (j, plane) in cols.chunks_exact_mut(k * p).enumerate() {
-                dlevels.iter_mut().zip(levels.iter()).for_each(|(d, &l)| *d = crate::crossbar::digit(l, j, m.input_stream_bits));
-                layers::im2col(c, taps, dlevels, xs, os, plane);
-            }
-        }
-        qat::backward_image(ql, layer, cols, psi, ci, dyi, p, g);
+        // Each stream's digits unfolded (`dlevels`, cleared below, holds them meanwhile).
+        let (mut cols, mut padded) = (&mut cols[..], &mut padded[..]);
+        let (cols_len, padded_len) = (cols.len() / streams, padded.len() / streams);
+        let units: Vec<layers::Unfolded> = (0..streams)
+            .map(|j| {
+                let (made, rest) = std::mem::take(&mut cols).split_at_mut(cols_len);
+                cols = rest;
+                let (plane, rest) = std::mem::take(&mut padded).split_at_mut(padded_len);
+                padded = rest;
+                let digits: &[f32] = if streams == 1 {
+                    levels
+                } else {
+                    dlevels.iter_mut().zip(levels.iter()).for_each(|(d, &l)| *d = crate::crossbar::digit(l, j, m.input_stream_bits));
+                    dlevels
+                };
+                unfold_image(c, taps, windows, digits, xs, os, made, plane)
+            })
+            .collect();
+        qat::backward_image(ql, layer, &units, psi, ci, dyi, p, g);
         dlevels.fill(0.0);
-        // The unfold's own buffer serves as col2im's scratch: the levels'
-        // unfold has been read (the weight gradient) by now.
         for (i, wt) in wt.iter().enumerate() {
-            input_grad(c, wt, g.input_source(i, slices), &layer.ranges, xs, os, dlevels, &mut cols[..k * p]);
+            input_grad(c, wt, g.input_source(i, slices), &layer.ranges, xs, os, dlevels, dcols);
         }
         // Straight through the input quantiser inside its range; the clip's
         // gradient with q = step·level (qat.rs).
@@ -622,7 +662,7 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
             Op::Conv(_) | Op::Linear(_) if crossbar.is_some() => {
                 let ((ql, q), t) = crossbar.unwrap();
                 let (c, xs) = crossbar_view(&node.op, xs);
-                let (dx, g, dp) = crossbar_backward(ql, t, q, &c, x, &dy, n, xs, os);
+                let (dx, g, dp) = crossbar_backward(ql, t, q, &c, net.geometry[i].windows().as_ref(), x, &dy, n, xs, os);
                 params[i] = g;
                 qgrads[i] = Some(dp);
                 if xin != 0 {

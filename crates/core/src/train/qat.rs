@@ -47,8 +47,9 @@ use crate::converter::{Column, Converter};
 use crate::cpu::{self, multiversion};
 use crate::crossbar::CrossbarLayer;
 use crate::error::Result;
-use crate::gemm::{gemm, transpose};
+use crate::gemm::transpose;
 use crate::graph::{Node, Op};
+use crate::layers::Unfolded;
 use crate::pmath;
 use crate::quant::InputQuant;
 
@@ -252,8 +253,8 @@ const L: usize = 8;
 
 /// Backward of one image through `layer` (programmed from `qat.config`) as
 /// far as the input gradient's sources (`ImageGrads::input_source`) and the
-/// weight gradient, given the unfolded input levels `cols` (`k × p`; with J
-/// input streams, the unfold of each stream's digits, `J × k × p`), the
+/// weight gradient, given the unfold of the input levels `cols` (one; with J
+/// input streams, the unfold of each stream's digits, J), the
 /// recorded partial sums and converter outputs (`columns × p`) and `dy`
 /// (`out × p`). Sums over pixels run in eight lanes (lane l
 /// takes pixels ≡ l mod 8, lanes added in order), so they vectorise and
@@ -261,20 +262,20 @@ const L: usize = 8;
 /// per-pixel loops are a fifth of a PS-QAT step, and the baseline build
 /// vectorises them four floats wide at best.
 #[allow(clippy::too_many_arguments)]
-pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
+pub fn backward_image(qat: &QatLayer, layer: &CrossbarLayer, cols: &[Unfolded], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
     backward_image_at(cpu::level(), qat, layer, cols, ps, c, dy, p, g)
 }
 
 multiversion! {
-    fn backward_image_at(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
+    fn backward_image_at(qat: &QatLayer, layer: &CrossbarLayer, cols: &[Unfolded], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
         _I => backward_image_in(qat, layer, cols, ps, c, dy, p, g)
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
-    let (out, k) = (layer.out, layer.k);
+fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, cols: &[Unfolded], ps: &[f32], c: &[f32], dy: &[f32], p: usize, g: &mut ImageGrads) {
+    let out = layer.out;
     let m = &layer.config.mapping;
     let (slices, streams) = (m.slices(), m.streams());
     let subarrays = layer.ranges.len();
@@ -343,11 +344,10 @@ fn backward_image_in(qat: &QatLayer, layer: &CrossbarLayer, cols: &[f32], ps: &[
                 &g.by_stream
             };
             transpose(gsj, out, p, &mut g.dps_t);
-            let e = &cols[j * k * p + k0 * p..j * k * p + k1 * p];
             if j == 0 {
-                gemm(e, &g.dps_t, &mut g.dw[k0 * out..k1 * out], ks, p, out);
+                cols[j].product(k0..k1, &g.dps_t, &mut g.dw[k0 * out..k1 * out], out);
             } else {
-                gemm(e, &g.dps_t, &mut g.dw_stream[..ks * out], ks, p, out);
+                cols[j].product(k0..k1, &g.dps_t, &mut g.dw_stream[..ks * out], out);
                 combine(&mut g.dw[k0 * out..k1 * out], &g.dw_stream[..ks * out], 1.0, false);
             }
         }
