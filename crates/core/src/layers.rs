@@ -351,7 +351,7 @@ fn batch_norm_then(bn: &BatchNorm, x: &[f32], out: &mut [f32], p: usize, then: i
 
 /// ReLU of one value: `v > 0 ? v : 0`.
 #[inline(always)]
-fn relu_of(v: f32) -> f32 {
+pub(crate) fn relu_of(v: f32) -> f32 {
     if v > 0.0 {
         v
     } else {

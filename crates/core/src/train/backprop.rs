@@ -99,6 +99,16 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
     let mut bn = Vec::with_capacity(net.nodes.len());
     let mut xbar = Vec::with_capacity(net.nodes.len());
     for i in 0..net.nodes.len() {
+        if train && i > 0 && relu_fused(net, i - 1) {
+            // The BatchNorm before applied this ReLU: its value (read by
+            // nothing else) moves here.
+            let v = std::mem::take(&mut values[i]);
+            values.push(v);
+            bn.push(None);
+            xbar.push(None);
+            continue;
+        }
+        let relu = train && relu_fused(net, i);
         let (xs, os) = (net.shapes[net.nodes[i].inputs[0]], net.shapes[i + 1]);
         let ys = net.nodes[i].inputs.get(1).map(|&v| net.shapes[v]);
         // Outputs these ops write whole skip the clearing pass.
@@ -148,7 +158,7 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
                 Op::Conv(c) => per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::conv(c, geometry, x, xs, o, os, false)),
                 Op::BatchNorm(b) => {
                     if train {
-                        cache = Some(batch_norm_train(b, input, &mut out, n, xs));
+                        cache = Some(batch_norm_train(b, input, &mut out, n, xs, relu));
                     } else {
                         per_image(&mut out, os.len()).zip(input.par_chunks_exact(xs.len())).for_each(|(o, x)| layers::batch_norm(b, x, o, xs.h * xs.w));
                     }
@@ -203,10 +213,27 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
     Ok(Tape { n, values, bn, xbar })
 }
 
-/// Train-mode BatchNorm over the batch; returns (x̂, 1/std) for backward.
+/// Whether training applies node i + 1, a ReLU, in the pass of node i, a
+/// BatchNorm (`Network::relu_after`): the forward writes relu(BatchNorm)
+/// at once, and the backward takes the ReLU's mask from x̂ (x̂·scale + bias
+/// > 0, the value the forward's ReLU saw) in the BatchNorm's own passes,
+/// where each was a pass over the activations of its own.
+fn relu_fused(net: &Network, i: usize) -> bool {
+    net.relu_after[i] && matches!(net.nodes[i].op, Op::BatchNorm(_))
+}
+
+/// BatchNorm's affine step, x̂·scale + bias: the forward's output and the
+/// fused ReLU's mask in the backward compute it the same way.
+#[inline(always)]
+fn affine(xh: f32, scale: f32, bias: f32) -> f32 {
+    xh * scale + bias
+}
+
+/// Train-mode BatchNorm over the batch, and the ReLU after it if `relu`;
+/// returns (x̂, 1/std) for backward.
 // `ch` indexes the statistics of several per-channel arrays.
 #[allow(clippy::needless_range_loop)]
-fn batch_norm_train(b: &mut crate::graph::BatchNorm, x: &[f32], out: &mut [f32], n: usize, s: Shape) -> (Buf, Vec<f32>) {
+fn batch_norm_train(b: &mut crate::graph::BatchNorm, x: &[f32], out: &mut [f32], n: usize, s: Shape, relu: bool) -> (Buf, Vec<f32>) {
     let (c, p) = (s.c, s.h * s.w);
     let m = (n * p) as f64;
     let level = cpu::level();
@@ -215,7 +242,13 @@ fn batch_norm_train(b: &mut crate::graph::BatchNorm, x: &[f32], out: &mut [f32],
     let mean: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
     let mut xhat = Buf::for_overwrite(x.len());
     let (scale, bias) = (&b.scale[..], &b.bias[..]);
-    xhat.par_chunks_exact_mut(c * p).zip(out.par_chunks_exact_mut(c * p)).zip(x.par_chunks_exact(c * p)).for_each(|((xh, o), x)| normalize(level, x, &mean, &inv_std, scale, bias, p, xh, o));
+    xhat.par_chunks_exact_mut(c * p).zip(out.par_chunks_exact_mut(c * p)).zip(x.par_chunks_exact(c * p)).for_each(|((xh, o), x)| {
+        if relu {
+            normalize::<true>(level, x, &mean, &inv_std, scale, bias, p, xh, o)
+        } else {
+            normalize::<false>(level, x, &mean, &inv_std, scale, bias, p, xh, o)
+        }
+    });
     for ch in 0..c {
         let unbiased = if m > 1.0 { stats[ch].1 * m / (m - 1.0) } else { stats[ch].1 };
         b.mean[ch] = (1.0 - BN_MOMENTUM) * b.mean[ch] + BN_MOMENTUM * stats[ch].0 as f32;
@@ -248,15 +281,16 @@ multiversion! {
 }
 
 multiversion! {
-    /// One image: x̂ = (x − mean)·(1/std), out = x̂·scale + bias.
-    fn normalize(x: &[f32], mean: &[f32], inv_std: &[f32], scale: &[f32], bias: &[f32], p: usize, xh: &mut [f32], o: &mut [f32]) {
+    /// One image: x̂ = (x − mean)·(1/std), out = x̂·scale + bias (its ReLU if `RELU`).
+    fn normalize<const RELU: bool>(x: &[f32], mean: &[f32], inv_std: &[f32], scale: &[f32], bias: &[f32], p: usize, xh: &mut [f32], o: &mut [f32]) {
         _I => {
             for ch in 0..mean.len() {
                 let (mean, is, g, b) = (mean[ch], inv_std[ch], scale[ch], bias[ch]);
                 let r = ch * p..(ch + 1) * p;
                 for ((xh, o), &x) in xh[r.clone()].iter_mut().zip(&mut o[r.clone()]).zip(&x[r]) {
                     *xh = (x - mean) * is;
-                    *o = *xh * g + b;
+                    let v = affine(*xh, g, b);
+                    *o = if RELU { layers::relu_of(v) } else { v };
                 }
             }
         }
@@ -264,14 +298,16 @@ multiversion! {
 }
 
 multiversion! {
-    /// Σ dy and Σ dy·x̂ of channel `ch` over the batch's `n` images.
-    fn channel_grad_sums(dy: &[f32], xhat: &[f32], n: usize, c: usize, p: usize, ch: usize) -> (f32, f32) {
+    /// Σ dy and Σ dy·x̂ of channel `ch` over the batch's `n` images, dy
+    /// through the fused ReLU if `RELU` (`relu_fused`; `scale`, `bias`: the
+    /// channel's).
+    fn channel_grad_sums<const RELU: bool>(dy: &[f32], xhat: &[f32], n: usize, c: usize, p: usize, ch: usize, scale: f32, bias: f32) -> (f32, f32) {
         _I => {
             let (mut sb, mut sg) = (0f64, 0f64);
             for img in 0..n {
                 let r = (img * c + ch) * p..(img * c + ch + 1) * p;
-                sb += lane_sum(&dy[r.clone()], |g| g);
-                sg += lane_sum_pairs(&dy[r.clone()], &xhat[r], |g, xh| (g * xh) as f64);
+                sb += lane_sum_pairs(&dy[r.clone()], &xhat[r.clone()], |g, xh| relu_grad_of::<RELU>(g, xh, scale, bias) as f64);
+                sg += lane_sum_pairs(&dy[r.clone()], &xhat[r], |g, xh| (relu_grad_of::<RELU>(g, xh, scale, bias) * xh) as f64);
             }
             (sb as f32, sg as f32)
         }
@@ -279,16 +315,29 @@ multiversion! {
 }
 
 multiversion! {
-    /// One image's BatchNorm input gradient, dx = k·(m·dy − Σdy − x̂·Σdy·x̂) per channel.
-    fn batch_norm_input_grad(dy: &[f32], xhat: &[f32], sums: &[(f32, f32)], k: &[f32], m: f32, p: usize, dx: &mut [f32]) {
+    /// One image's BatchNorm input gradient, dx = k·(m·dy − Σdy − x̂·Σdy·x̂)
+    /// per channel, dy through the fused ReLU if `RELU`.
+    fn batch_norm_input_grad<const RELU: bool>(dy: &[f32], xhat: &[f32], sums: &[(f32, f32)], k: &[f32], m: f32, p: usize, scale: &[f32], bias: &[f32], dx: &mut [f32]) {
         _I => {
             for (ch, &(db, dg)) in sums.iter().enumerate() {
-                let (k, r) = (k[ch], ch * p..(ch + 1) * p);
+                let (k, r, sc, bi) = (k[ch], ch * p..(ch + 1) * p, scale[ch], bias[ch]);
                 for ((d, &g), &xh) in dx[r.clone()].iter_mut().zip(&dy[r.clone()]).zip(&xhat[r]) {
-                    *d = k * (m * g - db - xh * dg);
+                    *d = k * (m * relu_grad_of::<RELU>(g, xh, sc, bi) - db - xh * dg);
                 }
             }
         }
+    }
+}
+
+/// dy through the ReLU fused after a BatchNorm (if `RELU`): dy where the
+/// ReLU's input x̂·scale + bias was positive, else 0 — `relu_grad`'s value
+/// (y > 0 exactly where that input is).
+#[inline(always)]
+fn relu_grad_of<const RELU: bool>(g: f32, xh: f32, scale: f32, bias: f32) -> f32 {
+    if !RELU || affine(xh, scale, bias) > 0.0 {
+        g
+    } else {
+        0.0
     }
 }
 
@@ -686,13 +735,22 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                 let (c, p) = (xs.c, xs.h * xs.w);
                 let m = (n * p) as f32;
                 let level = cpu::level();
-                let sums: Vec<(f32, f32)> = (0..c).into_par_iter().map(|ch| channel_grad_sums(level, &dy, xhat, n, c, p, ch)).collect();
+                // dy is the ReLU's output gradient if the ReLU is fused.
+                let relu = relu_fused(net, i);
+                let (sc, bi) = (&b.scale[..], &b.bias[..]);
+                let sums: Vec<(f32, f32)> = (0..c)
+                    .into_par_iter()
+                    .map(|ch| if relu { channel_grad_sums::<true>(level, &dy, xhat, n, c, p, ch, sc[ch], bi[ch]) } else { channel_grad_sums::<false>(level, &dy, xhat, n, c, p, ch, sc[ch], bi[ch]) })
+                    .collect();
                 let k: Vec<f32> = (0..c).map(|ch| b.scale[ch] * inv_std[ch] / m).collect();
                 let mut dx = Buf::for_overwrite(dy.len());
-                dx.par_chunks_exact_mut(c * p)
-                    .zip(dy.par_chunks_exact(c * p))
-                    .zip(xhat.par_chunks_exact(c * p))
-                    .for_each(|((dxi, dyi), xh)| batch_norm_input_grad(level, dyi, xh, &sums, &k, m, p, dxi));
+                dx.par_chunks_exact_mut(c * p).zip(dy.par_chunks_exact(c * p)).zip(xhat.par_chunks_exact(c * p)).for_each(|((dxi, dyi), xh)| {
+                    if relu {
+                        batch_norm_input_grad::<true>(level, dyi, xh, &sums, &k, m, p, sc, bi, dxi)
+                    } else {
+                        batch_norm_input_grad::<false>(level, dyi, xh, &sums, &k, m, p, sc, bi, dxi)
+                    }
+                });
                 params[i] = vec![sums.iter().map(|s| s.1).collect(), sums.iter().map(|s| s.0).collect()];
                 add_grad(&mut grads, xin, dx);
             }
@@ -705,6 +763,8 @@ pub fn backward(net: &Network, tape: &Tape, d_out: Vec<f32>, qat: Option<&Qat>) 
                     .for_each(|((d, g), xv)| d.iter_mut().zip(g.iter().zip(xv)).for_each(|(d, (&g, &v))| *d = if v > lo && v < hi { g } else { 0.0 }));
                 add_grad(&mut grads, xin, dx);
             }
+            // The BatchNorm before takes the ReLU's gradient in its own passes.
+            Op::Relu if i > 0 && relu_fused(net, i - 1) => add_grad(&mut grads, xin, dy),
             Op::Relu => {
                 let y = &tape.values[i + 1];
                 let mut dx = Buf::for_overwrite(dy.len());
