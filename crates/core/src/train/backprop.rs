@@ -215,9 +215,10 @@ pub fn forward(net: &mut Network, x: impl Into<Buf>, n: usize, train: bool, qat:
 
 /// Whether training applies node i + 1, a ReLU, in the pass of node i, a
 /// BatchNorm (`Network::relu_after`): the forward writes relu(BatchNorm)
-/// at once, and the backward takes the ReLU's mask from x̂ (x̂·scale + bias
-/// > 0, the value the forward's ReLU saw) in the BatchNorm's own passes,
-/// where each was a pass over the activations of its own.
+/// at once, and the backward takes the ReLU's mask from x̂ (where
+/// x̂·scale + bias, the value the forward's ReLU saw, is positive) in the
+/// BatchNorm's own passes, where each was a pass over the activations of
+/// its own.
 fn relu_fused(net: &Network, i: usize) -> bool {
     net.relu_after[i] && matches!(net.nodes[i].op, Op::BatchNorm(_))
 }
