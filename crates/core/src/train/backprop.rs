@@ -515,9 +515,10 @@ fn unfold_image<'a>(c: &Conv, taps: &[layers::Tap], windows: Option<&layers::Win
 }
 
 /// Conv backward: returns (dx, [dW, db?]). The weight gradient is summed
-/// transposed, `dWᵀ = cols · dYᵀ` (`k × o`), on the unfold of the forward
-/// pass: its long dimension is then the product's row count, where the
-/// kernel is fastest, and no transposed unfold is needed.
+/// transposed, `dWᵀ = cols · dYᵀ` (`k × o`), on the unfold of the input
+/// (`unfold_image`: read in place where it can be): its long dimension is
+/// then the product's row count, where the kernel is fastest, and no
+/// transposed unfold is needed.
 fn conv_backward(c: &Conv, geometry: &layers::Geometry, x: &[f32], dy: &[f32], n: usize, xs: Shape, os: Shape) -> (Buf, Vec<Vec<f32>>) {
     let k = layers::conv_rows(c);
     let p = os.h * os.w;
@@ -526,7 +527,8 @@ fn conv_backward(c: &Conv, geometry: &layers::Geometry, x: &[f32], dy: &[f32], n
     let fast = winograd::fits(c, xs).then(|| winograd::kernels(&c.weight, o, c.in_channels, winograd::Pass::InputGrad));
     // The direct input gradient's transposed weights and scratch (`dcols`),
     // only without Winograd's. Every scratch is written whole before it is
-    // read (im2col, transpose, products).
+    // read (the unfold, transpose, products), but for the padded input's
+    // margins, zero throughout.
     let mut wt = Vec::new();
     if fast.is_none() {
         wt = vec![0f32; k * o];
