@@ -92,6 +92,13 @@ impl Thresholds {
     /// Most entries a column's table may have.
     const MAX: usize = 4096;
 
+    /// Largest table looked up with register permutes at the AVX-512 level
+    /// (eight two-register permutes and seven blends per 16 lookups). On
+    /// Zen 4 a gather took 0.75–0.8 ns per lookup at every size; permutes
+    /// 0.12 (32 entries), 0.19 (128) and 0.30 ns (256), but 0.53–0.69 ns at
+    /// 512, where the table no longer fits the registers.
+    const PERMUTED: usize = 256;
+
     /// The table for `x = ps·scale + shift` over integer `ps`, or `None` when
     /// the unclamped range spans more than `MAX` integers.
     // `!(a < b)` on floats is deliberate: a NaN bound gives no table.
@@ -114,10 +121,11 @@ impl Thresholds {
             return None;
         }
         let mut table: Vec<f32> = (lo..=hi).map(|v| device.threshold(curve, x(v))).collect();
-        // Padded with the clamped end value to the 16 entries `lookup`
-        // permutes: indices past the true end read the value they would be
-        // clamped to.
-        table.resize(table.len().max(16), table[table.len() - 1]);
+        // Padded with the clamped end value to the power of two (16 at
+        // least) that `lookup_in` permutes: indices past the true end read
+        // the value they would be clamped to.
+        let len = if table.len() <= Self::PERMUTED { table.len().next_power_of_two().max(16) } else { table.len() };
+        table.resize(len, table[table.len() - 1]);
         Some(Thresholds { lo, table })
     }
 
@@ -131,14 +139,16 @@ impl Thresholds {
     /// multiple of 8 long). Tables of 16 entries (padded up to 16 by `new`;
     /// typical of 1-bit slices and streams) are looked up with a register
     /// permute: eight lookups in one port-5 instruction, where a gather
-    /// takes several cycles per element. Measured choices: the permute
-    /// writes into `out` resized (not cleared and refilled, which added a
-    /// memset per row); the gather extends it from arrays (an explicit loop
-    /// made that path 5 % slower).
+    /// takes several cycles per element. At the AVX-512 level, tables of
+    /// 32 to `PERMUTED` entries (4-bit slices and streams: 36–325 entries
+    /// on ResNet20) too, 32 entries per permute (`permute_blocks`); larger
+    /// tables, and the AVX2 level beyond 16, gather. Measured choices: the
+    /// permutes write into `out` resized (not cleared and refilled, which
+    /// added a memset per row); the gather extends it from arrays (an
+    /// explicit loop made that path 5 % slower).
     ///
-    /// The permute needs the AVX-512 level (two permutes and a blend at
-    /// AVX2): `I` is the level of the kernel this inlines into, only in the
-    /// bodies that `cpu::multiversion!` runs.
+    /// `I` is the level of the kernel this inlines into, only in the bodies
+    /// that `cpu::multiversion!` runs.
     #[inline(always)]
     pub(crate) fn lookup_in<I: Isa>(&self, ps: &[f32], out: &mut Vec<f32>) {
         #[cfg(target_arch = "x86_64")]
@@ -155,8 +165,63 @@ impl Thresholds {
             };
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if I::LEVEL == Level::Avx512 && self.table.len() <= Self::PERMUTED {
+            out.resize(ps.len(), 0.0);
+            // SAFETY: an AVX-512 clone, so a CPU with AVX-512F; `new` padded
+            // the table to a power of two from 32 to `PERMUTED` entries.
+            unsafe {
+                match self.table.len() {
+                    32 => self.permute_blocks::<1>(ps, out),
+                    64 => self.permute_blocks::<2>(ps, out),
+                    128 => self.permute_blocks::<4>(ps, out),
+                    _ => self.permute_blocks::<8>(ps, out),
+                }
+            }
+            return;
+        }
         out.clear();
         out.extend(ps.chunks_exact(8).flat_map(|v| self.get_lanes::<8>(v.try_into().unwrap())));
+    }
+
+    /// `lookup_in` for a table of `32·B` entries, 16 values at a time: the
+    /// index's low five bits pick an entry of each block of 32 (one
+    /// two-register permute per block), its higher bits the block (a tree
+    /// of blends).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn permute_blocks<const B: usize>(&self, ps: &[f32], out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        debug_assert!(self.table.len() == 32 * B && out.len() == ps.len());
+        // The loads read the table's 32·B entries, 16-value chunks of `ps`
+        // (the last one masked), and the stores write the same of `out`.
+        let t = self.table.as_ptr();
+        let blocks: [(__m512, __m512); B] = std::array::from_fn(|b| (_mm512_loadu_ps(t.add(32 * b)), _mm512_loadu_ps(t.add(32 * b + 16))));
+        let (lo, top) = (_mm512_set1_ps(self.lo as f32), _mm512_set1_ps((32 * B - 1) as f32));
+        let lookup = |x: __m512| {
+            // The index of get_lanes: (ps − lo) clamped to the table (NaN → 0).
+            let i = _mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(x, lo), _mm512_setzero_ps()), top));
+            let mut v: [__m512; B] = std::array::from_fn(|b| _mm512_permutex2var_ps(blocks[b].0, i, blocks[b].1));
+            let mut width = 1;
+            while width < B {
+                let upper = _mm512_test_epi32_mask(i, _mm512_set1_epi32(32 * width as i32));
+                for b in (0..B).step_by(2 * width) {
+                    v[b] = _mm512_mask_blend_ps(upper, v[b], v[b + width]);
+                }
+                width *= 2;
+            }
+            v[0]
+        };
+        let whole = ps.len() / 16 * 16;
+        for (src, dst) in ps[..whole].chunks_exact(16).zip(out.chunks_exact_mut(16)) {
+            _mm512_storeu_ps(dst.as_mut_ptr(), lookup(_mm512_loadu_ps(src.as_ptr())));
+        }
+        if whole < ps.len() {
+            let mask = (1u16 << (ps.len() - whole)) - 1;
+            let x = _mm512_maskz_loadu_ps(mask, ps.as_ptr().add(whole));
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(whole), mask, lookup(x));
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -252,24 +317,29 @@ mod tests {
     #[test]
     fn thresholds_table_equals_the_curve() {
         let dev = Device { slope: 1.07, offset: -0.03 };
-        // Table sizes on both sides of the 16 entries a permute holds.
+        // Table sizes (entries before padding, after) on both sides of the
+        // 16 entries a permute holds, of each block count of
+        // `permute_blocks` and of the largest table it permutes.
         for (curve, scale, shift, entries) in [
-            (Curve::sigmoid(4.0), 0.0123f32, 0.21f32, 169),
-            (Curve::sigmoid(4.0), -0.0071, -0.4, 288),
-            (Curve::fitted(), 0.3, 0.05, 11),
-            (Curve::sigmoid(4.0), 0.2, 0.1, 16),
-            (Curve::sigmoid(4.0), 0.18, 0.0, 17),
+            (Curve::sigmoid(4.0), 0.0123f32, 0.21f32, (169, 256)),
+            (Curve::sigmoid(4.0), -0.0071, -0.4, (288, 288)),
+            (Curve::fitted(), 0.3, 0.05, (11, 16)),
+            (Curve::sigmoid(4.0), 0.2, 0.1, (16, 16)),
+            (Curve::sigmoid(4.0), 0.18, 0.0, (17, 32)),
+            (Curve::sigmoid(4.0), 0.06, 0.3, (39, 64)),
+            (Curve::sigmoid(4.0), -0.025, 0.1, (85, 128)),
         ] {
             let t = Thresholds::new(&dev, &curve, scale, shift).expect("small range");
-            assert_eq!(t.table.len(), entries.max(16));
+            assert_eq!(t.table.len(), entries.1, "{} entries padded", entries.0);
             for v in -5000..5000 {
                 let ps = v as f32;
                 assert_eq!(t.get(ps).to_bits(), dev.threshold(&curve, ps * scale + shift).to_bits(), "ps {v}");
                 // Calibration reads E[sample] = 2P − 1 off the same table.
                 assert_eq!((2.0 * (t.get(ps) / 16_777_216.0) - 1.0).to_bits(), dev.expected(&curve, ps * scale + shift).to_bits(), "ps {v}");
             }
-            // The row lookup (a permute for small tables at the AVX-512 and
-            // AVX2 levels, a gather otherwise) agrees at every level, NaN included.
+            // The row lookup (permutes for small tables at the AVX-512 and
+            // AVX2 levels, a gather otherwise) agrees at every level, NaN
+            // included, in a whole vector of 16 and in a last one of 8.
             let ps: Vec<f32> = (-5000..5000).map(|v| v as f32).chain([f32::NAN; 8]).collect();
             crate::cpu::multiversion! {
                 fn lookup_at(t: &Thresholds, ps: &[f32], out: &mut Vec<f32>) {
