@@ -147,6 +147,13 @@ fn convert<I: Isa>(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
             let mut lanes = draws.samples.clone();
             let readout = |c: f32| (col.gain * c + col.offset) * factor;
             let (high, low) = (readout(1.0), readout(-1.0));
+            // With fewer than 16 samples, the mean of a pixel's samples and
+            // its readout are one of T + 1 values each, picked by the hit
+            // count with a register permute: the conversion and the readout's
+            // dependent multiply-adds after every pixel's last sample were
+            // the kernel's critical path at T = 4.
+            let mean = |h: usize| (2 * h.min(samples as usize) as i32 - samples as i32) as f32 * t_inv;
+            let levels = (samples < 16).then(|| (std::array::from_fn::<f32, 16, _>(|h| readout(mean(h))), std::array::from_fn::<f32, 16, _>(mean)));
             for b in (0..full).step_by(LANES) {
                 let t: [f32; LANES] = thr[b..b + LANES].try_into().unwrap();
                 let a: &mut [f32; LANES] = (&mut acc[b..b + LANES]).try_into().unwrap();
@@ -172,11 +179,17 @@ fn convert<I: Isa>(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
                         hits[l] += mtj::hit(u[l], ti[l]) as i32;
                     }
                 }
-                let c: [f32; LANES] = std::array::from_fn(|l| (2 * hits[l] - samples as i32) as f32 * t_inv);
+                let (v, c) = match &levels {
+                    Some((values, means)) => (mtj::pick16::<I>(values, hits), record.is_some().then(|| mtj::pick16::<I>(means, hits))),
+                    None => {
+                        let c: [f32; LANES] = std::array::from_fn(|l| (2 * hits[l] - samples as i32) as f32 * t_inv);
+                        (c.map(readout), Some(c))
+                    }
+                };
                 for l in 0..LANES {
-                    a[l] += readout(c[l]);
+                    a[l] += v[l];
                 }
-                if let Some(r) = record.as_deref_mut() {
+                if let (Some(r), Some(c)) = (record.as_deref_mut(), c) {
                     r[b..b + LANES].copy_from_slice(&c);
                 }
             }

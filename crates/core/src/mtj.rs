@@ -276,6 +276,52 @@ impl Thresholds {
     }
 }
 
+/// `table[i[l]]` for eight indices below 16: one two-register permute at
+/// the AVX-512 level, two permutes and a blend at AVX2, where the compiler
+/// made eight scalar loads. `I` as for `Thresholds::lookup_in`.
+#[inline(always)]
+pub(crate) fn pick16<I: Isa>(table: &[f32; 16], i: [i32; 8]) -> [f32; 8] {
+    debug_assert!(i.iter().all(|&i| (0..16).contains(&i)));
+    #[cfg(target_arch = "x86_64")]
+    if I::LEVEL >= Level::Avx2 {
+        // SAFETY: `I` is a level only in a clone run on a CPU with its features.
+        return unsafe {
+            if I::LEVEL == Level::Avx512 {
+                x86::pick16_avx512(table, i)
+            } else {
+                x86::pick16_avx2(table, i)
+            }
+        };
+    }
+    i.map(|i| table[i as usize])
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    // The loads read the 16 entries of `table` and the 8 of `i`, the store writes the 8 of the result.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl")]
+    pub unsafe fn pick16_avx512(table: &[f32; 16], i: [i32; 8]) -> [f32; 8] {
+        let (a, b) = (_mm256_loadu_ps(table.as_ptr()), _mm256_loadu_ps(table.as_ptr().add(8)));
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_permutex2var_ps(a, _mm256_loadu_si256(i.as_ptr() as *const __m256i), b));
+        out
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn pick16_avx2(table: &[f32; 16], i: [i32; 8]) -> [f32; 8] {
+        let (a, b) = (_mm256_loadu_ps(table.as_ptr()), _mm256_loadu_ps(table.as_ptr().add(8)));
+        let i = _mm256_loadu_si256(i.as_ptr() as *const __m256i);
+        let upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(7)));
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_blendv_ps(_mm256_permutevar8x32_ps(a, i), _mm256_permutevar8x32_ps(b, i), upper));
+        out
+    }
+}
+
 /// ±1 from one uniform draw and a threshold.
 #[inline(always)]
 pub fn sample(u: u32, threshold: f32) -> f32 {
