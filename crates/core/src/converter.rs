@@ -229,14 +229,19 @@ mod tests {
         let curve = Curve::sigmoid(4.0);
         let device = Device { slope: 1.07, offset: -0.03 };
         let col = Column { lo: -40.0, step: 3.0, scale: 0.05, shift: 0.1, gain: 0.8, offset: -0.2, device };
-        // 16-entry table (the permute) and a wider one (the gather).
+        // Tables of 16 entries (one permute), of 64 (permuted in blocks at
+        // AVX-512, gathered at AVX2) and of 340 (gathered).
         let small = Column { scale: 0.7, ..col };
-        let converters = [Converter::Ideal, Converter::Adc { bits: 4 }, Converter::SenseAmp, Converter::Mtj { curve, samples: 1 }, Converter::Mtj { curve, samples: 4 }];
+        let wide = Column { scale: 0.006, ..col };
+        // T = 4 picks the readout by the hit count, T = 16 computes it.
+        let converters =
+            [Converter::Ideal, Converter::Adc { bits: 4 }, Converter::SenseAmp, Converter::Mtj { curve, samples: 1 }, Converter::Mtj { curve, samples: 4 }, Converter::Mtj { curve, samples: 16 }];
         // 203 pixels: full blocks of eight and a tail; integer partial sums.
         let ps: Vec<f32> = (0..203).map(|i| ((i * 7919 % 161) as f32) - 80.0).collect();
         for conv in converters {
-            for c in [col, small] {
+            for c in [col, small, wide] {
                 let table = Thresholds::new(&c.device, &curve, c.scale, c.shift);
+                assert!(table.is_some());
                 for (use_table, noise, recording) in [(false, 0.0, false), (true, 0.0, false), (true, 0.0, true), (false, 0.3, true)] {
                     let table = if use_table { table.as_ref() } else { None };
                     let run = |level: Level| {
