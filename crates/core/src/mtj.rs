@@ -136,13 +136,14 @@ impl Thresholds {
     }
 
     /// Sets `out` to the thresholds of the integer partial sums `ps` (a
-    /// multiple of 8 long). Tables of 16 entries (padded up to 16 by `new`;
-    /// typical of 1-bit slices and streams) are looked up with a register
-    /// permute: eight lookups in one port-5 instruction, where a gather
-    /// takes several cycles per element. At the AVX-512 level, tables of
-    /// 32 to `PERMUTED` entries (4-bit slices and streams: 36–325 entries
-    /// on ResNet20) too, 32 entries per permute (`permute_blocks`); larger
-    /// tables, and the AVX2 level beyond 16, gather. Measured choices: the
+    /// multiple of 8 long) with register permutes where the table is small,
+    /// as a gather takes several cycles per lookup: at the AVX-512 level,
+    /// 16 lookups in one permute for a table of 16 entries (padded up to 16
+    /// by `new`; typical of 1-bit slices and streams), in one permute per
+    /// 32 entries up to `PERMUTED` entries (4-bit slices and streams: 36–325
+    /// entries on ResNet20), `permute_blocks`; at AVX2, a 16-entry table in
+    /// two permutes and a blend per 8 lookups. Larger tables, and the AVX2
+    /// level beyond 16 entries, gather. Measured choices: the
     /// permutes write into `out` resized (not cleared and refilled, which
     /// added a memset per row); the gather extends it from arrays (an
     /// explicit loop made that path 5 % slower).
@@ -152,26 +153,20 @@ impl Thresholds {
     #[inline(always)]
     pub(crate) fn lookup_in<I: Isa>(&self, ps: &[f32], out: &mut Vec<f32>) {
         #[cfg(target_arch = "x86_64")]
-        if I::LEVEL >= Level::Avx2 && self.table.len() == 16 {
+        if I::LEVEL == Level::Avx2 && self.table.len() == 16 {
             out.resize(ps.len(), 0.0);
-            // SAFETY: `I` is a level only in a clone run on a CPU with its
-            // features (AVX-512F/VL, or AVX2).
-            unsafe {
-                if I::LEVEL == Level::Avx512 {
-                    self.permute(ps, out)
-                } else {
-                    self.permute_halves(ps, out)
-                }
-            };
+            // SAFETY: `I` is a level only in a clone run on a CPU with its features.
+            unsafe { self.permute_halves(ps, out) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
         if I::LEVEL == Level::Avx512 && self.table.len() <= Self::PERMUTED {
             out.resize(ps.len(), 0.0);
             // SAFETY: an AVX-512 clone, so a CPU with AVX-512F; `new` padded
-            // the table to a power of two from 32 to `PERMUTED` entries.
+            // the table to a power of two from 16 to `PERMUTED` entries.
             unsafe {
                 match self.table.len() {
+                    16 => self.permute_blocks::<0>(ps, out),
                     32 => self.permute_blocks::<1>(ps, out),
                     64 => self.permute_blocks::<2>(ps, out),
                     128 => self.permute_blocks::<4>(ps, out),
@@ -184,24 +179,29 @@ impl Thresholds {
         out.extend(ps.chunks_exact(8).flat_map(|v| self.get_lanes::<8>(v.try_into().unwrap())));
     }
 
-    /// `lookup_in` for a table of `32·B` entries, 16 values at a time: the
-    /// index's low five bits pick an entry of each block of 32 (one
-    /// two-register permute per block), its higher bits the block (a tree
-    /// of blends).
+    /// `lookup_in` for a table of `32·B` entries (16 for `B` = 0: one
+    /// one-register permute), 16 values at a time: the index's low five
+    /// bits pick an entry of each block of 32 (one two-register permute per
+    /// block), its higher bits the block (a tree of blends).
     #[cfg(target_arch = "x86_64")]
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn permute_blocks<const B: usize>(&self, ps: &[f32], out: &mut [f32]) {
         use std::arch::x86_64::*;
-        debug_assert!(self.table.len() == 32 * B && out.len() == ps.len());
-        // The loads read the table's 32·B entries, 16-value chunks of `ps`
-        // (the last one masked), and the stores write the same of `out`.
+        let len = if B == 0 { 16 } else { 32 * B };
+        debug_assert!(self.table.len() == len && out.len() == ps.len());
+        // The loads read the table's entries, 16-value chunks of `ps` (the
+        // last one masked), and the stores write the same of `out`.
         let t = self.table.as_ptr();
+        let first = _mm512_loadu_ps(t);
         let blocks: [(__m512, __m512); B] = std::array::from_fn(|b| (_mm512_loadu_ps(t.add(32 * b)), _mm512_loadu_ps(t.add(32 * b + 16))));
-        let (lo, top) = (_mm512_set1_ps(self.lo as f32), _mm512_set1_ps((32 * B - 1) as f32));
+        let (lo, top) = (_mm512_set1_ps(self.lo as f32), _mm512_set1_ps((len - 1) as f32));
         let lookup = |x: __m512| {
             // The index of get_lanes: (ps − lo) clamped to the table (NaN → 0).
             let i = _mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(x, lo), _mm512_setzero_ps()), top));
+            if B == 0 {
+                return _mm512_permutexvar_ps(i, first);
+            }
             let mut v: [__m512; B] = std::array::from_fn(|b| _mm512_permutex2var_ps(blocks[b].0, i, blocks[b].1));
             let mut width = 1;
             while width < B {
@@ -224,24 +224,7 @@ impl Thresholds {
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512vl")]
-    unsafe fn permute(&self, ps: &[f32], out: &mut [f32]) {
-        use std::arch::x86_64::*;
-        // The loads read the 16-entry table and 8-value chunks of `ps`, the
-        // stores write 8-value chunks of `out`.
-        let t = self.table.as_ptr();
-        let (a, b) = (_mm256_loadu_ps(t), _mm256_loadu_ps(t.add(8)));
-        let (lo, top) = (_mm256_set1_ps(self.lo as f32), _mm256_set1_ps(15.0));
-        for (src, dst) in ps.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
-            // The index of get_lanes: (ps − lo) clamped to 0..=15 (NaN → 0).
-            let i = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(src.as_ptr()), lo), _mm256_setzero_ps()), top);
-            _mm256_storeu_ps(dst.as_mut_ptr(), _mm256_permutex2var_ps(a, _mm256_cvttps_epi32(i), b));
-        }
-    }
-
-    /// `permute` without AVX-512's two-table permute: each half of the table
+    /// A 16-entry table at the AVX2 level: each half of the table
     /// permuted by the index's low three bits, the upper half taken where
     /// the index is 8 or more (on AMD cores before Zen 4 a gather is
     /// microcoded and slower still).
@@ -250,12 +233,13 @@ impl Thresholds {
     #[target_feature(enable = "avx2")]
     unsafe fn permute_halves(&self, ps: &[f32], out: &mut [f32]) {
         use std::arch::x86_64::*;
-        // As in `permute`: the loads read the 16-entry table and 8-value
-        // chunks of `ps`, the stores write 8-value chunks of `out`.
+        // The loads read the 16-entry table and 8-value chunks of `ps`, the
+        // stores write 8-value chunks of `out`.
         let t = self.table.as_ptr();
         let (a, b) = (_mm256_loadu_ps(t), _mm256_loadu_ps(t.add(8)));
         let (lo, top, seven) = (_mm256_set1_ps(self.lo as f32), _mm256_set1_ps(15.0), _mm256_set1_epi32(7));
         for (src, dst) in ps.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
+            // The index of get_lanes: (ps − lo) clamped to 0..=15 (NaN → 0).
             let i = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(src.as_ptr()), lo), _mm256_setzero_ps()), top));
             let upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, seven));
             let v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(a, i), _mm256_permutevar8x32_ps(b, i), upper);
