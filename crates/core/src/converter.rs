@@ -168,43 +168,47 @@ fn convert<I: Isa>(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
             // the kernel's critical path at T = 4.
             let mean = |h: usize| (2 * h.min(samples as usize) as i32 - samples as i32) as f32 * t_inv;
             let levels = (samples < 16).then(|| (std::array::from_fn::<f32, 16, _>(|h| readout(mean(h))), std::array::from_fn::<f32, 16, _>(mean)));
-            for b in (0..full).step_by(LANES) {
-                let t: [f32; LANES] = thr[b..b + LANES].try_into().unwrap();
-                let a: &mut [f32; LANES] = (&mut acc[b..b + LANES]).try_into().unwrap();
-                if samples == 1 && record.is_none() {
-                    // One sample is ±1 exactly, so its readout is one of two
-                    // values: a select instead of three multiply-adds.
+            if samples == 1 && record.is_none() {
+                // One sample is ±1 exactly, so its readout is one of two
+                // values: a select instead of three multiply-adds.
+                for b in (0..full).step_by(LANES) {
+                    let t: [f32; LANES] = thr[b..b + LANES].try_into().unwrap();
+                    let a: &mut [f32; LANES] = (&mut acc[b..b + LANES]).try_into().unwrap();
                     let u = lanes.next_in::<I>();
                     let v: [f32; LANES] = std::array::from_fn(|l| if mtj::sample(u[l], t[l]) > 0.0 { high } else { low });
                     for l in 0..LANES {
                         a[l] += v[l];
                     }
-                    continue;
                 }
-                // Counted as integer hits against integer thresholds: per
-                // sample a shift, a compare and an add, where ±1 in f32 took
-                // a conversion and a select more. The sum of the ±1 samples
-                // is 2·hits − T, exact either way.
-                let ti: [i32; LANES] = std::array::from_fn(|l| mtj::integer_threshold(t[l]));
-                let mut hits = [0i32; LANES];
-                for _ in 0..samples {
-                    let u = lanes.next_in::<I>();
+            } else {
+                for b in (0..full).step_by(LANES) {
+                    let t: [f32; LANES] = thr[b..b + LANES].try_into().unwrap();
+                    let a: &mut [f32; LANES] = (&mut acc[b..b + LANES]).try_into().unwrap();
+                    // Counted as integer hits against integer thresholds: per
+                    // sample a shift, a compare and an add, where ±1 in f32 took
+                    // a conversion and a select more. The sum of the ±1 samples
+                    // is 2·hits − T, exact either way.
+                    let ti: [i32; LANES] = std::array::from_fn(|l| mtj::integer_threshold(t[l]));
+                    let mut hits = [0i32; LANES];
+                    for _ in 0..samples {
+                        let u = lanes.next_in::<I>();
+                        for l in 0..LANES {
+                            hits[l] += mtj::hit(u[l], ti[l]) as i32;
+                        }
+                    }
+                    let (v, c) = match &levels {
+                        Some((values, means)) => (mtj::pick16::<I>(values, hits), record.is_some().then(|| mtj::pick16::<I>(means, hits))),
+                        None => {
+                            let c: [f32; LANES] = std::array::from_fn(|l| (2 * hits[l] - samples as i32) as f32 * t_inv);
+                            (c.map(readout), Some(c))
+                        }
+                    };
                     for l in 0..LANES {
-                        hits[l] += mtj::hit(u[l], ti[l]) as i32;
+                        a[l] += v[l];
                     }
-                }
-                let (v, c) = match &levels {
-                    Some((values, means)) => (mtj::pick16::<I>(values, hits), record.is_some().then(|| mtj::pick16::<I>(means, hits))),
-                    None => {
-                        let c: [f32; LANES] = std::array::from_fn(|l| (2 * hits[l] - samples as i32) as f32 * t_inv);
-                        (c.map(readout), Some(c))
+                    if let (Some(r), Some(c)) = (record.as_deref_mut(), c) {
+                        r[b..b + LANES].copy_from_slice(&c);
                     }
-                };
-                for l in 0..LANES {
-                    a[l] += v[l];
-                }
-                if let (Some(r), Some(c)) = (record.as_deref_mut(), c) {
-                    r[b..b + LANES].copy_from_slice(&c);
                 }
             }
             draws.samples = lanes;
