@@ -161,13 +161,6 @@ fn convert<I: Isa>(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
             let mut lanes = draws.samples.clone();
             let readout = |c: f32| (col.gain * c + col.offset) * factor;
             let (high, low) = (readout(1.0), readout(-1.0));
-            // With fewer than 16 samples, the mean of a pixel's samples and
-            // its readout are one of T + 1 values each, picked by the hit
-            // count with a register permute: the conversion and the readout's
-            // dependent multiply-adds after every pixel's last sample were
-            // the kernel's critical path at T = 4.
-            let mean = |h: usize| (2 * h.min(samples as usize) as i32 - samples as i32) as f32 * t_inv;
-            let levels = (samples < 16).then(|| (std::array::from_fn::<f32, 16, _>(|h| readout(mean(h))), std::array::from_fn::<f32, 16, _>(mean)));
             if samples == 1 && record.is_none() {
                 // One sample is ±1 exactly, so its readout is one of two
                 // values: a select instead of three multiply-adds.
@@ -181,6 +174,13 @@ fn convert<I: Isa>(conv: &Converter, col: &Column, table: Option<&Thresholds>, p
                     }
                 }
             } else {
+                // With fewer than 16 samples, the mean of a pixel's samples
+                // and its readout are one of T + 1 values each, picked by the
+                // hit count with a register permute: the conversion and the
+                // readout's dependent multiply-adds after every pixel's last
+                // sample were the kernel's critical path at T = 4.
+                let mean = |h: usize| (2 * h.min(samples as usize) as i32 - samples as i32) as f32 * t_inv;
+                let levels = (samples < 16).then(|| (std::array::from_fn::<f32, 16, _>(|h| readout(mean(h))), std::array::from_fn::<f32, 16, _>(mean)));
                 for b in (0..full).step_by(LANES) {
                     let t: [f32; LANES] = thr[b..b + LANES].try_into().unwrap();
                     let a: &mut [f32; LANES] = (&mut acc[b..b + LANES]).try_into().unwrap();
