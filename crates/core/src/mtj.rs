@@ -224,10 +224,8 @@ impl Thresholds {
         }
     }
 
-    /// A 16-entry table at the AVX2 level: each half of the table
-    /// permuted by the index's low three bits, the upper half taken where
-    /// the index is 8 or more (on AMD cores before Zen 4 a gather is
-    /// microcoded and slower still).
+    /// A 16-entry table at the AVX2 level, by `x86::halves` (on AMD cores
+    /// before Zen 4 a gather is microcoded and slower still).
     #[cfg(target_arch = "x86_64")]
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -237,13 +235,11 @@ impl Thresholds {
         // stores write 8-value chunks of `out`.
         let t = self.table.as_ptr();
         let (a, b) = (_mm256_loadu_ps(t), _mm256_loadu_ps(t.add(8)));
-        let (lo, top, seven) = (_mm256_set1_ps(self.lo as f32), _mm256_set1_ps(15.0), _mm256_set1_epi32(7));
+        let (lo, top) = (_mm256_set1_ps(self.lo as f32), _mm256_set1_ps(15.0));
         for (src, dst) in ps.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
             // The index of get_lanes: (ps − lo) clamped to 0..=15 (NaN → 0).
             let i = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(src.as_ptr()), lo), _mm256_setzero_ps()), top));
-            let upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, seven));
-            let v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(a, i), _mm256_permutevar8x32_ps(b, i), upper);
-            _mm256_storeu_ps(dst.as_mut_ptr(), v);
+            _mm256_storeu_ps(dst.as_mut_ptr(), x86::halves(a, b, i));
         }
     }
 
@@ -298,11 +294,19 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub unsafe fn pick16_avx2(table: &[f32; 16], i: [i32; 8]) -> [f32; 8] {
         let (a, b) = (_mm256_loadu_ps(table.as_ptr()), _mm256_loadu_ps(table.as_ptr().add(8)));
-        let i = _mm256_loadu_si256(i.as_ptr() as *const __m256i);
-        let upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(7)));
         let mut out = [0f32; 8];
-        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_blendv_ps(_mm256_permutevar8x32_ps(a, i), _mm256_permutevar8x32_ps(b, i), upper));
+        _mm256_storeu_ps(out.as_mut_ptr(), halves(a, b, _mm256_loadu_si256(i.as_ptr() as *const __m256i)));
         out
+    }
+
+    /// Entry `i` (0..16) of the 16-entry table `a`, `b` without AVX-512's
+    /// two-register permute: each half permuted by the index's low three
+    /// bits, the upper half taken where the index is 8 or more.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn halves(a: __m256, b: __m256, i: __m256i) -> __m256 {
+        let upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(7)));
+        _mm256_blendv_ps(_mm256_permutevar8x32_ps(a, i), _mm256_permutevar8x32_ps(b, i), upper)
     }
 }
 
