@@ -310,7 +310,7 @@ impl CrossbarLayer {
                     if scratch.masks.len() == MASKS {
                         scratch.masks.remove(0);
                     }
-                    scratch.masks.push((key, shifted.map_or_else(|| vec![!0; p], |(g, _)| g.masks(p))));
+                    scratch.masks.push((key, shifted.map_or_else(|| [vec![!0; p], vec![!0; p]], |(g, _)| g.masks(p))));
                     scratch.masks.len() - 1
                 }
             };
@@ -383,8 +383,9 @@ impl CrossbarLayer {
             if let Some(packed) = &self.packed {
                 scratch.packed.resize_with(streams, Default::default);
                 for j in 0..streams {
-                    let rows = mvm::Rows { digits: &scratch.cols_u8[j * len..(j + 1) * len], p, masks: &scratch.masks[at].1, shift: shifted.map(|(g, _)| g) };
-                    packed[s].pack_inputs(&rows, k0, k1, &mut scratch.packed[j]);
+                    let [masks, bits] = &scratch.masks[at].1;
+                    let rows = mvm::Rows { digits: &scratch.cols_u8[j * len..(j + 1) * len], p, masks, bits, shift: shifted.map(|(g, _)| g) };
+                    packed[s].pack_inputs::<I>(&rows, k0, k1, &mut scratch.packed[j]);
                 }
             }
             for i in 0..slices {
@@ -727,7 +728,7 @@ pub struct Scratch {
     /// read in place (`mvm::Rows`).
     cols_u8: Vec<u8>,
     /// The masks of `mvm::Rows`, by the geometry they were made for.
-    masks: Vec<(MaskKey, Vec<u32>)>,
+    masks: Vec<(MaskKey, [Vec<u32>; 2])>,
     packed: Vec<mvm::PackedInputs>,
     ps: Vec<f32>,
     thresholds: Vec<f32>,
@@ -837,21 +838,24 @@ mod tests {
             unfold.each_row_drives(&planes, margin, g.pitch, |r, n, s| counts.push((r, n, s)));
             let want: Vec<_> = cols.chunks_exact(p).enumerate().map(|(r, row)| (r, row.iter().filter(|&&d| d != 0).count() as u64, row.iter().map(|&d| d as u64 * d as u64).sum())).collect();
             assert_eq!(counts, want, "{kernel:?} {pads:?}");
-            let (ones, masks) = (vec![!0u32; p], g.masks(p));
+            let (ones, [masks, bits]) = (vec![!0u32; p], g.masks(p));
             // Bytes (4-bit digits), and bits (binary cells on the digits' low bits).
             for ((k0, k1), binary) in [(0, k), (1, k - 1), (k / 2, k)].into_iter().flat_map(|r| [(r, false), (r, true)]) {
                 let rows = k1 - k0;
                 let wts: Vec<f32> = (0..5 * rows).map(|i| if binary { (i * 31 % 3) as f32 - 1.0 } else { (i * 31 % 15) as f32 - 7.0 }).collect();
                 let packed = PackedWeights::new(&wts, 5, rows, binary, 15);
-                let run = |src: &mvm::Rows| {
-                    let mut x = mvm::PackedInputs::default();
-                    packed.pack_inputs(src, k0, k1, &mut x);
-                    let mut ps = vec![f32::NAN; 5 * p];
-                    mvm::mvm(&packed, &x, p, &mut ps);
-                    ps
-                };
-                let shifted = run(&mvm::Rows { digits: &planes, p, masks: &masks, shift: Some(g) });
-                assert_eq!(shifted, run(&mvm::Rows::unfolded(&cols, p, &ones)), "{kernel:?} {pads:?} rows {k0}..{k1} binary {binary}");
+                // Packed at every level this CPU runs.
+                for level in cpu::available() {
+                    let run = |src: &mvm::Rows| {
+                        let mut x = mvm::PackedInputs::default();
+                        packed.pack_at(level, src, k0, k1, &mut x);
+                        let mut ps = vec![f32::NAN; 5 * p];
+                        mvm::mvm(&packed, &x, p, &mut ps);
+                        ps
+                    };
+                    let shifted = run(&mvm::Rows { digits: &planes, p, masks: &masks, bits: &bits, shift: Some(g) });
+                    assert_eq!(shifted, run(&mvm::Rows::unfolded(&cols, p, &ones)), "{level:?} {kernel:?} {pads:?} rows {k0}..{k1} binary {binary}");
+                }
             }
         }
     }

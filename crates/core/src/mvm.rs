@@ -82,7 +82,7 @@ impl PackedWeights {
     /// Packs rows `k0..k1` of `rows` for this kernel (inlined into the
     /// callers' clones, cpu.rs, to vectorise there).
     #[inline(always)]
-    pub fn pack_inputs(&self, rows: &Rows, k0: usize, k1: usize, out: &mut PackedInputs) {
+    pub fn pack_inputs<I: Isa>(&self, rows: &Rows, k0: usize, k1: usize, out: &mut PackedInputs) {
         let p = rows.p;
         // Rows past the subarray read as zeros (padding of the last quad or word).
         let zeros = vec![0u8; p];
@@ -108,23 +108,31 @@ impl PackedWeights {
             }
             PackedWeights::Bits { words, .. } => {
                 let stride = p.div_ceil(BLOCK) * BLOCK;
+                out.stride = stride;
+                #[cfg(target_arch = "x86_64")]
+                if I::LEVEL == Level::Avx512 {
+                    // Every word up to the stride is written.
+                    out.x.resize(words * stride, 0);
+                    // SAFETY: this is the AVX-512 clone (the CPU has AVX-512 BW).
+                    unsafe { avx512::pack_bits(rows, k0, k1, *words, stride, &mut out.x) };
+                    return;
+                }
                 out.x.clear();
                 out.x.resize(words * stride, 0);
-                out.stride = stride;
                 // Eight rows per pass over a word's pixels (a loop that
-                // vectorises); each half's mask word gives its four bits
-                // (bit 0 of each byte, gathered by one multiply).
+                // vectorises), then the word's mask of the rows that read
+                // inside the input.
                 for w in 0..*words {
                     let dst = &mut out.x[w * stride..w * stride + p];
                     for g in (0..4).take_while(|g| k0 + w * 32 + g * 8 < k1) {
-                        let r = k0 + w * 32 + g * 8;
-                        let src: [&[u8]; 8] = std::array::from_fn(|b| row(r + b));
-                        let (lo, hi) = (rows.mask(r), rows.mask(r + 4));
-                        let bits = |m: u32| ((m & 0x0101_0101).wrapping_mul(0x0102_0408) >> 24) & 0xf;
+                        let src: [&[u8]; 8] = std::array::from_fn(|b| row(k0 + w * 32 + g * 8 + b));
                         for (j, d) in dst.iter_mut().enumerate() {
                             let byte = (0..8).fold(0u32, |acc, b| acc | ((src[b][j] & 1) as u32) << b);
-                            *d |= (byte & (bits(lo[j]) | bits(hi[j]) << 4)) << (8 * g);
+                            *d |= byte << (8 * g);
                         }
+                    }
+                    for (d, &m) in dst.iter_mut().zip(rows.bits(k0 + w * 32)) {
+                        *d &= m;
                     }
                 }
             }
@@ -148,6 +156,9 @@ pub struct Rows<'a> {
     /// row's byte (lane) where its kernel column `(r + lane) mod kw` reads
     /// inside the input. Unfolded: one row of ones.
     pub masks: &'a [u32],
+    /// The same for the bits kernel: for rows `r..r + 32`, mask `r mod kw`
+    /// keeps bit `b` where row `r + b` reads inside. Unfolded: ones.
+    pub bits: &'a [u32],
     pub shift: Option<Shift>,
 }
 
@@ -163,7 +174,7 @@ pub struct Shift {
 impl<'a> Rows<'a> {
     /// `cols` as `k × p` unfolded rows; `ones`: `p` words of all ones.
     pub fn unfolded(cols: &'a [u8], p: usize, ones: &'a [u32]) -> Rows<'a> {
-        Rows { digits: cols, p, masks: ones, shift: None }
+        Rows { digits: cols, p, masks: ones, bits: ones, shift: None }
     }
 
     /// Row `k`'s run of digits.
@@ -187,14 +198,27 @@ impl<'a> Rows<'a> {
         let i = self.shift.map_or(0, |s| k % s.kernel[1]);
         &self.masks[i * self.p..(i + 1) * self.p]
     }
+
+    /// The bits kernel's mask of rows `k..k + 32`.
+    #[inline(always)]
+    fn bits(&self, k: usize) -> &'a [u32] {
+        let i = self.shift.map_or(0, |s| k % s.kernel[1]);
+        &self.bits[i * self.p..(i + 1) * self.p]
+    }
 }
 
 impl Shift {
-    /// `Rows::masks` for this geometry over `p` pixels.
-    pub fn masks(&self, p: usize) -> Vec<u32> {
+    /// `Rows::masks` and `Rows::bits` for this geometry over `p` pixels.
+    pub fn masks(&self, p: usize) -> [Vec<u32>; 2] {
         let (w, kw, left) = (self.w, self.kernel[1], self.left);
         let inside = |kx: usize, j: usize| (j % w + kx).checked_sub(left).is_some_and(|x| x < w);
-        (0..kw).flat_map(|i| (0..p).map(move |j| (0..4).fold(0u32, |m, lane| m | (inside((i + lane) % kw, j) as u32 * 0xff) << (8 * lane)))).collect()
+        // Mask i at pixel j: lane l (`width` bits) is `ones` where row
+        // r + l reads inside, for rows r.. with r mod kw = i.
+        let mask = |lanes: usize, ones: u32, width: usize| {
+            let lane = move |i: usize, j: usize, l: usize| (inside((i + l) % kw, j) as u32 * ones) << (width * l);
+            (0..kw).flat_map(|i| (0..p).map(move |j| (0..lanes).fold(0u32, |m, l| m | lane(i, j, l)))).collect()
+        };
+        [mask(4, 0xff, 8), mask(32, 1, 1)]
     }
 }
 
@@ -300,8 +324,64 @@ fn scalar(w: &[i8], quads: usize, x: &[u32], p: usize, rows: std::ops::Range<usi
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{PackedInputs, BLOCK};
+    use super::{PackedInputs, Rows, BLOCK};
     use std::arch::x86_64::*;
+
+    /// The bits kernel's packing, 64 pixels at a time: each group of eight
+    /// rows becomes one byte per pixel (bit b set where row b's digit is
+    /// odd: a test and a masked add per row), four groups interleave into a
+    /// word per pixel (byte unpacks, then a transpose of 128-bit lanes),
+    /// and the word takes its mask. The portable loop built each byte in a
+    /// 32-bit lane, four times the instructions.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn pack_bits(rows: &Rows, k0: usize, k1: usize, words: usize, stride: usize, x: &mut [u32]) {
+        let p = rows.p;
+        assert!(words * stride <= x.len() && stride >= p && stride.is_multiple_of(BLOCK));
+        let one = _mm512_set1_epi8(1);
+        for w in 0..words {
+            let bits = rows.bits(k0 + w * 32);
+            for j0 in (0..stride).step_by(64) {
+                // Pixels past p read as zeros; masked loads do not touch them.
+                let n = p.saturating_sub(j0).min(64);
+                let (k8, k32) = (if n == 64 { !0u64 } else { (1u64 << n) - 1 }, |v: usize| -> __mmask16 { ((1u32 << n.saturating_sub(v).min(16)) - 1) as u16 });
+                let group = |g: usize| {
+                    let mut acc = _mm512_setzero_si512();
+                    for b in 0..8 {
+                        let r = k0 + w * 32 + g * 8 + b;
+                        if r < k1 && n > 0 {
+                            // A masked load of the row's n pixels from j0.
+                            let v = _mm512_maskz_loadu_epi8(k8, rows.row(r).as_ptr().add(j0) as *const i8);
+                            acc = _mm512_mask_add_epi8(acc, _mm512_test_epi8_mask(v, one), acc, _mm512_set1_epi8((1u8 << b) as i8));
+                        }
+                    }
+                    acc
+                };
+                let (b0, b1, b2, b3) = (group(0), group(1), group(2), group(3));
+                let (lo01, hi01) = (_mm512_unpacklo_epi8(b0, b1), _mm512_unpackhi_epi8(b0, b1));
+                let (lo23, hi23) = (_mm512_unpacklo_epi8(b2, b3), _mm512_unpackhi_epi8(b2, b3));
+                // Per 128-bit lane L: pixels 16L + 0..4, 4..8, 8..12, 12..16.
+                let v = [_mm512_unpacklo_epi16(lo01, lo23), _mm512_unpackhi_epi16(lo01, lo23), _mm512_unpacklo_epi16(hi01, hi23), _mm512_unpackhi_epi16(hi01, hi23)];
+                let t = [
+                    _mm512_shuffle_i32x4::<0b01_00_01_00>(v[0], v[1]),
+                    _mm512_shuffle_i32x4::<0b01_00_01_00>(v[2], v[3]),
+                    _mm512_shuffle_i32x4::<0b11_10_11_10>(v[0], v[1]),
+                    _mm512_shuffle_i32x4::<0b11_10_11_10>(v[2], v[3]),
+                ];
+                let o = [
+                    _mm512_shuffle_i32x4::<0b10_00_10_00>(t[0], t[1]),
+                    _mm512_shuffle_i32x4::<0b11_01_11_01>(t[0], t[1]),
+                    _mm512_shuffle_i32x4::<0b10_00_10_00>(t[2], t[3]),
+                    _mm512_shuffle_i32x4::<0b11_01_11_01>(t[2], t[3]),
+                ];
+                for (q, o) in o.into_iter().enumerate().take_while(|&(q, _)| j0 + 16 * q < stride) {
+                    // The masks hold p words: a masked load of those in this block.
+                    let m = _mm512_maskz_loadu_epi32(k32(16 * q), bits.as_ptr().add((j0 + 16 * q).min(p)) as *const i32);
+                    _mm512_storeu_si512(x.as_mut_ptr().add(w * stride + j0 + 16 * q) as *mut _, _mm512_and_si512(o, m));
+                }
+            }
+        }
+    }
 
     /// The bits kernel in blocks of 16 pixels: per word of 32 rows, the
     /// input bits against the +1 and the −1 masks, counted in 32-bit lanes
@@ -491,6 +571,20 @@ mod avx2 {
     }
 }
 
+/// `pack_inputs` in `level`'s clone, for the tests.
+#[cfg(test)]
+impl PackedWeights {
+    pub fn pack_at(&self, level: cpu::Level, rows: &Rows, k0: usize, k1: usize, out: &mut PackedInputs) {
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => self.pack_inputs::<cpu::Avx2>(rows, k0, k1, out),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => self.pack_inputs::<cpu::Avx512>(rows, k0, k1, out),
+            _ => self.pack_inputs::<cpu::Portable>(rows, k0, k1, out),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,12 +605,12 @@ mod tests {
                 let cols: Vec<f32> = digits.iter().map(|&d| d as f32).collect();
                 let k0 = 3;
                 let packed = PackedWeights::new(&w, out, rows, binary, digit_max as u32 - 1);
-                let mut xq = PackedInputs::default();
-                packed.pack_inputs(&Rows::unfolded(&digits, p, &vec![!0; p]), k0, k0 + rows, &mut xq);
                 let mut want = vec![0f32; out * p];
                 crate::gemm::gemm(&w, &cols[k0 * p..(k0 + rows) * p], &mut want, out, rows, p);
                 // The portable kernels and every faster one this CPU runs.
                 for level in crate::cpu::available() {
+                    let mut xq = PackedInputs::default();
+                    packed.pack_at(level, &Rows::unfolded(&digits, p, &vec![!0; p]), k0, k0 + rows, &mut xq);
                     let mut ps = vec![f32::NAN; out * p];
                     mvm_at(level, &packed, &xq, p, &mut ps);
                     assert_eq!(ps, want, "{level:?} binary {binary}: {out}x{rows}x{p}");
@@ -534,9 +628,9 @@ mod tests {
         for sign in [8.0f32, -8.0] {
             let packed = PackedWeights::new(&vec![sign; out * rows], out, rows, false, 255);
             assert!(matches!(packed, PackedWeights::Bytes { flush: 8, .. }));
-            let mut xq = PackedInputs::default();
-            packed.pack_inputs(&Rows::unfolded(&vec![255u8; rows * p], p, &vec![!0; p]), 0, rows, &mut xq);
             for level in crate::cpu::available() {
+                let mut xq = PackedInputs::default();
+                packed.pack_at(level, &Rows::unfolded(&vec![255u8; rows * p], p, &vec![!0; p]), 0, rows, &mut xq);
                 let mut ps = vec![f32::NAN; out * p];
                 mvm_at(level, &packed, &xq, p, &mut ps);
                 assert!(ps.iter().all(|&v| v == sign * 255.0 * rows as f32), "{level:?} sign {sign}: {:?}", &ps[..4]);
@@ -552,9 +646,9 @@ mod tests {
         let (out, rows, p) = (5, 1000, 20);
         for sign in [1.0f32, -1.0] {
             let packed = PackedWeights::new(&vec![sign; out * rows], out, rows, true, 1);
-            let mut xq = PackedInputs::default();
-            packed.pack_inputs(&Rows::unfolded(&vec![1u8; rows * p], p, &vec![!0; p]), 0, rows, &mut xq);
             for level in crate::cpu::available() {
+                let mut xq = PackedInputs::default();
+                packed.pack_at(level, &Rows::unfolded(&vec![1u8; rows * p], p, &vec![!0; p]), 0, rows, &mut xq);
                 let mut ps = vec![f32::NAN; out * p];
                 mvm_at(level, &packed, &xq, p, &mut ps);
                 assert!(ps.iter().all(|&v| v == sign * rows as f32), "{level:?} sign {sign}: {:?}", &ps[..4]);
