@@ -330,7 +330,7 @@ impl CrossbarLayer {
                         }
                         if let Some(ops) = ops.as_deref_mut() {
                             let pulses = self.config.pulses(j);
-                            unfold.each_row_drives(cols, margin, g.pitch, |k, nonzero, sq| ops.count_drives(nonzero, sq, self.row_load[k], pulses));
+                            unfold.each_row_drives::<I>(cols, margin, g.pitch, |k, nonzero, sq| ops.count_drives(nonzero, sq, self.row_load[k], pulses));
                         }
                     }
                     None => {
@@ -656,12 +656,13 @@ impl Unfold<'_> {
     /// twice (a few edge lines per plane, where summing every row's reads
     /// took a twentieth of an ideal crossbar's inference).
     #[inline(always)]
-    fn each_row_drives(&self, cols: &[u8], margin: usize, pitch: usize, mut f: impl FnMut(usize, u64, u64)) {
+    fn each_row_drives<I: Isa>(&self, cols: &[u8], margin: usize, pitch: usize, mut f: impl FnMut(usize, u64, u64)) {
         let Unfold::Conv { conv, input, .. } = *self else { return };
         let ([kh, kw], [top, left], (h, w)) = (conv.kernel, [conv.pads[0], conv.pads[1]], (input.h, input.w));
         // The input rows (columns) a kernel row (column) reads: 0..n shifted by it.
         let reach = |tap: usize, pad: usize, n: usize| (tap.saturating_sub(pad).min(n), (n + tap).saturating_sub(pad).min(n));
-        // (nonzero, Σ d²) in u32 over blocks of 2^16 digits below 2^8: exact.
+        // A column's (nonzero, Σ d²), in u32 over blocks of 2^16 digits below
+        // 2^8: exact. Whole planes and input rows are contiguous: `drives`.
         let sums = |digits: &mut dyn Iterator<Item = u8>| {
             let (mut n, mut s) = (0u64, 0u64);
             let (mut bn, mut bs, mut i) = (0u32, 0u32, 0u32);
@@ -678,10 +679,7 @@ impl Unfold<'_> {
         let (mut rows, mut columns) = (vec![None; h], vec![None; w]);
         for c in 0..input.c {
             let plane = &cols[c * pitch + margin..c * pitch + margin + h * w];
-            let total = plane.chunks(1 << 16).fold((0u64, 0u64), |(n, s), b| {
-                let (a, q) = b.iter().fold((0u32, 0u32), |(n, s), &d| (n + (d != 0) as u32, s + d as u32 * d as u32));
-                (n + a as u64, s + q as u64)
-            });
+            let total = drives::<I>(plane);
             rows.fill(None);
             columns.fill(None);
             for ky in 0..kh {
@@ -690,7 +688,7 @@ impl Unfold<'_> {
                     let (x0, x1) = reach(kx, left, w);
                     let (mut n, mut s) = total;
                     for y in (0..y0).chain(y1..h) {
-                        let (a, q) = *rows[y].get_or_insert_with(|| sums(&mut plane[y * w..(y + 1) * w].iter().copied()));
+                        let (a, q) = *rows[y].get_or_insert_with(|| drives::<I>(&plane[y * w..(y + 1) * w]));
                         (n, s) = (n - a, s - q);
                     }
                     for x in (0..x0).chain(x1..w) {
@@ -834,10 +832,19 @@ mod tests {
             for (plane, src) in planes.chunks_exact_mut(g.pitch).zip(digits.chunks_exact(p)) {
                 plane[margin..margin + p].copy_from_slice(src);
             }
-            let mut counts = Vec::new();
-            unfold.each_row_drives(&planes, margin, g.pitch, |r, n, s| counts.push((r, n, s)));
             let want: Vec<_> = cols.chunks_exact(p).enumerate().map(|(r, row)| (r, row.iter().filter(|&&d| d != 0).count() as u64, row.iter().map(|&d| d as u64 * d as u64).sum())).collect();
-            assert_eq!(counts, want, "{kernel:?} {pads:?}");
+            for level in cpu::available() {
+                let mut counts = Vec::new();
+                let f = |r, n, s| counts.push((r, n, s));
+                match level {
+                    #[cfg(target_arch = "x86_64")]
+                    Level::Avx2 => unfold.each_row_drives::<cpu::Avx2>(&planes, margin, g.pitch, f),
+                    #[cfg(target_arch = "x86_64")]
+                    Level::Avx512 => unfold.each_row_drives::<cpu::Avx512>(&planes, margin, g.pitch, f),
+                    _ => unfold.each_row_drives::<cpu::Portable>(&planes, margin, g.pitch, f),
+                }
+                assert_eq!(counts, want, "{level:?} {kernel:?} {pads:?}");
+            }
             let (ones, [masks, bits]) = (vec![!0u32; p], g.masks(p));
             // Bytes (4-bit digits), and bits (binary cells on the digits' low bits).
             for ((k0, k1), binary) in [(0, k), (1, k - 1), (k / 2, k)].into_iter().flat_map(|r| [(r, false), (r, true)]) {
