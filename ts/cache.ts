@@ -7,7 +7,7 @@
 // from the shared network (NativeNetwork.simulator), so results are the
 // same as with a fresh import each time.
 import { resolve } from 'node:path';
-import { holdOut, normalizeFor, openDataset, VALIDATION_IMAGES, type Dataset, type ImageSet, type Normalization } from './data/dataset.js';
+import { holdOut, normalizeSliced, openDataset, VALIDATION_IMAGES, type Dataset, type ImageSet, type Normalization } from './data/dataset.js';
 import { native } from './native.js';
 import type { NativeNetwork } from './native-binding.js';
 import type { Network } from './network.js';
@@ -61,14 +61,14 @@ export class EvalCache {
     return split === 'validation' ? holdOut(set, VALIDATION_IMAGES).validation : set;
   }
 
-  /** The first `count` images of a split, normalised as `ds` says (`normalizeFor`); one normalisation of the longest prefix asked for. */
+  /** The first `count` images of a split, normalised as `ds` says (`normalizeSliced`); one normalisation of the longest prefix asked for. */
   async inputs(ds: Dataset, dataDir: string, split: ImageSplit, count: number): Promise<Float32Array> {
     const set = await this.images(ds, dataDir, split);
     const key = JSON.stringify([ds.name, ds.path ?? null, dataDir, split, ds.normalization.mean, ds.normalization.std]);
     const len = ds.dims[0] * ds.dims[1] * ds.dims[2];
     let done = this.#inputs.get(key);
     if (!done || done.length < count * len) {
-      done = normalizeFor(ds, set.images, count);
+      done = await normalizeSliced(ds, set.images, count);
       this.#inputs.set(key, done);
     }
     return done.subarray(0, count * len);
