@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -58,6 +58,22 @@ describe.skipIf(!haveData)('readCifar10 on the real data', () => {
     expect(train.images.subarray(40_000 * IMAGE_BYTES, 40_001 * IMAGE_BYTES)).toEqual(
       new Uint8Array(batch5.subarray(1, RECORD_BYTES)),
     );
+  });
+
+  it('reads the first images of a split from the files that hold them, and no others', async () => {
+    // Two of the five training files: enough for 10,300 images, not for 20,001.
+    const dir = freshDir();
+    for (const f of ['data_batch_1.bin', 'data_batch_2.bin']) symlinkSync(join(DATA, f), join(dir, f));
+    const head = await readCifar10(dir, 'train', 10_300);
+    expect(head.count).toBe(10_300);
+    const batch2 = readFileSync(join(DATA, 'data_batch_2.bin'));
+    const last = 299 * RECORD_BYTES;
+    expect(head.labels[10_299]).toBe(batch2[last]);
+    expect(Buffer.from(head.images.subarray(10_299 * IMAGE_BYTES)).equals(batch2.subarray(last + 1, last + RECORD_BYTES))).toBe(true);
+    const all = await readCifar10(DATA, 'test');
+    const few = await readCifar10(DATA, 'test', 5);
+    expect({ count: few.count, labels: [...few.labels] }).toEqual({ count: 5, labels: [...all.labels.subarray(0, 5)] });
+    await expect(readCifar10(dir, 'train', 20_001)).rejects.toThrow(`CIFAR-10 file missing: ${join(dir, 'data_batch_3.bin')}`);
   });
 
   it('verifies the official md5 sums', async () => {
@@ -349,7 +365,7 @@ describe('fetchToFile (loopback server)', () => {
 
 describe('normalizeSliced', () => {
   it('gives normalizeFor\'s values bit for bit, letting timers run between its slices', async () => {
-    // 1,001 images of random bytes: two whole slices of 400 and a partial one.
+    // 1,001 images of random bytes: five whole slices of 200 and a partial one.
     const ds = dataset('cifar10');
     const count = 1001;
     const images = new Uint8Array(count * 3072);

@@ -58,6 +58,10 @@ describe('IDX reader (MNIST format) on files the test writes', () => {
     // Buffer.equals: a deep toEqual over 7.8 million elements takes a minute.
     expect(Buffer.from(set.images).equals(Buffer.from(pixels))).toBe(true);
     expect(Buffer.from(set.labels).equals(Buffer.from(labels))).toBe(true);
+    const head = await readIdx(dir, 'test', 'MNIST', 'npx stoxnet data mnist', 300);
+    expect(head.count).toBe(300);
+    expect(Buffer.from(head.images).equals(Buffer.from(pixels.subarray(0, 300 * 784)))).toBe(true);
+    expect([...head.labels]).toEqual([...labels.subarray(0, 300)]);
     expect(set.images[783]).toBe((783 * 7) % 256);
   });
 
@@ -100,6 +104,12 @@ describe('CIFAR-100 reader on files the test writes', () => {
     // The validation split keeps the coarse labels in step.
     const { validation } = holdOut(set, 500);
     expect(validation.coarse![0]).toBe(9500 % 20);
+    // A prefix: the first images and both labels of each, nothing past them.
+    const head = await readCifar100(dir, 'test', 1500);
+    expect(head.count).toBe(1500);
+    expect(Buffer.from(head.images).equals(Buffer.from(set.images.subarray(0, 1500 * 3072)))).toBe(true);
+    expect([...head.labels]).toEqual([...set.labels.subarray(0, 1500)]);
+    expect([...head.coarse!]).toEqual([...set.coarse!.subarray(0, 1500)]);
     raw[5 * CIFAR100_RECORD_BYTES + 1] = 100;
     writeFileSync(join(dir, 'test.bin'), raw);
     await expect(readCifar100(dir, 'test')).rejects.toThrow('record 5 has labels 5 (coarse) and 100 (fine), expected 0–19 and 0–99');
@@ -293,6 +303,9 @@ describe('users\' data: .npz arrays and image folders', () => {
     const test = await ds.read('', 'test');
     expect(Buffer.from(test.images).equals(Buffer.from(te.x))).toBe(true);
     expect([...test.labels.subarray(0, 4)]).toEqual([0, 1, 0, 1]);
+    const head = await ds.read('', 'test', 3);
+    expect({ count: head.count, labels: [...head.labels] }).toEqual({ count: 3, labels: [0, 1, 0] });
+    expect(Buffer.from(head.images).equals(Buffer.from(te.x.subarray(0, 3 * 784)))).toBe(true);
     // Normalised by the training images' own statistics.
     const mean = tr.x.reduce((a, b) => a + b, 0) / tr.x.length / 255;
     expect(ds.normalization.mean[0]).toBeCloseTo(mean, 10);

@@ -5,7 +5,8 @@ import { relative, resolve } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { EvalCache } from '../ts/cache.js';
 import { compareCosts, entryConfig } from '../ts/cost/compare.js';
-import { DATASETS } from '../ts/data/dataset.js';
+import { readCifar10 } from '../ts/data/cifar10.js';
+import { DATASETS, normalizeFor } from '../ts/data/dataset.js';
 import { evaluate } from '../ts/eval.js';
 import { importOnnx } from '../ts/onnx/import.js';
 import { packageRoot } from '../ts/paths.js';
@@ -63,6 +64,30 @@ describe.skipIf(!HAVE_DATA)('one import per model, one read per data set', () =>
     }
     // The configurations differ (the MTJ ones per seed too), so equal digests are not equal by accident.
     expect(digests.size).toBeGreaterThanOrEqual(entries.length + 1);
+  });
+
+  it('reads and normalises the longest prefix asked for once, however the requests interleave', async () => {
+    const cache = new EvalCache();
+    const ds = DATASETS.cifar10;
+    const read = vi.spyOn(ds, 'read');
+    const len = 3 * 32 * 32;
+    try {
+      // Started together: the shorter request shares the first read, the longer one replaces it.
+      const [a, b, c] = await Promise.all([cache.inputs(ds, DATA_DIR, 'test', 500), cache.inputs(ds, DATA_DIR, 'test', 200), cache.inputs(ds, DATA_DIR, 'test', 700)]);
+      const again = await cache.inputs(ds, DATA_DIR, 'test', 600);
+      expect(read.mock.calls.map(([, split, count]) => [split, count])).toEqual([
+        ['test', 500],
+        ['test', 700],
+      ]);
+      const expected = Buffer.from(normalizeFor(ds, (await readCifar10(DATA_DIR, 'test', 700)).images, 700).buffer);
+      for (const x of [a, b, c, again]) expect(Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(expected.subarray(0, x.length * 4))).toBe(true);
+      expect([a.length, b.length, c.length, again.length]).toEqual([500 * len, 200 * len, 700 * len, 600 * len]);
+      // A calibration's 300 training images: one read of 300, not of the split.
+      expect((await cache.images(ds, DATA_DIR, 'train', 300)).count).toBe(300);
+      expect(read.mock.calls.at(-1)!.slice(1)).toEqual(['train', 300]);
+    } finally {
+      read.mockRestore();
+    }
   });
 
   it('a missing model is still named, through a shared cache too', async () => {

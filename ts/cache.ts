@@ -7,7 +7,7 @@
 // from the shared network (NativeNetwork.simulator), so results are the
 // same as with a fresh import each time.
 import { resolve } from 'node:path';
-import { holdOut, normalizeSliced, openDataset, VALIDATION_IMAGES, type Dataset, type ImageSet, type Normalization } from './data/dataset.js';
+import { holdOut, normalizeSliced, openDataset, subset, VALIDATION_IMAGES, type Dataset, type ImageSet, type Normalization } from './data/dataset.js';
 import { native } from './native.js';
 import type { NativeNetwork } from './native-binding.js';
 import type { Network } from './network.js';
@@ -27,12 +27,28 @@ function memo<T>(map: Map<string, Promise<T>>, key: string, f: () => Promise<T>)
   return p;
 }
 
+/** A cached read or normalisation of a split's first `count` images (all: Infinity). */
+interface Prefix<T> {
+  count: number;
+  value: Promise<T>;
+}
+
+/** The cached prefix of `map` at `key` if it holds `count` images, else `f()`'s, which replaces it (a rejected one is dropped). */
+function longest<T>(map: Map<string, Prefix<T>>, key: string, count: number, f: () => Promise<T>): Promise<T> {
+  const held = map.get(key);
+  if (held && held.count >= count) return held.value;
+  const entry = { count, value: f() };
+  map.set(key, entry);
+  entry.value.catch(() => map.get(key) === entry && map.delete(key));
+  return entry.value;
+}
+
 export class EvalCache {
   readonly #networks = new Map<string, Promise<Network>>();
   readonly #engines = new WeakMap<Network, NativeNetwork>();
   readonly #datasets = new Map<string, Promise<Dataset>>();
-  readonly #splits = new Map<string, Promise<ImageSet>>();
-  readonly #inputs = new Map<string, Float32Array>();
+  readonly #splits = new Map<string, Prefix<ImageSet>>();
+  readonly #inputs = new Map<string, Prefix<Float32Array>>();
 
   /** The model at `path` (one import per file, however it is spelled). */
   network(path: string): Promise<Network> {
@@ -54,23 +70,26 @@ export class EvalCache {
     return memo(this.#datasets, JSON.stringify([nameOrPath, normalization ?? null]), () => openDataset(nameOrPath, normalization));
   }
 
-  /** The images of a split: `validation` is the last `VALIDATION_IMAGES` training images (only the files of that split are read). */
-  async images(ds: Dataset, dataDir: string, split: ImageSplit): Promise<ImageSet> {
+  /**
+   * The first `count` images (default all) of a split: `validation` is the
+   * last `VALIDATION_IMAGES` training images, so it reads the whole training
+   * split. Only the longest prefix asked for is read (`Dataset.read`).
+   */
+  async images(ds: Dataset, dataDir: string, split: ImageSplit, count = Infinity): Promise<ImageSet> {
     const file = split === 'test' ? 'test' : 'train';
-    const set = await memo(this.#splits, JSON.stringify([ds.name, ds.path ?? null, dataDir, file]), () => ds.read(dataDir, file));
-    return split === 'validation' ? holdOut(set, VALIDATION_IMAGES).validation : set;
+    const need = split === 'validation' ? Infinity : count;
+    const key = JSON.stringify([ds.name, ds.path ?? null, dataDir, file]);
+    const set = await longest(this.#splits, key, need, () => ds.read(dataDir, file, need === Infinity ? undefined : need));
+    if (split === 'validation') return holdOut(set, VALIDATION_IMAGES).validation;
+    return set.count > count ? subset(set, 0, count) : set;
   }
 
   /** The first `count` images of a split, normalised as `ds` says (`normalizeSliced`); one normalisation of the longest prefix asked for. */
   async inputs(ds: Dataset, dataDir: string, split: ImageSplit, count: number): Promise<Float32Array> {
-    const set = await this.images(ds, dataDir, split);
+    const set = await this.images(ds, dataDir, split, count);
     const key = JSON.stringify([ds.name, ds.path ?? null, dataDir, split, ds.normalization.mean, ds.normalization.std]);
     const len = ds.dims[0] * ds.dims[1] * ds.dims[2];
-    let done = this.#inputs.get(key);
-    if (!done || done.length < count * len) {
-      done = await normalizeSliced(ds, set.images, count);
-      this.#inputs.set(key, done);
-    }
+    const done = await longest(this.#inputs, key, count, () => normalizeSliced(ds, set.images, count));
     return done.subarray(0, count * len);
   }
 }

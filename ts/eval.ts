@@ -162,8 +162,8 @@ export async function evaluate(options: EvalOptions): Promise<EvalRun> {
   else ({ backend, layers, simulator } = await createSimulator(net, config, { dataDir, threads, engine: backendName, learned: options.ignoreLearned ? undefined : net.stox?.layers, signal: options.signal, dataset: ds, cache }));
   options.signal?.throwIfAborted();
 
-  const test = await cache.images(ds, dataDir, evalSet);
-  const total = Math.min(limit ?? test.count, test.count);
+  const test = await cache.images(ds, dataDir, evalSet, limit);
+  const total = test.count;
   const inputs = await cache.inputs(ds, dataDir, evalSet, total);
   const imageLen = net.input[0] * net.input[1] * net.input[2];
   const classes = backend.classes;

@@ -97,8 +97,8 @@ export async function createSimulator(net: Network, config: StoxConfig, o: Simul
   let calibration: Float32Array = o.calibration ?? new Float32Array(0);
   if (!o.calibration && engine.needsCalibration(specs)) {
     const ds = o.dataset ?? DATASETS.cifar10;
-    const train = await cache.images(ds, o.dataDir, 'train');
-    calibration = await cache.inputs(ds, o.dataDir, 'train', Math.min(config.calibrationImages, train.count));
+    const train = await cache.images(ds, o.dataDir, 'train', config.calibrationImages);
+    calibration = await cache.inputs(ds, o.dataDir, 'train', train.count);
   }
   const sim: NativeSimulator = await withAbort(o.signal, (handle) => engine.simulator(specs, config.seed, calibration, o.threads, handle));
   const resolved: ResolvedJs[] = sim.resolved();

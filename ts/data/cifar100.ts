@@ -5,12 +5,12 @@
 // ones are kept alongside.
 import { join } from 'node:path';
 import type { ImageSet } from './dataset.js';
+import { copyRecords, IMAGE_BYTES } from './cifar10.js';
 import { readDataFile } from './file.js';
 
 export const CIFAR100_URL = 'https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz';
 /** md5 of the official archive, as published on the CIFAR page (www.cs.toronto.edu/~kriz/cifar.html). */
 export const CIFAR100_ARCHIVE_MD5 = '03b5dce01913d631647c71ecec9e9cb8';
-const IMAGE_BYTES = 3 * 32 * 32;
 export const CIFAR100_RECORD_BYTES = 2 + IMAGE_BYTES;
 export const CIFAR100_FILES = { train: { name: 'train.bin', count: 50_000 }, test: { name: 'test.bin', count: 10_000 } } as const;
 export const CIFAR100_FILE_NAMES = [CIFAR100_FILES.train.name, CIFAR100_FILES.test.name];
@@ -25,20 +25,19 @@ export const CIFAR100_CLASSES = (
   'squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm'
 ).split(' ');
 
-/** Reads the training or test split of CIFAR-100 from `dir`: fine labels, coarse labels kept. */
-export async function readCifar100(dir: string, split: 'train' | 'test'): Promise<ImageSet> {
-  const { name, count } = CIFAR100_FILES[split];
+/** Reads the first `count` images (default all) of the training or test split of CIFAR-100 from `dir`: fine labels, coarse labels kept. */
+export async function readCifar100(dir: string, split: 'train' | 'test', count?: number): Promise<ImageSet> {
+  const { name, count: total } = CIFAR100_FILES[split];
   const path = join(dir, name);
-  const data = await readDataFile(path, count * CIFAR100_RECORD_BYTES, 'CIFAR-100', 'npx stoxnet data cifar100');
-  const images = new Uint8Array(count * IMAGE_BYTES);
-  const labels = new Uint8Array(count);
-  const coarse = new Uint8Array(count);
-  for (let r = 0; r < count; r++) {
-    const at = r * CIFAR100_RECORD_BYTES;
-    if (data[at] > 19 || data[at + 1] > 99) throw new Error(`CIFAR-100 file ${path}: record ${r} has labels ${data[at]} (coarse) and ${data[at + 1]} (fine), expected 0–19 and 0–99`);
-    coarse[r] = data[at];
-    labels[r] = data[at + 1];
-    images.set(data.subarray(at + 2, at + CIFAR100_RECORD_BYTES), r * IMAGE_BYTES);
-  }
-  return { images, labels, count, coarse };
+  const data = await readDataFile(path, total * CIFAR100_RECORD_BYTES, 'CIFAR-100', 'npx stoxnet data cifar100');
+  const n = Math.min(count ?? Infinity, total);
+  const images = new Uint8Array(n * IMAGE_BYTES);
+  const labels = new Uint8Array(n);
+  const coarse = new Uint8Array(n);
+  await copyRecords(data, n, 2, images, (r, record) => {
+    if (record[0] > 19 || record[1] > 99) throw new Error(`CIFAR-100 file ${path}: record ${r} has labels ${record[0]} (coarse) and ${record[1]} (fine), expected 0–19 and 0–99`);
+    coarse[r] = record[0];
+    labels[r] = record[1];
+  });
+  return { images, labels, count: n, coarse };
 }

@@ -5,6 +5,7 @@
 import { CIFAR10_CLASSES, CIFAR10_FILES, NORMALIZATION, readCifar10, TRAIN_FILES } from './cifar10.js';
 import { CIFAR100_CLASSES, CIFAR100_FILES, readCifar100 } from './cifar100.js';
 import { FASHION_MNIST_CLASSES, IDX_FILES, MNIST_CLASSES, readIdx } from './idx.js';
+import { inSlices } from './slices.js';
 import { isDataPath, openUserDataset } from './user.js';
 
 /** Images of one split: `count` CHW byte images back to back, and their labels. */
@@ -42,7 +43,12 @@ export interface Dataset {
   env: string;
   /** Folder name in the cache. */
   folder: string;
-  read(dir: string, split: 'train' | 'test'): Promise<ImageSet>;
+  /**
+   * The first `count` images of a split (all of it when `count` is undefined
+   * or larger): a calibration that uses 300 training images reads one
+   * CIFAR-10 file, not five, and copies 300 records.
+   */
+  read(dir: string, split: 'train' | 'test', count?: number): Promise<ImageSet>;
   /** A user's data: the file or folder it came from (its own location; --data does not apply). */
   path?: string;
 }
@@ -57,7 +63,7 @@ const idx = (name: 'mnist' | 'fashion-mnist', title: string, classes: readonly s
   files: { train: [IDX_FILES.train.images, IDX_FILES.train.labels], test: [IDX_FILES.test.images, IDX_FILES.test.labels] },
   env: `STOXNET_DATA_${name.toUpperCase().replace('-', '_')}`,
   folder: name,
-  read: (dir, split) => readIdx(dir, split, title, `npx stoxnet data ${name}`),
+  read: (dir, split, count) => readIdx(dir, split, title, `npx stoxnet data ${name}`, count),
 });
 
 export const DATASETS: Readonly<Record<DatasetName, Dataset>> = {
@@ -187,22 +193,14 @@ export function normalizeFor(ds: Pick<Dataset, 'dims' | 'normalization'>, images
   return normalize(images, count, { dims: ds.dims, mean: ds.normalization.mean, std: ds.normalization.std });
 }
 
-/** Images per slice of `normalizeSliced`: about 10 ms of work on a Zen 3. */
-const SLICE = 400;
-
 /**
- * `normalizeFor` in slices, letting timers run between them, as
- * `readCifar10`'s copy does: in one piece 2,000 images held the event loop
- * for ~50 ms on a Zen 3 (10,000 for a quarter of a second), which an eval
- * must not do to its host. The same values: each image is normalised alone.
+ * `normalizeFor` in slices of 200 images (`inSlices`); in one piece 2,000
+ * images held an eval's event loop for ~50 ms on a Zen 3. The same values:
+ * each image is normalised alone.
  */
 export async function normalizeSliced(ds: Pick<Dataset, 'dims' | 'normalization'>, images: Uint8Array, count: number): Promise<Float32Array> {
   const len = imageBytes(ds);
   const out = new Float32Array(count * len);
-  for (let start = 0; start < count; start += SLICE) {
-    if (start > 0) await new Promise((resolve) => setImmediate(resolve));
-    const n = Math.min(SLICE, count - start);
-    out.set(normalizeFor(ds, images.subarray(start * len, (start + n) * len), n), start * len);
-  }
+  await inSlices(count, 200, (start, end) => out.set(normalizeFor(ds, images.subarray(start * len, end * len), end - start), start * len));
   return out;
 }

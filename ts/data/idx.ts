@@ -49,18 +49,19 @@ export function checkIdxHeader(data: Uint8Array, path: string, magic: number, di
   });
 }
 
-/** Reads the training (60,000 images) or test (10,000) split of an IDX data set in `dir`. */
-export async function readIdx(dir: string, split: 'train' | 'test', title: string, fetch: string): Promise<ImageSet> {
-  const { images: imageFile, labels: labelFile, count } = IDX_FILES[split];
+/** Reads the first `count` images (default all) of the training (60,000 images) or test (10,000) split of an IDX data set in `dir`. */
+export async function readIdx(dir: string, split: 'train' | 'test', title: string, fetch: string, count?: number): Promise<ImageSet> {
+  const { images: imageFile, labels: labelFile, count: total } = IDX_FILES[split];
   const pixels = IDX_SIDE * IDX_SIDE;
   const imagePath = join(dir, imageFile);
   const labelPath = join(dir, labelFile);
-  const rawImages = await readDataFile(imagePath, 16 + count * pixels, title, fetch);
-  const rawLabels = await readDataFile(labelPath, 8 + count, title, fetch);
-  checkIdxHeader(rawImages, imagePath, 0x803, [count, IDX_SIDE, IDX_SIDE]);
-  checkIdxHeader(rawLabels, labelPath, 0x801, [count]);
+  const rawImages = await readDataFile(imagePath, 16 + total * pixels, title, fetch);
+  const rawLabels = await readDataFile(labelPath, 8 + total, title, fetch);
+  checkIdxHeader(rawImages, imagePath, 0x803, [total, IDX_SIDE, IDX_SIDE]);
+  checkIdxHeader(rawLabels, labelPath, 0x801, [total]);
   const labels = new Uint8Array(rawLabels.subarray(8));
   const bad = labels.findIndex((l) => l > 9);
   if (bad >= 0) throw new Error(`${labelPath}: label ${bad} is ${labels[bad]}, expected 0–9`);
-  return { images: new Uint8Array(rawImages.subarray(16)), labels, count };
+  const n = Math.min(count ?? Infinity, total);
+  return { images: new Uint8Array(rawImages.subarray(16, 16 + n * pixels)), labels: labels.subarray(0, n), count: n };
 }

@@ -9,7 +9,7 @@ import { basename, extname, join, resolve } from 'node:path';
 import { unzipSync } from 'fflate';
 import jpeg from 'jpeg-js';
 import pngjs from 'pngjs';
-import type { Dataset, ImageSet, Normalization } from './dataset.js';
+import { subset, type Dataset, type ImageSet, type Normalization } from './dataset.js';
 import { readDataFile } from './file.js';
 
 /** An array of a .npy file: its shape and values (integers or floats as numbers). */
@@ -146,7 +146,7 @@ function userDataset(path: string, loaded: Loaded, normalization?: Normalization
     env: '',
     folder: '',
     path,
-    read: async (_dir, split) => loaded[split],
+    read: async (_dir, split, count) => subset(loaded[split], 0, Math.min(count ?? Infinity, loaded[split].count)),
   };
 }
 
