@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { architecture, ARCHS, type Arch } from './arch.js';
 import { writeFileAtomic } from './atomic.js';
 import { ConfigError, int, ints, num, oneOf } from './config.js';
-import { dataset, holdOut, imageBytes, normalizeFor, openDataset, VALIDATION_IMAGES, type Dataset } from './data/dataset.js';
+import { dataset, holdOut, imageBytes, normalizeSliced, openDataset, VALIDATION_IMAGES, type Dataset } from './data/dataset.js';
 import { isDataPath } from './data/user.js';
 import { resolveDataDir } from './data/location.js';
 import { argmax } from './eval.js';
@@ -236,7 +236,7 @@ export async function createTrainer(net: Network, settings: TrainSettings, image
     specs = layerSpecs(net, stox);
     applyLearned(net, specs, net.stox?.layers);
     const m = Math.min(stox.calibrationImages, labels.length);
-    calibration = normalizeFor(ds, images, m);
+    calibration = await normalizeSliced(ds, images, m);
   }
   const distill = settings.teacher === undefined ? undefined : { teacher: await importOnnx(settings.teacher), source: settings.teacher, alpha: settings.distillAlpha, temperature: settings.distillTemperature };
   return withAbort(signal, (handle) =>
@@ -285,8 +285,8 @@ export async function train(o: TrainOptions): Promise<{ log: EpochLog[]; model: 
   const [allTrain, testSet] = await Promise.all([ds.read(dir, 'train'), ds.read(dir, 'test')]);
   if (settings.valImages >= allTrain.count) throw new ConfigError(`--val-images ${settings.valImages}: ${ds.title} has ${allTrain.count} training images`);
   const { fit: trainSet, validation } = holdOut(allTrain, settings.valImages);
-  const testImages = normalizeFor(ds, testSet.images, testSet.count);
-  const valImages = normalizeFor(ds, validation.images, validation.count);
+  const testImages = await normalizeSliced(ds, testSet.images, testSet.count);
+  const valImages = await normalizeSliced(ds, validation.images, validation.count);
   const n = o.trainImages === undefined ? trainSet.count : int('--train-images', o.trainImages, 2, trainSet.count);
   const stox = resolveConfig(settings.stox as Record<string, unknown>);
   const qat = stox.converter !== 'fp';
