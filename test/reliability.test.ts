@@ -13,29 +13,11 @@ import { native } from '../ts/native.js';
 import { packageRoot } from '../ts/paths.js';
 import { train } from '../ts/train.js';
 import { CLI, DATA_DIR, HAVE_DATA, HAVE_MODELS, model } from './helpers/env.js';
+import { timerLag } from './helpers/lag.js';
 
 const run = promisify(execFile);
 const tmp = () => mkdtempSync(join(tmpdir(), 'stoxnet-rel-'));
 const R20 = () => model('resnet20.onnx');
-
-/** Largest delay of a 5 ms interval timer while `work` runs. */
-async function timerLag<T>(work: () => Promise<T>): Promise<{ result: T; maxLagMs: number; ticks: number }> {
-  let last = performance.now();
-  let maxLagMs = 0;
-  let ticks = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    maxLagMs = Math.max(maxLagMs, now - last - 5);
-    last = now;
-    ticks++;
-  }, 5);
-  try {
-    const result = await work();
-    return { result, maxLagMs, ticks };
-  } finally {
-    clearInterval(timer);
-  }
-}
 
 /** Starts `work`, aborts it after `ms`, expects an AbortError and returns the ms from abort() to the rejection. */
 async function abortLatency(ms: number, work: (signal: AbortSignal) => Promise<unknown>): Promise<number> {

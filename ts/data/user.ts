@@ -6,11 +6,12 @@
 // training images' per-channel statistics unless given).
 import { readdir, stat } from 'node:fs/promises';
 import { basename, extname, join, resolve } from 'node:path';
-import { unzipSync } from 'fflate';
+import { unzip } from 'fflate';
 import jpeg from 'jpeg-js';
 import pngjs from 'pngjs';
 import { subset, type Dataset, type ImageSet, type Normalization } from './dataset.js';
 import { readDataFile } from './file.js';
+import { inSlices } from './slices.js';
 
 /** An array of a .npy file: its shape and values (integers or floats as numbers). */
 export interface NpyArray {
@@ -56,9 +57,15 @@ export function parseNpy(bytes: Uint8Array, what: string): NpyArray {
   const size = Number(descr.slice(2));
   const at = start + len;
   if (bytes.length - at !== count * size) throw new Error(`${what}: holds ${bytes.length - at} data bytes, its shape (${shape.join(', ')}) of ${descr} needs ${count * size}`);
-  // Typed-array views need aligned offsets: copy the data to its own buffer.
-  const data = bytes.slice(at).buffer;
-  return { shape, dtype: descr, data: read(data, 0, count) };
+  // Typed-array views need aligned offsets: only misaligned data is copied to its own buffer.
+  const offset = bytes.byteOffset + at;
+  const [buffer, from] = offset % size === 0 ? [bytes.buffer as ArrayBuffer, offset] : [bytes.slice(at).buffer, 0];
+  return { shape, dtype: descr, data: read(buffer, from, count) };
+}
+
+/** Images of `len` values per slice (`inSlices`) of a conversion: 50,000 values, a few ms even before the JIT has optimised the loop. */
+function imagesPerSlice(len: number): number {
+  return Math.max(1, Math.floor(50_000 / len));
 }
 
 /**
@@ -66,33 +73,41 @@ export function parseNpy(bytes: Uint8Array, what: string): NpyArray {
  * when the last axis is not) or N×H×W; floats in [0, 1] are scaled by 255,
  * floats in [0, 255] kept, then rounded (exact for images that were bytes).
  */
-export function toChwBytes(x: NpyArray, what: string): { images: Uint8Array; dims: [number, number, number]; count: number } {
+export async function toChwBytes(x: NpyArray, what: string): Promise<{ images: Uint8Array; dims: [number, number, number]; count: number }> {
   const s = x.shape;
   let nchw: boolean;
   if (s.length === 3) nchw = true;
   else if (s.length === 4) nchw = [1, 3].includes(s[1]) && ![1, 3].includes(s[3]);
   else throw new Error(`${what}: images must be N×H×W×C, N×C×H×W or N×H×W, got shape (${s.join(', ')})`);
   const [n, c, h, w] = s.length === 3 ? [s[0], 1, s[1], s[2]] : nchw ? s : [s[0], s[3], s[1], s[2]];
+  const len = c * h * w;
+  // Both passes image by image in slices: a CIFAR-sized array took seconds
+  // of its host's event loop in one piece.
+  const slice = imagesPerSlice(len);
   let max = 0;
   let min = 0;
-  for (let i = 0; i < x.data.length; i++) {
-    const v = x.data[i];
-    if (!Number.isFinite(v)) throw new Error(`${what}: value ${i} is ${v}`);
-    if (v > max) max = v;
-    if (v < min) min = v;
-  }
+  await inSlices(n, slice, (from, to) => {
+    for (let i = from * len; i < to * len; i++) {
+      const v = x.data[i];
+      if (!Number.isFinite(v)) throw new Error(`${what}: value ${i} is ${v}`);
+      if (v > max) max = v;
+      if (v < min) min = v;
+    }
+  });
   const float = x.dtype.includes('f');
   if (min < 0 || max > 255) throw new Error(`${what}: pixel values span ${min}…${max}; expected 0…255 (or 0…1 as floats)`);
   const scale = float && max <= 1 ? 255 : 1;
-  const images = new Uint8Array(n * c * h * w);
-  for (let i = 0; i < n; i++) {
-    for (let ch = 0; ch < c; ch++) {
-      for (let p = 0; p < h * w; p++) {
-        const src = nchw ? (i * c + ch) * h * w + p : (i * h * w + p) * c + ch;
-        images[(i * c + ch) * h * w + p] = Math.round(x.data[src] * scale);
+  const images = new Uint8Array(n * len);
+  await inSlices(n, slice, (from, to) => {
+    for (let i = from; i < to; i++) {
+      for (let ch = 0; ch < c; ch++) {
+        for (let p = 0; p < h * w; p++) {
+          const src = nchw ? (i * c + ch) * h * w + p : (i * h * w + p) * c + ch;
+          images[(i * c + ch) * h * w + p] = Math.round(x.data[src] * scale);
+        }
       }
     }
-  }
+  });
   return { images, dims: [c, h, w], count: n };
 }
 
@@ -109,17 +124,20 @@ function toLabels(y: NpyArray, count: number, what: string): Uint8Array {
 }
 
 /** Per-channel mean and std of byte images (scaled to 0…1). */
-export function channelStats(images: Uint8Array, dims: readonly [number, number, number]): Normalization {
+export async function channelStats(images: Uint8Array, dims: readonly [number, number, number]): Promise<Normalization> {
   const [c, h, w] = dims;
   const plane = h * w;
   const sum = new Array<number>(c).fill(0);
   const sq = new Array<number>(c).fill(0);
-  for (let i = 0; i < images.length; i++) {
-    const ch = Math.floor(i / plane) % c;
-    const v = images[i] / 255;
-    sum[ch] += v;
-    sq[ch] += v * v;
-  }
+  // Image by image, in slices (`inSlices`): each channel's sums take its values in file order, as in one loop.
+  await inSlices(images.length / (c * plane), imagesPerSlice(c * plane), (from, to) => {
+    for (let i = from * c * plane; i < to * c * plane; i++) {
+      const ch = Math.floor(i / plane) % c;
+      const v = images[i] / 255;
+      sum[ch] += v;
+      sq[ch] += v * v;
+    }
+  });
   const n = images.length / c;
   const mean = sum.map((s) => s / n);
   const std = sq.map((s, i) => Math.sqrt(Math.max(s / n - mean[i] ** 2, 1e-12)));
@@ -133,14 +151,14 @@ interface Loaded {
   test: ImageSet;
 }
 
-/** A user data set from its loaded splits; `normalization` overrides the training images' statistics. */
-function userDataset(path: string, loaded: Loaded, normalization?: Normalization): Dataset {
+/** A user data set from its loaded splits, normalised by `normalization`. */
+function userDataset(path: string, loaded: Loaded, normalization: Normalization): Dataset {
   return {
     name: `user:${basename(path)}`,
     title: path,
     classes: loaded.classes,
     dims: loaded.dims,
-    normalization: normalization ?? channelStats(loaded.train.images, loaded.dims),
+    normalization,
     augment: { pad: 0, flip: false },
     files: { train: [], test: [] },
     env: '',
@@ -152,23 +170,21 @@ function userDataset(path: string, loaded: Loaded, normalization?: Normalization
 
 async function loadNpz(path: string): Promise<Loaded> {
   const zip = await readDataFile(path, undefined, 'npz', 'numpy.savez');
-  let entries: Record<string, Uint8Array>;
-  try {
-    entries = unzipSync(zip);
-  } catch (err) {
-    throw new Error(`${path}: not a .npz (zip) archive: ${(err as Error).message}`);
-  }
+  // fflate's asynchronous unzip inflates compressed members (numpy.savez_compressed) in worker threads.
+  const entries = await new Promise<Record<string, Uint8Array>>((resolve, reject) =>
+    unzip(zip, (err, files) => (err ? reject(new Error(`${path}: not a .npz (zip) archive: ${err.message}`)) : resolve(files))),
+  );
   const get = (key: string) => {
     const bytes = entries[`${key}.npy`];
     if (!bytes) throw new Error(`${path}: no array '${key}' (expected x_train, y_train, x_test, y_test; found ${Object.keys(entries).map((k) => k.replace(/\.npy$/, '')).join(', ') || 'none'})`);
     return parseNpy(bytes, `${path}: ${key}`);
   };
-  const split = (xKey: string, yKey: string): ImageSet & { dims: [number, number, number] } => {
-    const x = toChwBytes(get(xKey), `${path}: ${xKey}`);
+  const split = async (xKey: string, yKey: string): Promise<ImageSet & { dims: [number, number, number] }> => {
+    const x = await toChwBytes(get(xKey), `${path}: ${xKey}`);
     return { images: x.images, labels: toLabels(get(yKey), x.count, `${path}: ${yKey}`), count: x.count, dims: x.dims };
   };
-  const train = split('x_train', 'y_train');
-  const test = split('x_test', 'y_test');
+  const train = await split('x_train', 'y_train');
+  const test = await split('x_test', 'y_test');
   if (train.dims.join() !== test.dims.join()) throw new Error(`${path}: x_train images are ${train.dims.join('×')}, x_test images ${test.dims.join('×')}`);
   let top = 0;
   for (const l of [...train.labels, ...test.labels]) top = Math.max(top, l);
@@ -242,5 +258,6 @@ export async function openUserDataset(path: string, normalization?: Normalizatio
     throw new Error(`--dataset ${path}: no such file or folder`);
   });
   const loaded = st.isDirectory() ? await loadFolder(full) : await loadNpz(full);
-  return userDataset(full, loaded, normalization);
+  // `normalization` overrides the training images' statistics.
+  return userDataset(full, loaded, normalization ?? (await channelStats(loaded.train.images, loaded.dims)));
 }
