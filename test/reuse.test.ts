@@ -85,6 +85,11 @@ describe.skipIf(!HAVE_DATA)('one import per model, one read per data set', () =>
       // A calibration's 300 training images: one read of 300, not of the split.
       expect((await cache.images(ds, DATA_DIR, 'train', 300)).count).toBe(300);
       expect(read.mock.calls.at(-1)!.slice(1)).toEqual(['train', 300]);
+      // The first 40 validation images: the whole training split is read (they end it), 40 are returned.
+      const validation = await cache.images(ds, DATA_DIR, 'validation', 40);
+      expect(read.mock.calls.at(-1)!.slice(1)).toEqual(['train', undefined]);
+      const train = await readCifar10(DATA_DIR, 'train');
+      expect({ count: validation.count, labels: [...validation.labels] }).toEqual({ count: 40, labels: [...train.labels.subarray(45_000, 45_040)] });
     } finally {
       read.mockRestore();
     }

@@ -79,8 +79,8 @@ export class EvalCache {
     const file = split === 'test' ? 'test' : 'train';
     const need = split === 'validation' ? Infinity : count;
     const key = JSON.stringify([ds.name, ds.path ?? null, dataDir, file]);
-    const set = await longest(this.#splits, key, need, () => ds.read(dataDir, file, need === Infinity ? undefined : need));
-    if (split === 'validation') return holdOut(set, VALIDATION_IMAGES).validation;
+    const read = await longest(this.#splits, key, need, () => ds.read(dataDir, file, need === Infinity ? undefined : need));
+    const set = split === 'validation' ? holdOut(read, VALIDATION_IMAGES).validation : read;
     return set.count > count ? subset(set, 0, count) : set;
   }
 
